@@ -1,0 +1,123 @@
+"""Problems found in job folders, and the two exceptions that carry them.
+
+Checks collect :class:`Problem` values; library code raises :class:`ConfigError`
+(files, schemas, wiring) or :class:`JobError` (run time) holding them; only the
+CLI prints and exits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+Severity = Literal["error", "warning"]
+JsonPath = tuple[str | int, ...]
+
+
+@dataclass(frozen=True, order=True)
+class Position:
+    """A place in a file: 1-based line and column."""
+
+    file: str
+    line: int = 0
+    column: int = 0
+
+    def __str__(self) -> str:
+        if self.line <= 0:
+            return self.file
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+def format_json_path(path: JsonPath) -> str:
+    """Render ``("components", 0, "args", "lr")`` as ``components[0].args.lr``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong (or suspicious) in a job, with where it is and how to fix it.
+
+    ``code`` is a stable, machine-readable kind (``syntax``, ``schema``,
+    ``unknown-arg``, ``dangling-ref`` ...); ``hint`` says what to do next.
+    """
+
+    severity: Severity
+    code: str
+    message: str
+    position: Position | None = None
+    json_path: JsonPath = ()
+    hint: str | None = None
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity == "error"
+
+    def sort_key(self) -> tuple[str, int, int, str]:
+        pos = self.position or Position("")
+        return (pos.file, pos.line, pos.column, self.message)
+
+    def __str__(self) -> str:
+        where = f"{self.position}: " if self.position else ""
+        path = f" [{format_json_path(self.json_path)}]" if self.json_path else ""
+        text = f"{where}{self.severity}: {self.message}{path}"
+        if self.hint:
+            text += f"\n    hint: {self.hint}"
+        return text
+
+    def to_dict(self) -> dict[str, object]:
+        pos = self.position
+        return {
+            "file": pos.file if pos else None,
+            "line": pos.line if pos else None,
+            "column": pos.column if pos else None,
+            "severity": self.severity,
+            "code": self.code,
+            "message": self.message,
+            "json_path": format_json_path(self.json_path),
+            "hint": self.hint,
+        }
+
+
+class FlconfigError(Exception):
+    """Base of every error flconfig raises on purpose."""
+
+
+class ConfigError(FlconfigError):
+    """A job's files, schemas or wiring are wrong. Holds every problem found."""
+
+    def __init__(self, problems: Problem | Sequence[Problem]):
+        self.problems: list[Problem] = (
+            [problems] if isinstance(problems, Problem) else list(problems)
+        )
+        super().__init__("\n".join(str(p) for p in self.problems) or "invalid configuration")
+
+    @classmethod
+    def single(
+        cls,
+        code: str,
+        message: str,
+        position: Position | None = None,
+        json_path: JsonPath = (),
+        hint: str | None = None,
+    ) -> ConfigError:
+        return cls(Problem("error", code, message, position, json_path, hint))
+
+
+class JobError(FlconfigError):
+    """A job failed while running: which site, and why."""
+
+    def __init__(self, message: str, site: str | None = None):
+        self.site = site
+        super().__init__(f"{site}: {message}" if site else message)
+
+
+def errors_only(problems: Iterable[Problem]) -> list[Problem]:
+    """The problems that make a job invalid (warnings left out)."""
+    return [p for p in problems if p.is_error]
