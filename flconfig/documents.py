@@ -45,6 +45,16 @@ class Document:
                 return pos
         return Position(self.file, 1, 1)
 
+    def data_at(self, path: JsonPath, default: Any = None) -> Any:
+        """The value at ``path``, or ``default`` when the path does not exist."""
+        node = self.data
+        for part in path:
+            try:
+                node = node[part]
+            except (KeyError, IndexError, TypeError):
+                return default
+        return node
+
     def key_position(self, path: JsonPath) -> Position:
         """Where the key naming ``path`` is written (falls back to the value)."""
         pos = self.keys.get(tuple(path))

@@ -1,0 +1,29 @@
+# The two commands of the README:
+#   make example   set up .venv and launch the example job (1 server + 2 client processes)
+#   make test      set up .venv and run the whole test suite (what CI runs)
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: venv example test lint bench
+
+$(BIN)/flconfig: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	# The CPU build of torch first, so pip never pulls a multi-GB CUDA build.
+	$(BIN)/pip install --quiet "torch==2.13.0"
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $(BIN)/flconfig
+
+venv: $(BIN)/flconfig
+
+example: venv
+	$(BIN)/flconfig launch configs/tensorboard-streaming --workspace workspace
+
+test: venv
+	$(BIN)/python -m pytest -q
+
+lint: venv
+	$(BIN)/ruff check .
+
+bench: venv
+	$(BIN)/python benchmarks/run_all.py

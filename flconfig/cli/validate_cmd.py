@@ -1,0 +1,43 @@
+"""``flconfig validate PATH...``: every problem of every job, in one pass."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import Problem
+from ..report import write_json, write_text
+
+ALLOW_HELP = ("also allow component paths under this dotted module prefix "
+              "(repeatable; the environment variable FLCONFIG_ALLOW_MODULES does the same)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = sub.add_parser(
+        "validate", help="check job folders, app folders or config files",
+        description="Check job folders, app folders or config files without running anything. "
+                    "Exit 0: no errors; 1: problems found; 2: usage error.")
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="job folder, app folder or config file")
+    parser.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    parser.add_argument("--allow-module", action="append", default=[], metavar="PREFIX", help=ALLOW_HELP)
+    parser.add_argument("--strict", action="store_true", help="treat warnings as errors")
+    parser.set_defaults(func=run)
+
+
+def validate_paths(paths: list[str], allowed_modules: list[str]) -> list[Problem]:
+    """Problems of all ``paths``, sorted by file and position."""
+    from ..job import inspect_job
+
+    problems: list[Problem] = []
+    for path in paths:
+        _, found = inspect_job(path, allowed_modules=allowed_modules)
+        problems.extend(found)
+    return problems
+
+
+def run(ns: argparse.Namespace) -> int:
+    problems = validate_paths(ns.paths, ns.allow_module)
+    writer = write_json if ns.format == "json" else write_text
+    writer(problems, len(ns.paths), sys.stdout)
+    failing = [p for p in problems if p.is_error or ns.strict]
+    return 1 if failing else 0

@@ -1,0 +1,1034 @@
+"""The component registry: which classes a config may name, and what they take.
+
+A component spec names its class by ``path`` (or ``class_path``) or by
+``name``. The registry answers for every such value, without importing
+anything: the class it stands for, its kind, and its arguments with a JSON
+schema for them. Classes come from five places:
+
+* flconfig's built-ins: the public component classes of
+  ``flconfig.components.*`` and ``flconfig.examples.*``;
+* FLARE class paths, through the alias table :mod:`flconfig.aliases`;
+* plugins: the entry-point group ``flconfig.components`` of installed
+  packages (entry name = short name, value ``module:Class``);
+* the job's ``custom/`` folders (``custom/my_trainer.py`` gives
+  ``my_trainer.SimpleTrainer``, as in FLARE);
+* modules the user allows explicitly (``allowed_modules``, or the
+  ``FLCONFIG_ALLOW_MODULES`` environment variable).
+
+Any other path is refused: a config cannot make flconfig import and call
+an arbitrary callable such as ``os.system``. Only :meth:`Registry.load_class`
+imports, and only classes this registry resolved.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import importlib
+import os
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from .aliases import FLARE_ALIASES
+from .errors import FlconfigError
+from .introspect import (
+    NO_DEFAULT,
+    NOT_LITERAL,
+    ClassDescription,
+    Introspector,
+    Param,
+    parse_error,
+)
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "ID_REFERENCE_KINDS",
+    "MISSING",
+    "ArgSpec",
+    "ComponentInfo",
+    "Registry",
+    "ResolveError",
+    "annotation_schema",
+    "read_entry_points",
+]
+
+#: The entry-point group plugins register components in.
+ENTRY_POINT_GROUP = "flconfig.components"
+#: Environment variable listing allowed module prefixes (``,`` or ``os.pathsep``).
+ALLOW_ENV = "FLCONFIG_ALLOW_MODULES"
+
+#: The kind of component an ``*_id`` argument must name. Any other ``*_id``
+#: argument names a component of any kind (``"any"``).
+ID_REFERENCE_KINDS: Mapping[str, str] = MappingProxyType(
+    {
+        "learner_id": "learner",
+        "aggregator_id": "aggregator",
+        "persistor_id": "persistor",
+        "pt_persistor_id": "persistor",
+        "shareable_generator_id": "shareable_generator",
+        "model_locator_id": "model_locator",
+        "analytic_sender_id": "analytics_sender",
+        "metrics_sender_id": "analytics_sender",
+        "filter_id": "filter",
+        "formatter_id": "any",
+    }
+)
+
+_BUILTIN_PACKAGES = ("flconfig.components", "flconfig.examples")
+_NOT_COMPONENT_MODULES = frozenset({"flconfig.components.base"})
+_FLCONFIG_DIR = Path(__file__).resolve().parent
+_DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "MISSING"
+
+    def __reduce__(self) -> str:
+        return "MISSING"
+
+
+#: The default of an argument that has none, or whose default is not a literal.
+MISSING: Any = _Missing()
+
+
+@dataclass(frozen=True)
+class ArgSpec:
+    """One constructor argument of a component."""
+
+    name: str
+    #: The type hint's source text (``"list[str] | None"``), or None.
+    annotation: str | None
+    required: bool
+    #: The literal default; :data:`MISSING` when required or not a literal.
+    default: Any
+    #: The kind of component a string value names (``"any"`` for a plain
+    #: ``*_id`` argument); None if the argument is no reference. Only string
+    #: values are references.
+    reference: str | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class ComponentInfo:
+    """What the registry knows about a component class, read from its source.
+
+    Compared by identity: the registry hands out one per class, and
+    :meth:`Registry.load_class` accepts only those.
+    """
+
+    #: Canonical dotted path of the implementing class (where it is defined).
+    path: str
+    #: The class name.
+    name: str
+    module: str
+    qualname: str
+    #: The component's kind (``learner``, ``workflow``, ``model`` ...).
+    #: ``"unknown"`` when a base class could not be read; ``"plain"`` when
+    #: every base was read and none is a component base.
+    kind: str
+    #: The kind and the kinds it inherits (a TBWriter is also a widget).
+    kinds: frozenset[str]
+    #: ``"builtin"``, ``"plugin"``, ``"custom"`` or ``"allowed"``.
+    origin: str
+    file: str | None
+    args: Mapping[str, ArgSpec]
+    #: The constructor takes ``**kwargs`` (or its signature is not known).
+    var_kwargs: bool
+    #: JSON schema of the ``args`` object.
+    args_schema: dict[str, Any]
+    #: Literal UPPER_CASE class attributes (``EMITS_ARG``, ``LISTENS_ARG``,
+    #: ``DEFAULT_EVENTS``, ``REFERENCES``, ``ARGS_SCHEMA`` ...).
+    attributes: Mapping[str, Any]
+    #: Line of the ``class`` statement in ``file`` (0 if not known).
+    line: int = 0
+
+    def accepts(self, kind: str) -> bool:
+        """True if this component may stand where ``kind`` is expected.
+
+        ``"any"`` accepts every component; a component whose kind could not
+        be read is given the benefit of the doubt.
+        """
+        return kind == "any" or kind in self.kinds or self.kind == "unknown"
+
+
+class ResolveError(FlconfigError):
+    """A component's ``path`` or ``name`` does not resolve to a class flconfig may build.
+
+    ``code`` is ``path-not-allowed``, ``unknown-component``,
+    ``ambiguous-name`` or ``unresolvable``; ``hint`` says what to do;
+    ``candidates`` are paths or names the user may have meant.
+    """
+
+    def __init__(
+        self, code: str, message: str, hint: str = "", candidates: Sequence[str] = ()
+    ) -> None:
+        self.code = code
+        self.message = message
+        self.hint = hint
+        self.candidates = list(candidates)
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class _Plugin:
+    entry: str
+    path: str
+    module: str
+    qualname: str
+    dist: str
+
+
+class Registry:
+    """Resolves component paths and names to :class:`ComponentInfo`, lazily.
+
+    Create one per job with :meth:`create`. Nothing is imported and nothing
+    is scanned until a lookup needs it.
+    """
+
+    def __init__(
+        self,
+        custom_dirs: Sequence[Path],
+        allowed_modules: Sequence[str],
+    ) -> None:
+        self.custom_dirs: tuple[Path, ...] = tuple(custom_dirs)
+        self.allowed_modules: tuple[str, ...] = tuple(allowed_modules)
+        #: Problems met with plugins (a bad entry point), for the CLI to show.
+        self.warnings: list[str] = []
+        self._introspector = Introspector(self.custom_dirs)
+        self._infos: dict[str, ComponentInfo] = {}
+        self._plugins: list[_Plugin] | None = None
+        self._builtins: list[ComponentInfo] | None = None
+        self._name_table: dict[str, list[ComponentInfo]] | None = None
+
+    @classmethod
+    def create(
+        cls,
+        custom_dirs: Sequence[Path] = (),
+        allowed_modules: Sequence[str] = (),
+        environ: Mapping[str, str] | None = None,
+    ) -> Registry:
+        """A registry for one job.
+
+        ``custom_dirs`` are the job's ``custom/`` folders (missing ones are
+        skipped). ``allowed_modules`` are dotted module prefixes whose
+        classes configs may name, added to those in ``FLCONFIG_ALLOW_MODULES``
+        of ``environ`` (default ``os.environ``). Raises ValueError for a
+        prefix that is not a dotted module name.
+        """
+        env = os.environ if environ is None else environ
+        prefixes: list[str] = []
+        for prefix in list(allowed_modules) + _split_env(env.get(ALLOW_ENV, "")):
+            prefix = prefix.strip()
+            if not _DOTTED.match(prefix):
+                raise ValueError(
+                    f"{prefix!r} is not a module name to allow (expected a dotted prefix such as 'my_pkg.models')"
+                )
+            if prefix not in prefixes:
+                prefixes.append(prefix)
+        dirs = [Path(d).resolve() for d in custom_dirs]
+        return cls([d for d in dirs if d.is_dir()], prefixes)
+
+    # -- resolving ------------------------------------------------------------
+
+    def resolve(self, spec_key: str, value: str) -> ComponentInfo:
+        """The component a spec names: ``spec_key`` is ``path``, ``class_path`` or ``name``.
+
+        Raises :class:`ResolveError`.
+        """
+        if spec_key in ("path", "class_path"):
+            return self._resolve_path(spec_key, value)
+        if spec_key == "name":
+            return self._resolve_name(value)
+        raise ValueError(f"spec_key must be 'path', 'class_path' or 'name', not {spec_key!r}")
+
+    def names(self) -> list[str]:
+        """Every short name a spec's ``name`` may use, sorted."""
+        return sorted(self._names())
+
+    def components(self) -> list[ComponentInfo]:
+        """Every built-in and plugin component, by path."""
+        infos = {info.path: info for info in self._builtin_infos()}
+        for plugin in self._plugin_list():
+            info = self._plugin_info(plugin)
+            infos.setdefault(info.path, info)
+        return [infos[path] for path in sorted(infos)]
+
+    def _resolve_path(self, spec_key: str, value: Any) -> ComponentInfo:
+        if not isinstance(value, str) or not value.strip():
+            raise ResolveError(
+                "unresolvable",
+                f"{spec_key} must be a dotted class path such as 'my_module.MyClass'",
+                f'set {spec_key} to a class path, or use "name" with a registered name',
+            )
+        if not _DOTTED.match(value) or "." not in value:
+            candidates = [n for n in self._names() if n == value]
+            hint = (
+                f'use "name": "{value}" for the registered component'
+                if candidates
+                else "write the full path: module, a dot, then the class name"
+            )
+            raise ResolveError(
+                "unresolvable",
+                f"{value!r} is not a dotted class path ({spec_key} needs 'module.Class')",
+                hint,
+                candidates,
+            )
+
+        alias = FLARE_ALIASES.get(value)
+        if alias is not None:
+            info = self._builtin_info(alias)
+            if info is not None:
+                return info
+        if value.split(".", 1)[0] == "flconfig":
+            return self._resolve_flconfig_path(value)
+        for plugin in self._plugin_list():
+            if value in (plugin.path, f"{plugin.module}.{plugin.qualname}"):
+                return self._plugin_info(plugin)
+        custom = self._resolve_custom(value)
+        if custom is not None:
+            return custom
+        if self._is_allowed(value):
+            return self._resolve_allowed(value)
+        raise self._not_allowed(value)
+
+    def _resolve_flconfig_path(self, value: str) -> ComponentInfo:
+        info = self._builtin_info(value)
+        if info is not None:
+            return info
+        module, _, _ = value.rpartition(".")
+        if self._is_builtin_module(module):
+            classes = [c.path for c in self._builtin_infos() if c.module == module]
+            raise ResolveError(
+                "unresolvable",
+                f"{value!r}: module {module!r} has no component class {value.rpartition('.')[2]!r}",
+                "check the class name" + _did_you_mean(value, classes),
+                _close(value, classes),
+            )
+        raise self._not_allowed(value)
+
+    def _resolve_custom(self, value: str) -> ComponentInfo | None:
+        if not self.custom_dirs:
+            return None
+        parts = value.split(".")
+        for cut in range(len(parts) - 1, 0, -1):
+            module = ".".join(parts[:cut])
+            file = self._introspector.module_in_search_path(module)
+            if file is None:
+                continue
+            description = self._introspector.describe_path(value)
+            if description is None:
+                names = self._introspector.class_names(module)
+                if names is None:
+                    raise ResolveError(
+                        "unresolvable",
+                        f"{value!r}: {_short(file)} {parse_error(file)}",
+                        "fix the module in the job's custom/ folder",
+                    )
+                classes = [f"{module}.{name}" for name in names]
+                raise ResolveError(
+                    "unresolvable",
+                    f"{value!r}: no class {'.'.join(parts[cut:])!r} in {_short(file)}",
+                    "check the class name in the job's custom/ folder"
+                    + _did_you_mean(value, classes),
+                    _close(value, classes),
+                )
+            return self._homed(value, description, "custom")
+        return None
+
+    def _resolve_allowed(self, value: str) -> ComponentInfo:
+        description = self._introspector.describe_path(value)
+        if description is not None:
+            return self._homed(value, description, "allowed")
+        parts = value.split(".")
+        module = None
+        for cut in range(len(parts) - 1, 0, -1):
+            candidate = ".".join(parts[:cut])
+            if self._introspector.module_file(candidate) is not None:
+                module = candidate
+                break
+        if module is None:
+            raise ResolveError(
+                "unresolvable",
+                f"{value!r}: module {'.'.join(parts[:-1])!r} was not found",
+                "check the module path and that its package is installed (flconfig reads its .py source)",
+            )
+        names = self._introspector.class_names(module)
+        if names is None:
+            file = self._introspector.module_file(module) or module
+            raise ResolveError(
+                "unresolvable",
+                f"{value!r}: {_short(file)} {parse_error(file)}",
+                "fix that module, or allow one that flconfig can read as Python source",
+            )
+        classes = [f"{module}.{name}" for name in names]
+        raise ResolveError(
+            "unresolvable",
+            f"{value!r}: no class {'.'.join(parts[len(module.split('.')) :])!r} in module {module!r}",
+            "check the class name" + _did_you_mean(value, classes),
+            _close(value, classes),
+        )
+
+    def _homed(self, value: str, description: ClassDescription, origin: str) -> ComponentInfo:
+        """The info for a custom or allowed class, if it is defined where it
+        may be: a name imported into a custom/ or allowed module from
+        elsewhere (``from subprocess import Popen``) is judged by where the
+        class really lives."""
+        if origin == "custom":
+            home = description.file is not None and any(
+                _is_within(description.file, folder) for folder in self.custom_dirs
+            )
+        else:
+            home = self._is_allowed(description.path)
+        if home:
+            return self._remember(description, origin)
+        builtin = self._builtin_info(description.path)
+        if builtin is not None:
+            return builtin
+        error = self._not_allowed(description.path)
+        error.message = f"{value!r} is {description.path!r}, which is not an allowed component path"
+        error.args = (error.message,)
+        raise error
+
+    def _not_allowed(self, value: str) -> ResolveError:
+        top = value.split(".", 1)[0]
+        allow = (
+            f"pass --allow-module {top} or set {ALLOW_ENV}={top}"
+            if top not in ("flconfig", "nvflare")
+            else ""
+        )
+        if top == "nvflare":
+            candidates = _close(value, list(FLARE_ALIASES))
+            hint = "flconfig has no equivalent of this FLARE class" + _did_you_mean(
+                value, candidates
+            )
+            if not candidates:
+                hint += "; FLARE classes flconfig provides: " + ", ".join(
+                    sorted({p.rpartition(".")[2] for p in FLARE_ALIASES})
+                )
+        else:
+            candidates = _close(value, self._custom_class_paths())
+            hint = (
+                "flconfig builds only its own components, FLARE aliases, entry-point plugins, "
+                "the job's custom/ modules and modules you allow"
+            )
+            if allow:
+                hint += f": {allow}"
+            hint += _did_you_mean(value, candidates)
+        return ResolveError(
+            "path-not-allowed", f"{value!r} is not an allowed component path", hint, candidates
+        )
+
+    def _is_allowed(self, value: str) -> bool:
+        return any(value == p or value.startswith(p + ".") for p in self.allowed_modules)
+
+    def _resolve_name(self, value: Any) -> ComponentInfo:
+        if not isinstance(value, str) or not value:
+            raise ResolveError(
+                "unknown-component",
+                "name must be a registered component name such as 'ScatterAndGather'",
+                'give a registered name, or the class by "path"',
+            )
+        matches = self._names().get(value, [])
+        distinct = {info.path: info for info in matches}
+        if len(distinct) == 1:
+            return next(iter(distinct.values()))
+        if len(distinct) > 1:
+            paths = sorted(distinct)
+            raise ResolveError(
+                "ambiguous-name",
+                f"name {value!r} is ambiguous: {len(paths)} components have it",
+                'use "path" with one of: ' + ", ".join(paths),
+                paths,
+            )
+        names = list(self._names())
+        candidates = [n for n in names if n.lower() == value.lower()]
+        candidates += [
+            n
+            for n in difflib.get_close_matches(value, names, n=5, cutoff=0.6)
+            if n not in candidates
+        ]
+        if "." in value:
+            hint = f'{value!r} looks like a class path: use "path" instead of "name"'
+        else:
+            hint = "use a registered name" + _did_you_mean(value, candidates)
+            if not candidates:
+                hint += ', or give the class by "path"'
+        raise ResolveError(
+            "unknown-component", f"no component is named {value!r}", hint, candidates
+        )
+
+    # -- importing ------------------------------------------------------------
+
+    def load_class(self, info: ComponentInfo) -> type:
+        """Import and return the class ``info`` describes.
+
+        The only place flconfig imports a component. ``info`` must come from
+        this registry (anything else is refused); for a ``custom`` class the
+        job's ``custom/`` folders are appended to ``sys.path`` first, as
+        FLARE does. Raises :class:`ResolveError`.
+        """
+        if self._infos.get(info.path) is not info:
+            raise ResolveError(
+                "path-not-allowed",
+                f"{info.path!r} was not resolved by this registry",
+                "resolve the component's path or name with Registry.resolve first",
+            )
+        if info.origin == "custom":
+            for folder in self.custom_dirs:
+                if str(folder) not in sys.path:
+                    sys.path.append(str(folder))
+            importlib.invalidate_caches()
+        try:
+            module = importlib.import_module(info.module)
+        except Exception as exc:
+            raise ResolveError(
+                "unresolvable",
+                f"cannot import module {info.module!r} for {info.path!r}: {type(exc).__name__}: {exc}",
+                "fix the error in that module, or install the package it needs",
+            ) from exc
+        if info.origin == "custom" and info.file is not None:
+            loaded = getattr(module, "__file__", None)
+            if loaded is None or not _same_file(loaded, info.file):
+                raise ResolveError(
+                    "unresolvable",
+                    f"module {info.module!r} was imported from {loaded or 'elsewhere'},"
+                    f" not from the job's custom/ folder ({info.file})",
+                    "rename the module in custom/ so that it does not clash with an installed one",
+                )
+        obj: Any = module
+        try:
+            for part in info.qualname.split("."):
+                obj = getattr(obj, part)
+        except AttributeError as exc:
+            raise ResolveError(
+                "unresolvable",
+                f"module {info.module!r} has no attribute {info.qualname!r} once imported",
+                "the class may be created at import time under another name; check the module",
+            ) from exc
+        if not isinstance(obj, type):
+            raise ResolveError(
+                "unresolvable",
+                f"{info.path!r} is not a class (got {type(obj).__name__})",
+                "a component path must name a class",
+            )
+        return obj
+
+    # -- built-ins --------------------------------------------------------------
+
+    def _is_builtin_module(self, module: str) -> bool:
+        if module in _NOT_COMPONENT_MODULES:
+            return False
+        if not any(module == p or module.startswith(p + ".") for p in _BUILTIN_PACKAGES):
+            return False
+        return not any(part.startswith("_") for part in module.split("."))
+
+    def _builtin_info(self, path: str) -> ComponentInfo | None:
+        """The built-in component at ``path`` (re-exports followed), or None."""
+        info = self._infos.get(path)
+        if info is not None and info.origin == "builtin":
+            return info
+        description = self._introspector.describe_path(path)
+        if description is None or not self._is_builtin_module(description.module):
+            return None
+        if description.kind is None or description.qualname.startswith("_"):
+            return None
+        info = self._remember(description, "builtin")
+        if path != info.path:
+            self._infos.setdefault(path, info)
+        return info
+
+    def _builtin_infos(self) -> list[ComponentInfo]:
+        if self._builtins is None:
+            found: list[ComponentInfo] = []
+            for module in _builtin_modules():
+                for name in self._introspector.class_names(module) or []:
+                    info = self._builtin_info(f"{module}.{name}")
+                    if info is not None:
+                        found.append(info)
+            self._builtins = found
+        return self._builtins
+
+    # -- plugins ----------------------------------------------------------------
+
+    def _plugin_list(self) -> list[_Plugin]:
+        if self._plugins is None:
+            self._plugins = self._load_plugins()
+        return self._plugins
+
+    def _load_plugins(self) -> list[_Plugin]:
+        plugins: list[_Plugin] = []
+        try:
+            found = read_entry_points(ENTRY_POINT_GROUP)
+        except Exception as exc:  # a broken installed distribution
+            self.warnings.append(f"could not read the {ENTRY_POINT_GROUP!r} entry points: {exc}")
+            return plugins
+        for name, value, dist in found:
+            match = _ENTRY_VALUE.match(value)
+            if match is None or not match.group("attr"):
+                self.warnings.append(
+                    f"entry point {name!r} of {dist} ({value!r}) does not name a class"
+                    " as 'module:Class'; skipped"
+                )
+                continue
+            module, attr = match.group("module"), match.group("attr")
+            plugins.append(_Plugin(name, f"{module}.{attr}", module, attr, dist))
+        return plugins
+
+    def _plugin_info(self, plugin: _Plugin) -> ComponentInfo:
+        info = self._infos.get(plugin.path)
+        if info is not None:
+            return info
+        description = self._introspector.describe_path(plugin.path)
+        if description is not None:
+            info = self._remember(description, "plugin")
+        else:
+            # Declared by an installed package but not readable as source (a
+            # compiled module): trusted, with arguments unchecked.
+            info = ComponentInfo(
+                path=plugin.path,
+                name=plugin.qualname.rpartition(".")[2],
+                module=plugin.module,
+                qualname=plugin.qualname,
+                kind="unknown",
+                kinds=frozenset(),
+                origin="plugin",
+                file=None,
+                args=MappingProxyType({}),
+                var_kwargs=True,
+                args_schema={"type": "object"},
+                attributes=MappingProxyType({}),
+            )
+            self._infos[info.path] = info
+        self._infos.setdefault(plugin.path, info)
+        return info
+
+    # -- names --------------------------------------------------------------------
+
+    def _names(self) -> dict[str, list[ComponentInfo]]:
+        if self._name_table is None:
+            table: dict[str, list[ComponentInfo]] = {}
+            for info in self._builtin_infos():
+                table.setdefault(info.name, []).append(info)
+            for plugin in self._plugin_list():
+                info = self._plugin_info(plugin)
+                for name in {plugin.entry, info.name}:
+                    entries = table.setdefault(name, [])
+                    if all(e.path != info.path for e in entries):
+                        entries.append(info)
+            self._name_table = table
+        return self._name_table
+
+    def _custom_class_paths(self, limit: int = 300) -> list[str]:
+        paths: list[str] = []
+        for folder in self.custom_dirs:
+            for file in sorted(folder.rglob("*.py"))[:limit]:
+                rel = file.relative_to(folder).with_suffix("")
+                parts = list(rel.parts)
+                if parts[-1] == "__init__":
+                    parts.pop()
+                if not parts or not all(p.isidentifier() for p in parts):
+                    continue
+                module = ".".join(parts)
+                paths += [f"{module}.{n}" for n in self._introspector.class_names(module) or []]
+        return paths
+
+    # -- descriptions to infos -------------------------------------------------------
+
+    def _remember(self, description: ClassDescription, origin: str) -> ComponentInfo:
+        existing = self._infos.get(description.path)
+        if existing is not None:
+            return existing
+        info = _info_from(description, origin)
+        self._infos[info.path] = info
+        return info
+
+
+def _info_from(description: ClassDescription, origin: str) -> ComponentInfo:
+    attributes = description.attributes
+    references = attributes.get("REFERENCES")
+    if not isinstance(references, dict):
+        references = {}
+    args_schema_extra = attributes.get("ARGS_SCHEMA")
+    if not isinstance(args_schema_extra, dict):
+        args_schema_extra = {}
+
+    kind = description.kind or ("plain" if description.complete else "unknown")
+    args: dict[str, ArgSpec] = {}
+    properties: dict[str, Any] = {}
+    required: list[str] = []
+    params = description.params
+    var_kwargs = description.var_kwargs or params is None
+    for param in params or ():
+        if param.kind == "positional_only":
+            continue  # configs pass keyword arguments only
+        spec = _arg_spec(param, references)
+        args[param.name] = spec
+        properties[param.name] = _property_schema(param, spec, description.arg_docs.get(param.name))
+        if spec.required:
+            required.append(param.name)
+    for name, fragment in args_schema_extra.items():
+        if isinstance(name, str) and isinstance(fragment, dict):
+            properties[name] = fragment
+
+    schema: dict[str, Any] = {"type": "object"}
+    if params is not None or properties:
+        schema["properties"] = properties
+    if required:
+        schema["required"] = required
+    if not var_kwargs:
+        schema["additionalProperties"] = False
+    return ComponentInfo(
+        path=description.path,
+        name=description.qualname.rpartition(".")[2],
+        module=description.module,
+        qualname=description.qualname,
+        kind=kind,
+        kinds=description.kinds,
+        origin=origin,
+        file=description.file,
+        args=MappingProxyType(args),
+        var_kwargs=var_kwargs,
+        args_schema=schema,
+        attributes=description.attributes,
+        line=description.line,
+    )
+
+
+def _arg_spec(param: Param, references: Mapping[str, Any]) -> ArgSpec:
+    reference: str | None = None
+    declared = references.get(param.name)
+    if isinstance(declared, str):
+        reference = declared
+    elif param.name.endswith("_id"):
+        reference = ID_REFERENCE_KINDS.get(param.name, "any")
+    required = param.default is NO_DEFAULT
+    default = MISSING if required or param.default is NOT_LITERAL else param.default
+    return ArgSpec(param.name, param.annotation, required, default, reference)
+
+
+def _property_schema(param: Param, spec: ArgSpec, doc: str | None) -> dict[str, Any]:
+    schema = annotation_schema(param.annotation)
+    if schema and spec.default is None:
+        schema = _union([schema, {"type": "null"}])
+    if schema and spec.reference is not None and not spec.name.endswith("_id"):
+        # A declared reference may also be a nested component spec.
+        schema = _union([schema, {"type": "object"}])
+    schema = dict(schema)
+    if doc:
+        schema["description"] = doc
+    if spec.default is not MISSING and _is_json(spec.default):
+        schema["default"] = spec.default
+    return schema
+
+
+# --------------------------------------------------------------------------
+# Type hints to JSON schema
+
+_SIMPLE: Mapping[str, dict[str, Any]] = {
+    "int": {"type": "integer"},
+    "float": {"type": "number"},
+    "complex": {},
+    "str": {"type": "string"},
+    "bool": {"type": "boolean"},
+    "None": {"type": "null"},
+    "NoneType": {"type": "null"},
+    "Path": {"type": "string"},
+    "PurePath": {"type": "string"},
+    "PathLike": {"type": "string"},
+}
+_ARRAYS = frozenset(
+    {
+        "list",
+        "List",
+        "Sequence",
+        "MutableSequence",
+        "tuple",
+        "Tuple",
+        "set",
+        "Set",
+        "frozenset",
+        "FrozenSet",
+        "Iterable",
+        "Collection",
+        "AbstractSet",
+        "MutableSet",
+        "deque",
+    }
+)
+_OBJECTS = frozenset(
+    {"dict", "Dict", "Mapping", "MutableMapping", "OrderedDict", "defaultdict", "TypedDict"}
+)
+_UNCONSTRAINED = frozenset({"Any", "object", "Callable", "Type", "type", "TypeVar"})
+
+
+def annotation_schema(annotation: str | None) -> dict[str, Any]:
+    """The JSON schema a type hint's source text allows; ``{}`` for anything.
+
+    ``int``->integer, ``float``->number, ``str``->string, ``bool``->boolean,
+    lists/sequences->array (with ``items``), dicts/mappings->object,
+    ``Optional``/``X | None``->also null, ``Union``->anyOf,
+    ``Literal``->enum; ``Any``, class types and what cannot be read allow
+    anything (a class-typed argument may be a nested component).
+    """
+    if not annotation:
+        return {}
+    try:
+        node = ast.parse(annotation, mode="eval").body
+    except (SyntaxError, ValueError, RecursionError):
+        return {}
+    try:
+        return _schema_of(node)
+    except RecursionError:
+        return {}
+
+
+def _name_of(node: ast.expr) -> str | None:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    if isinstance(node, ast.Constant) and node.value is None:
+        return "None"
+    return None
+
+
+def _schema_of(node: ast.expr) -> dict[str, Any]:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return annotation_schema(node.value)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        return _union([_schema_of(node.left), _schema_of(node.right)])
+    if isinstance(node, ast.Subscript):
+        outer = _name_of(node.value)
+        inner = node.slice
+        members = list(inner.elts) if isinstance(inner, ast.Tuple) else [inner]
+        if outer == "Optional":
+            return _union([_schema_of(members[0]), {"type": "null"}])
+        if outer == "Union":
+            return _union([_schema_of(m) for m in members])
+        if outer == "Literal":
+            values = []
+            for m in members:
+                try:
+                    values.append(ast.literal_eval(m))
+                except (ValueError, SyntaxError):
+                    return {}
+            return {"enum": values}
+        if outer in ("Annotated", "Final", "ClassVar"):
+            return _schema_of(members[0])
+        if outer in _ARRAYS:
+            schema: dict[str, Any] = {"type": "array"}
+            if outer in ("tuple", "Tuple"):
+                if (
+                    len(members) == 2
+                    and isinstance(members[1], ast.Constant)
+                    and members[1].value is ...
+                ):
+                    items = _schema_of(members[0])
+                else:
+                    schemas = [_schema_of(m) for m in members]
+                    schema["minItems"] = schema["maxItems"] = len(schemas)
+                    items = _union(schemas)
+            else:
+                items = _schema_of(members[0])
+            if items:
+                schema["items"] = items
+            return schema
+        if outer in _OBJECTS:
+            schema = {"type": "object"}
+            if len(members) == 2:
+                values_schema = _schema_of(members[1])
+                if values_schema:
+                    schema["additionalProperties"] = values_schema
+            return schema
+        return {}
+    name = _name_of(node)
+    if name is None:
+        return {}
+    if name in _SIMPLE:
+        return dict(_SIMPLE[name])
+    if name in _ARRAYS:
+        return {"type": "array"}
+    if name in _OBJECTS:
+        return {"type": "object"}
+    return {}  # Any, a class, or something not known: anything goes
+
+
+def _union(schemas: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    if any(not s for s in schemas):
+        return {}
+    flat: list[dict[str, Any]] = []
+    for s in schemas:
+        flat.extend(s["anyOf"] if set(s) == {"anyOf"} else [s])
+    types: list[str] = []
+    others: list[dict[str, Any]] = []
+    for s in flat:
+        if set(s) == {"type"}:
+            for t in s["type"] if isinstance(s["type"], list) else [s["type"]]:
+                if t not in types:
+                    types.append(t)
+        elif s not in others:
+            others.append(s)
+    if "number" in types and "integer" in types:
+        types.remove("integer")
+    if not others:
+        return {"type": types[0] if len(types) == 1 else types}
+    if types:
+        others.insert(0, {"type": types[0] if len(types) == 1 else types})
+    return others[0] if len(others) == 1 else {"anyOf": others}
+
+
+# --------------------------------------------------------------------------
+# Entry points
+
+_ENTRY_VALUE = re.compile(
+    r"^\s*(?P<module>[A-Za-z_][\w.]*)\s*(?::\s*(?P<attr>[A-Za-z_][\w.]*))?\s*(?:\[[^\]]*\])?\s*$"
+)
+
+
+def read_entry_points(group: str) -> list[tuple[str, str, str]]:
+    """``(name, value, distribution)`` of every entry point in ``group`` of the
+    distributions on ``sys.path``.
+
+    Same discovery as ``importlib.metadata.entry_points(group=...)`` (the
+    first distribution of a name on ``sys.path`` wins), read directly from
+    the ``*.dist-info``/``*.egg-info`` folders: importing
+    ``importlib.metadata`` costs more than the rest of ``flconfig validate``'s
+    registry work. ``importlib.metadata`` is used when ``sys.path`` holds
+    zip archives, which this reader does not open.
+    """
+    entries = [entry or "." for entry in sys.path]
+    if any(os.path.isfile(entry) for entry in entries):
+        return _entry_points_from_metadata(group)
+    found: list[tuple[str, str, str]] = []
+    seen: set[str] = set()
+    for entry in entries:
+        try:
+            names = os.listdir(entry)
+        except OSError:
+            continue
+        for folder in names:
+            stem, dot, suffix = folder.rpartition(".")
+            if not dot or suffix not in ("dist-info", "egg-info"):
+                continue
+            dist = stem.partition("-")[0]
+            normalized = re.sub(r"[-_.]+", "_", dist).lower()
+            if normalized in seen:
+                continue
+            seen.add(normalized)
+            try:
+                with open(os.path.join(entry, folder, "entry_points.txt"), encoding="utf-8") as fh:
+                    text = fh.read()
+            except OSError:
+                continue
+            found.extend((name, value, dist) for name, value in _entry_section(text, group))
+    return found
+
+
+def _entry_section(text: str, group: str) -> list[tuple[str, str]]:
+    items: list[tuple[str, str]] = []
+    section = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1].strip()
+            continue
+        if section == group and "=" in line:
+            name, _, value = line.partition("=")
+            items.append((name.strip(), value.strip()))
+    return items
+
+
+def _entry_points_from_metadata(group: str) -> list[tuple[str, str, str]]:
+    try:
+        from importlib.metadata import entry_points
+    except ImportError:  # pragma: no cover - pyproject requires Python 3.10
+        from importlib_metadata import entry_points  # type: ignore[no-redef]
+    found = []
+    for ep in entry_points(group=group):
+        dist = getattr(getattr(ep, "dist", None), "name", None) or "?"
+        found.append((ep.name, ep.value, dist))
+    return found
+
+
+# --------------------------------------------------------------------------
+# Helpers
+
+
+def _builtin_modules() -> list[str]:
+    modules: list[str] = []
+    for package in _BUILTIN_PACKAGES:
+        folder = _FLCONFIG_DIR.joinpath(*package.split(".")[1:])
+        if not folder.is_dir():
+            continue  # flconfig.examples may not be there
+        for file in sorted(folder.rglob("*.py")):
+            rel = file.relative_to(folder).with_suffix("")
+            parts = list(rel.parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            if any(p.startswith("_") or not p.isidentifier() for p in parts):
+                continue
+            module = ".".join([package, *parts])
+            if module not in _NOT_COMPONENT_MODULES:
+                modules.append(module)
+    return modules
+
+
+def _split_env(value: str) -> list[str]:
+    items = re.split(f"[,{re.escape(os.pathsep)}]", value)
+    return [item.strip() for item in items if item.strip()]
+
+
+def _close(value: str, choices: Sequence[str]) -> list[str]:
+    if not choices:
+        return []
+    found = difflib.get_close_matches(value, choices, n=3, cutoff=0.6)
+    if not found:
+        # Compare class names alone: 'my_trainer.SimpleTrainr' vs '...SimpleTrainer'.
+        name = value.rpartition(".")[2]
+        by_name = {c.rpartition(".")[2]: c for c in choices}
+        found = [
+            by_name[n] for n in difflib.get_close_matches(name, list(by_name), n=3, cutoff=0.75)
+        ]
+    return found
+
+
+def _did_you_mean(value: str, candidates: Sequence[str]) -> str:
+    if not candidates:
+        return ""
+    return "; did you mean " + " or ".join(repr(c) for c in candidates) + "?"
+
+
+def _short(file: str) -> str:
+    path = Path(file)
+    return str(Path(*path.parts[-3:])) if len(path.parts) > 3 else file
+
+
+def _is_within(file: str, folder: Path) -> bool:
+    try:
+        return Path(file).resolve().is_relative_to(folder)
+    except (OSError, ValueError):
+        return False
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _is_json(value: Any) -> bool:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_is_json(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_json(v) for k, v in value.items())
+    return False
