@@ -176,21 +176,27 @@ def check_event_flow(job: Job) -> list[Problem]:
                     _did_you_mean(fed_name, listened) or
                     "add a receiver (e.g. TBAnalyticsReceiver) with this event to the server config"))
         produced = {name for _, name, _ in fed_sent} | {u.event for u in server_events.sent}
+        unconverted = {"fed." + u.event: u.event for c in clients for u in _collect(c).sent}
         if clients:
-            problems += _unheard(server, server_events.received, produced)
+            problems += _unheard(server, server_events.received, produced, unconverted)
     return problems
 
 
-def _unheard(config: ConfigFile, received: list[EventUse], produced: set[str]) -> list[Problem]:
+def _unheard(config: ConfigFile, received: list[EventUse], produced: set[str],
+             unconverted: dict[str, str] | None = None) -> list[Problem]:
     out = []
     for use in received:
         if use.explicit and use.event not in produced:
             where = "the server" if config.role == "server" else "this site"
+            local = (unconverted or {}).get(use.event)
+            if local:
+                hint = f"clients send '{local}' but never convert it: list it in a ConvertToFedEvent's events_to_convert"
+            else:
+                hint = _did_you_mean(use.event, produced) or (
+                    f"events produced: {', '.join(sorted(produced))}" if produced else "no component sends events")
             out.append(config.doc.problem(
-                "event-mismatch",
-                f"{use.spec.label} waits for '{use.event}', but nothing on {where} produces it",
-                use.json_path, _did_you_mean(use.event, produced) or
-                (f"events produced: {', '.join(sorted(produced))}" if produced else "no component sends events")))
+                "event-mismatch", f"{use.spec.label} waits for '{use.event}', but nothing on {where} produces it",
+                use.json_path, hint))
     return out
 
 

@@ -382,7 +382,7 @@ def _single_file_job(file: Path, problems: list[Problem], allowed_modules: Seque
 
 def _folder_job(folder: Path, kind: str, problems: list[Problem], allowed_modules: Sequence[str],
                 environ: Mapping[str, str] | None) -> Job | None:
-    from .meta import check_meta, default_meta
+    from .meta import NAME_RE, check_meta, default_meta
     from .schema import check_document
 
     meta_doc: Document | None = None
@@ -405,10 +405,13 @@ def _folder_job(folder: Path, kind: str, problems: list[Problem], allowed_module
             return None
         problems.extend(meta_doc.problems)
         schema_problems = check_document(meta_doc, "meta")
-        problems.extend(schema_problems)
         meta, meta_problems = check_meta(meta_doc)
-        problems.extend(meta_problems)
-        app_folders = {name: folder / name for name in meta.deploy_map}
+        # The schema and the deploy_map rules may both flag one bad value: report it once.
+        flagged = {p.position for p in schema_problems}
+        problems.extend(schema_problems)
+        problems.extend(p for p in meta_problems if p.position not in flagged)
+        # An app name that failed the checks never becomes a path we touch.
+        app_folders = {name: folder / name for name in meta.deploy_map if NAME_RE.match(name)}
 
     apps: dict[str, App] = {}
     first_client = next(iter(meta.client_sites()), "site-1")

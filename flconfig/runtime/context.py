@@ -1,0 +1,98 @@
+"""The run context of one site: its components, its event bus, its folders.
+
+Every component receives the events fired on its site, in build order. A
+handler that raises is logged and the others still run (as in FLARE).
+``fire_fed_event`` also hands the event to ``fed_sink``: on a client that
+queues it for the server; on the server, events from clients arrive through
+:meth:`SiteContext.deliver_fed_event` with the connection's identity as origin.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..api import Event, Signal
+
+log = logging.getLogger("flconfig.runtime")
+
+
+class SiteContext:
+    """What a component may ask of the site it runs on (implements :class:`flconfig.api.RunContext`)."""
+
+    def __init__(
+        self,
+        site_name: str,
+        job_id: str,
+        workspace: Path,
+        components: Mapping[str, Any],
+        handlers: Sequence[Any],
+        *,
+        role: str = "client",
+        comm: Any = None,
+        fed_sink: Callable[[Event], None] | None = None,
+        abort_signal: Signal | None = None,
+        progress: Callable[[str], None] | None = None,
+        device: str = "cpu",
+    ) -> None:
+        self.site_name = site_name
+        self.job_id = job_id
+        self.workspace = Path(workspace)
+        self.run_dir = self.workspace / site_name / job_id
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.role = role
+        #: On the server: the :class:`~flconfig.runtime.comm_server.CommServer` workflows send tasks with.
+        self.comm = comm
+        self.fed_sink = fed_sink
+        self.abort_signal = abort_signal or Signal()
+        self.device = device
+        #: Free-form run state shared between components (e.g. ``current_round``).
+        self.props: dict[str, Any] = {}
+        self._components = dict(components)
+        self._handlers = list(handlers)
+        self._progress = progress
+        self.log = logging.getLogger(f"flconfig.{site_name}")
+
+    @property
+    def components(self) -> Mapping[str, Any]:
+        return self._components
+
+    def get_component(self, component_id: str) -> Any:
+        """The component with this id, or None (FLARE's ``engine.get_component``)."""
+        return self._components.get(component_id)
+
+    def fire_event(self, event_type: str, data: Any = None) -> None:
+        """Fire a local event: every component on this site sees it, nothing leaves the site."""
+        self.dispatch(Event(event_type, data, "local", self.site_name))
+
+    def fire_fed_event(self, event_type: str, data: Any = None) -> None:
+        """Fire an event locally with federation scope and send it on to the server."""
+        event = Event(event_type, data, "fed", self.site_name)
+        self.dispatch(event)
+        if self.fed_sink is not None:
+            self.fed_sink(event)
+
+    def deliver_fed_event(self, event_type: str, data: Any, origin: str) -> None:
+        """An event that arrived from site ``origin`` (the authenticated identity)."""
+        self.dispatch(Event(event_type, data, "fed", origin))
+
+    def dispatch(self, event: Event) -> None:
+        for handler in self._handlers:
+            try:
+                handler.handle_event(event, self)
+            except Exception:  # one broken handler must not stop the others
+                log.exception(
+                    "%s: %s failed to handle event %s",
+                    self.site_name,
+                    type(handler).__name__,
+                    event.type,
+                )
+
+    def progress(self, message: str) -> None:
+        """A line a person following the run wants to see (printed by the launcher)."""
+        if self._progress is not None:
+            self._progress(message)
+        else:
+            log.info(message)

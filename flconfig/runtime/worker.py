@@ -1,0 +1,270 @@
+"""The processes ``flconfig launch`` starts: the server, and client workers hosting sites.
+
+    python -m flconfig.runtime.worker server --spec SPEC.json
+    python -m flconfig.runtime.worker clients --spec SPEC.json --sites site-1,site-2
+
+SPEC.json (written by the launcher, readable only by its owner) holds the job
+path, workspace, job id, address and every site's token. A worker exits when
+its parent (the launcher) goes away, so Ctrl-C or a crash leaves no orphans.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from ..api import EventType, FLModel, ReturnCode
+from ..errors import ConfigError, FlconfigError, JobError
+
+log = logging.getLogger("flconfig.worker")
+STATUS_FILE = "status.json"
+
+
+def _watch_parent() -> None:
+    """Exit when the launcher that started us is gone (no orphans)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(3)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _setup_logging(file: Path, thread_name: str | None = None) -> None:
+    file.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(file)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if thread_name is not None:
+        handler.addFilter(lambda record: record.threadName.startswith(thread_name))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+def _set_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set once in this process
+        pass
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+# --- server ----------------------------------------------------------------------------------
+
+
+def run_server(spec: dict[str, Any]) -> int:
+    from ..job import load_job
+    from .comm_server import CommServer
+    from .context import SiteContext
+    from .fed_events import records_to_events
+
+    workspace = Path(spec["workspace"])
+    job_id = spec["job_id"]
+    run_dir = workspace / "server" / job_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _setup_logging(run_dir / "log.txt")
+    started = time.monotonic()
+
+    def progress(message: str) -> None:
+        print(f"[{time.monotonic() - started:6.1f}s] {message}", flush=True)
+        log.info(message)
+
+    status: dict[str, Any] = {"ok": False}
+    comm = None
+    ctx = None
+    try:
+        job = load_job(spec["job"], allowed_modules=spec.get("allowed_modules", ()))
+        built = job.build("server", workspace=workspace, job_id=job_id)
+        ctx = SiteContext("server", job_id, workspace, built.components, built.handlers, role="server",
+                          progress=progress)
+
+        def on_events(site: str, records: list[dict[str, Any]]) -> None:
+            for event_type, data in records_to_events(records):
+                ctx.deliver_fed_event(event_type, data, site)
+
+        comm = CommServer(spec["credentials"], port=0, heartbeat_timeout=spec["heartbeat_timeout"],
+                          on_events=on_events,
+                          on_site_lost=lambda site: progress(f"lost contact with {site}"))
+        comm.start()
+        ctx.comm = comm
+        Path(spec["port_file"]).write_text(str(comm.port))
+        sites = spec["sites"]
+        need = min(len(sites), spec.get("min_clients") or len(sites))
+        progress(f"server listening on 127.0.0.1:{comm.port}; waiting for {need} of {len(sites)} sites")
+        joined = comm.wait_for_sites(len(sites), timeout=spec.get("startup_timeout", 120))
+        if len(joined) < need:
+            raise JobError(f"only {len(joined)} of {need} sites connected: missing "
+                           f"{', '.join(s for s in sites if s not in joined)}")
+        progress(f"{len(joined)} sites connected: {_short_list(joined)}")
+        ctx.fire_event(EventType.ABOUT_TO_START_RUN)
+        ctx.fire_event(EventType.START_RUN)
+        for workflow in built.workflows:
+            if ctx.abort_signal.triggered:
+                break
+            name = getattr(workflow, "id", type(workflow).__name__)
+            progress(f"workflow {name} ({type(workflow).__name__}) started")
+            workflow.start_controller(ctx)
+            try:
+                workflow.control_flow(ctx.abort_signal, ctx)
+            finally:
+                workflow.stop_controller(ctx)
+            progress(f"workflow {name} done")
+        status = {"ok": True}
+    except ConfigError as exc:
+        status = {"ok": False, "site": "server", "error": str(exc)}
+    except FlconfigError as exc:
+        status = {"ok": False, "site": getattr(exc, "site", None) or "server", "error": str(exc)}
+        log.error("job failed: %s", exc)
+    except Exception as exc:  # a component's bug: keep the traceback in the log, say what in status
+        log.error("job failed:\n%s", traceback.format_exc())
+        status = {"ok": False, "site": "server", "error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        if ctx is not None:
+            ctx.fire_event(EventType.ABOUT_TO_END_RUN)
+        if comm is not None:
+            missing = comm.end_run(timeout=spec.get("end_timeout", 60))
+            if missing:
+                progress(f"sites that did not finish cleanly: {', '.join(missing)}")
+        if ctx is not None:
+            ctx.fire_event(EventType.END_RUN)
+        if comm is not None:
+            comm.stop()
+        status["elapsed_s"] = round(time.monotonic() - started, 2)
+        _write_json(run_dir / STATUS_FILE, status)
+    return 0 if status["ok"] else 1
+
+
+def _short_list(names: list[str], limit: int = 8) -> str:
+    if len(names) <= limit:
+        return ", ".join(names)
+    return f"{', '.join(names[:limit])} and {len(names) - limit} more"
+
+
+# --- clients ---------------------------------------------------------------------------------
+
+
+def run_site(spec: dict[str, Any], site: str, errors: dict[str, str]) -> None:
+    """Run one client site until the server ends the run."""
+    from ..build import BuiltSite
+    from ..job import load_job
+    from .comm_client import CommClient, Task
+    from .context import SiteContext
+    from .fed_events import event_to_records
+
+    workspace = Path(spec["workspace"])
+    job_id = spec["job_id"]
+    comm = None
+    ctx = None
+    try:
+        job = load_job(spec["job"], allowed_modules=spec.get("allowed_modules", ()))
+        built: BuiltSite = job.build(site, workspace=workspace, job_id=job_id)
+        comm = CommClient(spec["address"], site, spec["credentials"][site],
+                          heartbeat_interval=spec.get("heartbeat_interval", 5.0))
+        ctx = SiteContext(site, job_id, workspace, built.components, built.handlers, role="client",
+                          fed_sink=lambda event: comm.send_events(event_to_records(event)),
+                          device=spec.get("device", "cpu"))
+        comm.connect(timeout=spec.get("startup_timeout", 120))
+        ctx.fire_event(EventType.ABOUT_TO_START_RUN)
+        ctx.fire_event(EventType.START_RUN)
+        while True:
+            task = comm.get_task()
+            if task is None:
+                continue
+            if not isinstance(task, Task):
+                break  # the server ended the run
+            comm.submit_result(task, _execute(built, ctx, task.name, task.data))
+    except Exception as exc:
+        log.error("%s failed:\n%s", site, traceback.format_exc())
+        errors[site] = f"{type(exc).__name__}: {exc}"
+    finally:
+        if ctx is not None:
+            ctx.fire_event(EventType.ABOUT_TO_END_RUN)
+            ctx.fire_event(EventType.END_RUN)
+        if comm is not None:
+            left = comm.close()
+            if left:
+                log.warning("%s: %d event records could not be delivered", site, left)
+                errors.setdefault(site, f"{left} event records could not be delivered")
+
+
+def _execute(built: Any, ctx: Any, task_name: str, data: FLModel) -> FLModel:
+    executor = built.executor_for(task_name)
+    if executor is None:
+        handled = sorted({t for tasks, _ in built.executors for t in tasks})
+        return FLModel.error(ReturnCode.TASK_UNKNOWN,
+                             f"unknown task '{task_name}': this site handles {', '.join(handled)}")
+    for chain in built.filters:
+        if chain.section == "task_data_filters" and _applies(chain, task_name):
+            for f in chain.filters:
+                data = f.process(data, ctx)
+    ctx.props["current_task"] = task_name
+    ctx.fire_event(EventType.BEFORE_TASK_EXECUTION)
+    try:
+        result = executor.execute(task_name, data, ctx, ctx.abort_signal)
+    except Exception as exc:
+        log.error("%s: task %s failed:\n%s", ctx.site_name, task_name, traceback.format_exc())
+        result = FLModel.error(ReturnCode.EXECUTION_EXCEPTION, f"{type(exc).__name__}: {exc}")
+    ctx.fire_event(EventType.AFTER_TASK_EXECUTION)
+    for chain in built.filters:
+        if chain.section == "task_result_filters" and _applies(chain, task_name):
+            for f in chain.filters:
+                result = f.process(result, ctx)
+    return result
+
+
+def _applies(chain: Any, task_name: str) -> bool:
+    import fnmatch
+
+    return any(t == task_name or ("*" in t and fnmatch.fnmatchcase(task_name, t)) for t in chain.tasks)
+
+
+def run_clients(spec: dict[str, Any], sites: list[str]) -> int:
+    workspace = Path(spec["workspace"])
+    for site in sites:
+        _setup_logging(workspace / site / spec["job_id"] / "log.txt", thread_name=site)
+    errors: dict[str, str] = {}
+    threads = [threading.Thread(target=run_site, args=(spec, site, errors), name=site) for site in sites]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for site, error in errors.items():
+        print(f"{site}: {error}", file=sys.stderr, flush=True)
+    return 1 if errors else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m flconfig.runtime.worker")
+    parser.add_argument("role", choices=("server", "clients"))
+    parser.add_argument("--spec", required=True)
+    parser.add_argument("--sites", default="")
+    ns = parser.parse_args(argv)
+    _watch_parent()
+    spec = json.loads(Path(ns.spec).read_text())
+    _set_threads(spec.get("threads", 1))
+    if ns.role == "server":
+        return run_server(spec)
+    return run_clients(spec, [s for s in ns.sites.split(",") if s])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
