@@ -1,0 +1,825 @@
+"""The server-site link: wire formats, authentication, task rounds, event delivery.
+
+Everything runs over real gRPC on 127.0.0.1, each site a thread with its own
+CommClient (its own channel and TCP connection).
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import grpc
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from flconfig.api import FLModel, ReturnCode, Signal
+from flconfig.errors import JobError
+from flconfig.runtime import comm
+from flconfig.runtime import comm_server as comm_server_module
+from flconfig.runtime.codec import (
+    ProtocolError,
+    decode_envelope,
+    decode_model,
+    decode_records,
+    encode_envelope,
+    encode_model,
+    encode_records,
+)
+from flconfig.runtime.comm_client import END, CommClient, Task
+from flconfig.runtime.comm_server import CommServer
+
+pytestmark = pytest.mark.timeout(30)
+
+TOKENS = {f"site-{i}": f"secret-token-{i}" for i in range(1, 5)}
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class SiteWorker(threading.Thread):
+    """One site: connects, answers each task with ``answer(site, task)`` until END.
+
+    ``answer`` returning None means "do not answer" (and make no further call
+    until ``release`` is set), which is how a hung site looks to the server.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        site: str,
+        answer: Callable[[str, Task], FLModel | None],
+        heartbeat_interval: float = 0.2,
+    ) -> None:
+        super().__init__(name=f"worker-{site}", daemon=True)
+        self.client = CommClient(address, site, TOKENS[site], heartbeat_interval)
+        self.answer = answer
+        self.release = threading.Event()
+        self.stop = threading.Event()
+        self.accepted: list[bool] = []
+        self.got_end = False
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.client.connect(timeout=10)
+            while not self.stop.is_set():
+                task = self.client.get_task(timeout=0.2)
+                if task is END:
+                    self.got_end = True
+                    break
+                if task is None:
+                    continue
+                result = self.answer(self.client.site, task)
+                if result is None:
+                    self.release.wait(20)
+                    return
+                self.accepted.append(self.client.submit_result(task, result))
+        except BaseException as exc:  # reported by the test
+            self.error = exc
+        finally:
+            self.client.close(timeout=5)
+
+
+@pytest.fixture
+def make_server() -> Iterator[Callable[..., CommServer]]:
+    servers: list[CommServer] = []
+
+    def make(**kwargs: object) -> CommServer:
+        server = CommServer(TOKENS, **kwargs)  # type: ignore[arg-type]
+        server.start()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop(grace=0.5)
+
+
+@pytest.fixture
+def start_sites() -> Iterator[Callable[..., list[SiteWorker]]]:
+    workers: list[SiteWorker] = []
+
+    def start(server: CommServer, answer: Callable, n: int = 3, **kw: object) -> list[SiteWorker]:
+        new = [SiteWorker(server.address, f"site-{i}", answer, **kw) for i in range(1, n + 1)]  # type: ignore[arg-type]
+        for worker in new:
+            worker.start()
+        workers.extend(new)
+        server.wait_for_sites(n, timeout=10)
+        return new
+
+    yield start
+    for worker in workers:
+        worker.stop.set()
+        worker.release.set()
+    for worker in workers:
+        worker.join(timeout=10)
+    errors = [f"{w.client.site}: {w.error!r}" for w in workers if w.error is not None]
+    assert not errors, errors
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def add_site_number(site: str, task: Task) -> FLModel:
+    """A result that shows which site computed it."""
+    number = int(site.rsplit("-", 1)[1])
+    return FLModel(params={"w": task.data.params["w"] + number}, meta={"site": site})
+
+
+def raw_call(address: str, method: str, request: bytes, site: str, token: str) -> bytes:
+    with grpc.insecure_channel(address) as channel:
+        call = channel.unary_unary(comm.method_path(method))
+        return call(
+            request,
+            timeout=5,
+            metadata=((comm.SITE_METADATA, site), (comm.TOKEN_METADATA, token)),
+        )
+
+
+def records_batch(stream: str, seqs: range, **fields: object) -> bytes:
+    return encode_envelope({"stream": stream}, encode_records([{"seq": s, **fields} for s in seqs]))
+
+
+class FlakyProxy:
+    """A TCP relay whose connections the test can cut, as a network would."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target = ("127.0.0.1", target_port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.lock = threading.Lock()
+        self.sockets: list[socket.socket] = []
+        self.drops = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                down, _ = self.listener.accept()
+            except OSError:
+                return
+            up = socket.create_connection(self.target)
+            with self.lock:
+                self.sockets += [down, up]
+            threading.Thread(target=self._pump, args=(down, up), daemon=True).start()
+            threading.Thread(target=self._pump, args=(up, down), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        for sock in (src, dst):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def drop(self) -> None:
+        """Cut every open connection."""
+        with self.lock:
+            sockets, self.sockets = self.sockets, []
+            self.drops += 1
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+    def close(self) -> None:
+        self.listener.close()
+        self.drop()
+
+
+# --------------------------------------------------------------------------- codec
+
+
+def test_model_round_trip_keeps_dtypes_values_order_and_metadata() -> None:
+    params = {
+        "z.weight": np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32),
+        "a.count": np.arange(6, dtype=np.int64).reshape(2, 3),
+        "half": np.array([0.5, -1.25, 3.0], dtype=np.float16),
+        "mask": np.array([True, False]),
+        "scalar": np.array(2.5),
+        "empty": np.zeros((0, 3), dtype=np.float32),
+        "strided": np.arange(10.0)[::2],
+        "big_endian": np.arange(3, dtype=">i4"),
+        "torch": torch.randn(2, 2, requires_grad=True),
+        "torch_i64": torch.arange(4),
+        "bf16": torch.tensor([1.5, -2.0, 0.1], dtype=torch.bfloat16),
+    }
+    model = FLModel(
+        params=params,
+        meta={"NUM_STEPS_CURRENT_ROUND": 10, "nested": {"lr": 0.01, "tags": ["a", None, True]}},
+        metrics={"accuracy": 0.75},
+        params_type="DIFF",
+        rc=ReturnCode.EXECUTION_EXCEPTION,
+    )
+    back = decode_model(encode_model(model))
+
+    assert list(back.params) == list(params)
+    for name, value in params.items():
+        got = back.params[name]
+        if name == "bf16":
+            assert got.dtype == torch.bfloat16 and torch.equal(got, value)
+            continue
+        want = value.detach().numpy() if isinstance(value, torch.Tensor) else value
+        assert isinstance(got, np.ndarray)
+        assert got.dtype == want.dtype.newbyteorder("=") and got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
+        assert got.flags.writeable  # torch.from_numpy and in-place aggregation need this
+    assert back.meta == model.meta and back.metrics == model.metrics
+    assert (back.params_type, back.rc) == ("DIFF", ReturnCode.EXECUTION_EXCEPTION)
+
+
+def test_empty_model_round_trips() -> None:
+    assert decode_model(encode_model(FLModel())) == FLModel()
+
+
+@pytest.mark.parametrize(
+    ("model", "named"),
+    [
+        (FLModel(meta={"lr": np.float32(0.1)}), "meta['lr']"),
+        (FLModel(metrics={"val": {"acc": object()}}), "metrics['val']['acc']"),
+        (FLModel(meta={"ok": [1, {2: "x"}]}), "meta['ok'][1]"),
+        (FLModel(params={"w": [1.0, 2.0]}), "params['w']"),
+        (FLModel(params={"names": np.array(["a", "b"])}), "params['names']"),
+    ],
+)
+def test_encode_model_names_the_key_it_cannot_send(model: FLModel, named: str) -> None:
+    with pytest.raises(TypeError, match=named.replace("[", r"\[").replace("]", r"\]")):
+        encode_model(model)
+
+
+def _frame(magic: bytes, header: bytes, body: bytes = b"", version: int = 1) -> bytes:
+    return struct.pack(">4sHI", magic, version, len(header)) + header + body
+
+
+def _valid_model_bytes() -> bytes:
+    return encode_model(FLModel(params={"w": np.arange(4, dtype=np.float32)}, meta={"r": 1}))
+
+
+def _other_blob() -> bytes:
+    whole = encode_model(FLModel(params={"other": np.zeros(2, dtype=np.float32)}))
+    return whole[10 + struct.unpack(">I", whole[6:10])[0] :]
+
+
+GOOD_HEADER = b'{"meta":{},"metrics":{},"rc":"OK","params_type":"FULL","keys":["w"]}'
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "truncated"),
+        (b"FLCM\x00", "truncated"),
+        (b"NOPE" + _valid_model_bytes()[4:], "bad magic"),
+        (_frame(b"FLCM", b"{}", version=9), "unsupported format version 9"),
+        (struct.pack(">4sHI", b"FLCM", 1, 2**31) + b"{}", "exceeds"),
+        (struct.pack(">4sHI", b"FLCM", 1, 10) + b"{}", "truncated header"),
+        (_frame(b"FLCM", b"{not json"), "invalid JSON"),
+        (_frame(b"FLCM", b"\xff\xfe\x00"), "invalid JSON"),
+        (_frame(b"FLCM", b"[1, 2]"), "expected an object"),
+        (_frame(b"FLCM", b'{"meta": 1, "metrics": {}}'), "'meta' and 'metrics'"),
+        (_frame(b"FLCM", GOOD_HEADER, b"garbage"), "safetensors"),
+        (_frame(b"FLCM", GOOD_HEADER, _other_blob()), "other names"),
+        (_frame(b"FLCM", b"[" * 100_000), "invalid JSON"),
+    ],
+)
+def test_decode_model_rejects_malformed_bytes(data: bytes, message: str) -> None:
+    with pytest.raises(ProtocolError, match=message):
+        decode_model(data)
+
+
+def test_every_truncation_of_a_model_is_a_protocol_error() -> None:
+    data = _valid_model_bytes()
+    for cut in range(len(data)):
+        with pytest.raises(ProtocolError):
+            decode_model(data[:cut])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=512))
+def test_random_bytes_never_crash_the_decoders(data: bytes) -> None:
+    for prefix in (b"", b"FLCM\x00\x01", b"FLCR\x00\x01", b"FLCE\x00\x01"):
+        for decode in (decode_model, decode_records, decode_envelope):
+            try:
+                decode(prefix + data)
+            except ProtocolError:
+                pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_corrupted_models_decode_or_raise_protocol_error(data: st.DataObject) -> None:
+    raw = bytearray(_valid_model_bytes())
+    for _ in range(data.draw(st.integers(1, 4))):
+        raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    try:
+        decode_model(bytes(raw))
+    except ProtocolError:
+        pass
+
+
+def test_records_round_trip_and_reject_bad_input() -> None:
+    records = [{"tag": "loss", "value": 0.5, "step": i, "type": "SCALAR"} for i in range(3)]
+    assert decode_records(encode_records(records)) == records
+    with pytest.raises(TypeError, match=r"records\[1\]\['value'\]"):
+        encode_records([{"value": 1.0}, {"value": np.float32(1)}])
+    for bad in (
+        b"",
+        b"FLCR",
+        b"XXXX\x00\x01[]",
+        b"FLCR\x00\x01{}",
+        b"FLCR\x00\x01[1]",
+        b"FLCR\x00\x01[{]",
+    ):
+        with pytest.raises(ProtocolError):
+            decode_records(bad)
+
+
+# --------------------------------------------------------------------------- authentication
+
+
+def test_wrong_token_is_refused_with_unauthenticated(make_server) -> None:
+    server = make_server()
+    hello = encode_envelope({"stream": "s1", "version": 1})
+    for site, token in (("site-1", "wrong"), ("site-9", "secret-token-1"), ("../etc", "x")):
+        with pytest.raises(grpc.RpcError) as info:
+            raw_call(server.address, "Hello", hello, site, token)
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    with grpc.insecure_channel(server.address) as channel, pytest.raises(grpc.RpcError) as info:
+        channel.unary_unary(comm.method_path("Hello"))(hello, timeout=5)
+    assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+    client = CommClient(server.address, "site-1", "wrong")
+    with pytest.raises(JobError, match="server refused site-1: bad credentials") as err:
+        client.connect(timeout=5)
+    assert err.value.site == "site-1"
+    client.close()
+    assert server.alive_sites() == []
+
+
+def test_calls_before_hello_are_refused(make_server) -> None:
+    server = make_server()
+    with pytest.raises(grpc.RpcError) as info:
+        raw_call(
+            server.address, "GetTask", encode_envelope({"wait": 0}), "site-1", TOKENS["site-1"]
+        )
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_events_carry_the_authenticated_site_not_the_payload(make_server) -> None:
+    received: list[tuple[str, dict]] = []
+    server = make_server(on_events=lambda site, recs: received.extend((site, r) for r in recs))
+    with CommClient(server.address, "site-1", TOKENS["site-1"]) as client:
+        client.send_events([{"site": "site-2", "origin": "site-2", "tag": "x", "value": 1.0}])
+        assert client.flush(5) == 0
+    assert [site for site, _ in received] == ["site-1"]
+
+
+def test_a_hostile_payload_is_refused_and_the_server_keeps_working(make_server) -> None:
+    server = make_server()
+    with CommClient(server.address, "site-1", TOKENS["site-1"]) as client:
+        for method in ("GetTask", "SubmitResult", "SendEvents", "Hello"):
+            with pytest.raises(grpc.RpcError) as info:
+                raw_call(server.address, method, b"\x00garbage", "site-1", TOKENS["site-1"])
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        bad_result = encode_envelope({"task_id": "nope"}, b"FLCM junk")
+        reply = raw_call(server.address, "SubmitResult", bad_result, "site-1", TOKENS["site-1"])
+        assert decode_envelope(reply)[0] == {"accepted": False}  # unknown task: ignored
+        assert client.get_task(timeout=0) is None
+    assert server.alive_sites() == []
+
+
+def test_client_started_before_the_server_connects_when_it_comes_up() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]
+    client = CommClient(f"127.0.0.1:{port}", "site-1", TOKENS["site-1"])
+    connected = threading.Thread(target=client.connect, kwargs={"timeout": 10})
+    connected.start()
+    time.sleep(0.4)
+    with CommServer(TOKENS, port=port) as server:
+        assert server.wait_for_sites(1, timeout=10) == ["site-1"]
+        connected.join(10)
+        client.close()
+
+
+def test_connect_times_out_with_a_clear_error() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]
+    client = CommClient(f"127.0.0.1:{port}", "site-1", TOKENS["site-1"])
+    with pytest.raises(JobError, match=f"could not reach the server at 127.0.0.1:{port}"):
+        client.connect(timeout=0.5)
+    client.close()
+
+
+def test_bad_site_names_are_rejected() -> None:
+    with pytest.raises(ValueError, match="bad site name"):
+        CommServer({"../evil": "t"})
+    with pytest.raises(ValueError, match="bad site name"):
+        CommClient("127.0.0.1:1", "a b", "t")
+
+
+# --------------------------------------------------------------------------- task rounds
+
+
+def test_broadcast_reaches_three_sites_and_gathers_their_results(
+    make_server, start_sites, monkeypatch
+) -> None:
+    encodes: list[int] = []
+    real_encode = comm_server_module.encode_model
+
+    def counting_encode(model: FLModel) -> bytes:
+        encodes.append(1)
+        return real_encode(model)
+
+    monkeypatch.setattr(comm_server_module, "encode_model", counting_encode)
+    server = make_server()
+    workers = start_sites(server, add_site_number)
+    seen: list[str] = []
+
+    results = server.broadcast_and_wait(
+        "train",
+        FLModel(params={"w": np.zeros(3, dtype=np.float32)}),
+        targets=None,
+        min_responses=3,
+        timeout=10,
+        on_result=lambda site, result: seen.append(site),
+    )
+
+    assert sorted(results) == ["site-1", "site-2", "site-3"]
+    for site, result in results.items():
+        number = int(site[-1])
+        np.testing.assert_array_equal(result.params["w"], np.full(3, number, dtype=np.float32))
+        assert result.meta == {"site": site}
+    assert sorted(seen) == sorted(results)
+    assert len(encodes) == 1  # encoded once, shared by the three targets
+    # The server stored each result before the site's submit_result returned.
+    assert wait_until(lambda: [w.accepted for w in workers] == [[True]] * 3)
+
+    one = server.send_and_wait("validate", FLModel(params={"w": np.ones(1)}), "site-2", timeout=5)
+    np.testing.assert_array_equal(one.params["w"], [3.0])
+
+
+def _slow_site(slow: str, delay: float) -> Callable[[str, Task], FLModel]:
+    def answer(site: str, task: Task) -> FLModel:
+        if site == slow:
+            worker = threading.current_thread()
+            assert isinstance(worker, SiteWorker)
+            worker.stop.wait(delay)  # cut short when the test tears down
+        return add_site_number(site, task)
+
+    return answer
+
+
+def test_min_responses_returns_without_waiting_for_the_slow_site(make_server, start_sites) -> None:
+    server = make_server()
+    start_sites(server, _slow_site("site-3", 1.0))
+    start = time.monotonic()
+    results = server.broadcast_and_wait("train", FLModel(params={"w": np.zeros(1)}), None, 2)
+    assert time.monotonic() - start < 0.8
+    assert sorted(results) == ["site-1", "site-2"]
+
+
+def test_a_result_after_the_task_closed_is_ignored(make_server, start_sites) -> None:
+    server = make_server()
+    (worker,) = start_sites(server, _slow_site("site-1", 0.6), n=1)
+    with pytest.raises(JobError, match="site-1: no result for task 'train' within 0.3 s"):
+        server.send_and_wait("train", FLModel(params={"w": np.zeros(1)}), "site-1", timeout=0.3)
+    # The late answer is refused politely: the site carries on.
+    assert wait_until(lambda: worker.accepted == [False])
+    result = server.send_and_wait("train", FLModel(params={"w": np.zeros(1)}), "site-1", timeout=5)
+    assert result.params["w"][0] == 1.0
+
+
+def test_wait_time_after_min_received_lets_a_late_site_in(make_server, start_sites) -> None:
+    server = make_server()
+    start_sites(server, _slow_site("site-3", 0.5))
+    start = time.monotonic()
+    results = server.broadcast_and_wait(
+        "train", FLModel(params={"w": np.zeros(1)}), None, 2, wait_time_after_min_received=5
+    )
+    elapsed = time.monotonic() - start
+    assert sorted(results) == ["site-1", "site-2", "site-3"]
+    assert 0.4 < elapsed < 3  # returned as soon as all answered, not after the full wait
+
+
+def test_wait_time_after_min_received_is_bounded(make_server, start_sites) -> None:
+    server = make_server()
+    start_sites(server, _slow_site("site-3", 3.0))
+    start = time.monotonic()
+    results = server.broadcast_and_wait(
+        "train", FLModel(params={"w": np.zeros(1)}), None, 2, wait_time_after_min_received=0.3
+    )
+    assert sorted(results) == ["site-1", "site-2"]
+    assert 0.25 < time.monotonic() - start < 1.5
+
+
+def test_timeout_and_abort_return_what_arrived(make_server, start_sites) -> None:
+    server = make_server()
+    start_sites(server, _slow_site("site-3", 2.0))
+    start = time.monotonic()
+    model = FLModel(params={"w": np.zeros(1)})
+    results = server.broadcast_and_wait("train", model, None, 3, timeout=0.5)
+    assert sorted(results) == ["site-1", "site-2"]
+    assert time.monotonic() - start < 1.5
+
+    abort = Signal()
+    threading.Timer(0.3, abort.trigger, args=("user stop",)).start()
+    start = time.monotonic()
+    results = server.broadcast_and_wait("train", model, ["site-3"], 1, abort=abort)
+    assert results == {} and time.monotonic() - start < 1.5
+
+
+def test_a_site_that_stops_heartbeating_is_lost_but_the_round_completes(
+    make_server, start_sites
+) -> None:
+    lost: list[str] = []
+    server = make_server(heartbeat_timeout=1.0, on_site_lost=lost.append)
+
+    def hang_on_site_3(site: str, task: Task) -> FLModel | None:
+        return None if site == "site-3" else add_site_number(site, task)
+
+    workers = start_sites(server, hang_on_site_3, n=2)
+    hung = SiteWorker(server.address, "site-3", hang_on_site_3, heartbeat_interval=60)
+    hung.start()
+    server.wait_for_sites(3, timeout=10)
+    try:
+        start = time.monotonic()
+        results = server.broadcast_and_wait(
+            "train", FLModel(params={"w": np.zeros(1)}), None, 2, wait_time_after_min_received=20
+        )
+        # Not the full 20 s: once site-3 is lost, nobody else can still answer.
+        assert sorted(results) == ["site-1", "site-2"]
+        assert time.monotonic() - start < 5
+        assert wait_until(lambda: lost == ["site-3"])  # told from the monitor thread
+        assert server.alive_sites() == ["site-1", "site-2"]
+        assert all(w.error is None for w in workers)
+    finally:
+        hung.release.set()
+        hung.join(10)
+
+
+def test_losing_a_site_below_min_responses_raises_naming_it(make_server, start_sites) -> None:
+    server = make_server(heartbeat_timeout=1.0)
+
+    def hang_on_site_3(site: str, task: Task) -> FLModel | None:
+        return None if site == "site-3" else add_site_number(site, task)
+
+    start_sites(server, hang_on_site_3, n=2)
+    hung = SiteWorker(server.address, "site-3", hang_on_site_3, heartbeat_interval=60)
+    hung.start()
+    server.wait_for_sites(3, timeout=10)
+    try:
+        with pytest.raises(JobError, match="site-3: no call for 1 s") as err:
+            server.broadcast_and_wait("train", FLModel(params={"w": np.zeros(1)}), None, 3)
+        assert err.value.site == "site-3"
+        assert "2 received" in str(err.value)
+    finally:
+        hung.release.set()
+        hung.join(10)
+
+
+def test_a_long_task_is_kept_alive_by_the_heartbeat(make_server, start_sites) -> None:
+    server = make_server(heartbeat_timeout=0.6)
+    start_sites(server, _slow_site("site-1", 1.0), n=1, heartbeat_interval=0.1)
+    result = server.send_and_wait("train", FLModel(params={"w": np.zeros(1)}), "site-1", timeout=10)
+    np.testing.assert_array_equal(result.params["w"], [1.0])
+
+
+def test_min_responses_above_the_target_count_is_an_error(make_server, start_sites) -> None:
+    server = make_server()
+    start_sites(server, add_site_number, n=2)
+    with pytest.raises(JobError, match="needs 3 results but has only 2 target"):
+        server.broadcast_and_wait("train", FLModel(), None, 3)
+
+
+def test_end_run_makes_get_task_return_end(make_server, start_sites) -> None:
+    server = make_server()
+    workers = start_sites(server, add_site_number)
+    assert server.end_run(timeout=10) == []
+    for worker in workers:
+        worker.join(10)
+        assert worker.got_end and worker.error is None
+    assert server.alive_sites() == []
+
+
+def test_fifty_megabyte_models_travel_both_ways(make_server, start_sites) -> None:
+    server = make_server()
+    start_sites(server, lambda site, task: FLModel(params=task.data.params), n=1)
+    rng = np.random.default_rng(1)
+    params = {f"layer{i}": rng.standard_normal(1_310_720, dtype=np.float32) for i in range(10)}
+    assert sum(a.nbytes for a in params.values()) >= 50 * 1024 * 1024
+    result = server.send_and_wait("train", FLModel(params=params), "site-1", timeout=20)
+    for name, value in params.items():
+        np.testing.assert_array_equal(result.params[name], value)
+
+
+def test_a_resent_result_counts_once(make_server) -> None:
+    server = make_server()
+    box: dict[str, dict[str, FLModel]] = {}
+    with (
+        CommClient(server.address, "site-1", TOKENS["site-1"]) as one,
+        CommClient(server.address, "site-2", TOKENS["site-2"]) as two,
+    ):
+        model = FLModel(params={"w": np.zeros(1)})
+        round_ = threading.Thread(
+            target=lambda: box.update(r=server.broadcast_and_wait("train", model, None, 2))
+        )
+        round_.start()
+        task = one.get_task(timeout=5)
+        assert isinstance(task, Task)
+        assert one.submit_result(task, FLModel(meta={"copy": 1}))
+        assert one.submit_result(task, FLModel(meta={"copy": 2}))  # a retry: accepted, not stored
+        other = two.get_task(timeout=5)
+        assert isinstance(other, Task) and other.task_id == task.task_id
+        assert two.submit_result(other, FLModel())
+        round_.join(5)
+    assert box["r"]["site-1"].meta == {"copy": 1}
+
+
+def test_oversize_task_data_is_refused_before_it_is_sent(make_server, start_sites) -> None:
+    server = make_server(max_message_mb=1)
+    start_sites(server, add_site_number, n=1)
+    big = FLModel(params={"w": np.zeros(300_000, dtype=np.float32)})  # 1.2 MB
+    with pytest.raises(JobError, match="above max_message_mb=1"):
+        server.broadcast_and_wait("train", big, None, 1)
+
+
+def test_wait_for_sites_returns_who_connected_when_time_runs_out(
+    make_server, start_sites, caplog
+) -> None:
+    server = make_server()
+    start_sites(server, add_site_number, n=2)
+    start = time.monotonic()
+    assert server.wait_for_sites(3, timeout=0.3) == ["site-1", "site-2"]
+    assert time.monotonic() - start >= 0.25
+    assert "not connected: site-3, site-4" in caplog.text
+
+
+# --------------------------------------------------------------------------- events
+
+
+class Collector:
+    """on_events target that records what arrived, per site."""
+
+    def __init__(self, hook: Callable[[list[dict]], None] | None = None) -> None:
+        self.lock = threading.Lock()
+        self.by_site: dict[str, list[dict]] = {}
+        self.hook = hook
+
+    def __call__(self, site: str, records: list[dict]) -> None:
+        with self.lock:
+            self.by_site.setdefault(site, []).extend(records)
+        if self.hook is not None:
+            self.hook(records)
+
+
+def test_twenty_thousand_events_arrive_once_and_in_order(make_server) -> None:
+    collector = Collector()
+    server = make_server(on_events=collector)
+    with CommClient(server.address, "site-1", TOKENS["site-1"]) as client:
+        for chunk in range(40):
+            client.send_events(
+                [{"tag": "loss", "value": 0.1, "step": chunk * 500 + i} for i in range(500)]
+            )
+        assert client.flush(20) == 0
+    got = collector.by_site["site-1"]
+    assert [r["seq"] for r in got] == list(range(1, 20_001))
+    assert [r["step"] for r in got] == list(range(20_000))
+
+
+def test_send_events_rejects_unsendable_records_without_queueing_any(make_server) -> None:
+    server = make_server()
+    with CommClient(server.address, "site-1", TOKENS["site-1"]) as client:
+        with pytest.raises(TypeError, match=r"record\['value'\]"):
+            client.send_events([{"value": 1.0}, {"value": torch.tensor(1.0)}])
+        assert client.unacked == 0
+
+
+def test_resent_and_out_of_order_batches_are_not_delivered_twice(make_server) -> None:
+    collector = Collector()
+    server = make_server(on_events=collector)
+    site, token = "site-1", TOKENS["site-1"]
+    raw_call(server.address, "Hello", encode_envelope({"stream": "s1"}), site, token)
+
+    def send(seqs: range) -> int:
+        reply = raw_call(server.address, "SendEvents", records_batch("s1", seqs), site, token)
+        return decode_envelope(reply)[0]["ack"]
+
+    assert send(range(1, 4)) == 3
+    assert send(range(1, 4)) == 3  # a retry of the same batch: dropped
+    assert send(range(2, 6)) == 5  # overlapping: only 4 and 5 are new
+    assert send(range(8, 10)) == 5  # a gap: refused, the ack says resend from 6
+    assert send(range(6, 10)) == 9
+    assert [r["seq"] for r in collector.by_site[site]] == list(range(1, 10))
+
+    with pytest.raises(grpc.RpcError) as info:  # an event stream the site no longer owns
+        raw_call(server.address, "SendEvents", records_batch("old", range(10, 11)), site, token)
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_a_restarted_client_starts_a_new_event_sequence(make_server) -> None:
+    collector = Collector()
+    server = make_server(on_events=collector)
+    for run in range(2):
+        with CommClient(server.address, "site-1", TOKENS["site-1"]) as client:
+            client.send_events([{"run": run, "i": i} for i in range(5)])
+            assert client.flush(5) == 0
+    got = collector.by_site["site-1"]
+    assert [(r["run"], r["seq"]) for r in got] == [(0, s) for s in range(1, 6)] + [
+        (1, s) for s in range(1, 6)
+    ]
+
+
+def test_dropped_connections_lose_and_duplicate_nothing(make_server) -> None:
+    proxy_box: list[FlakyProxy] = []
+    batches = 0
+
+    def cut_after_delivery(records: list[dict]) -> None:
+        # Cut the connection after the server delivered a batch but before the
+        # client sees the ack: the client must resend, the server must drop it.
+        nonlocal batches
+        batches += 1
+        if batches in (2, 5, 9):
+            proxy_box[0].drop()
+
+    collector = Collector(hook=cut_after_delivery)
+    server = make_server(on_events=collector)
+    proxy = FlakyProxy(server.port)
+    proxy_box.append(proxy)
+    client = CommClient(f"127.0.0.1:{proxy.port}", "site-1", TOKENS["site-1"], batch_max=1000)
+    try:
+        client.connect(timeout=10)
+        for chunk in range(20):
+            client.send_events([{"i": chunk * 1000 + i} for i in range(1000)])
+            if chunk == 12:
+                client.reconnect()  # close the channel and open a new one mid-stream
+            if chunk % 4 == 3:
+                proxy.drop()
+            time.sleep(0.01)
+        assert client.flush(20) == 0
+    finally:
+        client.close(timeout=5)
+        proxy.close()
+    got = collector.by_site["site-1"]
+    assert [r["i"] for r in got] == list(range(20_000))
+    assert [r["seq"] for r in got] == list(range(1, 20_001))
+    assert proxy.drops >= 6
+
+
+def test_events_in_flight_at_end_run_are_delivered(make_server) -> None:
+    collector = Collector(hook=lambda records: time.sleep(0.01))  # a slowish receiver
+    server = make_server(on_events=collector)
+
+    def site_loop(client: CommClient) -> None:
+        client.connect(timeout=10)
+        step = 0
+        while client.get_task(timeout=0.05) is not END:
+            client.send_events([{"step": step + i} for i in range(200)])
+            step += 200
+        client.send_events([{"step": -1, "last": True}])
+        client.close(timeout=10)
+
+    client = CommClient(server.address, "site-1", TOKENS["site-1"], batch_linger=0.2)
+    thread = threading.Thread(target=site_loop, args=(client,))
+    thread.start()
+    server.wait_for_sites(1, timeout=10)
+    time.sleep(0.3)
+    assert server.end_run(timeout=15) == []
+    thread.join(10)
+    got = collector.by_site["site-1"]
+    assert got[-1].get("last") is True
+    assert [r["seq"] for r in got] == list(range(1, len(got) + 1))
+
+
+def test_record_throughput_is_reported(make_server, capsys) -> None:
+    collector = Collector()
+    server = make_server(on_events=collector)
+    n = 50_000
+    records = [{"tag": "train/loss", "value": 0.25, "step": i, "type": "SCALAR"} for i in range(n)]
+    with CommClient(server.address, "site-1", TOKENS["site-1"]) as client:
+        start = time.perf_counter()
+        for i in range(0, n, 1000):
+            client.send_events(records[i : i + 1000])
+        assert client.flush(30) == 0
+        elapsed = time.perf_counter() - start
+    assert len(collector.by_site["site-1"]) == n
+    with capsys.disabled():
+        print(f"\n[comm] {n} records in {elapsed:.2f} s = {n / elapsed:,.0f} records/s")
