@@ -109,5 +109,6 @@ def _instantiate(job: Job, spec: ComponentSpec, built: BuiltSite) -> Any:
             obj.id = spec.id
         except AttributeError:
             pass
-    built.handlers.append(obj)
+    if callable(getattr(obj, "handle_event", None)):  # e.g. a nested torch model receives no events
+        built.handlers.append(obj)
     return obj

@@ -37,10 +37,42 @@ whose event no converter or receiver handles is reported before anything runs.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, ClassVar
 
 from ..api import Event, FLModel, ReturnCode, RunContext, Signal
+from ..errors import JobError
+
+
+class AppEventType:
+    """Events the built-in workflows fire on the server, under FLARE's names.
+
+    Every component on the server receives them through ``handle_event``;
+    ``event.data`` is described with each one.
+    """
+
+    #: The initial global model is loaded; data: the model (:class:`FLModel`).
+    INITIAL_MODEL_LOADED = "_initial_model_loaded"
+    #: A site's train result is about to be given to the aggregator; data:
+    #: ``{"site": str, "result": FLModel}``.
+    BEFORE_CONTRIBUTION_ACCEPT = "_before_contribution_accept"
+    #: The aggregator took or refused a result; data: ``{"site", "result", "accepted": bool}``.
+    AFTER_CONTRIBUTION_ACCEPT = "_after_contribution_accept"
+    #: The round's results are in; aggregation starts. Data: ``{"current_round", "sites"}``.
+    BEFORE_AGGREGATION = "_before_aggregation"
+    #: Aggregation is done; data: the aggregated :class:`FLModel`.
+    END_AGGREGATION = "_end_aggregation"
+    #: The global model sent this round validated better than any before;
+    #: data: that model, with ``meta["validation_metric"]`` set. Persistors save it as "best".
+    GLOBAL_BEST_MODEL_AVAILABLE = "_global_best_model_available"
+    #: A site returned the validation of one model in cross-site evaluation;
+    #: data: ``{"model_owner": str, "data_client": str, "result": FLModel}``.
+    VALIDATION_RESULT_RECEIVED = "_validation_result_received"
 
 
 class Component:
@@ -55,7 +87,12 @@ class Component:
     id: str = ""
 
     def handle_event(self, event: Event, ctx: RunContext) -> None:
-        """Called for every event on this component's site, in build order."""
+        """Called for every event on this component's site, in build order.
+
+        ``event.type`` is one of :class:`flconfig.api.EventType`,
+        :class:`AppEventType` or a job's own event name. An exception is
+        logged and does not stop the other handlers.
+        """
 
 
 class Learner(Component):
@@ -82,43 +119,129 @@ class Learner(Component):
         """Called once at the end of the run."""
 
 
-class Executor(Component):
-    """Runs the tasks a site is given."""
+class Executor(Component, ABC):
+    """Runs the tasks a site is given.
+
+    The client calls :meth:`execute` for each task whose name the config's
+    ``executors[].tasks`` routes to this executor, one task at a time, and
+    sends the returned model back to the server.
+    """
 
     kind = "executor"
 
-    def execute(self, task_name: str, data: FLModel, ctx: RunContext, abort_signal: Signal) -> FLModel:
-        raise NotImplementedError
+    @abstractmethod
+    def execute(
+        self, task_name: str, data: FLModel, ctx: RunContext, abort_signal: Signal
+    ) -> FLModel:
+        """Run task ``task_name`` on ``data`` and return its result.
+
+        A failure the server should hear about is a result whose ``rc`` is not
+        ``OK`` (``FLModel.error(ReturnCode..., message)``); ``abort_signal``
+        is triggered when the task is cancelled.
+        """
 
 
-class Controller(Component):
-    """A server workflow; workflows run one after another, in config order."""
+class Controller(Component, ABC):
+    """A server workflow; workflows run one after another, in config order.
+
+    For each workflow the server calls :meth:`start_controller`, then
+    :meth:`control_flow`, then :meth:`stop_controller` (also when
+    ``control_flow`` raised), after firing ``START_RUN``. Tasks go to the
+    sites through ``ctx.comm`` (``broadcast_and_wait`` / ``send_and_wait``).
+    A workflow that cannot go on raises :class:`~flconfig.errors.JobError`.
+    """
 
     kind = "workflow"
 
+    @abstractmethod
+    def start_controller(self, ctx: RunContext) -> None:
+        """Look up the components this workflow uses and prepare its state."""
 
-class Aggregator(Component):
-    """Combines the results sites send back into one model."""
+    @abstractmethod
+    def control_flow(self, abort_signal: Signal, ctx: RunContext) -> None:
+        """Run the workflow; return early once ``abort_signal`` is triggered."""
+
+    @abstractmethod
+    def stop_controller(self, ctx: RunContext) -> None:
+        """Release what :meth:`start_controller` set up."""
+
+
+class Aggregator(Component, ABC):
+    """Combines the results sites send back into one model.
+
+    Per round: :meth:`reset`, then :meth:`accept` for each site's result as
+    it arrives, then :meth:`aggregate` once.
+    """
 
     kind = "aggregator"
 
+    @abstractmethod
+    def accept(self, site: str, result: FLModel, ctx: RunContext) -> bool:
+        """Take ``site``'s result into this round's aggregate; False (logged why) to refuse it."""
 
-class ShareableGenerator(Component):
+    @abstractmethod
+    def aggregate(self, ctx: RunContext) -> FLModel:
+        """The aggregate of the accepted results; raises JobError when there are none."""
+
+    @abstractmethod
+    def reset(self, ctx: RunContext) -> None:
+        """Forget the accepted results (a new round starts)."""
+
+
+class ShareableGenerator(Component, ABC):
     """Turns the global model into task data, and aggregated results back into a model."""
 
     kind = "shareable_generator"
 
+    @abstractmethod
+    def learnable_to_shareable(self, model: FLModel, ctx: RunContext) -> FLModel:
+        """The task data that sends the global ``model`` to the sites."""
 
-class ModelPersistor(Component):
-    """Loads the initial global model and saves it as training goes."""
+    @abstractmethod
+    def shareable_to_learnable(self, aggregated: FLModel, ctx: RunContext) -> FLModel:
+        """The next global model from an aggregate and the current global
+        model (``ctx.props["global_model"]``)."""
+
+
+class ModelPersistor(Component, ABC):
+    """Loads the initial global model and saves it as training goes.
+
+    :meth:`get_model` and :meth:`model_names` offer the saved models to
+    cross-site evaluation (through a :class:`ModelLocator`); a persistor
+    that keeps no files can leave them as they are.
+    """
 
     kind = "persistor"
 
+    @abstractmethod
+    def load(self, ctx: RunContext) -> FLModel:
+        """The initial global model (empty ``params`` if there is none)."""
 
-class ModelLocator(Component):
+    @abstractmethod
+    def save(self, model: FLModel, ctx: RunContext) -> None:
+        """Persist the global ``model``."""
+
+    def get_model(self, name: str, ctx: RunContext) -> FLModel | None:
+        """The saved model called ``name`` (one of :meth:`model_names`), or None."""
+        return None
+
+    def model_names(self, ctx: RunContext) -> list[str]:
+        """Names of the models saved so far."""
+        return []
+
+
+class ModelLocator(Component, ABC):
     """Finds the server's models for cross-site evaluation."""
 
     kind = "model_locator"
+
+    @abstractmethod
+    def get_model_names(self, ctx: RunContext) -> list[str]:
+        """Names of the server's models that can be evaluated."""
+
+    @abstractmethod
+    def locate_model(self, name: str, ctx: RunContext) -> FLModel | None:
+        """The model called ``name``, or None if it cannot be found."""
 
 
 class Filter(Component):
@@ -212,3 +335,49 @@ def check_file_name(name: str, value: Any) -> str:
     if "/" in value or "\\" in value or value in (".", ".."):
         raise ValueError(f"{name} must be a file name without a folder, got {value!r}")
     return value
+
+
+# Helpers shared by the built-in components at run time.
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part.
+
+    The bytes go to a temporary file in the same folder, which is flushed to
+    disk and then renamed over ``path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def lookup_component(ctx: RunContext, owner: str, arg: str, component_id: str, kind: type) -> Any:
+    """The component ``component_id`` names, checked to be a ``kind``.
+
+    Raises :class:`~flconfig.errors.JobError` saying which argument of which
+    component names nothing, or names a component of the wrong kind.
+    """
+    component = ctx.get_component(component_id)
+    article = "an" if kind.__name__[0] in "AEIOU" else "a"
+    if component is None:
+        raise JobError(
+            f"{owner}: {arg} '{component_id}' names no component; add a component with "
+            f"id '{component_id}' ({article} {kind.__name__}) or fix the id"
+        )
+    if not isinstance(component, kind):
+        raise JobError(
+            f"{owner}: {arg} '{component_id}' names a {type(component).__name__}, "
+            f"not {article} {kind.__name__}"
+        )
+    return component

@@ -2,20 +2,63 @@
 
 from __future__ import annotations
 
+import logging
+import math
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..api import FLModel, ReturnCode, Signal
+from ..errors import JobError
 from .base import (
+    AppEventType,
     Controller,
+    ModelLocator,
     check_bool,
     check_int,
     check_number,
     check_relative_path,
     check_str,
     check_str_list,
+    lookup_component,
 )
+from .validation_json import validation_entry, write_json
+
+if TYPE_CHECKING:
+    from ..runtime.context import SiteContext
+
+log = logging.getLogger(__name__)
+
+#: Prefix that tells server models from site models in the results (FLARE's).
+SERVER_MODEL_PREFIX = "SRV_"
+#: The model ``submit_model`` asks the sites for (FLARE's ``ModelName.BEST_MODEL``).
+SUBMIT_MODEL_NAME = "best_model"
+#: Name of the results file inside ``cross_val_dir``.
+RESULTS_FILE_NAME = "cross_val_results.json"
+#: ``ctx.props`` key of the results once the workflow is done.
+RESULTS_PROP = "cross_val_results"
 
 
 class CrossSiteModelEval(Controller):
     """Collects the sites' models (``submit_model``) and the server's models (from
     the model locator), then asks every site to validate each of them.
+
+    Site models are named by their site (``site-1``), server models by the
+    locator's name with the ``SRV_`` prefix (``SRV_FL_global_model.pt``).
+    Each validation result fires ``_validation_result_received`` (see
+    :class:`~flconfig.components.validation_json.ValidationJsonGenerator`);
+    when the workflow ends, also when aborted, the results are written as
+    ``{site: {model: metrics}}`` to
+    ``<run dir>/<cross_val_dir>/cross_val_results.json`` (atomically) and
+    left in ``ctx.props["cross_val_results"]``. Failed validations are left
+    out of the file and logged.
+
+    A site that is lost, or does not answer within the timeout, is reported
+    and the others go on. Models are kept in memory and never written, so
+    ``cleanup_models`` has nothing to remove; ``task_check_period`` is
+    accepted for compatibility (results are waited for without polling); a
+    ``formatter_id`` component is checked to exist but not used: the
+    workflow reports its progress itself.
     """
 
     def __init__(
@@ -67,3 +110,177 @@ class CrossSiteModelEval(Controller):
         self.wait_for_clients_timeout = check_int(
             "wait_for_clients_timeout", wait_for_clients_timeout
         )
+
+        #: ``{site: {model name: metrics}}`` of the last run of this workflow.
+        self.results: dict[str, dict[str, dict[str, Any]]] = {}
+        self._locator: ModelLocator | None = None
+
+    def _owner(self) -> str:
+        return f"workflow {self.id or type(self).__name__}"
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def start_controller(self, ctx: SiteContext) -> None:  # type: ignore[override]
+        """Look up the model locator (and check the formatter id)."""
+        owner = self._owner()
+        self._locator = (
+            lookup_component(ctx, owner, "model_locator_id", self.model_locator_id, ModelLocator)
+            if self.model_locator_id
+            else None
+        )
+        if self.formatter_id:
+            if ctx.get_component(self.formatter_id) is None:
+                raise JobError(
+                    f"{owner}: formatter_id '{self.formatter_id}' names no component; "
+                    "remove formatter_id or add that component"
+                )
+            _logger(ctx).info("%s: formatter_id is accepted for compatibility and not used", owner)
+        self.results = {}
+
+    def stop_controller(self, ctx: SiteContext) -> None:  # type: ignore[override]
+        """Drop the reference to the model locator."""
+        self._locator = None
+
+    def control_flow(self, abort_signal: Signal, ctx: SiteContext) -> None:  # type: ignore[override]
+        """Collect the models, have every site validate each, write the results file."""
+        if getattr(ctx, "comm", None) is None:
+            raise JobError(f"{self._owner()}: the server has no link to the sites (ctx.comm)")
+        sites = self._wait_for_sites(abort_signal, ctx)
+        if not sites:
+            return
+        self.results = {site: {} for site in sites}
+        try:
+            models = self._collect_models(sites, abort_signal, ctx)
+            for name, model in models.items():
+                if abort_signal.triggered:
+                    break
+                self._validate(name, model, sites, abort_signal, ctx)
+        finally:
+            self._write_results(ctx)
+
+    # -- steps ----------------------------------------------------------------------
+
+    def _wait_for_sites(self, abort_signal: Signal, ctx: SiteContext) -> list[str] | None:
+        """The sites taking part: all connected ones, or the connected ``participating_clients``."""
+        wanted = self.participating_clients
+        deadline = time.monotonic() + self.wait_for_clients_timeout
+        while True:
+            alive = ctx.comm.alive_sites()
+            present = alive if wanted is None else [s for s in wanted if s in alive]
+            if present and (wanted is None or len(present) == len(wanted)):
+                return present
+            if abort_signal.triggered:
+                return None
+            if time.monotonic() >= deadline:
+                missing = [] if wanted is None else [s for s in wanted if s not in alive]
+                if present:
+                    _logger(ctx).warning(
+                        "%s: %s not connected after %d s; evaluating with %s",
+                        self._owner(), ", ".join(missing), self.wait_for_clients_timeout,
+                        ", ".join(present),
+                    )  # fmt: skip
+                    return present
+                ctx.progress(
+                    f"cross-site evaluation skipped: no site connected within "
+                    f"{self.wait_for_clients_timeout} s"
+                )
+                return None
+            abort_signal.wait(0.1)
+
+    def _collect_models(
+        self, sites: list[str], abort_signal: Signal, ctx: SiteContext
+    ) -> dict[str, FLModel]:
+        models: dict[str, FLModel] = {}
+        if self.submit_model_task_name:
+            request = FLModel(meta={"submit_model_name": SUBMIT_MODEL_NAME})
+            submitted = self._broadcast(
+                self.submit_model_task_name, request, sites, self.submit_model_timeout,
+                abort_signal, ctx,
+            )  # fmt: skip
+            for site in sites:
+                result = submitted.get(site)
+                if result is None:
+                    problem = "sent no model (lost, or past submit_model_timeout)"
+                elif result.rc != ReturnCode.OK:
+                    problem = f"failed to submit its model: {result.rc}: {result.meta.get('error') or 'no message'}"
+                elif not result.params:
+                    problem = "submitted an empty model"
+                else:
+                    models[site] = result
+                    continue
+                _logger(ctx).warning("cross-site evaluation: site %s %s", site, problem)
+        if abort_signal.triggered:
+            return models
+        if self._locator is not None:
+            for name in self._locator.get_model_names(ctx):
+                model = self._locator.locate_model(name, ctx)
+                if model is None or not model.params:
+                    _logger(ctx).warning(
+                        "cross-site evaluation: the model locator has no model %r", name
+                    )
+                    continue
+                models[SERVER_MODEL_PREFIX + name] = model
+        if not models:
+            _logger(ctx).warning("cross-site evaluation: there is no model to validate")
+        return models
+
+    def _validate(
+        self, name: str, model: FLModel, sites: list[str], abort_signal: Signal, ctx: SiteContext
+    ) -> None:
+        data = FLModel(
+            params=model.params, params_type=model.params_type, meta={"model_owner": name}
+        )
+        results = self._broadcast(
+            self.validation_task_name, data, sites, self.validation_timeout, abort_signal, ctx
+        )
+        for site, result in results.items():
+            ctx.fire_event(
+                AppEventType.VALIDATION_RESULT_RECEIVED,
+                {"model_owner": name, "data_client": site, "result": result},
+            )
+            entry = validation_entry(result)
+            if entry is None:
+                _logger(ctx).warning(
+                    "cross-site evaluation: site %s failed to validate %s: %s: %s",
+                    site, name, result.rc, result.meta.get("error") or "no message",
+                )  # fmt: skip
+            else:
+                self.results.setdefault(site, {})[name] = entry
+        missing = [site for site in sites if site not in results]
+        if missing and not abort_signal.triggered:
+            _logger(ctx).warning(
+                "cross-site evaluation: no validation of %s from %s", name, ", ".join(missing)
+            )
+        done = sorted(site for site, r in results.items() if r.rc == ReturnCode.OK)
+        ctx.progress(f"cross-site evaluation: {name} validated by {', '.join(done) or 'no site'}")
+
+    def _broadcast(
+        self,
+        task_name: str,
+        data: FLModel,
+        sites: list[str],
+        timeout: int,
+        abort_signal: Signal,
+        ctx: SiteContext,
+    ) -> dict[str, FLModel]:
+        # One result is enough to go on; the others are waited for until they
+        # arrive, their site is lost, or the timeout passes (0: no limit).
+        return ctx.comm.broadcast_and_wait(
+            task_name,
+            data,
+            sites,
+            min_responses=1,
+            wait_time_after_min_received=timeout if timeout > 0 else math.inf,
+            timeout=timeout,
+            abort=abort_signal,
+        )
+
+    def _write_results(self, ctx: SiteContext) -> None:
+        path = Path(ctx.run_dir) / self.cross_val_dir / RESULTS_FILE_NAME
+        write_json(path, self.results)
+        ctx.props[RESULTS_PROP] = self.results
+        ctx.progress(f"cross-site evaluation results: {path}")
+
+
+def _logger(ctx: Any) -> logging.Logger:
+    return getattr(ctx, "log", None) or log

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from .base import ModelLocator, check_str
+from ..api import FLModel, RunContext
+from .base import ModelLocator, ModelPersistor, check_str, lookup_component
 
 
 class PTFileModelLocator(ModelLocator):
     """Lists the models a :class:`~flconfig.components.persistors.PTFileModelPersistor`
     has saved (global and best global) and loads them for cross-site
     evaluation (FLARE's ``PTFileModelLocator``).
+
+    Names are the persistor's file names (``FL_global_model.pt``,
+    ``best_FL_global_model.pt``); CrossSiteModelEval reports them with the
+    ``SRV_`` prefix, as FLARE does.
     """
 
     def __init__(self, pt_persistor_id: str) -> None:
@@ -17,3 +22,15 @@ class PTFileModelLocator(ModelLocator):
             pt_persistor_id: id of the PTFileModelPersistor whose models are offered.
         """
         self.pt_persistor_id = check_str("pt_persistor_id", pt_persistor_id)
+
+    def _persistor(self, ctx: RunContext) -> ModelPersistor:
+        owner = f"model locator {self.id or type(self).__name__}"
+        return lookup_component(ctx, owner, "pt_persistor_id", self.pt_persistor_id, ModelPersistor)
+
+    def get_model_names(self, ctx: RunContext) -> list[str]:
+        """The models the persistor has saved so far (none before the first save)."""
+        return list(self._persistor(ctx).model_names(ctx))
+
+    def locate_model(self, name: str, ctx: RunContext) -> FLModel | None:
+        """The saved model ``name`` (from :meth:`get_model_names`), or None."""
+        return self._persistor(ctx).get_model(name, ctx)

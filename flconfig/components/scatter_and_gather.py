@@ -2,12 +2,68 @@
 
 from __future__ import annotations
 
-from .base import Controller, check_bool, check_int, check_number, check_str
+import logging
+import math
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..api import EventType, FLModel, ReturnCode, Signal
+from ..errors import JobError
+from .base import (
+    Aggregator,
+    AppEventType,
+    Controller,
+    ModelPersistor,
+    ShareableGenerator,
+    check_bool,
+    check_int,
+    check_number,
+    check_str,
+    lookup_component,
+)
+
+if TYPE_CHECKING:
+    from ..runtime.context import SiteContext
+
+log = logging.getLogger(__name__)
+
+#: ``ctx.props`` keys this workflow sets.
+CURRENT_ROUND_PROP = "current_round"
+GLOBAL_MODEL_PROP = "global_model"
+#: How long a round waits for ``min_clients`` sites to be connected.
+SITE_WAIT_S = 60.0
 
 
 class ScatterAndGather(Controller):
     """Each round, sends the global model to the sites as a train task, aggregates
     the results and turns them into the next global model.
+
+    Round ``r`` (``start_round`` .. ``num_rounds - 1``):
+
+    1. sets ``ctx.props["current_round"]`` and fires ``ROUND_STARTED``;
+    2. builds the task data from the global model (shareable generator) with
+       meta ``current_round`` and ``num_rounds``;
+    3. sends ``train_task_name`` to every connected site and waits for
+       ``min_clients`` results, then up to ``wait_time_after_min_received``
+       seconds for the others (``train_timeout`` bounds the whole wait);
+    4. gives each good result to the aggregator as it arrives. A failed
+       result stops the job (``ignore_result_error`` False), is skipped
+       (True), or is skipped while ``min_clients`` good results can still be
+       had (None); a lost site stops the job once ``min_clients`` is out of
+       reach;
+    5. aggregates, builds the next global model, saves it through the
+       persistor every ``persist_every_n_rounds`` rounds and after the last,
+       fires ``ROUND_DONE`` and reports the round through ``ctx.progress``.
+
+    When the sites report ``initial_metrics`` (LearnerExecutor does), their
+    weighted mean is the validation metric of the global model sent that
+    round; a new best fires ``_global_best_model_available`` so the persistor
+    saves it as the best model.
+
+    The final model is kept as :attr:`global_model` and in
+    ``ctx.props["global_model"]`` for later workflows. ``task_check_period``
+    and ``snapshot_every_n_rounds`` are accepted for compatibility: results
+    are waited for without polling, and flconfig takes no snapshots.
     """
 
     def __init__(
@@ -75,3 +131,275 @@ class ScatterAndGather(Controller):
         self.task_check_period = check_number("task_check_period", task_check_period, positive=True)
         self.persist_every_n_rounds = check_int("persist_every_n_rounds", persist_every_n_rounds)
         self.snapshot_every_n_rounds = check_int("snapshot_every_n_rounds", snapshot_every_n_rounds)
+
+        #: The current global model (set by :meth:`start_controller`, updated every round).
+        self.global_model: FLModel | None = None
+        self._aggregator: Aggregator | None = None
+        self._generator: ShareableGenerator | None = None
+        self._persistor: ModelPersistor | None = None
+        self._best_metric: float | None = None
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def _owner(self) -> str:
+        return f"workflow {self.id or type(self).__name__}"
+
+    def start_controller(self, ctx: SiteContext) -> None:  # type: ignore[override]
+        """Look up the aggregator, shareable generator and persistor; load the initial model."""
+        owner = self._owner()
+        self._aggregator = lookup_component(
+            ctx, owner, "aggregator_id", self.aggregator_id, Aggregator
+        )
+        self._generator = lookup_component(
+            ctx, owner, "shareable_generator_id", self.shareable_generator_id, ShareableGenerator
+        )
+        self._persistor = (
+            lookup_component(ctx, owner, "persistor_id", self.persistor_id, ModelPersistor)
+            if self.persistor_id
+            else None
+        )
+        model = self._persistor.load(ctx) if self._persistor is not None else None
+        if model is not None and not isinstance(model, FLModel):
+            raise JobError(
+                f"{owner}: persistor '{self.persistor_id}' loaded a {type(model).__name__}, "
+                "not an FLModel"
+            )
+        if model is None or not model.params:
+            previous = ctx.props.get(GLOBAL_MODEL_PROP)
+            if isinstance(previous, FLModel) and previous.params:
+                model = previous
+            elif self.allow_empty_global_weights:
+                model = model or FLModel(params_type="FULL")
+            else:
+                source = (
+                    f"persistor '{self.persistor_id}' gave an empty model"
+                    if self._persistor is not None
+                    else "there is no persistor (persistor_id is empty)"
+                )
+                raise JobError(
+                    f"{owner}: no initial global model: {source} and no earlier workflow left "
+                    "one; give the persistor a model, or set allow_empty_global_weights to "
+                    "let the sites start from their own weights"
+                )
+        self.global_model = model
+        ctx.props[GLOBAL_MODEL_PROP] = model
+        ctx.fire_event(AppEventType.INITIAL_MODEL_LOADED, model)
+
+    def stop_controller(self, ctx: SiteContext) -> None:  # type: ignore[override]
+        """Leave the final model in ``ctx.props``; drop the per-run references."""
+        if self.global_model is not None:
+            ctx.props[GLOBAL_MODEL_PROP] = self.global_model
+        self._aggregator = self._generator = self._persistor = None
+
+    # -- rounds ---------------------------------------------------------------------
+
+    def control_flow(self, abort_signal: Signal, ctx: SiteContext) -> None:  # type: ignore[override]
+        """Run the rounds; return early when ``abort_signal`` is triggered.
+
+        Raises JobError when a round cannot complete (see the class docstring).
+        """
+        if self._aggregator is None or self._generator is None or self.global_model is None:
+            raise JobError(f"{self._owner()}: control_flow before start_controller")
+        if getattr(ctx, "comm", None) is None:
+            raise JobError(f"{self._owner()}: the server has no link to the sites (ctx.comm)")
+        for current in range(self.start_round, self.num_rounds):
+            if abort_signal.triggered:
+                break
+            if not self._round(current, abort_signal, ctx):
+                break
+        if abort_signal.triggered:
+            _logger(ctx).info(
+                "%s stopped: %s", self._owner(), abort_signal.reason or "abort signal"
+            )
+
+    def _round(self, current: int, abort_signal: Signal, ctx: SiteContext) -> bool:
+        """Run round ``current``; False when it was aborted before completing."""
+        assert self._aggregator is not None and self._generator is not None
+        assert self.global_model is not None
+        started = time.monotonic()
+        label = f"round {current + 1}/{self.num_rounds}"
+        ctx.props[CURRENT_ROUND_PROP] = current
+        ctx.fire_event(
+            EventType.ROUND_STARTED, {"current_round": current, "num_rounds": self.num_rounds}
+        )
+        self._aggregator.reset(ctx)
+        data = self._generator.learnable_to_shareable(self.global_model, ctx)
+        data.meta = {**data.meta, "current_round": current, "num_rounds": self.num_rounds}
+
+        targets = self._wait_for_sites(label, abort_signal, ctx)
+        if targets is None:
+            return False
+        gathered = _Gathered(self, len(targets), ctx)
+        try:
+            ctx.comm.broadcast_and_wait(
+                self.train_task_name,
+                data,
+                targets,
+                min_responses=self.min_clients,
+                wait_time_after_min_received=self.wait_time_after_min_received,
+                timeout=self.train_timeout,
+                abort=abort_signal,
+                on_result=gathered.on_result,
+            )
+            if abort_signal.triggered:
+                return False
+            gathered.check_enough()
+        except JobError as exc:
+            # Say which round; keep the site the error names.
+            raise JobError(f"{label}: {_message(exc)}", exc.site) from None
+
+        self._select_best(gathered, ctx)
+        ctx.fire_event(
+            AppEventType.BEFORE_AGGREGATION, {"current_round": current, "sites": gathered.accepted}
+        )
+        aggregated = self._aggregator.aggregate(ctx)
+        ctx.fire_event(AppEventType.END_AGGREGATION, aggregated)
+        model = self._generator.shareable_to_learnable(aggregated, ctx)
+        model.meta = {**model.meta, "current_round": current}
+        model.meta.pop("validation_metric", None)  # describes the previous model, not this one
+        self.global_model = model
+        ctx.props[GLOBAL_MODEL_PROP] = model
+
+        last = current == self.num_rounds - 1
+        every = self.persist_every_n_rounds
+        if self._persistor is not None and (last or (every > 0 and (current + 1) % every == 0)):
+            self._persistor.save(model, ctx)
+        ctx.fire_event(
+            EventType.ROUND_DONE, {"current_round": current, "num_rounds": self.num_rounds}
+        )
+        elapsed = time.monotonic() - started
+        ctx.progress(
+            f"{label}: results from {', '.join(sorted(gathered.accepted))} ({elapsed:.1f}s)"
+        )
+        return True
+
+    def _wait_for_sites(
+        self, label: str, abort_signal: Signal, ctx: SiteContext
+    ) -> list[str] | None:
+        """The connected sites once there are ``min_clients``; None if aborted first."""
+        deadline = time.monotonic() + SITE_WAIT_S
+        while True:
+            alive = ctx.comm.alive_sites()
+            if len(alive) >= self.min_clients:
+                return alive
+            if abort_signal.triggered:
+                return None
+            if time.monotonic() >= deadline:
+                raise JobError(
+                    f"{label}: min_clients is {self.min_clients} but only {len(alive)} site(s) "
+                    f"are connected after {SITE_WAIT_S:g} s ({', '.join(alive) or 'none'}); "
+                    "lower min_clients or start more sites"
+                )
+            abort_signal.wait(0.1)
+
+    def _select_best(self, gathered: _Gathered, ctx: SiteContext) -> None:
+        """Announce the global model sent this round if its validation beats every earlier one."""
+        assert self.global_model is not None
+        metric = gathered.validation_metric()
+        if metric is None or not self.global_model.params:
+            return
+        if self._best_metric is not None and metric <= self._best_metric:
+            return
+        self._best_metric = metric
+        best = FLModel(
+            params=self.global_model.params,
+            meta={**self.global_model.meta, "validation_metric": metric},
+            metrics=dict(self.global_model.metrics),
+            params_type=self.global_model.params_type,
+        )
+        _logger(ctx).info("new best global model: validation metric %.4g", metric)
+        ctx.fire_event(AppEventType.GLOBAL_BEST_MODEL_AVAILABLE, best)
+
+
+class _Gathered:
+    """The results of one round as they arrive: accepted, failed or refused."""
+
+    def __init__(self, workflow: ScatterAndGather, targets: int, ctx: SiteContext):
+        self.workflow = workflow
+        self.targets = targets
+        self.ctx = ctx
+        self.accepted: list[str] = []
+        #: site -> why its result is not used (failed, or refused by the aggregator).
+        self.unusable: dict[str, str] = {}
+        self._initial: list[tuple[float, float]] = []  # (initial_metrics, weight)
+
+    def on_result(self, site: str, result: FLModel) -> None:
+        wf, ctx = self.workflow, self.ctx
+        assert wf._aggregator is not None
+        if result.rc != ReturnCode.OK:
+            error = f"{result.rc}: {result.meta.get('error') or 'no message'}"
+            self.unusable[site] = error
+            if wf.ignore_result_error is False:
+                raise JobError(f"task '{wf.train_task_name}' failed: {error}", site)
+            if wf.ignore_result_error is None:
+                self._check_reachable()
+            _logger(ctx).warning("ignoring the failed result of site %s (%s)", site, error)
+            return
+        ctx.fire_event(AppEventType.BEFORE_CONTRIBUTION_ACCEPT, {"site": site, "result": result})
+        accepted = wf._aggregator.accept(site, result, ctx)
+        ctx.fire_event(
+            AppEventType.AFTER_CONTRIBUTION_ACCEPT,
+            {"site": site, "result": result, "accepted": accepted},
+        )
+        if accepted:
+            self.accepted.append(site)
+            initial = result.meta.get("initial_metrics")
+            if _is_number(initial):
+                steps = result.meta.get("NUM_STEPS_CURRENT_ROUND")
+                self._initial.append((float(initial), float(steps) if _is_number(steps) else 1.0))
+        else:
+            reasons = getattr(wf._aggregator, "rejections", {})
+            self.unusable[site] = f"refused by the aggregator: {reasons.get(site, 'see the log')}"
+            if wf.ignore_result_error is None:
+                self._check_reachable()
+
+    def _check_reachable(self) -> None:
+        """In dynamic mode: stop as soon as ``min_clients`` good results are out of reach."""
+        need = self.workflow.min_clients
+        if self.targets - len(self.unusable) < need:
+            raise self._error(f"min_clients ({need}) can no longer be reached")
+
+    def check_enough(self) -> None:
+        """After the wait: enough good results to aggregate?"""
+        need = self.workflow.min_clients
+        got = len(self.accepted)
+        if got >= need or (got > 0 and self.workflow.ignore_result_error is True):
+            if got < need:
+                _logger(self.ctx).warning(
+                    "aggregating %d result(s), fewer than min_clients=%d", got, need
+                )
+            return
+        timeout = self.workflow.train_timeout
+        why = f"only {got} usable result(s) of the {need} needed (min_clients)"
+        if timeout:
+            why += f" within train_timeout={timeout} s"
+        raise self._error(why)
+
+    def _error(self, why: str) -> JobError:
+        failures = "; ".join(f"{site}: {error}" for site, error in self.unusable.items())
+        err = JobError(why + (f"; unusable results: {failures}" if failures else ""))
+        if len(self.unusable) == 1:
+            err.site = next(iter(self.unusable))
+        return err
+
+    def validation_metric(self) -> float | None:
+        """Weighted mean of the sites' ``initial_metrics``: how well the sent model validated."""
+        total = sum(weight for _, weight in self._initial)
+        if not self._initial or total <= 0:
+            return None
+        return sum(value * weight for value, weight in self._initial) / total
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _message(exc: JobError) -> str:
+    """A JobError's message without the ``site:`` prefix JobError adds."""
+    text = str(exc)
+    prefix = f"{exc.site}: " if exc.site else ""
+    return text[len(prefix) :] if prefix and text.startswith(prefix) else text
+
+
+def _logger(ctx: Any) -> logging.Logger:
+    return getattr(ctx, "log", None) or log

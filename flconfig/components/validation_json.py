@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
-from .base import Widget, check_file_name, check_relative_path
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+from ..api import Event, EventType, FLModel, ReturnCode, RunContext
+from .base import AppEventType, Widget, check_file_name, check_relative_path, write_atomic
+
+log = logging.getLogger(__name__)
 
 
 class ValidationJsonGenerator(Widget):
     """Collects the validation results of cross-site evaluation and writes them,
     by site and model, to one JSON file (FLARE's ``ValidationJsonGenerator``).
+
+    It listens to ``_validation_result_received``, which CrossSiteModelEval
+    fires for every result, and at ``END_RUN`` writes
+    ``{site: {model: metrics}}`` to ``<run dir>/<results_dir>/<json_file_name>``
+    (atomically; nothing is written when no result arrived). Failed
+    validations are left out, as in FLARE.
+
+    CrossSiteModelEval also writes the same results to
+    ``<run dir>/<cross_val_dir>/cross_val_results.json`` when it finishes,
+    so this widget is only needed to get the file under another name or
+    folder. With both defaults the two write the same file with the same
+    content.
     """
 
     def __init__(
@@ -22,3 +43,43 @@ class ValidationJsonGenerator(Widget):
         """
         self.results_dir = check_relative_path("results_dir", results_dir)
         self.json_file_name = check_file_name("json_file_name", json_file_name)
+        self._results: dict[str, dict[str, dict[str, Any]]] = {}
+
+    def handle_event(self, event: Event, ctx: RunContext) -> None:
+        """Collect each validation result; write the file at END_RUN."""
+        if event.type == EventType.START_RUN:
+            self._results = {}
+        elif event.type == AppEventType.VALIDATION_RESULT_RECEIVED:
+            data = event.data if isinstance(event.data, dict) else {}
+            site, model, result = (
+                data.get("data_client"),
+                data.get("model_owner"),
+                data.get("result"),
+            )
+            if isinstance(site, str) and isinstance(model, str) and isinstance(result, FLModel):
+                entry = validation_entry(result)
+                if entry is not None:
+                    self._results.setdefault(site, {})[model] = entry
+        elif event.type == EventType.END_RUN and self._results:
+            path = Path(ctx.run_dir) / self.results_dir / self.json_file_name
+            write_json(path, self._results)
+            (getattr(ctx, "log", None) or log).info(
+                "wrote cross-site validation results to %s", path
+            )
+
+
+def validation_entry(result: FLModel) -> dict[str, Any] | None:
+    """What the results file records for one validation: its metrics; None if it failed."""
+    if result.rc != ReturnCode.OK:
+        return None
+    # NaN and infinities are not JSON: record them as null.
+    return {
+        name: None if isinstance(value, float) and not math.isfinite(value) else value
+        for name, value in result.metrics.items()
+    }
+
+
+def write_json(path: Path, value: Any) -> None:
+    """Write ``value`` as indented JSON, atomically."""
+    text = json.dumps(value, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    write_atomic(path, text.encode("utf-8"))
