@@ -268,9 +268,13 @@ class ScatterAndGather(Controller):
             EventType.ROUND_DONE, {"current_round": current, "num_rounds": self.num_rounds}
         )
         elapsed = time.monotonic() - started
-        ctx.progress(
-            f"{label}: results from {', '.join(sorted(gathered.accepted))} ({elapsed:.1f}s)"
-        )
+        ctx.progress(f"{label}: results from {_sites(gathered.accepted)} ({elapsed:.1f}s)")
+        if gathered.unusable:
+            first = next(iter(gathered.unusable.items()))
+            ctx.progress(
+                f"{label}: {len(gathered.unusable)} result(s) not used: "
+                f"{_sites(list(gathered.unusable))} (e.g. {first[0]}: {first[1]})"
+            )
         return True
 
     def _wait_for_sites(
@@ -309,6 +313,13 @@ class ScatterAndGather(Controller):
         )
         _logger(ctx).info("new best global model: validation metric %.4g", metric)
         ctx.fire_event(AppEventType.GLOBAL_BEST_MODEL_AVAILABLE, best)
+
+
+def _sites(names: list[str], limit: int = 8) -> str:
+    names = sorted(names, key=lambda n: (len(n), n))
+    if len(names) <= limit:
+        return ", ".join(names)
+    return f"{', '.join(names[:limit])} and {len(names) - limit} more"
 
 
 class _Gathered:

@@ -186,9 +186,10 @@ class DigitsLearner(Learner):
         batch_size: training batch size.
         dataset: "digits" (scikit-learn's 8×8 digits, no download) or "cifar10".
         data_path: for "cifar10": the folder with the CIFAR-10 binary ``.bin`` files.
-        num_sites: how many sites share the training data.
-        site_index: this site's 0-based share; None derives it from the site
-            name ("site-3" → 2).
+        num_sites: how many sites share the training data; None (the default)
+            takes the number of client sites in the run.
+        site_index: this site's 0-based share; None takes the site's place
+            among the run's client sites (else its name: "site-3" → 2).
         seed: seeds the initial model and the batch order.
         analytic_sender_id: id of the SummaryWriter-like component to log to
             (for example a TBWriter); a missing component means no logging.
@@ -222,10 +223,10 @@ class DigitsLearner(Learner):
             "description": "'digits' (scikit-learn's 8x8 digits) or 'cifar10' (needs data_path).",
         },
         "num_sites": {
-            "type": "integer",
+            "type": ["integer", "null"],
             "minimum": 1,
-            "default": 2,
-            "description": "how many sites share the training data.",
+            "default": None,
+            "description": "how many sites share the training data; null: the run's client sites.",
         },
         "site_index": {
             "type": ["integer", "null"],
@@ -254,7 +255,7 @@ class DigitsLearner(Learner):
         batch_size: int = 32,
         dataset: str = "digits",
         data_path: str | None = None,
-        num_sites: int = 2,
+        num_sites: int | None = None,
         site_index: int | None = None,
         seed: int = 0,
         analytic_sender_id: str = "log_writer",
@@ -272,7 +273,7 @@ class DigitsLearner(Learner):
             ("batch_size", batch_size),
             ("num_sites", num_sites),
         ):
-            if value < 1:
+            if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
         if max_train_batches is not None and max_train_batches < 1:
             raise ValueError(f"max_train_batches must be at least 1, got {max_train_batches}")
@@ -307,14 +308,17 @@ class DigitsLearner(Learner):
 
     def initialize(self, parts: Mapping[str, Any], ctx: RunContext) -> None:
         """Load this site's data, build and seed the model, find the writer."""
+        run_sites = list(getattr(ctx, "client_sites", ()) or ())
         site_index = self.site_index
         if site_index is None:
-            site_index = site_index_from_name(ctx.site_name)
-        self.data = load_site_data(self.dataset, self.num_sites, site_index, self.data_path)
+            site_index = (run_sites.index(ctx.site_name) if ctx.site_name in run_sites
+                          else site_index_from_name(ctx.site_name))
+        num_sites = self.num_sites or len(run_sites) or 2
+        self.data = load_site_data(self.dataset, num_sites, site_index, self.data_path)
         if len(self.data.y_train) == 0:
             raise ValueError(
                 f"site {ctx.site_name!r} (index {site_index}) got no training data "
-                f"with num_sites={self.num_sites}"
+                f"with num_sites={num_sites}"
             )
         self._device = resolve_device(self.device)
         # Seed the initial model without touching the process's global RNG state.

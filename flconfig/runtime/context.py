@@ -36,6 +36,7 @@ class SiteContext:
         abort_signal: Signal | None = None,
         progress: Callable[[str], None] | None = None,
         device: str = "cpu",
+        client_sites: Sequence[str] = (),
     ) -> None:
         self.site_name = site_name
         self.job_id = job_id
@@ -48,6 +49,8 @@ class SiteContext:
         self.fed_sink = fed_sink
         self.abort_signal = abort_signal or Signal()
         self.device = device
+        #: Every client site of this run, in launch order.
+        self.client_sites = tuple(client_sites)
         #: Free-form run state shared between components (e.g. ``current_round``).
         self.props: dict[str, Any] = {}
         self._components = dict(components)

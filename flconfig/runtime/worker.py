@@ -94,26 +94,42 @@ def run_server(spec: dict[str, Any]) -> int:
     try:
         job = load_job(spec["job"], allowed_modules=spec.get("allowed_modules", ()))
         built = job.build("server", workspace=workspace, job_id=job_id)
-        ctx = SiteContext("server", job_id, workspace, built.components, built.handlers, role="server",
-                          progress=progress)
+        ctx = SiteContext(
+            "server",
+            job_id,
+            workspace,
+            built.components,
+            built.handlers,
+            role="server",
+            progress=progress,
+            client_sites=spec["sites"],
+        )
 
         def on_events(site: str, records: list[dict[str, Any]]) -> None:
             for event_type, data in records_to_events(records):
                 ctx.deliver_fed_event(event_type, data, site)
 
-        comm = CommServer(spec["credentials"], port=0, heartbeat_timeout=spec["heartbeat_timeout"],
-                          on_events=on_events,
-                          on_site_lost=lambda site: progress(f"lost contact with {site}"))
+        comm = CommServer(
+            spec["credentials"],
+            port=0,
+            heartbeat_timeout=spec["heartbeat_timeout"],
+            on_events=on_events,
+            on_site_lost=lambda site: progress(f"lost contact with {site}"),
+        )
         comm.start()
         ctx.comm = comm
         Path(spec["port_file"]).write_text(str(comm.port))
         sites = spec["sites"]
         need = min(len(sites), spec.get("min_clients") or len(sites))
-        progress(f"server listening on 127.0.0.1:{comm.port}; waiting for {need} of {len(sites)} sites")
+        progress(
+            f"server listening on 127.0.0.1:{comm.port}; waiting for {need} of {len(sites)} sites"
+        )
         joined = comm.wait_for_sites(len(sites), timeout=spec.get("startup_timeout", 120))
         if len(joined) < need:
-            raise JobError(f"only {len(joined)} of {need} sites connected: missing "
-                           f"{', '.join(s for s in sites if s not in joined)}")
+            raise JobError(
+                f"only {len(joined)} of {need} sites connected: missing "
+                f"{', '.join(s for s in sites if s not in joined)}"
+            )
         progress(f"{len(joined)} sites connected: {_short_list(joined)}")
         ctx.fire_event(EventType.ABOUT_TO_START_RUN)
         ctx.fire_event(EventType.START_RUN)
@@ -154,6 +170,7 @@ def run_server(spec: dict[str, Any]) -> int:
 
 
 def _short_list(names: list[str], limit: int = 8) -> str:
+    names = sorted(names, key=lambda n: (len(n), n))
     if len(names) <= limit:
         return ", ".join(names)
     return f"{', '.join(names[:limit])} and {len(names) - limit} more"
@@ -177,11 +194,23 @@ def run_site(spec: dict[str, Any], site: str, errors: dict[str, str]) -> None:
     try:
         job = load_job(spec["job"], allowed_modules=spec.get("allowed_modules", ()))
         built: BuiltSite = job.build(site, workspace=workspace, job_id=job_id)
-        comm = CommClient(spec["address"], site, spec["credentials"][site],
-                          heartbeat_interval=spec.get("heartbeat_interval", 5.0))
-        ctx = SiteContext(site, job_id, workspace, built.components, built.handlers, role="client",
-                          fed_sink=lambda event: comm.send_events(event_to_records(event)),
-                          device=spec.get("device", "cpu"))
+        comm = CommClient(
+            spec["address"],
+            site,
+            spec["credentials"][site],
+            heartbeat_interval=spec.get("heartbeat_interval", 5.0),
+        )
+        ctx = SiteContext(
+            site,
+            job_id,
+            workspace,
+            built.components,
+            built.handlers,
+            role="client",
+            fed_sink=lambda event: comm.send_events(event_to_records(event)),
+            device=spec.get("device", "cpu"),
+            client_sites=spec["sites"],
+        )
         comm.connect(timeout=spec.get("startup_timeout", 120))
         ctx.fire_event(EventType.ABOUT_TO_START_RUN)
         ctx.fire_event(EventType.START_RUN)
@@ -210,8 +239,10 @@ def _execute(built: Any, ctx: Any, task_name: str, data: FLModel) -> FLModel:
     executor = built.executor_for(task_name)
     if executor is None:
         handled = sorted({t for tasks, _ in built.executors for t in tasks})
-        return FLModel.error(ReturnCode.TASK_UNKNOWN,
-                             f"unknown task '{task_name}': this site handles {', '.join(handled)}")
+        return FLModel.error(
+            ReturnCode.TASK_UNKNOWN,
+            f"unknown task '{task_name}': this site handles {', '.join(handled)}",
+        )
     for chain in built.filters:
         if chain.section == "task_data_filters" and _applies(chain, task_name):
             for f in chain.filters:
@@ -234,7 +265,9 @@ def _execute(built: Any, ctx: Any, task_name: str, data: FLModel) -> FLModel:
 def _applies(chain: Any, task_name: str) -> bool:
     import fnmatch
 
-    return any(t == task_name or ("*" in t and fnmatch.fnmatchcase(task_name, t)) for t in chain.tasks)
+    return any(
+        t == task_name or ("*" in t and fnmatch.fnmatchcase(task_name, t)) for t in chain.tasks
+    )
 
 
 def run_clients(spec: dict[str, Any], sites: list[str]) -> int:
@@ -242,7 +275,9 @@ def run_clients(spec: dict[str, Any], sites: list[str]) -> int:
     for site in sites:
         _setup_logging(workspace / site / spec["job_id"] / "log.txt", thread_name=site)
     errors: dict[str, str] = {}
-    threads = [threading.Thread(target=run_site, args=(spec, site, errors), name=site) for site in sites]
+    threads = [
+        threading.Thread(target=run_site, args=(spec, site, errors), name=site) for site in sites
+    ]
     for t in threads:
         t.start()
     for t in threads:
