@@ -1,0 +1,181 @@
+"""End to end: `flconfig launch` runs real server and client processes over gRPC on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "configs" / "tensorboard-streaming"
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+
+
+def make_job(tmp_path: Path, num_rounds: int = 1, min_clients: int = 2, epochs: int = 1,
+             with_cse: bool = False) -> Path:
+    job = tmp_path / "job"
+    shutil.copytree(EXAMPLE, job)
+    server_file = job / "app" / "config" / "config_fed_server.json"
+    server = json.loads(server_file.read_text())
+    server["num_rounds"] = num_rounds
+    server["min_clients"] = min_clients
+    if not with_cse:
+        server["workflows"] = server["workflows"][:1]
+        server["components"] = [c for c in server["components"] if c["id"] != "json_generator"]
+    server_file.write_text(json.dumps(server, indent=2))
+    meta_file = job / "meta.json"
+    meta = json.loads(meta_file.read_text())
+    meta["min_clients"] = min_clients
+    meta_file.write_text(json.dumps(meta))
+    client_file = job / "app" / "config" / "config_fed_client.json"
+    client = json.loads(client_file.read_text())
+    client["components"][0]["args"]["epochs"] = epochs
+    client_file.write_text(json.dumps(client, indent=2))
+    return job
+
+
+def launch(*args: str, timeout: float = 200) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "flconfig", "launch", *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_example_job_trains_a_global_model_that_beats_the_initial_one(tmp_path: Path) -> None:
+    from safetensors.numpy import load_file
+
+    from flconfig.examples.digits import evaluate_params
+    from flconfig.examples.models import DigitsCNN
+
+    job = make_job(tmp_path, num_rounds=2)
+    ws = tmp_path / "ws"
+    proc = launch(str(job), "-w", str(ws))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "round 1/2: results from site-1, site-2" in proc.stdout
+    assert "round 2/2: results from site-1, site-2" in proc.stdout
+    assert "job finished" in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+    model_file = ws / "server" / "simulate_job" / "FL_global_model.pt"
+    params = load_file(str(model_file))  # safetensors, not pickle
+    initial = {k: v.detach().numpy() for k, v in DigitsCNN().state_dict().items()}
+    assert set(params) == set(initial)
+    trained_acc = evaluate_params(params)
+    assert trained_acc > evaluate_params(initial) + 0.3
+    assert trained_acc >= 0.9
+    for site in ("site-1", "site-2"):
+        assert (ws / site / "simulate_job" / "log.txt").exists()
+        assert (ws / "server" / "simulate_job" / "tb_events" / site).is_dir()
+    # credentials are private to the user who launched the job
+    spec = ws / ".flconfig" / "simulate_job" / "spec.json"
+    assert oct(spec.stat().st_mode & 0o777) == "0o600"
+
+
+def test_an_invalid_job_is_refused_and_nothing_starts(tmp_path: Path) -> None:
+    job = make_job(tmp_path)
+    client_file = job / "app" / "config" / "config_fed_client.json"
+    client_file.write_text(client_file.read_text().replace('"learner_id": "pt_learner"',
+                                                           '"learner_id": "pt_lerner"'))
+    ws = tmp_path / "ws"
+    proc = launch(str(job), "-w", str(ws))
+    assert proc.returncode == 1
+    lines = client_file.read_text().splitlines()
+    line = next(i for i, text in enumerate(lines, 1) if "pt_lerner" in text)
+    column = lines[line - 1].index('"pt_lerner"') + 1
+    assert f"config_fed_client.json:{line}:{column}: error:" in proc.stdout
+    assert "did you mean 'pt_learner'?" in proc.stdout
+    assert "nothing was started" in proc.stdout
+    assert not (ws / "server").exists()
+
+
+def _worker_pids(ws: Path) -> list[int]:
+    out = subprocess.run(["ps", "-eww", "-o", "pid=,args="], capture_output=True, text=True).stdout
+    return [int(line.split()[0]) for line in out.splitlines()
+            if "flconfig.runtime.worker" in line and str(ws) in line]
+
+
+def test_ctrl_c_stops_every_process_it_started(tmp_path: Path) -> None:
+    job = make_job(tmp_path, num_rounds=50)
+    ws = tmp_path / "ws"
+    proc = subprocess.Popen([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "round 1/50" in line:
+            break
+    assert len(_worker_pids(ws)) == 3  # server + two client processes
+    proc.send_signal(signal.SIGINT)
+    rest = proc.stdout.read()
+    assert proc.wait(timeout=30) == 130
+    assert "interrupted" in rest
+    deadline = time.monotonic() + 10
+    while _worker_pids(ws) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _worker_pids(ws) == []
+
+
+def _kill_site_when_training(proc: subprocess.Popen[str], ws: Path, site: str) -> str:
+    assert proc.stdout is not None
+    seen = ""
+    for line in proc.stdout:
+        seen += line
+        if "round 1/" in line:
+            out = subprocess.run(["ps", "-eww", "-o", "pid=,args="], capture_output=True, text=True).stdout
+            for row in out.splitlines():
+                if "flconfig.runtime.worker" in row and f"--sites {site}" in row:
+                    os.kill(int(row.split()[0]), signal.SIGKILL)
+            break
+    return seen + proc.stdout.read()
+
+
+def test_a_client_that_dies_mid_run_is_noticed_and_the_round_completes(tmp_path: Path) -> None:
+    job = make_job(tmp_path, num_rounds=3, min_clients=2, epochs=1)
+    ws = tmp_path / "ws"
+    proc = subprocess.Popen([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws),
+                             "-n", "3", "--heartbeat-timeout", "3"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = _kill_site_when_training(proc, ws, "site-3")
+    assert proc.wait(timeout=120) == 0, output
+    assert "the process of site-3 exited with code -9" in output
+    assert "lost contact with site-3" in output
+    assert "round 3/3: results from site-1, site-2" in output
+
+
+def test_the_job_fails_naming_the_lost_site_when_min_clients_no_longer_holds(tmp_path: Path) -> None:
+    job = make_job(tmp_path, num_rounds=3, min_clients=3, epochs=1)
+    ws = tmp_path / "ws"
+    proc = subprocess.Popen([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws),
+                             "-n", "3", "--heartbeat-timeout", "3"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = _kill_site_when_training(proc, ws, "site-3")
+    assert proc.wait(timeout=120) == 1, output
+    assert "job failed" in output
+    assert "site-3" in output.split("job failed", 1)[1]
+
+
+def test_many_sites_share_a_bounded_pool_of_worker_processes(tmp_path: Path) -> None:
+    job = make_job(tmp_path, num_rounds=1, min_clients=2)
+    ws = tmp_path / "ws"
+    proc = launch(str(job), "-w", str(ws), "-n", "16", "--processes", "2")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "16 client site(s) in 2 worker process(es)" in proc.stdout
+    assert "16 sites connected" in proc.stdout
+    assert "round 1/1: results from site-1, site-2, site-3, site-4, site-5, site-6, site-7, site-8 and 8 more" \
+        in proc.stdout
+    assert len(list((ws / "server" / "simulate_job" / "tb_events").iterdir())) == 16
+
+
+def test_plan_workers_divides_sites_and_threads() -> None:
+    from flconfig.launcher import plan_workers, threads_per_process
+
+    assert plan_workers(["a", "b"], cores=2) == [["a"], ["b"]]
+    groups = plan_workers([f"s{i}" for i in range(64)], cores=2)
+    assert len(groups) == 2 and sorted(len(g) for g in groups) == [32, 32]
+    assert threads_per_process(16, 3) == 5
+    assert threads_per_process(2, 3) == 1
