@@ -243,6 +243,17 @@ def _stop_all(procs: list[subprocess.Popen[str]]) -> None:
             p.wait()
 
 
+def _global_model_scores(results_file: Path) -> str:
+    """One line: how the final global model scored at each site."""
+    try:
+        results = json.loads(results_file.read_text())
+        scores = [f"{site} {', '.join(f'{v:.3f}' for v in models['SRV_FL_global_model.pt'].values())}"
+                  for site, models in results.items() if "SRV_FL_global_model.pt" in models]
+    except (ValueError, TypeError, AttributeError, OSError):
+        return "  (cross-site results unreadable)"
+    return "  global model validated at: " + ", ".join(scores) if scores else "  (no global model scores)"
+
+
 def _finish(workspace: Path, job_id: str, server_rc: int | None, failures: list[tuple[list[str], int, Path]],
             out: TextIO, started: float) -> int:
     run_dir = workspace / "server" / job_id
@@ -267,6 +278,7 @@ def _finish(workspace: Path, job_id: str, server_rc: int | None, failures: list[
         cross = run_dir / "cross_site_val" / "cross_val_results.json"
         if cross.exists():
             print(f"  cross-site validation: {cross}", file=out)
+            print(_global_model_scores(cross), file=out)
         out.flush()
         return 0
     site = status.get("site") or "server"
