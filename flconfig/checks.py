@@ -47,10 +47,11 @@ def check_components(job: Job, config: ConfigFile) -> list[Problem]:
         expected = _expected_kind(spec)
         if expected and not spec.info.accepts(expected):
             problems.append(doc.problem(
-                "wrong-kind", f"{spec.label} is a {spec.info.kind}, but {_ROLE_TEXT[spec.role]}",
-                (*spec.json_path, spec.key), f"use a {expected} class here"))
+                "wrong-kind", f"{spec.label} is {_a(spec.info.kind)}, but {_ROLE_TEXT[spec.role]}",
+                (*spec.json_path, spec.key), f"use {_a(expected)} class here"))
         args_path = spec.args_path
-        if spec.parent is None and "class_attributes" in doc.data_at(args_path, {}):
+        written_args = doc.data_at(args_path, {})
+        if spec.parent is None and isinstance(written_args, dict) and "class_attributes" in written_args:
             args_path = (*args_path, "class_attributes")
         problems.extend(check_args(doc, args_path, spec.args, spec.info.args_schema, spec.info.name))
     return problems
@@ -66,6 +67,11 @@ _ROLE_TEXT = {
 
 def _expected_kind(spec: ComponentSpec) -> str | None:
     return _ROLE_KIND.get(spec.role)
+
+
+def _a(word: str) -> str:
+    """``an executor``, ``a learner``."""
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
 
 
 # --- events -----------------------------------------------------------------------------------
@@ -131,31 +137,56 @@ def _did_you_mean(word: str, options: Iterable[str]) -> str | None:
     return f"did you mean '{close[0]}'?" if close else None
 
 
+def _unresolved(config: ConfigFile | None) -> bool:
+    """Whether some component of ``config`` could not be resolved: its events are not known."""
+    return config is not None and any(s.info is None and not s.disabled for s in config.all_specs())
+
+
+def _close_match(word: str, options: Iterable[str]) -> str | None:
+    close = difflib.get_close_matches(word, sorted(set(options)), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
 def check_event_flow(job: Job) -> list[Problem]:
-    """Follow event names from senders through converters to receivers, across files."""
+    """Follow event names from senders through converters to receivers, across files.
+
+    A name that nearly matches is reported once, where it is used downstream (the
+    converter, the server's receiver), with the name it probably means. Nothing is
+    said to be missing when a component whose events are unknown (an unresolved path)
+    could be the one sending it.
+    """
     problems: list[Problem] = []
     server = job.server_config
     clients = [app.client for app in job.apps.values() if app.client is not None]
     server_events = _collect(server) if server is not None else _SiteEvents([], [], [])
     fed_sent: list[tuple[EventUse, str, ConfigFile]] = []
+    unknown_client = any(_unresolved(c) for c in clients)
+    explained: set[str] = set()  # fed events missing because a converter's error says why
 
     for client in clients:
         site = _collect(client)
         local = {u.event for u in site.sent}
+        misspelt: set[str] = set()  # sent events a converter names nearly right
         for use, fed_name in site.converted:
             if use.event.startswith("fed."):
                 continue  # already federated: not converted again
-            if use.event not in local and site.sent:
+            if use.event not in local and site.sent and not _unresolved(client):
+                close = _close_match(use.event, local)
+                if close:
+                    misspelt.add(close)
+                    explained.add(fed_name[: len(fed_name) - len(use.event)] + close)
                 problems.append(client.doc.problem(
                     "event-mismatch",
                     f"{use.spec.label} converts '{use.event}', but no component on the site sends it",
-                    use.json_path, _did_you_mean(use.event, local) or
+                    use.json_path, f"did you mean '{close}'?" if close else
                     f"events sent here: {', '.join(sorted(local))}"))
             elif use.event in local:
                 fed_sent.append((use, fed_name, client))
         converted = {u.event for u, _ in site.converted}
         listened = {u.event for u in site.received}
         for use in site.sent:
+            if _unresolved(client) or use.event in misspelt:
+                continue
             if use.event not in converted and use.event not in listened:
                 problems.append(client.doc.problem(
                     "event-mismatch",
@@ -163,22 +194,26 @@ def check_event_flow(job: Job) -> list[Problem]:
                     "its metrics go nowhere", use.json_path,
                     _did_you_mean(use.event, converted | listened) or
                     "add a ConvertToFedEvent for it, or a receiver on this site", severity="warning"))
-        problems += _unheard(client, site.received, local)
+        if not _unresolved(client):
+            problems += _unheard(client, site.received, local)
 
-    if server is not None:
+    if server is not None and not _unresolved(server):
         listened = {u.event for u in server_events.received}
+        produced = {name for _, name, _ in fed_sent} | {u.event for u in server_events.sent}
+        awaited = {u.event for u in server_events.received if u.explicit and u.event not in produced}
         for use, fed_name, client in fed_sent:
-            if fed_name not in listened:
+            # A receiver waiting for a near miss of this name is reported on the server.
+            if fed_name not in listened and (unknown_client or not _close_match(fed_name, awaited)):
                 problems.append(client.doc.problem(
                     "event-mismatch",
                     f"{use.spec.label} sends '{fed_name}' to the server, but no server receiver listens to it",
                     use.json_path,
                     _did_you_mean(fed_name, listened) or
                     "add a receiver (e.g. TBAnalyticsReceiver) with this event to the server config"))
-        produced = {name for _, name, _ in fed_sent} | {u.event for u in server_events.sent}
         unconverted = {"fed." + u.event: u.event for c in clients for u in _collect(c).sent}
-        if clients:
-            problems += _unheard(server, server_events.received, produced, unconverted)
+        if clients and not unknown_client:
+            received = [u for u in server_events.received if u.event not in explained]
+            problems += _unheard(server, received, produced, unconverted)
     return problems
 
 
@@ -216,6 +251,25 @@ def _task_args(spec: ComponentSpec) -> list[tuple[str, str]]:
     return out
 
 
+def _tasks_known(client: ConfigFile) -> bool:
+    """Whether every executor entry lists its tasks readably (the schema reports it if not)."""
+    entries = client.doc.data.get("executors") if isinstance(client.doc.data, dict) else None
+    return bool(client.executors) and isinstance(entries, list) and all(
+        isinstance(e, dict) and isinstance(e.get("tasks"), list)
+        and all(isinstance(t, str) for t in e["tasks"]) for e in entries)
+
+
+def _from_variable(config: ConfigFile, path: JsonPath) -> str:
+    """`` (from the variable 'x' at line N)`` when the value at ``path`` is written as "{x}"."""
+    written = config.raw.data_at(path)
+    if not isinstance(written, str):
+        return ""
+    name = written.strip()[1:-1] if written.strip().startswith("{") and written.strip().endswith("}") else ""
+    if not name or not isinstance(config.raw.data, dict) or name not in config.raw.data:
+        return ""
+    return f" (from the variable '{name}' at line {config.raw.key_position((name,)).line})"
+
+
 def _handles(client: ConfigFile, task: str) -> bool:
     for tasks, _ in client.executors:
         for pattern in tasks:
@@ -241,20 +295,21 @@ def check_clients_and_tasks(job: Job) -> list[Problem]:
             path = (*spec.args_path, "min_clients") if explicit else spec.json_path
             if named and value > len(named):
                 problems.append(server.doc.problem(
-                    "min-clients", f"{spec.label} waits for {value} clients, but the deploy_map deploys "
+                    "min-clients", f"{spec.label} waits for {value} clients{_from_variable(server, path)}, "
+                    "but the deploy_map deploys "
                     f"only {len(named)}: {', '.join(named)}", path,
                     f"set min_clients to at most {len(named)}, or deploy more sites"))
-            elif meta_min is not None and value != meta_min:
-                meta_where = ""
-                if job.meta_doc is not None:
-                    meta_where = f" (meta min_clients is {meta_min} at {job.meta_doc.position(('min_clients',))})"
+            # Without a meta file, min_clients 1 is only FLARE's assumption: nothing to disagree with.
+            elif meta_min is not None and value != meta_min and job.meta_doc is not None:
+                meta_where = f" at {job.meta_doc.position(('min_clients',))}"
                 problems.append(server.doc.problem(
-                    "min-clients", f"{spec.label} has min_clients {value}, but meta says {meta_min}{meta_where}",
+                    "min-clients", f"{spec.label} has min_clients {value}{_from_variable(server, path)}, "
+                    f"but meta says {meta_min}{meta_where}",
                     path, "make them agree: the job starts with meta's min_clients sites, the workflow "
                     "waits for its own", severity="warning" if value < meta_min else "error"))
         for arg, task in _task_args(spec):
             for client in clients:
-                if client.executors and not _handles(client, task):
+                if _tasks_known(client) and not _handles(client, task):
                     explicit = arg in spec.args
                     known = sorted({t for tasks, _ in client.executors for t in tasks})
                     problems.append(server.doc.problem(

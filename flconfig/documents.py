@@ -108,6 +108,8 @@ class _JsonParser:
         self.lines = _Lines(text)
         self.values: dict[JsonPath, Position] = {}
         self.keys: dict[JsonPath, Position] = {}
+        #: Offsets of the '{' and '[' not closed yet, for a hint when the file ends early.
+        self.open: list[int] = []
 
     def pos(self, offset: int) -> Position:
         line, col = self.lines.at(offset)
@@ -144,7 +146,7 @@ class _JsonParser:
             if self.text.startswith(word, i):
                 return val, i + len(word)
         if not ch:
-            raise _SyntaxFailure(i, "unexpected end of file: a value is missing")
+            self._fail(i, "unexpected end of file: a value is missing")
         word = re.match(r"[^\s,:\]\}]*", self.text[i:]).group(0)  # type: ignore[union-attr]
         hint = None
         if word in ("True", "False", "None"):
@@ -154,6 +156,10 @@ class _JsonParser:
         return self._fail(i, f"expected a value, found {word or ch!r}", hint)
 
     def _fail(self, i: int, message: str, hint: str | None = None) -> Any:
+        if i >= len(self.text) and hint is None and self.open:
+            where = self.pos(self.open[-1])
+            hint = (f"the '{self.text[self.open[-1]]}' at line {where.line}, column {where.column} "
+                    "is never closed: is the file cut short?")
         raise _SyntaxFailure(i, message, hint)
 
     def string(self, i: int) -> tuple[str, int]:
@@ -164,14 +170,19 @@ class _JsonParser:
 
     def obj(self, i: int, path: JsonPath) -> tuple[dict[str, Any], int]:
         out: dict[str, Any] = {}
+        self.open.append(i - 1)
         i = self.skip(i)
         if self.text[i : i + 1] == "}":
+            self.open.pop()
             return out, i + 1
+        comma = -1
         while True:
+            if self.text[i : i + 1] == "}" and comma >= 0:
+                self._fail(comma, "a comma before '}' (JSON allows none after the last entry)",
+                           "remove this comma")
             if self.text[i : i + 1] != '"':
-                hint = "JSON keys use double quotes" if self.text[i : i + 1] != "}" else (
-                    "remove the comma before '}'")
-                self._fail(i, "expected a quoted key", hint)
+                self._fail(i, "expected a quoted key",
+                           "JSON keys use double quotes" if self.text[i : i + 1] else None)
             key_at = i
             key, i = self.string(i)
             child = (*path, key)
@@ -184,34 +195,46 @@ class _JsonParser:
             if self.text[i : i + 1] != ":":
                 self._fail(i, f"expected ':' after key {key!r}")
             i = self.skip(i + 1)
-            out[key], i = self.value(i, child)
-            i = self.skip(i)
+            out[key], end = self.value(i, child)
+            i = self.skip(end)
             ch = self.text[i : i + 1]
             if ch == ",":
+                comma = i
                 i = self.skip(i + 1)
                 continue
             if ch == "}":
+                self.open.pop()
                 return out, i + 1
-            hint = "a ',' is missing between two entries" if ch == '"' else None
-            self._fail(i, "expected ',' or '}' in object" if ch else "unexpected end of file inside an object", hint)
+            if ch == '"':  # the next key: the comma belongs right after this value
+                self._fail(end, "expected ',' or '}' after this value",
+                           "a ',' is missing between two entries")
+            self._fail(i, "expected ',' or '}' in object" if ch else "unexpected end of file inside an object")
 
     def arr(self, i: int, path: JsonPath) -> tuple[list[Any], int]:
         out: list[Any] = []
+        self.open.append(i - 1)
         i = self.skip(i)
         if self.text[i : i + 1] == "]":
+            self.open.pop()
             return out, i + 1
+        comma = -1
         while True:
-            if self.text[i : i + 1] == "]":
-                self._fail(i, "expected a value", "remove the comma before ']'")
-            item, i = self.value(i, (*path, len(out)))
+            if self.text[i : i + 1] == "]" and comma >= 0:
+                self._fail(comma, "a comma before ']' (JSON allows none after the last item)",
+                           "remove this comma")
+            item, end = self.value(i, (*path, len(out)))
             out.append(item)
-            i = self.skip(i)
+            i = self.skip(end)
             ch = self.text[i : i + 1]
             if ch == ",":
+                comma = i
                 i = self.skip(i + 1)
                 continue
             if ch == "]":
+                self.open.pop()
                 return out, i + 1
+            if ch and ch in "\"{[0123456789-tfn":  # another item: the comma belongs after this one
+                self._fail(end, "expected ',' or ']' after this item", "a ',' is missing between two items")
             self._fail(i, "expected ',' or ']' in list" if ch else "unexpected end of file inside a list")
 
 
@@ -230,6 +253,9 @@ def parse_json(text: str, file: str) -> Document:
 
 # --- YAML ---------------------------------------------------------------------------------
 
+_YAML_CONTEXTS = (("flow sequence", "the [...] list"), ("flow mapping", "the {...} mapping"),
+                  ("quoted scalar", "the quoted string"), ("block mapping", "the mapping"),
+                  ("block", "the list"))
 _YAML11_FLOAT_AS_STR = re.compile(r"^[-+]?(?:\d+\.?|\d*\.\d+)[eE][-+]?\d+$")
 _YAML11_BOOL_WORDS = {"yes", "no", "on", "off", "y", "n"}
 
@@ -254,12 +280,23 @@ def parse_yaml(text: str, file: str) -> Document:
         mark = exc.problem_mark or exc.context_mark
         where = pos(mark) if mark else Position(file, 1, 1)
         message = exc.problem or exc.context or "syntax error"
+        hint = None
         if "another document" in message:
             message, mark = "the file holds more than one YAML document", exc.problem_mark
             where = pos(mark)
-        hint = None
-        if "found character '\\t'" in str(exc):
+            hint = "a config file holds one document: remove the '---' line or move what follows to its own file"
+        elif "found character '\\t'" in str(exc):
             hint = "YAML indents with spaces, not tabs"
+        elif message.startswith("expected <block end>"):
+            start = f" (the block starting at line {exc.context_mark.line + 1})" if exc.context_mark else ""
+            hint = f"this line is indented differently from the lines above it{start}: line up keys of one mapping"
+        elif "mapping values are not allowed here" in message:
+            hint = ("a ':' where YAML expects none: check this line's indentation, "
+                    "or quote a value that holds ': '")
+        elif exc.context_mark is not None and exc.problem_mark is not None \
+                and exc.context_mark.line != exc.problem_mark.line:
+            what = next((name for word, name in _YAML_CONTEXTS if word in (exc.context or "")), "the value")
+            hint = f"{what} that starts at line {exc.context_mark.line + 1} does not end where it should"
         raise ConfigError.single("syntax", f"invalid YAML: {message}", where, hint=hint) from None
     except yaml.YAMLError as exc:
         raise ConfigError.single("syntax", f"invalid YAML: {exc}", Position(file, 1, 1)) from None
@@ -370,6 +407,8 @@ def load_document(path: str | Path, display: str | None = None) -> Document:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise ConfigError.single("syntax", "the file is not UTF-8 text", Position(file, line, 1),
-                                 hint="save the file as UTF-8") from None
+        line_start = raw.rfind(b"\n", 0, exc.start) + 1
+        column = len(raw[line_start : exc.start].decode("utf-8-sig", "replace")) + 1
+        raise ConfigError.single("syntax", f"the file is not UTF-8 text (byte 0x{raw[exc.start]:02x})",
+                                 Position(file, line, column), hint="save the file as UTF-8") from None
     return parse_text(text, file)

@@ -337,6 +337,12 @@ def inspect_job(path: str | Path, *, allowed_modules: Sequence[str] = (),
 
 
 def _dedupe(problems: list[Problem]) -> list[Problem]:
+    """Each problem once; one mistake that two checks flag, reported by the more telling one.
+
+    A warning whose hint an error at the same place repeats (a YAML 1.1 spelling that
+    also fails a type check) adds nothing; nor does a generic schema error at a value a
+    later, specific check explains (a path with no module, which the registry explains).
+    """
     seen: set[tuple[Any, ...]] = set()
     out = []
     for p in problems:
@@ -344,7 +350,12 @@ def _dedupe(problems: list[Problem]) -> list[Problem]:
         if key not in seen:
             seen.add(key)
             out.append(p)
-    return out
+    errors = [p for p in out if p.is_error]
+    explained = {(p.position, p.hint) for p in errors if p.hint}
+    specific = {(p.position, p.json_path) for p in errors if p.code != "schema" and p.json_path}
+    return [p for p in out
+            if not (not p.is_error and (p.position, p.hint) in explained)
+            and not (p.is_error and p.code == "schema" and (p.position, p.json_path) in specific)]
 
 
 def _make_registry(custom_dirs: list[Path], allowed_modules: Sequence[str], environ: Mapping[str, str] | None) -> Any:
@@ -407,9 +418,10 @@ def _folder_job(folder: Path, kind: str, problems: list[Problem], allowed_module
         schema_problems = check_document(meta_doc, "meta")
         meta, meta_problems = check_meta(meta_doc)
         # The schema and the deploy_map rules may both flag one bad value: report it once.
-        flagged = {p.position for p in schema_problems}
+        # (By position and path: a YAML mapping starts where its first key does.)
+        flagged = {(p.position, p.json_path) for p in schema_problems}
         problems.extend(schema_problems)
-        problems.extend(p for p in meta_problems if p.position not in flagged)
+        problems.extend(p for p in meta_problems if (p.position, p.json_path) not in flagged)
         # An app name that failed the checks never becomes a path we touch.
         app_folders = {name: folder / name for name in meta.deploy_map if NAME_RE.match(name)}
 
@@ -420,10 +432,12 @@ def _folder_job(folder: Path, kind: str, problems: list[Problem], allowed_module
         apps[name] = app
         roles = _roles_needed(meta, name)
         where = meta_doc.key_position(("deploy_map", name)) if meta_doc else Position(_display(folder))
+        if not app_folder.is_dir():
+            problems.append(Problem("error", "missing-file", f"app folder '{name}' does not exist",
+                                    where, ("deploy_map", name) if meta_doc else (),
+                                    _app_folder_hint(folder, app_folder)))
+            continue
         if not roles:
-            if not app_folder.is_dir():
-                problems.append(Problem("error", "missing-file", f"app folder '{name}' does not exist",
-                                        where, ("deploy_map", name), f"create {_display(app_folder)}/config/"))
             continue
         config_dir = app_folder / "config"
         if not config_dir.is_dir():
@@ -451,6 +465,15 @@ def _folder_job(folder: Path, kind: str, problems: list[Problem], allowed_module
     name = meta.name or folder.resolve().name
     return Job(name, folder, meta, meta_doc, apps, _make_registry(custom_dirs, allowed_modules, environ),
                allowed_modules=tuple(allowed_modules))
+
+
+def _app_folder_hint(job_folder: Path, app_folder: Path) -> str:
+    try:
+        apps = sorted(p.name for p in job_folder.iterdir() if (p / "config").is_dir())
+    except OSError:
+        apps = []
+    hint = f"create {_display(app_folder)}/config/, or name an existing app folder in deploy_map"
+    return hint + (f"; app folders here: {', '.join(apps)}" if apps else "")
 
 
 def _roles_needed(meta: Any, app: str) -> list[str]:

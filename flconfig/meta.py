@@ -281,6 +281,7 @@ def _check_sites(doc: Document, entries: list[_Entry], problems: list[Problem]) 
                                     '"app": ["@ALL"] or "app": ["server", "site-1"]', at_key=True))
         return None
     first: dict[str, _Entry] = {}
+    misnamed: list[str] = []
     for entry in entries:
         site = entry.site
         if site != SERVER and not NAME_RE.match(site):
@@ -290,6 +291,7 @@ def _check_sites(doc: Document, entries: list[_Entry], problems: list[Problem]) 
             problems.append(doc.problem("bad-site-name",
                                         f"site name {site!r} cannot be used as a folder name",
                                         entry.path, hint))
+            misnamed.append(site)  # still a client the author meant: counted for min_clients
             continue
         previous = first.get(site)
         if previous is None:
@@ -313,7 +315,7 @@ def _check_sites(doc: Document, entries: list[_Entry], problems: list[Problem]) 
             hint = f"'{lookalike}' is read as a client name: write \"server\" in lower case"
         problems.append(doc.problem("deploy-map", "no app is deployed to the server",
                                     ("deploy_map",), hint, at_key=True))
-    return [site for site in first if site != SERVER]
+    return [site for site in first if site != SERVER] + list(dict.fromkeys(misnamed))
 
 
 def _check_clients(doc: Document, clients: list[str], min_clients: int | None,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterator
 from dataclasses import dataclass
+
 from .errors import JsonPath, Problem
 from .job import ComponentSpec, ConfigFile
 
@@ -59,6 +60,11 @@ def references(config: ConfigFile) -> Iterator[Reference]:
             yield Reference(spec, arg, value, expected, path, by_default)
 
 
+def _a(word: str) -> str:
+    """``an aggregator``, ``a learner``."""
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
+
+
 def _suggest(word: str, options: list[str]) -> str | None:
     close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
     return close[0] if close else None
@@ -92,7 +98,8 @@ def check_wiring(config: ConfigFile) -> list[Problem]:
                 f"ids defined in this file: {', '.join(ids)}" if ids else "this file defines no components")
             if ref.by_default:
                 message = (f"{what} defaults to '{ref.target_id}', but no component has that id")
-                hint = f"set '{ref.arg}' to the id of a {ref.expected_kind}, or add a component with id '{ref.target_id}'"
+                hint = (f"set '{ref.arg}' to the id of {_a(ref.expected_kind)}, "
+                        f"or add a component with id '{ref.target_id}'")
             else:
                 message = f"{what} names '{ref.target_id}', but no component has that id"
             problems.append(doc.problem("dangling-ref", message, ref.json_path, hint))
@@ -104,11 +111,11 @@ def check_wiring(config: ConfigFile) -> list[Problem]:
         if ref.expected_kind != "any" and target.info is not None and not target.info.accepts(ref.expected_kind):
             fitting = [i for i, s in by_id.items() if s.info is not None and ref.expected_kind in s.info.kinds]
             hint = (f"components of kind {ref.expected_kind} here: {', '.join(fitting)}" if fitting
-                    else f"add a {ref.expected_kind} component and name it here")
+                    else f"add {_a(ref.expected_kind)} component and name it here")
             problems.append(doc.problem(
                 "wrong-kind-ref",
-                f"{what} names '{ref.target_id}', a {target.info.kind} ({target.info.name}), "
-                f"but it needs a {ref.expected_kind}", ref.json_path, hint))
+                f"{what} names '{ref.target_id}', {_a(target.info.kind)} ({target.info.name}), "
+                f"but it needs {_a(ref.expected_kind)}", ref.json_path, hint))
 
     problems.extend(_check_cycles(config, by_id))
     problems.extend(_check_tasks(config))

@@ -36,6 +36,13 @@ def validate_paths(paths: list[str], allowed_modules: list[str]) -> list[Problem
 
 
 def run(ns: argparse.Namespace) -> int:
+    from ..registry import ALLOW_ENV, Registry
+
+    try:  # a bad prefix is a usage error, reported before any job is read
+        Registry.create(allowed_modules=ns.allow_module)
+    except ValueError as exc:
+        print(f"flconfig validate: {exc} (from --allow-module or {ALLOW_ENV})", file=sys.stderr)
+        return 2
     problems = validate_paths(ns.paths, ns.allow_module)
     writer = write_json if ns.format == "json" else write_text
     writer(problems, len(ns.paths), sys.stdout)

@@ -1,0 +1,220 @@
+"""Loading a job and building its sites: real components, wired by id, in dependency order."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flconfig.errors import ConfigError
+from flconfig.job import Job, load_job
+
+REPO = Path(__file__).resolve().parents[1]
+JSON_JOB = REPO / "configs" / "tensorboard-streaming"
+YAML_JOB = REPO / "configs" / "tensorboard-streaming-yaml"
+CORPUS = REPO / "tests" / "corpus"
+CLIENT = Path("app/config/config_fed_client.json")
+
+
+@pytest.fixture(scope="module")
+def job() -> Job:
+    return load_job(JSON_JOB, environ={})
+
+
+def copy_job(tmp_path: Path, edits: dict[Path, tuple[str, str]] | None = None) -> Path:
+    """A copy of the JSON example with ``{file: (old, new)}`` text replacements."""
+    target = tmp_path / "job"
+    shutil.copytree(JSON_JOB, target)
+    for rel, (old, new) in (edits or {}).items():
+        text = (target / rel).read_text()
+        assert text.count(old) == 1, old
+        (target / rel).write_text(text.replace(old, new))
+    return target
+
+
+def plain_state(obj: Any) -> dict[str, Any]:
+    """The public attributes of a built component that are plain config values."""
+    return {k: v for k, v in vars(obj).items()
+            if not k.startswith("_") and isinstance(v, (str, int, float, bool, list, dict, type(None)))}
+
+
+# --- loading ----------------------------------------------------------------------------------
+
+
+def test_load_job_returns_a_checked_job(job: Job) -> None:
+    assert isinstance(job, Job)
+    assert job.name == "tensorboard-streaming"
+    assert job.errors == [] and job.problems == []
+    assert list(job.apps) == ["app"]
+    assert job.server_config is not None and job.server_config.role == "server"
+    assert job.apps["app"].client is not None
+
+
+def test_client_sites_under_all_are_numbered_from_min_clients(job: Job) -> None:
+    assert job.client_sites() == ["site-1", "site-2"]
+    assert job.client_sites(3) == ["site-1", "site-2", "site-3"]
+
+
+def test_client_sites_are_the_deploy_maps_when_it_names_them(tmp_path: Path) -> None:
+    folder = copy_job(tmp_path, {Path("meta.json"): ('"app": ["@ALL"]', '"app": ["server", "alpha", "beta"]')})
+    named = load_job(folder, environ={})
+    assert named.client_sites() == ["alpha", "beta"]
+    assert named.client_sites(1) == ["alpha"]
+    with pytest.raises(ConfigError) as err:
+        named.build("gamma")
+    assert "no app is deployed to site 'gamma'" in str(err.value)
+
+
+# --- building ---------------------------------------------------------------------------------
+
+
+def test_the_server_builds_real_components_wired_by_id(job: Job) -> None:
+    import torch
+
+    from flconfig.components.cross_site_model_eval import CrossSiteModelEval
+    from flconfig.components.model_locators import PTFileModelLocator
+    from flconfig.components.persistors import PTFileModelPersistor
+    from flconfig.components.scatter_and_gather import ScatterAndGather
+    from flconfig.components.tracking import TBAnalyticsReceiver
+    from flconfig.examples.models import DigitsCNN
+
+    server = job.build("server")
+    assert server.role == "server"
+    parts = server.components
+    assert sorted(parts) == sorted(["persistor", "shareable_generator", "aggregator", "model_locator",
+                                    "json_generator", "tb_analytics_receiver", "scatter_and_gather",
+                                    "cross_site_validate"])
+    assert all(obj.id == ident for ident, obj in parts.items())
+
+    # A nested component is built first and handed over as the object...
+    persistor = parts["persistor"]
+    assert isinstance(persistor, PTFileModelPersistor)
+    assert isinstance(persistor.model, DigitsCNN) and isinstance(persistor.model, torch.nn.Module)
+    # ...while references stay ids, resolved at run start.
+    locator = parts["model_locator"]
+    assert isinstance(locator, PTFileModelLocator) and locator.pt_persistor_id == "persistor"
+    sag = parts["scatter_and_gather"]
+    assert isinstance(sag, ScatterAndGather)
+    assert (sag.aggregator_id, sag.persistor_id, sag.shareable_generator_id) == (
+        "aggregator", "persistor", "shareable_generator")
+    # Variables are resolved with their native type.
+    assert (sag.min_clients, sag.num_rounds, sag.train_task_name) == (2, 3, "train")
+    assert isinstance(parts["tb_analytics_receiver"], TBAnalyticsReceiver)
+    assert parts["tb_analytics_receiver"].events == ["fed.analytix_log_stats"]
+    # Workflows run in the order the config lists them.
+    assert [type(w) for w in server.workflows] == [ScatterAndGather, CrossSiteModelEval]
+    assert server.executors == [] and server.filters == []
+
+
+def test_the_server_is_built_in_dependency_order(job: Job) -> None:
+    server = job.build("server")
+    order = list(server.components)  # filled as they are built
+    assert [h.id for h in server.handlers] == order  # and they receive events in that order
+    before = {"persistor": ["model_locator", "scatter_and_gather"],
+              "aggregator": ["scatter_and_gather"],
+              "shareable_generator": ["scatter_and_gather"],
+              "model_locator": ["cross_site_validate"]}
+    for first, laters in before.items():
+        for later in laters:
+            assert order.index(first) < order.index(later), order
+
+
+def test_a_client_site_builds_its_executor_learner_and_sender(job: Job) -> None:
+    from flconfig.components.learner_executor import LearnerExecutor
+    from flconfig.components.tracking import ConvertToFedEvent, TBWriter
+    from flconfig.examples.digits import DigitsLearner
+
+    site = job.build("site-1")
+    assert (site.site, site.role) == ("site-1", "client")
+    learner = site.components["pt_learner"]
+    assert isinstance(learner, DigitsLearner)
+    assert (learner.lr, learner.epochs, learner.dataset) == (0.05, 2, "digits")
+    assert learner.analytic_sender_id == "log_writer"  # a reference: still an id
+    assert isinstance(site.components["log_writer"], TBWriter)
+    assert isinstance(site.components["event_to_fed"], ConvertToFedEvent)
+    [(tasks, executor)] = site.executors
+    assert tasks == ["train", "submit_model", "validate"]
+    assert isinstance(executor, LearnerExecutor) and executor.learner_id == "pt_learner"
+    assert site.executor_for("validate") is executor
+    assert site.executor_for("evaluate") is None
+    # pt_learner is written first but names log_writer: log_writer is built before it.
+    assert list(site.components) == ["log_writer", "pt_learner", "event_to_fed"]
+
+
+def test_each_build_is_fresh(job: Job) -> None:
+    one, two = job.build("site-1"), job.build("site-2")
+    assert one.components["pt_learner"] is not two.components["pt_learner"]
+    assert two.site == "site-2"
+
+
+def test_system_variables_are_those_of_the_site_being_built(tmp_path: Path) -> None:
+    folder = copy_job(tmp_path, {
+        Path("app/config/config_fed_server.json"): ('"args": {"events": ["fed.analytix_log_stats"]}',
+                                                    '"args": {"events": ["fed.analytix_log_stats"], '
+                                                    '"tb_folder": "tb-{JOB_ID}"}')})
+    built = load_job(folder, environ={}).build("server", job_id="run42")
+    assert built.components["tb_analytics_receiver"].tb_folder == "tb-run42"
+
+
+# --- errors -----------------------------------------------------------------------------------
+
+
+def test_load_job_raises_config_error_with_positions() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_job(CORPUS / "dangling-id", environ={})
+    [problem] = err.value.problems
+    assert problem.code == "dangling-ref"
+    assert problem.position is not None
+    assert Path(problem.position.file).resolve() == (CORPUS / "dangling-id" / CLIENT).resolve()
+    assert (problem.position.line, problem.position.column) == (11, 25)
+    assert problem.json_path == ("executors", 0, "executor", "args", "learner_id")
+    assert ":11:25: error: " in str(err.value) and "pt_lerner" in str(err.value)
+
+
+def test_load_job_raises_on_a_syntax_error_too() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_job(CORPUS / "json-missing-comma", environ={})
+    [problem] = err.value.problems
+    assert (problem.code, problem.position.line, problem.position.column) == ("syntax", 25, 20)
+
+
+def test_load_job_accepts_warnings() -> None:
+    loaded = load_job(CORPUS / "meta-workflow-min-clients-disagree", environ={})
+    assert [p.severity for p in loaded.problems] == ["warning"]
+
+
+def test_a_constructor_that_rejects_its_args_fails_the_build_with_a_position(tmp_path: Path) -> None:
+    # Valid by the schema (two strings), refused by LearnerExecutor: one task for two roles.
+    folder = copy_job(tmp_path, {CLIENT: ('"learner_id": "pt_learner"',
+                                          '"learner_id": "pt_learner", "validate_task": "train"')})
+    loaded = load_job(folder, environ={})
+    with pytest.raises(ConfigError) as err:
+        loaded.build("site-1")
+    [problem] = err.value.problems
+    assert problem.code == "build-failed"
+    assert "LearnerExecutor" in problem.message and "must be different task names" in problem.message
+    assert problem.position is not None and problem.position.line == 7
+    assert problem.json_path == ("executors", 0, "executor")
+
+
+# --- JSON and YAML ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("site", ["server", "site-1"])
+def test_the_yaml_twin_builds_the_same_components(job: Job, site: str) -> None:
+    twin = load_job(YAML_JOB, environ={})
+    assert twin.problems == []
+    assert twin.client_sites() == job.client_sites()
+    from_json, from_yaml = job.build(site), twin.build(site)
+
+    json_specs = [(s.id, s.info.path, s.args) for s in from_json.config.all_specs()]
+    yaml_specs = [(s.id, s.info.path, s.args) for s in from_yaml.config.all_specs()]
+    assert json_specs == yaml_specs
+
+    assert [type(h) for h in from_json.handlers] == [type(h) for h in from_yaml.handlers]
+    assert list(from_json.components) == list(from_yaml.components)
+    for ident, obj in from_json.components.items():
+        assert plain_state(obj) == plain_state(from_yaml.components[ident]), ident
+    assert [t for t, _ in from_json.executors] == [t for t, _ in from_yaml.executors]
