@@ -396,11 +396,12 @@ class Registry:
 
     def _not_allowed(self, value: str) -> ResolveError:
         top = value.split(".", 1)[0]
-        allow = (
-            f"pass --allow-module {top} or set {ALLOW_ENV}={top}"
-            if top not in ("flconfig", "nvflare")
-            else ""
-        )
+        if top in ("flconfig", "nvflare"):
+            allow = ""
+        elif top in sys.stdlib_module_names:  # never advise allowing the standard library
+            allow = f"'{top}' is Python's standard library, not a component module"
+        else:
+            allow = f"pass --allow-module {top} or set {ALLOW_ENV}={top}"
         if top == "nvflare":
             candidates = _close(value, list(FLARE_ALIASES))
             hint = "flconfig has no equivalent of this FLARE class" + _did_you_mean(
