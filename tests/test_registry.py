@@ -745,7 +745,7 @@ def test_event_attributes_are_read_from_source(registry: Registry) -> None:
     writer = registry.resolve("name", "TBWriter")  # inherited from AnalyticsSender
     assert writer.attributes["EMITS_ARG"] == "event_type"
     assert (
-        list(writer.args) == ["event_type"]
+        list(writer.args) == ["event_type", "queue_size"]
         and writer.args["event_type"].default == "analytix_log_stats"
     )
     converter = registry.resolve("name", "ConvertToFedEvent")

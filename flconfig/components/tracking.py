@@ -1,43 +1,376 @@
 """Experiment tracking: senders that fire metric events, the converter that makes
 them federated, and receivers that write them out.
 
-Constructors only; the streaming behaviour lives with the transport. The
-class attributes ``EMITS_ARG``, ``CONVERTS_ARG``/``PREFIX_ARG`` and
+The streaming path (see DESIGN.md, "Events and the streaming path")::
+
+    learner ──add_scalar──▶ TBWriter: a bounded queue, drained by a thread that
+        fires the local event "analytix_log_stats" once per batch of records
+    ConvertToFedEvent ──▶ "fed.analytix_log_stats" ──▶ the server
+        (flconfig.runtime.fed_events: records, sent in order, exactly once)
+    server: TBAnalyticsReceiver ──▶ <run_dir>/tb_events/<site>/events.out.tfevents.*
+
+The data of an analytics event is an :class:`~flconfig.tracking.records.AnalyticsBatch`
+of records; :mod:`flconfig.tracking.records` documents their fields.
+
+The class attributes ``EMITS_ARG``, ``CONVERTS_ARG``/``PREFIX_ARG`` and
 ``LISTENS_ARG``/``DEFAULT_EVENTS`` tell the validator which arguments carry
-event names (see :mod:`flconfig.components.base`).
+event names (see :mod:`flconfig.components.base`). This module imports only
+the standard library and flconfig's light modules at import time; numpy,
+Pillow, tensorboard and mlflow are imported where they are used.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+import json
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
 
+from ..api import Event, EventType, RunContext
+from ..errors import JobError
+from ..runtime.comm import is_valid_site_name
+from ..tracking import records as rec
+from ..tracking.records import AnalyticsBatch, as_number, as_step, as_walltime, check_tag
 from .base import (
     Widget,
     check_file_name,
+    check_int,
     check_optional_str,
     check_relative_path,
     check_str,
     check_str_list,
 )
 
-#: The local event a sender fires for each metric (FLARE's name).
+log = logging.getLogger(__name__)
+
+#: The local event a sender fires for each batch of records (FLARE's name).
 ANALYTICS_EVENT = "analytix_log_stats"
+
+_SCALAR = rec.SCALAR
+_MAX_STEP = rec.MAX_STEP
+_START_EVENTS = (EventType.ABOUT_TO_START_RUN, EventType.START_RUN)
+# How long the end-of-run flush waits for the records to be handed on.
+_END_FLUSH_TIMEOUT = 60.0
 
 
 class AnalyticsSender(Widget):
-    """What a learner logs metrics with: each call fires the local event
-    ``event_type`` carrying the record (FLARE's ``AnalyticsSender``).
+    """What a learner logs metrics with, with ``SummaryWriter``'s method names and
+    argument order (FLARE's ``AnalyticsSender``).
+
+    A call checks its arguments (a wrong type raises ``TypeError`` naming the
+    tag, here, at the call site), appends a compact record to a queue and
+    returns: it never waits on the network. A background thread drains the
+    queue and fires the local event ``event_type`` once per batch of records
+    (the data is an :class:`~flconfig.tracking.records.AnalyticsBatch`).
+
+    The queue holds at most ``queue_size`` records: a call that finds it full
+    waits until the thread has made room (back-pressure; nothing is dropped).
+    The sender captures the site at ``ABOUT_TO_START_RUN``/``START_RUN``;
+    records logged before that wait in the queue and are sent once the run
+    starts (a full queue before the run starts raises ``RuntimeError``, as
+    nothing could ever empty it). ``ABOUT_TO_END_RUN`` and ``END_RUN`` flush.
     """
 
     kind = "analytics_sender"
     EMITS_ARG: ClassVar[str] = "event_type"
+    ARGS_SCHEMA: ClassVar[dict[str, Any]] = {
+        "queue_size": {
+            "type": "integer",
+            "minimum": 1,
+            "description": "most records waiting to be sent; a full queue makes add_* calls wait",
+        }
+    }
+    #: Seconds the background thread sleeps when it finds the queue empty.
+    POLL_SECONDS: ClassVar[float] = 0.01
+    #: Most records in one fired event.
+    MAX_BATCH: ClassVar[int] = 4096
 
-    def __init__(self, event_type: str = "analytix_log_stats") -> None:
+    def __init__(self, event_type: str = "analytix_log_stats", queue_size: int = 100_000) -> None:
         """
         Args:
-            event_type: the local event fired for each record.
+            event_type: the local event fired for each batch of records.
+            queue_size: most records waiting to be sent; when the queue is full
+                an ``add_*`` call waits until there is room (nothing is dropped).
         """
         self.event_type = check_str("event_type", event_type)
+        self.queue_size = check_int("queue_size", queue_size, minimum=1)
+        # Items: (kind, tag, value, step, wall_time) tuples, or threading.Event
+        # flush markers. deque.append is atomic: the hot path takes no lock.
+        self._queue: deque[Any] = deque()
+        self._known_tags: set[str] = set()
+        self._ctx: RunContext | None = None
+        self._wake = threading.Event()  # asks the thread to drain now
+        self._room = threading.Event()  # set by the thread after each drain
+        self._state_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._time = time.time
+
+    # ------------------------------------------------------------------ SummaryWriter surface
+
+    def add_scalar(
+        self,
+        tag: str,
+        scalar_value: Any,
+        global_step: int | None = None,
+        walltime: float | None = None,
+    ) -> None:
+        """Log one number: a Python int/float, a numpy scalar or a one-element tensor."""
+        if type(tag) is not str or tag not in self._known_tags:
+            self._new_tag(tag)
+        if type(scalar_value) is not float:
+            scalar_value = as_number(tag, scalar_value)
+        if global_step is not None and (
+            type(global_step) is not int or not 0 <= global_step <= _MAX_STEP
+        ):
+            global_step = as_step(tag, global_step)
+        walltime = self._time() if walltime is None else as_walltime(tag, walltime)
+        queue = self._queue
+        if len(queue) >= self.queue_size:
+            self._wait_for_room()
+        queue.append((_SCALAR, tag, scalar_value, global_step, walltime))
+
+    def add_scalars(
+        self,
+        main_tag: str,
+        tag_scalar_dict: Mapping[str, Any],
+        global_step: int | None = None,
+        walltime: float | None = None,
+    ) -> None:
+        """Log several series under one main tag (one sub-run per series in TensorBoard)."""
+        main_tag = check_tag(main_tag, "main_tag")
+        self._put(
+            rec.SCALARS, main_tag, rec.as_series(main_tag, tag_scalar_dict), global_step, walltime
+        )
+
+    def add_text(
+        self,
+        tag: str,
+        text_string: str,
+        global_step: int | None = None,
+        walltime: float | None = None,
+    ) -> None:
+        """Log a text (shown in TensorBoard's Text tab, as ``<tag>/text_summary``)."""
+        tag = check_tag(tag)
+        self._put(rec.TEXT, tag, rec.as_text(tag, text_string), global_step, walltime)
+
+    def add_image(
+        self,
+        tag: str,
+        img_tensor: Any,
+        global_step: int | None = None,
+        walltime: float | None = None,
+        dataformats: str = "CHW",
+    ) -> None:
+        """Log an image: an array or tensor, ``dataformats`` CHW, HWC or HW; floats in [0, 1]."""
+        tag = check_tag(tag)
+        self._put(
+            rec.IMAGE, tag, rec.image_to_hwc(tag, img_tensor, dataformats), global_step, walltime
+        )
+
+    def add_histogram(
+        self,
+        tag: str,
+        values: Any,
+        global_step: int | None = None,
+        bins: Any = "tensorflow",
+        walltime: float | None = None,
+        max_bins: int | None = None,
+    ) -> None:
+        """Log the histogram of ``values`` (computed here, as torch's SummaryWriter does)."""
+        tag = check_tag(tag)
+        self._put(
+            rec.HISTOGRAM,
+            tag,
+            rec.histogram_value(tag, values, bins, max_bins),
+            global_step,
+            walltime,
+        )
+
+    def add_hparams(
+        self,
+        hparam_dict: Mapping[str, Any],
+        metric_dict: Mapping[str, Any],
+        hparam_domain_discrete: Mapping[str, list[Any]] | None = None,
+        run_name: str | None = None,
+        global_step: int | None = None,
+    ) -> None:
+        """Log hyperparameters and their metrics (TensorBoard's HParams tab), in the
+        sub-run ``run_name`` (default ``"hparams"``) of the site's run."""
+        name = check_tag("hparams" if run_name is None else run_name, "run_name")
+        value = rec.hparams_value(hparam_dict, metric_dict, hparam_domain_discrete, name)
+        self._put(rec.HPARAMS, name, value, global_step, None)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every record logged so far has been fired as an event.
+
+        Returns True when it has; False after ``timeout`` seconds, or when the
+        run has not started (the records wait in the queue until it does).
+        """
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            return not self._queue
+        if threading.current_thread() is thread:
+            return False  # called by a handler of our own event: it cannot wait for itself
+        marker = threading.Event()
+        self._queue.append(marker)
+        self._wake.set()
+        return marker.wait(timeout)
+
+    def close(self) -> None:
+        """Flush and stop the background thread (a new run starts it again)."""
+        self.flush()
+        self._stop_thread()
+
+    def __enter__(self) -> AnalyticsSender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ run lifecycle
+
+    def handle_event(self, event: Event, ctx: RunContext) -> None:
+        etype = event.type
+        if etype in _START_EVENTS:
+            self._start(ctx)
+        elif etype == EventType.ABOUT_TO_END_RUN:
+            self._flush_at_end()
+        elif etype == EventType.END_RUN:
+            self._flush_at_end()
+            self._stop_thread()
+
+    def _start(self, ctx: RunContext) -> None:
+        with self._state_lock:
+            self._ctx = ctx
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._stopping = False
+            name = f"flconfig-{getattr(ctx, 'site_name', 'site')}-{self.id or self.event_type}"
+            self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+            self._thread.start()
+
+    def _flush_at_end(self) -> None:
+        if not self.flush(_END_FLUSH_TIMEOUT):
+            log.warning(
+                "%s: %d analytics records were not handed on within %g s at the end of the run",
+                self.id or type(self).__name__,
+                sum(type(item) is tuple for item in list(self._queue)),
+                _END_FLUSH_TIMEOUT,
+            )
+
+    def _stop_thread(self) -> None:
+        with self._state_lock:
+            thread, self._thread = self._thread, None
+            self._stopping = True
+        self._wake.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=_END_FLUSH_TIMEOUT)
+
+    # ------------------------------------------------------------------ queue
+
+    def _new_tag(self, tag: object) -> None:
+        self._known_tags.add(check_tag(tag))
+
+    def _put(self, kind: str, tag: str, value: Any, step: Any, walltime: Any) -> None:
+        if step is not None and (type(step) is not int or not 0 <= step <= _MAX_STEP):
+            step = as_step(tag, step)
+        walltime = self._time() if walltime is None else as_walltime(tag, walltime)
+        if len(self._queue) >= self.queue_size:
+            self._wait_for_room()
+        self._queue.append((kind, tag, value, step, walltime))
+
+    def _wait_for_room(self) -> None:
+        queue, bound = self._queue, self.queue_size
+        while True:
+            self._room.clear()
+            if len(queue) < bound:
+                return
+            thread = self._thread
+            if thread is threading.current_thread():
+                return  # logged by a handler of our own event: waiting would wait for itself
+            if thread is None or not thread.is_alive():
+                raise RuntimeError(
+                    f"{self.id or type(self).__name__}: {len(queue)} records wait to be sent and "
+                    "the run has not started (or has ended); nothing can empty the queue. "
+                    "Log during the run, or raise queue_size."
+                )
+            self._wake.set()
+            self._room.wait(0.05)
+
+    def _run(self) -> None:
+        queue = self._queue
+        while True:
+            if not queue:
+                self._room.set()
+                if self._stopping:
+                    return
+                self._wake.wait(self.POLL_SECONDS)
+                self._wake.clear()
+                continue
+            try:
+                self._drain()
+            except Exception:  # keep draining: a lost thread would block every add_* call
+                log.exception(
+                    "%s: failed to send analytics records", self.id or type(self).__name__
+                )
+
+    def _drain(self) -> None:
+        popleft = self._queue.popleft
+        event_type = self.event_type
+        batch = AnalyticsBatch()
+        append = batch.append
+        markers: list[threading.Event] = []
+        limit = self.MAX_BATCH
+        count = 0
+        while count < limit:
+            try:
+                item = popleft()
+            except IndexError:
+                break
+            if type(item) is not tuple:
+                markers.append(item)  # a flush marker: hand on what came before it first
+                break
+            kind, tag, value, step, wall_time = item
+            if kind is not _SCALAR:
+                value = self._convert(kind, tag, value)
+                if value is None:
+                    continue
+            append({
+                "event_type": event_type,
+                "kind": kind,
+                "tag": tag,
+                "value": value,
+                "step": step,
+                "wall_time": wall_time,
+            })  # fmt: skip
+            count += 1
+        self._room.set()
+        try:
+            if batch:
+                ctx = self._ctx
+                if ctx is None:  # pragma: no cover - the thread starts with a context
+                    raise RuntimeError("no run context")
+                ctx.fire_event(event_type, batch)
+        finally:
+            for marker in markers:
+                marker.set()
+
+    def _convert(self, kind: str, tag: str, value: Any) -> Any:
+        if kind != rec.IMAGE:
+            return value
+        try:
+            return rec.encode_image(value)
+        except Exception:
+            log.exception(
+                "%s: could not encode image %r; it is not sent", self.id or type(self).__name__, tag
+            )
+            return None
 
 
 class TBWriter(AnalyticsSender):
@@ -49,6 +382,9 @@ class TBWriter(AnalyticsSender):
 class ConvertToFedEvent(Widget):
     """Re-fires the listed local events as federated events, named with a
     prefix, so they reach the server (FLARE's ``ConvertToFedEvent``).
+
+    Only events of local scope are converted: a federated event, or one whose
+    name already has the prefix, is never converted again.
     """
 
     CONVERTS_ARG: ClassVar[str] = "events_to_convert"
@@ -63,11 +399,44 @@ class ConvertToFedEvent(Widget):
         """
         self.events_to_convert = check_str_list("events_to_convert", events_to_convert)
         self.fed_event_prefix = check_str("fed_event_prefix", fed_event_prefix)
+        self._convert = frozenset(self.events_to_convert)
+
+    def handle_event(self, event: Event, ctx: RunContext) -> None:
+        etype = event.type
+        if (
+            etype in self._convert
+            and event.scope == "local"
+            and not etype.startswith(self.fed_event_prefix)
+        ):
+            ctx.fire_fed_event(self.fed_event_prefix + etype, event.data)
 
 
 class AnalyticsReceiver(Widget):
     """Base of the receivers: handles the listed events, local or federated, and
     saves each record with the site it came from (FLARE's ``AnalyticsReceiver``).
+
+    A receiver is a few lines::
+
+        class PrintReceiver(AnalyticsReceiver):
+            def save(self, record, origin):
+                print(origin, record["tag"], record["value"], record["step"])
+
+    - :meth:`initialize` runs at ``START_RUN`` (or at the first record, if that
+      comes first); if it raises, the error is logged and the receiver ignores
+      every event.
+    - :meth:`save` is called once per record, under a lock, in the order the
+      records arrived. ``origin`` is the authenticated site for a federated
+      event and this site's name for a local one; it is a checked site name
+      (letters, digits, ``.``, ``_``, ``-``). An exception in ``save`` is
+      logged once per kind of record and the other records are still saved.
+    - :meth:`after_batch` runs after the records of one event (write them out
+      here if ``save`` buffers).
+    - :meth:`finalize` runs at ``END_RUN``. Records that arrive after
+      ``END_RUN`` was fired but before this receiver's ``finalize`` ran are
+      still saved; later ones are counted and reported, not saved.
+
+    A batch this site fired both locally and as a fed event (a client that
+    converts and receives the same events) is saved once.
     """
 
     kind = "receiver"
@@ -82,11 +451,157 @@ class AnalyticsReceiver(Widget):
         self.events = (
             list(self.DEFAULT_EVENTS) if events is None else check_str_list("events", events)
         )
+        self._listened = frozenset(self.events)
+        self._lock = threading.Lock()
+        self._state = "new"  # new -> ready | failed -> finalized
+        self._failed: set[Any] = set()
+        self._recent: deque[tuple[Any, str]] = deque(maxlen=16)
+        self._late = 0
+        self._bad_origins: set[str] = set()
+
+    # ------------------------------------------------------------------ hooks
+
+    def initialize(self, ctx: RunContext) -> None:
+        """Prepare to save (open files, connect): called once, before the first record."""
+
+    def save(self, record: dict[str, Any], origin: str) -> None:
+        """Save one record from site ``origin`` (see :mod:`flconfig.tracking.records`)."""
+        raise NotImplementedError
+
+    def after_batch(self) -> None:
+        """Called, under the lock, after the records of one event were saved."""
+
+    def finalize(self, ctx: RunContext) -> None:
+        """Write out and close: called once at the end of the run."""
+
+    # ------------------------------------------------------------------ events
+
+    @property
+    def _name(self) -> str:
+        return self.id or type(self).__name__
+
+    def handle_event(self, event: Event, ctx: RunContext) -> None:
+        etype = event.type
+        if etype in self._listened:
+            self._receive(event, ctx)
+        elif etype == EventType.START_RUN:
+            with self._lock:
+                if self._state == "new":
+                    self._initialize(ctx)
+        elif etype == EventType.END_RUN:
+            with self._lock:
+                self._finalize(ctx)
+
+    def _initialize(self, ctx: RunContext) -> None:
+        try:
+            self.initialize(ctx)
+            self._state = "ready"
+        except (JobError, ImportError, ValueError, OSError) as exc:
+            self._state = "failed"
+            log.error("%s cannot start and will save nothing: %s", self._name, exc)
+        except Exception:
+            self._state = "failed"
+            log.exception("%s cannot start and will save nothing", self._name)
+
+    def _finalize(self, ctx: RunContext) -> None:
+        if self._state == "ready":
+            try:
+                self.finalize(ctx)
+            except Exception:
+                log.exception("%s: finalize failed", self._name)
+        self._state = "finalized"
+
+    def _receive(self, event: Event, ctx: RunContext) -> None:
+        local_site = ctx.site_name
+        origin = event.origin if event.scope == "fed" else local_site
+        data = event.data
+        if isinstance(data, list):
+            records: list[Any] = data
+        elif isinstance(data, Mapping):
+            records = [data]
+        else:
+            self._warn_once(
+                ("data", event.type),
+                "%s: event %s carries %s, not analytics records; ignored",
+                self._name, event.type, type(data).__name__,
+            )  # fmt: skip
+            return
+        if not is_valid_site_name(origin):
+            self._warn_once(
+                ("origin", str(origin)[:200]),
+                "%s: records from site %r ignored: not a valid site name",
+                self._name, str(origin)[:200],
+            )  # fmt: skip
+            return
+        with self._lock:
+            if self._state == "new":
+                self._initialize(ctx)
+            if self._state == "failed":
+                return
+            if self._state == "finalized":
+                self._late += len(records)
+                self._warn_once(
+                    ("late",),
+                    "%s: records arrived after the end of the run and were not saved "
+                    "(first from site %s)",
+                    self._name, origin,
+                )  # fmt: skip
+                return
+            if origin == local_site:
+                # The same batch fired locally and as a fed event on this site: save once.
+                for seen, scope in self._recent:
+                    if seen is data and scope != event.scope:
+                        return
+                self._recent.append((data, event.scope))
+            save = self.save
+            for record in records:
+                try:
+                    save(record, origin)
+                except Exception as exc:
+                    kind = record.get("kind") if isinstance(record, Mapping) else None
+                    if kind not in self._failed:
+                        self._failed.add(kind)
+                        log.error(
+                            "%s: could not save a %s record from %s (%s: %s); "
+                            "further failures of this kind are not logged",
+                            self._name, kind or "malformed", origin, type(exc).__name__, exc,
+                        )  # fmt: skip
+            try:
+                self.after_batch()
+            except Exception as exc:
+                if "after_batch" not in self._failed:
+                    self._failed.add("after_batch")
+                    log.error("%s: could not write records: %s", self._name, exc)
+
+    def _warn_once(self, key: Any, message: str, *args: Any) -> None:
+        if key not in self._failed:
+            self._failed.add(key)
+            log.warning(message, *args)
+
+    @property
+    def late_records(self) -> int:
+        """Records that arrived after :meth:`finalize` and were not saved."""
+        return self._late
+
+
+def _checked_root(run_dir: Path | str, folder: str) -> Path:
+    """``run_dir / folder``, resolved; ValueError if it leaves ``run_dir``."""
+    base = Path(run_dir).resolve()
+    root = (base / folder).resolve()
+    if root != base and base not in root.parents:
+        raise ValueError(f"{folder!r} leaves the run directory {base}")
+    return root
 
 
 class TBAnalyticsReceiver(AnalyticsReceiver):
-    """Writes the records into TensorBoard event files, one folder per site
-    (FLARE's ``TBAnalyticsReceiver``).
+    """Writes the records into TensorBoard event files, one run folder per site
+    (FLARE's ``TBAnalyticsReceiver``): ``<run_dir>/<tb_folder>/<site>/``.
+
+    Layout and tags follow ``torch.utils.tensorboard.SummaryWriter`` (see
+    :mod:`flconfig.tracking.tb_files`). The records of each event are on disk
+    (written and flushed) when the event has been handled, so
+    ``tensorboard --logdir <run_dir>/<tb_folder>`` shows them live. In a client
+    config it writes that site's own metrics under the client's run directory.
     """
 
     def __init__(self, tb_folder: str = "tb_events", events: list[str] | None = None) -> None:
@@ -98,11 +613,51 @@ class TBAnalyticsReceiver(AnalyticsReceiver):
         """
         super().__init__(events)
         self.tb_folder = check_relative_path("tb_folder", tb_folder)
+        self.root: Path | None = None
+        self._writers: dict[str, Any] = {}
+
+    def initialize(self, ctx: RunContext) -> None:
+        from ..tracking.tb_files import RunWriter  # tensorboard's protobufs: run time only
+
+        self._run_writer = RunWriter
+        self.root = _checked_root(ctx.run_dir, self.tb_folder)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def save(self, record: dict[str, Any], origin: str) -> None:
+        writer = self._writers.get(origin)
+        if writer is None:
+            writer = self._writers[origin] = self._run_writer(self._site_folder(origin))
+        writer.write(record)
+
+    def _site_folder(self, origin: str) -> Path:
+        assert self.root is not None
+        if not is_valid_site_name(origin):
+            raise ValueError(f"bad site name {origin!r}")
+        folder = self.root / origin
+        if folder.resolve().parent != self.root:
+            raise ValueError(f"site {origin!r} would leave {self.root}")
+        return folder
+
+    def after_batch(self) -> None:
+        for writer in self._writers.values():
+            writer.write_pending()
+
+    def finalize(self, ctx: RunContext) -> None:
+        writers, self._writers = self._writers, {}
+        for writer in writers.values():
+            writer.close()
 
 
 class JsonLinesReceiver(AnalyticsReceiver):
-    """Appends each record as one JSON line, with its site, to a file in the
-    run directory: a tracker that needs no extra package.
+    """Appends each record as one JSON line to ``<run_dir>/<file_name>``: a tracker
+    that needs no extra package.
+
+    Each line is the record (see :mod:`flconfig.tracking.records`) with the
+    site first: ``{"site": "site-1", "event_type": ..., "kind": "scalar",
+    "tag": ..., "value": ..., "step": ..., "wall_time": ...}``. All sites share
+    the file; lines of one site are in the order it logged them. NaN and
+    infinite values are written as Python's ``json`` writes them (``NaN``,
+    ``Infinity``).
     """
 
     def __init__(self, file_name: str = "analytics.jsonl", events: list[str] | None = None) -> None:
@@ -113,13 +668,43 @@ class JsonLinesReceiver(AnalyticsReceiver):
         """
         super().__init__(events)
         self.file_name = check_file_name("file_name", file_name)
+        self.path: Path | None = None
+        self._file: Any = None
+        self._lines: list[str] = []
+
+    def initialize(self, ctx: RunContext) -> None:
+        self.path = _checked_root(ctx.run_dir, self.file_name)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in finalize
+
+    def save(self, record: dict[str, Any], origin: str) -> None:
+        self._lines.append(json.dumps({"site": origin, **record}, ensure_ascii=False))
+
+    def after_batch(self) -> None:
+        if self._lines:
+            lines, self._lines = self._lines, []
+            self._file.write("\n".join(lines) + "\n")
+            self._file.flush()
+
+    def finalize(self, ctx: RunContext) -> None:
+        self.after_batch()
+        self._file.close()
+
+
+_MLFLOW_MISSING = (
+    "MLflowReceiver needs MLflow, which is not installed: pip install 'flconfig[mlflow]'"
+)
 
 
 class MLflowReceiver(AnalyticsReceiver):
     """Logs the records to MLflow, one run per site (FLARE's ``MLflowReceiver``;
-    needs the ``mlflow`` extra at run time).
+    needs the ``mlflow`` extra at run time: ``pip install 'flconfig[mlflow]'``).
 
     As in FLARE, it receives only the federated event unless told otherwise.
+    Scalars become metrics (``add_scalars`` series: ``<main_tag>/<series>``),
+    hparams become params plus metrics, texts become artifacts
+    ``text/<tag>/<step>.txt``, images ``images/<tag>/<step>.png``; histograms
+    are not supported by MLflow and are skipped (logged once).
     """
 
     DEFAULT_EVENTS: ClassVar[list[str]] = ["fed.analytix_log_stats"]
@@ -132,11 +717,95 @@ class MLflowReceiver(AnalyticsReceiver):
     ) -> None:
         """
         Args:
-            tracking_uri: MLflow tracking server or store; None for MLflow's
-                default (``./mlruns`` in the run directory).
+            tracking_uri: MLflow tracking server or store; None for a local
+                folder store, ``<run_dir>/mlruns`` (``mlflow ui --backend-store-uri``
+                shows it).
             experiment_name: MLflow experiment the runs are logged to.
             events: the events to receive; None for ``DEFAULT_EVENTS``.
         """
         super().__init__(events)
         self.tracking_uri = check_optional_str("tracking_uri", tracking_uri)
         self.experiment_name = check_str("experiment_name", experiment_name)
+        self._client: Any = None
+        self._experiment_id = ""
+        self._runs: dict[str, str] = {}
+        self._metrics: dict[str, list[Any]] = {}
+
+    def initialize(self, ctx: RunContext) -> None:
+        try:
+            from mlflow.tracking import MlflowClient
+        except ImportError:
+            raise JobError(_MLFLOW_MISSING) from None
+        uri = self.tracking_uri
+        if uri is None:
+            uri = (Path(ctx.run_dir).resolve() / "mlruns").as_uri()
+            # MLflow 3 refuses the folder store unless asked (mlflow-skinny has no
+            # database store); a local folder is what this default promises.
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        self._client = MlflowClient(tracking_uri=uri)
+        experiment = self._client.get_experiment_by_name(self.experiment_name)
+        self._experiment_id = (
+            experiment.experiment_id
+            if experiment is not None
+            else self._client.create_experiment(self.experiment_name)
+        )
+
+    def _run_id(self, origin: str) -> str:
+        run_id = self._runs.get(origin)
+        if run_id is None:
+            run = self._client.create_run(
+                self._experiment_id, run_name=origin, tags={"site": origin}
+            )
+            run_id = self._runs[origin] = run.info.run_id
+            self._metrics[run_id] = []
+        return run_id
+
+    def _metric(self, run_id: str, key: str, value: Any, record: Mapping[str, Any]) -> None:
+        from mlflow.entities import Metric
+
+        wall_time = record.get("wall_time") or time.time()
+        self._metrics[run_id].append(
+            Metric(_mlflow_name(key), float(value), int(wall_time * 1000), record.get("step") or 0)
+        )
+
+    def save(self, record: dict[str, Any], origin: str) -> None:
+        run_id = self._run_id(origin)
+        kind, tag, value = record["kind"], record["tag"], record["value"]
+        step = record.get("step") or 0
+        if kind == rec.SCALAR:
+            self._metric(run_id, tag, value, record)
+        elif kind == rec.SCALARS:
+            for key, v in value.items():
+                self._metric(run_id, f"{tag}/{key}", v, record)
+        elif kind == rec.HPARAMS:
+            for key, v in value["hparams"].items():
+                self._client.log_param(run_id, _mlflow_name(key), v)
+            for key, v in value["metrics"].items():
+                self._metric(run_id, key, v, record)
+        elif kind == rec.TEXT:
+            self._client.log_text(run_id, value, f"text/{_mlflow_name(tag)}/{step}.txt")
+        elif kind == rec.IMAGE:
+            import io
+
+            from PIL import Image
+
+            image = Image.open(io.BytesIO(rec.decode_image_value(value)))
+            self._client.log_image(run_id, image, f"images/{_mlflow_name(tag)}/{step}.png")
+        else:
+            raise ValueError(f"MLflow has no {kind} records")
+
+    def after_batch(self) -> None:
+        for run_id, metrics in self._metrics.items():
+            while metrics:
+                chunk, metrics[:] = metrics[:1000], metrics[1000:]
+                self._client.log_batch(run_id, metrics=chunk)
+
+    def finalize(self, ctx: RunContext) -> None:
+        self.after_batch()
+        for run_id in self._runs.values():
+            self._client.set_terminated(run_id)
+
+
+def _mlflow_name(name: str) -> str:
+    # MLflow keys allow letters, digits, _ - . space and /.
+    return "".join(c if c.isalnum() or c in "_-. /" else "_" for c in name)
