@@ -37,7 +37,7 @@ class LaunchOptions:
     clients: list[str] | None = None
     num_clients: int | None = None
     job_id: str = DEFAULT_JOB_ID
-    device: str = "cpu"
+    device: str | None = None  # None: each learner uses its own configured device
     threads: int | None = None
     processes: int | None = None
     heartbeat_timeout: float | None = None

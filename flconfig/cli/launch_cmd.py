@@ -24,8 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     who.add_argument("--clients", metavar="NAMES", help="comma-separated client site names")
     parser.add_argument("-w", "--workspace", default="workspace", help="workspace folder (default: ./workspace)")
     parser.add_argument("--job-id", default="simulate_job", help="run id, the folder name under each site")
-    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"),
-                        help="where learners that support it train (default: cpu)")
+    parser.add_argument("--device", choices=("cpu", "cuda", "auto"),
+                        help="where learners that support it train, overriding their config "
+                             "(default: each learner's own device arg)")
     parser.add_argument("--threads", type=int, help="torch threads per process (default: cores / processes)")
     parser.add_argument("--processes", type=int,
                         help="client worker processes (default: one per site up to 8 sites, else the cores)")

@@ -320,7 +320,8 @@ class DigitsLearner(Learner):
                 f"site {ctx.site_name!r} (index {site_index}) got no training data "
                 f"with num_sites={num_sites}"
             )
-        self._device = resolve_device(self.device)
+        # `flconfig launch --device` overrides the configured device for the whole run.
+        self._device = resolve_device(getattr(ctx, "device", None) or self.device)
         # Seed the initial model without touching the process's global RNG state.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)

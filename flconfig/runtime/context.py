@@ -35,7 +35,7 @@ class SiteContext:
         fed_sink: Callable[[Event], None] | None = None,
         abort_signal: Signal | None = None,
         progress: Callable[[str], None] | None = None,
-        device: str = "cpu",
+        device: str | None = None,
         client_sites: Sequence[str] = (),
     ) -> None:
         self.site_name = site_name

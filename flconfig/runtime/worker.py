@@ -208,7 +208,7 @@ def run_site(spec: dict[str, Any], site: str, errors: dict[str, str]) -> None:
             built.handlers,
             role="client",
             fed_sink=lambda event: comm.send_events(event_to_records(event)),
-            device=spec.get("device", "cpu"),
+            device=spec.get("device"),
             client_sites=spec["sites"],
         )
         comm.connect(timeout=spec.get("startup_timeout", 120))
