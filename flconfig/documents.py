@@ -78,6 +78,23 @@ class Document:
         return Problem(severity, code, message, where, tuple(path), hint)  # type: ignore[arg-type]
 
 
+def type_name(value: Any) -> str:
+    """How messages name a parsed value's type: ``a string``, ``an integer``, ``an object``..."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "null"
+    return "an object"
+
+
 class _Lines:
     def __init__(self, text: str):
         self.starts = [0] + [m.end() for m in re.finditer("\n", text)]

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .documents import Document
+from .documents import Document, type_name
 from .errors import JsonPath, Problem
 
 ALL_SITES = "@ALL"
@@ -108,7 +108,7 @@ def check_meta(doc: Document) -> tuple[MetaInfo, list[Problem]]:
     problems: list[Problem] = []
     data = doc.data
     if not isinstance(data, dict):
-        problems.append(doc.problem("meta", f"the meta file must hold an object, not {_kind(data)}",
+        problems.append(doc.problem("meta", f"the meta file must hold an object, not {type_name(data)}",
                                     (), 'write e.g. {"name": "job", "deploy_map": {"app": ["@ALL"]}}'))
         return MetaInfo(), problems
 
@@ -129,27 +129,13 @@ def check_meta(doc: Document) -> tuple[MetaInfo, list[Problem]]:
     return info, problems
 
 
-def _kind(value: Any) -> str:
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, bool):
-        return "a boolean"
-    if value is None:
-        return "null"
-    if isinstance(value, (int, float)):
-        return "a number"
-    return "a string" if isinstance(value, str) else type(value).__name__
-
-
 def _min_clients(doc: Document, problems: list[Problem]) -> int | None:
     if "min_clients" not in doc.data:
         return None
     value = doc.data["min_clients"]
     path: JsonPath = ("min_clients",)
     if isinstance(value, bool) or not isinstance(value, int):
-        problems.append(doc.problem("meta", f"min_clients must be a whole number, not {_kind(value)}",
+        problems.append(doc.problem("meta", f"min_clients must be a whole number, not {type_name(value)}",
                                     path, "write a number of clients, e.g. \"min_clients\": 2"))
         return None
     if not 1 <= value <= MAX_CLIENTS:
@@ -165,7 +151,7 @@ def _mandatory(doc: Document, problems: list[Problem]) -> list[tuple[str, JsonPa
         return []
     if not isinstance(value, list):
         problems.append(doc.problem("meta", f"mandatory_clients must be a list of site names, "
-                                    f"not {_kind(value)}", ("mandatory_clients",),
+                                    f"not {type_name(value)}", ("mandatory_clients",),
                                     'write e.g. "mandatory_clients": ["site-1"]'))
         return []
     out = []
@@ -175,7 +161,7 @@ def _mandatory(doc: Document, problems: list[Problem]) -> list[tuple[str, JsonPa
             out.append((item, path))
         else:
             problems.append(doc.problem("meta", f"a mandatory client must be a site name, "
-                                        f"not {_kind(item)}", path, 'write the name in quotes, e.g. "site-1"'))
+                                        f"not {type_name(item)}", path, 'write the name in quotes, e.g. "site-1"'))
     return out
 
 
@@ -190,7 +176,7 @@ def _deploy_map(doc: Document, problems: list[Problem]) -> tuple[dict[str, tuple
     value = doc.data["deploy_map"]
     if not isinstance(value, dict):
         problems.append(doc.problem("deploy-map", f"deploy_map must be an object mapping app "
-                                    f"folders to site lists, not {_kind(value)}", path,
+                                    f"folders to site lists, not {type_name(value)}", path,
                                     'write e.g. "deploy_map": {"app": ["@ALL"]}'))
         return {}, []
     if not value:
@@ -209,7 +195,7 @@ def _deploy_map(doc: Document, problems: list[Problem]) -> tuple[dict[str, tuple
         found: list[_Entry] = []
         if not isinstance(sites, list):
             problems.append(doc.problem("deploy-map", f"the sites of app '{app}' must be a list, "
-                                        f"not {_kind(sites)}", app_path,
+                                        f"not {type_name(sites)}", app_path,
                                         f'write e.g. "{app}": ["server", "site-1"]'))
         else:
             for i, item in enumerate(sites):
@@ -240,7 +226,7 @@ def _sites_of(doc: Document, app: str, item: Any, path: JsonPath,
             names = item[key]
             if not isinstance(names, list):
                 problems.append(doc.problem("deploy-map", f"\"{key}\" must be a list of site names, "
-                                            f"not {_kind(names)}", (*path, key),
+                                            f"not {type_name(names)}", (*path, key),
                                             f'write e.g. {{"{key}": ["site-1"]}}'))
                 continue
             for j, name in enumerate(names):
@@ -251,7 +237,7 @@ def _sites_of(doc: Document, app: str, item: Any, path: JsonPath,
 
 
 def _not_a_site(doc: Document, item: Any, path: JsonPath, problems: list[Problem]) -> list[_Entry]:
-    problems.append(doc.problem("deploy-map", f"a site must be a name, not {_kind(item)}", path,
+    problems.append(doc.problem("deploy-map", f"a site must be a name, not {type_name(item)}", path,
                                 'write the site name in quotes, e.g. "site-1", or "@ALL"'))
     return []
 

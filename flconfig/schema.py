@@ -28,7 +28,7 @@ from jsonschema.exceptions import ValidationError
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
-from .documents import Document
+from .documents import Document, type_name
 from .errors import JsonPath, Problem, format_json_path
 
 SCHEMA_KINDS = ("meta", "client", "server", "component")
@@ -55,7 +55,7 @@ _TYPE_NAMES = {
 
 def schema_filename(kind: str) -> str:
     """The file name of the schema for ``kind``, e.g. ``client.schema.json``."""
-    _check_kind(kind)
+    _checktype_name(kind)
     return f"{kind}.schema.json"
 
 
@@ -153,7 +153,7 @@ def _local_refs(node: Any, file: str, root: str) -> Any:
     return node
 
 
-def _check_kind(kind: str) -> None:
+def _checktype_name(kind: str) -> None:
     if kind not in SCHEMA_KINDS:
         raise ValueError(f"unknown schema kind {kind!r}; choose one of: {', '.join(SCHEMA_KINDS)}")
 
@@ -380,7 +380,7 @@ def check_document(doc: Document, kind: str) -> list[Problem]:
     error in client and server configs (or when the key they mean is
     required and missing), a warning otherwise.
     """
-    _check_kind(kind)
+    _checktype_name(kind)
     instance = doc.data
     schema = load_schema(kind)
     check = _Check()
@@ -575,34 +575,18 @@ def _short(value: Any) -> str:
     return "a list" if isinstance(value, list) else "an object"
 
 
-def _kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if value is None:
-        return "null"
-    return "an object"
-
-
 def _describe(value: Any) -> str:
     """``a string ('train')``, ``an integer (3)``, ``a list``."""
     if isinstance(value, (list, dict)) or value is None:
-        return _kind(value)
-    return f"{_kind(value)} ({_short(value)})"
+        return type_name(value)
+    return f"{type_name(value)} ({_short(value)})"
 
 
 def _show(value: Any) -> str:
     """``'5' (a string)``, ``3 (an integer)``, ``a list``."""
     if isinstance(value, (list, dict)) or value is None:
-        return _kind(value)
-    return f"{_short(value)} ({_kind(value)})"
+        return type_name(value)
+    return f"{_short(value)} ({type_name(value)})"
 
 
 def _unquoted(value: Any, types: list[str]) -> str | None:

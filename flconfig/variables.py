@@ -30,7 +30,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .documents import Document
+from .documents import Document, type_name
 from .errors import JsonPath, Problem
 
 #: The deepest chain of references followed (FLARE gives up after 20 rounds).
@@ -96,22 +96,6 @@ def resolve(
                         list(doc.problems))
         return same, [problem]
     return resolver.document(data), resolver.problems
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, dict):
-        return "a dict"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, bool):
-        return "a boolean"
-    if value is None:
-        return "null"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    return f"a {type(value).__name__}"
 
 
 def _coerce(text: str) -> Any:
@@ -388,14 +372,14 @@ class _Resolver:
                 return _FAILED
             if not isinstance(value, dict):
                 self.report("variable-type", f"'{name}' must be a dict to take parameters, "
-                            f"but it is {_kind(value)}", path,
+                            f"but it is {type_name(value)}", path,
                             f"remove the parameters to use its value as it is: \"{{{name}}}\"", scope)
                 return _FAILED
             return value
         definition = self.config[name]
         if not isinstance(definition, dict):
             self.report("variable-type", f"'{name}' must be a dict to take parameters, "
-                        f"but it is {_kind(definition)}", path,
+                        f"but it is {type_name(definition)}", path,
                         f"remove the parameters to use its value as it is: \"{{{name}}}\"", scope)
             return _FAILED
         local = dict(scope.local)
