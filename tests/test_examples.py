@@ -368,3 +368,32 @@ def test_cuda_without_a_gpu_is_refused_and_auto_falls_back_to_cpu(tmp_path: Path
         make_learner(tmp_path, device="cuda")
     learner, ctx = make_learner(tmp_path, device="auto", max_train_batches=1)
     assert learner.train(FLModel(params=initial_params()), ctx, Signal()).rc == ReturnCode.OK
+
+
+def test_launch_device_overrides_the_configured_device(tmp_path: Path) -> None:
+    """`flconfig launch --device cpu` puts ctx.device on every site; it wins over the learner's arg."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA to see the override")
+    ctx = StubContext("site-1", tmp_path)
+    with pytest.raises(ValueError, match="sees no CUDA device"):
+        DigitsLearner(device="cuda").initialize({}, ctx)
+    ctx.device = "cpu"  # what the launcher's --device sets
+    learner = DigitsLearner(device="cuda")
+    learner.initialize({}, ctx)
+    assert learner._device == torch.device("cpu")
+
+
+def test_sites_split_the_data_by_their_place_in_the_run(tmp_path: Path) -> None:
+    """With num_sites unset, the run's client list decides the split: 64 sites all get data."""
+    sites = [f"site-{i}" for i in range(1, 65)]
+    sizes = []
+    for name in ("site-1", "site-64"):
+        ctx = StubContext(name, tmp_path)
+        ctx.client_sites = tuple(sites)
+        learner = DigitsLearner()
+        learner.initialize({}, ctx)
+        assert learner.data is not None
+        sizes.append(len(learner.data.y_train))
+    assert all(0 < size <= 1437 // 64 + 1 for size in sizes)
