@@ -4,13 +4,16 @@ The server is one process. Client sites run one per process up to
 :data:`MAX_SOLO_SITES` sites; beyond that they share a bounded pool of worker
 processes, each site still with its own connection, token and identity.
 Torch threads are divided between the processes so they never oversubscribe
-the cores.
+the cores. With ``tensorboard`` set, a TensorBoard server on the run's
+``tb_events`` folder starts before training and, unless asked to stop with
+the job, serves until Ctrl-C.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -26,6 +29,12 @@ from .errors import Problem, errors_only
 
 MAX_SOLO_SITES = 8
 DEFAULT_JOB_ID = "simulate_job"
+#: The folder TBAnalyticsReceiver writes to, relative to the server's run directory.
+DEFAULT_TB_FOLDER = "tb_events"
+#: Seconds TensorBoard may take to start and answer HTTP.
+TENSORBOARD_START_TIMEOUT = 90.0
+#: Seconds between two live metric summaries in the terminal.
+LIVE_METRICS_INTERVAL = 2.0
 
 
 @dataclass
@@ -42,6 +51,10 @@ class LaunchOptions:
     processes: int | None = None
     heartbeat_timeout: float | None = None
     allowed_modules: Sequence[str] = ()
+    tensorboard: bool = False  # serve the run's TensorBoard files while it runs
+    tensorboard_port: int = 0  # 0: any free port
+    tensorboard_exit: bool = False  # stop TensorBoard with the job instead of at Ctrl-C
+    live_metrics: bool = True  # print each site's latest scalars while the job runs
     out: TextIO = field(default_factory=lambda: sys.stdout)
 
 
@@ -89,6 +102,25 @@ def _choose_sites(job: object, opts: LaunchOptions) -> list[str]:
     return sites
 
 
+def tb_folder(job: object) -> str | None:
+    """The folder the server's TensorBoard receiver writes to (relative to its run
+    directory), or None when the server config has none.
+
+    A receiver is any enabled server component whose class takes a ``tb_folder``
+    argument (TBAnalyticsReceiver and its subclasses).
+    """
+    config = job.server_config  # type: ignore[attr-defined]
+    if config is None:
+        return None
+    for spec in config.all_specs():
+        info = spec.info
+        if spec.disabled or info is None or "tb_folder" not in info.args:
+            continue
+        folder = spec.args.get("tb_folder", DEFAULT_TB_FOLDER)
+        return folder if isinstance(folder, str) and folder else DEFAULT_TB_FOLDER
+    return None
+
+
 def launch(opts: LaunchOptions) -> int:
     """Run the job; returns the process exit code (0 success, 1 job failed, 130 interrupted)."""
     from .job import inspect_job
@@ -115,6 +147,8 @@ def launch(opts: LaunchOptions) -> int:
     groups = plan_workers(sites, cores, opts.processes)
     threads = opts.threads or threads_per_process(cores, len(groups) + 1)
     workspace = opts.workspace.resolve()
+    receiver_folder = tb_folder(job)
+    tb_dir = workspace / "server" / opts.job_id / (receiver_folder or DEFAULT_TB_FOLDER)
     control = workspace / ".flconfig" / opts.job_id
     control.mkdir(parents=True, exist_ok=True)
     port_file = control / "server.port"
@@ -132,6 +166,7 @@ def launch(opts: LaunchOptions) -> int:
         "device": opts.device,
         "allowed_modules": list(opts.allowed_modules),
         "port_file": str(port_file),
+        "live_metrics_interval": LIVE_METRICS_INTERVAL if opts.live_metrics else 0,
     }
     spec_file = control / "spec.json"
     _write_private(spec_file, spec)
@@ -141,7 +176,19 @@ def launch(opts: LaunchOptions) -> int:
           file=out, flush=True)
     procs: list[subprocess.Popen[str]] = []
     started = time.monotonic()
+    tensorboard: subprocess.Popen[str] | None = None
+    tb_url = ""
     try:
+        if opts.tensorboard:
+            if receiver_folder is None:
+                print("flconfig: note: the server config has no TBAnalyticsReceiver; "
+                      "TensorBoard will show no runs", file=out, flush=True)
+            # TensorBoard starts alongside the server (it takes seconds to import); the
+            # folder exists first so it can serve before any record arrives.
+            tb_dir.mkdir(parents=True, exist_ok=True)
+            tb_log = control / "tensorboard.log"
+            tensorboard = _start_tensorboard(tb_dir, opts.tensorboard_port, tb_log)
+            procs.append(tensorboard)
         server = subprocess.Popen(
             [sys.executable, "-m", "flconfig.runtime.worker", "server", "--spec", str(spec_file)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
@@ -152,7 +199,11 @@ def launch(opts: LaunchOptions) -> int:
         if port is None:
             server.wait(timeout=30)
             pump.join(timeout=5)
-            return _finish(workspace, opts.job_id, server.returncode, [], out, started)
+            return _finish(workspace, opts.job_id, server.returncode, [], out, started, tb_dir)
+        if tensorboard is not None:
+            # Before the sites start: the URL is on screen before training begins.
+            tb_url = _wait_for_tensorboard(tensorboard, tb_log, TENSORBOARD_START_TIMEOUT)
+            print(f"flconfig: TensorBoard at {tb_url}", file=out, flush=True)
         spec["address"] = f"127.0.0.1:{port}"
         _write_private(spec_file, spec)
         workers = []
@@ -163,7 +214,7 @@ def launch(opts: LaunchOptions) -> int:
                  "--sites", ",".join(group)], stdout=err, stderr=subprocess.STDOUT, text=True)
             procs.append(proc)
             workers.append((proc, group, control / f"worker-{i}.err"))
-        _watch(server, workers, out)
+        _watch(server, workers, out, tensorboard=tensorboard)
         pump.join(timeout=5)
         deadline = time.monotonic() + 30
         for proc, _, _ in workers:
@@ -173,7 +224,13 @@ def launch(opts: LaunchOptions) -> int:
                 proc.kill()
                 proc.wait()
         failures = [(group, proc.returncode, err) for proc, group, err in workers if proc.returncode != 0]
-        return _finish(workspace, opts.job_id, server.returncode, failures, out, started)
+        serving = tensorboard is not None and tensorboard.poll() is None
+        code = _finish(workspace, opts.job_id, server.returncode, failures, out, started, tb_dir,
+                       tb_url if serving else "")
+        if code == 0 and serving and not opts.tensorboard_exit:
+            assert tensorboard is not None
+            _serve_until_interrupted(tensorboard, tb_url, out)
+        return code
     except KeyboardInterrupt:
         print("\nflconfig: interrupted; stopping every process it started", file=out, flush=True)
         return 130
@@ -182,12 +239,17 @@ def launch(opts: LaunchOptions) -> int:
 
 
 def _watch(server: subprocess.Popen[str], workers: list[tuple[subprocess.Popen[str], list[str], Path]],
-           out: TextIO, grace: float = 15.0) -> None:
-    """Wait for the server; say when a worker dies, and stop a server no site is left to talk to."""
+           out: TextIO, grace: float = 15.0, tensorboard: subprocess.Popen[str] | None = None) -> None:
+    """Wait for the server; say when a worker (or TensorBoard) dies, and stop a server no
+    site is left to talk to."""
     reported: set[int] = set()
     all_gone_since: float | None = None
     while server.poll() is None:
         time.sleep(0.2)
+        if tensorboard is not None and tensorboard.poll() is not None:
+            print(f"flconfig: TensorBoard exited with code {tensorboard.returncode}; the job goes on",
+                  file=out, flush=True)
+            tensorboard = None
         for i, (proc, group, _) in enumerate(workers):
             rc = proc.poll()
             if rc not in (None, 0) and i not in reported:
@@ -230,6 +292,61 @@ def _wait_for_port(port_file: Path, server: subprocess.Popen[str], timeout: floa
     return None
 
 
+_TB_URL = re.compile(r"^TensorBoard \S+ at (http://\S+) ", re.MULTILINE)
+
+
+def _start_tensorboard(logdir: Path, port: int, log_file: Path) -> subprocess.Popen[str]:
+    """Start TensorBoard on 127.0.0.1 (``port`` 0: any free port), its output in ``log_file``."""
+    with open(log_file, "w") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "flconfig.runtime.worker", "tensorboard", "--logdir", str(logdir),
+             "--host", "127.0.0.1", "--port", str(port)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for_tensorboard(proc: subprocess.Popen[str], log_file: Path, timeout: float) -> str:
+    """The URL TensorBoard serves at, once it answers HTTP; LaunchError if it does not start."""
+    import urllib.error
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: no proxy
+    deadline = time.monotonic() + timeout
+    url = ""
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        if not url:
+            found = _TB_URL.search(log_file.read_text(errors="replace"))
+            url = found.group(1) if found else ""
+        if url:
+            try:
+                with opener.open(url + "data/environment", timeout=2) as reply:
+                    if reply.status == 200:
+                        return url
+            except (urllib.error.URLError, OSError):
+                pass
+        time.sleep(0.1)
+    lines = [line.strip() for line in log_file.read_text(errors="replace").splitlines() if line.strip()]
+    errors = [line.split(":", 1)[1].strip() for line in lines if line.startswith(("ERROR:", "Error:"))]
+    if proc.poll() is not None:
+        why = f"{errors[-1]} (exit code {proc.returncode})" if errors else f"it exited with code {proc.returncode}"
+    else:
+        why = f"it did not answer within {timeout:.0f} s"
+    detail = "" if errors else "".join(f"\n    {line}" for line in lines[-3:])
+    raise LaunchError(f"TensorBoard did not start: {why}; its log: {log_file}{detail}")
+
+
+def _serve_until_interrupted(tensorboard: subprocess.Popen[str], url: str, out: TextIO) -> None:
+    """Keep TensorBoard serving after the job until Ctrl-C (or until it exits)."""
+    print(f"flconfig: TensorBoard keeps serving {url}; press Ctrl-C to stop it", file=out, flush=True)
+    try:
+        while tensorboard.poll() is None:
+            time.sleep(0.2)
+        print(f"flconfig: TensorBoard exited with code {tensorboard.returncode}", file=out, flush=True)
+    except KeyboardInterrupt:
+        print("\nflconfig: stopping TensorBoard", file=out, flush=True)
+
+
 def _stop_all(procs: list[subprocess.Popen[str]]) -> None:
     alive = [p for p in procs if p.poll() is None]
     for p in alive:
@@ -255,7 +372,7 @@ def _global_model_scores(results_file: Path) -> str:
 
 
 def _finish(workspace: Path, job_id: str, server_rc: int | None, failures: list[tuple[list[str], int, Path]],
-            out: TextIO, started: float) -> int:
+            out: TextIO, started: float, tb_dir: Path, tb_url: str = "") -> int:
     run_dir = workspace / "server" / job_id
     status_file = run_dir / "status.json"
     status = json.loads(status_file.read_text()) if status_file.exists() else {"ok": False}
@@ -272,9 +389,10 @@ def _finish(workspace: Path, job_id: str, server_rc: int | None, failures: list[
             print(f"  global model:  {run_dir / models[0]}", file=out)
         print(f"  server log:    {run_dir / 'log.txt'}", file=out)
         print(f"  site logs:     {workspace}/<site>/{job_id}/log.txt", file=out)
-        tb = run_dir / "tb_events"
-        if tb.is_dir():
-            print(f"  TensorBoard:   tensorboard --logdir {tb}", file=out)
+        if tb_url:
+            print(f"  TensorBoard:   {tb_url} (serving {tb_dir})", file=out)
+        elif tb_dir.is_dir():
+            print(f"  TensorBoard:   tensorboard --logdir {tb_dir}", file=out)
         cross = run_dir / "cross_site_val" / "cross_val_results.json"
         if cross.exists():
             print(f"  cross-site validation: {cross}", file=out)

@@ -34,6 +34,17 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                         help="seconds of silence before the server gives a site up "
                              "(default: the server config's heart_beat_timeout)")
     parser.add_argument("--allow-module", action="append", default=[], metavar="PREFIX", help=ALLOW_HELP)
+    seeing = parser.add_argument_group("watching the run")
+    seeing.add_argument("--tensorboard", action="store_true",
+                        help="serve the run's TensorBoard files on 127.0.0.1 while it runs, and after "
+                             "it finishes until Ctrl-C")
+    seeing.add_argument("--tensorboard-port", type=int, metavar="PORT",
+                        help="port for --tensorboard (default: any free port); implies --tensorboard")
+    seeing.add_argument("--tensorboard-exit", action="store_true",
+                        help="stop TensorBoard and exit when the job ends instead of serving until "
+                             "Ctrl-C; implies --tensorboard")
+    seeing.add_argument("--quiet-metrics", action="store_true",
+                        help="do not print each site's latest metrics while the job runs")
     parser.set_defaults(func=run)
 
 
@@ -43,11 +54,18 @@ def run(ns: argparse.Namespace) -> int:
     if ns.num_clients is not None and ns.num_clients < 1:
         print("flconfig launch: --num-clients must be at least 1", file=sys.stderr)
         return 2
+    if ns.tensorboard_port is not None and not 0 <= ns.tensorboard_port <= 65535:
+        print("flconfig launch: --tensorboard-port must be 0 to 65535 (0: any free port)",
+              file=sys.stderr)
+        return 2
     clients = [c.strip() for c in ns.clients.split(",") if c.strip()] if ns.clients else None
     opts = LaunchOptions(
         job=Path(ns.job), workspace=Path(ns.workspace), clients=clients, num_clients=ns.num_clients,
         job_id=ns.job_id, device=ns.device, threads=ns.threads, processes=ns.processes,
-        heartbeat_timeout=ns.heartbeat_timeout, allowed_modules=ns.allow_module)
+        heartbeat_timeout=ns.heartbeat_timeout, allowed_modules=ns.allow_module,
+        tensorboard=ns.tensorboard or ns.tensorboard_port is not None or ns.tensorboard_exit,
+        tensorboard_port=ns.tensorboard_port or 0, tensorboard_exit=ns.tensorboard_exit,
+        live_metrics=not ns.quiet_metrics)
     try:
         return launch(opts)
     except LaunchError as exc:

@@ -2,10 +2,13 @@
 
     python -m flconfig.runtime.worker server --spec SPEC.json
     python -m flconfig.runtime.worker clients --spec SPEC.json --sites site-1,site-2
+    python -m flconfig.runtime.worker tensorboard --logdir DIR --host 127.0.0.1 --port 0
 
 SPEC.json (written by the launcher, readable only by its owner) holds the job
-path, workspace, job id, address and every site's token. A worker exits when
-its parent (the launcher) goes away, so Ctrl-C or a crash leaves no orphans.
+path, workspace, job id, address and every site's token. ``tensorboard`` runs
+TensorBoard's own command line (``python -m tensorboard.main ARGS``) in a
+process that, like the others, exits when its parent (the launcher) goes
+away, so Ctrl-C or a crash leaves no orphans.
 """
 
 from __future__ import annotations
@@ -76,6 +79,7 @@ def run_server(spec: dict[str, Any]) -> int:
     from .comm_server import CommServer
     from .context import SiteContext
     from .fed_events import records_to_events
+    from .live_metrics import LiveMetrics
 
     workspace = Path(spec["workspace"])
     job_id = spec["job_id"]
@@ -91,6 +95,9 @@ def run_server(spec: dict[str, Any]) -> int:
     status: dict[str, Any] = {"ok": False}
     comm = None
     ctx = None
+    # The latest value of each site's scalars, printed every few seconds; 0 turns it off.
+    interval = spec.get("live_metrics_interval", 2.0)
+    live = LiveMetrics(progress, interval) if interval else None
     try:
         job = load_job(spec["job"], allowed_modules=spec.get("allowed_modules", ()))
         built = job.build("server", workspace=workspace, job_id=job_id)
@@ -99,14 +106,17 @@ def run_server(spec: dict[str, Any]) -> int:
             job_id,
             workspace,
             built.components,
-            built.handlers,
+            [*built.handlers, live] if live is not None else built.handlers,
             role="server",
             progress=progress,
             client_sites=spec["sites"],
         )
 
         def on_events(site: str, records: list[dict[str, Any]]) -> None:
-            for event_type, data in records_to_events(records):
+            events = records_to_events(records, site)
+            if live is not None:
+                live.observe(site, events)
+            for event_type, data in events:
                 ctx.deliver_fed_event(event_type, data, site)
 
         comm = CommServer(
@@ -131,6 +141,8 @@ def run_server(spec: dict[str, Any]) -> int:
                 f"{', '.join(s for s in sites if s not in joined)}"
             )
         progress(f"{len(joined)} sites connected: {_short_list(joined)}")
+        if live is not None:
+            live.start()
         ctx.fire_event(EventType.ABOUT_TO_START_RUN)
         ctx.fire_event(EventType.START_RUN)
         for workflow in built.workflows:
@@ -164,6 +176,8 @@ def run_server(spec: dict[str, Any]) -> int:
             ctx.fire_event(EventType.END_RUN)
         if comm is not None:
             comm.stop()
+        if live is not None:
+            live.stop()  # already stopped by END_RUN unless the job failed before it
         status["elapsed_s"] = round(time.monotonic() - started, 2)
         _write_json(run_dir / STATUS_FILE, status)
     return 0 if status["ok"] else 1
@@ -287,7 +301,23 @@ def run_clients(spec: dict[str, Any], sites: list[str]) -> int:
     return 1 if errors else 0
 
 
+# --- tensorboard -----------------------------------------------------------------------------
+
+
+def run_tensorboard(argv: list[str]) -> int:
+    """Serve TensorBoard with its own command line ``argv`` until stopped."""
+    from tensorboard.main import run_main
+
+    sys.argv = ["tensorboard", *argv]
+    run_main()  # exits through absl's app.run
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["tensorboard"]:
+        _watch_parent()
+        return run_tensorboard(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m flconfig.runtime.worker")
     parser.add_argument("role", choices=("server", "clients"))
     parser.add_argument("--spec", required=True)
