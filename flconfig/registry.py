@@ -22,7 +22,6 @@ imports, and only classes this registry resolved.
 
 from __future__ import annotations
 
-import ast
 import difflib
 import importlib
 import os
@@ -35,6 +34,8 @@ from types import MappingProxyType
 from typing import Any
 
 from .aliases import FLARE_ALIASES
+from .arg_schema import annotation_schema
+from .arg_schema import union as _union
 from .errors import FlconfigError
 from .introspect import (
     NO_DEFAULT,
@@ -44,6 +45,7 @@ from .introspect import (
     Param,
     parse_error,
 )
+from .plugins import read_entry_points
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -82,6 +84,9 @@ ID_REFERENCE_KINDS: Mapping[str, str] = MappingProxyType(
 _BUILTIN_PACKAGES = ("flconfig.components", "flconfig.examples")
 _NOT_COMPONENT_MODULES = frozenset({"flconfig.components.base"})
 _FLCONFIG_DIR = Path(__file__).resolve().parent
+_ENTRY_VALUE = re.compile(
+    r"^\s*(?P<module>[A-Za-z_][\w.]*)\s*(?::\s*(?P<attr>[A-Za-z_][\w.]*))?\s*(?:\[[^\]]*\])?\s*$"
+)
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
@@ -725,237 +730,6 @@ def _property_schema(param: Param, spec: ArgSpec, doc: str | None) -> dict[str, 
     if spec.default is not MISSING and _is_json(spec.default):
         schema["default"] = spec.default
     return schema
-
-
-# --------------------------------------------------------------------------
-# Type hints to JSON schema
-
-_SIMPLE: Mapping[str, dict[str, Any]] = {
-    "int": {"type": "integer"},
-    "float": {"type": "number"},
-    "complex": {},
-    "str": {"type": "string"},
-    "bool": {"type": "boolean"},
-    "None": {"type": "null"},
-    "NoneType": {"type": "null"},
-    "Path": {"type": "string"},
-    "PurePath": {"type": "string"},
-    "PathLike": {"type": "string"},
-}
-_ARRAYS = frozenset(
-    {
-        "list",
-        "List",
-        "Sequence",
-        "MutableSequence",
-        "tuple",
-        "Tuple",
-        "set",
-        "Set",
-        "frozenset",
-        "FrozenSet",
-        "Iterable",
-        "Collection",
-        "AbstractSet",
-        "MutableSet",
-        "deque",
-    }
-)
-_OBJECTS = frozenset(
-    {"dict", "Dict", "Mapping", "MutableMapping", "OrderedDict", "defaultdict", "TypedDict"}
-)
-_UNCONSTRAINED = frozenset({"Any", "object", "Callable", "Type", "type", "TypeVar"})
-
-
-def annotation_schema(annotation: str | None) -> dict[str, Any]:
-    """The JSON schema a type hint's source text allows; ``{}`` for anything.
-
-    ``int``->integer, ``float``->number, ``str``->string, ``bool``->boolean,
-    lists/sequences->array (with ``items``), dicts/mappings->object,
-    ``Optional``/``X | None``->also null, ``Union``->anyOf,
-    ``Literal``->enum; ``Any``, class types and what cannot be read allow
-    anything (a class-typed argument may be a nested component).
-    """
-    if not annotation:
-        return {}
-    try:
-        node = ast.parse(annotation, mode="eval").body
-    except (SyntaxError, ValueError, RecursionError):
-        return {}
-    try:
-        return _schema_of(node)
-    except RecursionError:
-        return {}
-
-
-def _name_of(node: ast.expr) -> str | None:
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        return node.attr
-    if isinstance(node, ast.Constant) and node.value is None:
-        return "None"
-    return None
-
-
-def _schema_of(node: ast.expr) -> dict[str, Any]:
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return annotation_schema(node.value)
-    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
-        return _union([_schema_of(node.left), _schema_of(node.right)])
-    if isinstance(node, ast.Subscript):
-        outer = _name_of(node.value)
-        inner = node.slice
-        members = list(inner.elts) if isinstance(inner, ast.Tuple) else [inner]
-        if outer == "Optional":
-            return _union([_schema_of(members[0]), {"type": "null"}])
-        if outer == "Union":
-            return _union([_schema_of(m) for m in members])
-        if outer == "Literal":
-            values = []
-            for m in members:
-                try:
-                    values.append(ast.literal_eval(m))
-                except (ValueError, SyntaxError):
-                    return {}
-            return {"enum": values}
-        if outer in ("Annotated", "Final", "ClassVar"):
-            return _schema_of(members[0])
-        if outer in _ARRAYS:
-            schema: dict[str, Any] = {"type": "array"}
-            if outer in ("tuple", "Tuple"):
-                if (
-                    len(members) == 2
-                    and isinstance(members[1], ast.Constant)
-                    and members[1].value is ...
-                ):
-                    items = _schema_of(members[0])
-                else:
-                    schemas = [_schema_of(m) for m in members]
-                    schema["minItems"] = schema["maxItems"] = len(schemas)
-                    items = _union(schemas)
-            else:
-                items = _schema_of(members[0])
-            if items:
-                schema["items"] = items
-            return schema
-        if outer in _OBJECTS:
-            schema = {"type": "object"}
-            if len(members) == 2:
-                values_schema = _schema_of(members[1])
-                if values_schema:
-                    schema["additionalProperties"] = values_schema
-            return schema
-        return {}
-    name = _name_of(node)
-    if name is None:
-        return {}
-    if name in _SIMPLE:
-        return dict(_SIMPLE[name])
-    if name in _ARRAYS:
-        return {"type": "array"}
-    if name in _OBJECTS:
-        return {"type": "object"}
-    return {}  # Any, a class, or something not known: anything goes
-
-
-def _union(schemas: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    if any(not s for s in schemas):
-        return {}
-    flat: list[dict[str, Any]] = []
-    for s in schemas:
-        flat.extend(s["anyOf"] if set(s) == {"anyOf"} else [s])
-    types: list[str] = []
-    others: list[dict[str, Any]] = []
-    for s in flat:
-        if set(s) == {"type"}:
-            for t in s["type"] if isinstance(s["type"], list) else [s["type"]]:
-                if t not in types:
-                    types.append(t)
-        elif s not in others:
-            others.append(s)
-    if "number" in types and "integer" in types:
-        types.remove("integer")
-    if not others:
-        return {"type": types[0] if len(types) == 1 else types}
-    if types:
-        others.insert(0, {"type": types[0] if len(types) == 1 else types})
-    return others[0] if len(others) == 1 else {"anyOf": others}
-
-
-# --------------------------------------------------------------------------
-# Entry points
-
-_ENTRY_VALUE = re.compile(
-    r"^\s*(?P<module>[A-Za-z_][\w.]*)\s*(?::\s*(?P<attr>[A-Za-z_][\w.]*))?\s*(?:\[[^\]]*\])?\s*$"
-)
-
-
-def read_entry_points(group: str) -> list[tuple[str, str, str]]:
-    """``(name, value, distribution)`` of every entry point in ``group`` of the
-    distributions on ``sys.path``.
-
-    Same discovery as ``importlib.metadata.entry_points(group=...)`` (the
-    first distribution of a name on ``sys.path`` wins), read directly from
-    the ``*.dist-info``/``*.egg-info`` folders: importing
-    ``importlib.metadata`` costs more than the rest of ``flconfig validate``'s
-    registry work. ``importlib.metadata`` is used when ``sys.path`` holds
-    zip archives, which this reader does not open.
-    """
-    entries = [entry or "." for entry in sys.path]
-    if any(os.path.isfile(entry) for entry in entries):
-        return _entry_points_from_metadata(group)
-    found: list[tuple[str, str, str]] = []
-    seen: set[str] = set()
-    for entry in entries:
-        try:
-            names = os.listdir(entry)
-        except OSError:
-            continue
-        for folder in names:
-            stem, dot, suffix = folder.rpartition(".")
-            if not dot or suffix not in ("dist-info", "egg-info"):
-                continue
-            dist = stem.partition("-")[0]
-            normalized = re.sub(r"[-_.]+", "_", dist).lower()
-            if normalized in seen:
-                continue
-            seen.add(normalized)
-            try:
-                with open(os.path.join(entry, folder, "entry_points.txt"), encoding="utf-8") as fh:
-                    text = fh.read()
-            except OSError:
-                continue
-            found.extend((name, value, dist) for name, value in _entry_section(text, group))
-    return found
-
-
-def _entry_section(text: str, group: str) -> list[tuple[str, str]]:
-    items: list[tuple[str, str]] = []
-    section = None
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith(("#", ";")):
-            continue
-        if line.startswith("[") and line.endswith("]"):
-            section = line[1:-1].strip()
-            continue
-        if section == group and "=" in line:
-            name, _, value = line.partition("=")
-            items.append((name.strip(), value.strip()))
-    return items
-
-
-def _entry_points_from_metadata(group: str) -> list[tuple[str, str, str]]:
-    try:
-        from importlib.metadata import entry_points
-    except ImportError:  # pragma: no cover - pyproject requires Python 3.10
-        from importlib_metadata import entry_points  # type: ignore[no-redef]
-    found = []
-    for ep in entry_points(group=group):
-        dist = getattr(getattr(ep, "dist", None), "name", None) or "?"
-        found.append((ep.name, ep.value, dist))
-    return found
 
 
 # --------------------------------------------------------------------------
