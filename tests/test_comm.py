@@ -823,3 +823,184 @@ def test_record_throughput_is_reported(make_server, capsys) -> None:
     assert len(collector.by_site["site-1"]) == n
     with capsys.disabled():
         print(f"\n[comm] {n} records in {elapsed:.2f} s = {n / elapsed:,.0f} records/s")
+
+
+# --------------------------------------------------------------------------- back-pressure
+
+
+class OutboxSampler(threading.Thread):
+    """Samples ``client.unacked`` every millisecond until stopped; keeps the largest."""
+
+    def __init__(self, client: CommClient) -> None:
+        super().__init__(daemon=True)
+        self.client = client
+        self.largest = 0
+        self.samples = 0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            self.largest = max(self.largest, self.client.unacked)
+            self.samples += 1
+            time.sleep(0.001)
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join(5)
+
+
+@pytest.mark.parametrize(
+    ("bound", "calls", "record_size"),
+    [
+        # calls of 1..30 records, and one of 600 that waits for a dozen batches
+        ({"max_outbox_records": 50}, [i % 30 + 1 for i in range(100)] + [600, 5], 0),
+        # 1 MiB records against a 4 MiB bound: at most 3 wait at once
+        ({"max_outbox_bytes": 4 * 1024 * 1024}, [1, 3, 2, 5, 1, 4, 2, 2], 1024 * 1024),
+    ],
+    ids=["records", "bytes"],
+)
+def test_a_slow_server_makes_send_events_wait_and_loses_nothing(
+    make_server, bound: dict[str, int], calls: list[int], record_size: int
+) -> None:
+    collector = Collector(hook=lambda records: time.sleep(0.02))  # 20 ms per batch
+    server = make_server(on_events=collector)
+    # retry_timeout is below the longest wait: waiting on a server that keeps
+    # acknowledging must not count as the server being unreachable.
+    client = CommClient(server.address, "site-1", TOKENS["site-1"], retry_timeout=0.15, **bound)
+    most = bound.get("max_outbox_records") or bound["max_outbox_bytes"] // (record_size + 40)
+    padding = "x" * record_size
+    sampler = OutboxSampler(client)
+    durations: list[float] = []
+    try:
+        client.connect(timeout=10)
+        sampler.start()
+        step = 0
+        for n in calls:
+            records = [{"step": step + i, "pad": padding} for i in range(n)]
+            began = time.perf_counter()
+            client.send_events(records)
+            durations.append(time.perf_counter() - began)
+            step += n
+        assert client.flush(20) == 0
+    finally:
+        sampler.stop()
+        client.close(timeout=5)
+    got = collector.by_site["site-1"]
+    assert [r["step"] for r in got] == list(range(step))
+    assert [r["seq"] for r in got] == list(range(1, step + 1))
+    assert 0 < sampler.largest <= most
+    assert sampler.samples > 20
+    # A call that found room returns in microseconds; one that waited, for a
+    # batch (20 ms) to be acknowledged.
+    assert sum(d >= 0.01 for d in durations) >= 3
+    if bound.get("max_outbox_records"):
+        assert max(durations) > client.retry_timeout
+
+
+def test_an_unreachable_server_ends_the_wait_with_an_error_after_retry_timeout(
+    make_server,
+) -> None:
+    collector = Collector()
+    server = make_server(on_events=collector)
+    client = CommClient(
+        server.address, "site-1", TOKENS["site-1"], retry_timeout=1.0, max_outbox_records=10
+    )
+    try:
+        client.connect(timeout=10)
+        client.send_events([{"i": i} for i in range(5)])
+        assert client.flush(5) == 0
+        server.stop(grace=0)
+        start = time.monotonic()
+        with pytest.raises(JobError) as err:
+            client.send_events([{"i": i} for i in range(5, 30)])
+        waited = time.monotonic() - start
+        assert err.value.site == "site-1"
+        message = str(err.value)
+        assert f"server at {server.address} acknowledged no events" in message
+        assert "retry_timeout=1" in message
+        assert "15 of 25 event records of this call were not queued" in message
+        assert "10 queued records are not acknowledged" in message
+        assert 1.0 <= waited < 3.0
+        assert client.unacked == 10
+    finally:
+        left = client.close(timeout=0.2)
+    assert left == 25  # 10 queued but unacknowledged + 15 never queued: none silently lost
+    assert [r["i"] for r in collector.by_site["site-1"]] == list(range(5))
+
+
+def test_a_call_that_gave_up_leaves_no_gap_in_the_sequence(make_server) -> None:
+    gate = threading.Event()
+    collector = Collector(hook=lambda records: gate.wait(10))  # answers nothing until opened
+    server = make_server(on_events=collector)
+    client = CommClient(
+        server.address, "site-1", TOKENS["site-1"], retry_timeout=0.5, max_outbox_records=4
+    )
+    try:
+        client.connect(timeout=10)
+        with pytest.raises(JobError, match="2 of 6 event records of this call were not queued"):
+            client.send_events([{"i": i} for i in range(6)])
+        gate.set()
+        client.send_events([{"i": i} for i in range(6, 9)])
+        assert client.flush(10) == 0
+    finally:
+        client.close(timeout=5)
+    got = collector.by_site["site-1"]
+    assert [r["i"] for r in got] == [0, 1, 2, 3, 6, 7, 8]
+    assert [r["seq"] for r in got] == list(range(1, 8))
+
+
+def test_a_full_outbox_before_connect_is_an_error_not_a_hang() -> None:
+    client = CommClient("127.0.0.1:1", "site-1", TOKENS["site-1"], max_outbox_records=3)
+    client.send_events([{"i": 0}, {"i": 1}])
+    with pytest.raises(JobError, match="1 of 2 event records of this call were not queued"):
+        client.send_events([{"i": 2}, {"i": 3}])
+    assert client.unacked == 3
+    assert client.close() == 4
+
+
+def test_outbox_bounds_are_checked() -> None:
+    with pytest.raises(ValueError, match="max_outbox_records"):
+        CommClient("127.0.0.1:1", "site-1", TOKENS["site-1"], max_outbox_records=0)
+    with pytest.raises(ValueError, match="max_outbox_bytes"):
+        CommClient("127.0.0.1:1", "site-1", TOKENS["site-1"], max_outbox_bytes=1000)
+
+
+def test_records_go_at_once_after_a_quiet_spell_and_in_batches_while_they_keep_coming(
+    make_server,
+) -> None:
+    collector = Collector()
+    server = make_server(on_events=collector)
+    with CommClient(server.address, "site-1", TOKENS["site-1"], batch_linger=2.0) as client:
+        client.send_events([{"i": 0}])
+        assert wait_until(lambda: len(collector.by_site.get("site-1", [])) == 1, timeout=1.0)
+        client.send_events([{"i": 1}])
+        client.send_events([{"i": 2}])
+        time.sleep(0.3)
+        assert len(collector.by_site["site-1"]) == 1  # waiting for company, up to 2 s
+        assert client.flush(5) == 0  # flush does not wait for the interval
+    assert [r["i"] for r in collector.by_site["site-1"]] == [0, 1, 2]
+
+
+def test_close_ends_a_waiting_send_events_and_counts_what_it_left(make_server) -> None:
+    gate = threading.Event()
+    server = make_server(on_events=lambda site, records: gate.wait(10))
+    client = CommClient(server.address, "site-1", TOKENS["site-1"], max_outbox_records=4)
+    errors: list[BaseException] = []
+
+    def produce() -> None:
+        try:
+            client.send_events([{"i": i} for i in range(10)])
+        except JobError as exc:
+            errors.append(exc)
+
+    try:
+        client.connect(timeout=10)
+        producer = threading.Thread(target=produce)
+        producer.start()
+        assert wait_until(lambda: client.unacked == 4)
+        assert client.close(timeout=0.3) == 10  # 4 sent but unacknowledged, 6 never queued
+        producer.join(5)
+    finally:
+        gate.set()
+    assert len(errors) == 1
+    assert "client was closed; 6 of 10 event records of this call were not queued" in str(errors[0])

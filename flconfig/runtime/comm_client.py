@@ -4,7 +4,9 @@ A :class:`CommClient` keeps one gRPC channel to the server. Two background
 threads run beside the caller's: one sends heartbeats, so a site busy with a
 long task is not taken for lost; one sends event records in batches and
 resends whatever the server has not acknowledged, so a dropped connection
-loses nothing.
+loses nothing. The records waiting for acknowledgement (the outbox) are
+bounded: a site that logs faster than the server takes records in, or while
+the server is unreachable, waits instead of growing without limit.
 """
 
 from __future__ import annotations
@@ -72,6 +74,8 @@ END: Final = _EndOfRun()
 
 # Keep a batch of records well below any sensible max_message_mb.
 _BATCH_MAX_BYTES = 4 * 1024 * 1024
+# How often a send_events call waiting for room looks at the clock (acks wake it sooner).
+_ROOM_POLL_S = 0.5
 
 
 class _Retry(Exception):
@@ -82,6 +86,20 @@ class CommClient:
     """A site's connection to the server, authenticated as ``site`` with ``token``.
 
     Call :meth:`connect` first and :meth:`close` last (or use ``with``).
+
+    Event records travel in batches: the sender sends one as soon as
+    ``batch_max`` records wait, otherwise at most every ``batch_linger``
+    seconds (a record after a quiet spell goes at once). Fewer, larger calls
+    keep the sender's share of the site's CPU (and of Python's GIL, which the
+    training loop needs) small.
+
+    Event records wait in an outbox until the server acknowledges them. The
+    outbox holds at most ``max_outbox_records`` records and
+    ``max_outbox_bytes`` bytes (encoded): :meth:`send_events` on a full
+    outbox waits until acknowledgements make room, so a slow or unreachable
+    server slows the site's logging down instead of filling its memory, and
+    no record is dropped. See :meth:`send_events` for when the wait ends in
+    an error.
     """
 
     def __init__(
@@ -94,7 +112,9 @@ class CommClient:
         max_message_mb: int = 512,
         retry_timeout: float = 60.0,
         batch_max: int = 2000,
-        batch_linger: float = 0.05,
+        batch_linger: float = 0.25,
+        max_outbox_records: int = 200_000,
+        max_outbox_bytes: int = 256 * 1024 * 1024,
         channel_credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
         self.address = address
@@ -102,6 +122,11 @@ class CommClient:
         comm.check_token(token, site)
         if heartbeat_interval <= 0:
             raise ValueError("heartbeat_interval must be > 0")
+        if max_outbox_records < 1:
+            raise ValueError("max_outbox_records must be >= 1")
+        if max_outbox_bytes < _BATCH_MAX_BYTES:
+            # Any single record (at most _BATCH_MAX_BYTES) must fit in an empty outbox.
+            raise ValueError(f"max_outbox_bytes must be >= {_BATCH_MAX_BYTES}")
         self.heartbeat_interval = float(heartbeat_interval)
         #: How long calls keep retrying while the server is unreachable.
         self.retry_timeout = float(retry_timeout)
@@ -109,7 +134,14 @@ class CommClient:
         self._max_message_mb = max_message_mb
         self._channel_credentials = channel_credentials
         self._batch_max = max(1, batch_max)
+        #: Most event records waiting for acknowledgement; send_events waits beyond it.
+        self.max_outbox_records = int(max_outbox_records)
+        #: Most bytes of encoded event records waiting for acknowledgement.
+        self.max_outbox_bytes = int(max_outbox_bytes)
+        # The sender stops lingering for more records at this many: a full outbox gets no more.
+        self._batch_trigger = min(self._batch_max, self.max_outbox_records)
         self._batch_linger = batch_linger
+        self._last_send = 0.0  # when the sender last took a batch
         self._stream = uuid.uuid4().hex  # names this client's event sequence on the server
 
         self._channel_lock = threading.Lock()
@@ -121,11 +153,18 @@ class CommClient:
         self._threads: list[threading.Thread] = []
 
         # Event outbox: (seq, encoded record), oldest first; a record leaves it
-        # only when the server acknowledged its seq.
+        # only when the server acknowledged its seq. _events guards the outbox
+        # and what describes it; _produce serialises send_events calls, so
+        # records enter the outbox in seq order even while one call waits.
         self._events = threading.Condition()
+        self._produce = threading.Lock()
         self._outbox: deque[tuple[int, bytes]] = deque()
+        self._outbox_bytes = 0
         self._next_seq = 1
         self._flushing = 0
+        self._blocked = 0  # send_events calls waiting for room
+        self._last_reply = time.monotonic()  # when the server last answered SendEvents
+        self._not_queued = 0  # records send_events gave up on (reported by close)
         self._sender_error: str | None = None
 
     # ------------------------------------------------------------------ connection
@@ -248,20 +287,26 @@ class CommClient:
     def close(self, timeout: float = 10.0) -> int:
         """Flush events (up to ``timeout`` s), say Bye and disconnect.
 
-        Returns how many event records were not acknowledged (0 on success).
+        Returns how many event records were not delivered (0 on success): those
+        not acknowledged, plus those a :meth:`send_events` call gave up queueing.
         """
         if self._closed:
-            with self._events:
-                return len(self._outbox)
-        unacked = self.flush(timeout) if self._connected else 0
-        if unacked:
-            log.warning("%s: closing with %d event records not delivered", self.site, unacked)
+            return self._undelivered()
+        if self._connected:
+            self.flush(timeout)
         self._closed = True
         self._stop.set()
         with self._events:
             self._events.notify_all()
+            # A send_events call waiting for room gives up now: let it count what it left.
+            deadline = time.monotonic() + 2.0
+            while self._blocked and time.monotonic() < deadline:
+                self._events.wait(0.1)
         for thread in self._threads:
             thread.join(timeout=2.0)
+        unacked = self._undelivered()
+        if unacked:
+            log.warning("%s: closing with %d event records not delivered", self.site, unacked)
         if self._connected:
             try:
                 self._invoke("Bye", encode_envelope({}), timeout=5.0)
@@ -272,6 +317,10 @@ class CommClient:
         if channel is not None:
             channel.close()
         return unacked
+
+    def _undelivered(self) -> int:
+        with self._events:
+            return len(self._outbox) + self._not_queued
 
     def _heartbeat_loop(self) -> None:
         request = encode_envelope({})
@@ -337,32 +386,115 @@ class CommClient:
     # ------------------------------------------------------------------ events
 
     def send_events(self, records: Sequence[Mapping[str, Any]]) -> None:
-        """Queue event records for the server; returns at once.
+        """Queue event records for the server; returns at once while the outbox has room.
 
         Each record is copied and given the next ``seq`` (any ``seq`` it had is
         replaced). Raises ``TypeError`` naming the key of a value JSON cannot
-        carry; then none of ``records`` is queued.
+        carry, or ``ValueError`` for a record above 4 MiB; then none of
+        ``records`` is queued.
+
+        When the outbox is full (``max_outbox_records`` or ``max_outbox_bytes``)
+        the call waits, queueing records as acknowledgements make room; it
+        never drops one. It waits as long as the server keeps acknowledging.
+        It raises :class:`JobError` instead when the server has answered no
+        SendEvents for ``retry_timeout`` seconds (unreachable), when the server
+        refused the stream, or when the client is closed or not connected;
+        the message says how many of ``records`` were not queued and how many
+        queued records are not acknowledged (:meth:`close` counts both).
         """
         if self._closed:
             raise JobError("send_events after close()", self.site)
-        with self._events:
+        called = time.monotonic()
+        with self._produce:
             seq = self._next_seq
             encoded = [
                 (seq + i, encode_record({**r, "seq": seq + i})) for i, r in enumerate(records)
             ]
             if not encoded:
                 return
-            too_big = max(len(e) for _, e in encoded)
+            nbytes = 0
+            too_big = 0
+            for _, payload in encoded:
+                size = len(payload)
+                nbytes += size
+                if size > too_big:
+                    too_big = size
             if too_big > _BATCH_MAX_BYTES:
                 raise ValueError(
                     f"an event record of {too_big} bytes is too large; "
                     f"records must stay below {_BATCH_MAX_BYTES} bytes"
                 )
-            was_empty = not self._outbox
-            self._outbox.extend(encoded)
             self._next_seq = seq + len(encoded)
-            if was_empty or len(self._outbox) >= self._batch_max:
-                self._events.notify_all()
+            outbox = self._outbox
+            with self._events:
+                if (
+                    len(outbox) + len(encoded) <= self.max_outbox_records
+                    and self._outbox_bytes + nbytes <= self.max_outbox_bytes
+                ):
+                    was_empty = not outbox
+                    outbox.extend(encoded)
+                    self._outbox_bytes += nbytes
+                    if was_empty or len(outbox) >= self._batch_trigger:
+                        self._events.notify_all()
+                    return
+                self._queue_when_room(encoded, called)
+
+    def _queue_when_room(self, encoded: list[tuple[int, bytes]], called: float) -> None:
+        """Queue ``encoded`` as room appears (called holding both locks); see :meth:`send_events`."""
+        outbox = self._outbox
+        max_records, max_bytes = self.max_outbox_records, self.max_outbox_bytes
+        done = 0
+        self._blocked += 1
+        try:
+            while True:
+                added = 0
+                while done < len(encoded) and len(outbox) < max_records:
+                    size = len(encoded[done][1])
+                    if self._outbox_bytes + size > max_bytes:
+                        break
+                    outbox.append(encoded[done])
+                    self._outbox_bytes += size
+                    done += 1
+                    added += 1
+                if added:
+                    self._events.notify_all()
+                if done == len(encoded):
+                    return
+                reason = self._why_no_room(called)
+                if reason is not None:
+                    # The next call numbers on from the first record not queued: no gap.
+                    self._next_seq = encoded[done][0]
+                    self._not_queued += len(encoded) - done
+                    raise JobError(
+                        f"{reason}; {len(encoded) - done} of {len(encoded)} event records "
+                        f"of this call were not queued, and {len(outbox)} queued records are "
+                        "not acknowledged",
+                        self.site,
+                    )
+                self._events.wait(_ROOM_POLL_S)
+        finally:
+            self._blocked -= 1
+            self._events.notify_all()  # close() may wait for this call to give up
+
+    def _why_no_room(self, called: float) -> str | None:
+        """Why a full outbox will not drain; None while waiting is worth it."""
+        if self._closed or self._stop.is_set():
+            return "the event outbox is full and the client was closed"
+        if self._sender_error is not None:
+            return f"the event outbox is full and the event stream stopped: {self._sender_error}"
+        if not self._connected:
+            return (
+                f"the event outbox is full ({self.max_outbox_records} records / "
+                f"{self.max_outbox_bytes} bytes) and the client is not connected: "
+                "call connect() first"
+            )
+        silent = time.monotonic() - max(called, self._last_reply)
+        if silent >= self.retry_timeout:
+            return (
+                f"the event outbox is full and the server at {self.address} acknowledged "
+                f"no events for {silent:.1f} s (retry_timeout={self.retry_timeout:g})"
+            )
+        return None
 
     def flush(self, timeout: float = 30.0) -> int:
         """Wait until every queued record is acknowledged; return how many are not (0 on success)."""
@@ -387,16 +519,18 @@ class CommClient:
             return len(self._outbox)
 
     def _next_batch(self) -> list[tuple[int, bytes]] | None:
-        """Wait for records; linger briefly so they travel in batches. None: stop."""
+        """Wait for records, then until ``batch_linger`` s after the last send, unless a
+        batch is full (or someone waits on the outbox). None: stop."""
         with self._events:
             while not self._outbox:
                 if self._stop.is_set():
                     return None
                 self._events.wait(0.5)
-            linger_until = time.monotonic() + self._batch_linger
+            linger_until = self._last_send + self._batch_linger
             while (
-                len(self._outbox) < self._batch_max
+                len(self._outbox) < self._batch_trigger
                 and not self._flushing
+                and not self._blocked
                 and not self._stop.is_set()
             ):
                 remaining = linger_until - time.monotonic()
@@ -410,6 +544,7 @@ class CommClient:
                 if batch and size > _BATCH_MAX_BYTES:
                     break
                 batch.append(item)
+            self._last_send = time.monotonic()
             return batch
 
     def _sender_loop(self) -> None:
@@ -442,8 +577,12 @@ class CommClient:
                 )
                 return
             with self._events:
-                while self._outbox and self._outbox[0][0] <= ack:
-                    self._outbox.popleft()
+                self._last_reply = time.monotonic()
+                outbox = self._outbox
+                freed = 0
+                while outbox and outbox[0][0] <= ack:
+                    freed += len(outbox.popleft()[1])
+                self._outbox_bytes -= freed
                 self._events.notify_all()
 
     def _stop_stream(self, reason: str) -> None:
