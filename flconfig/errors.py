@@ -115,6 +115,8 @@ class JobError(FlconfigError):
 
     def __init__(self, message: str, site: str | None = None):
         self.site = site
+        #: The message without the site prefix.
+        self.message = message
         super().__init__(f"{site}: {message}" if site else message)
 
 

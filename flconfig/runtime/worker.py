@@ -160,7 +160,9 @@ def run_server(spec: dict[str, Any]) -> int:
     except ConfigError as exc:
         status = {"ok": False, "site": "server", "error": str(exc)}
     except FlconfigError as exc:
-        status = {"ok": False, "site": getattr(exc, "site", None) or "server", "error": str(exc)}
+        site = getattr(exc, "site", None)
+        error = getattr(exc, "message", None) if site else None
+        status = {"ok": False, "site": site or "server", "error": error or str(exc)}
         log.error("job failed: %s", exc)
     except Exception as exc:  # a component's bug: keep the traceback in the log, say what in status
         log.error("job failed:\n%s", traceback.format_exc())
