@@ -381,3 +381,22 @@ def lookup_component(ctx: RunContext, owner: str, arg: str, component_id: str, k
             f"not {article} {kind.__name__}"
         )
     return component
+
+
+def state_mismatch(expected: Mapping[str, Any], given: Mapping[str, Any], limit: int = 5) -> str | None:
+    """How ``given`` params fail to fit a model's ``expected`` state dict, or None when they fit.
+
+    Both map names to anything with a ``.shape`` (tensors, arrays):
+    ``"missing fc.bias; wrong shape fc.weight (1, 3) (model: (2, 3))"``.
+    """
+    missing = sorted(set(expected) - set(given))
+    unexpected = sorted(set(given) - set(expected))
+    wrong = [
+        f"{name} {tuple(given[name].shape)} (model: {tuple(expected[name].shape)})"
+        for name in sorted(set(expected) & set(given))
+        if tuple(given[name].shape) != tuple(expected[name].shape)
+    ]
+    parts = [f"{label} {', '.join(names[:limit])}" + (f" and {len(names) - limit} more" if len(names) > limit else "")
+             for label, names in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if names]
+    return "; ".join(parts) or None
+

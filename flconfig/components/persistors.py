@@ -19,6 +19,7 @@ from .base import (
     check_file_name,
     check_optional_str,
     lookup_component,
+    state_mismatch,
     write_atomic,
 )
 
@@ -333,25 +334,11 @@ def _looks_like_safetensors(path: Path) -> bool:
 
 
 def _check_fits(params: Mapping[str, Any], module: Any, source: str) -> None:
-    state = module.state_dict()
-    missing = sorted(set(state) - set(params))
-    unexpected = sorted(set(params) - set(state))
-    wrong = [
-        f"{name} {tuple(params[name].shape)} (model: {tuple(state[name].shape)})"
-        for name in sorted(set(state) & set(params))
-        if tuple(params[name].shape) != tuple(state[name].shape)
-    ]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"missing {', '.join(missing[:5])}")
-        if unexpected:
-            parts.append(f"unexpected {', '.join(unexpected[:5])}")
-        if wrong:
-            parts.append(f"wrong shape {', '.join(wrong[:5])}")
+    mismatch = state_mismatch(module.state_dict(), params)
+    if mismatch:
         raise JobError(
             f"source_ckpt_file_full_name: {source} does not fit the model "
-            f"{type(module).__name__}: {'; '.join(parts)}"
+            f"{type(module).__name__}: {mismatch}"
         )
 
 

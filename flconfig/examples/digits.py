@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..api import FLModel, ReturnCode, RunContext, Signal
-from ..components.base import Learner
+from ..components.base import Learner, state_mismatch
 from .data import DATASETS, SiteData, load_held_out, load_site_data, site_index_from_name
 from .models import CifarCNN, DigitsCNN
 
@@ -67,36 +67,20 @@ def load_params(model: nn.Module, params: Mapping[str, Any]) -> None:
     Raises ValueError naming every missing, unexpected or mis-shaped entry.
     """
     state = model.state_dict()
-    missing = sorted(set(state) - set(params))
-    unexpected = sorted(set(params) - set(state))
     tensors: dict[str, torch.Tensor] = {}
-    wrong_shape = []
     for name, value in params.items():
-        if name not in state:
-            continue
         if isinstance(value, torch.Tensor):
-            tensor = value.detach()
+            tensors[name] = value.detach()
         else:
             array = np.asarray(value)
             if not array.flags.writeable:
                 # torch.from_numpy warns on read-only arrays (e.g. ones from safetensors).
                 array = array.copy()
-            tensor = torch.from_numpy(array)
-        if tuple(tensor.shape) != tuple(state[name].shape):
-            wrong_shape.append(
-                f"{name}: got {tuple(tensor.shape)}, model has {tuple(state[name].shape)}"
-            )
-        tensors[name] = tensor
-    if missing or unexpected or wrong_shape:
-        parts = []
-        if missing:
-            parts.append(f"missing {', '.join(missing)}")
-        if unexpected:
-            parts.append(f"unexpected {', '.join(unexpected)}")
-        if wrong_shape:
-            parts.append(f"wrong shape {'; '.join(wrong_shape)}")
+            tensors[name] = torch.from_numpy(array)
+    mismatch = state_mismatch(state, tensors)
+    if mismatch:
         raise ValueError(
-            f"params do not fit {type(model).__name__}: {' | '.join(parts)}. The server's "
+            f"params do not fit {type(model).__name__}: {mismatch}. The server's "
             "initial model must be the same class, with the same arguments, as the learner's"
         )
     model.load_state_dict(tensors)
