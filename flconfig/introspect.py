@@ -485,15 +485,10 @@ class Introspector:
         self, index: _ModuleIndex, expr: ast.expr, seen: set[tuple[str, str]]
     ) -> _Target:
         """Resolve a Name or dotted Attribute expression in a module's namespace."""
-        chain: list[str] = []
-        node = expr
-        while isinstance(node, ast.Attribute):
-            chain.append(node.attr)
-            node = node.value
-        if not isinstance(node, ast.Name):
+        dotted = _dotted(expr)
+        if dotted is None:
             return _Unresolved(ast.unparse(expr))
-        chain.reverse()
-        head = node.id
+        head, chain = dotted
         if head in index.classes or head in index.from_imports or head in index.module_imports:
             target: _Target = self._lookup(index.name, head, seen)
         elif head in index.aliases:
@@ -781,8 +776,8 @@ def _file_in(folder: Path, parts: Sequence[str], package_ok: bool) -> str | None
     return None
 
 
-def _spelled_path(index: _ModuleIndex, expr: ast.expr) -> str | None:
-    """``a.b.C`` as written, with its head replaced by what the module imported."""
+def _dotted(expr: ast.expr) -> tuple[str, list[str]] | None:
+    """``a.b.C`` as its head name and the attributes after it; None for anything else."""
     chain: list[str] = []
     node = expr
     while isinstance(node, ast.Attribute):
@@ -791,7 +786,15 @@ def _spelled_path(index: _ModuleIndex, expr: ast.expr) -> str | None:
     if not isinstance(node, ast.Name):
         return None
     chain.reverse()
-    head = node.id
+    return node.id, chain
+
+
+def _spelled_path(index: _ModuleIndex, expr: ast.expr) -> str | None:
+    """``a.b.C`` as written, with its head replaced by what the module imported."""
+    dotted = _dotted(expr)
+    if dotted is None:
+        return None
+    head, chain = dotted
     if head in index.from_imports:
         source, name = index.from_imports[head]
         prefix = f"{source}.{name}"

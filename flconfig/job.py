@@ -193,6 +193,17 @@ def find_config(folder: Path, basename: str) -> tuple[Path | None, list[Problem]
     return (found[0] if found else None), []
 
 
+def _load(file: Path, problems: list[Problem]) -> Document | None:
+    """Parse a file, adding its syntax errors and warnings to ``problems``; None when unreadable."""
+    try:
+        doc = load_document(file, _display(file))
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+        return None
+    problems.extend(doc.problems)
+    return doc
+
+
 def _find_meta(folder: Path) -> tuple[Path | None, list[Problem]]:
     return find_config(folder, META_NAME)
 
@@ -214,12 +225,9 @@ def read_config(file: Path, role: str, app: App, site: str, problems: list[Probl
     from .schema import check_document
     from .variables import resolve
 
-    try:
-        raw = load_document(file, _display(file))
-    except ConfigError as exc:
-        problems.extend(exc.problems)
+    raw = _load(file, problems)
+    if raw is None:
         return None
-    problems.extend(raw.problems)
     if not isinstance(raw.data, dict):
         problems.append(raw.problem("schema", "a config file must hold a mapping (an object) at the top", (),
                                     "start the file with '{' (JSON) or 'key: value' lines (YAML)"))
@@ -230,11 +238,11 @@ def read_config(file: Path, role: str, app: App, site: str, problems: list[Probl
     schema_problems = check_document(doc, role)
     problems.extend(schema_problems)
     config = ConfigFile(role, app.name, file, raw, doc)
-    _extract_specs(config, problems)
+    _extract_specs(config)
     return config
 
 
-def _spec_from(config: ConfigFile, value: Any, path: JsonPath, role: str, problems: list[Problem],
+def _spec_from(config: ConfigFile, value: Any, path: JsonPath, role: str,
                parent: ComponentSpec | None = None, arg_name: str | None = None) -> ComponentSpec | None:
     """A ComponentSpec from a dict, or None when it is not a usable spec (schema reports why)."""
     if not isinstance(value, dict):
@@ -257,7 +265,7 @@ def _spec_from(config: ConfigFile, value: Any, path: JsonPath, role: str, proble
     args_path = (*path, "args", "class_attributes") if spec.args is not args else (*path, "args")
     for name, arg in spec.args.items():
         if is_nested_spec(arg):
-            child = _spec_from(config, arg, (*args_path, name), "nested", problems, spec, name)
+            child = _spec_from(config, arg, (*args_path, name), "nested", spec, name)
             if child is not None:
                 spec.nested[name] = child
     return spec
@@ -269,12 +277,12 @@ def is_nested_spec(value: Any) -> bool:
             and value.get("config_type", "component") == "component")
 
 
-def _extract_specs(config: ConfigFile, problems: list[Problem]) -> None:
+def _extract_specs(config: ConfigFile) -> None:
     data = config.doc.data
     for i, entry in enumerate(_list(data.get("executors"))):
         if isinstance(entry, dict):
             tasks = [t for t in _list(entry.get("tasks")) if isinstance(t, str)]
-            spec = _spec_from(config, entry.get("executor"), ("executors", i, "executor"), "executor", problems)
+            spec = _spec_from(config, entry.get("executor"), ("executors", i, "executor"), "executor")
             if spec is not None:
                 config.executors.append((tasks, spec))
     for section in ("task_data_filters", "task_result_filters"):
@@ -283,16 +291,16 @@ def _extract_specs(config: ConfigFile, problems: list[Problem]) -> None:
                 continue
             tasks = [t for t in _list(chain.get("tasks")) if isinstance(t, str)]
             for j, f in enumerate(_list(chain.get("filters"))):
-                spec = _spec_from(config, f, (section, i, "filters", j), "filter", problems)
+                spec = _spec_from(config, f, (section, i, "filters", j), "filter")
                 if spec is not None:
                     config.filters.append((section, tasks, str(chain.get("direction", "")), spec))
     for i, entry in enumerate(_list(data.get("components"))):
-        spec = _spec_from(config, entry, ("components", i), "component", problems)
+        spec = _spec_from(config, entry, ("components", i), "component")
         if spec is not None:
             config.components.append(spec)
     if config.role == "server":
         for i, entry in enumerate(_list(data.get("workflows"))):
-            spec = _spec_from(config, entry, ("workflows", i), "workflow", problems)
+            spec = _spec_from(config, entry, ("workflows", i), "workflow")
             if spec is not None:
                 if spec.id is None:  # FLARE: a workflow's id defaults to its class name
                     spec.id = spec.ref.rsplit(".", 1)[-1]
@@ -409,12 +417,9 @@ def _folder_job(folder: Path, kind: str, problems: list[Problem], allowed_module
                                     hint="a job folder holds meta.json and one folder per app; "
                                          "an app folder holds config/"))
             return None
-        try:
-            meta_doc = load_document(meta_file, _display(meta_file))
-        except ConfigError as exc:
-            problems.extend(exc.problems)
+        meta_doc = _load(meta_file, problems)
+        if meta_doc is None:
             return None
-        problems.extend(meta_doc.problems)
         schema_problems = check_document(meta_doc, "meta")
         meta, meta_problems = check_meta(meta_doc)
         # The schema and the deploy_map rules may both flag one bad value: report it once.
