@@ -13,6 +13,7 @@ from typing import Any
 
 from .errors import ConfigError, Problem, errors_only
 from .job import VALIDATION_WORKSPACE, ComponentSpec, ConfigFile, Job, read_config
+from .registry import ResolveError
 
 
 @dataclass
@@ -97,6 +98,10 @@ def _instantiate(job: Job, spec: ComponentSpec, built: BuiltSite) -> Any:
         kwargs[arg] = _instantiate(job, child, built)
     try:
         cls = job.registry.load_class(spec.info)
+    except ResolveError as exc:  # its module failed to import: the real cause, not the args
+        raise ConfigError(spec.config.doc.problem(
+            "import-failed", f"{spec.label}: {exc.message}", spec.json_path, exc.hint)) from None
+    try:
         obj = cls(**kwargs)
     except ConfigError:
         raise

@@ -10,9 +10,10 @@ import difflib
 import fnmatch
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from .errors import JsonPath, Problem
+from .errors import JsonPath, Position, Problem
 from .job import ComponentSpec, ConfigFile, Job
 
 
@@ -27,6 +28,7 @@ def check_job(job: Job) -> None:
         job.problems.extend(check_wiring(config))
     job.problems.extend(check_event_flow(job))
     job.problems.extend(check_clients_and_tasks(job))
+    job.problems.extend(check_custom_imports(job))
 
 
 def check_components(job: Job, config: ConfigFile) -> list[Problem]:
@@ -317,3 +319,74 @@ def check_clients_and_tasks(job: Job) -> list[Problem]:
                         f"'{client.app}' handles it", (*spec.args_path, arg) if explicit else spec.json_path,
                         _did_you_mean(task, known) or f"tasks handled by the clients: {', '.join(known)}"))
     return problems
+
+
+#: Most ``.py`` files of a job's custom/ folders read for imports.
+MAX_CUSTOM_FILES = 300
+
+
+def check_custom_imports(job: Job) -> list[Problem]:
+    """Warn at file:line about top-level imports in the job's custom/ code that cannot
+    be found in this environment. Found by looking, never by importing; a warning,
+    not an error, since the sites may have packages this machine lacks.
+
+    Imports guarded by ``try:`` (optional dependencies) and relative imports are
+    left alone.
+    """
+    import ast
+    import importlib.util
+    import sys
+
+    from .introspect import parse_module
+
+    folders = [app.custom_dir for app in job.apps.values() if app.custom_dir is not None]
+    problems: list[Problem] = []
+    cache: dict[str, bool] = {}
+
+    def findable(top: str) -> bool:
+        if top not in cache:
+            if top in sys.stdlib_module_names or top in sys.builtin_module_names:
+                cache[top] = True
+            elif any((f / f"{top}.py").is_file() or (f / top).is_dir() for f in folders):
+                cache[top] = True
+            else:
+                try:
+                    cache[top] = importlib.util.find_spec(top) is not None
+                except (ImportError, ValueError, AttributeError):
+                    cache[top] = False
+        return cache[top]
+
+    files = sorted({file for folder in folders for file in folder.rglob("*.py")})
+    for file in files[:MAX_CUSTOM_FILES]:
+        tree = parse_module(file)
+        if tree is None:
+            continue
+        for node in tree.body:  # top level only: not inside try, if, def
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".", 1)[0]
+                if findable(top):
+                    continue
+                problems.append(Problem(
+                    "warning", "import-not-found",
+                    f"{top!r} is imported here but is not installed in this environment",
+                    Position(_display_path(file), node.lineno, node.col_offset + 1),
+                    hint=f"the job fails on any site without {top!r}: install it there "
+                         "(and here, to launch the job on this machine)",
+                ))  # fmt: skip
+    return problems
+
+
+def _display_path(path: Path) -> str:
+    import os
+
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return str(path)
+    return rel if not rel.startswith("..") else str(path)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from json.decoder import scanstring
@@ -112,6 +113,10 @@ class _SyntaxFailure(Exception):
 
 
 _WS = re.compile(r"[ \t\n\r]*")
+#: Longest integer a config may spell (Python refuses to convert beyond 4300 digits).
+_MAX_INT_DIGITS = 1000
+#: Most values one YAML file may expand to (aliases repeat what they name).
+MAX_YAML_VALUES = 200_000
 _NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(\.\d+)?([eE][-+]?\d+)?")
 _LITERALS = {"true": True, "false": False, "null": None}
 
@@ -158,7 +163,16 @@ class _JsonParser:
         m = _NUMBER.match(self.text, i)
         if m and m.end() > i:
             num = m.group(0)
-            return (float(num) if m.group(1) or m.group(2) else int(num)), m.end()
+            if not (m.group(1) or m.group(2)):
+                if len(num) > _MAX_INT_DIGITS:
+                    self._fail(i, f"a number of {len(num.lstrip('-'))} digits is too long",
+                               f"integers here have at most {_MAX_INT_DIGITS} digits")
+                return int(num), m.end()
+            value = float(num)
+            if math.isinf(value):
+                self._fail(i, f"{num[:40]} is too large for a number (it would be infinity)",
+                           "write a finite number")
+            return value, m.end()
         for word, val in _LITERALS.items():
             if self.text.startswith(word, i):
                 return val, i + len(word)
@@ -323,8 +337,16 @@ def parse_yaml(text: str, file: str) -> Document:
                                  hint="a config file holds one mapping")
 
     constructor = yaml.SafeLoader("")
+    count = [0]
 
     def build(node: Any, path: JsonPath, depth: int) -> Any:
+        count[0] += 1
+        if count[0] > MAX_YAML_VALUES:
+            raise ConfigError.single(
+                "syntax", f"the YAML expands to more than {MAX_YAML_VALUES:,} values",
+                pos(node.start_mark), path[:8],
+                hint="aliases (*name) repeat what they refer to; aliases of aliases multiply: "
+                     "write the values out, or use fewer nested aliases")
         if depth > 200:
             raise ConfigError.single("syntax", "the YAML nests too deeply (or an alias refers to itself)",
                                      pos(node.start_mark))
@@ -350,7 +372,15 @@ def parse_yaml(text: str, file: str) -> Document:
             return out
         if isinstance(node, yaml.SequenceNode):
             return [build(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
-        value = constructor.construct_object(node)
+        try:
+            value = constructor.construct_object(node)
+        except ValueError as exc:  # an integer of thousands of digits
+            raise ConfigError.single("syntax", f"invalid value: {str(exc)[:200]}",
+                                     pos(node.start_mark), path) from None
+        if isinstance(value, float) and math.isinf(value) and "inf" not in node.value.lower():
+            raise ConfigError.single("syntax", f"{node.value[:40]} is too large for a number "
+                                     "(it would be infinity)", pos(node.start_mark), path,
+                                     hint="write a finite number")
         if node.style is None and isinstance(node.value, str):
             raw = node.value
             if isinstance(value, str) and _YAML11_FLOAT_AS_STR.match(raw):

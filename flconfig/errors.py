@@ -120,6 +120,22 @@ class JobError(FlconfigError):
         super().__init__(f"{site}: {message}" if site else message)
 
 
+class StorageError(JobError):
+    """Records could not be written (a full disk, a read-only folder). Nothing of the
+    failed write is left behind: the caller keeps the records and may try again."""
+
+
+def storage_message(exc: OSError, where: str | object) -> str:
+    """One line for a failed write: ``no space left on device in WHERE`` for a full disk."""
+    import errno
+
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"no space left on device in {where}"
+    if exc.errno == errno.EROFS:
+        return f"read-only file system: cannot write in {where}"
+    return f"cannot write in {where}: {exc.strerror or exc}"
+
+
 def errors_only(problems: Iterable[Problem]) -> list[Problem]:
     """The problems that make a job invalid (warnings left out)."""
     return [p for p in problems if p.is_error]

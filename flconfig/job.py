@@ -110,13 +110,27 @@ class App:
     folder: Path | None
     client: ConfigFile | None = None
     server: ConfigFile | None = None
+    #: False when custom/ (or a link in it) leads outside the job folder: then no
+    #: class of it is "custom" and nothing in it is ever imported.
+    custom_allowed: bool = True
 
     @property
     def custom_dir(self) -> Path | None:
-        if self.folder is None:
+        if self.folder is None or not self.custom_allowed:
             return None
         custom = self.folder / "custom"
         return custom if custom.is_dir() else None
+
+    def check_custom(self, root: Path, problems: list[Problem]) -> None:
+        """Refuse this app's custom/ if it (or a link in it) leaves the job folder ``root``."""
+        from .containment import check_custom_dir
+
+        if self.folder is None:
+            return
+        found = check_custom_dir(self.folder / "custom", root)
+        if found:
+            problems.extend(found)
+            self.custom_allowed = False
 
 
 def _path_order(path: JsonPath) -> tuple[Any, ...]:
@@ -390,6 +404,7 @@ def _single_file_job(file: Path, problems: list[Problem], allowed_modules: Seque
             role = "client"
     folder = file.parent.parent if file.parent.name == "config" else file.parent
     app = App(folder.name or "app", folder)
+    app.check_custom(folder, problems)
     meta = default_meta(app.name)
     config = read_config(file, role, app, "server" if role == "server" else "site-1", problems, environ=environ)
     if config is not None:
@@ -401,6 +416,7 @@ def _single_file_job(file: Path, problems: list[Problem], allowed_modules: Seque
 
 def _folder_job(folder: Path, kind: str, problems: list[Problem], allowed_modules: Sequence[str],
                 environ: Mapping[str, str] | None) -> Job | None:
+    from .containment import check_path
     from .meta import NAME_RE, check_meta, default_meta
     from .schema import check_document
 
@@ -416,6 +432,10 @@ def _folder_job(folder: Path, kind: str, problems: list[Problem], allowed_module
                                     Position(_display(folder)),
                                     hint="a job folder holds meta.json and one folder per app; "
                                          "an app folder holds config/"))
+            return None
+        linked = check_path(meta_file, "the meta file", folder)
+        if linked:
+            problems.extend(linked)
             return None
         meta_doc = _load(meta_file, problems)
         if meta_doc is None:
@@ -442,6 +462,11 @@ def _folder_job(folder: Path, kind: str, problems: list[Problem], allowed_module
                                     where, ("deploy_map", name) if meta_doc else (),
                                     _app_folder_hint(folder, app_folder)))
             continue
+        linked = check_path(app_folder, f"app folder '{name}'", folder)
+        if linked:
+            problems.extend(linked)
+            continue
+        app.check_custom(folder, problems)
         if not roles:
             continue
         config_dir = app_folder / "config"
@@ -461,6 +486,10 @@ def _folder_job(folder: Path, kind: str, problems: list[Problem], allowed_module
                     f"app '{name}' is deployed to {'the server' if role == 'server' else 'client sites'} "
                     f"but has no {basename}.json (or .yaml)", where, ("deploy_map", name) if meta_doc else (),
                     f"add {_display(config_dir / (basename + '.json'))}"))
+                continue
+            linked = check_path(file, f"config file {file.name}", folder)
+            if linked:
+                problems.extend(linked)
                 continue
             site = "server" if role == "server" else first_client
             config = read_config(file, role, app, site, problems, environ=environ)

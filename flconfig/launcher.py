@@ -11,7 +11,9 @@ the job, serves until Ctrl-C.
 
 from __future__ import annotations
 
+import errno
 import json
+import math
 import os
 import re
 import secrets
@@ -136,12 +138,16 @@ def launch(opts: LaunchOptions) -> int:
     from .meta import NAME_RE
 
     if not NAME_RE.match(opts.job_id):
-        raise LaunchError(f"invalid job id {opts.job_id!r} (use letters, digits, '.', '_', '-')")
+        raise LaunchError(f"invalid job id {opts.job_id[:80]!r}: use 1 to 128 letters, digits, "
+                          "'.', '_', '-', starting with a letter or digit")
     server_config = job.server_config
     heartbeat = opts.heartbeat_timeout
     if heartbeat is None and server_config is not None:
         heartbeat = server_config.doc.data_at(("server", "heart_beat_timeout"))
-    heartbeat = float(heartbeat or 60.0)
+    heartbeat = 60.0 if heartbeat is None else float(heartbeat)
+    if not (math.isfinite(heartbeat) and heartbeat > 0):  # the CLI and the schema refuse these
+        raise LaunchError(f"the heartbeat timeout must be a finite number of seconds above 0, "
+                          f"got {heartbeat:g}")
 
     cores = os.cpu_count() or 1
     groups = plan_workers(sites, cores, opts.processes)
@@ -150,7 +156,7 @@ def launch(opts: LaunchOptions) -> int:
     receiver_folder = tb_folder(job)
     tb_dir = workspace / "server" / opts.job_id / (receiver_folder or DEFAULT_TB_FOLDER)
     control = workspace / ".flconfig" / opts.job_id
-    control.mkdir(parents=True, exist_ok=True)
+    _make_workspace(workspace, control)
     port_file = control / "server.port"
     port_file.unlink(missing_ok=True)
     spec = {
@@ -193,13 +199,15 @@ def launch(opts: LaunchOptions) -> int:
             [sys.executable, "-m", "flconfig.runtime.worker", "server", "--spec", str(spec_file)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
         procs.append(server)
-        pump = threading.Thread(target=_pump, args=(server.stdout, out), daemon=True)
+        server_status: dict[str, object] = {}
+        pump = threading.Thread(target=_pump, args=(server.stdout, out, server_status), daemon=True)
         pump.start()
         port = _wait_for_port(port_file, server, timeout=120)
         if port is None:
             server.wait(timeout=30)
             pump.join(timeout=5)
-            return _finish(workspace, opts.job_id, server.returncode, [], out, started, tb_dir)
+            return _finish(workspace, opts.job_id, server.returncode, [], out, started, tb_dir,
+                           status=server_status)
         if tensorboard is not None:
             # Before the sites start: the URL is on screen before training begins.
             tb_url = _wait_for_tensorboard(tensorboard, tb_log, TENSORBOARD_START_TIMEOUT)
@@ -226,7 +234,7 @@ def launch(opts: LaunchOptions) -> int:
         failures = [(group, proc.returncode, err) for proc, group, err in workers if proc.returncode != 0]
         serving = tensorboard is not None and tensorboard.poll() is None
         code = _finish(workspace, opts.job_id, server.returncode, failures, out, started, tb_dir,
-                       tb_url if serving else "")
+                       tb_url if serving else "", status=server_status)
         if code == 0 and serving and not opts.tensorboard_exit:
             assert tensorboard is not None
             _serve_until_interrupted(tensorboard, tb_url, out)
@@ -263,6 +271,24 @@ def _watch(server: subprocess.Popen[str], workers: list[tuple[subprocess.Popen[s
                 server.wait()
 
 
+def _make_workspace(workspace: Path, control: Path) -> None:
+    """Create the workspace (LaunchError saying why it cannot be one)."""
+    for parent in (workspace, *workspace.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                what = "the workspace" if parent == workspace else f"{parent}, on the way to it,"
+                raise LaunchError(f"workspace {workspace}: {what} is a file, not a folder")
+            break
+    try:
+        control.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        from .errors import storage_message
+
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise LaunchError(storage_message(exc, workspace)) from None
+        raise LaunchError(f"cannot create the workspace {workspace}: {exc.strerror}") from None
+
+
 def _write_private(path: Path, data: dict[str, object]) -> None:
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -271,10 +297,20 @@ def _write_private(path: Path, data: dict[str, object]) -> None:
     os.replace(tmp, path)
 
 
-def _pump(stream: TextIO | None, out: TextIO) -> None:
+def _pump(stream: TextIO | None, out: TextIO, status: dict[str, object] | None = None) -> None:
+    """Copy the server's output to ``out``; its status line goes into ``status`` instead."""
+    from .runtime.worker import STATUS_MARKER
+
     if stream is None:
         return
     for line in stream:
+        if line.startswith(STATUS_MARKER):
+            if status is not None:
+                try:
+                    status.update(json.loads(line[len(STATUS_MARKER):]))
+                except ValueError:
+                    pass
+            continue
         out.write(line)
         out.flush()
 
@@ -371,17 +407,42 @@ def _global_model_scores(results_file: Path) -> str:
     return "  global model validated at: " + ", ".join(scores) if scores else "  (no global model scores)"
 
 
+def _read_status(run_dir: Path) -> dict[str, object]:
+    try:
+        status = json.loads((run_dir / "status.json").read_text())
+    except (OSError, ValueError):
+        return {"ok": False}
+    return status if isinstance(status, dict) else {"ok": False}
+
+
+def _site_errors(err: Path) -> list[str]:
+    """The ``site: error`` lines a worker printed last (see ``run_clients``)."""
+    try:
+        lines = err.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return []
+    return lines[-5:]
+
+
 def _finish(workspace: Path, job_id: str, server_rc: int | None, failures: list[tuple[list[str], int, Path]],
-            out: TextIO, started: float, tb_dir: Path, tb_url: str = "") -> int:
+            out: TextIO, started: float, tb_dir: Path, tb_url: str = "",
+            status: dict[str, object] | None = None) -> int:
     run_dir = workspace / "server" / job_id
-    status_file = run_dir / "status.json"
-    status = json.loads(status_file.read_text()) if status_file.exists() else {"ok": False}
+    status = dict(status) if status else _read_status(run_dir)
     elapsed = time.monotonic() - started
+    # A worker that exited 1 had a site fail (records it could not deliver, a failure on
+    # a background thread): the job failed. One killed by a signal was a lost site,
+    # which the server already judged against min_clients.
+    site_failed = []
     for group, rc, err in failures:
-        tail = err.read_text().strip().splitlines()[-5:] if err.exists() else []
+        tail = _site_errors(err)
         print(f"flconfig: worker for {', '.join(group)} exited with code {rc}", file=out)
         for line in tail:
             print(f"    {line}", file=out)
+        if rc == 1:
+            site_failed.append(tail[-1] if tail else f"{', '.join(group)}: exited with code 1")
+    if status.get("ok") and server_rc == 0 and site_failed:
+        status = {"ok": False, "site": "", "error": site_failed[0]}
     if status.get("ok") and server_rc == 0:
         models = sorted(p.name for p in run_dir.glob("*.pt")) + sorted(p.name for p in run_dir.glob("*.safetensors"))
         print(f"flconfig: job finished in {elapsed:.1f} s", file=out)
@@ -399,9 +460,10 @@ def _finish(workspace: Path, job_id: str, server_rc: int | None, failures: list[
             print(_global_model_scores(cross), file=out)
         out.flush()
         return 0
-    site = status.get("site") or "server"
+    site = status.get("site")
     error = status.get("error") or f"the server exited with code {server_rc}"
-    print(f"flconfig: job failed after {elapsed:.1f} s: {site}: {error}", file=out)
+    where = "" if site == "" else f"{site or 'server'}: "
+    print(f"flconfig: job failed after {elapsed:.1f} s: {where}{error}", file=out)
     print(f"  server log: {run_dir / 'log.txt'}", file=out)
     out.flush()
     return 1

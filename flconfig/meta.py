@@ -22,7 +22,7 @@ SERVER = "server"
 MAX_CLIENTS = 1_000_000
 
 #: Site and app names become folder names: no separators, no "..", no spaces.
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 
 _NAME_RULE = "use letters, digits, '.', '_' and '-', starting with a letter or digit"
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.util
 import os
 import re
 import sys
@@ -325,6 +326,7 @@ class Registry:
             file = self._introspector.module_in_search_path(module)
             if file is None:
                 continue
+            self._check_not_shadowing(module, file)
             description = self._introspector.describe_path(value)
             if description is None:
                 names = self._introspector.class_names(module)
@@ -344,6 +346,30 @@ class Registry:
                 )
             return self._homed(value, description, "custom")
         return None
+
+    def _check_not_shadowing(self, module: str, file: str) -> None:
+        """A custom module named like a standard-library or installed one is never custom:
+        Python would import the other one (custom/ comes last on sys.path, as in FLARE)."""
+        top = module.split(".", 1)[0]
+        if top in sys.stdlib_module_names:
+            other = "the standard-library module"
+        else:
+            try:
+                spec = importlib.util.find_spec(top)
+            except (ImportError, ValueError, AttributeError):
+                spec = None
+            where = None if spec is None else (spec.origin or next(iter(spec.submodule_search_locations or []), None))
+            if where is None or where == "built-in" or any(
+                _is_within(where, folder) for folder in self.custom_dirs
+            ):
+                return
+            other = f"the installed module ({_short(where)})"
+        raise ResolveError(
+            "path-not-allowed",
+            f"{_short(file)} in the job's custom/ folder has the name of {other} {top!r}; "
+            "it is not custom code",
+            f"rename the module in custom/ (Python would import {other} instead)",
+        )
 
     def _resolve_allowed(self, value: str) -> ComponentInfo:
         description = self._introspector.describe_path(value)
@@ -491,6 +517,14 @@ class Registry:
             importlib.invalidate_caches()
         try:
             module = importlib.import_module(info.module)
+        except ModuleNotFoundError as exc:
+            missing = exc.name or str(exc)
+            where = f" ({_short(info.file)})" if info.file else ""
+            raise ResolveError(
+                "unresolvable",
+                f"module {info.module!r}{where} imports {missing!r}, which is not installed here",
+                f"pip install the package that provides {missing.split('.')[0]!r} on this site",
+            ) from exc
         except Exception as exc:
             raise ResolveError(
                 "unresolvable",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 
@@ -48,11 +49,32 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser.set_defaults(func=run)
 
 
+def _usage_error(ns: argparse.Namespace) -> str | None:
+    """What is wrong with the command line's values, or None."""
+    import math
+
+    if ns.num_clients is not None and ns.num_clients < 1:
+        return "--num-clients must be at least 1"
+    for flag, value in (("--threads", ns.threads), ("--processes", ns.processes)):
+        if value is not None and value < 1:
+            return f"{flag} must be at least 1, got {value}"
+    timeout = ns.heartbeat_timeout
+    if timeout is not None and not (math.isfinite(timeout) and 0 < timeout <= MAX_TIMEOUT_S):
+        return (f"--heartbeat-timeout must be a number of seconds above 0 and at most "
+                f"{MAX_TIMEOUT_S} (a year), got {timeout:g}")
+    return None
+
+
+#: Longest timeout accepted, in seconds (a year; the schemas say the same).
+MAX_TIMEOUT_S = 31_536_000
+
+
 def run(ns: argparse.Namespace) -> int:
     from ..launcher import LaunchError, LaunchOptions, launch
 
-    if ns.num_clients is not None and ns.num_clients < 1:
-        print("flconfig launch: --num-clients must be at least 1", file=sys.stderr)
+    problem = _usage_error(ns)
+    if problem is not None:
+        print(f"flconfig launch: {problem}", file=sys.stderr)
         return 2
     if ns.tensorboard_port is not None and not 0 <= ns.tensorboard_port <= 65535:
         print("flconfig launch: --tensorboard-port must be 0 to 65535 (0: any free port)",
@@ -71,3 +93,10 @@ def run(ns: argparse.Namespace) -> int:
     except LaunchError as exc:
         print(f"flconfig launch: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the workspace: a full disk, no permission, a file in the way
+        from ..errors import storage_message
+
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        where = opts.workspace.resolve() if full or not exc.filename else exc.filename
+        print(f"flconfig launch: {storage_message(exc, where)}", file=sys.stderr)
+        return 1

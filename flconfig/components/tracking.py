@@ -32,8 +32,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..api import Event, EventType, RunContext
-from ..errors import JobError
+from ..errors import JobError, StorageError, storage_message
 from ..runtime.comm import is_valid_site_name
+from ..runtime.logs import site_thread_name
 from ..tracking import records as rec
 from ..tracking.records import AnalyticsBatch, as_number, as_step, as_walltime, check_tag
 from .base import (
@@ -159,7 +160,10 @@ class AnalyticsSender(Widget):
     ) -> None:
         """Log a text (shown in TensorBoard's Text tab, as ``<tag>/text_summary``)."""
         tag = check_tag(tag)
-        self._put(rec.TEXT, tag, rec.as_text(tag, text_string), global_step, walltime)
+        text = rec.as_text(tag, text_string)
+        if len(text) * 6 > rec.MAX_RECORD_BYTES // 2:  # could be too big once JSON-escaped
+            rec.check_size(rec.TEXT, tag, text)
+        self._put(rec.TEXT, tag, text, global_step, walltime)
 
     def add_image(
         self,
@@ -171,9 +175,11 @@ class AnalyticsSender(Widget):
     ) -> None:
         """Log an image: an array or tensor, ``dataformats`` CHW, HWC or HW; floats in [0, 1]."""
         tag = check_tag(tag)
-        self._put(
-            rec.IMAGE, tag, rec.image_to_hwc(tag, img_tensor, dataformats), global_step, walltime
-        )
+        # Encoded here, not on the sender's thread: an image that cannot be sent
+        # fails at this call, never later and silently.
+        value = rec.encode_image(rec.image_to_hwc(tag, img_tensor, dataformats))
+        rec.check_size(rec.IMAGE, tag, value)
+        self._put(rec.IMAGE, tag, value, global_step, walltime)
 
     def add_histogram(
         self,
@@ -206,6 +212,7 @@ class AnalyticsSender(Widget):
         sub-run ``run_name`` (default ``"hparams"``) of the site's run."""
         name = check_tag("hparams" if run_name is None else run_name, "run_name")
         value = rec.hparams_value(hparam_dict, metric_dict, hparam_domain_discrete, name)
+        rec.check_size(rec.HPARAMS, name, value)
         self._put(rec.HPARAMS, name, value, global_step, None)
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -239,6 +246,8 @@ class AnalyticsSender(Widget):
 
     def handle_event(self, event: Event, ctx: RunContext) -> None:
         etype = event.type
+        if event.scope != "local":
+            return  # only this site's own lifecycle starts or stops the sender
         if etype in _START_EVENTS:
             self._start(ctx)
         elif etype == EventType.ABOUT_TO_END_RUN:
@@ -253,7 +262,7 @@ class AnalyticsSender(Widget):
             if self._thread is not None and self._thread.is_alive():
                 return
             self._stopping = False
-            name = f"flconfig-{getattr(ctx, 'site_name', 'site')}-{self.id or self.event_type}"
+            name = site_thread_name(getattr(ctx, "site_name", "site"), self.id or self.event_type)
             self._thread = threading.Thread(target=self._run, name=name, daemon=True)
             self._thread.start()
 
@@ -317,10 +326,13 @@ class AnalyticsSender(Widget):
                 continue
             try:
                 self._drain()
-            except Exception:  # keep draining: a lost thread would block every add_* call
-                log.exception(
-                    "%s: failed to send analytics records", self.id or type(self).__name__
-                )
+            except Exception as exc:  # keep draining: a lost thread would block every add_* call
+                message = f"{self.id or type(self).__name__}: failed to hand on analytics records: {exc}"
+                report = getattr(self._ctx, "report_failure", None)
+                if report is not None:
+                    report(message)  # the site's run fails with this line
+                else:
+                    log.exception(message)
 
     def _drain(self) -> None:
         popleft = self._queue.popleft
@@ -339,10 +351,6 @@ class AnalyticsSender(Widget):
                 markers.append(item)  # a flush marker: hand on what came before it first
                 break
             kind, tag, value, step, wall_time = item
-            if kind is not _SCALAR:
-                value = self._convert(kind, tag, value)
-                if value is None:
-                    continue
             append({
                 "event_type": event_type,
                 "kind": kind,
@@ -363,16 +371,6 @@ class AnalyticsSender(Widget):
             for marker in markers:
                 marker.set()
 
-    def _convert(self, kind: str, tag: str, value: Any) -> Any:
-        if kind != rec.IMAGE:
-            return value
-        try:
-            return rec.encode_image(value)
-        except Exception:
-            log.exception(
-                "%s: could not encode image %r; it is not sent", self.id or type(self).__name__, tag
-            )
-            return None
 
 
 class TBWriter(AnalyticsSender):
@@ -427,7 +425,10 @@ class AnalyticsReceiver(Widget):
       comes first); if it raises, the error is logged and the receiver ignores
       every event.
     - :meth:`save` is called once per record, under a lock, in the order the
-      records arrived. ``origin`` is the authenticated site for a federated
+      records arrived. An ``OSError`` from :meth:`save` or :meth:`after_batch`
+      (a full disk) saves nothing of the batch: :meth:`discard` runs and
+      :class:`~flconfig.errors.StorageError` is raised, so the transport does
+      not acknowledge the records and the site sends them again. ``origin`` is the authenticated site for a federated
       event and this site's name for a local one; it is a checked site name
       (letters, digits, ``.``, ``_``, ``-``). An exception in ``save`` is
       logged once per kind of record and the other records are still saved.
@@ -460,6 +461,7 @@ class AnalyticsReceiver(Widget):
         self._recent: deque[tuple[Any, str]] = deque(maxlen=16)
         self._late = 0
         self._bad_origins: set[str] = set()
+        self._storage_failures = 0
 
     # ------------------------------------------------------------------ hooks
 
@@ -471,7 +473,14 @@ class AnalyticsReceiver(Widget):
         raise NotImplementedError
 
     def after_batch(self) -> None:
-        """Called, under the lock, after the records of one event were saved."""
+        """Called, under the lock, after the records of one event were saved.
+
+        Raise ``OSError`` if writing failed, after leaving nothing of the batch
+        behind: the records were not saved and are sent again.
+        """
+
+    def discard(self) -> None:
+        """Forget what :meth:`save` buffered for the current batch (its write failed)."""
 
     def finalize(self, ctx: RunContext) -> None:
         """Write out and close: called once at the end of the run."""
@@ -486,6 +495,8 @@ class AnalyticsReceiver(Widget):
         etype = event.type
         if etype in self._listened:
             self._receive(event, ctx)
+        elif event.scope != "local":
+            return  # a receiver acts on its own site's lifecycle only, never a peer's
         elif etype == EventType.START_RUN:
             with self._lock:
                 if self._state == "new":
@@ -556,20 +567,31 @@ class AnalyticsReceiver(Widget):
                         return
                 self._recent.append((data, event.scope))
             save = self.save
-            for record in records:
-                try:
-                    save(record, origin)
-                except Exception as exc:
-                    kind = record.get("kind") if isinstance(record, Mapping) else None
-                    if kind not in self._failed:
-                        self._failed.add(kind)
-                        log.error(
-                            "%s: could not save a %s record from %s (%s: %s); "
-                            "further failures of this kind are not logged",
-                            self._name, kind or "malformed", origin, type(exc).__name__, exc,
-                        )  # fmt: skip
             try:
+                for record in records:
+                    try:
+                        save(record, origin)
+                    except OSError:
+                        raise
+                    except Exception as exc:
+                        kind = record.get("kind") if isinstance(record, Mapping) else None
+                        if kind not in self._failed:
+                            self._failed.add(kind)
+                            log.error(
+                                "%s: could not save a %s record from %s (%s: %s); "
+                                "further failures of this kind are not logged",
+                                self._name, kind or "malformed", origin, type(exc).__name__, exc,
+                            )  # fmt: skip
                 self.after_batch()
+            except OSError as exc:
+                # Nothing of this batch is kept: the sender still has it and sends it again.
+                self.discard()
+                message = storage_message(exc, getattr(ctx, "workspace", "the workspace"))
+                self._storage_failures += 1
+                if self._storage_failures == 1 or self._storage_failures % 100 == 0:
+                    log.error("%s: %s (%s); %d records from %s not saved, to be sent again",
+                              self._name, message, exc, len(records), origin)
+                raise StorageError(message) from None
             except Exception as exc:
                 if "after_batch" not in self._failed:
                     self._failed.add("after_batch")
@@ -641,8 +663,13 @@ class TBAnalyticsReceiver(AnalyticsReceiver):
         return folder
 
     def after_batch(self) -> None:
+        # All sites' files of this batch, all or nothing (a batch holds one site's records).
         for writer in self._writers.values():
             writer.write_pending()
+
+    def discard(self) -> None:
+        for writer in self._writers.values():
+            writer.discard_pending()
 
     def finalize(self, ctx: RunContext) -> None:
         writers, self._writers = self._writers, {}
@@ -677,20 +704,44 @@ class JsonLinesReceiver(AnalyticsReceiver):
     def initialize(self, ctx: RunContext) -> None:
         self.path = _checked_root(ctx.run_dir, self.file_name)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in finalize
+        self._file = open(self.path, "ab")  # noqa: SIM115 - closed in finalize
 
     def save(self, record: dict[str, Any], origin: str) -> None:
         self._lines.append(json.dumps({"site": origin, **record}, ensure_ascii=False))
 
     def after_batch(self) -> None:
         if self._lines:
-            lines, self._lines = self._lines, []
-            self._file.write("\n".join(lines) + "\n")
-            self._file.flush()
+            data = ("\n".join(self._lines) + "\n").encode("utf-8")
+            start = self._file.seek(0, os.SEEK_END)
+            try:
+                self._file.write(data)
+                self._file.flush()
+            except OSError:
+                self._file = _reopen_truncated(self._file, self.path, start)
+                raise
+            self._lines = []
+
+    def discard(self) -> None:
+        self._lines = []
 
     def finalize(self, ctx: RunContext) -> None:
         self.after_batch()
         self._file.close()
+
+
+def _reopen_truncated(file: Any, path: Any, size: int) -> Any:
+    """After a failed write: drop what the file object still buffers, cut the file
+    back to ``size`` bytes (the end of its last complete line) and reopen it."""
+    try:
+        os.close(file.fileno())  # close the descriptor first: the buffer is never flushed
+    except OSError:
+        pass
+    try:
+        file.close()
+    except OSError:
+        pass
+    os.truncate(path, size)
+    return open(path, "ab")  # noqa: SIM115 - closed in finalize
 
 
 _MLFLOW_MISSING = (

@@ -25,6 +25,7 @@ import grpc
 
 from ..api import FLModel
 from ..errors import JobError
+from ..tracking.records import MAX_RECORD_BYTES
 from . import comm
 from .codec import (
     ProtocolError,
@@ -35,6 +36,7 @@ from .codec import (
     encode_record,
     join_records,
 )
+from .logs import site_thread_name
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +74,9 @@ class _EndOfRun:
 END: Final = _EndOfRun()
 
 
-# Keep a batch of records well below any sensible max_message_mb.
-_BATCH_MAX_BYTES = 4 * 1024 * 1024
+# Keep a batch of records well below any sensible max_message_mb; one record is
+# at most this big (the sender refuses bigger ones at the call).
+_BATCH_MAX_BYTES = MAX_RECORD_BYTES
 # How often a send_events call waiting for room looks at the clock (acks wake it sooner).
 _ROOM_POLL_S = 0.5
 
@@ -166,6 +169,9 @@ class CommClient:
         self._last_reply = time.monotonic()  # when the server last answered SendEvents
         self._not_queued = 0  # records send_events gave up on (reported by close)
         self._sender_error: str | None = None
+        # Since when (monotonic) the server answers that it cannot save records, and why.
+        self._refused_since = 0.0
+        self._server_refusal: str | None = None
 
     # ------------------------------------------------------------------ connection
 
@@ -271,7 +277,7 @@ class CommClient:
         self._connected = True
         for name, target in (("heartbeat", self._heartbeat_loop), ("events", self._sender_loop)):
             thread = threading.Thread(
-                target=target, name=f"flconfig-{self.site}-{name}", daemon=True
+                target=target, name=site_thread_name(self.site, name), daemon=True
             )
             thread.start()
             self._threads.append(thread)
@@ -284,9 +290,11 @@ class CommClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def close(self, timeout: float = 10.0) -> int:
+    def close(self, timeout: float = 10.0, reason: str | None = None) -> int:
         """Flush events (up to ``timeout`` s), say Bye and disconnect.
 
+        ``reason`` tells the server why this site stops early (it failed); the
+        server then fails the run naming the site and the reason.
         Returns how many event records were not delivered (0 on success): those
         not acknowledged, plus those a :meth:`send_events` call gave up queueing.
         """
@@ -309,7 +317,8 @@ class CommClient:
             log.warning("%s: closing with %d event records not delivered", self.site, unacked)
         if self._connected:
             try:
-                self._invoke("Bye", encode_envelope({}), timeout=5.0)
+                header = {} if reason is None else {"reason": str(reason)[:1000]}
+                self._invoke("Bye", encode_envelope(header), timeout=5.0)
             except (_Retry, JobError) as exc:
                 log.warning("%s: Bye failed: %s", self.site, exc)
         with self._channel_lock:
@@ -324,6 +333,7 @@ class CommClient:
 
     def _heartbeat_loop(self) -> None:
         request = encode_envelope({})
+        log.info("%s: heartbeat every %g s", self.site, self.heartbeat_interval)
         while not self._stop.wait(self.heartbeat_interval):
             try:
                 self._invoke("Heartbeat", request, timeout=max(self.heartbeat_interval, 1.0))
@@ -419,12 +429,25 @@ class CommClient:
                 nbytes += size
                 if size > too_big:
                     too_big = size
+            refused: list[int] = []
             if too_big > _BATCH_MAX_BYTES:
-                raise ValueError(
-                    f"an event record of {too_big} bytes is too large; "
-                    f"records must stay below {_BATCH_MAX_BYTES} bytes"
-                )
+                # Refuse only the oversized records; the others are queued as usual.
+                refused = [i for i, (_, p) in enumerate(encoded) if len(p) > _BATCH_MAX_BYTES]
+                kept = [r for i, r in enumerate(records) if i not in set(refused)]
+                encoded = [(seq + i, encode_record({**r, "seq": seq + i})) for i, r in enumerate(kept)]
+                nbytes = sum(len(p) for _, p in encoded)
             self._next_seq = seq + len(encoded)
+            self._enqueue(encoded, nbytes, called)
+            if refused:
+                raise ValueError(
+                    f"{len(refused)} event record(s) of up to {too_big:,} bytes are too large "
+                    f"and were not sent (records must stay below {_BATCH_MAX_BYTES:,} bytes); "
+                    f"the other {len(encoded)} of this call were queued"
+                )
+
+    def _enqueue(self, encoded: list[tuple[int, bytes]], nbytes: int, called: float) -> None:
+        """Put encoded records into the outbox, waiting for room (holding ``_produce``)."""
+        if encoded:
             outbox = self._outbox
             with self._events:
                 if (
@@ -438,6 +461,11 @@ class CommClient:
                         self._events.notify_all()
                     return
                 self._queue_when_room(encoded, called)
+
+    @property
+    def delivery_problem(self) -> str | None:
+        """Why records are not being delivered (the server's refusal, a stopped stream), or None."""
+        return self._server_refusal or self._sender_error
 
     def _queue_when_room(self, encoded: list[tuple[int, bytes]], called: float) -> None:
         """Queue ``encoded`` as room appears (called holding both locks); see :meth:`send_events`."""
@@ -490,9 +518,10 @@ class CommClient:
             )
         silent = time.monotonic() - max(called, self._last_reply)
         if silent >= self.retry_timeout:
+            why = f": it says {self._server_refusal}" if self._server_refusal else ""
             return (
                 f"the event outbox is full and the server at {self.address} acknowledged "
-                f"no events for {silent:.1f} s (retry_timeout={self.retry_timeout:g})"
+                f"no events for {silent:.1f} s (retry_timeout={self.retry_timeout:g}){why}"
             )
         return None
 
@@ -549,6 +578,7 @@ class CommClient:
 
     def _sender_loop(self) -> None:
         delay = 0.05
+        log.info("%s: event stream %s open", self.site, self._stream[:8])
         while True:
             batch = self._next_batch()
             if batch is None:
@@ -565,8 +595,24 @@ class CommClient:
             except JobError as exc:
                 self._stop_stream(f"the server refused event records: {exc}")
                 return
-            delay = 0.05
             ack = header.get("ack")
+            refused = header.get("error")
+            if refused is not None and type(ack) is int and ack < batch[0][0]:
+                # The server could not write them (a full disk): keep them, try again.
+                if not self._refused_since:
+                    self._refused_since = time.monotonic()
+                    log.warning("%s: the server could not save event records (%s); "
+                                "keeping them and sending again", self.site, str(refused)[:300])
+                self._server_refusal = str(refused)[:300]
+                if self._stop.wait(delay):
+                    return
+                delay = min(delay * 2, 1.0)
+                continue
+            delay = 0.05
+            if self._refused_since:
+                log.warning("%s: the server saves event records again", self.site)
+                self._refused_since = 0.0
+                self._server_refusal = None
             if type(ack) is not int:
                 self._stop_stream(f"bad SendEvents reply {header!r}")
                 return

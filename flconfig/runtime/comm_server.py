@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 import grpc
 
 from ..api import FLModel, Signal
-from ..errors import JobError
+from ..errors import JobError, StorageError
 from . import comm
 from .codec import (
     ProtocolError,
@@ -40,6 +40,14 @@ log = logging.getLogger(__name__)
 _NEW, _ALIVE, _LOST, _LEFT = "new", "alive", "lost", "left"
 # Methods a site may call before Hello (or after Bye).
 _SESSIONLESS = ("Hello", "Bye")
+#: Largest request of a control method (everything but SubmitResult and SendEvents).
+MAX_CONTROL_BYTES = 64 * 1024
+_CONTROL_METHODS = frozenset({"Hello", "GetTask", "Heartbeat", "Bye"})
+#: Most refusals in progress at once; calls beyond it are turned away by gRPC's
+#: own thread without a handler thread (status UNIMPLEMENTED).
+MAX_REFUSALS_IN_FLIGHT = 8
+#: Refused calls logged one by one; after that, one summary line every so many.
+_REFUSALS_LOGGED = 20
 
 EventsCallback = Callable[[str, list[dict[str, Any]]], None]
 ResultCallback = Callable[[str, FLModel], None]
@@ -67,6 +75,7 @@ class _Site:
     # Event stream: the client instance's stream id and the last seq delivered.
     stream: str = ""
     last_seq: int = 0
+    failure: str = ""  # why the site stopped, if it said Bye because it failed
     events_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -79,6 +88,63 @@ def _job_error(message: str, sites: Sequence[str]) -> JobError:
 def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
     context.abort(code, message)
     raise AssertionError("unreachable")  # context.abort always raises
+
+
+class _Gatekeeper(grpc.ServerInterceptor):
+    """Authenticates every call on its metadata, before any request body is read.
+
+    gRPC runs this on its polling thread as soon as a call's headers arrive. A
+    call without valid site credentials gets a handler that refuses it at once
+    without reading its body (a handler thread is busy for microseconds, not
+    for as long as the caller cares to hold the call open), and while
+    :data:`MAX_REFUSALS_IN_FLIGHT` refusals are under way further ones are
+    rejected by gRPC itself, using no handler thread at all. So neither silent
+    callers nor callers with huge bodies can take the threads honest sites need.
+    """
+
+    def __init__(self, server: CommServer) -> None:
+        self._server = server
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        #: Calls refused so far (no credentials, bad credentials, unknown method).
+        self.refused = 0
+
+    def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
+        method = handler_call_details.method.rpartition("/")[2]
+        if handler_call_details.method != comm.method_path(method) or method not in comm.METHODS:
+            return self._refuse(handler_call_details, grpc.StatusCode.UNIMPLEMENTED,
+                                "unknown method")
+        problem = self._server._check_credentials(handler_call_details.invocation_metadata)
+        if problem is not None:
+            return self._refuse(handler_call_details, grpc.StatusCode.UNAUTHENTICATED, problem)
+        return continuation(handler_call_details)
+
+    def _refuse(self, details: Any, code: grpc.StatusCode, why: str) -> Any:
+        with self._lock:
+            self.refused += 1
+            count = self.refused
+            if self._in_flight >= MAX_REFUSALS_IN_FLIGHT:
+                over = True
+            else:
+                over = False
+                self._in_flight += 1
+        if count <= _REFUSALS_LOGGED or count % 1000 == 0:
+            log.warning("refused a call to %s: %s (%d refused so far)",
+                        str(details.method)[:100], why, count)
+        if over:
+            return None  # gRPC answers UNIMPLEMENTED from its own thread
+
+        def refuse(request_iterator: Any, context: grpc.ServicerContext) -> bytes:
+            try:
+                context.abort(code, why)
+            finally:
+                with self._lock:
+                    self._in_flight -= 1
+            raise AssertionError("unreachable")
+
+        # Request-streaming, so gRPC does not wait for (or buffer) a body before
+        # running it; the body is never read.
+        return grpc.stream_unary_rpc_method_handler(refuse)
 
 
 class CommServer:
@@ -132,6 +198,11 @@ class CommServer:
         self._port: int | None = None
         self._monitor_stop = threading.Event()
         self._monitor: threading.Thread | None = None
+        self._gatekeeper = _Gatekeeper(self)
+        #: Set while the latest records could not be written (a full disk), else None.
+        self.storage_error: str | None = None
+        #: Failures of the server's receivers that fail the run.
+        self.failures: list[str] = []
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -154,6 +225,7 @@ class CommServer:
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="flconfig-comm"),
             handlers=[generic],
+            interceptors=[self._gatekeeper],
             options=comm.server_options(self.max_message_mb),
         )
         target = f"{self.host}:{self._requested_port}"
@@ -214,7 +286,8 @@ class CommServer:
             return sorted(name for name, st in self._sites.items() if st.state == _ALIVE)
 
     def wait_for_sites(self, n: int, timeout: float) -> list[str]:
-        """Wait until at least ``n`` sites said Hello, or ``timeout`` seconds; return the alive sites.
+        """Wait until at least ``n`` sites said Hello, or ``timeout`` seconds, or a site
+        reports that it failed; return the alive sites.
 
         The list may hold fewer than ``n`` sites when the timeout passed (logged
         with the names of those missing); the caller decides whether that is enough.
@@ -224,10 +297,11 @@ class CommServer:
             while True:
                 alive = sorted(name for name, st in self._sites.items() if st.state == _ALIVE)
                 remaining = deadline - time.monotonic()
-                if len(alive) >= n or remaining <= 0:
+                failed = any(st.failure for st in self._sites.values())
+                if len(alive) >= n or remaining <= 0 or failed:
                     break
                 self._cond.wait(remaining)
-        if len(alive) < n:
+        if len(alive) < n and not failed:
             missing = sorted(set(self._tokens) - set(alive))
             log.warning(
                 "only %d of %d sites connected within %g s; not connected: %s",
@@ -439,34 +513,57 @@ class CommServer:
             st = self._sites[name] = _Site(name)
         return st
 
-    def _authenticate(self, context: grpc.ServicerContext, method: str) -> str:
+    @property
+    def refused_calls(self) -> int:
+        """Calls refused before their body was read (bad or missing credentials)."""
+        return self._gatekeeper.refused
+
+    def _site_of(self, metadata: Any) -> tuple[str | None, str | None]:
         site = token = None
-        for key, value in context.invocation_metadata():
+        for key, value in metadata or ():
             if key == comm.SITE_METADATA:
                 site = value
             elif key == comm.TOKEN_METADATA:
                 token = value
+        return site, token
+
+    def _check_credentials(self, metadata: Any) -> str | None:
+        """None if the call's metadata authenticates a site of this job, else why not."""
+        site, token = self._site_of(metadata)
         if not isinstance(site, str) or not isinstance(token, str):
-            log.warning(
-                "refused a %s call without site credentials from %s", method, context.peer()
-            )
-            _abort(context, grpc.StatusCode.UNAUTHENTICATED, "missing site credentials")
+            return "missing site credentials"
         if not comm.is_valid_site_name(site):
-            log.warning("refused a %s call from %s: bad site name", method, context.peer())
-            _abort(context, grpc.StatusCode.UNAUTHENTICATED, "bad credentials")
+            return "bad credentials"
         expected = self._tokens.get(site)
         given = token.encode("utf-8", "replace")
         matches = hmac.compare_digest(
             given, expected if expected is not None else self._dummy_token
         )
         if expected is None or not matches:
-            log.warning("refused a %s call claiming site %s: bad credentials", method, site)
-            _abort(context, grpc.StatusCode.UNAUTHENTICATED, f"bad credentials for site {site}")
+            return f"bad credentials for site {site}"
+        return None
+
+    def _authenticate(self, context: grpc.ServicerContext, method: str) -> str:
+        # The gatekeeper already refused anything without valid credentials; checked
+        # again here so that no handler can ever run unauthenticated.
+        metadata = context.invocation_metadata()
+        problem = self._check_credentials(metadata)
+        if problem is not None:
+            _abort(context, grpc.StatusCode.UNAUTHENTICATED, problem)
+        site, _ = self._site_of(metadata)
+        assert site is not None
         return site
 
     def _wrap(self, method: str, fn: Callable[[str, bytes, grpc.ServicerContext], bytes]) -> Any:
+        control = method in _CONTROL_METHODS
+
         def handle(request: bytes, context: grpc.ServicerContext) -> bytes:
             site = self._authenticate(context, method)
+            if control and len(request) > MAX_CONTROL_BYTES:
+                log.warning("site %s sent a %s request of %d bytes; refused", site, method,
+                            len(request))
+                _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+                       f"{method} requests are limited to {MAX_CONTROL_BYTES} bytes")
             self._call_started(site, method, context)
             try:
                 return fn(site, request, context)
@@ -619,26 +716,66 @@ class CommServer:
                     break
                 fresh.append(record)
                 expected += 1
+            refused = None
             if fresh:
-                st.last_seq = expected - 1
-                if self.on_events is not None:
-                    try:
+                try:
+                    if self.on_events is not None:
                         self.on_events(site, fresh)
-                    except Exception:
-                        # The transport delivered them; a failing receiver must not
-                        # make the site resend forever.
-                        log.exception(
-                            "on_events failed for %d records from site %s", len(fresh), site
-                        )
+                except StorageError as exc:
+                    # Not written, so not acknowledged: the site keeps the records and
+                    # sends them again; nothing is lost while the disk is full.
+                    refused = exc.message
+                    self._note_storage(refused)
+                except Exception:
+                    # A receiver's bug: the records cannot be saved by sending them
+                    # again, so they count as delivered, and the run fails loudly.
+                    log.exception("on_events failed for %d records from site %s", len(fresh), site)
+                    st.last_seq = expected - 1
+                    self._note_failure(f"saving the records of site {site} failed (see the log)")
+                else:
+                    st.last_seq = expected - 1
+                    self._note_storage(None)
             ack = st.last_seq
+        if refused is not None:
+            return encode_envelope({"ack": ack, "error": refused})
         return encode_envelope({"ack": ack})
 
+    def _note_storage(self, message: str | None) -> None:
+        with self._cond:
+            if message is not None and self.storage_error is None:
+                log.error("records not written: %s; the sites keep them and send them again",
+                          message)
+            elif message is None and self.storage_error is not None:
+                log.warning("records are written again (after: %s)", self.storage_error)
+            self.storage_error = message
+
+    def _note_failure(self, message: str) -> None:
+        with self._cond:
+            if message not in self.failures:
+                self.failures.append(message)
+
     def _bye(self, site: str, request: bytes, context: grpc.ServicerContext) -> bytes:
+        header, _ = decode_envelope(request)
+        reason = header.get("reason")
+        if reason is not None and (not isinstance(reason, str) or len(reason) > 1000):
+            raise ProtocolError("Bye: 'reason' must be a str of at most 1000 characters")
         with self._cond:
             st = self._site(site)
-            if st.state != _NEW:
+            if reason:
+                st.state = _LEFT
+                st.lost_reason = f"failed: {reason}"
+                st.failure = reason
+            elif st.state != _NEW:
                 st.state = _LEFT
                 st.lost_reason = "said Bye"
             self._cond.notify_all()
-        log.info("site %s said Bye", site)
+        if reason:
+            log.error("site %s failed: %s", site, reason)
+        else:
+            log.info("site %s said Bye", site)
         return encode_envelope({})
+
+    def failed_sites(self) -> dict[str, str]:
+        """Sites that stopped because they failed, with the reason each gave."""
+        with self._cond:
+            return {name: st.failure for name, st in self._sites.items() if st.failure}

@@ -10,11 +10,14 @@ queues it for the server; on the server, events from clients arrive through
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..api import Event, Signal
+from ..errors import StorageError
+from ..tracking.records import is_reserved_event
 
 log = logging.getLogger("flconfig.runtime")
 
@@ -57,6 +60,9 @@ class SiteContext:
         self._handlers = list(handlers)
         self._progress = progress
         self.log = logging.getLogger(f"flconfig.{site_name}")
+        #: Failures reported by components or background threads (see :meth:`report_failure`).
+        self.failures: list[str] = []
+        self._failure_lock = threading.Lock()
 
     @property
     def components(self) -> Mapping[str, Any]:
@@ -71,20 +77,51 @@ class SiteContext:
         self.dispatch(Event(event_type, data, "local", self.site_name))
 
     def fire_fed_event(self, event_type: str, data: Any = None) -> None:
-        """Fire an event locally with federation scope and send it on to the server."""
+        """Fire an event locally with federation scope and send it on to the server.
+
+        If it cannot be sent (a record the server would refuse, the server gone
+        for good), the site fails: the reason is logged and reported, and the
+        job ends with an error instead of losing the event quietly.
+        """
         event = Event(event_type, data, "fed", self.site_name)
         self.dispatch(event)
         if self.fed_sink is not None:
-            self.fed_sink(event)
+            try:
+                self.fed_sink(event)
+            except Exception as exc:
+                self.report_failure(f"could not send event {event_type!r} to the server: {exc}")
+
+    def report_failure(self, message: str) -> None:
+        """Record that something this site must do failed (on any thread): the site's
+        run then ends in failure with ``message``, and it is logged now."""
+        with self._failure_lock:
+            first = not self.failures
+            self.failures.append(message)
+        if first or len(self.failures) <= 5:
+            log.error("%s: %s", self.site_name, message)
 
     def deliver_fed_event(self, event_type: str, data: Any, origin: str) -> None:
-        """An event that arrived from site ``origin`` (the authenticated identity)."""
+        """An event that arrived from site ``origin`` (the authenticated identity).
+
+        A system event (``_start_run``, ``_end_run`` ...) from a peer is never
+        delivered: lifecycle events are local to their site.
+        """
+        if is_reserved_event(event_type):
+            log.warning("%s: refused the system event %r sent by site %s",
+                        self.site_name, str(event_type)[:80], origin)
+            return
         self.dispatch(Event(event_type, data, "fed", origin))
 
     def dispatch(self, event: Event) -> None:
+        """Hand ``event`` to every handler. A :class:`~flconfig.errors.StorageError`
+        (records not written) is raised after the other handlers ran, so whoever
+        delivered the records keeps them; any other exception is logged."""
+        storage: StorageError | None = None
         for handler in self._handlers:
             try:
                 handler.handle_event(event, self)
+            except StorageError as exc:
+                storage = storage or exc
             except Exception:  # one broken handler must not stop the others
                 log.exception(
                     "%s: %s failed to handle event %s",
@@ -92,6 +129,8 @@ class SiteContext:
                     type(handler).__name__,
                     event.type,
                 )
+        if storage is not None:
+            raise storage
 
     def progress(self, message: str) -> None:
         """A line a person following the run wants to see (printed by the launcher)."""

@@ -37,7 +37,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..api import Event
-from ..tracking.records import AnalyticsBatch, clean_record
+from ..tracking.records import AnalyticsBatch, check_event_type, clean_record
 from .codec import find_unsendable
 
 log = logging.getLogger(__name__)
@@ -46,10 +46,11 @@ log = logging.getLogger(__name__)
 def event_to_records(event: Event) -> list[dict[str, Any]]:
     """The records that carry ``event`` to the server.
 
-    Raises ``TypeError`` saying which part of the data JSON cannot carry.
+    Raises ``TypeError`` saying which part of the data JSON cannot carry, and
+    ``ValueError`` for a reserved (system) event type, which never leaves its site.
     """
     data = event.data
-    event_type = event.type
+    event_type = check_event_type(event.type)
     if isinstance(data, AnalyticsBatch):
         return [{**record, "event_type": event_type} for record in data]
     find_unsendable(data, f"the data of event {event_type!r}")

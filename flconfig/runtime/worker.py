@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from ..api import EventType, FLModel, ReturnCode
-from ..errors import ConfigError, FlconfigError, JobError
+from ..errors import ConfigError, FlconfigError, JobError, StorageError, storage_message
+from .logs import add_log_file, site_thread_name
 
 log = logging.getLogger("flconfig.worker")
 STATUS_FILE = "status.json"
@@ -44,15 +45,6 @@ def _watch_parent() -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def _setup_logging(file: Path, thread_name: str | None = None) -> None:
-    file.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(file)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    if thread_name is not None:
-        handler.addFilter(lambda record: record.threadName.startswith(thread_name))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
 
 
 def _set_threads(threads: int) -> None:
@@ -65,10 +57,22 @@ def _set_threads(threads: int) -> None:
         pass
 
 
+#: The server's last line on stdout: its final status as JSON, for the launcher (which
+#: does not print it). status.json holds the same, unless the disk is full.
+STATUS_MARKER = "@@flconfig-status "
+
+
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, indent=2))
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.error("could not write %s: %s", path, exc)
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
 
 
 # --- server ----------------------------------------------------------------------------------
@@ -84,15 +88,19 @@ def run_server(spec: dict[str, Any]) -> int:
     workspace = Path(spec["workspace"])
     job_id = spec["job_id"]
     run_dir = workspace / "server" / job_id
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _setup_logging(run_dir / "log.txt")
     started = time.monotonic()
+    status: dict[str, Any] = {"ok": False}
+    try:
+        add_log_file(run_dir / "log.txt", default="server")
+    except OSError as exc:
+        status = {"ok": False, "site": "server", "error": storage_message(exc, workspace)}
+        print(STATUS_MARKER + json.dumps(status), flush=True)
+        return 1
 
     def progress(message: str) -> None:
         print(f"[{time.monotonic() - started:6.1f}s] {message}", flush=True)
         log.info(message)
 
-    status: dict[str, Any] = {"ok": False}
     comm = None
     ctx = None
     # The latest value of each site's scalars, printed every few seconds; 0 turns it off.
@@ -112,12 +120,21 @@ def run_server(spec: dict[str, Any]) -> int:
             client_sites=spec["sites"],
         )
 
+        storage_said: list[str] = []
+
         def on_events(site: str, records: list[dict[str, Any]]) -> None:
             events = records_to_events(records, site)
+            try:
+                for event_type, data in events:
+                    ctx.deliver_fed_event(event_type, data, site)
+            except StorageError as exc:
+                if exc.message not in storage_said:  # once per cause, in the terminal
+                    storage_said.append(exc.message)
+                    progress(f"records not written: {exc.message}; the sites keep them and "
+                             "send them again")
+                raise
             if live is not None:
                 live.observe(site, events)
-            for event_type, data in events:
-                ctx.deliver_fed_event(event_type, data, site)
 
         comm = CommServer(
             spec["credentials"],
@@ -135,6 +152,8 @@ def run_server(spec: dict[str, Any]) -> int:
             f"server listening on 127.0.0.1:{comm.port}; waiting for {need} of {len(sites)} sites"
         )
         joined = comm.wait_for_sites(len(sites), timeout=spec.get("startup_timeout", 120))
+        for failed, reason in comm.failed_sites().items():
+            raise JobError(f"could not start: {reason}", failed)
         if len(joined) < need:
             raise JobError(
                 f"only {len(joined)} of {need} sites connected: missing "
@@ -157,6 +176,9 @@ def run_server(spec: dict[str, Any]) -> int:
                 workflow.stop_controller(ctx)
             progress(f"workflow {name} done")
         status = {"ok": True}
+    except OSError as exc:  # the workspace: a full disk, a folder that cannot be made
+        status = {"ok": False, "site": "server", "error": storage_message(exc, workspace)}
+        log.error("job failed: %s", exc)
     except ConfigError as exc:
         status = {"ok": False, "site": "server", "error": str(exc)}
     except FlconfigError as exc:
@@ -175,13 +197,24 @@ def run_server(spec: dict[str, Any]) -> int:
             if missing:
                 progress(f"sites that did not finish cleanly: {', '.join(missing)}")
         if ctx is not None:
-            ctx.fire_event(EventType.END_RUN)
+            try:
+                ctx.fire_event(EventType.END_RUN)
+            except StorageError as exc:
+                ctx.report_failure(exc.message)
         if comm is not None:
             comm.stop()
         if live is not None:
             live.stop()  # already stopped by END_RUN unless the job failed before it
+        if status["ok"]:
+            # Records that could not be written fail the run, loudly, even if training finished.
+            problem = (comm.storage_error if comm is not None else None) or next(
+                iter([*(comm.failures if comm is not None else []),
+                      *(ctx.failures if ctx is not None else [])]), None)
+            if problem is not None:
+                status = {"ok": False, "site": "server", "error": problem}
         status["elapsed_s"] = round(time.monotonic() - started, 2)
         _write_json(run_dir / STATUS_FILE, status)
+        print(STATUS_MARKER + json.dumps(status), flush=True)
     return 0 if status["ok"] else 1
 
 
@@ -208,14 +241,26 @@ def run_site(spec: dict[str, Any], site: str, errors: dict[str, str]) -> None:
     comm = None
     ctx = None
     try:
-        job = load_job(spec["job"], allowed_modules=spec.get("allowed_modules", ()))
-        built: BuiltSite = job.build(site, workspace=workspace, job_id=job_id)
         comm = CommClient(
             spec["address"],
             site,
             spec["credentials"][site],
             heartbeat_interval=spec.get("heartbeat_interval", 5.0),
         )
+        try:
+            job = load_job(spec["job"], allowed_modules=spec.get("allowed_modules", ()))
+            built: BuiltSite = job.build(site, workspace=workspace, job_id=job_id)
+        except Exception as exc:
+            # Tell the server at once, so the run fails now, naming this site and the cause.
+            reason = exc.message if isinstance(exc, FlconfigError) and hasattr(exc, "message") \
+                else str(exc) if isinstance(exc, FlconfigError) else f"{type(exc).__name__}: {exc}"
+            try:
+                comm.connect(timeout=3)  # the server may have ended the run already
+                comm.close(timeout=1, reason=reason)
+            except FlconfigError:
+                pass
+            comm = None
+            raise
         ctx = SiteContext(
             site,
             job_id,
@@ -237,18 +282,32 @@ def run_site(spec: dict[str, Any], site: str, errors: dict[str, str]) -> None:
             if not isinstance(task, Task):
                 break  # the server ended the run
             comm.submit_result(task, _execute(built, ctx, task.name, task.data))
+    except OSError as exc:
+        log.error("%s failed: %s", site, exc)
+        errors[site] = storage_message(exc, workspace)
+    except FlconfigError as exc:
+        log.error("%s failed: %s", site, exc)
+        errors[site] = getattr(exc, "message", None) or str(exc)
     except Exception as exc:
         log.error("%s failed:\n%s", site, traceback.format_exc())
         errors[site] = f"{type(exc).__name__}: {exc}"
     finally:
         if ctx is not None:
-            ctx.fire_event(EventType.ABOUT_TO_END_RUN)
-            ctx.fire_event(EventType.END_RUN)
+            for event_type in (EventType.ABOUT_TO_END_RUN, EventType.END_RUN):
+                try:
+                    ctx.fire_event(event_type)
+                except StorageError as exc:
+                    ctx.report_failure(exc.message)
         if comm is not None:
             left = comm.close()
             if left:
-                log.warning("%s: %d event records could not be delivered", site, left)
-                errors.setdefault(site, f"{left} event records could not be delivered")
+                why = comm.delivery_problem
+                message = f"{left} event records could not be delivered" + (
+                    f": the server says {why}" if why else "")
+                log.error("%s: %s", site, message)
+                errors.setdefault(site, message)
+        if ctx is not None and ctx.failures:
+            errors.setdefault(site, ctx.failures[0])
 
 
 def _execute(built: Any, ctx: Any, task_name: str, data: FLModel) -> FLModel:
@@ -288,11 +347,16 @@ def _applies(chain: Any, task_name: str) -> bool:
 
 def run_clients(spec: dict[str, Any], sites: list[str]) -> int:
     workspace = Path(spec["workspace"])
-    for site in sites:
-        _setup_logging(workspace / site / spec["job_id"] / "log.txt", thread_name=site)
     errors: dict[str, str] = {}
+    for site in sites:
+        try:
+            add_log_file(workspace / site / spec["job_id"] / "log.txt", site=site)
+        except OSError as exc:
+            errors[site] = storage_message(exc, workspace)
     threads = [
-        threading.Thread(target=run_site, args=(spec, site, errors), name=site) for site in sites
+        threading.Thread(target=run_site, args=(spec, site, errors),
+                         name=site_thread_name(site, "main"))
+        for site in sites if site not in errors
     ]
     for t in threads:
         t.start()

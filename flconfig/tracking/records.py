@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import math
 import numbers
 import operator
@@ -75,6 +76,11 @@ MAX_IMAGE_SIDE = 16384
 MAX_BUCKETS = 10_000
 MAX_HPARAMS = 1000
 MAX_STEP = 2**63 - 1
+#: Wall times are seconds since the epoch below this (the year 5138).
+MAX_WALL_TIME = 1e11
+#: Largest record, encoded as it travels (compact UTF-8 JSON); the transport
+#: refuses bigger ones, so the sender refuses them at the call.
+MAX_RECORD_BYTES = 4 * 1024 * 1024
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -193,11 +199,34 @@ def as_step(tag: str, step: object) -> int | None:
 
 
 def as_walltime(tag: str, walltime: object) -> float:
-    """The wall time as a float (seconds since the epoch)."""
+    """The wall time as a float (seconds since the epoch, below :data:`MAX_WALL_TIME`)."""
     value = as_number(tag, walltime, "walltime")
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"walltime of {tag!r} must be a finite time >= 0, got {value}")
+    if not _is_wall_time(value):
+        raise ValueError(
+            f"walltime of {tag!r} must be seconds since the epoch, 0 to {MAX_WALL_TIME:g}, got {value}"
+        )
     return float(value)
+
+
+def _is_wall_time(value: object) -> bool:
+    # The one rule for both ends (math.isfinite also refuses NaN).
+    return _is_number(value) and math.isfinite(value) and 0 <= value < MAX_WALL_TIME  # type: ignore[arg-type]
+
+
+_SIZE_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def check_size(kind: str, tag: str, value: Any) -> None:
+    """Raise ``ValueError`` if a record of this value would exceed :data:`MAX_RECORD_BYTES`
+    as it travels (the step, wall time and transport fields included)."""
+    record = {"event_type": "x" * MAX_EVENT_TYPE, "kind": kind, "tag": tag, "value": value,
+              "step": MAX_STEP, "wall_time": MAX_WALL_TIME, "seq": MAX_STEP}
+    size = len(_SIZE_ENCODER.encode(record).encode("utf-8"))
+    if size > MAX_RECORD_BYTES:
+        raise ValueError(
+            f"the {kind} record {tag[:80]!r} is {size:,} bytes as sent; records are limited to "
+            f"{MAX_RECORD_BYTES:,} bytes (split it, or log a smaller one)"
+        )
 
 
 def as_series(tag: str, values: object) -> dict[str, int | float]:
@@ -374,10 +403,19 @@ def histogram_value(
     }
 
 
-def _hparam_value(tag: str, name: str, value: Any) -> bool | int | float | str | None:
-    if value is None or isinstance(value, (bool, str)):
+def _hparam_value(tag: str, name: str, value: Any) -> bool | float | str | None:
+    if value is None or isinstance(value, bool):
         return value
-    return as_number(tag, value, f"hparam {name!r}")
+    if isinstance(value, str):
+        if len(value) > MAX_TAG:
+            raise ValueError(f"hparam {name!r} of {tag!r} is longer than {MAX_TAG} characters")
+        return str(value)
+    # Numbers as floats: TensorBoard keeps them as float64, and a domain must hold
+    # values of its hparam's type.
+    number = as_number(tag, value, f"hparam {name!r}")
+    if not math.isfinite(number) or abs(number) >= 2**64:
+        raise ValueError(f"hparam {name!r} of {tag!r} must be a finite number, got {number}")
+    return float(number)
 
 
 def hparams_value(
@@ -416,7 +454,16 @@ def hparams_value(
                     f"hparam_domain_discrete[{name!r}] of {run_name!r} must be a list and "
                     "name a hyperparameter of hparam_dict"
                 )
-            domains[name] = [_hparam_value(run_name, name, v) for v in values]
+            if len(values) > MAX_HPARAMS:
+                raise ValueError(f"hparam_domain_discrete[{name!r}] of {run_name!r} holds more "
+                                 f"than {MAX_HPARAMS} values")
+            domain = [_hparam_value(run_name, name, v) for v in values]
+            if not all(type(v) is type(hparams[name]) for v in domain):
+                raise TypeError(
+                    f"hparam_domain_discrete[{name!r}] of {run_name!r} must hold values of the "
+                    f"hparam's type ({type(hparams[name]).__name__})"
+                )
+            domains[name] = domain
     return {"hparams": hparams, "metrics": metrics, "domains": domains}
 
 
@@ -534,6 +581,28 @@ def _check_hparams(value: object) -> None:
             raise ValueError(f"hparams domain {key[:40]!r} must hold values of the hparam's type")
 
 
+def is_reserved_event(event_type: object) -> bool:
+    """True for the system's own event names (``_start_run``, ``_end_run`` ...): FLARE's
+    convention reserves names starting with ``_``. Such events stay on their site; no
+    peer can deliver one."""
+    return isinstance(event_type, str) and event_type.startswith("_")
+
+
+def check_event_type(event_type: object) -> str:
+    """Return ``event_type`` if a site may send it to the server, else raise ``ValueError``.
+
+    The same rule on both ends: the sender refuses at the call what the server
+    would refuse on arrival.
+    """
+    _check_name(event_type, "event_type", MAX_EVENT_TYPE)
+    if is_reserved_event(event_type):
+        raise ValueError(
+            f"event type {str(event_type)[:80]!r} is reserved for the system (names starting "
+            "with '_' are lifecycle events, local to their site); a site cannot send it"
+        )
+    return event_type  # type: ignore[return-value]
+
+
 def clean_record(record: object) -> dict[str, Any]:
     """A checked copy of a record from the network, without transport keys.
 
@@ -544,8 +613,7 @@ def clean_record(record: object) -> dict[str, Any]:
     if type(record) is not dict:
         raise ValueError(f"a record must be an object, got {_type_name(record)}")
     keys = record.keys() - TRANSPORT_KEYS
-    event_type = record.get("event_type")
-    _check_name(event_type, "event_type", MAX_EVENT_TYPE)
+    event_type = check_event_type(record.get("event_type"))
     if "kind" not in record:
         if keys != GENERIC_KEYS:
             raise ValueError(
@@ -583,7 +651,7 @@ def clean_record(record: object) -> dict[str, Any]:
     if step is not None and (type(step) is not int or not 0 <= step <= MAX_STEP):
         raise ValueError(f"step of {tag[:80]!r} must be null or an int >= 0")
     wall_time = record.get("wall_time")
-    if wall_time is not None and (not _is_number(wall_time) or not 0 <= wall_time < 1e11):
+    if wall_time is not None and not _is_wall_time(wall_time):
         raise ValueError(f"wall_time of {tag[:80]!r} must be null or seconds since the epoch")
     return {
         "event_type": event_type,

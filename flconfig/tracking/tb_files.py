@@ -68,7 +68,13 @@ def frame_records(payloads: list[bytes]) -> bytes:
 
 
 class EventFile:
-    """One event file in ``logdir``; events are buffered until :meth:`write_pending`."""
+    """One event file in ``logdir``; events are buffered until :meth:`write_pending`.
+
+    A write either lands whole or not at all: when it fails (a full disk), the
+    file is cut back to its last complete record, so it never holds a torn
+    record, and :meth:`write_pending` raises ``OSError``. The events of the
+    failed write stay buffered until :meth:`discard_pending` or the next try.
+    """
 
     def __init__(self, logdir: Path) -> None:
         logdir.mkdir(parents=True, exist_ok=True)
@@ -79,12 +85,23 @@ class EventFile:
             f".{os.getpid()}.{next(_uid)}"
         )
         self.path = logdir / name
-        self._file = open(self.path, "ab")  # noqa: SIM115 - closed in close()
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        #: Bytes of complete records in the file.
+        self.size = 0
         self._pending: list[bytes] = []
         first = event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2")
         first.source_metadata.writer = "flconfig"
         self._pending.append(first.SerializeToString())
-        self.write_pending()
+        try:
+            self.write_pending()
+        except OSError:
+            os.close(self._fd)
+            self._fd = -1
+            try:
+                self.path.unlink()
+            except OSError:
+                pass
+            raise
 
     def add(self, event: event_pb2.Event) -> None:
         self._pending.append(event.SerializeToString())
@@ -94,17 +111,45 @@ class EventFile:
         return bool(self._pending)
 
     def write_pending(self) -> None:
-        """Append the buffered events to the file and flush it: they are readable now."""
-        if self._pending:
-            data = frame_records(self._pending)
-            self._pending = []
-            self._file.write(data)
-            self._file.flush()
+        """Append the buffered events to the file: readable as soon as this returns.
+
+        Raises ``OSError`` if the write fails; the file then ends at its last
+        complete record and the events stay buffered.
+        """
+        if not self._pending:
+            return
+        data = frame_records(self._pending)
+        view = memoryview(data)
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+        except OSError:
+            self.truncate(self.size)
+            raise
+        self.size += len(data)
+        self._pending = []
+
+    def truncate(self, size: int) -> None:
+        """Cut the file back to ``size`` bytes (a record boundary this file reached)."""
+        try:
+            os.ftruncate(self._fd, size)
+        except OSError:
+            pass  # a failed truncate of a full disk's file: nothing better to do
+        self.size = size
+
+    def discard_pending(self) -> None:
+        """Forget the buffered events (their sender will send them again)."""
+        self._pending = []
 
     def close(self) -> None:
-        if not self._file.closed:
-            self.write_pending()
-            self._file.close()
+        """Write what is buffered and close; raises ``OSError`` if that write fails."""
+        if self._fd >= 0:
+            try:
+                self.write_pending()
+            finally:
+                os.close(self._fd)
+                self._fd = -1
 
 
 def _event(
@@ -282,12 +327,34 @@ class RunWriter:
             raise ValueError(f"unknown record kind {kind!r}")
 
     def write_pending(self) -> None:
-        """Write and flush every file with buffered events."""
+        """Write every file with buffered events, all or nothing.
+
+        If one write fails, the files written before it in this call are cut
+        back too and nothing of the batch remains buffered: the records are
+        not on disk and the caller must not acknowledge them. Raises ``OSError``.
+        """
+        dirty, self._dirty = self._dirty, set()
+        done: list[tuple[EventFile, int]] = []
+        try:
+            for writer in dirty:
+                before = writer.size
+                writer.write_pending()
+                done.append((writer, before))
+        except OSError:
+            for writer, before in done:
+                writer.truncate(before)
+            for writer in dirty:
+                writer.discard_pending()
+            raise
+
+    def discard_pending(self) -> None:
+        """Forget every buffered event (after a failed batch)."""
         dirty, self._dirty = self._dirty, set()
         for writer in dirty:
-            writer.write_pending()
+            writer.discard_pending()
 
     def close(self) -> None:
         self._dirty.clear()
         for writer in (self._main, *self._subruns.values()):
+            writer.discard_pending()
             writer.close()
