@@ -10,10 +10,9 @@ import difflib
 import fnmatch
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from .errors import JsonPath, Position, Problem
+from .errors import JsonPath, Position, Problem, display_path
 from .job import ComponentSpec, ConfigFile, Job
 
 
@@ -375,18 +374,9 @@ def check_custom_imports(job: Job) -> list[Problem]:
                 problems.append(Problem(
                     "warning", "import-not-found",
                     f"{top!r} is imported here but is not installed in this environment",
-                    Position(_display_path(file), node.lineno, node.col_offset + 1),
+                    Position(display_path(file), node.lineno, node.col_offset + 1),
                     hint=f"the job fails on any site without {top!r}: install it there "
                          "(and here, to launch the job on this machine)",
                 ))  # fmt: skip
     return problems
 
-
-def _display_path(path: Path) -> str:
-    import os
-
-    try:
-        rel = os.path.relpath(path)
-    except ValueError:
-        return str(path)
-    return rel if not rel.startswith("..") else str(path)

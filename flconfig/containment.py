@@ -26,19 +26,14 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
-from .errors import Position, Problem
+from .errors import Position, Problem, display_path
 
 #: Most entries of a job folder examined for hard links (a job is small;
 #: a folder beyond this is reported instead of walked forever).
 MAX_JOB_ENTRIES = 100_000
 
 
-def _display(path: Path) -> str:
-    try:
-        rel = os.path.relpath(path)
-    except ValueError:
-        return str(path)
-    return rel if not rel.startswith("..") else str(path)
+_display = display_path
 
 
 def is_within(path: Path, root: Path) -> bool:

@@ -7,6 +7,7 @@ CLI prints and exits.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -27,6 +28,15 @@ class Position:
         if self.line <= 0:
             return self.file
         return f"{self.file}:{self.line}:{self.column}"
+
+
+def display_path(path: str | os.PathLike[str]) -> str:
+    """How a path is shown in a problem: relative to the working folder when below it."""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return str(path)
+    return rel if not rel.startswith("..") else str(path)
 
 
 def format_json_path(path: JsonPath) -> str:

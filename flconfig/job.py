@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .documents import CONFIG_SUFFIXES, Document, load_document
-from .errors import ConfigError, JsonPath, Position, Problem, errors_only
+from .errors import ConfigError, JsonPath, Position, Problem, display_path, errors_only
 
 CLIENT_CONFIG = "config_fed_client"
 SERVER_CONFIG = "config_fed_server"
@@ -187,12 +187,7 @@ class Job:
 # --- discovery -------------------------------------------------------------------------------
 
 
-def _display(path: Path) -> str:
-    try:
-        rel = os.path.relpath(path)
-    except ValueError:
-        return str(path)
-    return rel if not rel.startswith("..") else str(path)
+_display = display_path
 
 
 def find_config(folder: Path, basename: str) -> tuple[Path | None, list[Problem]]:

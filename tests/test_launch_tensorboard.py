@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import queue
 import re
 import shutil
@@ -167,7 +168,11 @@ class Output:
 def started_by(ws: Path) -> list[str]:
     """Processes whose command line names the workspace: workers, TensorBoard and its data server."""
     out = subprocess.run(["ps", "-eww", "-o", "pid=,args="], capture_output=True, text=True).stdout
-    return [line.strip() for line in out.splitlines() if str(ws) in line and "pytest" not in line]
+    # Not the test runner itself (its tmp paths hold "pytest" too, so match by pid and command).
+    mine = {os.getpid(), os.getppid()}
+    return [line.strip() for line in out.splitlines()
+            if str(ws) in line and int(line.split()[0]) not in mine and "-m pytest" not in line
+            and " ps " not in line]
 
 
 def assert_all_gone(ws: Path, timeout: float = 10) -> None:

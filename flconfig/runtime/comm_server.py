@@ -46,8 +46,8 @@ _CONTROL_METHODS = frozenset({"Hello", "GetTask", "Heartbeat", "Bye"})
 #: Most refusals in progress at once; calls beyond it are turned away by gRPC's
 #: own thread without a handler thread (status UNIMPLEMENTED).
 MAX_REFUSALS_IN_FLIGHT = 8
-#: Refused calls logged one by one; after that, one summary line every so many.
-_REFUSALS_LOGGED = 20
+#: Refused calls logged one by one for each reason; after that, one line every 1000.
+_REFUSALS_LOGGED = 10
 
 EventsCallback = Callable[[str, list[dict[str, Any]]], None]
 ResultCallback = Callable[[str, FLModel], None]
@@ -108,6 +108,7 @@ class _Gatekeeper(grpc.ServerInterceptor):
         self._in_flight = 0
         #: Calls refused so far (no credentials, bad credentials, unknown method).
         self.refused = 0
+        self._by_reason: dict[str, int] = {}
 
     def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
         method = handler_call_details.method.rpartition("/")[2]
@@ -123,12 +124,13 @@ class _Gatekeeper(grpc.ServerInterceptor):
         with self._lock:
             self.refused += 1
             count = self.refused
+            same = self._by_reason[why] = self._by_reason.get(why, 0) + 1
             if self._in_flight >= MAX_REFUSALS_IN_FLIGHT:
                 over = True
             else:
                 over = False
                 self._in_flight += 1
-        if count <= _REFUSALS_LOGGED or count % 1000 == 0:
+        if same <= _REFUSALS_LOGGED or same % 1000 == 0:  # each reason seen, never a flood
             log.warning("refused a call to %s: %s (%d refused so far)",
                         str(details.method)[:100], why, count)
         if over:
@@ -153,7 +155,8 @@ class CommServer:
     ``credentials`` maps each site name to its token. ``on_events(site,
     records)`` receives event records exactly once and in order per site;
     ``on_site_lost(site)`` is told when a site made no call for
-    ``heartbeat_timeout`` seconds. ``on_events`` runs on gRPC handler threads
+    ``heartbeat_timeout`` seconds; ``on_site_failed(site, reason)`` when a site
+    stopped because it failed. ``on_events`` runs on gRPC handler threads
     (one site at a time per site), ``on_site_lost`` on a monitor thread.
     """
 
@@ -167,6 +170,7 @@ class CommServer:
         *,
         on_events: EventsCallback | None = None,
         on_site_lost: Callable[[str], None] | None = None,
+        on_site_failed: Callable[[str, str], None] | None = None,
         server_credentials: grpc.ServerCredentials | None = None,
     ) -> None:
         if not credentials:
@@ -183,6 +187,7 @@ class CommServer:
         self.max_message_mb = max_message_mb
         self.on_events = on_events
         self.on_site_lost = on_site_lost
+        self.on_site_failed = on_site_failed
         self._server_credentials = server_credentials
         # Hold GetTask no longer than a fraction of the timeout, so a long poll
         # can never look like silence.
@@ -771,6 +776,11 @@ class CommServer:
             self._cond.notify_all()
         if reason:
             log.error("site %s failed: %s", site, reason)
+            if self.on_site_failed is not None:
+                try:
+                    self.on_site_failed(site, reason)
+                except Exception:
+                    log.exception("on_site_failed(%s) failed", site)
         else:
             log.info("site %s said Bye", site)
         return encode_envelope({})

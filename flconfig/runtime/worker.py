@@ -142,6 +142,7 @@ def run_server(spec: dict[str, Any]) -> int:
             heartbeat_timeout=spec["heartbeat_timeout"],
             on_events=on_events,
             on_site_lost=lambda site: progress(f"lost contact with {site}"),
+            on_site_failed=lambda site, reason: ctx.abort_signal.trigger(f"{site} failed: {reason}"),
         )
         comm.start()
         ctx.comm = comm
@@ -153,7 +154,7 @@ def run_server(spec: dict[str, Any]) -> int:
         )
         joined = comm.wait_for_sites(len(sites), timeout=spec.get("startup_timeout", 120))
         for failed, reason in comm.failed_sites().items():
-            raise JobError(f"could not start: {reason}", failed)
+            raise JobError(f"failed: {reason}", failed)
         if len(joined) < need:
             raise JobError(
                 f"only {len(joined)} of {need} sites connected: missing "
@@ -175,6 +176,8 @@ def run_server(spec: dict[str, Any]) -> int:
             finally:
                 workflow.stop_controller(ctx)
             progress(f"workflow {name} done")
+        for failed, reason in comm.failed_sites().items():
+            raise JobError(f"failed: {reason}", failed)
         status = {"ok": True}
     except OSError as exc:  # the workspace: a full disk, a folder that cannot be made
         status = {"ok": False, "site": "server", "error": storage_message(exc, workspace)}
