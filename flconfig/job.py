@@ -375,10 +375,12 @@ def _dedupe(problems: list[Problem]) -> list[Problem]:
             and not (p.is_error and p.code == "schema" and (p.position, p.json_path) in specific)]
 
 
-def _make_registry(custom_dirs: list[Path], allowed_modules: Sequence[str], environ: Mapping[str, str] | None) -> Any:
+def _make_registry(custom_dirs: list[Path], allowed_modules: Sequence[str], environ: Mapping[str, str] | None,
+                   job_root: Path | None = None) -> Any:
     from .registry import Registry
 
-    return Registry.create(custom_dirs=custom_dirs, allowed_modules=allowed_modules, environ=environ)
+    return Registry.create(custom_dirs=custom_dirs, allowed_modules=allowed_modules, environ=environ,
+                           job_root=job_root)
 
 
 def _single_file_job(file: Path, problems: list[Problem], allowed_modules: Sequence[str],
@@ -406,7 +408,7 @@ def _single_file_job(file: Path, problems: list[Problem], allowed_modules: Seque
         setattr(app, role, config)
     custom = [app.custom_dir] if app.custom_dir else []
     return Job(app.name, folder, meta, None, {app.name: app},
-               _make_registry(custom, allowed_modules, environ), allowed_modules=tuple(allowed_modules))
+               _make_registry(custom, allowed_modules, environ, folder), allowed_modules=tuple(allowed_modules))
 
 
 def _folder_job(folder: Path, kind: str, problems: list[Problem], allowed_modules: Sequence[str],
@@ -492,7 +494,7 @@ def _folder_job(folder: Path, kind: str, problems: list[Problem], allowed_module
                 setattr(app, role, config)
     custom_dirs = [a.custom_dir for a in apps.values() if a.custom_dir]
     name = meta.name or folder.resolve().name
-    return Job(name, folder, meta, meta_doc, apps, _make_registry(custom_dirs, allowed_modules, environ),
+    return Job(name, folder, meta, meta_doc, apps, _make_registry(custom_dirs, allowed_modules, environ, folder),
                allowed_modules=tuple(allowed_modules))
 
 

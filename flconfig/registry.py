@@ -200,9 +200,12 @@ class Registry:
         self,
         custom_dirs: Sequence[Path],
         allowed_modules: Sequence[str],
+        job_roots: Sequence[Path] = (),
     ) -> None:
         self.custom_dirs: tuple[Path, ...] = tuple(custom_dirs)
         self.allowed_modules: tuple[str, ...] = tuple(allowed_modules)
+        #: The job folders the custom/ folders belong to (resolved).
+        self.job_roots: tuple[Path, ...] = tuple(job_roots)
         #: Problems met with plugins (a bad entry point), for the CLI to show.
         self.warnings: list[str] = []
         self._introspector = Introspector(self.custom_dirs)
@@ -217,11 +220,13 @@ class Registry:
         custom_dirs: Sequence[Path] = (),
         allowed_modules: Sequence[str] = (),
         environ: Mapping[str, str] | None = None,
+        job_root: Path | None = None,
     ) -> Registry:
         """A registry for one job.
 
         ``custom_dirs`` are the job's ``custom/`` folders (missing ones are
-        skipped). ``allowed_modules`` are dotted module prefixes whose
+        skipped); ``job_root`` is the job folder, which a module in them may
+        link into (its real file must lie in a custom folder or the job folder). ``allowed_modules`` are dotted module prefixes whose
         classes configs may name, added to those in ``FLCONFIG_ALLOW_MODULES``
         of ``environ`` (default ``os.environ``). Raises ValueError for a
         prefix that is not a dotted module name.
@@ -237,7 +242,8 @@ class Registry:
             if prefix not in prefixes:
                 prefixes.append(prefix)
         dirs = [Path(d).resolve() for d in custom_dirs]
-        return cls([d for d in dirs if d.is_dir()], prefixes)
+        roots = [job_root.resolve()] if job_root is not None else []
+        return cls([d for d in dirs if d.is_dir()], prefixes, roots)
 
     # -- resolving ------------------------------------------------------------
 
@@ -410,8 +416,11 @@ class Registry:
         elsewhere (``from subprocess import Popen``) is judged by where the
         class really lives."""
         if origin == "custom":
+            # Its real file (links followed) inside the job: custom/ itself, or a file
+            # elsewhere in the job folder that custom/ links to.
             home = description.file is not None and any(
-                _is_within(description.file, folder) for folder in self.custom_dirs
+                _is_within(description.file, folder)
+                for folder in (*self.custom_dirs, *self.job_roots)
             )
         else:
             home = self._is_allowed(description.path)

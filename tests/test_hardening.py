@@ -127,7 +127,15 @@ def test_links_that_stay_inside_the_job_are_fine(tmp_path: Path) -> None:
     custom.mkdir()
     (custom / "helpers.py").symlink_to(real / "helpers.py")
     os.link(real / "helpers.py", custom / "helpers_copy.py")
+    (real / "my_learner.py").write_text(
+        "from flconfig.examples.digits import DigitsLearner\n\n\nclass MyLearner(DigitsLearner):\n    pass\n")
+    (custom / "my_learner.py").symlink_to(real / "my_learner.py")
+    file = job / "app" / "config" / "config_fed_client.json"
+    file.write_text(file.read_text().replace("flconfig.examples.digits.DigitsLearner", "my_learner.MyLearner"))
     assert problems_of(job) == []
+    job_obj, _ = inspect_job(job)
+    assert job_obj is not None
+    assert job_obj.apps["app"].client.components[0].info.origin == "custom"  # type: ignore[union-attr]
 
 
 def test_a_custom_module_named_like_the_standard_library_is_not_custom(tmp_path: Path) -> None:
