@@ -11,7 +11,7 @@ $(BIN)/flconfig: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	# The CPU build of torch first, so pip never pulls a multi-GB CUDA build.
 	$(BIN)/pip install --quiet "torch==2.13.0"
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -e ".[run,test]"
 	touch $(BIN)/flconfig
 
 venv: $(BIN)/flconfig
@@ -19,11 +19,12 @@ venv: $(BIN)/flconfig
 example: venv
 	$(BIN)/flconfig launch configs/tensorboard-streaming --workspace workspace
 
-test: venv
+test: venv lint
 	$(BIN)/python -m pytest -q
 
 lint: venv
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 bench: venv
 	$(BIN)/python benchmarks/run_all.py

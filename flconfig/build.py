@@ -81,7 +81,7 @@ def build_site(job: Job, site: str, *, workspace: str | Path | None = None, job_
     built.workflows.sort(key=lambda w: [s.id for s in config.workflows].index(getattr(w, "id", "")))
     for tasks, spec in config.executors:
         built.executors.append((tasks, _instantiate(job, spec, built)))
-    chains: dict[tuple[str, int], FilterChain] = {}
+    chains: dict[tuple[str, str | int], FilterChain] = {}
     for section, tasks, direction, spec in config.filters:
         key = (section, spec.json_path[1])
         chain = chains.setdefault(key, FilterChain(section, tasks, direction, []))

@@ -13,7 +13,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from json.decoder import scanstring
+from json.decoder import scanstring  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any
 
@@ -420,7 +420,7 @@ def _float_spelling(raw: str) -> str:
 def parse_hocon(text: str, file: str) -> Document:
     """Parse HOCON (``.conf``) with pyhocon; positions are known only to the file."""
     try:
-        from pyhocon import ConfigFactory  # type: ignore[import-not-found]
+        from pyhocon import ConfigFactory
     except ImportError:
         raise ConfigError.single(
             "unsupported-format", "reading .conf (HOCON) files needs the pyhocon package",

@@ -62,7 +62,7 @@ def schema_filename(kind: str) -> str:
 @cache
 def schema_text(kind: str) -> str:
     """The exact text of the packaged schema for ``kind``."""
-    ref = resources.files("flconfig").joinpath("schemas", schema_filename(kind))
+    ref = resources.files("flconfig").joinpath("schemas").joinpath(schema_filename(kind))
     return ref.read_text(encoding="utf-8")
 
 
@@ -232,16 +232,16 @@ class _Check:
         rel: JsonPath = tuple(error.absolute_path)
         path = self.root + rel
         kw = error.validator
-        value = error.instance
+        value: Any = error.instance
         schema = error.schema if isinstance(error.schema, Mapping) else {}
 
         if kw == "required":
-            for key in error.validator_value:
+            for key in _validator_value(error):
                 if isinstance(value, Mapping) and key not in value:
                     yield self.missing(rel, schema, [key])
             return
-        if kw in ("anyOf", "oneOf") and _required_branches(error.validator_value):
-            keys = _required_branches(error.validator_value)
+        if kw in ("anyOf", "oneOf") and _required_branches(_validator_value(error)):
+            keys = _required_branches(_validator_value(error))
             if isinstance(value, Mapping) and not any(k in value for k in keys):
                 yield self.missing(rel, schema, keys)
                 return
@@ -323,7 +323,7 @@ class _Check:
         )
 
     def bad_value(self, error: ValidationError, rel: JsonPath, schema: Mapping[str, Any]) -> _Issue:
-        kw, expected, value = error.validator, error.validator_value, error.instance
+        kw, expected, value = error.validator, _validator_value(error), error.instance
         subject = self.subject(rel)
         hint = _first_sentence(schema.get("description"))
         types = _branch_types(expected) if kw in ("anyOf", "oneOf") else []
@@ -483,7 +483,7 @@ def _leaves(error: ValidationError) -> Iterator[ValidationError]:
         # A branch whose type the value does not even have is not the one the author meant.
         meant = [errs for errs in branches.values()
                  if not any(e.validator == "type" and not e.relative_path for e in errs)]
-        if len(meant) == 1 and len(branches) == len(error.validator_value):
+        if len(meant) == 1 and len(branches) == len(_validator_value(error)):
             for sub in meant[0]:
                 yield from _leaves(sub)
             return
@@ -617,3 +617,8 @@ def _first_sentence(text: Any) -> str | None:
 
 
 _SENTENCE_END = re.compile(r"(?<!e\.g\.)(?<!i\.e\.)(?<=\.)\s+(?=[A-Z])")
+
+
+def _validator_value(error: Any) -> Any:
+    """The schema value of the keyword that failed (typed loosely by jsonschema's stubs)."""
+    return error.validator_value

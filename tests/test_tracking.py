@@ -612,10 +612,24 @@ def test_mlflow_receiver_writes_runs_or_names_the_extra_to_install(
 
 
 def test_batched_checksums_match_tensorboards() -> None:
+    from flconfig.tracking import crc32c
+
     rng = np.random.default_rng(1)
     buffers = [rng.bytes(int(n)) for n in rng.integers(0, 90, size=500)] + [rng.bytes(2000), b""]
-    assert masked_crc32c_many(buffers) == [masked_crc32c(b) for b in buffers]
-    assert masked_crc32c_many(buffers[:3]) == [masked_crc32c(b) for b in buffers[:3]]
+    expected = [masked_crc32c(b) for b in buffers]
+    assert masked_crc32c_many(buffers) == expected  # native when installed (flconfig[run])
+    assert masked_crc32c_many(buffers[:3]) == expected[:3]
+    # The fallback without google-crc32c gives the same checksums.
+    assert crc32c.masked_crc32c_many_numpy(buffers) == expected
+    assert crc32c.masked_crc32c_many_numpy(buffers[:3]) == expected[:3]
+    assert [crc32c.mask(crc32c.crc32c_python(b)) for b in buffers[:50]] == expected[:50]
+
+
+def test_the_native_crc32c_is_used_when_installed() -> None:
+    from flconfig.tracking import crc32c
+
+    google = pytest.importorskip("google_crc32c")
+    assert crc32c.NATIVE == (google.implementation == "c")
 
 
 def test_tb_files_are_readable_while_the_run_goes_on(job: Job) -> None:

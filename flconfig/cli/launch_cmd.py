@@ -69,7 +69,33 @@ def _usage_error(ns: argparse.Namespace) -> str | None:
 MAX_TIMEOUT_S = 31_536_000
 
 
+#: Modules running a job needs beyond what validation needs: ``pip install 'flconfig[run]'``.
+RUN_MODULES = ("torch", "grpc", "tensorboard", "safetensors", "numpy")
+
+
+def missing_run_modules() -> list[str]:
+    """The modules of the ``run`` extra that are not installed here (looked up, not imported)."""
+    import importlib.util
+
+    missing = []
+    for name in RUN_MODULES:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing.append(name)
+    return missing
+
+
 def run(ns: argparse.Namespace) -> int:
+    missing = missing_run_modules()
+    if missing:
+        verb = "is" if len(missing) == 1 else "are"
+        print(f"flconfig launch: running jobs needs the 'run' extra, and {', '.join(missing)} "
+              f"{verb} not installed: pip install 'flconfig[run]' (validation alone does not need it)",
+              file=sys.stderr)
+        return 2
     from ..launcher import LaunchError, LaunchOptions, launch
 
     problem = _usage_error(ns)

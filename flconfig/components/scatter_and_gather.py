@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from ..api import EventType, FLModel, ReturnCode, Signal
 from ..errors import JobError
@@ -401,7 +401,7 @@ class _Gathered:
         return sum(value * weight for value, weight in self._initial) / total
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 

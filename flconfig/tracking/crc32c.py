@@ -8,6 +8,11 @@ numpy: CRC is affine in its input, so records of different lengths can be
 right-aligned, zero-padded and processed column by column together.
 :func:`masked_crc32c` gives the same result as
 ``tensorboard.compat.tensorflow_stub.pywrap_tensorflow.masked_crc32c``.
+
+When the native ``google-crc32c`` package is installed (it comes with
+``flconfig[run]``), it computes every checksum: about 1.5× faster per scalar
+record than the numpy batch and far faster for large records (images, texts),
+which the fallback sums in Python. :data:`NATIVE` says which one is in use.
 """
 
 from __future__ import annotations
@@ -33,6 +38,14 @@ def _make_table() -> list[int]:
 
 
 _TABLE = _make_table()
+
+try:  # the native implementation, when installed with its C extension
+    import google_crc32c as _google
+
+    NATIVE: bool = _google.implementation == "c"
+except ImportError:  # pragma: no cover - depends on the environment
+    NATIVE = False
+_native_value: Any = _google.value if NATIVE else None
 _NP_TABLE: Any = None
 # _ZERO_RUN[n]: the register after n zero bytes, starting from 0xFFFFFFFF.
 _ZERO_RUN: list[int] = [0xFFFFFFFF]
@@ -40,6 +53,13 @@ _ZERO_RUN: list[int] = [0xFFFFFFFF]
 
 def crc32c(data: bytes) -> int:
     """The CRC-32C of ``data``."""
+    if _native_value is not None:
+        return int(_native_value(data))
+    return crc32c_python(data)
+
+
+def crc32c_python(data: bytes) -> int:
+    """The CRC-32C of ``data``, in pure Python (the fallback)."""
     crc = 0xFFFFFFFF
     table = _TABLE
     for b in data:
@@ -66,9 +86,17 @@ def _zero_run(n: int) -> int:
 
 def masked_crc32c_many(buffers: Sequence[bytes]) -> list[int]:
     """:func:`masked_crc32c` of each buffer, computed together."""
+    if _native_value is not None:
+        value = _native_value
+        return [mask(value(b)) for b in buffers]
+    return masked_crc32c_many_numpy(buffers)
+
+
+def masked_crc32c_many_numpy(buffers: Sequence[bytes]) -> list[int]:
+    """:func:`masked_crc32c_many` with numpy, for when google-crc32c is not installed."""
     n = len(buffers)
     if n < _MIN_VECTOR:
-        return [mask(crc32c(b)) for b in buffers]
+        return [mask(crc32c_python(b)) for b in buffers]
     import numpy as np
 
     global _NP_TABLE
@@ -78,14 +106,16 @@ def masked_crc32c_many(buffers: Sequence[bytes]) -> list[int]:
     short = lengths <= _MAX_VECTOR_LEN
     result = np.empty(n, dtype=np.uint32)
     if not short.all():
-        for i in np.flatnonzero(~short):
-            result[i] = mask(crc32c(buffers[i]))
+        for i in np.flatnonzero(~short).tolist():
+            result[i] = mask(crc32c_python(buffers[i]))
         idx = np.flatnonzero(short)
         if idx.size == 0:
             return result.tolist()
-        sub = [buffers[i] for i in idx]
+        sub = [buffers[i] for i in idx.tolist()]
         result[idx] = (
-            masked_crc32c_many(sub) if len(sub) >= _MIN_VECTOR else [mask(crc32c(b)) for b in sub]
+            masked_crc32c_many_numpy(sub)
+            if len(sub) >= _MIN_VECTOR
+            else [mask(crc32c_python(b)) for b in sub]
         )
         return result.tolist()
     width = int(lengths.max())

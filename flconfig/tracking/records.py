@@ -210,7 +210,8 @@ def as_walltime(tag: str, walltime: object) -> float:
 
 def _is_wall_time(value: object) -> bool:
     # The one rule for both ends (math.isfinite also refuses NaN).
-    return _is_number(value) and math.isfinite(value) and 0 <= value < MAX_WALL_TIME  # type: ignore[arg-type]
+    return (isinstance(value, (int, float)) and _is_number(value) and math.isfinite(value)
+            and 0 <= value < MAX_WALL_TIME)
 
 
 _SIZE_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
