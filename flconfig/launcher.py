@@ -1,8 +1,9 @@
 """``flconfig launch``: validate a job, then run its server and sites as separate processes.
 
-The server is one process. Client sites run one per process up to
-:data:`MAX_SOLO_SITES` sites; beyond that they share a bounded pool of worker
-processes, each site still with its own connection, token and identity.
+The server is one process. Client sites run one per process while there are no
+more sites than cores (and at most :data:`MAX_SOLO_SITES`); beyond that they
+share a pool of worker processes, one per core, each site still with its own
+connection, token and identity.
 Torch threads are divided between the processes so they never oversubscribe
 the cores. With ``tensorboard`` set, a TensorBoard server on the run's
 ``tb_events`` folder starts before training and, unless asked to stop with
@@ -69,9 +70,15 @@ class LaunchError(Exception):
 
 
 def plan_workers(sites: Sequence[str], cores: int, processes: int | None = None) -> list[list[str]]:
-    """Group sites into worker processes: one each up to MAX_SOLO_SITES, else a bounded pool."""
+    """Group sites into worker processes: one each while there are no more sites than cores
+    (and at most MAX_SOLO_SITES), else a pool of one process per core (at most MAX_SOLO_SITES).
+
+    Each process imports torch once (seconds of CPU): more processes than cores only
+    makes them wait for each other.
+    """
     if processes is None:
-        processes = len(sites) if len(sites) <= MAX_SOLO_SITES else max(2, cores)
+        solo = len(sites) <= min(max(1, cores), MAX_SOLO_SITES)
+        processes = len(sites) if solo else max(2, min(cores, MAX_SOLO_SITES))
     processes = max(1, min(processes, len(sites)))
     groups: list[list[str]] = [[] for _ in range(processes)]
     for i, site in enumerate(sites):
@@ -202,6 +209,10 @@ def launch(opts: LaunchOptions) -> int:
         server_status: dict[str, object] = {}
         pump = threading.Thread(target=_pump, args=(server.stdout, out, server_status), daemon=True)
         pump.start()
+        workers: list[tuple[subprocess.Popen[str], list[str], Path]] = []
+        if tensorboard is None:
+            # Beside the server, so their torch imports overlap; they wait for its port.
+            workers = _start_workers(groups, spec_file, control, procs)
         port = _wait_for_port(port_file, server, timeout=120)
         if port is None:
             server.wait(timeout=30)
@@ -212,16 +223,10 @@ def launch(opts: LaunchOptions) -> int:
             # Before the sites start: the URL is on screen before training begins.
             tb_url = _wait_for_tensorboard(tensorboard, tb_log, TENSORBOARD_START_TIMEOUT)
             print(f"flconfig: TensorBoard at {tb_url}", file=out, flush=True)
-        spec["address"] = f"127.0.0.1:{port}"
-        _write_private(spec_file, spec)
-        workers = []
-        for i, group in enumerate(groups):
-            err = open(control / f"worker-{i}.err", "w")  # noqa: SIM115 - closed with the process
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "flconfig.runtime.worker", "clients", "--spec", str(spec_file),
-                 "--sites", ",".join(group)], stdout=err, stderr=subprocess.STDOUT, text=True)
-            procs.append(proc)
-            workers.append((proc, group, control / f"worker-{i}.err"))
+        if not workers:
+            spec["address"] = f"127.0.0.1:{port}"
+            _write_private(spec_file, spec)
+            workers = _start_workers(groups, spec_file, control, procs)
         _watch(server, workers, out, tensorboard=tensorboard)
         pump.join(timeout=5)
         deadline = time.monotonic() + 30
@@ -287,6 +292,21 @@ def _make_workspace(workspace: Path, control: Path) -> None:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise LaunchError(storage_message(exc, workspace)) from None
         raise LaunchError(f"cannot create the workspace {workspace}: {exc.strerror}") from None
+
+
+def _start_workers(groups: list[list[str]], spec_file: Path, control: Path,
+                   procs: list[subprocess.Popen[str]]) -> list[tuple[subprocess.Popen[str], list[str], Path]]:
+    """Start one client worker process per group of sites."""
+    workers = []
+    for i, group in enumerate(groups):
+        err_file = control / f"worker-{i}.err"
+        with open(err_file, "w") as err:  # the child keeps its own descriptor
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "flconfig.runtime.worker", "clients", "--spec", str(spec_file),
+                 "--sites", ",".join(group)], stdout=err, stderr=subprocess.STDOUT, text=True)
+        procs.append(proc)
+        workers.append((proc, group, err_file))
+    return workers
 
 
 def _write_private(path: Path, data: dict[str, object]) -> None:

@@ -138,7 +138,7 @@ def test_a_client_that_dies_mid_run_is_noticed_and_the_round_completes(tmp_path:
     job = make_job(tmp_path, num_rounds=3, min_clients=2, epochs=1)
     ws = tmp_path / "ws"
     proc = subprocess.Popen([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws),
-                             "-n", "3", "--heartbeat-timeout", "3"],
+                             "-n", "3", "--processes", "3", "--heartbeat-timeout", "3"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     output = _kill_site_when_training(proc, ws, "site-3")
     assert proc.wait(timeout=120) == 0, output
@@ -151,7 +151,7 @@ def test_the_job_fails_naming_the_lost_site_when_min_clients_no_longer_holds(tmp
     job = make_job(tmp_path, num_rounds=3, min_clients=3, epochs=1)
     ws = tmp_path / "ws"
     proc = subprocess.Popen([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws),
-                             "-n", "3", "--heartbeat-timeout", "3"],
+                             "-n", "3", "--processes", "3", "--heartbeat-timeout", "3"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     output = _kill_site_when_training(proc, ws, "site-3")
     assert proc.wait(timeout=120) == 1, output
@@ -175,6 +175,10 @@ def test_plan_workers_divides_sites_and_threads() -> None:
     from flconfig.launcher import plan_workers, threads_per_process
 
     assert plan_workers(["a", "b"], cores=2) == [["a"], ["b"]]
+    # More sites than cores: pooled, one process per core (8 torch imports on 2 cores is slow).
+    assert [len(g) for g in plan_workers([f"s{i}" for i in range(8)], cores=2)] == [4, 4]
+    assert [len(g) for g in plan_workers([f"s{i}" for i in range(8)], cores=16)] == [1] * 8
+    assert len(plan_workers([f"s{i}" for i in range(12)], cores=16)) == 8  # never above 8
     groups = plan_workers([f"s{i}" for i in range(64)], cores=2)
     assert len(groups) == 2 and sorted(len(g) for g in groups) == [32, 32]
     assert threads_per_process(16, 3) == 5

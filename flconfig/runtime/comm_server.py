@@ -291,16 +291,20 @@ class CommServer:
             return sorted(name for name, st in self._sites.items() if st.state == _ALIVE)
 
     def wait_for_sites(self, n: int, timeout: float) -> list[str]:
-        """Wait until at least ``n`` sites said Hello, or ``timeout`` seconds, or a site
-        reports that it failed; return the alive sites.
+        """Wait until at least ``n`` sites said Hello, or ``timeout`` seconds pass without
+        a new one, or a site reports that it failed; return the alive sites.
 
         The list may hold fewer than ``n`` sites when the timeout passed (logged
         with the names of those missing); the caller decides whether that is enough.
         """
         deadline = time.monotonic() + timeout
+        seen = 0
         with self._cond:
             while True:
                 alive = sorted(name for name, st in self._sites.items() if st.state == _ALIVE)
+                if len(alive) > seen:  # progress: the wait follows it, so many sites get time
+                    seen = len(alive)
+                    deadline = time.monotonic() + timeout
                 remaining = deadline - time.monotonic()
                 failed = any(st.failure for st in self._sites.values())
                 if len(alive) >= n or remaining <= 0 or failed:
@@ -309,7 +313,7 @@ class CommServer:
         if len(alive) < n and not failed:
             missing = sorted(set(self._tokens) - set(alive))
             log.warning(
-                "only %d of %d sites connected within %g s; not connected: %s",
+                "only %d of %d sites connected (none more for %g s); not connected: %s",
                 len(alive), n, timeout, ", ".join(missing),
             )  # fmt: skip
         return alive

@@ -146,7 +146,9 @@ def run_server(spec: dict[str, Any]) -> int:
         )
         comm.start()
         ctx.comm = comm
-        Path(spec["port_file"]).write_text(str(comm.port))
+        port_file = Path(spec["port_file"])
+        port_file.with_suffix(".tmp").write_text(str(comm.port))
+        port_file.with_suffix(".tmp").replace(port_file)  # whole, for the workers polling it
         sites = spec["sites"]
         need = min(len(sites), spec.get("min_clients") or len(sites))
         progress(
@@ -397,7 +399,36 @@ def main(argv: list[str] | None = None) -> int:
     _set_threads(spec.get("threads", 1))
     if ns.role == "server":
         return run_server(spec)
+    _warm_up()
+    if "address" not in spec:  # started beside the server: wait for its port
+        port = _wait_for_port_file(Path(spec["port_file"]), spec.get("startup_timeout", 120))
+        if port is None:
+            print("the server did not start listening", file=sys.stderr, flush=True)
+            return 1
+        spec["address"] = f"127.0.0.1:{port}"
     return run_clients(spec, [s for s in ns.sites.split(",") if s])
+
+
+def _warm_up() -> None:
+    """Do once, before any site starts, the imports every site's first training step does
+    (the first optimizer imports ``torch._dynamo``), so sites do not queue on the import lock."""
+    import torch
+
+    layer = torch.nn.Linear(1, 1)
+    torch.optim.SGD(layer.parameters(), lr=0.1)
+
+
+def _wait_for_port_file(port_file: Path, timeout: float) -> int | None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            text = port_file.read_text().strip()
+        except OSError:
+            text = ""
+        if text.isdigit():
+            return int(text)
+        time.sleep(0.02)
+    return None
 
 
 if __name__ == "__main__":
