@@ -36,6 +36,11 @@ DEFAULT_JOB_ID = "simulate_job"
 DEFAULT_TB_FOLDER = "tb_events"
 #: Seconds TensorBoard may take to start and answer HTTP.
 TENSORBOARD_START_TIMEOUT = 90.0
+#: Seconds a site (and the server) waits for the connection, plus this much per site.
+CONNECT_TIMEOUT = 120.0
+CONNECT_TIMEOUT_PER_SITE = 0.25
+#: Seconds the server waits for the sites' Bye at the end of the run.
+END_TIMEOUT = 60.0
 #: Seconds between two live metric summaries in the terminal.
 LIVE_METRICS_INTERVAL = 2.0
 
@@ -180,6 +185,9 @@ def launch(opts: LaunchOptions) -> int:
         "allowed_modules": list(opts.allowed_modules),
         "port_file": str(port_file),
         "live_metrics_interval": LIVE_METRICS_INTERVAL if opts.live_metrics else 0,
+        # A site's wait to connect grows with the number of sites starting at once.
+        "startup_timeout": CONNECT_TIMEOUT + CONNECT_TIMEOUT_PER_SITE * len(sites),
+        "end_timeout": END_TIMEOUT,
     }
     spec_file = control / "spec.json"
     _write_private(spec_file, spec)
@@ -227,7 +235,9 @@ def launch(opts: LaunchOptions) -> int:
             spec["address"] = f"127.0.0.1:{port}"
             _write_private(spec_file, spec)
             workers = _start_workers(groups, spec_file, control, procs)
-        _watch(server, workers, out, tensorboard=tensorboard)
+        # A server whose sites are all gone notices within its heartbeat timeout and then
+        # waits up to END_TIMEOUT for Byes: give it that long before stopping it.
+        _watch(server, workers, out, grace=heartbeat + END_TIMEOUT + 15.0, tensorboard=tensorboard)
         pump.join(timeout=5)
         deadline = time.monotonic() + 30
         for proc, _, _ in workers:
@@ -269,9 +279,12 @@ def _watch(server: subprocess.Popen[str], workers: list[tuple[subprocess.Popen[s
                 reported.add(i)
                 print(f"flconfig: the process of {', '.join(group)} exited with code {rc}", file=out, flush=True)
         if all(proc.poll() is not None for proc, _, _ in workers):
-            all_gone_since = all_gone_since or time.monotonic()
+            if all_gone_since is None:
+                all_gone_since = time.monotonic()
+                print("flconfig: every client process has exited; waiting for the server to "
+                      f"finish (up to {grace:.0f} s)", file=out, flush=True)
             if time.monotonic() - all_gone_since > grace:
-                print("flconfig: every client process has exited; stopping the server", file=out, flush=True)
+                print("flconfig: the server did not finish; stopping it", file=out, flush=True)
                 server.terminate()
                 server.wait()
 
