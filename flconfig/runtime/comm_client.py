@@ -526,17 +526,22 @@ class CommClient:
         return None
 
     def flush(self, timeout: float = 30.0) -> int:
-        """Wait until every queued record is acknowledged; return how many are not (0 on success)."""
-        deadline = time.monotonic() + timeout
+        """Wait until every queued record is acknowledged; return how many are not (0 on success).
+
+        Gives up once the server has acknowledged nothing for ``timeout`` seconds: a busy
+        server that keeps acknowledging (many sites flushing at once) is waited for.
+        """
+        start = time.monotonic()
         with self._events:
             self._flushing += 1
             self._events.notify_all()
             try:
                 while self._outbox and self._sender_error is None and self._connected:
+                    deadline = max(start, self._last_reply) + timeout
                     remaining = deadline - time.monotonic()
                     if remaining <= 0 or self._stop.is_set():
                         break
-                    self._events.wait(remaining)
+                    self._events.wait(min(remaining, 1.0))
                 return len(self._outbox)
             finally:
                 self._flushing -= 1

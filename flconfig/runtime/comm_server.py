@@ -498,14 +498,19 @@ class CommServer:
 
         Sites flush their events before Bye, so once this returns every event
         they sent has been delivered. Returns the sites that did not say Bye
-        within ``timeout`` seconds (empty on success).
+        (empty on success): those still there once ``timeout`` seconds passed
+        without another site leaving.
         """
         deadline = time.monotonic() + timeout
+        left = None
         with self._cond:
             self._ended = True
             self._cond.notify_all()
             while True:
                 waiting = sorted(n for n, st in self._sites.items() if st.state == _ALIVE)
+                if left is None or len(waiting) < left:  # progress: sites are still leaving
+                    left = len(waiting)
+                    deadline = time.monotonic() + timeout
                 remaining = deadline - time.monotonic()
                 if not waiting or remaining <= 0:
                     break
