@@ -495,3 +495,37 @@ def test_validate_warns_at_the_line_of_an_import_that_is_not_installed(tmp_path:
     assert (f"{custom / 'my_learner.py'}:2:1: warning: 'not_a_real_package_xyz' is imported here "
             "but is not installed in this environment") in out.replace(str(job), str(job))
     assert "also_missing" not in out  # guarded by try: an optional import
+
+
+def test_the_json_lines_receiver_rolls_back_a_failed_write(tmp_path: Path) -> None:
+    from flconfig.components.tracking import JsonLinesReceiver
+    from flconfig.errors import StorageError
+
+    receiver = JsonLinesReceiver(events=["fed.analytix_log_stats"])
+    ctx = SiteContext("server", "job", tmp_path, {}, [receiver], role="server")
+    ctx.fire_event(EventType.START_RUN)
+
+    def batch(*steps: int) -> rec.AnalyticsBatch:
+        return rec.AnalyticsBatch({"event_type": "fed.analytix_log_stats", "kind": "scalar", "tag": "loss",
+                                   "value": 0.5, "step": s, "wall_time": 1.0} for s in steps)
+
+    ctx.deliver_fed_event("fed.analytix_log_stats", batch(0, 1), "site-1")
+    real = receiver._file
+
+    class FillsUp:  # writes half of what it is given, then the disk is full
+        def write(self, data: bytes) -> int:
+            real.write(data[: len(data) // 2])
+            real.flush()
+            raise OSError(28, "No space left on device")
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+    receiver._file = FillsUp()
+    with pytest.raises(StorageError, match="no space left on device in"):
+        ctx.deliver_fed_event("fed.analytix_log_stats", batch(2, 3), "site-1")
+    file = tmp_path / "server" / "job" / "analytics.jsonl"
+    assert [json.loads(line)["step"] for line in file.read_text().splitlines()] == [0, 1]
+    ctx.deliver_fed_event("fed.analytix_log_stats", batch(2, 3), "site-1")  # sent again
+    ctx.fire_event(EventType.END_RUN)
+    assert [json.loads(line)["step"] for line in file.read_text().splitlines()] == [0, 1, 2, 3]

@@ -425,13 +425,14 @@ class AnalyticsReceiver(Widget):
       comes first); if it raises, the error is logged and the receiver ignores
       every event.
     - :meth:`save` is called once per record, under a lock, in the order the
-      records arrived. An ``OSError`` from :meth:`save` or :meth:`after_batch`
-      (a full disk) saves nothing of the batch: :meth:`discard` runs and
-      :class:`~flconfig.errors.StorageError` is raised, so the transport does
-      not acknowledge the records and the site sends them again. ``origin`` is the authenticated site for a federated
+      records arrived. ``origin`` is the authenticated site for a federated
       event and this site's name for a local one; it is a checked site name
       (letters, digits, ``.``, ``_``, ``-``). An exception in ``save`` is
       logged once per kind of record and the other records are still saved.
+      An ``OSError`` from :meth:`save` or :meth:`after_batch` (a full disk)
+      saves nothing of the batch: :meth:`discard` runs and
+      :class:`~flconfig.errors.StorageError` is raised, so the transport does
+      not acknowledge the records and the site sends them again.
     - :meth:`after_batch` runs after the records of one event (write them out
       here if ``save`` buffers).
     - :meth:`finalize` runs at ``END_RUN``. Records that arrive after

@@ -45,8 +45,6 @@ def _watch_parent() -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-
-
 def _set_threads(threads: int) -> None:
     import torch
 
@@ -257,8 +255,12 @@ def run_site(spec: dict[str, Any], site: str, errors: dict[str, str]) -> None:
             built: BuiltSite = job.build(site, workspace=workspace, job_id=job_id)
         except Exception as exc:
             # Tell the server at once, so the run fails now, naming this site and the cause.
-            reason = exc.message if isinstance(exc, FlconfigError) and hasattr(exc, "message") \
-                else str(exc) if isinstance(exc, FlconfigError) else f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, JobError):
+                reason = exc.message
+            elif isinstance(exc, FlconfigError):
+                reason = str(exc)
+            else:
+                reason = f"{type(exc).__name__}: {exc}"
             try:
                 comm.connect(timeout=3)  # the server may have ended the run already
                 comm.close(timeout=1, reason=reason)
