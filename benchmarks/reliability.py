@@ -183,7 +183,7 @@ def hostile_callers(tmp: Path) -> dict[str, Any]:
 
 def disk_stays_full(tmp: Path) -> dict[str, Any]:
     ws = tmp / "ws"
-    job = make_job(tmp, num_rounds=2, epochs=12)
+    job = make_job(tmp, num_rounds=2, epochs=40)
     with tmpfs(ws) as ok:
         if not ok:
             return {"skipped": "cannot mount a tmpfs (needs root)"}

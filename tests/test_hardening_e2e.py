@@ -141,8 +141,10 @@ def test_silent_and_bogus_callers_do_not_stop_honest_sites(tmp_path: Path) -> No
             metadata=(("flconfig-site", "site-1"), ("flconfig-token", "not-the-token")))
             for _ in range(6)]
         del bogus_body
+        # Refused on their metadata; a client still sending its body may see the refusal
+        # as the stream being reset (UNAVAILABLE). None got through.
         codes = {call.exception().code() for call in bogus}  # type: ignore[union-attr]
-        assert codes == {grpc.StatusCode.UNAUTHENTICATED}
+        assert codes <= {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.UNAVAILABLE}, codes
 
         def watch() -> None:
             while proc.poll() is None:
@@ -163,7 +165,8 @@ def test_silent_and_bogus_callers_do_not_stop_honest_sites(tmp_path: Path) -> No
     check_logged(tb_files(ws), logged_steps(job))
     assert peaks and max(peaks) < 1024, f"server peak RSS {max(peaks):.0f} MB"
     log = (ws / "server" / JOB_ID / "log.txt").read_text()
-    assert "missing site credentials" in log and "bad credentials for site site-1" in log
+    assert "missing site credentials" in log
+    assert log.count("/flconfig.Comm/SendEvents: bad credentials for site site-1") == 6  # each refused
 
 
 # --- a full disk --------------------------------------------------------------------------
@@ -221,7 +224,7 @@ def assert_written_records_are_whole_and_in_order(ws: Path, job: Path) -> int:
 
 def test_a_disk_that_stays_full_fails_the_job_in_one_line_and_tears_no_record(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
-    job = make_job(tmp_path, num_rounds=2, epochs=12)
+    job = make_job(tmp_path, num_rounds=2, epochs=40)
     with tmpfs(ws):
         proc = launch(job, ws)
         out = Output(proc)
