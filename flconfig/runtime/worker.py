@@ -231,10 +231,35 @@ def _short_list(names: list[str], limit: int = 8) -> str:
 # --- clients ---------------------------------------------------------------------------------
 
 
-def run_site(spec: dict[str, Any], site: str, errors: dict[str, str]) -> None:
+class _ProcessJob:
+    """The job, loaded once per worker process and shared by its sites; sites build
+    their components from it one at a time."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self._spec = spec
+        self._lock = threading.Lock()
+        self._job: Any = None
+        self._error: BaseException | None = None
+
+    def build(self, site: str, workspace: Path, job_id: str) -> Any:
+        from ..job import load_job
+
+        with self._lock:
+            if self._job is None and self._error is None:
+                try:
+                    self._job = load_job(self._spec["job"],
+                                         allowed_modules=self._spec.get("allowed_modules", ()))
+                except Exception as exc:
+                    self._error = exc
+            if self._error is not None:
+                raise self._error
+            return self._job.build(site, workspace=workspace, job_id=job_id)
+
+
+def run_site(spec: dict[str, Any], site: str, errors: dict[str, str],
+             job: _ProcessJob | None = None) -> None:
     """Run one client site until the server ends the run."""
     from ..build import BuiltSite
-    from ..job import load_job
     from .comm_client import CommClient, Task
     from .context import SiteContext
     from .fed_events import event_to_records
@@ -251,8 +276,7 @@ def run_site(spec: dict[str, Any], site: str, errors: dict[str, str]) -> None:
             heartbeat_interval=spec.get("heartbeat_interval", 5.0),
         )
         try:
-            job = load_job(spec["job"], allowed_modules=spec.get("allowed_modules", ()))
-            built: BuiltSite = job.build(site, workspace=workspace, job_id=job_id)
+            built: BuiltSite = (job or _ProcessJob(spec)).build(site, workspace, job_id)
         except Exception as exc:
             # Tell the server at once, so the run fails now, naming this site and the cause.
             if isinstance(exc, JobError):
@@ -360,8 +384,9 @@ def run_clients(spec: dict[str, Any], sites: list[str]) -> int:
             add_log_file(workspace / site / spec["job_id"] / "log.txt", site=site)
         except OSError as exc:
             errors[site] = storage_message(exc, workspace)
+    job = _ProcessJob(spec)
     threads = [
-        threading.Thread(target=run_site, args=(spec, site, errors),
+        threading.Thread(target=run_site, args=(spec, site, errors, job),
                          name=site_thread_name(site, "main"))
         for site in sites if site not in errors
     ]
