@@ -114,7 +114,7 @@ def run_job(job: Path, ws: Path, *args: str, during: Callable[[Output], dict[str
 
 
 def baseline(tmp: Path) -> dict[str, Any]:
-    job = make_job(tmp, num_rounds=2, epochs=2)
+    job = make_job(tmp, num_rounds=4, epochs=4)  # the job the hostile callers attack
     return run_job(job, tmp / "ws", "--quiet-metrics")
 
 
@@ -133,7 +133,7 @@ def hostile_callers(tmp: Path) -> dict[str, Any]:
 
     from flconfig.runtime.comm import method_path
 
-    job = make_job(tmp, num_rounds=2, epochs=2)
+    job = make_job(tmp, num_rounds=4, epochs=4)
     ws = tmp / "ws"
     release = threading.Event()
     peaks: list[float] = []
