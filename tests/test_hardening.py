@@ -529,3 +529,16 @@ def test_the_json_lines_receiver_rolls_back_a_failed_write(tmp_path: Path) -> No
     ctx.deliver_fed_event("fed.analytix_log_stats", batch(2, 3), "site-1")  # sent again
     ctx.fire_event(EventType.END_RUN)
     assert [json.loads(line)["step"] for line in file.read_text().splitlines()] == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("bad", ["site-1\n", "-x", "a" * 129, "site/1"])
+def test_site_names_follow_one_rule(tmp_path: Path, capsys: pytest.CaptureFixture[str], bad: str) -> None:
+    from flconfig.meta import NAME_RE
+    from flconfig.runtime.comm import is_valid_site_name
+
+    # The job's rule (meta, the launcher) and the transport's rule agree.
+    assert NAME_RE.match(bad) is None and not is_valid_site_name(bad)
+    if bad.strip() == bad:  # the command line strips blanks around each name
+        assert cli_main(["launch", str(EXAMPLE), "-w", str(tmp_path / "ws"), "--clients", f"site-2,{bad}"]) == 2
+        assert "invalid site name" in capsys.readouterr().err
+        assert not (tmp_path / "ws").exists()
