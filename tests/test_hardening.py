@@ -542,3 +542,25 @@ def test_site_names_follow_one_rule(tmp_path: Path, capsys: pytest.CaptureFixtur
         assert cli_main(["launch", str(EXAMPLE), "-w", str(tmp_path / "ws"), "--clients", f"site-2,{bad}"]) == 2
         assert "invalid site name" in capsys.readouterr().err
         assert not (tmp_path / "ws").exists()
+
+
+def test_refused_calls_cannot_flood_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    import grpc
+
+    from flconfig.runtime.comm import method_path
+
+    server = CommServer({"site-1": "token-1"}).start()
+    channel = grpc.insecure_channel(server.address)
+    try:
+        call = channel.unary_unary(method_path("Heartbeat"))
+        with caplog.at_level("WARNING", logger="flconfig.runtime.comm_server"):
+            for i in range(60):  # a caller cycling through site names
+                with pytest.raises(grpc.RpcError) as err:
+                    call(b"", timeout=10, metadata=(("flconfig-site", f"site-{i}"),
+                                                    ("flconfig-token", "guess")))
+                assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    finally:
+        channel.close()
+        server.stop()
+    refusals = [r for r in caplog.records if "refused a call" in r.getMessage()]
+    assert len(refusals) == 10 and server.refused_calls == 60

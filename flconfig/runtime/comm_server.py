@@ -124,7 +124,10 @@ class _Gatekeeper(grpc.ServerInterceptor):
         with self._lock:
             self.refused += 1
             count = self.refused
-            same = self._by_reason[why] = self._by_reason.get(why, 0) + 1
+            # Counted by kind of reason: a caller cycling through site names must not
+            # get a fresh allowance of log lines for each.
+            kind = why.partition(" for site ")[0]
+            same = self._by_reason[kind] = self._by_reason.get(kind, 0) + 1
             if self._in_flight >= MAX_REFUSALS_IN_FLIGHT:
                 over = True
             else:

@@ -206,6 +206,9 @@ def run_server(spec: dict[str, Any]) -> int:
                 ctx.report_failure(exc.message)
         if comm is not None:
             comm.stop()
+            if comm.refused_calls:
+                progress(f"refused {comm.refused_calls} call(s) without valid site credentials "
+                         "(see the server log)")
         if live is not None:
             live.stop()  # already stopped by END_RUN unless the job failed before it
         if status["ok"]:
