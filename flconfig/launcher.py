@@ -267,6 +267,7 @@ def _watch(server: subprocess.Popen[str], workers: list[tuple[subprocess.Popen[s
     site is left to talk to."""
     reported: set[int] = set()
     all_gone_since: float | None = None
+    said_waiting = False
     while server.poll() is None:
         time.sleep(0.2)
         if tensorboard is not None and tensorboard.poll() is not None:
@@ -281,9 +282,12 @@ def _watch(server: subprocess.Popen[str], workers: list[tuple[subprocess.Popen[s
         if all(proc.poll() is not None for proc, _, _ in workers):
             if all_gone_since is None:
                 all_gone_since = time.monotonic()
+            gone_for = time.monotonic() - all_gone_since
+            if gone_for > 2.0 and not said_waiting:  # a normal end takes well under that
+                said_waiting = True
                 print("flconfig: every client process has exited; waiting for the server to "
                       f"finish (up to {grace:.0f} s)", file=out, flush=True)
-            if time.monotonic() - all_gone_since > grace:
+            if gone_for > grace:
                 print("flconfig: the server did not finish; stopping it", file=out, flush=True)
                 server.terminate()
                 server.wait()
