@@ -333,10 +333,9 @@ def check_custom_imports(job: Job) -> list[Problem]:
     left alone.
     """
     import ast
-    import importlib.util
     import sys
 
-    from .introspect import parse_module
+    from .introspect import installed_location, parse_module
 
     folders = [app.custom_dir for app in job.apps.values() if app.custom_dir is not None]
     problems: list[Problem] = []
@@ -349,10 +348,7 @@ def check_custom_imports(job: Job) -> list[Problem]:
             elif any((f / f"{top}.py").is_file() or (f / top).is_dir() for f in folders):
                 cache[top] = True
             else:
-                try:
-                    cache[top] = importlib.util.find_spec(top) is not None
-                except (ImportError, ValueError, AttributeError):
-                    cache[top] = False
+                cache[top] = installed_location(top) is not None
         return cache[top]
 
     files = sorted({file for folder in folders for file in folder.rglob("*.py")})

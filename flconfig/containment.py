@@ -6,7 +6,7 @@ code*, judged by where a file really is, not by the path it is reached
 through: a ``custom/`` that is a symbolic link to the standard library would
 otherwise make ``subprocess.Popen`` a "custom" class.
 
-:func:`check_job_files` reports, as errors naming the link:
+:func:`check_path` and :func:`check_custom_dir` report, as errors naming the link:
 
 - an app folder, a ``config/`` folder, a config file, a meta file or a
   ``custom/`` folder that is a symbolic link whose target leaves the job
@@ -23,20 +23,18 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Iterable
 from pathlib import Path
 
 from .errors import Position, Problem, display_path
 
-#: Most entries of a job folder examined for hard links (a job is small;
-#: a folder beyond this is reported instead of walked forever).
+#: Most files of a job folder counted when looking for hard links (a job is small).
+#: Names beyond it are not counted, so a hard link among them is refused, never let
+#: through.
 MAX_JOB_ENTRIES = 100_000
 
 
-_display = display_path
 
-
-def is_within(path: Path, root: Path) -> bool:
+def is_within(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> bool:
     """True if ``path``'s real location (links followed) lies inside the real ``root``."""
     try:
         return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(root))
@@ -52,8 +50,8 @@ def _link_problem(link: Path, what: str, root: Path) -> Problem:
     return Problem(
         "error", "link-outside-job",
         f"{what} is a symbolic link to {target}, outside the job folder",
-        Position(_display(link)),
-        hint=f"copy the files into {_display(root)} instead of linking to them; "
+        Position(display_path(link)),
+        hint=f"copy the files into {display_path(root)} instead of linking to them; "
              "flconfig runs only code that lies inside the job folder",
     )  # fmt: skip
 
@@ -108,7 +106,7 @@ def check_custom_dir(custom: Path, root: Path) -> list[Problem]:
             entry = base / name
             if entry.is_symlink():
                 if not is_within(entry, root):
-                    problems.append(_link_problem(entry, f"{_display(entry)} in custom/", root))
+                    problems.append(_link_problem(entry, f"{display_path(entry)} in custom/", root))
                 continue
             if name in files:
                 try:
@@ -121,9 +119,9 @@ def check_custom_dir(custom: Path, root: Path) -> list[Problem]:
                     if inside[(st.st_dev, st.st_ino)] < st.st_nlink:
                         problems.append(Problem(
                             "error", "link-outside-job",
-                            f"{_display(entry)} is a hard link to a file outside the job folder "
+                            f"{display_path(entry)} is a hard link to a file outside the job folder "
                             f"({st.st_nlink} links, {inside[(st.st_dev, st.st_ino)]} of them inside)",
-                            Position(_display(entry)),
+                            Position(display_path(entry)),
                             hint="copy the file instead of hard-linking it; flconfig runs only "
                                  "code that lies inside the job folder",
                         ))  # fmt: skip
@@ -131,10 +129,3 @@ def check_custom_dir(custom: Path, root: Path) -> list[Problem]:
         dirs[:] = [d for d in dirs if not (base / d).is_symlink()]
     return problems
 
-
-def check_files(paths: Iterable[tuple[Path, str]], root: Path) -> list[Problem]:
-    """:func:`check_path` for each ``(path, what)``."""
-    problems: list[Problem] = []
-    for path, what in paths:
-        problems.extend(check_path(path, what, root))
-    return problems

@@ -730,6 +730,19 @@ def describe_class(
     return Introspector(search_path).describe(module, qualname)
 
 
+def installed_location(top: str) -> str | None:
+    """Where an installed top-level module lives (its file or package folder), found with
+    ``importlib.util.find_spec`` without importing it; ``"built-in"`` for built-in
+    modules; None if it is not installed."""
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError, AttributeError):
+        return None
+    if spec is None:
+        return None
+    return spec.origin or next(iter(spec.submodule_search_locations or []), None)
+
+
 def find_installed_module_file(module: str) -> str | None:
     """The ``.py`` file of an installed module, found without importing it.
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import importlib.util
 import os
 import re
 import sys
@@ -37,6 +36,7 @@ from typing import Any
 from .aliases import FLARE_ALIASES
 from .arg_schema import annotation_schema
 from .arg_schema import union as _union
+from .containment import is_within
 from .errors import FlconfigError
 from .introspect import (
     NO_DEFAULT,
@@ -44,6 +44,7 @@ from .introspect import (
     ClassDescription,
     Introspector,
     Param,
+    installed_location,
     parse_error,
 )
 from .plugins import read_entry_points
@@ -226,7 +227,8 @@ class Registry:
 
         ``custom_dirs`` are the job's ``custom/`` folders (missing ones are
         skipped); ``job_root`` is the job folder, which a module in them may
-        link into (its real file must lie in a custom folder or the job folder). ``allowed_modules`` are dotted module prefixes whose
+        link into (its real file must lie in a custom folder or the job
+        folder). ``allowed_modules`` are dotted module prefixes whose
         classes configs may name, added to those in ``FLCONFIG_ALLOW_MODULES``
         of ``environ`` (default ``os.environ``). Raises ValueError for a
         prefix that is not a dotted module name.
@@ -360,13 +362,9 @@ class Registry:
         if top in sys.stdlib_module_names:
             other = "the standard-library module"
         else:
-            try:
-                spec = importlib.util.find_spec(top)
-            except (ImportError, ValueError, AttributeError):
-                spec = None
-            where = None if spec is None else (spec.origin or next(iter(spec.submodule_search_locations or []), None))
+            where = installed_location(top)
             if where is None or where == "built-in" or any(
-                _is_within(where, folder) for folder in self.custom_dirs
+                is_within(where, folder) for folder in self.custom_dirs
             ):
                 return
             other = f"the installed module ({_short(where)})"
@@ -419,7 +417,7 @@ class Registry:
             # Its real file (links followed) inside the job: custom/ itself, or a file
             # elsewhere in the job folder that custom/ links to.
             home = description.file is not None and any(
-                _is_within(description.file, folder)
+                is_within(description.file, folder)
                 for folder in (*self.custom_dirs, *self.job_roots)
             )
         else:
@@ -826,13 +824,6 @@ def _did_you_mean(value: str, candidates: Sequence[str]) -> str:
 def _short(file: str) -> str:
     path = Path(file)
     return str(Path(*path.parts[-3:])) if len(path.parts) > 3 else file
-
-
-def _is_within(file: str, folder: Path) -> bool:
-    try:
-        return Path(file).resolve().is_relative_to(folder)
-    except (OSError, ValueError):
-        return False
 
 
 def _same_file(a: str, b: str) -> bool:

@@ -297,11 +297,6 @@ def test_a_failure_on_the_senders_thread_fails_the_site(tmp_path: Path) -> None:
     writer = TBWriter()
     writer.id = "writer"
 
-    class Broken:
-        def handle_event(self, event: Event, ctx: Any) -> None:
-            if event.type == "analytix_log_stats":
-                raise rec_error
-
     rec_error = RuntimeError("the disk of this site is gone")
     ctx = SiteContext("site-1", "job", tmp_path, {}, [writer])
     done = threading.Event()

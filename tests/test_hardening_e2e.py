@@ -285,6 +285,34 @@ def test_a_full_disk_before_launch_is_one_line(tmp_path: Path) -> None:
     assert out.strip().splitlines()[-1] == f"flconfig launch: no space left on device in {ws}"
 
 
+UNSENDABLE_LEARNER = '''
+from flconfig.examples.digits import DigitsLearner
+
+
+class UnsendableLearner(DigitsLearner):
+    """site-2 fires a fed event whose data JSON cannot carry, once."""
+
+    def train(self, data, ctx, abort_signal):
+        if ctx.site_name == "site-2" and not getattr(self, "sent", False):
+            self.sent = True
+            ctx.fire_fed_event("fed.custom", {"weights": object()})
+        return super().train(data, ctx, abort_signal)
+'''
+
+
+def test_an_event_a_site_cannot_send_fails_the_job_naming_it(tmp_path: Path) -> None:
+    job = make_job(tmp_path, num_rounds=1, epochs=1)
+    use_learner(job, "unsendable_learner", UNSENDABLE_LEARNER, "UnsendableLearner")
+    ws = tmp_path / "ws"
+    proc = subprocess.run([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws),
+                           "--quiet-metrics"], capture_output=True, text=True, timeout=240)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out  # training itself finished: the lost event fails the job
+    failed = [line for line in out.splitlines() if line.startswith("flconfig: job failed")]
+    assert len(failed) == 1 and "site-2: could not send event 'fed.custom' to the server" in failed[0], out
+    assert "Traceback" not in out
+
+
 # --- bad input gets one clear line -----------------------------------------------------------
 
 MISSING_IMPORT = '''

@@ -34,6 +34,7 @@ from safetensors import SafetensorError, TensorSpec, deserialize, serialize
 
 from ..api import FLModel
 from ..errors import JobError
+from ..tracking.records import JSON_ENCODER
 
 MODEL_MAGIC = b"FLCM"
 RECORDS_MAGIC = b"FLCR"
@@ -112,7 +113,7 @@ def find_unsendable(value: Any, path: str, depth: int = 0) -> None:
     )
 
 
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_ENCODER = JSON_ENCODER  # one encoding for the wire and the sender's size check
 
 
 def _dumps(value: Any) -> bytes:

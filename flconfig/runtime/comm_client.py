@@ -169,8 +169,7 @@ class CommClient:
         self._last_reply = time.monotonic()  # when the server last answered SendEvents
         self._not_queued = 0  # records send_events gave up on (reported by close)
         self._sender_error: str | None = None
-        # Since when (monotonic) the server answers that it cannot save records, and why.
-        self._refused_since = 0.0
+        # Why the server answers that it cannot save records (a full disk), while it does.
         self._server_refusal: str | None = None
 
     # ------------------------------------------------------------------ connection
@@ -433,7 +432,8 @@ class CommClient:
             if too_big > _BATCH_MAX_BYTES:
                 # Refuse only the oversized records; the others are queued as usual.
                 refused = [i for i, (_, p) in enumerate(encoded) if len(p) > _BATCH_MAX_BYTES]
-                kept = [r for i, r in enumerate(records) if i not in set(refused)]
+                skip = set(refused)
+                kept = [r for i, r in enumerate(records) if i not in skip]
                 encoded = [(seq + i, encode_record({**r, "seq": seq + i})) for i, r in enumerate(kept)]
                 nbytes = sum(len(p) for _, p in encoded)
             self._next_seq = seq + len(encoded)
@@ -604,8 +604,7 @@ class CommClient:
             refused = header.get("error")
             if refused is not None and type(ack) is int and ack < batch[0][0]:
                 # The server could not write them (a full disk): keep them, try again.
-                if not self._refused_since:
-                    self._refused_since = time.monotonic()
+                if self._server_refusal is None:
                     log.warning("%s: the server could not save event records (%s); "
                                 "keeping them and sending again", self.site, str(refused)[:300])
                 self._server_refusal = str(refused)[:300]
@@ -614,9 +613,8 @@ class CommClient:
                 delay = min(delay * 2, 1.0)
                 continue
             delay = 0.05
-            if self._refused_since:
+            if self._server_refusal is not None:
                 log.warning("%s: the server saves event records again", self.site)
-                self._refused_since = 0.0
                 self._server_refusal = None
             if type(ack) is not int:
                 self._stop_stream(f"bad SendEvents reply {header!r}")

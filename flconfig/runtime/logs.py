@@ -12,7 +12,6 @@ never be confused. Each line names its site and thread.
 from __future__ import annotations
 
 import logging
-import threading
 from pathlib import Path
 
 #: The log line format of every worker's log files.
@@ -31,11 +30,6 @@ def site_of_thread(name: str) -> str | None:
         return None
     site, sep, _ = name[len(_PREFIX):].partition(":")
     return site if sep and site else None
-
-
-def current_site() -> str | None:
-    """The site the calling thread works for, if any."""
-    return site_of_thread(threading.current_thread().name)
 
 
 class _SiteFilter(logging.Filter):

@@ -214,7 +214,9 @@ def _is_wall_time(value: object) -> bool:
             and 0 <= value < MAX_WALL_TIME)
 
 
-_SIZE_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+#: How records are encoded on the wire (compact UTF-8 JSON); the transport uses it, and
+#: :func:`check_size` measures with it.
+JSON_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def check_size(kind: str, tag: str, value: Any) -> None:
@@ -222,7 +224,7 @@ def check_size(kind: str, tag: str, value: Any) -> None:
     as it travels (the step, wall time and transport fields included)."""
     record = {"event_type": "x" * MAX_EVENT_TYPE, "kind": kind, "tag": tag, "value": value,
               "step": MAX_STEP, "wall_time": MAX_WALL_TIME, "seq": MAX_STEP}
-    size = len(_SIZE_ENCODER.encode(record).encode("utf-8"))
+    size = len(JSON_ENCODER.encode(record).encode("utf-8"))
     if size > MAX_RECORD_BYTES:
         raise ValueError(
             f"the {kind} record {tag[:80]!r} is {size:,} bytes as sent; records are limited to "

@@ -356,5 +356,4 @@ class RunWriter:
     def close(self) -> None:
         self._dirty.clear()
         for writer in (self._main, *self._subruns.values()):
-            writer.discard_pending()
             writer.close()
