@@ -5,13 +5,14 @@ together (sampled from /proc every 0.25 s). For reference (issue 3, same machine
 Flower's Ray simulation runs 64 tiny clients for one round in about 21 s and 1.9 GB;
 FLARE's simulator needs about 190 s.
 
-    python benchmarks/many_sites.py [--sites 64] [--rounds 1]
+    python benchmarks/many_sites.py [--sites 64] [--rounds 1] [--images-per-site 64] [--verbose]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -26,30 +27,71 @@ EXAMPLE = ROOT / "configs" / "tensorboard-streaming"
 ROUND = re.compile(r"round (\d+)/(\d+): results from .*\(([\d.]+)s\)")
 
 
-def job_without_cross_site_eval(folder: Path, rounds: int) -> Path:
+# The digits' training part (80 % of 1797 images), cut into shares the sites reuse in turn.
+DIGITS_TRAIN_IMAGES = 1437
+
+
+def job_without_cross_site_eval(folder: Path, rounds: int, images_per_site: int,
+                                sites: int) -> Path:
+    """The example with FedAvg only, every site's result awaited in each round."""
     job = folder / "job"
     shutil.copytree(EXAMPLE, job)
     server_file = job / "app" / "config" / "config_fed_server.json"
     server = json.loads(server_file.read_text())
     server["num_rounds"] = rounds
+    server["min_clients"] = sites  # a round ends when every site has trained
     server["workflows"] = server["workflows"][:1]
     server["components"] = [c for c in server["components"] if c["id"] != "json_generator"]
     server_file.write_text(json.dumps(server, indent=2))
+    meta = json.loads((job / "meta.json").read_text())
+    meta["min_clients"] = sites
+    (job / "meta.json").write_text(json.dumps(meta, indent=2))
+    if images_per_site:
+        client_file = job / "app" / "config" / "config_fed_client.json"
+        client = json.loads(client_file.read_text())
+        learner = next(c for c in client["components"] if c["id"] == "pt_learner")
+        learner["args"]["num_sites"] = max(1, DIGITS_TRAIN_IMAGES // images_per_site)
+        learner["args"]["epochs"] = 1  # the tiny workload: one local epoch
+        client_file.write_text(json.dumps(client, indent=2))
     return job
 
 
-def total_rss_mb(marker: str) -> float:
+def sites_with_scalars(ws: Path) -> int:
+    """How many sites have train_loss scalars in the server's TensorBoard files (read by
+    tensorboard's own reader)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    found = 0
+    for root in ws.glob("server/*/tb_events"):
+        for folder in root.iterdir():
+            acc = EventAccumulator(str(folder), size_guidance={"scalars": 0})
+            acc.Reload()
+            if "train_loss" in acc.Tags().get("scalars", []) and acc.Scalars("train_loss"):
+                found += 1
+    return found
+
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def total_rss_mb(marker: str, cpu: dict[str, tuple[str, float]]) -> float:
+    """RSS of the processes whose command line holds ``marker``; notes each one's CPU
+    seconds so far in ``cpu`` (pid -> (role, seconds))."""
     total = 0
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
-            if marker not in (proc / "cmdline").read_bytes().decode(errors="replace"):
+            cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+            if marker not in cmdline:
                 continue
             for line in (proc / "status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     total += int(line.split()[1])
-        except OSError:
+            fields = (proc / "stat").read_text().rpartition(")")[2].split()
+            role = next((r for r in ("server", "clients", "launch") if r in cmdline), "other")
+            cpu[proc.name] = (role, (int(fields[11]) + int(fields[12])) / TICKS)
+        except (OSError, IndexError, ValueError):
             continue
     return total / 1024
 
@@ -58,16 +100,21 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sites", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--images-per-site", type=int, default=64,
+                        help="training images per site (shares are reused when the sites "
+                             "outnumber them); 0: the digits split between the sites")
+    parser.add_argument("--verbose", action="store_true", help="print the launch's output")
     ns = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        job = job_without_cross_site_eval(Path(tmp), ns.rounds)
+        job = job_without_cross_site_eval(Path(tmp), ns.rounds, ns.images_per_site, ns.sites)
         ws = Path(tmp) / "ws"
         peak = [0.0]
+        cpu: dict[str, tuple[str, float]] = {}
         done = threading.Event()
 
         def sample() -> None:
             while not done.is_set():
-                peak[0] = max(peak[0], total_rss_mb(str(ws)) + total_rss_mb("flconfig launch"))
+                peak[0] = max(peak[0], total_rss_mb(str(ws), cpu) + total_rss_mb("flconfig launch", cpu))
                 time.sleep(0.25)
 
         sampler = threading.Thread(target=sample, daemon=True)
@@ -79,16 +126,24 @@ def main() -> int:
         wall = time.perf_counter() - start
         done.set()
         sampler.join()
+        if ns.verbose:
+            print(proc.stdout, proc.stderr[-3000:], file=sys.stderr)
+        with_scalars = sites_with_scalars(ws)
     rounds = [float(m.group(3)) for m in ROUND.finditer(proc.stdout)]
     result = {
         "benchmark": "many_sites",
         "sites": ns.sites,
         "rounds": ns.rounds,
+        "images_per_site": ns.images_per_site or None,
         "exit_code": proc.returncode,
         "wall_s": round(wall, 1),
         "round_s": rounds,
         "peak_rss_all_processes_mb": round(peak[0]),
-        "pass": proc.returncode == 0 and len(rounds) == ns.rounds,
+        # CPU seconds by role, as last sampled (every 0.25 s) before each process exited.
+        "cpu_s": {role: round(sum(c for r, c in cpu.values() if r == role), 1)
+                  for role in sorted({r for r, _ in cpu.values()})},
+        "sites_with_scalars_in_tensorboard": with_scalars,
+        "pass": proc.returncode == 0 and len(rounds) == ns.rounds and with_scalars == ns.sites,
     }
     if not result["pass"]:
         print(proc.stdout[-3000:], proc.stderr[-3000:], file=sys.stderr)

@@ -170,8 +170,11 @@ class DigitsLearner(Learner):
         batch_size: training batch size.
         dataset: "digits" (scikit-learn's 8×8 digits, no download) or "cifar10".
         data_path: for "cifar10": the folder with the CIFAR-10 binary ``.bin`` files.
-        num_sites: how many sites share the training data; None (the default)
-            takes the number of client sites in the run.
+        num_sites: how many shares the training data is cut into; None (the
+            default) takes the number of client sites in the run. With more
+            sites than shares, the sites reuse the shares in turn (the k-th site
+            gets share k mod num_sites), as in scale experiments where every
+            site needs a fixed amount of data.
         site_index: this site's 0-based share; None takes the site's place
             among the run's client sites (else its name: "site-3" → 2).
         seed: seeds the initial model and the batch order.
@@ -210,7 +213,8 @@ class DigitsLearner(Learner):
             "type": ["integer", "null"],
             "minimum": 1,
             "default": None,
-            "description": "how many sites share the training data; null: the run's client sites.",
+            "description": "how many shares the training data is cut into (more sites reuse them "
+                           "in turn); null: the run's client sites.",
         },
         "site_index": {
             "type": ["integer", "null"],
@@ -298,6 +302,8 @@ class DigitsLearner(Learner):
             site_index = (run_sites.index(ctx.site_name) if ctx.site_name in run_sites
                           else site_index_from_name(ctx.site_name))
         num_sites = self.num_sites or len(run_sites) or 2
+        if self.site_index is None and self.num_sites is not None:
+            site_index %= num_sites  # more sites than shares: they reuse the shares in turn
         self.data = load_site_data(self.dataset, num_sites, site_index, self.data_path)
         if len(self.data.y_train) == 0:
             raise ValueError(

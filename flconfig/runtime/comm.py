@@ -31,8 +31,11 @@ TOKEN_METADATA = "flconfig-token"
 SITE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _MAX_SITE_NAME = 128
 
-#: Longest time the server holds a GetTask call open waiting for a task.
-LONG_POLL_S = 1.0
+#: Longest time the server holds a GetTask call open waiting for a task (at most half
+#: its heartbeat timeout). A task, the end of the run, the server stopping and the
+#: caller going away all answer a waiting call at once; a short poll only costs a
+#: thousand sites a thousand calls a second.
+LONG_POLL_S = 20.0
 
 
 def method_path(method: str) -> str:

@@ -79,10 +79,46 @@ END: Final = _EndOfRun()
 _BATCH_MAX_BYTES = MAX_RECORD_BYTES
 # How often a send_events call waiting for room looks at the clock (acks wake it sooner).
 _ROOM_POLL_S = 0.5
+# A safety net only: an idle sender is woken by the first record queued and by close().
+_IDLE_WAIT_S = 30.0
 
 
 class _Retry(Exception):
     """A call failed in a way worth retrying."""
+
+
+class _SharedChannels:
+    """One gRPC channel per server address (and options) for the sites of a process.
+
+    Each site still authenticates every call with its own metadata; what the sites
+    share is the connection, and so one thread completing all their calls instead
+    of one per site.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._channels: dict[tuple[Any, ...], list[Any]] = {}  # key -> [channel, users]
+
+    def acquire(self, key: tuple[Any, ...], make: Any) -> grpc.Channel:
+        with self._lock:
+            entry = self._channels.get(key)
+            if entry is None:
+                entry = self._channels[key] = [make(), 0]
+            entry[1] += 1
+            return entry[0]
+
+    def release(self, channel: grpc.Channel) -> None:
+        with self._lock:
+            for key, entry in list(self._channels.items()):
+                if entry[0] is channel:
+                    entry[1] -= 1
+                    if entry[1] <= 0:
+                        del self._channels[key]
+                        channel.close()
+                    return
+
+
+_SHARED_CHANNELS = _SharedChannels()
 
 
 class CommClient:
@@ -119,6 +155,7 @@ class CommClient:
         max_outbox_records: int = 200_000,
         max_outbox_bytes: int = 256 * 1024 * 1024,
         channel_credentials: grpc.ChannelCredentials | None = None,
+        share_channel: bool = False,
     ) -> None:
         self.address = address
         self.site = comm.check_site_name(site)
@@ -136,6 +173,7 @@ class CommClient:
         self._metadata = ((comm.SITE_METADATA, site), (comm.TOKEN_METADATA, token))
         self._max_message_mb = max_message_mb
         self._channel_credentials = channel_credentials
+        self._share_channel = share_channel
         self._batch_max = max(1, batch_max)
         #: Most event records waiting for acknowledgement; send_events waits beyond it.
         self.max_outbox_records = int(max_outbox_records)
@@ -174,22 +212,38 @@ class CommClient:
 
     # ------------------------------------------------------------------ connection
 
-    def _open_channel(self) -> None:
+    def _make_channel(self) -> grpc.Channel:
         options = comm.client_options(self._max_message_mb)
         if self._channel_credentials is None:
-            channel = grpc.insecure_channel(self.address, options=options)
+            return grpc.insecure_channel(self.address, options=options)
+        return grpc.secure_channel(self.address, self._channel_credentials, options=options)
+
+    def _open_channel(self) -> None:
+        if self._share_channel:
+            key = (self.address, self._max_message_mb, id(self._channel_credentials))
+            channel = _SHARED_CHANNELS.acquire(key, self._make_channel)
         else:
-            channel = grpc.secure_channel(self.address, self._channel_credentials, options=options)
+            channel = self._make_channel()
         calls = {
             name: channel.unary_unary(comm.method_path(name)) for name in comm.METHODS
         }  # raw bytes in and out: no (de)serializers
         with self._channel_lock:
             old, self._channel, self._calls = self._channel, channel, calls
         if old is not None:
-            old.close()
+            self._drop_channel(old)
+
+    def _drop_channel(self, channel: grpc.Channel) -> None:
+        if self._share_channel:
+            _SHARED_CHANNELS.release(channel)
+        else:
+            channel.close()
 
     def reconnect(self) -> None:
-        """Drop the connection and open a new one; calls in flight are retried."""
+        """Drop the connection and open a new one; calls in flight are retried.
+
+        A client sharing its process's channel (``share_channel``) only takes the
+        shared channel again: the other sites' calls go on.
+        """
         self._open_channel()
 
     def _invoke(
@@ -201,9 +255,16 @@ class CommClient:
         if call is None:
             raise JobError("not connected; call connect() first", self.site)
         try:
-            response = call(
+            # A future, waited for on an Event its completion sets: a blocking gRPC call
+            # wakes its thread five times a second while it waits, and a thousand sites'
+            # long polls then keep both cores busy doing nothing.
+            future = call.future(
                 request, timeout=timeout, metadata=self._metadata, wait_for_ready=wait_for_ready
             )
+            done = threading.Event()
+            future.add_done_callback(lambda _: done.set())
+            done.wait()
+            response = future.result()
         except grpc.RpcError as exc:
             code = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN
             details = (exc.details() if isinstance(exc, grpc.Call) else "") or ""
@@ -323,7 +384,7 @@ class CommClient:
         with self._channel_lock:
             channel, self._channel, self._calls = self._channel, None, {}
         if channel is not None:
-            channel.close()
+            self._drop_channel(channel)
         return unacked
 
     def _undelivered(self) -> int:
@@ -559,7 +620,8 @@ class CommClient:
             while not self._outbox:
                 if self._stop.is_set():
                     return None
-                self._events.wait(0.5)
+                # Woken by the first record queued and by close(); idle sites do not poll.
+                self._events.wait(_IDLE_WAIT_S)
             linger_until = self._last_send + self._batch_linger
             while (
                 len(self._outbox) < self._batch_trigger

@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -77,6 +77,9 @@ class _Site:
     last_seq: int = 0
     failure: str = ""  # why the site stopped, if it said Bye because it failed
     events_lock: threading.Lock = field(default_factory=threading.Lock)
+    # Wakes this site's long polls only (it shares the server's lock): a task for
+    # one site, or a result, does not wake every site's waiting GetTask.
+    polls: threading.Condition | None = None
 
 
 def _job_error(message: str, sites: Sequence[str]) -> JobError:
@@ -197,7 +200,8 @@ class CommServer:
         self._long_poll = min(comm.LONG_POLL_S, self.heartbeat_timeout / 2)
         self._dummy_token = b"\0" * 32  # compared against for unknown sites
 
-        self._cond = threading.Condition()
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
         self._sites: dict[str, _Site] = {}
         self._tasks: dict[str, _Task] = {}
         self._ended = False
@@ -272,6 +276,7 @@ class CommServer:
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
+            self._wake_polls()
         self._monitor_stop.set()
         if self._server is not None:
             self._server.stop(grace).wait(grace + 1.0)
@@ -399,6 +404,7 @@ class CommServer:
             for site in targets:
                 self._site(site).tasks.append(task)
             self._cond.notify_all()
+            self._wake_polls(self._sites[site] for site in targets)
         log.debug("task %s (%s) sent to %s", task_name, task_id, ", ".join(targets))
         try:
             return self._gather(task, need, wait_time_after_min_received, timeout, abort, on_result)
@@ -509,6 +515,7 @@ class CommServer:
         with self._cond:
             self._ended = True
             self._cond.notify_all()
+            self._wake_polls()
             while True:
                 waiting = sorted(n for n, st in self._sites.items() if st.state == _ALIVE)
                 if left is None or len(waiting) < left:  # progress: sites are still leaving
@@ -527,8 +534,14 @@ class CommServer:
     def _site(self, name: str) -> _Site:
         st = self._sites.get(name)
         if st is None:
-            st = self._sites[name] = _Site(name)
+            st = self._sites[name] = _Site(name, polls=threading.Condition(self._lock))
         return st
+
+    def _wake_polls(self, sites: Iterable[_Site] | None = None) -> None:
+        """Wake the long polls of ``sites`` (all sites if None); hold ``_cond``."""
+        for st in self._sites.values() if sites is None else sites:
+            if st.polls is not None:
+                st.polls.notify_all()
 
     @property
     def refused_calls(self) -> int:
@@ -643,8 +656,15 @@ class CommServer:
         if not isinstance(wait, (int, float)) or wait != wait:
             raise ProtocolError("GetTask: 'wait' must be a number")
         deadline = time.monotonic() + min(max(float(wait), 0.0), self._long_poll)
+        st = self._sites[site]
+
+        def caller_gone() -> None:  # the call ended (cancelled, connection lost): stop waiting
+            with self._cond:
+                assert st.polls is not None
+                st.polls.notify_all()
+
+        context.add_callback(caller_gone)
         with self._cond:
-            st = self._sites[site]
             while True:
                 if self._ended:
                     return encode_envelope({"kind": "end"})
@@ -656,7 +676,8 @@ class CommServer:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._stopping or not context.is_active():
                     return encode_envelope({"kind": "none"})
-                self._cond.wait(remaining)
+                assert st.polls is not None
+                st.polls.wait(remaining)
         log.debug("site %s fetched task %s (%s)", site, task.name, task.task_id)
         return task.payload
 

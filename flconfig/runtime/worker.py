@@ -238,11 +238,16 @@ class _ProcessJob:
     """The job, loaded once per worker process and shared by its sites; sites build
     their components from it one at a time."""
 
-    def __init__(self, spec: dict[str, Any]) -> None:
+    def __init__(self, spec: dict[str, Any], slots: int = 1) -> None:
         self._spec = spec
+        #: How many of the process's sites may run a task at once (the others wait,
+        #: asleep): a thousand sites training at once only fight over the cores.
+        self.slots = threading.BoundedSemaphore(max(1, slots))
         self._lock = threading.Lock()
         self._job: Any = None
         self._error: BaseException | None = None
+        #: Whether the process's sites share one gRPC channel (more than one site).
+        self.shared = False
 
     def build(self, site: str, workspace: Path, job_id: str) -> Any:
         from ..job import load_job
@@ -277,6 +282,7 @@ def run_site(spec: dict[str, Any], site: str, errors: dict[str, str],
             site,
             spec["credentials"][site],
             heartbeat_interval=spec.get("heartbeat_interval", 5.0),
+            share_channel=job is not None and job.shared,
         )
         try:
             built: BuiltSite = (job or _ProcessJob(spec)).build(site, workspace, job_id)
@@ -315,7 +321,12 @@ def run_site(spec: dict[str, Any], site: str, errors: dict[str, str],
                 continue
             if not isinstance(task, Task):
                 break  # the server ended the run
-            comm.submit_result(task, _execute(built, ctx, task.name, task.data))
+            if job is None:
+                result = _execute(built, ctx, task.name, task.data)
+            else:
+                with job.slots:
+                    result = _execute(built, ctx, task.name, task.data)
+            comm.submit_result(task, result)
     except OSError as exc:
         log.error("%s failed: %s", site, exc)
         errors[site] = storage_message(exc, workspace)
@@ -387,7 +398,8 @@ def run_clients(spec: dict[str, Any], sites: list[str]) -> int:
             add_log_file(workspace / site / spec["job_id"] / "log.txt", site=site)
         except OSError as exc:
             errors[site] = storage_message(exc, workspace)
-    job = _ProcessJob(spec)
+    job = _ProcessJob(spec, slots=spec.get("threads", 1))
+    job.shared = len(sites) > 1
     threads = [
         threading.Thread(target=run_site, args=(spec, site, errors, job),
                          name=site_thread_name(site, "main"))
