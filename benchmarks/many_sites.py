@@ -74,26 +74,31 @@ def sites_with_scalars(ws: Path) -> int:
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def total_rss_mb(marker: str, cpu: dict[str, tuple[str, float]]) -> float:
-    """RSS of the processes whose command line holds ``marker``; notes each one's CPU
-    seconds so far in ``cpu`` (pid -> (role, seconds))."""
-    total = 0
+def job_processes(markers: tuple[str, ...]) -> list[tuple[str, str, float, float, float]]:
+    """(pid, role, RSS MB, PSS MB, CPU seconds so far) of each process whose command line
+    holds one of ``markers``. PSS shares each page among the processes mapping it (torch's
+    libraries are in every process); RSS counts it once per process."""
+    found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
             cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
-            if marker not in cmdline:
+            if not any(m in cmdline for m in markers):
                 continue
-            for line in (proc / "status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
+            rss = pss = 0
+            for line in (proc / "smaps_rollup").read_text().splitlines():
+                if line.startswith("Rss:"):
+                    rss = int(line.split()[1])
+                elif line.startswith("Pss:"):
+                    pss = int(line.split()[1])
             fields = (proc / "stat").read_text().rpartition(")")[2].split()
             role = next((r for r in ("server", "clients", "launch") if r in cmdline), "other")
-            cpu[proc.name] = (role, (int(fields[11]) + int(fields[12])) / TICKS)
+            found.append((proc.name, role, rss / 1024, pss / 1024,
+                          (int(fields[11]) + int(fields[12])) / TICKS))
         except (OSError, IndexError, ValueError):
             continue
-    return total / 1024
+    return found
 
 
 def main() -> int:
@@ -108,13 +113,21 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         job = job_without_cross_site_eval(Path(tmp), ns.rounds, ns.images_per_site, ns.sites)
         ws = Path(tmp) / "ws"
-        peak = [0.0]
+        peak = {"rss": 0.0, "pss": 0.0}
+        peak_by_role: dict[str, float] = {}
         cpu: dict[str, tuple[str, float]] = {}
         done = threading.Event()
 
         def sample() -> None:
             while not done.is_set():
-                peak[0] = max(peak[0], total_rss_mb(str(ws), cpu) + total_rss_mb("flconfig launch", cpu))
+                procs = job_processes((str(ws), "flconfig launch"))
+                peak["rss"] = max(peak["rss"], sum(p[2] for p in procs))
+                peak["pss"] = max(peak["pss"], sum(p[3] for p in procs))
+                for pid, role, _, _, seconds in procs:
+                    cpu[pid] = (role, seconds)
+                for role in {p[1] for p in procs}:
+                    total = sum(p[2] for p in procs if p[1] == role)
+                    peak_by_role[role] = max(peak_by_role.get(role, 0.0), total)
                 time.sleep(0.25)
 
         sampler = threading.Thread(target=sample, daemon=True)
@@ -138,7 +151,9 @@ def main() -> int:
         "exit_code": proc.returncode,
         "wall_s": round(wall, 1),
         "round_s": rounds,
-        "peak_rss_all_processes_mb": round(peak[0]),
+        "peak_rss_all_processes_mb": round(peak["rss"]),
+        "peak_pss_all_processes_mb": round(peak["pss"]),
+        "peak_rss_by_role_mb": {r: round(v) for r, v in sorted(peak_by_role.items())},
         # CPU seconds by role, as last sampled (every 0.25 s) before each process exited.
         "cpu_s": {role: round(sum(c for r, c in cpu.values() if r == role), 1)
                   for role in sorted({r for r, _ in cpu.values()})},

@@ -311,6 +311,21 @@ def _make_workspace(workspace: Path, control: Path) -> None:
         raise LaunchError(f"cannot create the workspace {workspace}: {exc.strerror}") from None
 
 
+#: glibc malloc arenas in a process hosting many sites: glibc gives each of up to 8 × cores
+#: threads an arena of its own, and a thousand sites' threads then hold hundreds of MB of
+#: freed memory in them (1,024 sites: 2.3 GB with the default, 1.8–1.95 GB with one arena,
+#: no slower). The user's own MALLOC_ARENA_MAX wins.
+POOLED_MALLOC_ARENAS = "1"
+
+
+def worker_environment(sites: int) -> dict[str, str]:
+    """The environment of a client worker process hosting ``sites`` sites."""
+    env = dict(os.environ)
+    if sites > 1:
+        env.setdefault("MALLOC_ARENA_MAX", POOLED_MALLOC_ARENAS)
+    return env
+
+
 def _start_workers(groups: list[list[str]], spec_file: Path, control: Path,
                    procs: list[subprocess.Popen[str]]) -> list[tuple[subprocess.Popen[str], list[str], Path]]:
     """Start one client worker process per group of sites."""
@@ -320,7 +335,8 @@ def _start_workers(groups: list[list[str]], spec_file: Path, control: Path,
         with open(err_file, "w") as err:  # the child keeps its own descriptor
             proc = subprocess.Popen(
                 [sys.executable, "-m", "flconfig.runtime.worker", "clients", "--spec", str(spec_file),
-                 "--sites", ",".join(group)], stdout=err, stderr=subprocess.STDOUT, text=True)
+                 "--sites", ",".join(group)], stdout=err, stderr=subprocess.STDOUT, text=True,
+                env=worker_environment(len(group)))
         procs.append(proc)
         workers.append((proc, group, err_file))
     return workers

@@ -1004,3 +1004,78 @@ def test_close_ends_a_waiting_send_events_and_counts_what_it_left(make_server) -
         gate.set()
     assert len(errors) == 1
     assert "client was closed; 6 of 10 event records of this call were not queued" in str(errors[0])
+
+
+# --------------------------------------------------------------------------- many sites in one process
+
+
+def test_sites_sharing_a_channel_keep_their_own_identity(make_server) -> None:
+    received: list[tuple[str, float]] = []
+    server = make_server(on_events=lambda site, recs: received.extend((site, r["value"]) for r in recs))
+    clients = [CommClient(server.address, site, TOKENS[site], share_channel=True)
+               for site in ("site-1", "site-2", "site-3")]
+    for client in clients:
+        client.connect(timeout=10)
+    # One channel for the three: the connection is shared, the credentials are not.
+    assert len({id(client._channel) for client in clients}) == 1
+    for number, client in enumerate(clients, start=1):
+        client.send_events([{"tag": "x", "value": float(number)}])
+        assert client.flush(5) == 0
+    assert sorted(received) == [("site-1", 1.0), ("site-2", 2.0), ("site-3", 3.0)]
+    # A site that leaves does not take the shared channel with it.
+    assert clients[0].close(timeout=5) == 0
+    clients[1].send_events([{"tag": "x", "value": 20.0}])
+    assert clients[1].flush(5) == 0
+    assert ("site-2", 20.0) in received
+    assert sorted(server.alive_sites()) == ["site-2", "site-3"]
+    for client in clients[1:]:
+        client.close(timeout=5)
+
+
+def test_a_get_task_waiting_in_its_long_poll_receives_the_task(make_server) -> None:
+    server = make_server(heartbeat_timeout=600)  # a long poll may last up to 20 s
+    with CommClient(server.address, "site-1", TOKENS["site-1"]) as client:
+        got: list[object] = []
+        poller = threading.Thread(target=lambda: got.append(client.get_task()), daemon=True)
+        poller.start()
+        assert wait_until(lambda: server._sites["site-1"].active_calls > 0)
+        gathered: dict[str, FLModel] = {}
+        sender = threading.Thread(
+            target=lambda: gathered.update(server.broadcast_and_wait(
+                "train", FLModel(params={"w": np.zeros(2)}), ["site-1"], 0, timeout=30)),
+            daemon=True)
+        sender.start()
+        poller.join(10)
+        assert not poller.is_alive()
+        assert isinstance(got[0], Task) and got[0].name == "train"
+        client.submit_result(got[0], FLModel(params={"w": np.ones(2)}))
+        sender.join(10)
+        assert list(gathered) == ["site-1"]
+
+
+def test_a_sites_lines_from_the_training_threads_go_to_its_own_log(tmp_path) -> None:
+    import logging
+
+    from flconfig.runtime.logs import add_log_file
+    from flconfig.runtime.worker import _ProcessJob
+
+    root = logging.getLogger()
+    before = list(root.handlers)
+    try:
+        for site in ("site-1", "site-2"):
+            add_log_file(tmp_path / site / "log.txt", site=site)
+        job = _ProcessJob({}, slots=1)
+        say = logging.getLogger("learner").info
+        job.run_task("site-2", say, "trained on site-2's data")
+        job.run_task("site-1", say, "trained on site-1's data")
+        job.close()
+        for handler in root.handlers:
+            handler.flush()
+        assert "trained on site-1's data" in (tmp_path / "site-1" / "log.txt").read_text()
+        assert "site-2" not in (tmp_path / "site-1" / "log.txt").read_text()
+        assert "trained on site-2's data" in (tmp_path / "site-2" / "log.txt").read_text()
+    finally:
+        for handler in root.handlers[:]:
+            if handler not in before:
+                root.removeHandler(handler)
+                handler.close()

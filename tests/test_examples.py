@@ -131,9 +131,18 @@ def test_every_site_gets_the_same_held_out_split_and_pixels_in_0_1() -> None:
     np.testing.assert_array_equal(one.x_train, again.x_train)
 
 
-def test_a_site_index_beyond_num_sites_is_refused(tmp_path: Path) -> None:
+def test_an_explicit_site_index_beyond_num_sites_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="num_sites"):
-        make_learner(tmp_path, site="site-3", num_sites=2)
+        make_learner(tmp_path, site="site-3", num_sites=2, site_index=2)
+
+
+def test_more_sites_than_shares_reuse_the_shares_in_turn(tmp_path: Path) -> None:
+    third, _ = make_learner(tmp_path, site="site-3", num_sites=2)
+    first, _ = make_learner(tmp_path, site="site-1", num_sites=2)
+    second, _ = make_learner(tmp_path, site="site-2", num_sites=2)
+    assert third.data is not None and first.data is not None and second.data is not None
+    np.testing.assert_array_equal(third.data.x_train, first.data.x_train)
+    assert len(first.data.y_train) + len(second.data.y_train) + len(first.data.y_test) == 1797
 
 
 # -- training -----------------------------------------------------------------------

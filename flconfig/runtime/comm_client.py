@@ -1,6 +1,7 @@
 """The site end of the link: connect, pull tasks, return results, heartbeat, stream events.
 
-A :class:`CommClient` keeps one gRPC channel to the server. Two background
+A :class:`CommClient` keeps one gRPC channel to the server (or shares its
+process's). Two background
 threads run beside the caller's: one sends heartbeats, so a site busy with a
 long task is not taken for lost; one sends event records in batches and
 resends whatever the server has not acknowledged, so a dropped connection
@@ -139,6 +140,12 @@ class CommClient:
     server slows the site's logging down instead of filling its memory, and
     no record is dropped. See :meth:`send_events` for when the wait ends in
     an error.
+
+    With ``share_channel`` the clients of one process (a worker hosting many
+    sites) use one gRPC channel to the server; each still sends its own
+    credentials on every call. A waiting call costs nothing: calls are
+    futures whose completion wakes the caller, and while a GetTask is open no
+    heartbeat is sent (the server sees the call).
     """
 
     def __init__(
@@ -192,6 +199,7 @@ class CommClient:
         self._closed = False
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._polling = 0  # GetTask calls open; no heartbeat is needed meanwhile
 
         # Event outbox: (seq, encoded record), oldest first; a record leaves it
         # only when the server acknowledged its seq. _events guards the outbox
@@ -395,6 +403,8 @@ class CommClient:
         request = encode_envelope({})
         log.info("%s: heartbeat every %g s", self.site, self.heartbeat_interval)
         while not self._stop.wait(self.heartbeat_interval):
+            if self._polling:
+                continue  # a GetTask is open: the server sees the site busy, not silent
             try:
                 self._invoke("Heartbeat", request, timeout=max(self.heartbeat_interval, 1.0))
             except _Retry as exc:
@@ -416,9 +426,13 @@ class CommClient:
             if deadline is not None:
                 wait = min(wait, max(0.0, deadline - time.monotonic()))
             # A task may be large: allow for its transfer beyond the long poll.
-            header, body = self._call_with_retry(
-                "GetTask", encode_envelope({"wait": wait}), timeout=wait + 300.0
-            )
+            self._polling += 1
+            try:
+                header, body = self._call_with_retry(
+                    "GetTask", encode_envelope({"wait": wait}), timeout=wait + 300.0
+                )
+            finally:
+                self._polling -= 1
             kind = header.get("kind")
             if kind == "task":
                 name, task_id = header.get("name"), header.get("task_id")

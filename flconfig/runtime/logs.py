@@ -32,19 +32,47 @@ def site_of_thread(name: str) -> str | None:
     return site if sep and site else None
 
 
-class _SiteFilter(logging.Filter):
-    """Passes a record only if its thread works for ``site`` (None: any thread);
-    sets ``record.site`` for the format."""
+class _Router(logging.Handler):
+    """The one root handler of a process: hands each line to the files of its thread's
+    site (a dictionary lookup, however many sites the process hosts) and to the files
+    taking every line; sets ``record.site`` for the format."""
 
-    def __init__(self, site: str | None, default: str) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.site = site
-        self.default = default
+        self.by_site: dict[str, list[logging.Handler]] = {}
+        self.every: list[tuple[logging.Handler, str]] = []  # (handler, default site)
 
-    def filter(self, record: logging.LogRecord) -> bool:
+    def emit(self, record: logging.LogRecord) -> None:
         site = site_of_thread(record.threadName or "")
-        record.site = site or self.default
-        return self.site is None or site == self.site
+        for handler, default in self.every:
+            record.site = site or default
+            handler.handle(record)
+        if site is not None:
+            record.site = site
+            for handler in self.by_site.get(site, ()):
+                handler.handle(record)
+
+    def flush(self) -> None:
+        for handler in self.handlers():
+            handler.flush()
+
+    def close(self) -> None:
+        for handler in self.handlers():
+            handler.close()
+        super().close()
+
+    def handlers(self) -> list[logging.Handler]:
+        return [h for h, _ in self.every] + [h for hs in self.by_site.values() for h in hs]
+
+
+def _router() -> _Router:
+    root = logging.getLogger()
+    for handler in root.handlers:
+        if isinstance(handler, _Router):
+            return handler
+    router = _Router()
+    root.addHandler(router)
+    return router
 
 
 def add_log_file(file: Path, site: str | None = None, default: str = "-") -> logging.Handler:
@@ -56,9 +84,12 @@ def add_log_file(file: Path, site: str | None = None, default: str = "-") -> log
     file.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(file)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    handler.addFilter(_SiteFilter(site, default))
+    router = _router()
+    if site is None:
+        router.every.append((handler, default))
+    else:
+        router.by_site.setdefault(site, []).append(handler)
     root = logging.getLogger()
-    root.addHandler(handler)
     root.setLevel(logging.INFO)
     # A log file on a full disk must not print tracebacks to the terminal: the
     # run itself reports the full disk.

@@ -240,14 +240,29 @@ class _ProcessJob:
 
     def __init__(self, spec: dict[str, Any], slots: int = 1) -> None:
         self._spec = spec
-        #: How many of the process's sites may run a task at once (the others wait,
-        #: asleep): a thousand sites training at once only fight over the cores.
-        self.slots = threading.BoundedSemaphore(max(1, slots))
+        self._slots = max(1, slots)
+        self._pool: Any = None
         self._lock = threading.Lock()
         self._job: Any = None
         self._error: BaseException | None = None
         #: Whether the process's sites share one gRPC channel (more than one site).
         self.shared = False
+
+    def run_task(self, site: str, fn: Any, *args: Any) -> Any:
+        """Run ``fn(*args)`` for ``site`` on the process's training threads (one per core
+        given to the process) and return its result. A thousand sites training at once
+        would only fight over the cores; on a few threads that do all the training,
+        torch's and the allocator's memory is reused instead of held once per site."""
+        with self._lock:
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(self._slots, thread_name_prefix="flconfig-train")
+        return self._pool.submit(_as_site, site, fn, *args).result()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
 
     def build(self, site: str, workspace: Path, job_id: str) -> Any:
         from ..job import load_job
@@ -324,9 +339,11 @@ def run_site(spec: dict[str, Any], site: str, errors: dict[str, str],
             if job is None:
                 result = _execute(built, ctx, task.name, task.data)
             else:
-                with job.slots:
-                    result = _execute(built, ctx, task.name, task.data)
+                result = job.run_task(site, _execute, built, ctx, task.name, task.data)
             comm.submit_result(task, result)
+            # Not held while the site waits for its next task: a thousand sites would
+            # each keep a copy of the global model and of their result.
+            del task, result
     except OSError as exc:
         log.error("%s failed: %s", site, exc)
         errors[site] = storage_message(exc, workspace)
@@ -353,6 +370,17 @@ def run_site(spec: dict[str, Any], site: str, errors: dict[str, str],
                 errors.setdefault(site, message)
         if ctx is not None and ctx.failures:
             errors.setdefault(site, ctx.failures[0])
+
+
+def _as_site(site: str, fn: Any, *args: Any) -> Any:
+    """``fn(*args)`` on a pool thread named for ``site`` while it runs, so the lines it
+    logs go to that site's log."""
+    thread = threading.current_thread()
+    name, thread.name = thread.name, site_thread_name(site, "main")
+    try:
+        return fn(*args)
+    finally:
+        thread.name = name
 
 
 def _execute(built: Any, ctx: Any, task_name: str, data: FLModel) -> FLModel:
@@ -409,6 +437,7 @@ def run_clients(spec: dict[str, Any], sites: list[str]) -> int:
         t.start()
     for t in threads:
         t.join()
+    job.close()
     for site, error in errors.items():
         print(f"{site}: {error}", file=sys.stderr, flush=True)
     return 1 if errors else 0
@@ -473,5 +502,19 @@ def _wait_for_port_file(port_file: Path, timeout: float) -> int | None:
     return None
 
 
+def _exit(code: int) -> None:
+    """Exit once the logs and output are flushed, skipping the interpreter's teardown: a
+    worker's files are all written and closed by now, and torch's exit handlers alone
+    take seconds of CPU (undoing thousands of operator registrations) that the sites
+    still finishing in other processes would rather have."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit(main())
