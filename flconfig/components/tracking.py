@@ -664,6 +664,9 @@ class TBAnalyticsReceiver(AnalyticsReceiver):
         self.tb_folder = check_relative_path("tb_folder", tb_folder)
         self.root: Path | None = None
         self._writers: dict[str, Any] = {}
+        # The writers holding records of the batch under way: a batch writes (or
+        # discards) only them, not every site's (a thousand sites made that quadratic).
+        self._touched: dict[str, Any] = {}
 
     def initialize(self, ctx: RunContext) -> None:
         from ..tracking.tb_files import RunWriter  # tensorboard's protobufs: run time only
@@ -676,6 +679,7 @@ class TBAnalyticsReceiver(AnalyticsReceiver):
         writer = self._writers.get(origin)
         if writer is None:
             writer = self._writers[origin] = self._run_writer(self._site_folder(origin))
+        self._touched[origin] = writer
         writer.write(record)
 
     def _site_folder(self, origin: str) -> Path:
@@ -688,15 +692,20 @@ class TBAnalyticsReceiver(AnalyticsReceiver):
         return folder
 
     def after_batch(self) -> None:
-        # All sites' files of this batch, all or nothing (a batch holds one site's records).
-        for writer in self._writers.values():
+        # The batch's files, all or nothing (a batch holds one site's records). Written
+        # writers leave the list only once written: after a full disk, discard() still
+        # finds them.
+        for origin, writer in list(self._touched.items()):
             writer.write_pending()
+            del self._touched[origin]
 
     def discard(self) -> None:
-        for writer in self._writers.values():
+        touched, self._touched = self._touched, {}
+        for writer in touched.values():
             writer.discard_pending()
 
     def finalize(self, ctx: RunContext) -> None:
+        self._touched = {}
         writers, self._writers = self._writers, {}
         for writer in writers.values():
             writer.close()

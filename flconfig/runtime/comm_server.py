@@ -64,6 +64,10 @@ class _Task:
     closed: bool = False
 
 
+#: How often wait_for_sites counts the connected sites.
+_SITE_COUNT_PERIOD_S = 0.02
+
+
 @dataclass(eq=False)
 class _Site:
     name: str
@@ -203,6 +207,7 @@ class CommServer:
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
         self._sites: dict[str, _Site] = {}
+        self._state_changes = 0  # counts changes of any site's state (alive, lost, left)
         self._tasks: dict[str, _Task] = {}
         self._ended = False
         self._stopping = False
@@ -307,17 +312,20 @@ class CommServer:
         """
         deadline = time.monotonic() + timeout
         seen = 0
-        with self._cond:
-            while True:
-                alive = sorted(name for name, st in self._sites.items() if st.state == _ALIVE)
-                if len(alive) > seen:  # progress: the wait follows it, so many sites get time
-                    seen = len(alive)
-                    deadline = time.monotonic() + timeout
-                remaining = deadline - time.monotonic()
+        while True:
+            with self._cond:
+                alive = [name for name, st in self._sites.items() if st.state == _ALIVE]
                 failed = any(st.failure for st in self._sites.values())
-                if len(alive) >= n or remaining <= 0 or failed:
-                    break
-                self._cond.wait(remaining)
+            if len(alive) > seen:  # progress: the wait follows it, so many sites get time
+                seen = len(alive)
+                deadline = time.monotonic() + timeout
+            remaining = deadline - time.monotonic()
+            if len(alive) >= n or remaining <= 0 or failed:
+                break
+            # Counted at most 50 times a second, outside the lock: thousands of Hellos
+            # must not each make the server walk every site while they wait for it.
+            time.sleep(min(_SITE_COUNT_PERIOD_S, remaining))
+        alive.sort()
         if len(alive) < n and not failed:
             missing = sorted(set(self._tokens) - set(alive))
             log.warning(
@@ -339,6 +347,7 @@ class CommServer:
                         and now - st.last_seen > self.heartbeat_timeout
                     ):
                         st.state = _LOST
+                        self._state_changes += 1
                         st.lost_reason = f"no call for {self.heartbeat_timeout:g} s"
                         lost.append(st.name)
                 if lost:
@@ -425,6 +434,8 @@ class CommServer:
         start = time.monotonic()
         min_reached_at: float | None = None
         reported = 0
+        seen_changes = -1
+        not_alive: list[str] = []
         while True:
             if on_result is not None:
                 with self._cond:
@@ -435,8 +446,13 @@ class CommServer:
             with self._cond:
                 now = time.monotonic()
                 got = len(task.results)
-                pending = [s for s in task.targets if s not in task.results]
-                unreachable = [s for s in pending if self._sites[s].state != _ALIVE]
+                # Recounted only when a site's state changed: a wake per result must not
+                # walk every target (quadratic with thousands of sites, under the lock).
+                if seen_changes != self._state_changes:
+                    seen_changes = self._state_changes
+                    not_alive = [s for s in task.targets if self._sites[s].state != _ALIVE]
+                unreachable = [s for s in not_alive if s not in task.results]
+                n_pending = len(task.targets) - got
                 interrupted = (
                     self._ended
                     or self._stopping
@@ -453,11 +469,11 @@ class CommServer:
                 if got >= need and min_reached_at is None:
                     min_reached_at = now
                 done = (
-                    not pending
+                    not n_pending
                     or interrupted
                     or (
                         min_reached_at is not None
-                        and (now - min_reached_at >= wait_after or len(unreachable) == len(pending))
+                        and (now - min_reached_at >= wait_after or len(unreachable) == n_pending)
                     )
                 )
                 if done:
@@ -474,9 +490,9 @@ class CommServer:
                     if min_reached_at is not None:
                         deadlines.append(min_reached_at + wait_after)
                     self._cond.wait(max(0.0, min(deadlines) - now))
-        if abort is not None and abort.triggered and pending:
+        if abort is not None and abort.triggered and n_pending:
             log.info("task %s aborted: %s", task.name, abort.reason or "abort signal")
-        elif pending and timeout > 0 and now - start >= timeout:
+        elif n_pending and timeout > 0 and now - start >= timeout:
             log.warning(
                 "task %s timed out after %g s with %d of %d results",
                 task.name, timeout, len(results), len(task.targets),
@@ -618,6 +634,7 @@ class CommServer:
                 )
             if st.state == _LOST and method != "Bye":
                 st.state, back = _ALIVE, True
+                self._state_changes += 1
                 self._cond.notify_all()
             st.active_calls += 1
             st.last_seen = time.monotonic()
@@ -640,6 +657,7 @@ class CommServer:
         with self._cond:
             st = self._site(site)
             st.state = _ALIVE
+            self._state_changes += 1
             self._cond.notify_all()
         with st.events_lock:
             if st.stream != stream:
@@ -801,10 +819,12 @@ class CommServer:
             st = self._site(site)
             if reason:
                 st.state = _LEFT
+                self._state_changes += 1
                 st.lost_reason = f"failed: {reason}"
                 st.failure = reason
             elif st.state != _NEW:
                 st.state = _LEFT
+                self._state_changes += 1
                 st.lost_reason = "said Bye"
             self._cond.notify_all()
         if reason:
