@@ -694,23 +694,17 @@ def test_an_idle_sender_sleeps_and_the_next_record_wakes_it(
 ) -> None:
     """A thousand idle sites in one process must cost nothing: an idle sender's thread
     sleeps until a record arrives (no poll), and that record is sent without a flush."""
+    from test_comm import wait_until
+
     from flconfig.components import tracking
 
     monkeypatch.setattr(tracking, "_IDLE_WAIT_S", 600.0)  # no safety-net wake-up in this test
     writer = job.client("site-1")
     writer.add_scalar("first", 1.0, 0)
     assert writer.flush(timeout=10)
-    assert wait_for(lambda: writer._asleep)  # empty for IDLE_POLLS polls: asleep
+    assert wait_until(lambda: writer._asleep, timeout=20)  # empty for IDLE_POLLS polls: asleep
     writer.add_scalar("after_a_quiet_spell", 2.0, 1)
-    assert wait_for(lambda: (job.tb_root / "site-1").exists()
-                    and "after_a_quiet_spell" in accumulator(job.tb_root / "site-1").Tags()["scalars"])
+    assert wait_until(lambda: (job.tb_root / "site-1").exists()
+                      and "after_a_quiet_spell" in accumulator(job.tb_root / "site-1").Tags()["scalars"],
+                      timeout=20)
     job.end()
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
