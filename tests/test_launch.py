@@ -183,3 +183,15 @@ def test_plan_workers_divides_sites_and_threads() -> None:
     assert len(groups) == 2 and sorted(len(g) for g in groups) == [32, 32]
     assert threads_per_process(16, 3) == 5
     assert threads_per_process(2, 3) == 1
+
+
+def test_a_worker_hosting_many_sites_gets_one_malloc_arena_unless_the_user_chose(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from flconfig.launcher import worker_environment
+
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    assert worker_environment(512)["MALLOC_ARENA_MAX"] == "1"
+    assert "MALLOC_ARENA_MAX" not in worker_environment(1)  # a process of its own: glibc's default
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert worker_environment(512)["MALLOC_ARENA_MAX"] == "4"
