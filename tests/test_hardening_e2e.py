@@ -113,7 +113,7 @@ def test_silent_and_bogus_callers_do_not_stop_honest_sites(tmp_path: Path) -> No
 
     from flconfig.runtime.comm import method_path
 
-    job = make_job(tmp_path, num_rounds=4, epochs=4)  # long enough to be under attack
+    job = make_job(tmp_path, num_rounds=8, epochs=8)  # long enough to be under attack
     ws = tmp_path / "ws"
     proc = launch(job, ws, "--quiet-metrics")
     out = Output(proc)
