@@ -1045,7 +1045,7 @@ def test_a_get_task_waiting_in_its_long_poll_receives_the_task(make_server) -> N
                 "train", FLModel(params={"w": np.zeros(2)}), ["site-1"], 0, timeout=30)),
             daemon=True)
         sender.start()
-        poller.join(10)
+        poller.join(10)  # inside the 20 s long poll: only the task itself can have woken it
         assert not poller.is_alive()
         assert isinstance(got[0], Task) and got[0].name == "train"
         client.submit_result(got[0], FLModel(params={"w": np.ones(2)}))
@@ -1056,26 +1056,23 @@ def test_a_get_task_waiting_in_its_long_poll_receives_the_task(make_server) -> N
 def test_a_sites_lines_from_the_training_threads_go_to_its_own_log(tmp_path) -> None:
     import logging
 
-    from flconfig.runtime.logs import add_log_file
+    from flconfig.runtime.logs import _router, add_log_file
     from flconfig.runtime.worker import _ProcessJob
 
-    root = logging.getLogger()
-    before = list(root.handlers)
+    files = [add_log_file(tmp_path / site / "log.txt", site=site) for site in ("site-1", "site-2")]
     try:
-        for site in ("site-1", "site-2"):
-            add_log_file(tmp_path / site / "log.txt", site=site)
         job = _ProcessJob({}, slots=1)
         say = logging.getLogger("learner").info
         job.run_task("site-2", say, "trained on site-2's data")
         job.run_task("site-1", say, "trained on site-1's data")
         job.close()
-        for handler in root.handlers:
+        for handler in files:
             handler.flush()
         assert "trained on site-1's data" in (tmp_path / "site-1" / "log.txt").read_text()
         assert "site-2" not in (tmp_path / "site-1" / "log.txt").read_text()
         assert "trained on site-2's data" in (tmp_path / "site-2" / "log.txt").read_text()
-    finally:
-        for handler in root.handlers[:]:
-            if handler not in before:
-                root.removeHandler(handler)
-                handler.close()
+    finally:  # this process's other tests keep their log routing
+        router = _router()
+        for site, handler in zip(("site-1", "site-2"), files, strict=True):
+            router.by_site[site].remove(handler)
+            handler.close()

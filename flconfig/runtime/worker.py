@@ -238,31 +238,27 @@ class _ProcessJob:
     """The job, loaded once per worker process and shared by its sites; sites build
     their components from it one at a time."""
 
-    def __init__(self, spec: dict[str, Any], slots: int = 1) -> None:
+    def __init__(self, spec: dict[str, Any], slots: int = 1, shared: bool = False) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
         self._spec = spec
-        self._slots = max(1, slots)
-        self._pool: Any = None
+        # Threads are started as tasks come, at most ``slots``.
+        self._pool = ThreadPoolExecutor(max(1, slots), thread_name_prefix="flconfig-train")
         self._lock = threading.Lock()
         self._job: Any = None
         self._error: BaseException | None = None
         #: Whether the process's sites share one gRPC channel (more than one site).
-        self.shared = False
+        self.shared = shared
 
     def run_task(self, site: str, fn: Any, *args: Any) -> Any:
         """Run ``fn(*args)`` for ``site`` on the process's training threads (one per core
         given to the process) and return its result. A thousand sites training at once
         would only fight over the cores; on a few threads that do all the training,
         torch's and the allocator's memory is reused instead of held once per site."""
-        with self._lock:
-            if self._pool is None:
-                from concurrent.futures import ThreadPoolExecutor
-
-                self._pool = ThreadPoolExecutor(self._slots, thread_name_prefix="flconfig-train")
         return self._pool.submit(_as_site, site, fn, *args).result()
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False)
+        self._pool.shutdown(wait=False)
 
     def build(self, site: str, workspace: Path, job_id: str) -> Any:
         from ..job import load_job
@@ -280,7 +276,7 @@ class _ProcessJob:
 
 
 def run_site(spec: dict[str, Any], site: str, errors: dict[str, str],
-             job: _ProcessJob | None = None) -> None:
+             job: _ProcessJob) -> None:
     """Run one client site until the server ends the run."""
     from ..build import BuiltSite
     from .comm_client import CommClient, Task
@@ -297,10 +293,10 @@ def run_site(spec: dict[str, Any], site: str, errors: dict[str, str],
             site,
             spec["credentials"][site],
             heartbeat_interval=spec.get("heartbeat_interval", 5.0),
-            share_channel=job is not None and job.shared,
+            share_channel=job.shared,
         )
         try:
-            built: BuiltSite = (job or _ProcessJob(spec)).build(site, workspace, job_id)
+            built: BuiltSite = job.build(site, workspace, job_id)
         except Exception as exc:
             # Tell the server at once, so the run fails now, naming this site and the cause.
             if isinstance(exc, JobError):
@@ -336,10 +332,7 @@ def run_site(spec: dict[str, Any], site: str, errors: dict[str, str],
                 continue
             if not isinstance(task, Task):
                 break  # the server ended the run
-            if job is None:
-                result = _execute(built, ctx, task.name, task.data)
-            else:
-                result = job.run_task(site, _execute, built, ctx, task.name, task.data)
+            result = job.run_task(site, _execute, built, ctx, task.name, task.data)
             comm.submit_result(task, result)
             # Not held while the site waits for its next task: a thousand sites would
             # each keep a copy of the global model and of their result.
@@ -426,8 +419,7 @@ def run_clients(spec: dict[str, Any], sites: list[str]) -> int:
             add_log_file(workspace / site / spec["job_id"] / "log.txt", site=site)
         except OSError as exc:
             errors[site] = storage_message(exc, workspace)
-    job = _ProcessJob(spec, slots=spec.get("threads", 1))
-    job.shared = len(sites) > 1
+    job = _ProcessJob(spec, slots=spec.get("threads", 1), shared=len(sites) > 1)
     threads = [
         threading.Thread(target=run_site, args=(spec, site, errors, job),
                          name=site_thread_name(site, "main"))
