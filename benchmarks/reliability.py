@@ -131,7 +131,7 @@ def hostile_site(tmp: Path) -> dict[str, Any]:
 def hostile_callers(tmp: Path) -> dict[str, Any]:
     import grpc
 
-    from flconfig.runtime.comm import method_path
+    from flconfig.transport.contract import method_path
 
     job = make_job(tmp, num_rounds=4, epochs=4)
     ws = tmp / "ws"

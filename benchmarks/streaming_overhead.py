@@ -67,9 +67,9 @@ CLIENT_CONFIG = (
 def run_server(workspace: Path) -> None:
     from flconfig.api import EventType
     from flconfig.components.tracking import TBAnalyticsReceiver
-    from flconfig.runtime.comm_server import CommServer
     from flconfig.runtime.context import SiteContext
     from flconfig.runtime.fed_events import records_to_events
+    from flconfig.transport.server import CommServer
 
     receiver = TBAnalyticsReceiver(events=["fed.analytix_log_stats"])
     ctx = SiteContext("server", JOB, workspace, {"tb": receiver}, [receiver], role="server")
@@ -142,9 +142,9 @@ class Trainer:
 
         from flconfig.components.tracking import ConvertToFedEvent, TBWriter
         from flconfig.examples.digits import DigitsLearner, build_model, params_to_numpy
-        from flconfig.runtime.comm_client import CommClient
         from flconfig.runtime.context import SiteContext
         from flconfig.runtime.fed_events import event_to_records
+        from flconfig.transport.client import CommClient
 
         self._learner_class = DigitsLearner
         self.args = learner_args(epochs)

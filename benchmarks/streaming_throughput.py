@@ -57,9 +57,9 @@ TAG = "train_loss"
 def run_server(workspace: Path) -> None:
     from flconfig.api import EventType
     from flconfig.components.tracking import TBAnalyticsReceiver
-    from flconfig.runtime.comm_server import CommServer
     from flconfig.runtime.context import SiteContext
     from flconfig.runtime.fed_events import records_to_events
+    from flconfig.transport.server import CommServer
 
     receiver = TBAnalyticsReceiver()
     ctx = SiteContext("server", JOB, workspace, {"tb": receiver}, [receiver], role="server")
@@ -83,9 +83,9 @@ def run_server(workspace: Path) -> None:
 def run_client(workspace: Path, port: int, scalars: int, paced: int, rate: int) -> None:
     from flconfig.api import EventType
     from flconfig.components.tracking import ConvertToFedEvent, TBWriter
-    from flconfig.runtime.comm_client import CommClient
     from flconfig.runtime.context import SiteContext
     from flconfig.runtime.fed_events import event_to_records
+    from flconfig.transport.client import CommClient
 
     comm = CommClient(f"127.0.0.1:{port}", SITE, TOKEN)
     comm.connect()

@@ -21,9 +21,10 @@ from hypothesis import strategies as st
 
 from flconfig.api import FLModel, ReturnCode, Signal
 from flconfig.errors import JobError
-from flconfig.runtime import comm
-from flconfig.runtime import comm_server as comm_server_module
-from flconfig.runtime.codec import (
+from flconfig.transport import contract as comm
+from flconfig.transport import server as comm_server_module
+from flconfig.transport.client import END, CommClient, Task
+from flconfig.transport.codec import (
     ProtocolError,
     decode_envelope,
     decode_model,
@@ -32,8 +33,7 @@ from flconfig.runtime.codec import (
     encode_model,
     encode_records,
 )
-from flconfig.runtime.comm_client import END, CommClient, Task
-from flconfig.runtime.comm_server import CommServer
+from flconfig.transport.server import CommServer
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -1076,3 +1076,21 @@ def test_a_sites_lines_from_the_training_threads_go_to_its_own_log(tmp_path) -> 
         for site, handler in zip(("site-1", "site-2"), files, strict=True):
             router.by_site[site].remove(handler)
             handler.close()
+
+
+def test_old_transport_paths_still_import() -> None:
+    """The link moved to flconfig.transport; the runtime paths stay one release."""
+    import importlib
+
+    from flconfig.transport import client, codec, contract, server
+
+    for old, new in (
+        ("flconfig.runtime.comm", contract),
+        ("flconfig.runtime.codec", codec),
+        ("flconfig.runtime.comm_server", server),
+        ("flconfig.runtime.comm_client", client),
+    ):
+        assert importlib.import_module(old) is new
+    from flconfig.runtime.comm_server import CommServer as OldServer
+
+    assert OldServer is CommServer

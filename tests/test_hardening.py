@@ -22,11 +22,11 @@ from flconfig.api import Event, EventType
 from flconfig.cli import main as cli_main
 from flconfig.components.tracking import ConvertToFedEvent, TBAnalyticsReceiver, TBWriter
 from flconfig.job import inspect_job
-from flconfig.runtime.comm_client import CommClient
-from flconfig.runtime.comm_server import CommServer
 from flconfig.runtime.context import SiteContext
 from flconfig.runtime.fed_events import event_to_records, records_to_events
 from flconfig.tracking import records as rec
+from flconfig.transport.client import CommClient
+from flconfig.transport.server import CommServer
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "configs" / "tensorboard-streaming"
@@ -529,7 +529,7 @@ def test_the_json_lines_receiver_rolls_back_a_failed_write(tmp_path: Path) -> No
 @pytest.mark.parametrize("bad", ["site-1\n", "-x", "a" * 129, "site/1"])
 def test_site_names_follow_one_rule(tmp_path: Path, capsys: pytest.CaptureFixture[str], bad: str) -> None:
     from flconfig.meta import NAME_RE
-    from flconfig.runtime.comm import is_valid_site_name
+    from flconfig.transport.contract import is_valid_site_name
 
     # The job's rule (meta, the launcher) and the transport's rule agree.
     assert NAME_RE.match(bad) is None and not is_valid_site_name(bad)
@@ -542,13 +542,13 @@ def test_site_names_follow_one_rule(tmp_path: Path, capsys: pytest.CaptureFixtur
 def test_refused_calls_cannot_flood_the_log(caplog: pytest.LogCaptureFixture) -> None:
     import grpc
 
-    from flconfig.runtime.comm import method_path
+    from flconfig.transport.contract import method_path
 
     server = CommServer({"site-1": "token-1"}).start()
     channel = grpc.insecure_channel(server.address)
     try:
         call = channel.unary_unary(method_path("Heartbeat"))
-        with caplog.at_level("WARNING", logger="flconfig.runtime.comm_server"):
+        with caplog.at_level("WARNING", logger="flconfig.transport.server"):
             for i in range(60):  # a caller cycling through site names
                 with pytest.raises(grpc.RpcError) as err:
                     call(b"", timeout=10, metadata=(("flconfig-site", f"site-{i}"),

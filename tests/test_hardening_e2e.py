@@ -59,7 +59,7 @@ HOSTILE_LEARNER = '''
 import gc
 
 from flconfig.examples.digits import DigitsLearner
-from flconfig.runtime.comm_client import CommClient
+from flconfig.transport.client import CommClient
 
 
 class HostileLearner(DigitsLearner):
@@ -111,7 +111,7 @@ def peak_rss_mb(pid: int) -> float:
 def test_silent_and_bogus_callers_do_not_stop_honest_sites(tmp_path: Path) -> None:
     import grpc
 
-    from flconfig.runtime.comm import method_path
+    from flconfig.transport.contract import method_path
 
     job = make_job(tmp_path, num_rounds=8, epochs=8)  # long enough to be under attack
     ws = tmp_path / "ws"

@@ -663,7 +663,7 @@ def test_two_threads_logging_to_one_writer_lose_nothing(job: Job) -> None:
 
 def test_nan_infinity_and_big_ints_survive_the_wire(job: Job) -> None:
     """The transport's JSON carries NaN and infinities (a diverging loss must show)."""
-    from flconfig.runtime.codec import decode_records, encode_record, join_records
+    from flconfig.transport.codec import decode_records, encode_record, join_records
 
     def wire_sink(site: str) -> Callable[[Event], None]:
         def fed_sink(event: Event) -> None:

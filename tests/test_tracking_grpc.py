@@ -13,10 +13,10 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from flconfig.api import EventType
 from flconfig.components.tracking import ConvertToFedEvent, TBAnalyticsReceiver, TBWriter
-from flconfig.runtime.comm_client import CommClient
-from flconfig.runtime.comm_server import CommServer
 from flconfig.runtime.context import SiteContext
 from flconfig.runtime.fed_events import event_to_records, records_to_events
+from flconfig.transport.client import CommClient
+from flconfig.transport.server import CommServer
 
 pytestmark = pytest.mark.timeout(60)
 

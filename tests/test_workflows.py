@@ -38,9 +38,9 @@ from flconfig.components.validation_json import ValidationJsonGenerator
 from flconfig.errors import JobError
 from flconfig.examples.digits import DigitsLearner
 from flconfig.examples.models import DigitsCNN
-from flconfig.runtime.comm_client import END, CommClient
-from flconfig.runtime.comm_server import CommServer
 from flconfig.runtime.context import SiteContext
+from flconfig.transport.client import END, CommClient
+from flconfig.transport.server import CommServer
 
 pytestmark = pytest.mark.timeout(60)
 

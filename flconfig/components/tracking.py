@@ -33,10 +33,10 @@ from typing import Any, ClassVar
 
 from ..api import Event, EventType, RunContext
 from ..errors import JobError, StorageError, storage_message
-from ..runtime.comm import is_valid_site_name
 from ..runtime.logs import site_thread_name
 from ..tracking import records as rec
 from ..tracking.records import AnalyticsBatch, as_number, as_step, as_walltime, check_tag
+from ..transport.contract import is_valid_site_name
 from .base import (
     Widget,
     check_file_name,

@@ -1,12 +1,12 @@
-"""Running jobs: the wire formats and the gRPC link between the server and its sites.
+"""Running a job's server and sites: processes, run contexts, fed events, logs, live metrics.
 
-- :mod:`.codec` turns models, event records and control messages into bytes and
-  back (no pickle; every decode treats its input as hostile).
-- :mod:`.comm` holds what both ends of the link agree on: method names,
-  metadata keys, site-name rules, channel options.
-- :mod:`.comm_server` is the server end (:class:`~.comm_server.CommServer`):
-  authentication, liveness, task dispatch (FLARE's ``broadcast_and_wait``) and
-  exactly-once event delivery.
-- :mod:`.comm_client` is the site end (:class:`~.comm_client.CommClient`):
-  connect, pull tasks, return results, heartbeat, stream events.
+- :mod:`.worker` runs one process of a launch: the server, or one or more sites.
+- :mod:`.context` is the run context components see (FLARE's FLContext, reduced).
+- :mod:`.fed_events` carries events from sites to the server's components.
+- :mod:`.logs` routes each site's log lines to its own file.
+- :mod:`.live_metrics` prints the metric lines a launch shows while it runs.
+
+The link between the server and its sites lives in :mod:`flconfig.transport`;
+``runtime.comm``, ``runtime.codec``, ``runtime.comm_server`` and
+``runtime.comm_client`` are its old paths, kept for one release.
 """

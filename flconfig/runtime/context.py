@@ -47,7 +47,7 @@ class SiteContext:
         self.run_dir = self.workspace / site_name / job_id
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.role = role
-        #: On the server: the :class:`~flconfig.runtime.comm_server.CommServer` workflows send tasks with.
+        #: On the server: the :class:`~flconfig.transport.server.CommServer` workflows send tasks with.
         self.comm = comm
         self.fed_sink = fed_sink
         self.abort_signal = abort_signal or Signal()

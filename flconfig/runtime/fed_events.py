@@ -38,7 +38,7 @@ from typing import Any
 
 from ..api import Event
 from ..tracking.records import AnalyticsBatch, check_event_type, clean_record
-from .codec import find_unsendable
+from ..transport.codec import find_unsendable
 
 log = logging.getLogger(__name__)
 

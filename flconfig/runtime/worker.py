@@ -78,7 +78,7 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 def run_server(spec: dict[str, Any]) -> int:
     from ..job import load_job
-    from .comm_server import CommServer
+    from ..transport.server import CommServer
     from .context import SiteContext
     from .fed_events import records_to_events
     from .live_metrics import LiveMetrics
@@ -279,7 +279,7 @@ def run_site(spec: dict[str, Any], site: str, errors: dict[str, str],
              job: _ProcessJob) -> None:
     """Run one client site until the server ends the run."""
     from ..build import BuiltSite
-    from .comm_client import CommClient, Task
+    from ..transport.client import CommClient, Task
     from .context import SiteContext
     from .fed_events import event_to_records
 
