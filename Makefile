@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: venv example test lint bench
+.PHONY: venv example test lint bench proto
 
 $(BIN)/flconfig: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,3 +28,9 @@ lint: venv
 
 bench: venv
 	$(BIN)/python benchmarks/run_all.py
+
+# Regenerate the wire contract's Python modules from flconfig/transport/flconfig.proto
+# (grpcio-tools is in the test extra; tests/test_transport.py checks they match).
+proto: venv
+	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. \
+		flconfig/transport/flconfig.proto

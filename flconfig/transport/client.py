@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -29,15 +29,10 @@ from ..errors import JobError
 from ..runtime.logs import site_thread_name
 from ..tracking.records import MAX_RECORD_BYTES
 from . import contract
-from .codec import (
-    ProtocolError,
-    decode_envelope,
-    decode_model,
-    encode_envelope,
-    encode_model,
-    encode_record,
-    join_records,
-)
+from . import flconfig_pb2 as pb
+from . import flconfig_pb2_grpc as pb_grpc
+from .codec import ProtocolError, decode_model, encode_model, encode_record, join_records
+from .contract import wire_bytes_field
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +81,10 @@ _IDLE_WAIT_S = 30.0
 
 class _Retry(Exception):
     """A call failed in a way worth retrying."""
+
+
+class _Withdrawn(Exception):
+    """The task whose model was being fetched closed before the site had it all."""
 
 
 class _SharedChannels:
@@ -155,7 +154,8 @@ class CommClient:
         token: str,
         heartbeat_interval: float = 5.0,
         *,
-        max_message_mb: int = 512,
+        max_message_mb: int = contract.DEFAULT_MAX_MESSAGE_MB,
+        max_model_mb: int = contract.DEFAULT_MAX_MODEL_MB,
         retry_timeout: float = 60.0,
         batch_max: int = 2000,
         batch_linger: float = 0.25,
@@ -178,7 +178,12 @@ class CommClient:
         #: How long calls keep retrying while the server is unreachable.
         self.retry_timeout = float(retry_timeout)
         self._metadata = ((contract.SITE_METADATA, site), (contract.TOKEN_METADATA, token))
+        contract.check_limits(max_message_mb, max_model_mb)
         self._max_message_mb = max_message_mb
+        #: Largest model frame this site sends or accepts; the server's own limit,
+        #: learnt at connect, may be lower.
+        self.max_model_bytes = max_model_mb * 1024 * 1024
+        self._chunk_bytes = contract.CHUNK_BYTES
         self._channel_credentials = channel_credentials
         self._share_channel = share_channel
         self._batch_max = max(1, batch_max)
@@ -232,9 +237,13 @@ class CommClient:
             channel = _SHARED_CHANNELS.acquire(key, self._make_channel)
         else:
             channel = self._make_channel()
-        calls = {
-            name: channel.unary_unary(contract.method_path(name)) for name in contract.METHODS
-        }  # raw bytes in and out: no (de)serializers
+        stub = pb_grpc.CommStub(channel)
+        calls = {name: getattr(stub, name) for name in contract.METHODS}
+        # A result's parts are serialised by _result_parts itself, one copy fewer per chunk.
+        calls["PushResult"] = channel.stream_unary(
+            contract.method_path("PushResult"),
+            response_deserializer=pb.SubmitResultReply.FromString,
+        )
         with self._channel_lock:
             old, self._channel, self._calls = self._channel, channel, calls
         if old is not None:
@@ -254,14 +263,32 @@ class CommClient:
         """
         self._open_channel()
 
-    def _invoke(
-        self, method: str, request: bytes, timeout: float, wait_for_ready: bool = False
-    ) -> tuple[dict[str, Any], memoryview]:
-        """One call; raises :class:`_Retry` or a :class:`JobError` that says what went wrong."""
+    def _call(self, method: str) -> Any:
         with self._channel_lock:
             call = self._calls.get(method)
         if call is None:
             raise JobError("not connected; call connect() first", self.site)
+        return call
+
+    def _error(self, method: str, exc: grpc.RpcError) -> Exception:
+        """The :class:`_Retry` or :class:`JobError` that says what a failed call means."""
+        code = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN
+        details = (exc.details() if isinstance(exc, grpc.Call) else "") or ""
+        if code in _RETRYABLE:
+            return _Retry(f"{method}: {code.name}: {details}")
+        if code == grpc.StatusCode.UNAUTHENTICATED:
+            err = JobError(f"server refused {self.site}: bad credentials")
+            err.site = self.site
+            return err
+        if code == grpc.StatusCode.NOT_FOUND and method == "FetchModel":
+            return _Withdrawn(details)
+        return JobError(f"{method} failed: {code.name}: {details}", self.site)
+
+    def _invoke(
+        self, method: str, request: Any, timeout: float | None, wait_for_ready: bool = False
+    ) -> Any:
+        """One call; its reply message, or :class:`_Retry` or a :class:`JobError` that says why not."""
+        call = self._call(method)
         try:
             # A future, waited for on an Event its completion sets: a blocking gRPC call
             # wakes its thread five times a second while it waits, and a thousand sites'
@@ -272,34 +299,20 @@ class CommClient:
             done = threading.Event()
             future.add_done_callback(lambda _: done.set())
             done.wait()
-            response = future.result()
+            return future.result()
         except grpc.RpcError as exc:
-            code = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN
-            details = (exc.details() if isinstance(exc, grpc.Call) else "") or ""
-            if code in _RETRYABLE:
-                raise _Retry(f"{method}: {code.name}: {details}") from None
-            if code == grpc.StatusCode.UNAUTHENTICATED:
-                err = JobError(f"server refused {self.site}: bad credentials")
-                err.site = self.site
-                raise err from None
-            raise JobError(f"{method} failed: {code.name}: {details}", self.site) from None
+            raise self._error(method, exc) from None
         except ValueError as exc:  # the channel was closed under us by reconnect()
             raise _Retry(f"{method}: {exc}") from None
-        try:
-            return decode_envelope(response)
-        except ProtocolError as exc:
-            raise JobError(f"{method}: the server sent a bad reply: {exc}", self.site) from None
 
-    def _call_with_retry(
-        self, method: str, request: bytes, timeout: float
-    ) -> tuple[dict[str, Any], memoryview]:
-        """:meth:`_invoke`, retried with backoff while the server is unreachable."""
+    def _with_retry(self, method: str, attempt: Callable[[], Any]) -> Any:
+        """``attempt()``, retried with backoff while the server is unreachable."""
         limit = self.retry_timeout
         start = time.monotonic()
         delay = 0.05
         while True:
             try:
-                return self._invoke(method, request, timeout)
+                return attempt()
             except _Retry as exc:
                 if self._closed and method != "Bye":
                     raise JobError(f"{method}: client is closed", self.site) from None
@@ -313,6 +326,10 @@ class CommClient:
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
 
+    def _call_with_retry(self, method: str, request: Any, timeout: float | None) -> Any:
+        """:meth:`_invoke`, retried with backoff while the server is unreachable."""
+        return self._with_retry(method, lambda: self._invoke(method, request, timeout))
+
     def connect(self, timeout: float = 30) -> None:
         """Say Hello, retrying until the server is up; then start the background threads.
 
@@ -323,7 +340,7 @@ class CommClient:
         if self._closed:
             raise JobError("client is closed", self.site)
         self._open_channel()
-        request = encode_envelope({"stream": self._stream, "version": 1})
+        request = pb.HelloRequest(stream=self._stream, version=contract.PROTOCOL_VERSION)
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
@@ -332,12 +349,16 @@ class CommClient:
                     f"could not reach the server at {self.address} within {timeout:g} s", self.site
                 )
             try:
-                header, _ = self._invoke("Hello", request, min(remaining, 5.0), wait_for_ready=True)
+                hello = self._invoke("Hello", request, min(remaining, 5.0), wait_for_ready=True)
                 break
             except _Retry:
                 time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
-        server_timeout = header.get("heartbeat_timeout")
-        if isinstance(server_timeout, (int, float)) and self.heartbeat_interval >= server_timeout:
+        server_timeout = hello.heartbeat_timeout
+        if hello.max_model_bytes:
+            self.max_model_bytes = min(self.max_model_bytes, hello.max_model_bytes)
+        if hello.chunk_bytes:
+            self._chunk_bytes = min(self._chunk_bytes, hello.chunk_bytes)
+        if server_timeout and self.heartbeat_interval >= server_timeout:
             log.warning(
                 "%s: heartbeat_interval %g s is not below the server's heartbeat timeout %g s",
                 self.site, self.heartbeat_interval, server_timeout,
@@ -385,8 +406,8 @@ class CommClient:
             log.warning("%s: closing with %d event records not delivered", self.site, unacked)
         if self._connected:
             try:
-                header = {} if reason is None else {"reason": str(reason)[:1000]}
-                self._invoke("Bye", encode_envelope(header), timeout=5.0)
+                bye = pb.ByeRequest(reason="" if reason is None else str(reason)[:1000])
+                self._invoke("Bye", bye, timeout=5.0)
             except (_Retry, JobError) as exc:
                 log.warning("%s: Bye failed: %s", self.site, exc)
         with self._channel_lock:
@@ -400,7 +421,7 @@ class CommClient:
             return len(self._outbox) + self._not_queued
 
     def _heartbeat_loop(self) -> None:
-        request = encode_envelope({})
+        request = pb.HeartbeatRequest()
         log.info("%s: heartbeat every %g s", self.site, self.heartbeat_interval)
         while not self._stop.wait(self.heartbeat_interval):
             if self._polling:
@@ -417,55 +438,108 @@ class CommClient:
     def get_task(self, timeout: float | None = None) -> Task | _EndOfRun | None:
         """The next task, :data:`END` once the server ended the run, or ``None`` after ``timeout`` s.
 
-        ``timeout=None`` waits until there is a task or the run ends. Raises
-        :class:`JobError` if the server stays unreachable for ``retry_timeout``.
+        ``timeout=None`` waits until there is a task or the run ends. A task's
+        model larger than one message is fetched in chunks, resuming where a
+        dropped connection broke it off. Raises :class:`JobError` if the server
+        stays unreachable for ``retry_timeout``.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             wait = contract.LONG_POLL_S
             if deadline is not None:
                 wait = min(wait, max(0.0, deadline - time.monotonic()))
-            # A task may be large: allow for its transfer beyond the long poll.
             self._polling += 1
             try:
-                header, body = self._call_with_retry(
-                    "GetTask", encode_envelope({"wait": wait}), timeout=wait + 300.0
+                reply = self._call_with_retry(
+                    "GetTask", pb.GetTaskRequest(wait=wait), timeout=wait + 60.0
                 )
             finally:
                 self._polling -= 1
-            kind = header.get("kind")
-            if kind == "task":
-                name, task_id = header.get("name"), header.get("task_id")
-                if not isinstance(name, str) or not isinstance(task_id, str):
+            if reply.kind == pb.TaskReply.TASK:
+                name, task_id = reply.name, reply.task_id
+                if not name or not task_id:
                     raise JobError("GetTask: the server sent a task without name or id", self.site)
-                try:
-                    data = decode_model(body)
-                except ProtocolError as exc:
-                    raise JobError(
-                        f"task {name}: the server sent bad data: {exc}", self.site
-                    ) from None
-                return Task(name, task_id, data)
-            if kind == "end":
+                frame = reply.model or self._fetch_model(name, task_id, reply.model_bytes)
+                if frame is not None:
+                    try:
+                        data = decode_model(frame)
+                    except ProtocolError as exc:
+                        raise JobError(
+                            f"task {name}: the server sent bad data: {exc}", self.site
+                        ) from None
+                    return Task(name, task_id, data)
+            elif reply.kind == pb.TaskReply.END:
                 return END
-            if kind != "none":
-                raise JobError(f"GetTask: unknown reply kind {kind!r}", self.site)
+            elif reply.kind != pb.TaskReply.NONE:
+                raise JobError(f"GetTask: unknown reply kind {reply.kind!r}", self.site)
             if deadline is not None and time.monotonic() >= deadline:
                 return None
 
-    def submit_result(self, task: Task, result: FLModel) -> bool:
-        """Send the result of ``task``; True if the server accepted it (False: late or unknown)."""
-        request = encode_envelope({"task_id": task.task_id}, encode_model(result))
-        if len(request) > self._max_message_mb * 1024 * 1024:
+    def _fetch_model(self, name: str, task_id: str, size: int) -> bytearray | None:
+        """The ``size``-byte model frame of task ``task_id``; None if the task closed meanwhile."""
+        if size > self.max_model_bytes:
             raise JobError(
-                f"the result of task {task.name} is {len(request) / 2**20:.1f} MiB, "
-                f"above max_message_mb={self._max_message_mb}",
+                f"task {name}: its model is {size / 2**20:.1f} MiB, above this site's "
+                f"limit of {self.max_model_bytes / 2**20:.0f} MiB (max_model_mb)",
                 self.site,
             )
-        header, _ = self._call_with_retry("SubmitResult", request, timeout=300.0)
-        accepted = header.get("accepted") is True
-        if not accepted:
+        frame = bytearray()
+
+        def fetch_rest() -> None:
+            request = pb.FetchModelRequest(task_id=task_id, offset=len(frame))
+            try:
+                for chunk in self._call("FetchModel")(request, metadata=self._metadata):
+                    if len(frame) + len(chunk.data) > size:
+                        raise JobError(
+                            f"task {name}: the server sent more than the {size} bytes it "
+                            "announced", self.site,
+                        )  # fmt: skip
+                    frame.extend(chunk.data)
+            except grpc.RpcError as exc:
+                raise self._error("FetchModel", exc) from None
+            except ValueError as exc:  # the channel was closed under us by reconnect()
+                raise _Retry(f"FetchModel: {exc}") from None
+            if len(frame) < size:
+                raise _Retry(f"FetchModel: {len(frame)} of {size} bytes")  # resume from there
+
+        try:
+            self._with_retry("FetchModel", fetch_rest)
+        except _Withdrawn as exc:
+            log.info("%s: task %s was withdrawn while its model arrived (%s)", self.site, name, exc)
+            return None
+        return frame
+
+    def submit_result(self, task: Task, result: FLModel) -> bool:
+        """Send the result of ``task``; True if the server accepted it (False: late or unknown).
+
+        A result larger than one message is streamed in chunks.
+        """
+        frame = encode_model(result)
+        if len(frame) > self.max_model_bytes:
+            raise JobError(
+                f"the result of task {task.name} is {len(frame) / 2**20:.1f} MiB, above "
+                f"the limit of {self.max_model_bytes / 2**20:.0f} MiB (max_model_mb)",
+                self.site,
+            )
+        if len(frame) <= self._chunk_bytes:
+            request = pb.SubmitResultRequest(task_id=task.task_id, model=frame)
+            reply = self._call_with_retry("SubmitResult", request, timeout=300.0)
+        else:
+            reply = self._with_retry(
+                "PushResult",
+                lambda: self._invoke("PushResult", self._result_parts(task, frame), None),
+            )
+        if not reply.accepted:
             log.warning("%s: the server did not accept the result of task %s", self.site, task.name)
-        return accepted
+        return bool(reply.accepted)
+
+    def _result_parts(self, task: Task, frame: bytes) -> Iterator[bytes]:
+        """The serialised ResultParts of ``frame``: the first names the task and the size."""
+        view, step = memoryview(frame), self._chunk_bytes
+        first = pb.ResultPart(task_id=task.task_id, model_bytes=len(frame))
+        yield first.SerializeToString() + wire_bytes_field(3, view[:step])
+        for start in range(step, len(frame), step):
+            yield wire_bytes_field(3, view[start : start + step])
 
     # ------------------------------------------------------------------ events
 
@@ -664,9 +738,11 @@ class CommClient:
             batch = self._next_batch()
             if batch is None:
                 return
-            request = encode_envelope({"stream": self._stream}, join_records(p for _, p in batch))
+            request = pb.SendEventsRequest(
+                stream=self._stream, records=join_records(p for _, p in batch)
+            )
             try:
-                header, _ = self._invoke("SendEvents", request, timeout=30.0)
+                reply = self._invoke("SendEvents", request, timeout=30.0)
             except _Retry as exc:
                 log.debug("%s: resending %d event records after %s", self.site, len(batch), exc)
                 if self._stop.wait(delay):
@@ -676,14 +752,13 @@ class CommClient:
             except JobError as exc:
                 self._stop_stream(f"the server refused event records: {exc}")
                 return
-            ack = header.get("ack")
-            refused = header.get("error")
-            if refused is not None and type(ack) is int and ack < batch[0][0]:
+            ack, refused = reply.ack, reply.error
+            if refused and ack < batch[0][0]:
                 # The server could not write them (a full disk): keep them, try again.
                 if self._server_refusal is None:
                     log.warning("%s: the server could not save event records (%s); "
                                 "keeping them and sending again", self.site, str(refused)[:300])
-                self._server_refusal = str(refused)[:300]
+                self._server_refusal = refused[:300]
                 if self._stop.wait(delay):
                     return
                 delay = min(delay * 2, 1.0)
@@ -692,9 +767,6 @@ class CommClient:
             if self._server_refusal is not None:
                 log.warning("%s: the server saves event records again", self.site)
                 self._server_refusal = None
-            if type(ack) is not int:
-                self._stop_stream(f"bad SendEvents reply {header!r}")
-                return
             if ack < batch[0][0] - 1:
                 self._stop_stream(
                     f"the server acknowledged seq {ack}, below what it confirmed before "

@@ -1,4 +1,4 @@
-"""Wire formats: models, event records and control messages as bytes, and back.
+"""Wire formats: models and event records as bytes, and back.
 
 No pickle anywhere: a peer may send anything, so every ``decode_*`` function
 checks what it reads and raises :class:`ProtocolError` for bad input.
@@ -14,9 +14,7 @@ Record batch (:func:`encode_records`)::
 
     b"FLCR" | u16 version | UTF-8 JSON array of objects
 
-Envelope (:func:`encode_envelope`), the frame of every gRPC message::
-
-    b"FLCE" | u16 version | u32 header length | UTF-8 JSON header | body bytes
+Both travel in ``bytes`` fields of the messages of ``flconfig.proto``.
 
 All integers are big-endian.
 """
@@ -38,7 +36,6 @@ from ..tracking.records import JSON_ENCODER
 
 MODEL_MAGIC = b"FLCM"
 RECORDS_MAGIC = b"FLCR"
-ENVELOPE_MAGIC = b"FLCE"
 VERSION = 1
 #: Largest JSON header a peer may send; bigger ones are refused before parsing.
 MAX_HEADER_BYTES = 16 * 1024 * 1024
@@ -127,7 +124,7 @@ def _loads(data: bytes | bytearray, what: str) -> Any:
         raise ProtocolError(f"{what}: invalid JSON ({exc})") from None
 
 
-def _read_frame(data: bytes | memoryview, magic: bytes, what: str) -> tuple[Any, memoryview]:
+def _read_frame(data: bytes | bytearray | memoryview, magic: bytes, what: str) -> tuple[Any, memoryview]:
     """Split a ``magic | version | header length | header | body`` frame."""
     view = memoryview(data)
     if view.ndim != 1 or view.itemsize != 1:
@@ -154,20 +151,6 @@ def _read_frame(data: bytes | memoryview, magic: bytes, what: str) -> tuple[Any,
     if not isinstance(header, dict):
         raise ProtocolError(f"{what}: header is a JSON {type(header).__name__}, expected an object")
     return header, view[end:]
-
-
-# --------------------------------------------------------------------------- envelopes
-
-
-def encode_envelope(header: Mapping[str, Any], body: bytes = b"") -> bytes:
-    """Frame a small JSON header and an opaque body (the shape of every gRPC message)."""
-    head = _dumps(dict(header))
-    return _FRAME.pack(ENVELOPE_MAGIC, VERSION, len(head)) + head + body
-
-
-def decode_envelope(data: bytes | memoryview) -> tuple[dict[str, Any], memoryview]:
-    """Split an envelope into its header and a zero-copy view of its body."""
-    return _read_frame(data, ENVELOPE_MAGIC, "message")
 
 
 # --------------------------------------------------------------------------- models
@@ -281,7 +264,7 @@ def _param_from_view(name: str, info: Mapping[str, Any]) -> Any:
     raise ProtocolError(f"model: params[{name!r}] has unsupported dtype {dtype_code!r}")
 
 
-def decode_model(data: bytes | memoryview) -> FLModel:
+def decode_model(data: bytes | bytearray | memoryview) -> FLModel:
     """Parse bytes from :func:`encode_model`; raise :class:`ProtocolError` for anything else.
 
     Params come back as writable numpy arrays, except bf16/fp8 ones, which

@@ -1,22 +1,20 @@
 """What both ends of the server-site link agree on.
 
-The link is one gRPC service, ``flconfig.Comm``, with six unary methods whose
-requests and responses are raw bytes framed by :mod:`.codec` envelopes (no
-generated protobuf code). Every call carries two metadata entries,
-``flconfig-site`` and ``flconfig-token``; the server authenticates them on each
-call and uses the site name as the caller's only identity.
+The messages and the service are defined in ``flconfig.proto`` beside this
+module (``flconfig_pb2`` and ``flconfig_pb2_grpc`` are generated from it, and
+committed): one gRPC service, ``flconfig.Comm``. Every call carries two
+metadata entries, ``flconfig-site`` and ``flconfig-token``; the server
+authenticates them on each call and uses the site name as the caller's only
+identity. Models travel as model frames and event records as record batches
+(:mod:`.codec`), inside ``bytes`` fields.
 
-==============  =======================================  ==========================================
-method          request envelope header (body)           response envelope header (body)
-==============  =======================================  ==========================================
-Hello           ``stream``, ``version``                  ``heartbeat_timeout``, ``long_poll``
-GetTask         ``wait`` (seconds the server may hold)   ``kind``: none | task | end; for a task
-                                                         ``name``, ``task_id`` (body: model frame)
-SubmitResult    ``task_id`` (body: model frame)          ``accepted``
-Heartbeat       (empty)                                  ``ended``
-SendEvents      ``stream`` (body: record batch)          ``ack``: highest seq delivered
-Bye             (empty)                                  (empty)
-==============  =======================================  ==========================================
+A model frame of at most :data:`CHUNK_BYTES` travels inside its task or
+result message; a larger one is streamed in chunks of that size
+(``FetchModel``, ``PushResult``), so the size of a model is capped only by
+``max_model_mb``, never by the gRPC message limit ``max_message_mb``.
+
+This module imports neither gRPC nor protobuf: site-name rules and constants
+are used by parts that must stay light.
 """
 
 from __future__ import annotations
@@ -24,7 +22,25 @@ from __future__ import annotations
 import re
 
 SERVICE = "flconfig.Comm"
-METHODS = ("Hello", "GetTask", "SubmitResult", "Heartbeat", "SendEvents", "Bye")
+#: The service's methods, as ``flconfig.proto`` declares them (a test keeps the two equal).
+METHODS = (
+    "Hello", "GetTask", "FetchModel", "SubmitResult", "PushResult", "Heartbeat", "SendEvents",
+    "Bye",
+)  # fmt: skip
+#: Methods whose requests stream (the body arrives in parts).
+STREAMING_REQUESTS = frozenset({"PushResult"})
+#: Methods whose replies stream.
+STREAMING_REPLIES = frozenset({"FetchModel"})
+#: The protocol version a site states in its Hello; the server refuses any other.
+PROTOCOL_VERSION = 2
+#: Model frames larger than this are streamed in chunks of this size.
+CHUNK_BYTES = 4 * 1024 * 1024
+#: Default and smallest gRPC message limit: a chunk or a record batch (at most
+#: 4 MiB) plus its message fields must fit.
+DEFAULT_MAX_MESSAGE_MB = 16
+MIN_MAX_MESSAGE_MB = 8
+#: Default largest model frame a server or site sends or accepts (16 GiB).
+DEFAULT_MAX_MODEL_MB = 16 * 1024
 SITE_METADATA = "flconfig-site"
 TOKEN_METADATA = "flconfig-token"
 
@@ -36,6 +52,21 @@ _MAX_SITE_NAME = 128
 #: caller going away all answer a waiting call at once; a short poll only costs a
 #: thousand sites a thousand calls a second.
 LONG_POLL_S = 20.0
+
+
+def wire_bytes_field(number: int, data: bytes | memoryview) -> bytes:
+    """``data`` serialised as the protobuf ``bytes`` field ``number`` (tag, length, data).
+
+    Concatenated serialised fields form a serialised message, so a model chunk
+    can be framed with one copy of its data instead of three.
+    """
+    length = len(data)
+    prefix = bytearray([(number << 3) | 2])  # wire type 2: length-delimited
+    while length >= 0x80:
+        prefix.append((length & 0x7F) | 0x80)
+        length >>= 7
+    prefix.append(length)
+    return b"".join((prefix, data))
 
 
 def method_path(method: str) -> str:
@@ -69,6 +100,14 @@ def check_token(token: object, site: str) -> str:
             f"the token of site {site!r} must be a non-empty string of printable ASCII"
         )
     return token
+
+
+def check_limits(max_message_mb: int, max_model_mb: int) -> None:
+    """Raise ``ValueError`` unless the two size limits are whole numbers in range."""
+    if type(max_message_mb) is not int or max_message_mb < MIN_MAX_MESSAGE_MB:
+        raise ValueError(f"max_message_mb must be an int >= {MIN_MAX_MESSAGE_MB}")
+    if type(max_model_mb) is not int or max_model_mb < 1:
+        raise ValueError("max_model_mb must be an int >= 1")
 
 
 def channel_options(max_message_mb: int) -> list[tuple[str, int]]:

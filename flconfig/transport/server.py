@@ -14,24 +14,19 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 import grpc
+from google.protobuf.message import DecodeError, Message
 
 from ..api import FLModel, Signal
 from ..errors import JobError, StorageError
 from . import contract
-from .codec import (
-    ProtocolError,
-    decode_envelope,
-    decode_model,
-    decode_records,
-    encode_envelope,
-    encode_model,
-)
+from . import flconfig_pb2 as pb
+from .codec import ProtocolError, decode_model, decode_records, encode_model
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +35,21 @@ log = logging.getLogger(__name__)
 _NEW, _ALIVE, _LOST, _LEFT = "new", "alive", "lost", "left"
 # Methods a site may call before Hello (or after Bye).
 _SESSIONLESS = ("Hello", "Bye")
-#: Largest request of a control method (everything but SubmitResult and SendEvents).
+#: Largest request of a control method (all but SubmitResult, PushResult and SendEvents).
 MAX_CONTROL_BYTES = 64 * 1024
-_CONTROL_METHODS = frozenset({"Hello", "GetTask", "Heartbeat", "Bye"})
+_CONTROL_METHODS = frozenset({"Hello", "GetTask", "FetchModel", "Heartbeat", "Bye"})
+_REQUESTS: dict[str, type[Message]] = {
+    "Hello": pb.HelloRequest,
+    "GetTask": pb.GetTaskRequest,
+    "FetchModel": pb.FetchModelRequest,
+    "SubmitResult": pb.SubmitResultRequest,
+    "PushResult": pb.ResultPart,
+    "Heartbeat": pb.HeartbeatRequest,
+    "SendEvents": pb.SendEventsRequest,
+    "Bye": pb.ByeRequest,
+}
+_NO_TASK = pb.TaskReply(kind=pb.TaskReply.NONE).SerializeToString()
+_END = pb.TaskReply(kind=pb.TaskReply.END).SerializeToString()
 #: Most refusals in progress at once; calls beyond it are turned away by gRPC's
 #: own thread without a handler thread (status UNIMPLEMENTED).
 MAX_REFUSALS_IN_FLIGHT = 8
@@ -57,7 +64,8 @@ ResultCallback = Callable[[str, FLModel], None]
 class _Task:
     name: str
     task_id: str
-    payload: bytes  # the GetTask reply, encoded once and shared by every target
+    model: bytes  # the task's model frame, encoded once and shared by every target
+    reply: bytes  # the GetTask reply: the frame inside when it fits in one message
     targets: tuple[str, ...]
     results: dict[str, FLModel] = field(default_factory=dict)
     arrivals: list[str] = field(default_factory=list)  # result order, for on_result
@@ -95,6 +103,15 @@ def _job_error(message: str, sites: Sequence[str]) -> JobError:
 def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
     context.abort(code, message)
     raise AssertionError("unreachable")  # context.abort always raises
+
+
+def _parse(method: str, data: bytes) -> Any:
+    """The request message of ``method`` in ``data``; :class:`ProtocolError` if it is none."""
+    kind = _REQUESTS[method]
+    try:
+        return kind.FromString(data)
+    except DecodeError as exc:
+        raise ProtocolError(f"{method}: not a valid {kind.__name__} ({exc})") from None
 
 
 class _Gatekeeper(grpc.ServerInterceptor):
@@ -176,8 +193,9 @@ class CommServer:
         host: str = "127.0.0.1",
         port: int = 0,
         heartbeat_timeout: float = 60.0,
-        max_message_mb: int = 512,
+        max_message_mb: int = contract.DEFAULT_MAX_MESSAGE_MB,
         *,
+        max_model_mb: int = contract.DEFAULT_MAX_MODEL_MB,
         on_events: EventsCallback | None = None,
         on_site_lost: Callable[[str], None] | None = None,
         on_site_failed: Callable[[str, str], None] | None = None,
@@ -194,7 +212,11 @@ class CommServer:
         self.host = host
         self._requested_port = port
         self.heartbeat_timeout = float(heartbeat_timeout)
+        contract.check_limits(max_message_mb, max_model_mb)
+        #: Largest gRPC message, in MiB (a chunk of a model, a batch of records).
         self.max_message_mb = max_message_mb
+        #: Largest model frame, in MiB, this server sends as a task or accepts as a result.
+        self.max_model_mb = max_model_mb
         self.on_events = on_events
         self.on_site_lost = on_site_lost
         self.on_site_failed = on_site_failed
@@ -230,7 +252,9 @@ class CommServer:
         handlers = {
             "Hello": self._hello,
             "GetTask": self._get_task,
+            "FetchModel": self._fetch_model,
             "SubmitResult": self._submit_result,
+            "PushResult": self._push_result,
             "Heartbeat": self._heartbeat,
             "SendEvents": self._send_events,
             "Bye": self._bye,
@@ -398,16 +422,18 @@ class CommServer:
                 f"task '{task_name}' needs {need} results but has only {len(targets)} target(s)"
             )
         task_id = uuid.uuid4().hex
-        payload = encode_envelope(
-            {"kind": "task", "name": task_name, "task_id": task_id}, encode_model(data)
-        )
-        limit = self.max_message_mb * 1024 * 1024
-        if len(payload) > limit:
+        model = encode_model(data)
+        if len(model) > self.max_model_mb * 1024 * 1024:
             raise JobError(
-                f"task '{task_name}': its data is {len(payload) / 2**20:.1f} MiB, "
-                f"above max_message_mb={self.max_message_mb}"
+                f"task '{task_name}': its data is {len(model) / 2**20:.1f} MiB, "
+                f"above max_model_mb={self.max_model_mb}"
             )
-        task = _Task(task_name, task_id, payload, targets)
+        reply = pb.TaskReply(
+            kind=pb.TaskReply.TASK, name=task_name, task_id=task_id, model_bytes=len(model)
+        )
+        if len(model) <= contract.CHUNK_BYTES:
+            reply.model = model  # small: inside the reply; else the sites fetch it in chunks
+        task = _Task(task_name, task_id, model, reply.SerializeToString(), targets)
         with self._cond:
             self._tasks[task_id] = task
             for site in targets:
@@ -600,26 +626,69 @@ class CommServer:
         assert site is not None
         return site
 
-    def _wrap(self, method: str, fn: Callable[[str, bytes, grpc.ServicerContext], bytes]) -> Any:
+    def _wrap(self, method: str, fn: Callable[..., Any]) -> Any:
+        """The gRPC handler of ``method``: authenticate, bound, parse, count the call, reply.
+
+        No (de)serializers are given to gRPC: requests arrive as bytes and are
+        parsed here, so a malformed message is refused with INVALID_ARGUMENT and
+        one log line, like any other bad request, never a traceback.
+        """
         control = method in _CONTROL_METHODS
 
-        def handle(request: bytes, context: grpc.ServicerContext) -> bytes:
+        def begin(request: bytes | None, context: grpc.ServicerContext) -> str:
             site = self._authenticate(context, method)
-            if control and len(request) > MAX_CONTROL_BYTES:
+            if control and request is not None and len(request) > MAX_CONTROL_BYTES:
                 log.warning("site %s sent a %s request of %d bytes; refused", site, method,
                             len(request))
                 _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
                        f"{method} requests are limited to {MAX_CONTROL_BYTES} bytes")
             self._call_started(site, method, context)
+            return site
+
+        def refuse(site: str, context: grpc.ServicerContext, exc: ProtocolError) -> NoReturn:
+            log.warning("site %s sent a bad %s request: %s", site, method, exc)
+            _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+
+        def reply_bytes(reply: bytes | Message) -> bytes:
+            return reply if isinstance(reply, bytes) else reply.SerializeToString()
+
+        if method in contract.STREAMING_REQUESTS:
+
+            def handle_stream(requests: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
+                site = begin(None, context)
+                try:
+                    parts = (_parse(method, data) for data in requests)
+                    return reply_bytes(fn(site, parts, context))
+                except ProtocolError as exc:
+                    refuse(site, context, exc)
+                finally:
+                    self._call_ended(site)
+
+            return grpc.stream_unary_rpc_method_handler(handle_stream)
+
+        if method in contract.STREAMING_REPLIES:
+
+            def handle_replies(request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+                site = begin(request, context)
+                try:
+                    for reply in fn(site, _parse(method, request), context):
+                        yield reply_bytes(reply)
+                except ProtocolError as exc:
+                    refuse(site, context, exc)
+                finally:
+                    self._call_ended(site)
+
+            return grpc.unary_stream_rpc_method_handler(handle_replies)
+
+        def handle(request: bytes, context: grpc.ServicerContext) -> bytes:
+            site = begin(request, context)
             try:
-                return fn(site, request, context)
+                return reply_bytes(fn(site, _parse(method, request), context))
             except ProtocolError as exc:
-                log.warning("site %s sent a bad %s request: %s", site, method, exc)
-                _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+                refuse(site, context, exc)
             finally:
                 self._call_ended(site)
 
-        # No (de)serializers: requests and responses are the raw envelope bytes.
         return grpc.unary_unary_rpc_method_handler(handle)
 
     def _call_started(self, site: str, method: str, context: grpc.ServicerContext) -> None:
@@ -649,11 +718,17 @@ class CommServer:
 
     # ------------------------------------------------------------------ methods
 
-    def _hello(self, site: str, request: bytes, context: grpc.ServicerContext) -> bytes:
-        header, _ = decode_envelope(request)
-        stream = header.get("stream")
-        if not isinstance(stream, str) or not 0 < len(stream) <= 64:
-            raise ProtocolError("Hello: 'stream' must be a str of 1 to 64 characters")
+    def _hello(self, site: str, request: Any, context: grpc.ServicerContext) -> pb.HelloReply:
+        if request.version != contract.PROTOCOL_VERSION:
+            _abort(
+                context,
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"site {site} speaks protocol version {request.version}; this server speaks "
+                f"{contract.PROTOCOL_VERSION} (run the same flconfig version on both ends)",
+            )
+        stream = request.stream
+        if not 0 < len(stream) <= 64:
+            raise ProtocolError("Hello: 'stream' must be 1 to 64 characters")
         with self._cond:
             st = self._site(site)
             st.state = _ALIVE
@@ -664,16 +739,18 @@ class CommServer:
                 # A new client instance: its event sequence starts again at 1.
                 st.stream, st.last_seq = stream, 0
         log.info("site %s connected from %s", site, context.peer())
-        return encode_envelope(
-            {"heartbeat_timeout": self.heartbeat_timeout, "long_poll": self._long_poll}
+        return pb.HelloReply(
+            heartbeat_timeout=self.heartbeat_timeout,
+            long_poll=self._long_poll,
+            chunk_bytes=contract.CHUNK_BYTES,
+            max_model_bytes=self.max_model_mb * 1024 * 1024,
         )
 
-    def _get_task(self, site: str, request: bytes, context: grpc.ServicerContext) -> bytes:
-        header, _ = decode_envelope(request)
-        wait = header.get("wait", 0)
-        if not isinstance(wait, (int, float)) or wait != wait:
+    def _get_task(self, site: str, request: Any, context: grpc.ServicerContext) -> bytes:
+        wait = request.wait
+        if wait != wait:
             raise ProtocolError("GetTask: 'wait' must be a number")
-        deadline = time.monotonic() + min(max(float(wait), 0.0), self._long_poll)
+        deadline = time.monotonic() + min(max(wait, 0.0), self._long_poll)
         st = self._sites[site]
 
         def caller_gone() -> None:  # the call ended (cancelled, connection lost): stop waiting
@@ -685,7 +762,7 @@ class CommServer:
         with self._cond:
             while True:
                 if self._ended:
-                    return encode_envelope({"kind": "end"})
+                    return _END
                 while st.tasks and st.tasks[0].closed:
                     st.tasks.popleft()
                 if st.tasks:
@@ -693,31 +770,82 @@ class CommServer:
                     break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._stopping or not context.is_active():
-                    return encode_envelope({"kind": "none"})
+                    return _NO_TASK
                 assert st.polls is not None
                 st.polls.wait(remaining)
         log.debug("site %s fetched task %s (%s)", site, task.name, task.task_id)
-        return task.payload
+        return task.reply
 
-    def _submit_result(self, site: str, request: bytes, context: grpc.ServicerContext) -> bytes:
-        header, body = decode_envelope(request)
-        task_id = header.get("task_id")
-        if not isinstance(task_id, str):
-            raise ProtocolError("SubmitResult: 'task_id' must be a str")
+    def _fetch_model(
+        self, site: str, request: Any, context: grpc.ServicerContext
+    ) -> Iterator[bytes]:
+        """The model frame of an open task sent to ``site``, in chunks, from ``offset``."""
+        with self._cond:
+            task = self._tasks.get(request.task_id)
+            if task is None or task.closed or site not in task.targets:
+                _abort(context, grpc.StatusCode.NOT_FOUND,
+                       f"task {request.task_id[:64]!r} is not open for site {site}")
+        model = memoryview(task.model)
+        if request.offset > len(model):
+            raise ProtocolError(
+                f"FetchModel: offset {request.offset} is beyond the model's {len(model)} bytes"
+            )
+        for start in range(request.offset, len(model), contract.CHUNK_BYTES):
+            if not context.is_active():
+                return
+            # A serialised Chunk, built without a message object: one copy of the data.
+            yield contract.wire_bytes_field(1, model[start : start + contract.CHUNK_BYTES])
+        log.debug("site %s fetched the %d-byte model of task %s", site, len(model), task.name)
+
+    def _submit_result(
+        self, site: str, request: Any, context: grpc.ServicerContext
+    ) -> pb.SubmitResultReply:
+        return self._take_result(site, request.task_id, lambda: request.model)
+
+    def _push_result(
+        self, site: str, parts: Iterator[Any], context: grpc.ServicerContext
+    ) -> pb.SubmitResultReply:
+        first = next(parts, None)
+        if first is None:
+            raise ProtocolError("PushResult: no parts")
+        size = first.model_bytes
+        if size > self.max_model_mb * 1024 * 1024:
+            log.warning("site %s pushed a result of %.1f MiB, above max_model_mb=%d; refused",
+                        site, size / 2**20, self.max_model_mb)
+            _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                   f"a result of {size / 2**20:.1f} MiB is above this server's "
+                   f"max_model_mb={self.max_model_mb}")
+
+        def read() -> bytes | bytearray:
+            frame = bytearray(first.data)
+            for part in parts:
+                if len(frame) + len(part.data) > size:
+                    raise ProtocolError(f"PushResult: more than the {size} bytes announced")
+                frame += part.data
+            if len(frame) != size:
+                raise ProtocolError(f"PushResult: {len(frame)} of the {size} bytes announced")
+            return frame
+
+        return self._take_result(site, first.task_id, read)
+
+    def _take_result(
+        self, site: str, task_id: str, read: Callable[[], bytes | bytearray]
+    ) -> pb.SubmitResultReply:
+        """Store the result ``read()`` returns, unless the task is late, unknown or done."""
         with self._cond:
             verdict, task = self._check_result(site, task_id)
-        if task is None:
-            return encode_envelope({"accepted": verdict})
-        result = decode_model(body)
+        if task is None:  # not read at all: nothing of it would be kept
+            return pb.SubmitResultReply(accepted=verdict)
+        result = decode_model(read())
         with self._cond:
             verdict, task = self._check_result(site, task_id)
             if task is None:
-                return encode_envelope({"accepted": verdict})
+                return pb.SubmitResultReply(accepted=verdict)
             task.results[site] = result
             task.arrivals.append(site)
             self._cond.notify_all()
         log.debug("site %s returned task %s (%s), rc=%s", site, task.name, task_id, result.rc)
-        return encode_envelope({"accepted": True})
+        return pb.SubmitResultReply(accepted=True)
 
     def _check_result(self, site: str, task_id: str) -> tuple[bool, _Task | None]:
         """(accepted, task to store the result in); no task means do not store it."""
@@ -740,13 +868,16 @@ class CommServer:
             return True, None
         return True, task
 
-    def _heartbeat(self, site: str, request: bytes, context: grpc.ServicerContext) -> bytes:
-        return encode_envelope({"ended": self._ended})
+    def _heartbeat(
+        self, site: str, request: Any, context: grpc.ServicerContext
+    ) -> pb.HeartbeatReply:
+        return pb.HeartbeatReply(ended=self._ended)
 
-    def _send_events(self, site: str, request: bytes, context: grpc.ServicerContext) -> bytes:
-        header, body = decode_envelope(request)
-        stream = header.get("stream")
-        records = decode_records(body)
+    def _send_events(
+        self, site: str, request: Any, context: grpc.ServicerContext
+    ) -> pb.SendEventsReply:
+        stream = request.stream
+        records = decode_records(request.records)
         for record in records:
             seq = record.get("seq")
             if type(seq) is not int or seq < 1:
@@ -792,9 +923,7 @@ class CommServer:
                     st.last_seq = expected - 1
                     self._note_storage(None)
             ack = st.last_seq
-        if refused is not None:
-            return encode_envelope({"ack": ack, "error": refused})
-        return encode_envelope({"ack": ack})
+        return pb.SendEventsReply(ack=ack, error=refused or "")
 
     def _note_storage(self, message: str | None) -> None:
         with self._cond:
@@ -810,11 +939,10 @@ class CommServer:
             if message not in self.failures:
                 self.failures.append(message)
 
-    def _bye(self, site: str, request: bytes, context: grpc.ServicerContext) -> bytes:
-        header, _ = decode_envelope(request)
-        reason = header.get("reason")
-        if reason is not None and (not isinstance(reason, str) or len(reason) > 1000):
-            raise ProtocolError("Bye: 'reason' must be a str of at most 1000 characters")
+    def _bye(self, site: str, request: Any, context: grpc.ServicerContext) -> pb.ByeReply:
+        reason = request.reason
+        if len(reason) > 1000:
+            raise ProtocolError("Bye: 'reason' must be at most 1000 characters")
         with self._cond:
             st = self._site(site)
             if reason:
@@ -836,7 +964,7 @@ class CommServer:
                     log.exception("on_site_failed(%s) failed", site)
         else:
             log.info("site %s said Bye", site)
-        return encode_envelope({})
+        return pb.ByeReply()
 
     def failed_sites(self) -> dict[str, str]:
         """Sites that stopped because they failed, with the reason each gave."""
