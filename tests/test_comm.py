@@ -495,12 +495,20 @@ def _slow_site(slow: str, delay: float) -> Callable[[str, Task], FLModel]:
     return answer
 
 
+def _silent_site(silent: str) -> Callable[[str, Task], FLModel | None]:
+    """Every site answers but ``silent``, which takes its task and never answers."""
+
+    def answer(site: str, task: Task) -> FLModel | None:
+        return None if site == silent else add_site_number(site, task)
+
+    return answer
+
+
 def test_min_responses_returns_without_waiting_for_the_slow_site(make_server, start_sites) -> None:
     server = make_server()
-    start_sites(server, _slow_site("site-3", 1.0))
-    start = time.monotonic()
+    start_sites(server, _silent_site("site-3"))
+    # Returns at all only because 2 results are enough: site-3 never answers.
     results = server.broadcast_and_wait("train", FLModel(params={"w": np.zeros(1)}), None, 2)
-    assert time.monotonic() - start < 0.8
     assert sorted(results) == ["site-1", "site-2"]
 
 
@@ -518,40 +526,36 @@ def test_a_result_after_the_task_closed_is_ignored(make_server, start_sites) -> 
 def test_wait_time_after_min_received_lets_a_late_site_in(make_server, start_sites) -> None:
     server = make_server()
     start_sites(server, _slow_site("site-3", 0.5))
-    start = time.monotonic()
+    # An hour's grace: the call returns only because it ends as soon as all answered.
     results = server.broadcast_and_wait(
-        "train", FLModel(params={"w": np.zeros(1)}), None, 2, wait_time_after_min_received=5
+        "train", FLModel(params={"w": np.zeros(1)}), None, 2, wait_time_after_min_received=3600
     )
-    elapsed = time.monotonic() - start
     assert sorted(results) == ["site-1", "site-2", "site-3"]
-    assert 0.4 < elapsed < 3  # returned as soon as all answered, not after the full wait
 
 
 def test_wait_time_after_min_received_is_bounded(make_server, start_sites) -> None:
     server = make_server()
-    start_sites(server, _slow_site("site-3", 3.0))
+    start_sites(server, _silent_site("site-3"))
     start = time.monotonic()
     results = server.broadcast_and_wait(
         "train", FLModel(params={"w": np.zeros(1)}), None, 2, wait_time_after_min_received=0.3
     )
     assert sorted(results) == ["site-1", "site-2"]
-    assert 0.25 < time.monotonic() - start < 1.5
+    assert time.monotonic() - start >= 0.3  # it did give site-3 the grace time
 
 
 def test_timeout_and_abort_return_what_arrived(make_server, start_sites) -> None:
     server = make_server()
-    start_sites(server, _slow_site("site-3", 2.0))
-    start = time.monotonic()
+    start_sites(server, _silent_site("site-3"))
     model = FLModel(params={"w": np.zeros(1)})
+    # Both return only because of the timeout and the abort: site-3 never answers.
     results = server.broadcast_and_wait("train", model, None, 3, timeout=0.5)
     assert sorted(results) == ["site-1", "site-2"]
-    assert time.monotonic() - start < 1.5
 
     abort = Signal()
     threading.Timer(0.3, abort.trigger, args=("user stop",)).start()
-    start = time.monotonic()
     results = server.broadcast_and_wait("train", model, ["site-3"], 1, abort=abort)
-    assert results == {} and time.monotonic() - start < 1.5
+    assert results == {}
 
 
 def test_a_site_that_stops_heartbeating_is_lost_but_the_round_completes(
@@ -568,13 +572,13 @@ def test_a_site_that_stops_heartbeating_is_lost_but_the_round_completes(
     hung.start()
     server.wait_for_sites(3, timeout=10)
     try:
-        start = time.monotonic()
+        # Returns before the hour's grace ends only because, once site-3 is lost,
+        # nobody else can still answer.
         results = server.broadcast_and_wait(
-            "train", FLModel(params={"w": np.zeros(1)}), None, 2, wait_time_after_min_received=20
-        )
-        # Not the full 20 s: once site-3 is lost, nobody else can still answer.
+            "train", FLModel(params={"w": np.zeros(1)}), None, 2,
+            wait_time_after_min_received=3600,
+        )  # fmt: skip
         assert sorted(results) == ["site-1", "site-2"]
-        assert time.monotonic() - start < 5
         assert wait_until(lambda: lost == ["site-3"])  # told from the monitor thread
         assert server.alive_sites() == ["site-1", "site-2"]
         assert all(w.error is None for w in workers)
@@ -920,7 +924,7 @@ def test_an_unreachable_server_ends_the_wait_with_an_error_after_retry_timeout(
         assert "retry_timeout=1" in message
         assert "15 of 25 event records of this call were not queued" in message
         assert "10 queued records are not acknowledged" in message
-        assert 1.0 <= waited < 3.0
+        assert waited >= 1.0  # it kept trying for retry_timeout
         assert client.unacked == 10
     finally:
         left = client.close(timeout=0.2)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -135,15 +134,12 @@ def test_a_documents_own_schema_key_is_allowed(kind):
     ("client", "app/config/config_fed_client.json"),
     ("server", "app/config/config_fed_server.json"),
 ])
-def test_the_flare_tensorboard_job_passes_quickly(kind, rel):
+def test_the_flare_tensorboard_job_passes(kind, rel):
+    # How fast: benchmarks/validate_cold_start.py (the whole validate, under 0.3 s).
     if not FLARE_JOB.is_dir():
         pytest.skip("the FLARE example job is not checked out next to the repository")
     doc = load_document(FLARE_JOB / rel)
     assert check_document(doc, kind) == []
-    start = time.perf_counter()
-    for _ in range(20):
-        check_document(doc, kind)
-    assert (time.perf_counter() - start) / 20 < 0.02  # a few milliseconds at most
 
 
 # --- broken documents: what the user sees ----------------------------------------------------

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -324,15 +323,14 @@ def test_min_clients_holds_when_a_site_stops_mid_round(tmp_path, server, sites) 
         "site-3": ShiftLearner(hang=hang),
     }
     sites(comm, learners, heartbeat={"site-3": 60.0})  # site-3 goes silent once it hangs
-    parts = server_parts(num_rounds=2, min_clients=2, wait_time_after_min_received=30)
+    # An hour's grace: the rounds end only because, once site-3 is lost, nobody else
+    # can still answer.
+    parts = server_parts(num_rounds=2, min_clients=2, wait_time_after_min_received=3600)
     lines: list[str] = []
     ctx = server_ctx(tmp_path, parts, comm, lines)
 
-    started = time.monotonic()
     run_workflow(parts["scatter_and_gather"], ctx)
 
-    # Not the 30 s wait: once site-3 is lost nobody else can still answer.
-    assert time.monotonic() - started < 15
     assert [line.split(" (")[0] for line in lines] == [
         "round 1/2: results from site-1, site-2",
         "round 2/2: results from site-1, site-2",
@@ -406,9 +404,7 @@ def test_abort_stops_between_rounds(tmp_path, server, sites) -> None:
     ctx = server_ctx(tmp_path, parts, comm, lines)
     abort = Signal()
     parts["events"].abort, parts["events"].abort_on = abort, (EventType.ROUND_STARTED, 1)
-    started = time.monotonic()
     run_workflow(parts["scatter_and_gather"], ctx, abort)
-    assert time.monotonic() - started < 10
     assert [line.split(":")[0] for line in lines] == ["round 1/5"]
     assert parts["scatter_and_gather"].global_model.meta["current_round"] == 0
 
