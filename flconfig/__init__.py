@@ -1,20 +1,41 @@
-"""flconfig: run federated-learning jobs from NVIDIA FLARE-style config folders."""
+"""flconfig: run federated-learning jobs from NVIDIA FLARE-style config folders.
+
+The public API (imported lazily, so ``import flconfig`` stays light):
+
+- :func:`load_job` / :func:`inspect_job`: read and check a job once (every problem at
+  file:line:col); :class:`Job` is the checked job.
+- :func:`plan_run`: resolve every site's configuration for one run into a
+  serialisable :class:`RunPlan`; :func:`build_from_plan` instantiates a site's components from it.
+- :class:`ConfigError` (a job is invalid) and :class:`JobError` (a run failed).
+"""
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from .job import Job, load_job
+    from .build import build_from_plan
+    from .errors import ConfigError, JobError
+    from .job import Job, inspect_job, load_job
+    from .plan import RunPlan, plan_run
 
-__all__ = ["Job", "load_job", "__version__"]
+_PUBLIC = {
+    "Job": ".job", "load_job": ".job", "inspect_job": ".job",
+    "RunPlan": ".plan", "plan_run": ".plan", "build_from_plan": ".build",
+    "ConfigError": ".errors", "JobError": ".errors",
+}  # fmt: skip
+__all__ = [
+    "Job", "load_job", "inspect_job", "RunPlan", "plan_run", "build_from_plan", "ConfigError",
+    "JobError",
+    "__version__",
+]  # fmt: skip
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("Job", "load_job"):
-        from . import job
-
-        return getattr(job, name)
-    raise AttributeError(name)
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(name)
+    return getattr(importlib.import_module(module, __name__), name)

@@ -1,19 +1,24 @@
-"""Instantiate a site's components from a checked job, in dependency order.
+"""Instantiate a site's components from its :class:`~flconfig.plan.SitePlan`, in dependency order.
 
 This is the first place that imports component modules (and so, for
-learners and models, torch).
+learners and models, torch). Building reads nothing from disk and checks
+nothing again: the plan holds each component's class, as the registry
+resolved it, and its args, as checked for this run.
 """
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError, Problem, errors_only
-from .job import VALIDATION_WORKSPACE, ComponentSpec, ConfigFile, Job, read_config
-from .registry import ResolveError
+from .errors import ConfigError, Problem
+
+if TYPE_CHECKING:
+    from .job import Job
+    from .plan import ClassRef, PlannedComponent, RunPlan, SitePlan
 
 
 @dataclass
@@ -32,7 +37,7 @@ class BuiltSite:
 
     site: str
     role: str
-    config: ConfigFile
+    plan: SitePlan
     components: dict[str, Any] = field(default_factory=dict)
     executors: list[tuple[list[str], Any]] = field(default_factory=list)
     workflows: list[Any] = field(default_factory=list)
@@ -42,8 +47,6 @@ class BuiltSite:
 
     def executor_for(self, task: str) -> Any | None:
         """The executor whose task list names ``task`` (exact names first, then patterns)."""
-        import fnmatch
-
         for tasks, executor in self.executors:
             if task in tasks:
                 return executor
@@ -53,67 +56,85 @@ class BuiltSite:
         return None
 
 
-def build_site(job: Job, site: str, *, workspace: str | Path | None = None, job_id: str = "simulate_job",
-               environ: Mapping[str, str] | None = None) -> BuiltSite:
-    """Build the components of ``site`` ("server" or a client name); raises ConfigError on failure."""
-    from .checks import check_components
-    from .wiring import build_order, check_wiring
+def build_from_plan(run_plan: RunPlan, site: str) -> BuiltSite:
+    """Build the components of ``site`` ("server" or a client site) from ``run_plan``.
 
-    template = job.config_for(site)
-    app = job.apps[template.app]
-    problems: list[Problem] = []
-    config = read_config(template.file, template.role, app, site, problems,
-                         workspace=workspace or VALIDATION_WORKSPACE, job_id=job_id, environ=environ)
-    if config is not None:
-        problems += check_components(job, config)
-        problems += check_wiring(config)
-    if config is None or errors_only(problems):
-        raise ConfigError(errors_only(problems) or problems)
+    Raises :class:`ConfigError` at the component's file:line:col when its class
+    cannot be imported or its constructor refuses its args.
+    """
+    plan = run_plan.for_site(site)
+    classes: dict[ClassRef, type] = {}
+    built = BuiltSite(site, plan.role, plan)
 
-    built = BuiltSite(site, config.role, config)
-    by_id = config.by_id()
-    for component_id in build_order(config):
-        spec = by_id[component_id]
-        obj = _instantiate(job, spec, built)
-        built.components[component_id] = obj
-        if spec.role == "workflow" and obj is not None:
-            built.workflows.append(obj)
-    built.workflows.sort(key=lambda w: [s.id for s in config.workflows].index(getattr(w, "id", "")))
-    for tasks, spec in config.executors:
-        built.executors.append((tasks, _instantiate(job, spec, built)))
-    chains: dict[tuple[str, str | int], FilterChain] = {}
-    for section, tasks, direction, spec in config.filters:
-        key = (section, spec.json_path[1])
-        chain = chains.setdefault(key, FilterChain(section, tasks, direction, []))
-        chain.filters.append(_instantiate(job, spec, built))
+    def make(component: PlannedComponent) -> Any:
+        if component.disabled:
+            return None
+        kwargs = dict(component.args)
+        for arg, child in component.nested.items():
+            kwargs[arg] = make(child)
+        cls = classes.get(component.cls)
+        if cls is None:
+            cls = classes[component.cls] = _import(component, run_plan.custom_dirs)
+        try:
+            obj = cls(**kwargs)
+        except ConfigError:
+            raise
+        except Exception as exc:  # a constructor rejected its arguments: say which component
+            raise ConfigError([Problem(
+                "error", "build-failed",
+                f"building {component.label} failed: {type(exc).__name__}: {exc}",
+                component.position, component.json_path,
+                "check this component's args")]) from exc
+        if component.id:
+            try:
+                obj.id = component.id
+            except AttributeError:
+                pass
+        if callable(getattr(obj, "handle_event", None)):  # a nested torch model gets no events
+            built.handlers.append(obj)
+        return obj
+
+    workflows: dict[str, Any] = {}
+    for component in plan.components:
+        assert component.id is not None  # components in build order are those with ids
+        obj = make(component)
+        built.components[component.id] = obj
+        if component.role == "workflow" and obj is not None:
+            workflows[component.id] = obj
+    built.workflows = [workflows[i] for i in plan.workflows if i in workflows]
+    for executor in plan.executors:
+        built.executors.append((list(executor.tasks), make(executor.executor)))
+    chains: dict[tuple[str, int], FilterChain] = {}
+    for entry in plan.filters:
+        chain = chains.setdefault((entry.section, entry.chain),
+                                  FilterChain(entry.section, list(entry.tasks), entry.direction, []))
+        chain.filters.append(make(entry.filter))
     built.filters = list(chains.values())
     return built
 
 
-def _instantiate(job: Job, spec: ComponentSpec, built: BuiltSite) -> Any:
-    if spec.disabled:
-        return None
-    kwargs = dict(spec.args)
-    for arg, child in spec.nested.items():
-        kwargs[arg] = _instantiate(job, child, built)
+def _import(component: PlannedComponent, custom_dirs: tuple[str, ...]) -> type:
+    from .loader import ImportFailure, import_class
+
+    ref = component.cls
     try:
-        cls = job.registry.load_class(spec.info)
-    except ResolveError as exc:  # its module failed to import: the real cause, not the args
-        raise ConfigError(spec.config.doc.problem(
-            "import-failed", f"{spec.label}: {exc.message}", spec.json_path, exc.hint)) from None
-    try:
-        obj = cls(**kwargs)
-    except ConfigError:
-        raise
-    except Exception as exc:  # a constructor rejected its arguments: say which component
-        raise ConfigError(spec.config.doc.problem(
-            "build-failed", f"building {spec.label} failed: {type(exc).__name__}: {exc}",
-            spec.json_path, "check this component's args")) from exc
-    if spec.id:
-        try:
-            obj.id = spec.id
-        except AttributeError:
-            pass
-    if callable(getattr(obj, "handle_event", None)):  # e.g. a nested torch model receives no events
-        built.handlers.append(obj)
-    return obj
+        return import_class(ref.path, ref.module, ref.qualname, ref.origin, ref.file, custom_dirs)
+    except ImportFailure as exc:  # its module failed to import: the real cause, not the args
+        raise ConfigError([Problem("error", "import-failed", f"{component.label}: {exc.message}",
+                                   component.position, component.json_path, exc.hint)]) from None
+
+
+def build_site(job: Job, site: str, *, workspace: str | Path | None = None,
+               job_id: str = "simulate_job", environ: Mapping[str, str] | None = None) -> BuiltSite:
+    """Plan ``site`` of a checked ``job`` for one run and build it (tests, notebooks).
+
+    ``flconfig launch`` plans every site once, in the launcher, and its processes
+    call :func:`build_from_plan` on that plan instead.
+    """
+    from .job import VALIDATION_WORKSPACE
+    from .plan import plan_run
+
+    is_server = site == "server"
+    run_plan = plan_run(job, [] if is_server else [site], workspace or VALIDATION_WORKSPACE,
+                        job_id, server=is_server, environ=environ)
+    return build_from_plan(run_plan, site)

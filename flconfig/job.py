@@ -231,12 +231,22 @@ def read_config(file: Path, role: str, app: App, site: str, problems: list[Probl
                 workspace: str | Path = VALIDATION_WORKSPACE, job_id: str = VALIDATION_JOB_ID,
                 environ: Mapping[str, str] | None = None) -> ConfigFile | None:
     """Parse, resolve variables and schema-check one config; extract its component specs."""
-    from .schema import check_document
-    from .variables import resolve
-
     raw = _load(file, problems)
     if raw is None:
         return None
+    return resolve_config(raw, file, role, app, site, problems, workspace=workspace,
+                          job_id=job_id, environ=environ)
+
+
+def resolve_config(raw: Document, file: Path, role: str, app: App, site: str,
+                   problems: list[Problem], *, workspace: str | Path = VALIDATION_WORKSPACE,
+                   job_id: str = VALIDATION_JOB_ID, environ: Mapping[str, str] | None = None,
+                   check: bool = True) -> ConfigFile | None:
+    """Resolve the variables of a parsed config for ``site`` and schema-check it (``check``);
+    extract its component specs. ``raw`` is not changed."""
+    from .schema import check_document
+    from .variables import resolve
+
     if not isinstance(raw.data, dict):
         problems.append(raw.problem("schema", "a config file must hold a mapping (an object) at the top", (),
                                     "start the file with '{' (JSON) or 'key: value' lines (YAML)"))
@@ -244,8 +254,8 @@ def read_config(file: Path, role: str, app: App, site: str, problems: list[Probl
     env = os.environ if environ is None else environ
     doc, var_problems = resolve(raw, system_variables(site, workspace, job_id, app.custom_dir), env)
     problems.extend(var_problems)
-    schema_problems = check_document(doc, role)
-    problems.extend(schema_problems)
+    if check:
+        problems.extend(check_document(doc, role))
     config = ConfigFile(role, app.name, file, raw, doc)
     _extract_specs(config)
     return config

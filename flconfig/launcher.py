@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from .errors import Problem, errors_only
+from .errors import ConfigError, Problem, errors_only
 
 MAX_SOLO_SITES = 8
 DEFAULT_JOB_ID = "simulate_job"
@@ -171,8 +171,21 @@ def launch(opts: LaunchOptions) -> int:
     _make_workspace(workspace, control)
     port_file = control / "server.port"
     port_file.unlink(missing_ok=True)
+    # Every site's configuration, resolved for this run and checked once, here: the
+    # server and the workers build from the plan and never read the job again.
+    from .plan import plan_run
+
+    try:
+        run_plan = plan_run(job, sites, workspace, opts.job_id)
+    except ConfigError as exc:
+        write_text(exc.problems, 1, out)
+        print("flconfig: the job is invalid for this run; nothing was started", file=out)
+        return 1
+    plan_file = control / "plan.json"
+    _write_private(plan_file, run_plan.to_json())
     spec = {
         "job": str(Path(opts.job).resolve()),
+        "plan": str(plan_file),
         "workspace": str(workspace),
         "job_id": opts.job_id,
         "sites": sites,
@@ -190,7 +203,7 @@ def launch(opts: LaunchOptions) -> int:
         "end_timeout": END_TIMEOUT,
     }
     spec_file = control / "spec.json"
-    _write_private(spec_file, spec)
+    _write_private(spec_file, json.dumps(spec))
 
     print(f"flconfig: launching job '{job.name}' with {len(sites)} client site(s) in "
           f"{len(groups)} worker process(es), {threads} torch thread(s) each; workspace {workspace}",
@@ -233,7 +246,7 @@ def launch(opts: LaunchOptions) -> int:
             print(f"flconfig: TensorBoard at {tb_url}", file=out, flush=True)
         if not workers:
             spec["address"] = f"127.0.0.1:{port}"
-            _write_private(spec_file, spec)
+            _write_private(spec_file, json.dumps(spec))
             workers = _start_workers(groups, spec_file, control, procs)
         # A server whose sites are all gone notices within its heartbeat timeout and then
         # waits up to END_TIMEOUT for Byes: give it that long before stopping it.
@@ -342,11 +355,12 @@ def _start_workers(groups: list[list[str]], spec_file: Path, control: Path,
     return workers
 
 
-def _write_private(path: Path, data: dict[str, object]) -> None:
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by this user only, all at once (tokens inside)."""
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        json.dump(data, f)
+        f.write(text)
     os.replace(tmp, path)
 
 

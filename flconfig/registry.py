@@ -23,7 +23,6 @@ imports, and only classes this registry resolved.
 from __future__ import annotations
 
 import difflib
-import importlib
 import os
 import re
 import sys
@@ -47,6 +46,7 @@ from .introspect import (
     installed_location,
     parse_error,
 )
+from .loader import short_path as _short
 from .plugins import read_entry_points
 
 __all__ = [
@@ -517,53 +517,13 @@ class Registry:
                 f"{info.path!r} was not resolved by this registry",
                 "resolve the component's path or name with Registry.resolve first",
             )
-        if info.origin == "custom":
-            for folder in self.custom_dirs:
-                if str(folder) not in sys.path:
-                    sys.path.append(str(folder))
-            importlib.invalidate_caches()
+        from .loader import ImportFailure, import_class
+
         try:
-            module = importlib.import_module(info.module)
-        except ModuleNotFoundError as exc:
-            missing = exc.name or str(exc)
-            where = f" ({_short(info.file)})" if info.file else ""
-            raise ResolveError(
-                "unresolvable",
-                f"module {info.module!r}{where} imports {missing!r}, which is not installed here",
-                f"pip install the package that provides {missing.split('.')[0]!r} on this site",
-            ) from exc
-        except Exception as exc:
-            raise ResolveError(
-                "unresolvable",
-                f"cannot import module {info.module!r} for {info.path!r}: {type(exc).__name__}: {exc}",
-                "fix the error in that module, or install the package it needs",
-            ) from exc
-        if info.origin == "custom" and info.file is not None:
-            loaded = getattr(module, "__file__", None)
-            if loaded is None or not _same_file(loaded, info.file):
-                raise ResolveError(
-                    "unresolvable",
-                    f"module {info.module!r} was imported from {loaded or 'elsewhere'},"
-                    f" not from the job's custom/ folder ({info.file})",
-                    "rename the module in custom/ so that it does not clash with an installed one",
-                )
-        obj: Any = module
-        try:
-            for part in info.qualname.split("."):
-                obj = getattr(obj, part)
-        except AttributeError as exc:
-            raise ResolveError(
-                "unresolvable",
-                f"module {info.module!r} has no attribute {info.qualname!r} once imported",
-                "the class may be created at import time under another name; check the module",
-            ) from exc
-        if not isinstance(obj, type):
-            raise ResolveError(
-                "unresolvable",
-                f"{info.path!r} is not a class (got {type(obj).__name__})",
-                "a component path must name a class",
-            )
-        return obj
+            return import_class(info.path, info.module, info.qualname, info.origin, info.file,
+                                self.custom_dirs)
+        except ImportFailure as exc:
+            raise ResolveError("unresolvable", exc.message, exc.hint) from exc.__cause__
 
     # -- built-ins --------------------------------------------------------------
 
@@ -819,18 +779,6 @@ def _did_you_mean(value: str, candidates: Sequence[str]) -> str:
     if not candidates:
         return ""
     return "; did you mean " + " or ".join(repr(c) for c in candidates) + "?"
-
-
-def _short(file: str) -> str:
-    path = Path(file)
-    return str(Path(*path.parts[-3:])) if len(path.parts) > 3 else file
-
-
-def _same_file(a: str, b: str) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return os.path.realpath(a) == os.path.realpath(b)
 
 
 def _is_json(value: Any) -> bool:

@@ -11,6 +11,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -1065,7 +1066,13 @@ def test_a_sites_lines_from_the_training_threads_go_to_its_own_log(tmp_path) -> 
 
     files = [add_log_file(tmp_path / site / "log.txt", site=site) for site in ("site-1", "site-2")]
     try:
-        job = _ProcessJob({}, slots=1)
+        from flconfig.job import load_job
+        from flconfig.plan import plan_run
+
+        example = Path(__file__).resolve().parent.parent / "configs" / "tensorboard-streaming"
+        plan = plan_run(load_job(example), ["site-1"],
+                        tmp_path / "ws", "run-1")
+        job = _ProcessJob(plan, slots=1)
         say = logging.getLogger("learner").info
         job.run_task("site-2", say, "trained on site-2's data")
         job.run_task("site-1", say, "trained on site-1's data")

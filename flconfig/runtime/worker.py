@@ -22,11 +22,14 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..api import EventType, FLModel, ReturnCode
 from ..errors import ConfigError, FlconfigError, JobError, StorageError, storage_message
 from .logs import add_log_file, site_thread_name
+
+if TYPE_CHECKING:
+    from ..plan import RunPlan
 
 log = logging.getLogger("flconfig.worker")
 STATUS_FILE = "status.json"
@@ -77,7 +80,8 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def run_server(spec: dict[str, Any]) -> int:
-    from ..job import load_job
+    from ..build import build_from_plan
+    from ..plan import load_plan
     from ..transport.server import CommServer
     from .context import SiteContext
     from .fed_events import records_to_events
@@ -105,8 +109,7 @@ def run_server(spec: dict[str, Any]) -> int:
     interval = spec.get("live_metrics_interval", 2.0)
     live = LiveMetrics(progress, interval) if interval else None
     try:
-        job = load_job(spec["job"], allowed_modules=spec.get("allowed_modules", ()))
-        built = job.build("server", workspace=workspace, job_id=job_id)
+        built = build_from_plan(load_plan(spec["plan"]), "server")
         ctx = SiteContext(
             "server",
             job_id,
@@ -235,18 +238,16 @@ def _short_list(names: list[str], limit: int = 8) -> str:
 
 
 class _ProcessJob:
-    """The job, loaded once per worker process and shared by its sites; sites build
-    their components from it one at a time."""
+    """The run plan, read once per worker process and shared by its sites, and the
+    process's training threads; sites build their components from the plan one at a time."""
 
-    def __init__(self, spec: dict[str, Any], slots: int = 1, shared: bool = False) -> None:
+    def __init__(self, plan: RunPlan, slots: int = 1, shared: bool = False) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
-        self._spec = spec
+        self._plan = plan
         # Threads are started as tasks come, at most ``slots``.
         self._pool = ThreadPoolExecutor(max(1, slots), thread_name_prefix="flconfig-train")
         self._lock = threading.Lock()
-        self._job: Any = None
-        self._error: BaseException | None = None
         #: Whether the process's sites share one gRPC channel (more than one site).
         self.shared = shared
 
@@ -260,19 +261,12 @@ class _ProcessJob:
     def close(self) -> None:
         self._pool.shutdown(wait=False)
 
-    def build(self, site: str, workspace: Path, job_id: str) -> Any:
-        from ..job import load_job
+    def build(self, site: str) -> Any:
+        """Build ``site``'s components from the plan (one site at a time)."""
+        from ..build import build_from_plan
 
         with self._lock:
-            if self._job is None and self._error is None:
-                try:
-                    self._job = load_job(self._spec["job"],
-                                         allowed_modules=self._spec.get("allowed_modules", ()))
-                except Exception as exc:
-                    self._error = exc
-            if self._error is not None:
-                raise self._error
-            return self._job.build(site, workspace=workspace, job_id=job_id)
+            return build_from_plan(self._plan, site)
 
 
 def run_site(spec: dict[str, Any], site: str, errors: dict[str, str],
@@ -296,7 +290,7 @@ def run_site(spec: dict[str, Any], site: str, errors: dict[str, str],
             share_channel=job.shared,
         )
         try:
-            built: BuiltSite = job.build(site, workspace, job_id)
+            built: BuiltSite = job.build(site)
         except Exception as exc:
             # Tell the server at once, so the run fails now, naming this site and the cause.
             if isinstance(exc, JobError):
@@ -419,7 +413,10 @@ def run_clients(spec: dict[str, Any], sites: list[str]) -> int:
             add_log_file(workspace / site / spec["job_id"] / "log.txt", site=site)
         except OSError as exc:
             errors[site] = storage_message(exc, workspace)
-    job = _ProcessJob(spec, slots=spec.get("threads", 1), shared=len(sites) > 1)
+    from ..plan import load_plan
+
+    job = _ProcessJob(load_plan(spec["plan"]), slots=spec.get("threads", 1),
+                      shared=len(sites) > 1)
     threads = [
         threading.Thread(target=run_site, args=(spec, site, errors, job),
                          name=site_thread_name(site, "main"))

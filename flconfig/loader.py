@@ -1,0 +1,91 @@
+"""Importing a component's class: the one place flconfig imports code a config names.
+
+Only classes the registry resolved reach here: through
+:meth:`flconfig.registry.Registry.load_class` while validating and building in
+one process, or through a :class:`~flconfig.plan.RunPlan` the launcher made
+(from the registry) for the server and worker processes. A class from the
+job's ``custom/`` folders must be imported from the very file the registry
+read; anything else is refused.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+class ImportFailure(Exception):
+    """A resolved class could not be imported; ``message`` says why, ``hint`` what to do."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+def import_class(path: str, module_name: str, qualname: str, origin: str, file: str | None,
+                 custom_dirs: Sequence[str | Path] = ()) -> type:
+    """Import ``module_name`` and return its class ``qualname``; raises :class:`ImportFailure`.
+
+    For a ``custom`` class the job's ``custom_dirs`` are appended to ``sys.path``
+    first, as FLARE does, and the module must be the ``file`` the registry read.
+    """
+    if origin == "custom":
+        for folder in custom_dirs:
+            if str(folder) not in sys.path:
+                sys.path.append(str(folder))
+        importlib.invalidate_caches()
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or str(exc)
+        where = f" ({short_path(file)})" if file else ""
+        raise ImportFailure(
+            f"module {module_name!r}{where} imports {missing!r}, which is not installed here",
+            f"pip install the package that provides {missing.split('.')[0]!r} on this site",
+        ) from exc
+    except Exception as exc:
+        raise ImportFailure(
+            f"cannot import module {module_name!r} for {path!r}: {type(exc).__name__}: {exc}",
+            "fix the error in that module, or install the package it needs",
+        ) from exc
+    if origin == "custom" and file is not None:
+        loaded = getattr(module, "__file__", None)
+        if loaded is None or not _same_file(loaded, file):
+            raise ImportFailure(
+                f"module {module_name!r} was imported from {loaded or 'elsewhere'},"
+                f" not from the job's custom/ folder ({file})",
+                "rename the module in custom/ so that it does not clash with an installed one",
+            )
+    obj: Any = module
+    try:
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except AttributeError as exc:
+        raise ImportFailure(
+            f"module {module_name!r} has no attribute {qualname!r} once imported",
+            "the class may be created at import time under another name; check the module",
+        ) from exc
+    if not isinstance(obj, type):
+        raise ImportFailure(
+            f"{path!r} is not a class (got {type(obj).__name__})",
+            "a component path must name a class",
+        )
+    return obj
+
+
+def short_path(file: str) -> str:
+    """The last three parts of ``file``, as messages show it."""
+    path = Path(file)
+    return str(Path(*path.parts[-3:])) if len(path.parts) > 3 else file
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)

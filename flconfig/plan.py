@@ -1,0 +1,275 @@
+"""From a checked job to a run plan: every site's resolved configuration, ready to build.
+
+The launcher checks a job once (:func:`~flconfig.job.inspect_job`), then
+:func:`plan_run` resolves each site's configuration for this run — its site
+name, the workspace and the job id substituted, every component resolved to
+a class through the registry, its arguments checked against that class's
+argument schema — into a :class:`RunPlan`. The plan is plain data: it is
+written as JSON (:meth:`RunPlan.to_json`), and the server and worker
+processes build their components from it (:func:`flconfig.build.build_from_plan`)
+without parsing, resolving or validating the job again, and without
+importing the registry.
+
+Sites whose configuration does not depend on their name (the usual case)
+share one :class:`SitePlan`, so a plan for a thousand sites is as small, and
+as quick to make, as one for two.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, Position, Problem, errors_only
+
+#: Version of the JSON form; a plan of another version is refused when read.
+PLAN_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class ClassRef:
+    """Where a component's class lives, as the registry resolved it."""
+
+    path: str  # the canonical dotted path
+    module: str
+    qualname: str
+    origin: str  # builtin | plugin | custom | allowed
+    file: str | None  # the module's file; for a custom class, checked again at import
+
+
+@dataclass(frozen=True)
+class PlannedComponent:
+    """One component to build: its class, its resolved JSON args, its nested components."""
+
+    id: str | None
+    role: str  # component | executor | workflow | filter | nested
+    label: str  # how messages name it: "component 'persistor' (PTFileModelPersistor)"
+    position: Position  # where it is written, for messages at build time
+    json_path: tuple[str | int, ...]  # where in its config file
+    cls: ClassRef
+    args: Mapping[str, Any]  # JSON values; nested components are in ``nested``
+    nested: Mapping[str, PlannedComponent] = field(default_factory=dict)
+    disabled: bool = False
+
+
+@dataclass(frozen=True)
+class ExecutorPlan:
+    tasks: tuple[str, ...]
+    executor: PlannedComponent
+
+
+@dataclass(frozen=True)
+class FilterPlan:
+    section: str  # task_data_filters | task_result_filters
+    chain: int  # index of the chain in its section
+    tasks: tuple[str, ...]
+    direction: str
+    filter: PlannedComponent
+
+
+@dataclass(frozen=True)
+class SitePlan:
+    """The resolved configuration of the server or of one or more client sites."""
+
+    role: str  # server | client
+    app: str
+    file: str  # the config file it came from (as shown in messages)
+    components: tuple[PlannedComponent, ...]  # components and workflows, in build order
+    workflows: tuple[str, ...]  # workflow ids, in the config's order
+    executors: tuple[ExecutorPlan, ...] = ()
+    filters: tuple[FilterPlan, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything the processes of one run build from; see the module docstring."""
+
+    job: str  # the job's name
+    job_id: str
+    workspace: str
+    custom_dirs: tuple[str, ...]  # the job's custom/ folders, appended to sys.path for its classes
+    configs: tuple[SitePlan, ...]
+    sites: Mapping[str, int]  # "server" and each client site -> index into ``configs``
+
+    def for_site(self, site: str) -> SitePlan:
+        """The plan of ``site`` ("server" or a client site)."""
+        index = self.sites.get(site)
+        if index is None:
+            raise ConfigError.single("plan", f"the run plan has no site '{site}'",
+                                     Position(self.job))
+        return self.configs[index]
+
+    def to_json(self) -> str:
+        """The plan as JSON text (see :func:`plan_from_json`)."""
+        return json.dumps({"format": PLAN_FORMAT, **_to_data(self)}, separators=(",", ":"))
+
+
+def plan_from_json(text: str) -> RunPlan:
+    """Read a plan written by :meth:`RunPlan.to_json`; ``ValueError`` if it is not one."""
+    data = json.loads(text)
+    if not isinstance(data, dict) or data.get("format") != PLAN_FORMAT:
+        raise ValueError(f"not a flconfig run plan of format {PLAN_FORMAT}")
+    return RunPlan(
+        job=data["job"],
+        job_id=data["job_id"],
+        workspace=data["workspace"],
+        custom_dirs=tuple(data["custom_dirs"]),
+        configs=tuple(_site_plan(c) for c in data["configs"]),
+        sites=dict(data["sites"]),
+    )
+
+
+def load_plan(path: str | Path) -> RunPlan:
+    """Read the plan file at ``path``."""
+    return plan_from_json(Path(path).read_text(encoding="utf-8"))
+
+
+# --------------------------------------------------------------------------- making a plan
+
+
+def plan_run(job: Any, sites: Sequence[str], workspace: str | Path, job_id: str, *,
+             server: bool = True, environ: Mapping[str, str] | None = None) -> RunPlan:
+    """Resolve the configuration of the server (with ``server``) and of each of ``sites``.
+
+    ``job`` is a checked :class:`~flconfig.job.Job`. Each site's variables
+    (``SITE_NAME``, ``WORKSPACE``, ``JOB_ID`` ...) are substituted for this run,
+    and every component is resolved and its args checked again, now with their
+    final values. Raises :class:`ConfigError` with every problem, at
+    file:line:col, if any site's configuration is invalid.
+    """
+    configs: list[SitePlan] = []
+    index: dict[str, int] = {}
+    problems: list[Problem] = []
+    by_key: dict[tuple[str, str, str], int] = {}  # (role, app, resolved data) -> configs index
+
+    def add(site: str) -> None:
+        config, found = _resolve_site(job, site, workspace, job_id, environ)
+        problems.extend(found)
+        if config is None or errors_only(found):
+            return
+        key = (config.role, config.app, json.dumps(config.doc.data, sort_keys=True, default=str))
+        if key not in by_key:  # sites whose resolved configuration is the same share one plan
+            by_key[key] = len(configs)
+            configs.append(_site_plan_of(config))
+        index[site] = by_key[key]
+
+    if server:
+        add("server")
+    site_free: dict[tuple[str, str], bool] = {}  # (app, role) -> resolves the same for any name
+    first_of: dict[tuple[str, str], str] = {}
+    for site in sites:
+        template = job.config_for(site)
+        key = (template.app, template.role)
+        if key not in first_of:  # the first site of each app is always resolved in full
+            first_of[key] = site
+            site_free[key] = _site_free(job, template)
+            add(site)
+        elif site_free[key] and first_of[key] in index:
+            index[site] = index[first_of[key]]
+        elif not errors_only(problems):
+            add(site)
+    errors = errors_only(problems)
+    if errors:
+        raise ConfigError(errors)
+    custom_dirs = tuple(str(a.custom_dir.resolve()) for a in job.apps.values() if a.custom_dir)
+    return RunPlan(job.name, job_id, str(workspace), custom_dirs, tuple(configs), index)
+
+
+def _resolve_site(job: Any, site: str, workspace: str | Path, job_id: str,
+                  environ: Mapping[str, str] | None) -> tuple[Any, list[Problem]]:
+    """The site's config resolved for this run and checked: (ConfigFile or None, problems)."""
+    from .checks import check_components
+    from .job import resolve_config
+    from .wiring import check_wiring
+
+    template = job.config_for(site)
+    problems: list[Problem] = []
+    config = resolve_config(template.raw, template.file, template.role, job.apps[template.app],
+                            site, problems, workspace=workspace, job_id=job_id, environ=environ)
+    if config is not None:
+        problems += check_components(job, config)
+        problems += check_wiring(config)
+    return config, problems
+
+
+def _site_free(job: Any, template: Any) -> bool:
+    """True when ``template`` (a client config) resolves the same whatever its site is called."""
+    from .job import resolve_config
+
+    app = job.apps[template.app]
+    seen = []
+    for name in ("flconfig-probe-a", "flconfig-probe-b"):
+        probe = resolve_config(template.raw, template.file, template.role, app, name, [],
+                               check=False)
+        seen.append(None if probe is None else json.dumps(probe.doc.data, default=str))
+    return seen[0] is not None and seen[0] == seen[1]
+
+
+def _site_plan_of(config: Any) -> SitePlan:
+    from .wiring import build_order
+
+    by_id = config.by_id()
+    return SitePlan(
+        role=config.role,
+        app=config.app,
+        file=config.raw.file,
+        components=tuple(_planned(by_id[i]) for i in build_order(config)),
+        workflows=tuple(s.id for s in config.workflows if s.id),
+        executors=tuple(ExecutorPlan(tuple(tasks), _planned(spec))
+                        for tasks, spec in config.executors),
+        filters=tuple(FilterPlan(section, int(spec.json_path[1]), tuple(tasks), direction,
+                                 _planned(spec))
+                      for section, tasks, direction, spec in config.filters),
+    )
+
+
+def _planned(spec: Any) -> PlannedComponent:
+    info = spec.info
+    cls = ClassRef(info.path, info.module, info.qualname, info.origin, info.file)
+    args = {k: v for k, v in spec.args.items() if k not in spec.nested}
+    return PlannedComponent(
+        id=spec.id, role=spec.role, label=spec.label,
+        position=spec.config.doc.position(spec.json_path), json_path=tuple(spec.json_path),
+        cls=cls, args=args,
+        nested={name: _planned(child) for name, child in spec.nested.items()},
+        disabled=spec.disabled,
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- JSON form
+
+
+def _to_data(value: Any) -> Any:
+    if isinstance(value, Position):
+        return [value.file, value.line, value.column]
+    if hasattr(value, "__dataclass_fields__"):
+        return {name: _to_data(getattr(value, name)) for name in value.__dataclass_fields__}
+    if isinstance(value, Mapping):
+        return {k: _to_data(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_data(v) for v in value]
+    return value
+
+
+def _component(data: Mapping[str, Any]) -> PlannedComponent:
+    return PlannedComponent(
+        id=data["id"], role=data["role"], label=data["label"],
+        position=Position(*data["position"]), json_path=tuple(data["json_path"]),
+        cls=ClassRef(**data["cls"]), args=data["args"],
+        nested={k: _component(v) for k, v in data["nested"].items()}, disabled=data["disabled"],
+    )  # fmt: skip
+
+
+def _site_plan(data: Mapping[str, Any]) -> SitePlan:
+    return SitePlan(
+        role=data["role"], app=data["app"], file=data["file"],
+        components=tuple(_component(c) for c in data["components"]),
+        workflows=tuple(data["workflows"]),
+        executors=tuple(ExecutorPlan(tuple(e["tasks"]), _component(e["executor"]))
+                        for e in data["executors"]),
+        filters=tuple(FilterPlan(f["section"], f["chain"], tuple(f["tasks"]), f["direction"],
+                                 _component(f["filter"])) for f in data["filters"]),
+    )  # fmt: skip

@@ -1,0 +1,137 @@
+"""The run plan: a job checked once, every site's configuration resolved for the run,
+and processes that build from the plan alone."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flconfig.build import build_from_plan
+from flconfig.errors import ConfigError
+from flconfig.job import load_job
+from flconfig.plan import plan_from_json, plan_run
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "configs" / "tensorboard-streaming"
+SITES = [f"site-{i}" for i in range(1, 1001)]
+
+
+@pytest.fixture
+def job_copy(tmp_path: Path) -> Path:
+    folder = tmp_path / "job"
+    shutil.copytree(EXAMPLE, folder)
+    return folder
+
+
+def client_config(folder: Path) -> Path:
+    return folder / "app" / "config" / "config_fed_client.json"
+
+
+def test_sites_with_the_same_configuration_share_one_site_plan(tmp_path: Path) -> None:
+    job = load_job(EXAMPLE)
+    plan = plan_run(job, SITES, tmp_path / "ws", "run-1")
+    assert len(plan.configs) == 2  # the server's and the one all 1,000 sites share
+    assert {plan.sites[s] for s in SITES} == {plan.sites["site-1"]} != {plan.sites["server"]}
+    # What a thousand sites build from is what two build from.
+    assert plan.configs == plan_run(job, SITES[:2], tmp_path / "ws", "run-1").configs
+
+
+def test_a_site_dependent_configuration_is_resolved_for_each_site(
+    job_copy: Path, tmp_path: Path
+) -> None:
+    config = json.loads(client_config(job_copy).read_text())
+    learner = next(c for c in config["components"] if c["id"] == "pt_learner")
+    learner["args"]["data_path"] = "{WORKSPACE}/data/{SITE_NAME}/{JOB_ID}"
+    client_config(job_copy).write_text(json.dumps(config))
+    plan = plan_run(load_job(job_copy), ["site-1", "site-2", "site-3"], tmp_path / "ws", "run-9")
+    assert len(plan.configs) == 4
+    for site in ("site-1", "site-2", "site-3"):
+        (learner_plan,) = [c for c in plan.for_site(site).components if c.id == "pt_learner"]
+        assert learner_plan.args["data_path"] == f"{tmp_path / 'ws'}/data/{site}/run-9"
+
+
+def test_a_plan_survives_its_json_form_and_builds_without_the_job(
+    job_copy: Path, tmp_path: Path
+) -> None:
+    plan = plan_run(load_job(job_copy), ["site-1", "site-2"], tmp_path / "ws", "run-1")
+    text = plan.to_json()
+    assert plan_from_json(text) == plan
+    shutil.rmtree(job_copy)  # the processes of a run never read the job again
+    built = build_from_plan(plan_from_json(text), "site-2")
+    assert sorted(built.components) == ["event_to_fed", "log_writer", "pt_learner"]
+    assert [tasks for tasks, _ in built.executors] == [["train", "submit_model", "validate"]]
+    server = build_from_plan(plan_from_json(text), "server")
+    assert [type(w).__name__ for w in server.workflows] == ["ScatterAndGather",
+                                                           "CrossSiteModelEval"]
+
+
+def test_building_from_a_plan_imports_no_validation_code(tmp_path: Path) -> None:
+    plan = plan_run(load_job(EXAMPLE), ["site-1"], tmp_path / "ws", "run-1")
+    (tmp_path / "plan.json").write_text(plan.to_json())
+    script = (
+        "import sys\n"
+        "from flconfig.build import build_from_plan\n"
+        "from flconfig.plan import load_plan\n"
+        f"built = build_from_plan(load_plan({str(tmp_path / 'plan.json')!r}), 'site-1')\n"
+        "loaded = [m for m in ('flconfig.job', 'flconfig.registry', 'flconfig.checks',\n"
+        "                      'flconfig.schema', 'jsonschema', 'flconfig.introspect')\n"
+        "          if m in sys.modules]\n"
+        "print(sorted(built.components), loaded)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['event_to_fed', 'log_writer', 'pt_learner'] []"
+
+
+def test_a_mistake_only_the_run_reveals_is_refused_at_planning_with_its_position(
+    job_copy: Path, tmp_path: Path
+) -> None:
+    config = json.loads(client_config(job_copy).read_text())
+    learner = next(c for c in config["components"] if c["id"] == "pt_learner")
+    learner["args"]["data_path"] = "{$FLCONFIG_TEST_DATA}"
+    client_config(job_copy).write_text(json.dumps(config, indent=2))
+    job = load_job(job_copy, environ={"FLCONFIG_TEST_DATA": "/data"})
+    # The run's environment lacks the variable validation saw.
+    with pytest.raises(ConfigError) as err:
+        plan_run(job, ["site-1"], tmp_path / "ws", "run-1", environ={})
+    [problem] = err.value.problems
+    assert "config_fed_client.json" in str(problem.position)
+    assert problem.position is not None and problem.position.line > 1
+    assert "FLCONFIG_TEST_DATA" in str(problem)
+
+
+def test_a_class_that_fails_to_import_at_build_names_its_place(
+    job_copy: Path, tmp_path: Path
+) -> None:
+    custom = job_copy / "app" / "custom"
+    custom.mkdir()
+    (custom / "my_widget.py").write_text(
+        "from flconfig.components.base import Widget\n\n\nclass MyWidget(Widget):\n    pass\n"
+    )
+    config = json.loads(client_config(job_copy).read_text())
+    config["components"].append({"id": "mine", "path": "my_widget.MyWidget", "args": {}})
+    client_config(job_copy).write_text(json.dumps(config, indent=2))
+    plan = plan_run(load_job(job_copy), ["site-1"], tmp_path / "ws", "run-1")
+    assert "mine" in build_from_plan(plan, "site-1").components
+    # The module changes between planning and building: refused, at its place in the config.
+    (custom / "my_widget.py").write_text("raise RuntimeError('broken on this site')\n")
+    sys.modules.pop("my_widget", None)
+    with pytest.raises(ConfigError) as err:
+        build_from_plan(plan, "site-1")
+    [problem] = err.value.problems
+    assert problem.code == "import-failed" and "broken on this site" in problem.message
+    assert "config_fed_client.json" in str(problem.position)
+
+
+def test_the_public_api_names_resolve() -> None:
+    import flconfig
+
+    for name in flconfig.__all__:
+        assert getattr(flconfig, name) is not None
+    assert flconfig.plan_run is plan_run and flconfig.build_from_plan is build_from_plan
