@@ -248,6 +248,7 @@ class _ProcessJob:
         # Threads are started as tasks come, at most ``slots``.
         self._pool = ThreadPoolExecutor(max(1, slots), thread_name_prefix="flconfig-train")
         self._lock = threading.Lock()
+        self._warm = False
         #: Whether the process's sites share one gRPC channel (more than one site).
         self.shared = shared
 
@@ -262,10 +263,14 @@ class _ProcessJob:
         self._pool.shutdown(wait=False)
 
     def build(self, site: str) -> Any:
-        """Build ``site``'s components from the plan (one site at a time)."""
+        """Build ``site``'s components from the plan (one site at a time; the first also
+        does the process's heavy imports, see :func:`_warm_up`)."""
         from ..build import build_from_plan
 
         with self._lock:
+            if not self._warm:
+                _warm_up()
+                self._warm = True
             return build_from_plan(self._plan, site)
 
 
@@ -289,6 +294,9 @@ def run_site(spec: dict[str, Any], site: str, errors: dict[str, str],
             heartbeat_interval=spec.get("heartbeat_interval", 5.0),
             share_channel=job.shared,
         )
+        # Connected first, then built: the server's first round starts while the sites
+        # still import torch and build their components, instead of after it.
+        comm.connect(timeout=spec.get("startup_timeout", 120))
         try:
             built: BuiltSite = job.build(site)
         except Exception as exc:
@@ -300,10 +308,9 @@ def run_site(spec: dict[str, Any], site: str, errors: dict[str, str],
             else:
                 reason = f"{type(exc).__name__}: {exc}"
             try:
-                comm.connect(timeout=3)  # the server may have ended the run already
                 comm.close(timeout=1, reason=reason)
             except FlconfigError:
-                pass
+                pass  # the server may have ended the run already
             comm = None
             raise
         ctx = SiteContext(
@@ -317,7 +324,6 @@ def run_site(spec: dict[str, Any], site: str, errors: dict[str, str],
             device=spec.get("device"),
             client_sites=spec["sites"],
         )
-        comm.connect(timeout=spec.get("startup_timeout", 120))
         ctx.fire_event(EventType.ABOUT_TO_START_RUN)
         ctx.fire_event(EventType.START_RUN)
         while True:
@@ -459,7 +465,6 @@ def main(argv: list[str] | None = None) -> int:
     _set_threads(spec.get("threads", 1))
     if ns.role == "server":
         return run_server(spec)
-    _warm_up()
     if "address" not in spec:  # started beside the server: wait for its port
         port = _wait_for_port_file(Path(spec["port_file"]), spec.get("startup_timeout", 120))
         if port is None:
@@ -470,8 +475,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _warm_up() -> None:
-    """Do once, before any site starts, the imports every site's first training step does
-    (the first optimizer imports ``torch._dynamo``), so sites do not queue on the import lock."""
+    """Do once per process, before its first site builds, the imports every site's first
+    training step does (the first optimizer imports ``torch._dynamo``), so a thousand sites
+    do not queue on the import lock. Sites connect before it: torch is not needed to
+    say Hello, and the server's start-up need not compete with it for the cores."""
     import torch
 
     layer = torch.nn.Linear(1, 1)
