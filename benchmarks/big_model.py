@@ -25,11 +25,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from flconfig.api import FLModel  # noqa: E402
 from flconfig.transport import contract  # noqa: E402
 from flconfig.transport.client import END, CommClient, Task  # noqa: E402
 from flconfig.transport.codec import encode_model  # noqa: E402
 from flconfig.transport.server import CommServer  # noqa: E402
+from flconfig.types import FLModel  # noqa: E402
 
 
 def main() -> int:

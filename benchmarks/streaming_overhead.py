@@ -65,11 +65,11 @@ CLIENT_CONFIG = (
 
 
 def run_server(workspace: Path) -> None:
-    from flconfig.api import EventType
     from flconfig.components.tracking import TBAnalyticsReceiver
     from flconfig.runtime.context import SiteContext
     from flconfig.runtime.fed_events import records_to_events
     from flconfig.transport.server import CommServer
+    from flconfig.types import EventType
 
     receiver = TBAnalyticsReceiver(events=["fed.analytix_log_stats"])
     ctx = SiteContext("server", JOB, workspace, {"tb": receiver}, [receiver], role="server")
@@ -165,7 +165,7 @@ class Trainer:
         self.logged = 0
 
     def run(self, streaming: bool, meter: ForeignCpu) -> dict[str, Any]:
-        from flconfig.api import EventType, FLModel, Signal
+        from flconfig.types import EventType, FLModel, Signal
 
         if streaming:
             ctx, parts = self.on_ctx, {"log_writer": self.writer}

@@ -55,11 +55,11 @@ TAG = "train_loss"
 
 
 def run_server(workspace: Path) -> None:
-    from flconfig.api import EventType
     from flconfig.components.tracking import TBAnalyticsReceiver
     from flconfig.runtime.context import SiteContext
     from flconfig.runtime.fed_events import records_to_events
     from flconfig.transport.server import CommServer
+    from flconfig.types import EventType
 
     receiver = TBAnalyticsReceiver()
     ctx = SiteContext("server", JOB, workspace, {"tb": receiver}, [receiver], role="server")
@@ -81,11 +81,11 @@ def run_server(workspace: Path) -> None:
 
 
 def run_client(workspace: Path, port: int, scalars: int, paced: int, rate: int) -> None:
-    from flconfig.api import EventType
     from flconfig.components.tracking import ConvertToFedEvent, TBWriter
     from flconfig.runtime.context import SiteContext
     from flconfig.runtime.fed_events import event_to_records
     from flconfig.transport.client import CommClient
+    from flconfig.types import EventType
 
     comm = CommClient(f"127.0.0.1:{port}", SITE, TOKEN)
     comm.connect()

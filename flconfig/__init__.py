@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from .build import build_from_plan
+    from .config.job import Job, inspect_job, load_job
     from .errors import ConfigError, JobError
-    from .job import Job, inspect_job, load_job
-    from .plan import RunPlan, plan_run
+    from .runtime.build import build_from_plan
+    from .runtime.plan import RunPlan, plan_run
 
 _PUBLIC = {
-    "Job": ".job", "load_job": ".job", "inspect_job": ".job",
-    "RunPlan": ".plan", "plan_run": ".plan", "build_from_plan": ".build",
+    "Job": ".config.job", "load_job": ".config.job", "inspect_job": ".config.job",
+    "RunPlan": ".runtime.plan", "plan_run": ".runtime.plan", "build_from_plan": ".runtime.build",
     "ConfigError": ".errors", "JobError": ".errors",
 }  # fmt: skip
 __all__ = [

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from flconfig.api import FLModel, ReturnCode
 from flconfig.components.aggregators import InTimeAccumulateWeightedAggregator
 from flconfig.errors import JobError
 from flconfig.runtime.context import SiteContext
+from flconfig.types import FLModel, ReturnCode
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -20,7 +20,6 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flconfig.api import FLModel, ReturnCode, Signal
 from flconfig.errors import JobError
 from flconfig.transport import contract as comm
 from flconfig.transport import flconfig_pb2 as pb
@@ -34,6 +33,7 @@ from flconfig.transport.codec import (
     encode_records,
 )
 from flconfig.transport.server import CommServer
+from flconfig.types import FLModel, ReturnCode, Signal
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -1066,8 +1066,8 @@ def test_a_sites_lines_from_the_training_threads_go_to_its_own_log(tmp_path) -> 
 
     files = [add_log_file(tmp_path / site / "log.txt", site=site) for site in ("site-1", "site-2")]
     try:
-        from flconfig.job import load_job
-        from flconfig.plan import plan_run
+        from flconfig.config.job import load_job
+        from flconfig.runtime.plan import plan_run
 
         example = Path(__file__).resolve().parent.parent / "configs" / "tensorboard-streaming"
         plan = plan_run(load_job(example), ["site-1"],
@@ -1087,21 +1087,3 @@ def test_a_sites_lines_from_the_training_threads_go_to_its_own_log(tmp_path) -> 
         for site, handler in zip(("site-1", "site-2"), files, strict=True):
             router.by_site[site].remove(handler)
             handler.close()
-
-
-def test_old_transport_paths_still_import() -> None:
-    """The link moved to flconfig.transport; the runtime paths stay one release."""
-    import importlib
-
-    from flconfig.transport import client, codec, contract, server
-
-    for old, new in (
-        ("flconfig.runtime.comm", contract),
-        ("flconfig.runtime.codec", codec),
-        ("flconfig.runtime.comm_server", server),
-        ("flconfig.runtime.comm_client", client),
-    ):
-        assert importlib.import_module(old) is new
-    from flconfig.runtime.comm_server import CommServer as OldServer
-
-    assert OldServer is CommServer

@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from flconfig.api import FLModel, ReturnCode, Signal
 from flconfig.examples.data import (
     CIFAR10_RECORD_BYTES,
     DIGITS_TEST_FRACTION,
@@ -29,6 +28,7 @@ from flconfig.examples.digits import (
     evaluate_params,
     params_to_numpy,
 )
+from flconfig.types import FLModel, ReturnCode, Signal
 
 pytestmark = pytest.mark.timeout(120)
 

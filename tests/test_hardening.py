@@ -18,15 +18,15 @@ from typing import Any
 
 import pytest
 
-from flconfig.api import Event, EventType
 from flconfig.cli import main as cli_main
 from flconfig.components.tracking import ConvertToFedEvent, TBAnalyticsReceiver, TBWriter
-from flconfig.job import inspect_job
+from flconfig.config.job import inspect_job
 from flconfig.runtime.context import SiteContext
 from flconfig.runtime.fed_events import event_to_records, records_to_events
 from flconfig.tracking import records as rec
 from flconfig.transport.client import CommClient
 from flconfig.transport.server import CommServer
+from flconfig.types import Event, EventType
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "configs" / "tensorboard-streaming"
@@ -528,7 +528,7 @@ def test_the_json_lines_receiver_rolls_back_a_failed_write(tmp_path: Path) -> No
 
 @pytest.mark.parametrize("bad", ["site-1\n", "-x", "a" * 129, "site/1"])
 def test_site_names_follow_one_rule(tmp_path: Path, capsys: pytest.CaptureFixture[str], bad: str) -> None:
-    from flconfig.meta import NAME_RE
+    from flconfig.config.meta import NAME_RE
     from flconfig.transport.contract import is_valid_site_name
 
     # The job's rule (meta, the launcher) and the transport's rule agree.

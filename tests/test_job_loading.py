@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from flconfig.config.job import Job, load_job
 from flconfig.errors import ConfigError
-from flconfig.job import Job, load_job
 
 REPO = Path(__file__).resolve().parents[1]
 JSON_JOB = REPO / "configs" / "tensorboard-streaming"

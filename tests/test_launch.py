@@ -172,7 +172,7 @@ def test_many_sites_share_a_bounded_pool_of_worker_processes(tmp_path: Path) -> 
 
 
 def test_plan_workers_divides_sites_and_threads() -> None:
-    from flconfig.launcher import plan_workers, threads_per_process
+    from flconfig.launch.launcher import plan_workers, threads_per_process
 
     assert plan_workers(["a", "b"], cores=2) == [["a"], ["b"]]
     # More sites than cores: pooled, one process per core (8 torch imports on 2 cores is slow).
@@ -188,7 +188,7 @@ def test_plan_workers_divides_sites_and_threads() -> None:
 def test_a_worker_hosting_many_sites_gets_one_malloc_arena_unless_the_user_chose(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from flconfig.launcher import worker_environment
+    from flconfig.launch.launcher import worker_environment
 
     monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
     assert worker_environment(512)["MALLOC_ARENA_MAX"] == "1"

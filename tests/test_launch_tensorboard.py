@@ -29,9 +29,9 @@ from typing import Any
 
 import pytest
 
-from flconfig.api import Event, EventType
 from flconfig.runtime.fed_events import records_to_events
 from flconfig.runtime.live_metrics import LiveMetrics
+from flconfig.types import Event, EventType
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "configs" / "tensorboard-streaming"

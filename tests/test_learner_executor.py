@@ -9,12 +9,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from flconfig.api import Event, EventType, FLModel, ReturnCode, Signal
 from flconfig.components.base import Learner, Widget
 from flconfig.components.learner_executor import LearnerExecutor
 from flconfig.errors import JobError
 from flconfig.examples.digits import DigitsLearner
 from flconfig.runtime.context import SiteContext
+from flconfig.types import Event, EventType, FLModel, ReturnCode, Signal
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from flconfig.documents import Document, parse_json
+from flconfig.config.documents import Document, parse_json
+from flconfig.config.meta import MetaInfo, check_meta, default_meta
 from flconfig.errors import Problem
-from flconfig.meta import MetaInfo, check_meta, default_meta
 
 
 def check(text: str):

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from flconfig.build import build_from_plan
+from flconfig.config.job import load_job
 from flconfig.errors import ConfigError
-from flconfig.job import load_job
-from flconfig.plan import plan_from_json, plan_run
+from flconfig.runtime.build import build_from_plan
+from flconfig.runtime.plan import plan_from_json, plan_run
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "configs" / "tensorboard-streaming"
@@ -75,11 +75,11 @@ def test_building_from_a_plan_imports_no_validation_code(tmp_path: Path) -> None
     (tmp_path / "plan.json").write_text(plan.to_json())
     script = (
         "import sys\n"
-        "from flconfig.build import build_from_plan\n"
-        "from flconfig.plan import load_plan\n"
+        "from flconfig.runtime.build import build_from_plan\n"
+        "from flconfig.runtime.plan import load_plan\n"
         f"built = build_from_plan(load_plan({str(tmp_path / 'plan.json')!r}), 'site-1')\n"
-        "loaded = [m for m in ('flconfig.job', 'flconfig.registry', 'flconfig.checks',\n"
-        "                      'flconfig.schema', 'jsonschema', 'flconfig.introspect')\n"
+        "loaded = [m for m in ('flconfig.config.job', 'flconfig.registry', 'flconfig.validate.checks',\n"
+        "                      'flconfig.schemas', 'jsonschema', 'flconfig.registry.introspect')\n"
         "          if m in sys.modules]\n"
         "print(sorted(built.components), loaded)\n"
     )

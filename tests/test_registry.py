@@ -14,7 +14,6 @@ import jsonschema
 import pytest
 
 from flconfig import introspect
-from flconfig.aliases import FLARE_ALIASES
 from flconfig.components.persistors import PTFileModelPersistor
 from flconfig.components.scatter_and_gather import ScatterAndGather
 from flconfig.components.tracking import TBWriter
@@ -26,6 +25,7 @@ from flconfig.registry import (
     annotation_schema,
     read_entry_points,
 )
+from flconfig.registry.aliases import FLARE_ALIASES
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_JOB = REPO.parent / "shared" / "flare-jobs" / "tensorboard-streaming"
@@ -284,7 +284,7 @@ def test_load_class_refuses_what_the_registry_did_not_resolve(registry: Registry
 
 @pytest.mark.parametrize(
     "path",
-    ["flconfig.api.Event", "flconfig.components.base.Learner", "builtins.eval", "subprocess.Popen"],
+    ["flconfig.types.Event", "flconfig.components.base.Learner", "builtins.eval", "subprocess.Popen"],
 )
 def test_non_component_paths_are_refused(registry: Registry, path: str) -> None:
     with pytest.raises(ResolveError) as err:

@@ -26,7 +26,6 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
 
-from flconfig.api import Event, EventType
 from flconfig.components.tracking import (
     AnalyticsReceiver,
     ConvertToFedEvent,
@@ -40,6 +39,7 @@ from flconfig.runtime.context import SiteContext
 from flconfig.runtime.fed_events import event_to_records, records_to_events
 from flconfig.tracking.crc32c import masked_crc32c_many
 from flconfig.tracking.records import RECORD_KEYS, AnalyticsBatch
+from flconfig.types import Event, EventType
 
 pytestmark = pytest.mark.timeout(60)
 

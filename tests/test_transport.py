@@ -19,12 +19,12 @@ import numpy as np
 import pytest
 from test_comm import TOKENS, FlakyProxy, raw_call
 
-from flconfig.api import FLModel, Signal
 from flconfig.errors import JobError
 from flconfig.transport import contract
 from flconfig.transport import flconfig_pb2 as pb
 from flconfig.transport.client import CommClient, Task
 from flconfig.transport.codec import encode_model
+from flconfig.types import FLModel, Signal
 
 pytestmark = pytest.mark.timeout(120)
 

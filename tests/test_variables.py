@@ -8,9 +8,9 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flconfig.documents import Document, parse_json, parse_yaml
+from flconfig.config.documents import Document, parse_json, parse_yaml
+from flconfig.config.variables import resolve
 from flconfig.errors import Position, Problem
-from flconfig.variables import resolve
 
 SYSTEM = {"SITE_NAME": "site-1", "WORKSPACE": "/ws", "JOB_ID": "job-7", "SECURE_MODE": False,
           "JOB_CUSTOM_DIR": "/ws/job-7/app_site-1/custom"}

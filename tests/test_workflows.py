@@ -24,7 +24,6 @@ from safetensors.numpy import load_file
 from safetensors.torch import load_file as load_torch_file
 from torch import nn
 
-from flconfig.api import Event, EventType, FLModel, ReturnCode, Signal
 from flconfig.components.aggregators import InTimeAccumulateWeightedAggregator
 from flconfig.components.base import AppEventType, Learner, Widget
 from flconfig.components.cross_site_model_eval import CrossSiteModelEval
@@ -40,6 +39,7 @@ from flconfig.examples.models import DigitsCNN
 from flconfig.runtime.context import SiteContext
 from flconfig.transport.client import END, CommClient
 from flconfig.transport.server import CommServer
+from flconfig.types import Event, EventType, FLModel, ReturnCode, Signal
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -96,7 +96,7 @@ def run(ns: argparse.Namespace) -> int:
               f"{verb} not installed: pip install 'flconfig[run]' (validation alone does not need it)",
               file=sys.stderr)
         return 2
-    from ..launcher import LaunchError, LaunchOptions, launch
+    from ..launch.launcher import LaunchError, LaunchOptions, launch
 
     problem = _usage_error(ns)
     if problem is not None:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from ..schema import (
+from ..schemas import (
     SCHEMA_KINDS,
     bundle_text,
     load_schema,

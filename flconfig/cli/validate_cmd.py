@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ..errors import Problem
-from ..report import write_json, write_text
+from .report import write_json, write_text
 
 ALLOW_HELP = ("also allow component paths under this dotted module prefix "
               "(repeatable; the environment variable FLCONFIG_ALLOW_MODULES does the same)")
@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def validate_paths(paths: list[str], allowed_modules: list[str]) -> list[Problem]:
     """Problems of all ``paths``, sorted by file and position."""
-    from ..job import inspect_job
+    from ..config.job import inspect_job
 
     problems: list[Problem] = []
     for path in paths:

@@ -9,8 +9,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..api import FLModel, ReturnCode, RunContext
 from ..errors import JobError
+from ..types import FLModel, ReturnCode, RunContext
 from .base import Aggregator, check_bool
 
 log = logging.getLogger(__name__)

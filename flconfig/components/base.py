@@ -6,7 +6,7 @@ The kind decides where a reference may point: a ``learner_id`` must name a
 Declaring a component to the validator
 --------------------------------------
 ``flconfig validate`` describes components from their source code, without
-importing them (see :mod:`flconfig.introspect`). It reads the ``__init__``
+importing them (see :mod:`flconfig.registry.introspect`). It reads the ``__init__``
 signature with its type hints, and these class attributes, which must
 therefore be plain literals (strings, lists, dicts) written in the class body:
 
@@ -45,8 +45,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..api import Event, FLModel, ReturnCode, RunContext, Signal
 from ..errors import JobError
+from ..types import Event, FLModel, ReturnCode, RunContext, Signal
 
 
 class AppEventType:
@@ -89,7 +89,7 @@ class Component:
     def handle_event(self, event: Event, ctx: RunContext) -> None:
         """Called for every event on this component's site, in build order.
 
-        ``event.type`` is one of :class:`flconfig.api.EventType`,
+        ``event.type`` is one of :class:`flconfig.types.EventType`,
         :class:`AppEventType` or a job's own event name. An exception is
         logged and does not stop the other handlers.
         """

@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..api import FLModel, ReturnCode, Signal
 from ..errors import JobError
+from ..types import FLModel, ReturnCode, Signal
 from .base import (
     AppEventType,
     Controller,

@@ -8,8 +8,8 @@ import threading
 from dataclasses import replace
 from typing import Any
 
-from ..api import Event, EventType, FLModel, ReturnCode, RunContext, Signal
 from ..errors import JobError
+from ..types import Event, EventType, FLModel, ReturnCode, RunContext, Signal
 from .base import Executor, Learner, check_str
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..api import FLModel, RunContext
+from ..types import FLModel, RunContext
 from .base import ModelLocator, ModelPersistor, check_str, lookup_component
 
 

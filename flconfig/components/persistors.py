@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..api import Event, EventType, FLModel, RunContext
 from ..errors import JobError
+from ..types import Event, EventType, FLModel, RunContext
 from .base import (
     AppEventType,
     Filter,

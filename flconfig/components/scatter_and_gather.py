@@ -7,8 +7,8 @@ import math
 import time
 from typing import TYPE_CHECKING, Any, TypeGuard
 
-from ..api import EventType, FLModel, ReturnCode, Signal
 from ..errors import JobError
+from ..types import EventType, FLModel, ReturnCode, Signal
 from .base import (
     Aggregator,
     AppEventType,

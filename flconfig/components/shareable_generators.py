@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from ..api import FLModel, ReturnCode, RunContext
 from ..errors import JobError
+from ..types import FLModel, ReturnCode, RunContext
 from .base import ShareableGenerator
 
 #: ``ctx.props`` key of the current global model (set by the workflow).

@@ -31,12 +31,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..api import Event, EventType, RunContext
 from ..errors import JobError, StorageError, storage_message
 from ..runtime.logs import site_thread_name
 from ..tracking import records as rec
 from ..tracking.records import AnalyticsBatch, as_number, as_step, as_walltime, check_tag
 from ..transport.contract import is_valid_site_name
+from ..types import Event, EventType, RunContext
 from .base import (
     Widget,
     check_file_name,

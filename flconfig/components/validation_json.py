@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..api import Event, EventType, FLModel, ReturnCode, RunContext
+from ..types import Event, EventType, FLModel, ReturnCode, RunContext
 from .base import AppEventType, Widget, check_file_name, check_relative_path, write_atomic
 
 log = logging.getLogger(__name__)

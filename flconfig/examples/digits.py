@@ -17,8 +17,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..api import FLModel, ReturnCode, RunContext, Signal
 from ..components.base import Learner, state_mismatch
+from ..types import FLModel, ReturnCode, RunContext, Signal
 from .data import DATASETS, SiteData, load_held_out, load_site_data, site_index_from_name
 from .models import CifarCNN, DigitsCNN
 

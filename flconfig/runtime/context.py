@@ -15,15 +15,15 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..api import Event, Signal
 from ..errors import StorageError
 from ..tracking.records import is_reserved_event
+from ..types import Event, Signal
 
 log = logging.getLogger("flconfig.runtime")
 
 
 class SiteContext:
-    """What a component may ask of the site it runs on (implements :class:`flconfig.api.RunContext`)."""
+    """What a component may ask of the site it runs on (implements :class:`flconfig.types.RunContext`)."""
 
     def __init__(
         self,

@@ -36,9 +36,9 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from ..api import Event
 from ..tracking.records import AnalyticsBatch, check_event_type, clean_record
 from ..transport.codec import find_unsendable
+from ..types import Event
 
 log = logging.getLogger(__name__)
 

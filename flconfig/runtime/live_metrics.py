@@ -27,8 +27,8 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ..api import Event, EventType
 from ..tracking.records import SCALAR, AnalyticsBatch
+from ..types import Event, EventType
 
 log = logging.getLogger(__name__)
 

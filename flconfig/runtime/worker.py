@@ -24,12 +24,12 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..api import EventType, FLModel, ReturnCode
 from ..errors import ConfigError, FlconfigError, JobError, StorageError, storage_message
+from ..types import EventType, FLModel, ReturnCode
 from .logs import add_log_file, site_thread_name
 
 if TYPE_CHECKING:
-    from ..plan import RunPlan
+    from .plan import RunPlan
 
 log = logging.getLogger("flconfig.worker")
 STATUS_FILE = "status.json"
@@ -80,12 +80,12 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def run_server(spec: dict[str, Any]) -> int:
-    from ..build import build_from_plan
-    from ..plan import load_plan
     from ..transport.server import CommServer
+    from .build import build_from_plan
     from .context import SiteContext
     from .fed_events import records_to_events
     from .live_metrics import LiveMetrics
+    from .plan import load_plan
 
     workspace = Path(spec["workspace"])
     job_id = spec["job_id"]
@@ -265,7 +265,7 @@ class _ProcessJob:
     def build(self, site: str) -> Any:
         """Build ``site``'s components from the plan (one site at a time; the first also
         does the process's heavy imports, see :func:`_warm_up`)."""
-        from ..build import build_from_plan
+        from .build import build_from_plan
 
         with self._lock:
             if not self._warm:
@@ -277,8 +277,8 @@ class _ProcessJob:
 def run_site(spec: dict[str, Any], site: str, errors: dict[str, str],
              job: _ProcessJob) -> None:
     """Run one client site until the server ends the run."""
-    from ..build import BuiltSite
     from ..transport.client import CommClient, Task
+    from .build import BuiltSite
     from .context import SiteContext
     from .fed_events import event_to_records
 
@@ -419,7 +419,7 @@ def run_clients(spec: dict[str, Any], sites: list[str]) -> int:
             add_log_file(workspace / site / spec["job_id"] / "log.txt", site=site)
         except OSError as exc:
             errors[site] = storage_message(exc, workspace)
-    from ..plan import load_plan
+    from .plan import load_plan
 
     job = _ProcessJob(load_plan(spec["plan"]), slots=spec.get("threads", 1),
                       shared=len(sites) > 1)

@@ -24,10 +24,10 @@ from typing import Any, Final
 
 import grpc
 
-from ..api import FLModel
 from ..errors import JobError
 from ..runtime.logs import site_thread_name
 from ..tracking.records import MAX_RECORD_BYTES
+from ..types import FLModel
 from . import contract
 from . import flconfig_pb2 as pb
 from . import flconfig_pb2_grpc as pb_grpc

@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 from safetensors import SafetensorError, TensorSpec, deserialize, serialize
 
-from ..api import FLModel
 from ..errors import JobError
 from ..tracking.records import JSON_ENCODER
+from ..types import FLModel
 
 MODEL_MAGIC = b"FLCM"
 RECORDS_MAGIC = b"FLCR"

@@ -22,8 +22,8 @@ from typing import Any, NoReturn
 import grpc
 from google.protobuf.message import DecodeError, Message
 
-from ..api import FLModel, Signal
 from ..errors import JobError, StorageError
+from ..types import FLModel, Signal
 from . import contract
 from . import flconfig_pb2 as pb
 from .codec import ProtocolError, decode_model, decode_records, encode_model

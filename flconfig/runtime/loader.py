@@ -2,7 +2,7 @@
 
 Only classes the registry resolved reach here: through
 :meth:`flconfig.registry.Registry.load_class` while validating and building in
-one process, or through a :class:`~flconfig.plan.RunPlan` the launcher made
+one process, or through a :class:`~flconfig.runtime.plan.RunPlan` the launcher made
 (from the registry) for the server and worker processes. A class from the
 job's ``custom/`` folders must be imported from the very file the registry
 read; anything else is refused.

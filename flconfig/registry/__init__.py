@@ -7,7 +7,7 @@ schema for them. Classes come from five places:
 
 * flconfig's built-ins: the public component classes of
   ``flconfig.components.*`` and ``flconfig.examples.*``;
-* FLARE class paths, through the alias table :mod:`flconfig.aliases`;
+* FLARE class paths, through the alias table :mod:`flconfig.registry.aliases`;
 * plugins: the entry-point group ``flconfig.components`` of installed
   packages (entry name = short name, value ``module:Class``);
 * the job's ``custom/`` folders (``custom/my_trainer.py`` gives
@@ -32,11 +32,12 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from ..errors import FlconfigError
+from ..runtime.loader import short_path as _short
+from ..validate.containment import is_within
 from .aliases import FLARE_ALIASES
 from .arg_schema import annotation_schema
 from .arg_schema import union as _union
-from .containment import is_within
-from .errors import FlconfigError
 from .introspect import (
     NO_DEFAULT,
     NOT_LITERAL,
@@ -46,7 +47,6 @@ from .introspect import (
     installed_location,
     parse_error,
 )
-from .loader import short_path as _short
 from .plugins import read_entry_points
 
 __all__ = [
@@ -85,7 +85,7 @@ ID_REFERENCE_KINDS: Mapping[str, str] = MappingProxyType(
 
 _BUILTIN_PACKAGES = ("flconfig.components", "flconfig.examples")
 _NOT_COMPONENT_MODULES = frozenset({"flconfig.components.base"})
-_FLCONFIG_DIR = Path(__file__).resolve().parent
+_FLCONFIG_DIR = Path(__file__).resolve().parent.parent  # the flconfig package
 _ENTRY_VALUE = re.compile(
     r"^\s*(?P<module>[A-Za-z_][\w.]*)\s*(?::\s*(?P<attr>[A-Za-z_][\w.]*))?\s*(?:\[[^\]]*\])?\s*$"
 )
@@ -517,7 +517,7 @@ class Registry:
                 f"{info.path!r} was not resolved by this registry",
                 "resolve the component's path or name with Registry.resolve first",
             )
-        from .loader import ImportFailure, import_class
+        from ..runtime.loader import ImportFailure, import_class
 
         try:
             return import_class(info.path, info.module, info.qualname, info.origin, info.file,

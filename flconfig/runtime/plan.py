@@ -1,12 +1,12 @@
 """From a checked job to a run plan: every site's resolved configuration, ready to build.
 
-The launcher checks a job once (:func:`~flconfig.job.inspect_job`), then
+The launcher checks a job once (:func:`~flconfig.config.job.inspect_job`), then
 :func:`plan_run` resolves each site's configuration for this run — its site
 name, the workspace and the job id substituted, every component resolved to
 a class through the registry, its arguments checked against that class's
 argument schema — into a :class:`RunPlan`. The plan is plain data: it is
 written as JSON (:meth:`RunPlan.to_json`), and the server and worker
-processes build their components from it (:func:`flconfig.build.build_from_plan`)
+processes build their components from it (:func:`flconfig.runtime.build.build_from_plan`)
 without parsing, resolving or validating the job again, and without
 importing the registry.
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, Position, Problem, errors_only
+from ..errors import ConfigError, Position, Problem, errors_only
 
 #: Version of the JSON form; a plan of another version is refused when read.
 PLAN_FORMAT = 1
@@ -134,7 +134,7 @@ def plan_run(job: Any, sites: Sequence[str], workspace: str | Path, job_id: str,
              server: bool = True, environ: Mapping[str, str] | None = None) -> RunPlan:
     """Resolve the configuration of the server (with ``server``) and of each of ``sites``.
 
-    ``job`` is a checked :class:`~flconfig.job.Job`. Each site's variables
+    ``job`` is a checked :class:`~flconfig.config.job.Job`. Each site's variables
     (``SITE_NAME``, ``WORKSPACE``, ``JOB_ID`` ...) are substituted for this run,
     and every component is resolved and its args checked again, now with their
     final values. Raises :class:`ConfigError` with every problem, at
@@ -181,9 +181,9 @@ def plan_run(job: Any, sites: Sequence[str], workspace: str | Path, job_id: str,
 def _resolve_site(job: Any, site: str, workspace: str | Path, job_id: str,
                   environ: Mapping[str, str] | None) -> tuple[Any, list[Problem]]:
     """The site's config resolved for this run and checked: (ConfigFile or None, problems)."""
-    from .checks import check_components
-    from .job import resolve_config
-    from .wiring import check_wiring
+    from ..config.job import resolve_config
+    from ..validate.checks import check_components
+    from ..validate.wiring import check_wiring
 
     template = job.config_for(site)
     problems: list[Problem] = []
@@ -197,7 +197,7 @@ def _resolve_site(job: Any, site: str, workspace: str | Path, job_id: str,
 
 def _site_free(job: Any, template: Any) -> bool:
     """True when ``template`` (a client config) resolves the same whatever its site is called."""
-    from .job import resolve_config
+    from ..config.job import resolve_config
 
     app = job.apps[template.app]
     seen = []
@@ -209,7 +209,7 @@ def _site_free(job: Any, template: Any) -> bool:
 
 
 def _site_plan_of(config: Any) -> SitePlan:
-    from .wiring import build_order
+    from ..validate.wiring import build_order
 
     by_id = config.by_id()
     return SitePlan(

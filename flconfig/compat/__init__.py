@@ -1,0 +1,1 @@
+"""FLARE's API for job code (``import nvflare...`` served by flconfig): the next issue fills it."""

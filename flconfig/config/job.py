@@ -1,0 +1,536 @@
+"""Load a job folder (or an app folder, or one config file) into a checked :class:`Job`.
+
+Data flows one way: files → :class:`~flconfig.config.documents.Document` (with
+positions) → variables resolved → schema-checked → component specs resolved
+through the registry → wiring and event checks → a :class:`Job` whose
+``build(site)`` instantiates a site's components.
+
+:func:`inspect_job` never raises for bad input: it returns the job (as far as
+it could be read) and every problem found. :func:`load_job` raises
+:class:`~flconfig.errors.ConfigError` when there is any error.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, JsonPath, Position, Problem, display_path, errors_only
+from .documents import CONFIG_SUFFIXES, Document, load_document
+
+CLIENT_CONFIG = "config_fed_client"
+SERVER_CONFIG = "config_fed_server"
+META_NAME = "meta"
+SPEC_KEYS = ("path", "class_path", "name")  # FLARE's precedence order
+
+#: Placeholders for system variables while validating (no site is running yet).
+VALIDATION_WORKSPACE = "/tmp/flconfig-workspace"
+VALIDATION_JOB_ID = "simulate_job"
+
+
+@dataclass
+class ComponentSpec:
+    """One ``{id, path|name, args}`` entry of a config, resolved or not."""
+
+    config: ConfigFile
+    json_path: JsonPath
+    role: str  # "component" | "executor" | "workflow" | "filter" | "nested"
+    id: str | None
+    key: str  # which of SPEC_KEYS named the class
+    ref: str  # the class path or short name as written
+    args: dict[str, Any]
+    disabled: bool = False
+    parent: ComponentSpec | None = None
+    arg_name: str | None = None  # for nested specs: the arg of the parent holding it
+    nested: dict[str, ComponentSpec] = field(default_factory=dict)
+    info: Any = None  # registry.ComponentInfo once resolved
+
+    @property
+    def label(self) -> str:
+        cls = self.ref.rsplit(".", 1)[-1]
+        if self.id:
+            return f"component '{self.id}' ({cls})"
+        if self.parent is not None:
+            return f"'{self.arg_name}' of {self.parent.label}"
+        return f"{self.role} {cls}"
+
+    @property
+    def args_path(self) -> JsonPath:
+        return (*self.json_path, "args")
+
+    @property
+    def kind(self) -> str | None:
+        return self.info.kind if self.info is not None else None
+
+    def walk(self) -> Iterator[ComponentSpec]:
+        """This spec and every spec nested in its args, parents first."""
+        yield self
+        for child in self.nested.values():
+            yield from child.walk()
+
+
+@dataclass
+class ConfigFile:
+    """A client or server config of one app, after variables are resolved."""
+
+    role: str  # "client" | "server"
+    app: str
+    file: Path
+    raw: Document
+    doc: Document  # resolved
+    executors: list[tuple[list[str], ComponentSpec]] = field(default_factory=list)
+    components: list[ComponentSpec] = field(default_factory=list)
+    workflows: list[ComponentSpec] = field(default_factory=list)
+    filters: list[tuple[str, list[str], str, ComponentSpec]] = field(default_factory=list)
+
+    def top_specs(self) -> list[ComponentSpec]:
+        """Every top-level spec in document order."""
+        specs = [s for _, s in self.executors] + [s for *_, s in self.filters]
+        specs += self.components + self.workflows
+        return sorted(specs, key=lambda s: _path_order(s.json_path))
+
+    def all_specs(self) -> list[ComponentSpec]:
+        return [spec for top in self.top_specs() for spec in top.walk()]
+
+    def by_id(self) -> dict[str, ComponentSpec]:
+        """Components (and, on the server, workflows) addressable by id."""
+        out: dict[str, ComponentSpec] = {}
+        for spec in self.components + self.workflows:
+            if spec.id and spec.id not in out:
+                out[spec.id] = spec
+        return out
+
+
+@dataclass
+class App:
+    name: str
+    folder: Path | None
+    client: ConfigFile | None = None
+    server: ConfigFile | None = None
+    #: False when custom/ (or a link in it) leads outside the job folder: then no
+    #: class of it is "custom" and nothing in it is ever imported.
+    custom_allowed: bool = True
+
+    @property
+    def custom_dir(self) -> Path | None:
+        if self.folder is None or not self.custom_allowed:
+            return None
+        custom = self.folder / "custom"
+        return custom if custom.is_dir() else None
+
+    def check_custom(self, root: Path, problems: list[Problem]) -> None:
+        """Refuse this app's custom/ if it (or a link in it) leaves the job folder ``root``."""
+        from ..validate.containment import check_custom_dir
+
+        if self.folder is None:
+            return
+        found = check_custom_dir(self.folder / "custom", root)
+        if found:
+            problems.extend(found)
+            self.custom_allowed = False
+
+
+def _path_order(path: JsonPath) -> tuple[Any, ...]:
+    return tuple((0, p, "") if isinstance(p, int) else (1, 0, p) for p in path)
+
+
+@dataclass
+class Job:
+    """A loaded job: its meta, apps and configs, and the problems found in them."""
+
+    name: str
+    folder: Path
+    meta: Any  # meta.MetaInfo
+    meta_doc: Document | None
+    apps: dict[str, App]
+    registry: Any  # registry.Registry
+    problems: list[Problem] = field(default_factory=list)
+    allowed_modules: tuple[str, ...] = ()
+
+    @property
+    def errors(self) -> list[Problem]:
+        return errors_only(self.problems)
+
+    @property
+    def server_config(self) -> ConfigFile | None:
+        app = self.meta.server_app()
+        return self.apps[app].server if app in self.apps else None
+
+    def client_sites(self, num_clients: int | None = None) -> list[str]:
+        """The client sites to run: named in deploy_map, else ``site-1..site-N``."""
+        named = list(self.meta.client_sites())
+        if named:
+            return named if num_clients is None else named[:num_clients]
+        count = num_clients or max(self.meta.min_clients or 0, 2)
+        return [f"site-{i}" for i in range(1, count + 1)]
+
+    def config_for(self, site: str) -> ConfigFile:
+        app_name = self.meta.app_for(site)
+        app = self.apps.get(app_name) if app_name else None
+        config = None if app is None else (app.server if site == "server" else app.client)
+        if config is None:
+            raise ConfigError.single("deploy-map", f"no app is deployed to site '{site}'",
+                                     Position(str(self.folder)))
+        return config
+
+    def build(self, site: str, *, workspace: str | Path | None = None, job_id: str = VALIDATION_JOB_ID,
+              environ: Mapping[str, str] | None = None) -> Any:
+        """Instantiate the server's (``site="server"``) or a client site's components."""
+        from ..runtime.build import build_site
+
+        return build_site(self, site, workspace=workspace, job_id=job_id, environ=environ)
+
+
+# --- discovery -------------------------------------------------------------------------------
+
+
+_display = display_path
+
+
+def find_config(folder: Path, basename: str) -> tuple[Path | None, list[Problem]]:
+    """The one file ``basename.{json,conf,yaml,yml}`` in ``folder``; two of them is an error."""
+    found = [folder / f"{basename}{suffix}" for suffix in CONFIG_SUFFIXES
+             if (folder / f"{basename}{suffix}").is_file()]
+    if len(found) > 1:
+        names = ", ".join(p.name for p in found)
+        return found[0], [Problem("error", "duplicate-config",
+                                  f"two files for one config: {names}", Position(_display(found[1])),
+                                  hint=f"keep one of {names}; flconfig never picks one silently")]
+    return (found[0] if found else None), []
+
+
+def _load(file: Path, problems: list[Problem]) -> Document | None:
+    """Parse a file, adding its syntax errors and warnings to ``problems``; None when unreadable."""
+    try:
+        doc = load_document(file, _display(file))
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+        return None
+    problems.extend(doc.problems)
+    return doc
+
+
+def _find_meta(folder: Path) -> tuple[Path | None, list[Problem]]:
+    return find_config(folder, META_NAME)
+
+
+def system_variables(site: str, workspace: str | Path, job_id: str, custom_dir: Path | None) -> dict[str, Any]:
+    return {
+        "SITE_NAME": site,
+        "WORKSPACE": str(workspace),
+        "JOB_ID": job_id,
+        "SECURE_MODE": False,
+        "JOB_CUSTOM_DIR": str(custom_dir) if custom_dir else "",
+    }
+
+
+def read_config(file: Path, role: str, app: App, site: str, problems: list[Problem], *,
+                workspace: str | Path = VALIDATION_WORKSPACE, job_id: str = VALIDATION_JOB_ID,
+                environ: Mapping[str, str] | None = None) -> ConfigFile | None:
+    """Parse, resolve variables and schema-check one config; extract its component specs."""
+    raw = _load(file, problems)
+    if raw is None:
+        return None
+    return resolve_config(raw, file, role, app, site, problems, workspace=workspace,
+                          job_id=job_id, environ=environ)
+
+
+def resolve_config(raw: Document, file: Path, role: str, app: App, site: str,
+                   problems: list[Problem], *, workspace: str | Path = VALIDATION_WORKSPACE,
+                   job_id: str = VALIDATION_JOB_ID, environ: Mapping[str, str] | None = None,
+                   check: bool = True) -> ConfigFile | None:
+    """Resolve the variables of a parsed config for ``site`` and schema-check it (``check``);
+    extract its component specs. ``raw`` is not changed."""
+    from ..schemas import check_document
+    from .variables import resolve
+
+    if not isinstance(raw.data, dict):
+        problems.append(raw.problem("schema", "a config file must hold a mapping (an object) at the top", (),
+                                    "start the file with '{' (JSON) or 'key: value' lines (YAML)"))
+        return None
+    env = os.environ if environ is None else environ
+    doc, var_problems = resolve(raw, system_variables(site, workspace, job_id, app.custom_dir), env)
+    problems.extend(var_problems)
+    if check:
+        problems.extend(check_document(doc, role))
+    config = ConfigFile(role, app.name, file, raw, doc)
+    _extract_specs(config)
+    return config
+
+
+def _spec_from(config: ConfigFile, value: Any, path: JsonPath, role: str,
+               parent: ComponentSpec | None = None, arg_name: str | None = None) -> ComponentSpec | None:
+    """A ComponentSpec from a dict, or None when it is not a usable spec (schema reports why)."""
+    if not isinstance(value, dict):
+        return None
+    key = next((k for k in SPEC_KEYS if k in value), None)
+    if key is None or not isinstance(value.get(key), str) or not value[key]:
+        return None
+    args = value.get("args", {})
+    if not isinstance(args, dict):
+        args = {}
+    raw_id = value.get("id")
+    spec = ComponentSpec(
+        config=config, json_path=path, role=role,
+        id=raw_id if isinstance(raw_id, str) and raw_id else None,
+        key=key, ref=value[key], args=args, disabled=value.get("disabled") is True,
+        parent=parent, arg_name=arg_name,
+    )
+    if "class_attributes" in args and isinstance(args["class_attributes"], dict):
+        spec.args = args["class_attributes"]
+    args_path = (*path, "args", "class_attributes") if spec.args is not args else (*path, "args")
+    for name, arg in spec.args.items():
+        if is_nested_spec(arg):
+            child = _spec_from(config, arg, (*args_path, name), "nested", spec, name)
+            if child is not None:
+                spec.nested[name] = child
+    return spec
+
+
+def is_nested_spec(value: Any) -> bool:
+    """FLARE's rule: a dict arg value with path/class_path/name is a component, unless config_type is dict."""
+    return (isinstance(value, dict) and any(isinstance(value.get(k), str) for k in SPEC_KEYS)
+            and value.get("config_type", "component") == "component")
+
+
+def _extract_specs(config: ConfigFile) -> None:
+    data = config.doc.data
+    for i, entry in enumerate(_list(data.get("executors"))):
+        if isinstance(entry, dict):
+            tasks = [t for t in _list(entry.get("tasks")) if isinstance(t, str)]
+            spec = _spec_from(config, entry.get("executor"), ("executors", i, "executor"), "executor")
+            if spec is not None:
+                config.executors.append((tasks, spec))
+    for section in ("task_data_filters", "task_result_filters"):
+        for i, chain in enumerate(_list(data.get(section))):
+            if not isinstance(chain, dict):
+                continue
+            tasks = [t for t in _list(chain.get("tasks")) if isinstance(t, str)]
+            for j, f in enumerate(_list(chain.get("filters"))):
+                spec = _spec_from(config, f, (section, i, "filters", j), "filter")
+                if spec is not None:
+                    config.filters.append((section, tasks, str(chain.get("direction", "")), spec))
+    for i, entry in enumerate(_list(data.get("components"))):
+        spec = _spec_from(config, entry, ("components", i), "component")
+        if spec is not None:
+            config.components.append(spec)
+    if config.role == "server":
+        for i, entry in enumerate(_list(data.get("workflows"))):
+            spec = _spec_from(config, entry, ("workflows", i), "workflow")
+            if spec is not None:
+                if spec.id is None:  # FLARE: a workflow's id defaults to its class name
+                    spec.id = spec.ref.rsplit(".", 1)[-1]
+                config.workflows.append(spec)
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _classify(path: Path) -> str:
+    if path.is_file():
+        return "file"
+    if (path / "config").is_dir() and not _find_meta(path)[0]:
+        return "app"
+    return "job"
+
+
+def inspect_job(path: str | Path, *, allowed_modules: Sequence[str] = (),
+                environ: Mapping[str, str] | None = None) -> tuple[Job | None, list[Problem]]:
+    """Read and check everything about a job, app folder or config file; never raises for bad input."""
+    from ..validate.checks import check_job
+
+    target = Path(path)
+    if not target.exists():
+        return None, [Problem("error", "io", "no such file or folder", Position(str(path)))]
+    kind = _classify(target)
+    problems: list[Problem] = []
+    if kind == "file":
+        job = _single_file_job(target, problems, allowed_modules, environ)
+    else:
+        job = _folder_job(target, kind, problems, allowed_modules, environ)
+    if job is not None:
+        job.problems = problems
+        check_job(job)
+        problems = job.problems
+    problems = _dedupe(problems)
+    problems.sort(key=Problem.sort_key)
+    if job is not None:
+        job.problems = problems
+    return job, problems
+
+
+def _dedupe(problems: list[Problem]) -> list[Problem]:
+    """Each problem once; one mistake that two checks flag, reported by the more telling one.
+
+    A warning whose hint an error at the same place repeats (a YAML 1.1 spelling that
+    also fails a type check) adds nothing; nor does a generic schema error at a value a
+    later, specific check explains (a path with no module, which the registry explains).
+    """
+    seen: set[tuple[Any, ...]] = set()
+    out = []
+    for p in problems:
+        key = (p.position, p.code, p.message)
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+    errors = [p for p in out if p.is_error]
+    explained = {(p.position, p.hint) for p in errors if p.hint}
+    specific = {(p.position, p.json_path) for p in errors if p.code != "schema" and p.json_path}
+    return [p for p in out
+            if not (not p.is_error and (p.position, p.hint) in explained)
+            and not (p.is_error and p.code == "schema" and (p.position, p.json_path) in specific)]
+
+
+def _make_registry(custom_dirs: list[Path], allowed_modules: Sequence[str], environ: Mapping[str, str] | None,
+                   job_root: Path | None = None) -> Any:
+    from ..registry import Registry
+
+    return Registry.create(custom_dirs=custom_dirs, allowed_modules=allowed_modules, environ=environ,
+                           job_root=job_root)
+
+
+def _single_file_job(file: Path, problems: list[Problem], allowed_modules: Sequence[str],
+                     environ: Mapping[str, str] | None) -> Job | None:
+    from .meta import default_meta
+
+    stem = file.name.split(".", 1)[0]
+    if stem == META_NAME:
+        problems.append(Problem("error", "usage", "a meta file alone is not a job", Position(_display(file)),
+                                hint="validate the job folder that holds it"))
+        return None
+    role = "server" if "server" in stem else "client" if "client" in stem else None
+    if role is None:
+        try:
+            probe = load_document(file, _display(file))
+            role = "server" if isinstance(probe.data, dict) and "workflows" in probe.data else "client"
+        except ConfigError:
+            role = "client"
+    folder = file.parent.parent if file.parent.name == "config" else file.parent
+    app = App(folder.name or "app", folder)
+    app.check_custom(folder, problems)
+    meta = default_meta(app.name)
+    config = read_config(file, role, app, "server" if role == "server" else "site-1", problems, environ=environ)
+    if config is not None:
+        setattr(app, role, config)
+    custom = [app.custom_dir] if app.custom_dir else []
+    return Job(app.name, folder, meta, None, {app.name: app},
+               _make_registry(custom, allowed_modules, environ, folder), allowed_modules=tuple(allowed_modules))
+
+
+def _folder_job(folder: Path, kind: str, problems: list[Problem], allowed_modules: Sequence[str],
+                environ: Mapping[str, str] | None) -> Job | None:
+    from ..schemas import check_document
+    from ..validate.containment import check_path
+    from .meta import NAME_RE, check_meta, default_meta
+
+    meta_doc: Document | None = None
+    if kind == "app":  # a legacy app folder without meta: deploy it everywhere
+        meta = default_meta(folder.resolve().name)
+        app_folders = {meta.server_app() or folder.name: folder}
+    else:
+        meta_file, found = _find_meta(folder)
+        problems.extend(found)
+        if meta_file is None:
+            problems.append(Problem("error", "missing-file", "no meta.json (or meta.yaml) in the job folder",
+                                    Position(_display(folder)),
+                                    hint="a job folder holds meta.json and one folder per app; "
+                                         "an app folder holds config/"))
+            return None
+        linked = check_path(meta_file, "the meta file", folder)
+        if linked:
+            problems.extend(linked)
+            return None
+        meta_doc = _load(meta_file, problems)
+        if meta_doc is None:
+            return None
+        schema_problems = check_document(meta_doc, "meta")
+        meta, meta_problems = check_meta(meta_doc)
+        # The schema and the deploy_map rules may both flag one bad value: report it once.
+        # (By position and path: a YAML mapping starts where its first key does.)
+        flagged = {(p.position, p.json_path) for p in schema_problems}
+        problems.extend(schema_problems)
+        problems.extend(p for p in meta_problems if (p.position, p.json_path) not in flagged)
+        # An app name that failed the checks never becomes a path we touch.
+        app_folders = {name: folder / name for name in meta.deploy_map if NAME_RE.match(name)}
+
+    apps: dict[str, App] = {}
+    first_client = next(iter(meta.client_sites()), "site-1")
+    for name, app_folder in app_folders.items():
+        app = App(name, app_folder)
+        apps[name] = app
+        roles = _roles_needed(meta, name)
+        where = meta_doc.key_position(("deploy_map", name)) if meta_doc else Position(_display(folder))
+        if not app_folder.is_dir():
+            problems.append(Problem("error", "missing-file", f"app folder '{name}' does not exist",
+                                    where, ("deploy_map", name) if meta_doc else (),
+                                    _app_folder_hint(folder, app_folder)))
+            continue
+        linked = check_path(app_folder, f"app folder '{name}'", folder)
+        if linked:
+            problems.extend(linked)
+            continue
+        app.check_custom(folder, problems)
+        if not roles:
+            continue
+        config_dir = app_folder / "config"
+        if not config_dir.is_dir():
+            problems.append(Problem("error", "missing-file",
+                                    f"app '{name}' has no config folder: {_display(config_dir)} does not exist",
+                                    where, ("deploy_map", name) if meta_doc else (),
+                                    "each app folder named in deploy_map holds config/config_fed_*.json"))
+            continue
+        for role in roles:
+            basename = SERVER_CONFIG if role == "server" else CLIENT_CONFIG
+            file, dup = find_config(config_dir, basename)
+            problems.extend(dup)
+            if file is None:
+                problems.append(Problem(
+                    "error", "missing-file",
+                    f"app '{name}' is deployed to {'the server' if role == 'server' else 'client sites'} "
+                    f"but has no {basename}.json (or .yaml)", where, ("deploy_map", name) if meta_doc else (),
+                    f"add {_display(config_dir / (basename + '.json'))}"))
+                continue
+            linked = check_path(file, f"config file {file.name}", folder)
+            if linked:
+                problems.extend(linked)
+                continue
+            site = "server" if role == "server" else first_client
+            config = read_config(file, role, app, site, problems, environ=environ)
+            if config is not None:
+                setattr(app, role, config)
+    custom_dirs = [a.custom_dir for a in apps.values() if a.custom_dir]
+    name = meta.name or folder.resolve().name
+    return Job(name, folder, meta, meta_doc, apps, _make_registry(custom_dirs, allowed_modules, environ, folder),
+               allowed_modules=tuple(allowed_modules))
+
+
+def _app_folder_hint(job_folder: Path, app_folder: Path) -> str:
+    try:
+        apps = sorted(p.name for p in job_folder.iterdir() if (p / "config").is_dir())
+    except OSError:
+        apps = []
+    hint = f"create {_display(app_folder)}/config/, or name an existing app folder in deploy_map"
+    return hint + (f"; app folders here: {', '.join(apps)}" if apps else "")
+
+
+def _roles_needed(meta: Any, app: str) -> list[str]:
+    roles = []
+    if app in meta.apps_needing("server"):
+        roles.append("server")
+    if app in meta.apps_needing("client"):
+        roles.append("client")
+    return roles
+
+
+def load_job(path: str | Path, *, allowed_modules: Sequence[str] = (),
+             environ: Mapping[str, str] | None = None) -> Job:
+    """Load and check a job; raises :class:`ConfigError` listing every error found."""
+    job, problems = inspect_job(path, allowed_modules=allowed_modules, environ=environ)
+    errors = errors_only(problems)
+    if errors or job is None:
+        raise ConfigError(errors or problems)
+    return job

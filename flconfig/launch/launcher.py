@@ -1,0 +1,536 @@
+"""``flconfig launch``: validate a job, then run its server and sites as separate processes.
+
+The server is one process. Client sites run one per process while there are no
+more sites than cores (and at most :data:`MAX_SOLO_SITES`); beyond that they
+share a pool of worker processes, one per core, each site still with its own
+connection, token and identity.
+Torch threads are divided between the processes so they never oversubscribe
+the cores. With ``tensorboard`` set, a TensorBoard server on the run's
+``tb_events`` folder starts before training and, unless asked to stop with
+the job, serves until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import math
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from ..errors import ConfigError, Problem, errors_only
+
+MAX_SOLO_SITES = 8
+DEFAULT_JOB_ID = "simulate_job"
+#: The folder TBAnalyticsReceiver writes to, relative to the server's run directory.
+DEFAULT_TB_FOLDER = "tb_events"
+#: Seconds TensorBoard may take to start and answer HTTP.
+TENSORBOARD_START_TIMEOUT = 90.0
+#: Seconds a site (and the server) waits for the connection, plus this much per site.
+CONNECT_TIMEOUT = 120.0
+CONNECT_TIMEOUT_PER_SITE = 0.25
+#: Seconds the server waits for the sites' Bye at the end of the run.
+END_TIMEOUT = 60.0
+#: Seconds between two live metric summaries in the terminal.
+LIVE_METRICS_INTERVAL = 2.0
+
+
+@dataclass
+class LaunchOptions:
+    """What ``flconfig launch`` was asked to do."""
+
+    job: Path
+    workspace: Path = Path("workspace")
+    clients: list[str] | None = None
+    num_clients: int | None = None
+    job_id: str = DEFAULT_JOB_ID
+    device: str | None = None  # None: each learner uses its own configured device
+    threads: int | None = None
+    processes: int | None = None
+    heartbeat_timeout: float | None = None
+    allowed_modules: Sequence[str] = ()
+    tensorboard: bool = False  # serve the run's TensorBoard files while it runs
+    tensorboard_port: int = 0  # 0: any free port
+    tensorboard_exit: bool = False  # stop TensorBoard with the job instead of at Ctrl-C
+    live_metrics: bool = True  # print each site's latest scalars while the job runs
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+
+
+class LaunchError(Exception):
+    """The job could not be launched (bad options, invalid job); carries the problems."""
+
+    def __init__(self, message: str, problems: Sequence[Problem] = ()):
+        super().__init__(message)
+        self.problems = list(problems)
+
+
+def plan_workers(sites: Sequence[str], cores: int, processes: int | None = None) -> list[list[str]]:
+    """Group sites into worker processes: one each while there are no more sites than cores
+    (and at most MAX_SOLO_SITES), else a pool of one process per core (at most MAX_SOLO_SITES).
+
+    Each process imports torch once (seconds of CPU): more processes than cores only
+    makes them wait for each other.
+    """
+    if processes is None:
+        solo = len(sites) <= min(max(1, cores), MAX_SOLO_SITES)
+        processes = len(sites) if solo else max(2, min(cores, MAX_SOLO_SITES))
+    processes = max(1, min(processes, len(sites)))
+    groups: list[list[str]] = [[] for _ in range(processes)]
+    for i, site in enumerate(sites):
+        groups[i % processes].append(site)
+    return groups
+
+
+def threads_per_process(cores: int, n_processes: int) -> int:
+    """Torch threads for each process so that together they use the cores once."""
+    return max(1, cores // max(1, n_processes))
+
+
+def _choose_sites(job: object, opts: LaunchOptions) -> list[str]:
+    from ..config.meta import NAME_RE
+
+    sites = list(opts.clients) if opts.clients else job.client_sites(opts.num_clients)  # type: ignore[attr-defined]
+    bad = [s for s in sites if not NAME_RE.match(s) or s == "server"]
+    if bad:
+        raise LaunchError(f"invalid site name(s): {', '.join(bad)} (use letters, digits, '.', '_', '-')")
+    if len(set(sites)) != len(sites):
+        raise LaunchError("a site name is given twice")
+    named = list(job.meta.client_sites())  # type: ignore[attr-defined]
+    if named and opts.clients:
+        unknown = [s for s in sites if s not in named]
+        if unknown:
+            raise LaunchError(f"site(s) {', '.join(unknown)} are not in the job's deploy_map "
+                              f"({', '.join(named)})")
+    if not sites:
+        raise LaunchError("no client sites to run")
+    return sites
+
+
+def tb_folder(job: object) -> str | None:
+    """The folder the server's TensorBoard receiver writes to (relative to its run
+    directory), or None when the server config has none.
+
+    A receiver is any enabled server component whose class takes a ``tb_folder``
+    argument (TBAnalyticsReceiver and its subclasses).
+    """
+    config = job.server_config  # type: ignore[attr-defined]
+    if config is None:
+        return None
+    for spec in config.all_specs():
+        info = spec.info
+        if spec.disabled or info is None or "tb_folder" not in info.args:
+            continue
+        folder = spec.args.get("tb_folder", DEFAULT_TB_FOLDER)
+        return folder if isinstance(folder, str) and folder else DEFAULT_TB_FOLDER
+    return None
+
+
+def launch(opts: LaunchOptions) -> int:
+    """Run the job; returns the process exit code (0 success, 1 job failed, 130 interrupted)."""
+    from ..cli.report import write_text
+    from ..config.job import inspect_job
+
+    out = opts.out
+    job, problems = inspect_job(opts.job, allowed_modules=opts.allowed_modules)
+    if job is None or errors_only(problems):
+        write_text(problems, 1, out)
+        print("flconfig: the job is invalid; nothing was started", file=out)
+        return 1
+    sites = _choose_sites(job, opts)
+    from ..config.meta import NAME_RE
+
+    if not NAME_RE.match(opts.job_id):
+        raise LaunchError(f"invalid job id {opts.job_id[:80]!r}: use 1 to 128 letters, digits, "
+                          "'.', '_', '-', starting with a letter or digit")
+    server_config = job.server_config
+    heartbeat = opts.heartbeat_timeout
+    if heartbeat is None and server_config is not None:
+        heartbeat = server_config.doc.data_at(("server", "heart_beat_timeout"))
+    heartbeat = 60.0 if heartbeat is None else float(heartbeat)
+    if not (math.isfinite(heartbeat) and heartbeat > 0):  # the CLI and the schema refuse these
+        raise LaunchError(f"the heartbeat timeout must be a finite number of seconds above 0, "
+                          f"got {heartbeat:g}")
+
+    cores = os.cpu_count() or 1
+    groups = plan_workers(sites, cores, opts.processes)
+    threads = opts.threads or threads_per_process(cores, len(groups) + 1)
+    workspace = opts.workspace.resolve()
+    receiver_folder = tb_folder(job)
+    tb_dir = workspace / "server" / opts.job_id / (receiver_folder or DEFAULT_TB_FOLDER)
+    control = workspace / ".flconfig" / opts.job_id
+    _make_workspace(workspace, control)
+    port_file = control / "server.port"
+    port_file.unlink(missing_ok=True)
+    # Every site's configuration, resolved for this run and checked once, here: the
+    # server and the workers build from the plan and never read the job again.
+    from ..runtime.plan import plan_run
+
+    try:
+        run_plan = plan_run(job, sites, workspace, opts.job_id)
+    except ConfigError as exc:
+        write_text(exc.problems, 1, out)
+        print("flconfig: the job is invalid for this run; nothing was started", file=out)
+        return 1
+    plan_file = control / "plan.json"
+    _write_private(plan_file, run_plan.to_json())
+    spec = {
+        "job": str(Path(opts.job).resolve()),
+        "plan": str(plan_file),
+        "workspace": str(workspace),
+        "job_id": opts.job_id,
+        "sites": sites,
+        "min_clients": job.meta.min_clients,
+        "credentials": {site: secrets.token_urlsafe(32) for site in sites},
+        "heartbeat_timeout": heartbeat,
+        "heartbeat_interval": max(0.2, min(5.0, heartbeat / 4)),
+        "threads": threads,
+        "device": opts.device,
+        "allowed_modules": list(opts.allowed_modules),
+        "port_file": str(port_file),
+        "live_metrics_interval": LIVE_METRICS_INTERVAL if opts.live_metrics else 0,
+        # A site's wait to connect grows with the number of sites starting at once.
+        "startup_timeout": CONNECT_TIMEOUT + CONNECT_TIMEOUT_PER_SITE * len(sites),
+        "end_timeout": END_TIMEOUT,
+    }
+    spec_file = control / "spec.json"
+    _write_private(spec_file, json.dumps(spec))
+
+    print(f"flconfig: launching job '{job.name}' with {len(sites)} client site(s) in "
+          f"{len(groups)} worker process(es), {threads} torch thread(s) each; workspace {workspace}",
+          file=out, flush=True)
+    procs: list[subprocess.Popen[str]] = []
+    started = time.monotonic()
+    tensorboard: subprocess.Popen[str] | None = None
+    tb_url = ""
+    try:
+        if opts.tensorboard:
+            if receiver_folder is None:
+                print("flconfig: note: the server config has no TBAnalyticsReceiver; "
+                      "TensorBoard will show no runs", file=out, flush=True)
+            # TensorBoard starts alongside the server (it takes seconds to import); the
+            # folder exists first so it can serve before any record arrives.
+            tb_dir.mkdir(parents=True, exist_ok=True)
+            tb_log = control / "tensorboard.log"
+            tensorboard = _start_tensorboard(tb_dir, opts.tensorboard_port, tb_log)
+            procs.append(tensorboard)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "flconfig.runtime.worker", "server", "--spec", str(spec_file)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        procs.append(server)
+        server_status: dict[str, object] = {}
+        pump = threading.Thread(target=_pump, args=(server.stdout, out, server_status), daemon=True)
+        pump.start()
+        workers: list[tuple[subprocess.Popen[str], list[str], Path]] = []
+        if tensorboard is None:
+            # Beside the server, so their torch imports overlap; they wait for its port.
+            workers = _start_workers(groups, spec_file, control, procs)
+        port = _wait_for_port(port_file, server, timeout=120)
+        if port is None:
+            server.wait(timeout=30)
+            pump.join(timeout=5)
+            return _finish(workspace, opts.job_id, server.returncode, [], out, started, tb_dir,
+                           status=server_status)
+        if tensorboard is not None:
+            # Before the sites start: the URL is on screen before training begins.
+            tb_url = _wait_for_tensorboard(tensorboard, tb_log, TENSORBOARD_START_TIMEOUT)
+            print(f"flconfig: TensorBoard at {tb_url}", file=out, flush=True)
+        if not workers:
+            spec["address"] = f"127.0.0.1:{port}"
+            _write_private(spec_file, json.dumps(spec))
+            workers = _start_workers(groups, spec_file, control, procs)
+        # A server whose sites are all gone notices within its heartbeat timeout and then
+        # waits up to END_TIMEOUT for Byes: give it that long before stopping it.
+        _watch(server, workers, out, grace=heartbeat + END_TIMEOUT + 15.0, tensorboard=tensorboard)
+        pump.join(timeout=5)
+        deadline = time.monotonic() + 30
+        for proc, _, _ in workers:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        failures = [(group, proc.returncode, err) for proc, group, err in workers if proc.returncode != 0]
+        serving = tensorboard is not None and tensorboard.poll() is None
+        code = _finish(workspace, opts.job_id, server.returncode, failures, out, started, tb_dir,
+                       tb_url if serving else "", status=server_status)
+        if code == 0 and serving and not opts.tensorboard_exit:
+            assert tensorboard is not None
+            _serve_until_interrupted(tensorboard, tb_url, out)
+        return code
+    except KeyboardInterrupt:
+        print("\nflconfig: interrupted; stopping every process it started", file=out, flush=True)
+        return 130
+    finally:
+        _stop_all(procs)
+
+
+def _watch(server: subprocess.Popen[str], workers: list[tuple[subprocess.Popen[str], list[str], Path]],
+           out: TextIO, grace: float = 15.0, tensorboard: subprocess.Popen[str] | None = None) -> None:
+    """Wait for the server; say when a worker (or TensorBoard) dies, and stop a server no
+    site is left to talk to."""
+    reported: set[int] = set()
+    all_gone_since: float | None = None
+    said_waiting = False
+    while server.poll() is None:
+        time.sleep(0.2)
+        if tensorboard is not None and tensorboard.poll() is not None:
+            print(f"flconfig: TensorBoard exited with code {tensorboard.returncode}; the job goes on",
+                  file=out, flush=True)
+            tensorboard = None
+        for i, (proc, group, _) in enumerate(workers):
+            rc = proc.poll()
+            if rc not in (None, 0) and i not in reported:
+                reported.add(i)
+                print(f"flconfig: the process of {', '.join(group)} exited with code {rc}", file=out, flush=True)
+        if all(proc.poll() is not None for proc, _, _ in workers):
+            if all_gone_since is None:
+                all_gone_since = time.monotonic()
+            gone_for = time.monotonic() - all_gone_since
+            if gone_for > 2.0 and not said_waiting:  # a normal end takes well under that
+                said_waiting = True
+                print("flconfig: every client process has exited; waiting for the server to "
+                      f"finish (up to {grace:.0f} s)", file=out, flush=True)
+            if gone_for > grace:
+                print("flconfig: the server did not finish; stopping it", file=out, flush=True)
+                server.terminate()
+                server.wait()
+
+
+def _make_workspace(workspace: Path, control: Path) -> None:
+    """Create the workspace (LaunchError saying why it cannot be one)."""
+    for parent in (workspace, *workspace.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                what = "the workspace" if parent == workspace else f"{parent}, on the way to it,"
+                raise LaunchError(f"workspace {workspace}: {what} is a file, not a folder")
+            break
+    try:
+        control.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        from ..errors import storage_message
+
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise LaunchError(storage_message(exc, workspace)) from None
+        raise LaunchError(f"cannot create the workspace {workspace}: {exc.strerror}") from None
+
+
+#: glibc malloc arenas in a process hosting many sites: glibc gives each of up to 8 × cores
+#: threads an arena of its own, and a thousand sites' threads then hold hundreds of MB of
+#: freed memory in them (1,024 sites: 2.3 GB with the default, 1.8–1.95 GB with one arena,
+#: no slower). The user's own MALLOC_ARENA_MAX wins.
+POOLED_MALLOC_ARENAS = "1"
+
+
+def worker_environment(sites: int) -> dict[str, str]:
+    """The environment of a client worker process hosting ``sites`` sites."""
+    env = dict(os.environ)
+    if sites > 1:
+        env.setdefault("MALLOC_ARENA_MAX", POOLED_MALLOC_ARENAS)
+    return env
+
+
+def _start_workers(groups: list[list[str]], spec_file: Path, control: Path,
+                   procs: list[subprocess.Popen[str]]) -> list[tuple[subprocess.Popen[str], list[str], Path]]:
+    """Start one client worker process per group of sites."""
+    workers = []
+    for i, group in enumerate(groups):
+        err_file = control / f"worker-{i}.err"
+        with open(err_file, "w") as err:  # the child keeps its own descriptor
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "flconfig.runtime.worker", "clients", "--spec", str(spec_file),
+                 "--sites", ",".join(group)], stdout=err, stderr=subprocess.STDOUT, text=True,
+                env=worker_environment(len(group)))
+        procs.append(proc)
+        workers.append((proc, group, err_file))
+    return workers
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by this user only, all at once (tokens inside)."""
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _pump(stream: TextIO | None, out: TextIO, status: dict[str, object] | None = None) -> None:
+    """Copy the server's output to ``out``; its status line goes into ``status`` instead."""
+    from ..runtime.worker import STATUS_MARKER
+
+    if stream is None:
+        return
+    for line in stream:
+        if line.startswith(STATUS_MARKER):
+            if status is not None:
+                try:
+                    status.update(json.loads(line[len(STATUS_MARKER):]))
+                except ValueError:
+                    pass
+            continue
+        out.write(line)
+        out.flush()
+
+
+def _wait_for_port(port_file: Path, server: subprocess.Popen[str], timeout: float) -> int | None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port_file.exists():
+            text = port_file.read_text().strip()
+            if text.isdigit():
+                return int(text)
+        if server.poll() is not None:
+            return None
+        time.sleep(0.05)
+    return None
+
+
+_TB_URL = re.compile(r"^TensorBoard \S+ at (http://\S+) ", re.MULTILINE)
+
+
+def _start_tensorboard(logdir: Path, port: int, log_file: Path) -> subprocess.Popen[str]:
+    """Start TensorBoard on 127.0.0.1 (``port`` 0: any free port), its output in ``log_file``."""
+    with open(log_file, "w") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "flconfig.runtime.worker", "tensorboard", "--logdir", str(logdir),
+             "--host", "127.0.0.1", "--port", str(port)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for_tensorboard(proc: subprocess.Popen[str], log_file: Path, timeout: float) -> str:
+    """The URL TensorBoard serves at, once it answers HTTP; LaunchError if it does not start."""
+    import urllib.error
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: no proxy
+    deadline = time.monotonic() + timeout
+    url = ""
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        if not url:
+            found = _TB_URL.search(log_file.read_text(errors="replace"))
+            url = found.group(1) if found else ""
+        if url:
+            try:
+                with opener.open(url + "data/environment", timeout=2) as reply:
+                    if reply.status == 200:
+                        return url
+            except (urllib.error.URLError, OSError):
+                pass
+        time.sleep(0.1)
+    lines = [line.strip() for line in log_file.read_text(errors="replace").splitlines() if line.strip()]
+    errors = [line.split(":", 1)[1].strip() for line in lines if line.startswith(("ERROR:", "Error:"))]
+    if proc.poll() is not None:
+        why = f"{errors[-1]} (exit code {proc.returncode})" if errors else f"it exited with code {proc.returncode}"
+    else:
+        why = f"it did not answer within {timeout:.0f} s"
+    detail = "" if errors else "".join(f"\n    {line}" for line in lines[-3:])
+    raise LaunchError(f"TensorBoard did not start: {why}; its log: {log_file}{detail}")
+
+
+def _serve_until_interrupted(tensorboard: subprocess.Popen[str], url: str, out: TextIO) -> None:
+    """Keep TensorBoard serving after the job until Ctrl-C (or until it exits)."""
+    print(f"flconfig: TensorBoard keeps serving {url}; press Ctrl-C to stop it", file=out, flush=True)
+    try:
+        while tensorboard.poll() is None:
+            time.sleep(0.2)
+        print(f"flconfig: TensorBoard exited with code {tensorboard.returncode}", file=out, flush=True)
+    except KeyboardInterrupt:
+        print("\nflconfig: stopping TensorBoard", file=out, flush=True)
+
+
+def _stop_all(procs: list[subprocess.Popen[str]]) -> None:
+    alive = [p for p in procs if p.poll() is None]
+    for p in alive:
+        p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 5
+    for p in alive:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def _global_model_scores(results_file: Path) -> str:
+    """One line: how the final global model scored at each site."""
+    try:
+        results = json.loads(results_file.read_text())
+        scores = [f"{site} {', '.join(f'{v:.3f}' for v in models['SRV_FL_global_model.pt'].values())}"
+                  for site, models in results.items() if "SRV_FL_global_model.pt" in models]
+    except (ValueError, TypeError, AttributeError, OSError):
+        return "  (cross-site results unreadable)"
+    return "  global model validated at: " + ", ".join(scores) if scores else "  (no global model scores)"
+
+
+def _read_status(run_dir: Path) -> dict[str, object]:
+    try:
+        status = json.loads((run_dir / "status.json").read_text())
+    except (OSError, ValueError):
+        return {"ok": False}
+    return status if isinstance(status, dict) else {"ok": False}
+
+
+def _site_errors(err: Path) -> list[str]:
+    """The ``site: error`` lines a worker printed last (see ``run_clients``)."""
+    try:
+        lines = err.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return []
+    return lines[-5:]
+
+
+def _finish(workspace: Path, job_id: str, server_rc: int | None, failures: list[tuple[list[str], int, Path]],
+            out: TextIO, started: float, tb_dir: Path, tb_url: str = "",
+            status: dict[str, object] | None = None) -> int:
+    run_dir = workspace / "server" / job_id
+    status = dict(status) if status else _read_status(run_dir)
+    elapsed = time.monotonic() - started
+    # A worker that exited 1 had a site fail (records it could not deliver, a failure on
+    # a background thread): the job failed. One killed by a signal was a lost site,
+    # which the server already judged against min_clients.
+    site_failed = []
+    for group, rc, err in failures:
+        tail = _site_errors(err)
+        print(f"flconfig: worker for {', '.join(group)} exited with code {rc}", file=out)
+        for line in tail:
+            print(f"    {line}", file=out)
+        if rc == 1:
+            site_failed.append(tail[-1] if tail else f"{', '.join(group)}: exited with code 1")
+    if status.get("ok") and server_rc == 0 and site_failed:
+        status = {"ok": False, "site": "", "error": site_failed[0]}
+    if status.get("ok") and server_rc == 0:
+        models = sorted(p.name for p in run_dir.glob("*.pt")) + sorted(p.name for p in run_dir.glob("*.safetensors"))
+        print(f"flconfig: job finished in {elapsed:.1f} s", file=out)
+        if models:
+            print(f"  global model:  {run_dir / models[0]}", file=out)
+        print(f"  server log:    {run_dir / 'log.txt'}", file=out)
+        print(f"  site logs:     {workspace}/<site>/{job_id}/log.txt", file=out)
+        if tb_url:
+            print(f"  TensorBoard:   {tb_url} (serving {tb_dir})", file=out)
+        elif tb_dir.is_dir():
+            print(f"  TensorBoard:   tensorboard --logdir {tb_dir}", file=out)
+        cross = run_dir / "cross_site_val" / "cross_val_results.json"
+        if cross.exists():
+            print(f"  cross-site validation: {cross}", file=out)
+            print(_global_model_scores(cross), file=out)
+        out.flush()
+        return 0
+    site = status.get("site")
+    error = status.get("error") or f"the server exited with code {server_rc}"
+    where = "" if site == "" else f"{site or 'server'}: "
+    print(f"flconfig: job failed after {elapsed:.1f} s: {where}{error}", file=out)
+    print(f"  server log: {run_dir / 'log.txt'}", file=out)
+    out.flush()
+    return 1

@@ -1,0 +1,57 @@
+"""FLARE class paths and the flconfig classes that stand in for them.
+
+A job written for NVIDIA FLARE names its components by FLARE's dotted paths.
+Each path below, current or from an older FLARE release, resolves to the
+flconfig class with the same arguments. flconfig never imports ``nvflare``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+_C = "flconfig.components"
+
+#: FLARE class path -> flconfig class path.
+FLARE_ALIASES: Mapping[str, str] = MappingProxyType(
+    {
+        # Executors
+        "nvflare.app_common.executors.learner_executor.LearnerExecutor": f"{_C}.learner_executor.LearnerExecutor",
+        # Workflows
+        "nvflare.app_common.workflows.scatter_and_gather.ScatterAndGather": f"{_C}.scatter_and_gather.ScatterAndGather",
+        "nvflare.app_common.workflows.cross_site_model_eval.CrossSiteModelEval": f"{_C}.cross_site_model_eval.CrossSiteModelEval",
+        # Aggregators and shareable generators
+        "nvflare.app_common.aggregators.intime_accumulate_model_aggregator.InTimeAccumulateWeightedAggregator": f"{_C}.aggregators.InTimeAccumulateWeightedAggregator",
+        "nvflare.app_common.aggregators.InTimeAccumulateWeightedAggregator": f"{_C}.aggregators.InTimeAccumulateWeightedAggregator",
+        "nvflare.app_common.shareablegenerators.full_model_shareable_generator.FullModelShareableGenerator": f"{_C}.shareable_generators.FullModelShareableGenerator",
+        "nvflare.app_common.shareablegenerators.FullModelShareableGenerator": f"{_C}.shareable_generators.FullModelShareableGenerator",
+        # PyTorch persistor and locator: nvflare.app_opt.pt since 2.3,
+        # nvflare.app_common.pt before (PTModelLocator is the 2.0 name).
+        "nvflare.app_opt.pt.file_model_persistor.PTFileModelPersistor": f"{_C}.persistors.PTFileModelPersistor",
+        "nvflare.app_opt.pt.PTFileModelPersistor": f"{_C}.persistors.PTFileModelPersistor",
+        "nvflare.app_common.pt.pt_file_model_persistor.PTFileModelPersistor": f"{_C}.persistors.PTFileModelPersistor",
+        "nvflare.app_opt.pt.file_model_locator.PTFileModelLocator": f"{_C}.model_locators.PTFileModelLocator",
+        "nvflare.app_opt.pt.PTFileModelLocator": f"{_C}.model_locators.PTFileModelLocator",
+        "nvflare.app_common.pt.pt_file_model_locator.PTFileModelLocator": f"{_C}.model_locators.PTFileModelLocator",
+        "nvflare.app_common.pt.pt_model_locator.PTModelLocator": f"{_C}.model_locators.PTFileModelLocator",
+        # Widgets
+        "nvflare.app_common.widgets.validation_json_generator.ValidationJsonGenerator": f"{_C}.validation_json.ValidationJsonGenerator",
+        "nvflare.app_common.widgets.convert_to_fed_event.ConvertToFedEvent": f"{_C}.tracking.ConvertToFedEvent",
+        # Experiment tracking: senders
+        "nvflare.app_common.widgets.streaming.AnalyticsSender": f"{_C}.tracking.AnalyticsSender",
+        "nvflare.app_opt.tracking.tb.tb_writer.TBWriter": f"{_C}.tracking.TBWriter",
+        # Experiment tracking: receivers. The TensorBoard receiver lived in
+        # nvflare.app_common.pt (2.0-2.2), then nvflare.app_opt.tracking, then
+        # nvflare.app_opt.tracking.tb. MLflow's was spelled MLFlowReceiver first.
+        "nvflare.app_opt.tracking.tb.tb_receiver.TBAnalyticsReceiver": f"{_C}.tracking.TBAnalyticsReceiver",
+        "nvflare.app_opt.tracking.tb_receiver.TBAnalyticsReceiver": f"{_C}.tracking.TBAnalyticsReceiver",
+        "nvflare.app_common.pt.tb_receiver.TBAnalyticsReceiver": f"{_C}.tracking.TBAnalyticsReceiver",
+        "nvflare.app_opt.tracking.mlflow.mlflow_receiver.MLflowReceiver": f"{_C}.tracking.MLflowReceiver",
+        "nvflare.app_opt.tracking.mlflow.mlflow_receiver.MLFlowReceiver": f"{_C}.tracking.MLflowReceiver",
+    }
+)
+
+
+def flconfig_path(flare_path: str) -> str | None:
+    """The flconfig class path standing in for a FLARE class path, or None."""
+    return FLARE_ALIASES.get(flare_path)

@@ -1,0 +1,110 @@
+"""The plain objects components exchange at run time: models, events, contexts.
+
+Nothing here imports torch, tensorboard or grpc.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class ReturnCode:
+    """Result codes a site can send back with a task result (FLARE's names)."""
+
+    OK = "OK"
+    EXECUTION_EXCEPTION = "EXECUTION_EXCEPTION"
+    TASK_UNKNOWN = "TASK_UNKNOWN"
+    TASK_UNSUPPORTED = "TASK_UNSUPPORTED"
+    EMPTY_RESULT = "EMPTY_RESULT"
+    TASK_ABORTED = "TASK_ABORTED"
+
+
+@dataclass
+class FLModel:
+    """What travels between server and sites: named arrays plus metadata.
+
+    ``params`` maps parameter names to numpy arrays (or tensors on a site);
+    ``meta`` holds plain values such as ``NUM_STEPS_CURRENT_ROUND``;
+    ``metrics`` holds validation results; ``rc`` is a :class:`ReturnCode`.
+    """
+
+    params: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    params_type: str = "FULL"
+    rc: str = ReturnCode.OK
+
+    @classmethod
+    def error(cls, rc: str, message: str = "") -> FLModel:
+        return cls(rc=rc, meta={"error": message} if message else {})
+
+
+class Signal:
+    """A flag one thread raises to ask others to stop (FLARE's abort signal)."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.reason = ""
+
+    def trigger(self, reason: str = "") -> None:
+        self.reason = reason
+        self._event.set()
+
+    @property
+    def triggered(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._event.wait(timeout)
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something that happened at a site.
+
+    ``scope`` is ``"local"`` (stays on its site) or ``"fed"`` (crossed, or will
+    cross, to the server). ``origin`` is the site that fired it: for events
+    that came over the network it is the authenticated identity of the
+    connection, never a field of the payload.
+    """
+
+    type: str
+    data: Any = None
+    scope: str = "local"
+    origin: str = ""
+
+
+class RunContext(Protocol):
+    """What a component may ask of the site it runs on."""
+
+    site_name: str
+    job_id: str
+    workspace: Path
+    run_dir: Path
+
+    def get_component(self, component_id: str) -> Any: ...
+
+    @property
+    def components(self) -> Mapping[str, Any]: ...
+
+    def fire_event(self, event_type: str, data: Any = None) -> None: ...
+
+    def fire_fed_event(self, event_type: str, data: Any = None) -> None: ...
+
+
+class EventType:
+    """The run-lifecycle events every component can receive."""
+
+    ABOUT_TO_START_RUN = "_about_to_start_run"
+    START_RUN = "_start_run"
+    ABOUT_TO_END_RUN = "_about_to_end_run"
+    END_RUN = "_end_run"
+    ABORT_TASK = "_abort_task"
+    BEFORE_TASK_EXECUTION = "_before_task_execution"
+    AFTER_TASK_EXECUTION = "_after_task_execution"
+    ROUND_STARTED = "_round_started"
+    ROUND_DONE = "_round_done"

@@ -1,0 +1,378 @@
+"""Checks that need the registry or more than one file: components, wiring, events, clients.
+
+:func:`check_job` adds its problems to ``job.problems``; it never raises for
+bad input and never imports a component's module.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ..config.job import ComponentSpec, ConfigFile, Job
+from ..errors import JsonPath, Position, Problem, display_path
+
+
+def check_job(job: Job) -> None:
+    """Resolve every component, check its args and wiring, then the job as a whole."""
+    configs = [c for app in job.apps.values() for c in (app.server, app.client) if c is not None]
+    for config in configs:
+        job.problems.extend(check_components(job, config))
+    from .wiring import check_wiring
+
+    for config in configs:
+        job.problems.extend(check_wiring(config))
+    job.problems.extend(check_event_flow(job))
+    job.problems.extend(check_clients_and_tasks(job))
+    job.problems.extend(check_custom_imports(job))
+
+
+def check_components(job: Job, config: ConfigFile) -> list[Problem]:
+    """Resolve each spec through the registry and check its args against its own schema."""
+    from ..registry import ResolveError
+    from ..schemas import check_args
+
+    doc = config.doc
+    problems: list[Problem] = []
+    for spec in config.all_specs():
+        try:
+            spec.info = job.registry.resolve(spec.key, spec.ref)
+        except ResolveError as exc:
+            problems.append(doc.problem(exc.code, exc.message, (*spec.json_path, spec.key), exc.hint))
+            continue
+        if spec.disabled:
+            continue
+        expected = _expected_kind(spec)
+        if expected and not spec.info.accepts(expected):
+            problems.append(doc.problem(
+                "wrong-kind", f"{spec.label} is {_a(spec.info.kind)}, but {_ROLE_TEXT[spec.role]}",
+                (*spec.json_path, spec.key), f"use {_a(expected)} class here"))
+        args_path = spec.args_path
+        written_args = doc.data_at(args_path, {})
+        if spec.parent is None and isinstance(written_args, dict) and "class_attributes" in written_args:
+            args_path = (*args_path, "class_attributes")
+        problems.extend(check_args(doc, args_path, spec.args, spec.info.args_schema, spec.info.name))
+    return problems
+
+
+_ROLE_KIND = {"executor": "executor", "workflow": "workflow", "filter": "filter"}
+_ROLE_TEXT = {
+    "executor": "an executor entry needs an Executor",
+    "workflow": "a workflow entry needs a workflow (Controller)",
+    "filter": "a filter entry needs a Filter",
+}
+
+
+def _expected_kind(spec: ComponentSpec) -> str | None:
+    return _ROLE_KIND.get(spec.role)
+
+
+def _a(word: str) -> str:
+    """``an executor``, ``a learner``."""
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
+
+
+# --- events -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EventUse:
+    """An event name a component sends, converts or listens to, and where it is written."""
+
+    event: str
+    spec: ComponentSpec
+    json_path: JsonPath
+    explicit: bool
+
+
+def _arg_value(spec: ComponentSpec, arg: str) -> tuple[Any, bool]:
+    if arg in spec.args:
+        return spec.args[arg], True
+    arg_spec = spec.info.args.get(arg) if spec.info is not None else None
+    default = getattr(arg_spec, "default", None)
+    return (default if isinstance(default, (str, list)) else None), False
+
+
+def _names(spec: ComponentSpec, arg: str, fallback: Any = None) -> list[EventUse]:
+    value, explicit = _arg_value(spec, arg)
+    if value is None:
+        value, explicit = fallback, False
+    base = (*spec.args_path, arg)
+    if isinstance(value, str):
+        return [EventUse(value, spec, base if explicit else spec.json_path, explicit)]
+    if isinstance(value, list):
+        return [EventUse(v, spec, (*base, i) if explicit else spec.json_path, explicit)
+                for i, v in enumerate(value) if isinstance(v, str)]
+    return []
+
+
+@dataclass
+class _SiteEvents:
+    sent: list[EventUse]
+    converted: list[tuple[EventUse, str]]  # (local event converted, its fed name)
+    received: list[EventUse]
+
+
+def _collect(config: ConfigFile) -> _SiteEvents:
+    out = _SiteEvents([], [], [])
+    for spec in config.all_specs():
+        if spec.info is None or spec.disabled:
+            continue
+        attrs = spec.info.attributes
+        if isinstance(attrs.get("EMITS_ARG"), str):
+            out.sent += _names(spec, attrs["EMITS_ARG"])
+        if isinstance(attrs.get("CONVERTS_ARG"), str):
+            prefix, _ = _arg_value(spec, str(attrs.get("PREFIX_ARG", "")))
+            prefix = prefix if isinstance(prefix, str) else "fed."
+            out.converted += [(use, prefix + use.event) for use in _names(spec, attrs["CONVERTS_ARG"])]
+        if isinstance(attrs.get("LISTENS_ARG"), str):
+            out.received += _names(spec, attrs["LISTENS_ARG"], attrs.get("DEFAULT_EVENTS"))
+    return out
+
+
+def _did_you_mean(word: str, options: Iterable[str]) -> str | None:
+    close = difflib.get_close_matches(word, sorted(set(options)), n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else None
+
+
+def _unresolved(config: ConfigFile | None) -> bool:
+    """Whether some component of ``config`` could not be resolved: its events are not known."""
+    return config is not None and any(s.info is None and not s.disabled for s in config.all_specs())
+
+
+def _close_match(word: str, options: Iterable[str]) -> str | None:
+    close = difflib.get_close_matches(word, sorted(set(options)), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def check_event_flow(job: Job) -> list[Problem]:
+    """Follow event names from senders through converters to receivers, across files.
+
+    A name that nearly matches is reported once, where it is used downstream (the
+    converter, the server's receiver), with the name it probably means. Nothing is
+    said to be missing when a component whose events are unknown (an unresolved path)
+    could be the one sending it.
+    """
+    problems: list[Problem] = []
+    server = job.server_config
+    clients = [app.client for app in job.apps.values() if app.client is not None]
+    server_events = _collect(server) if server is not None else _SiteEvents([], [], [])
+    fed_sent: list[tuple[EventUse, str, ConfigFile]] = []
+    unknown_client = any(_unresolved(c) for c in clients)
+    explained: set[str] = set()  # fed events missing because a converter's error says why
+
+    for client in clients:
+        site = _collect(client)
+        local = {u.event for u in site.sent}
+        misspelt: set[str] = set()  # sent events a converter names nearly right
+        for use, fed_name in site.converted:
+            if use.event.startswith("fed."):
+                continue  # already federated: not converted again
+            if use.event not in local and site.sent and not _unresolved(client):
+                close = _close_match(use.event, local)
+                if close:
+                    misspelt.add(close)
+                    explained.add(fed_name[: len(fed_name) - len(use.event)] + close)
+                problems.append(client.doc.problem(
+                    "event-mismatch",
+                    f"{use.spec.label} converts '{use.event}', but no component on the site sends it",
+                    use.json_path, f"did you mean '{close}'?" if close else
+                    f"events sent here: {', '.join(sorted(local))}"))
+            elif use.event in local:
+                fed_sent.append((use, fed_name, client))
+        converted = {u.event for u, _ in site.converted}
+        listened = {u.event for u in site.received}
+        for use in site.sent:
+            if _unresolved(client) or use.event in misspelt:
+                continue
+            if use.event not in converted and use.event not in listened:
+                problems.append(client.doc.problem(
+                    "event-mismatch",
+                    f"{use.spec.label} sends '{use.event}', but nothing converts or receives it: "
+                    "its metrics go nowhere", use.json_path,
+                    _did_you_mean(use.event, converted | listened) or
+                    "add a ConvertToFedEvent for it, or a receiver on this site", severity="warning"))
+        if not _unresolved(client):
+            problems += _unheard(client, site.received, local)
+
+    if server is not None and not _unresolved(server):
+        listened = {u.event for u in server_events.received}
+        produced = {name for _, name, _ in fed_sent} | {u.event for u in server_events.sent}
+        awaited = {u.event for u in server_events.received if u.explicit and u.event not in produced}
+        for use, fed_name, client in fed_sent:
+            # A receiver waiting for a near miss of this name is reported on the server.
+            if fed_name not in listened and (unknown_client or not _close_match(fed_name, awaited)):
+                problems.append(client.doc.problem(
+                    "event-mismatch",
+                    f"{use.spec.label} sends '{fed_name}' to the server, but no server receiver listens to it",
+                    use.json_path,
+                    _did_you_mean(fed_name, listened) or
+                    "add a receiver (e.g. TBAnalyticsReceiver) with this event to the server config"))
+        unconverted = {"fed." + u.event: u.event for c in clients for u in _collect(c).sent}
+        if clients and not unknown_client:
+            received = [u for u in server_events.received if u.event not in explained]
+            problems += _unheard(server, received, produced, unconverted)
+    return problems
+
+
+def _unheard(config: ConfigFile, received: list[EventUse], produced: set[str],
+             unconverted: dict[str, str] | None = None) -> list[Problem]:
+    out = []
+    for use in received:
+        if use.explicit and use.event not in produced:
+            where = "the server" if config.role == "server" else "this site"
+            local = (unconverted or {}).get(use.event)
+            if local:
+                hint = f"clients send '{local}' but never convert it: list it in a ConvertToFedEvent's events_to_convert"
+            else:
+                hint = _did_you_mean(use.event, produced) or (
+                    f"events produced: {', '.join(sorted(produced))}" if produced else "no component sends events")
+            out.append(config.doc.problem(
+                "event-mismatch", f"{use.spec.label} waits for '{use.event}', but nothing on {where} produces it",
+                use.json_path, hint))
+    return out
+
+
+# --- clients and tasks ------------------------------------------------------------------------
+
+
+def _task_args(spec: ComponentSpec) -> list[tuple[str, str]]:
+    """(arg, task name) pairs of a workflow: args named like ``*task_name``."""
+    if spec.info is None:
+        return []
+    out = []
+    for arg in spec.info.args:
+        if arg.endswith("task_name"):
+            value, _ = _arg_value(spec, arg)
+            if isinstance(value, str) and value:
+                out.append((arg, value))
+    return out
+
+
+def _tasks_known(client: ConfigFile) -> bool:
+    """Whether every executor entry lists its tasks readably (the schema reports it if not)."""
+    entries = client.doc.data.get("executors") if isinstance(client.doc.data, dict) else None
+    return bool(client.executors) and isinstance(entries, list) and all(
+        isinstance(e, dict) and isinstance(e.get("tasks"), list)
+        and all(isinstance(t, str) for t in e["tasks"]) for e in entries)
+
+
+def _from_variable(config: ConfigFile, path: JsonPath) -> str:
+    """`` (from the variable 'x' at line N)`` when the value at ``path`` is written as "{x}"."""
+    written = config.raw.data_at(path)
+    if not isinstance(written, str):
+        return ""
+    name = written.strip()[1:-1] if written.strip().startswith("{") and written.strip().endswith("}") else ""
+    if not name or not isinstance(config.raw.data, dict) or name not in config.raw.data:
+        return ""
+    return f" (from the variable '{name}' at line {config.raw.key_position((name,)).line})"
+
+
+def _handles(client: ConfigFile, task: str) -> bool:
+    for tasks, _ in client.executors:
+        for pattern in tasks:
+            if pattern == task or ("*" in pattern and fnmatch.fnmatchcase(task, pattern)):
+                return True
+    return False
+
+
+def check_clients_and_tasks(job: Job) -> list[Problem]:
+    """Workflow min_clients against the deployment; every task a workflow sends has an executor."""
+    problems: list[Problem] = []
+    server = job.server_config
+    if server is None:
+        return problems
+    named = list(job.meta.client_sites())
+    meta_min = job.meta.min_clients
+    clients = [app.client for app in job.apps.values() if app.client is not None]
+    for spec in server.workflows:
+        if spec.info is None or spec.disabled:
+            continue
+        value, explicit = _arg_value(spec, "min_clients") if "min_clients" in spec.info.args else (None, False)
+        if isinstance(value, int) and not isinstance(value, bool):
+            path = (*spec.args_path, "min_clients") if explicit else spec.json_path
+            if named and value > len(named):
+                problems.append(server.doc.problem(
+                    "min-clients", f"{spec.label} waits for {value} clients{_from_variable(server, path)}, "
+                    "but the deploy_map deploys "
+                    f"only {len(named)}: {', '.join(named)}", path,
+                    f"set min_clients to at most {len(named)}, or deploy more sites"))
+            # Without a meta file, min_clients 1 is only FLARE's assumption: nothing to disagree with.
+            elif meta_min is not None and value != meta_min and job.meta_doc is not None:
+                meta_where = f" at {job.meta_doc.position(('min_clients',))}"
+                problems.append(server.doc.problem(
+                    "min-clients", f"{spec.label} has min_clients {value}{_from_variable(server, path)}, "
+                    f"but meta says {meta_min}{meta_where}",
+                    path, "make them agree: the job starts with meta's min_clients sites, the workflow "
+                    "waits for its own", severity="warning" if value < meta_min else "error"))
+        for arg, task in _task_args(spec):
+            for client in clients:
+                if _tasks_known(client) and not _handles(client, task):
+                    explicit = arg in spec.args
+                    known = sorted({t for tasks, _ in client.executors for t in tasks})
+                    problems.append(server.doc.problem(
+                        "unknown-task", f"{spec.label} sends task '{task}' ({arg}), but no executor of app "
+                        f"'{client.app}' handles it", (*spec.args_path, arg) if explicit else spec.json_path,
+                        _did_you_mean(task, known) or f"tasks handled by the clients: {', '.join(known)}"))
+    return problems
+
+
+#: Most ``.py`` files of a job's custom/ folders read for imports.
+MAX_CUSTOM_FILES = 300
+
+
+def check_custom_imports(job: Job) -> list[Problem]:
+    """Warn at file:line about top-level imports in the job's custom/ code that cannot
+    be found in this environment. Found by looking, never by importing; a warning,
+    not an error, since the sites may have packages this machine lacks.
+
+    Imports guarded by ``try:`` (optional dependencies) and relative imports are
+    left alone.
+    """
+    import ast
+    import sys
+
+    from ..registry.introspect import installed_location, parse_module
+
+    folders = [app.custom_dir for app in job.apps.values() if app.custom_dir is not None]
+    problems: list[Problem] = []
+    cache: dict[str, bool] = {}
+
+    def findable(top: str) -> bool:
+        if top not in cache:
+            if top in sys.stdlib_module_names or top in sys.builtin_module_names:
+                cache[top] = True
+            elif any((f / f"{top}.py").is_file() or (f / top).is_dir() for f in folders):
+                cache[top] = True
+            else:
+                cache[top] = installed_location(top) is not None
+        return cache[top]
+
+    files = sorted({file for folder in folders for file in folder.rglob("*.py")})
+    for file in files[:MAX_CUSTOM_FILES]:
+        tree = parse_module(file)
+        if tree is None:
+            continue
+        for node in tree.body:  # top level only: not inside try, if, def
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".", 1)[0]
+                if findable(top):
+                    continue
+                problems.append(Problem(
+                    "warning", "import-not-found",
+                    f"{top!r} is imported here but is not installed in this environment",
+                    Position(display_path(file), node.lineno, node.col_offset + 1),
+                    hint=f"the job fails on any site without {top!r}: install it there "
+                         "(and here, to launch the job on this machine)",
+                ))  # fmt: skip
+    return problems
+
