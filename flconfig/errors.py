@@ -7,6 +7,7 @@ CLI prints and exits.
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -149,3 +150,24 @@ def storage_message(exc: OSError, where: str | object) -> str:
 def errors_only(problems: Iterable[Problem]) -> list[Problem]:
     """The problems that make a job invalid (warnings left out)."""
     return [p for p in problems if p.is_error]
+
+
+def closest(word: str, options: Iterable[str], *, cutoff: float = 0.6,
+            ignore_case: bool = False) -> str | None:
+    """The option most like ``word`` (difflib's ratio at least ``cutoff``), or None.
+
+    The one "did you mean" rule of every message flconfig prints.
+    """
+    choices = sorted(set(options))
+    if ignore_case:
+        lowered = {c.lower(): c for c in choices}
+        match = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=cutoff)
+        return lowered[match[0]] if match else None
+    match = difflib.get_close_matches(word, choices, n=1, cutoff=cutoff)
+    return match[0] if match else None
+
+
+def did_you_mean(word: str, options: Iterable[str]) -> str | None:
+    """``"did you mean 'x'?"`` for the option closest to ``word``, or None."""
+    match = closest(word, options)
+    return f"did you mean '{match}'?" if match else None

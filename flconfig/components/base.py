@@ -37,15 +37,12 @@ whose event no converter or receiver handles is reported before anything runs.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, ClassVar
 
 from ..errors import JobError
+from ..files import write_atomic  # noqa: F401  (shared with the components)
 from ..types import Event, FLModel, ReturnCode, RunContext, Signal
 
 
@@ -337,29 +334,7 @@ def check_file_name(name: str, value: Any) -> str:
     return value
 
 
-# Helpers shared by the built-in components at run time.
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part.
-
-    The bytes go to a temporary file in the same folder, which is flushed to
-    disk and then renamed over ``path``.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+# Helpers shared by the built-in components at run time (and write_atomic, from ..files).
 
 
 def lookup_component(ctx: RunContext, owner: str, arg: str, component_id: str, kind: type) -> Any:

@@ -23,14 +23,13 @@ that holds the reference.
 from __future__ import annotations
 
 import copy
-import difflib
 import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import JsonPath, Problem
+from ..errors import JsonPath, Problem, closest
 from .documents import Document, type_name
 
 #: The deepest chain of references followed (FLARE gives up after 20 rounds).
@@ -441,16 +440,16 @@ class _Resolver:
                  if isinstance(n, str) and n != name and _NAME_RE.fullmatch(n)]
         if name.startswith("$"):
             names += [f"${n}" for n in self.environ]
-        close = difflib.get_close_matches(name, names, n=1)
+        match = closest(name, names)
         if name.startswith("$"):
             message = f"undefined variable '{name}': the environment variable {name[1:]} is not set"
             hint = f"set the environment variable {name[1:]}"
-            if close:
-                hint += f", or did you mean '{close[0]}'?"
+            if match:
+                hint += f", or did you mean '{match}'?"
         else:
             message = f"undefined variable '{name}'"
-            if close:
-                hint = f"did you mean '{close[0]}'?"
+            if match:
+                hint = f"did you mean '{match}'?"
             elif scope.template is not None:
                 hint = (f"pass it as a parameter, e.g. {{{scope.template}:{name}=...}}, "
                         f"or define it as a top-level key")

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ..errors import ConfigError, Problem, errors_only
+from ..files import write_atomic
 
 MAX_SOLO_SITES = 8
 DEFAULT_JOB_ID = "simulate_job"
@@ -356,12 +357,8 @@ def _start_workers(groups: list[list[str]], spec_file: Path, control: Path,
 
 
 def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` readable by this user only, all at once (tokens inside)."""
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    """Write ``text`` to ``path``, readable by this user only (tokens inside), all at once."""
+    write_atomic(path, text.encode("utf-8"), mode=0o600)
 
 
 def _pump(stream: TextIO | None, out: TextIO, status: dict[str, object] | None = None) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, FlconfigError, JobError, StorageError, storage_message
+from ..files import write_atomic
 from ..types import EventType, FLModel, ReturnCode
 from .logs import add_log_file, site_thread_name
 
@@ -64,16 +65,10 @@ STATUS_MARKER = "@@flconfig-status "
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
     try:
-        tmp.write_text(json.dumps(data, indent=2))
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps(data, indent=2).encode("utf-8"))
     except OSError as exc:
         log.error("could not write %s: %s", path, exc)
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
 
 
 # --- server ----------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ never pulls in torch, tensorboard or grpc.
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
@@ -29,7 +28,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
 from ..config.documents import Document, type_name
-from ..errors import JsonPath, Problem, format_json_path
+from ..errors import JsonPath, Problem, closest, format_json_path
 
 SCHEMA_KINDS = ("meta", "client", "server", "component")
 
@@ -533,10 +532,8 @@ def _name(path: JsonPath) -> str:
 
 
 def _closest(key: str, known: Iterable[str], cutoff: float) -> str | None:
-    candidates = [k for k in known if not k.startswith("$")]
-    lowered = {k.lower(): k for k in candidates}
-    match = difflib.get_close_matches(key.lower(), list(lowered), n=1, cutoff=cutoff)
-    return lowered[match[0]] if match else None
+    return closest(key, (k for k in known if not k.startswith("$")), cutoff=cutoff,
+                   ignore_case=True)
 
 
 def _prefix_match(key: str, known: Iterable[str]) -> str | None:

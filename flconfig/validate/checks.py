@@ -6,14 +6,12 @@ bad input and never imports a component's module.
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from ..config.job import ComponentSpec, ConfigFile, Job
-from ..errors import JsonPath, Position, Problem, display_path
+from ..errors import JsonPath, Position, Problem, closest, did_you_mean, display_path
 
 
 def check_job(job: Job) -> None:
@@ -133,19 +131,9 @@ def _collect(config: ConfigFile) -> _SiteEvents:
     return out
 
 
-def _did_you_mean(word: str, options: Iterable[str]) -> str | None:
-    close = difflib.get_close_matches(word, sorted(set(options)), n=1, cutoff=0.6)
-    return f"did you mean '{close[0]}'?" if close else None
-
-
 def _unresolved(config: ConfigFile | None) -> bool:
     """Whether some component of ``config`` could not be resolved: its events are not known."""
     return config is not None and any(s.info is None and not s.disabled for s in config.all_specs())
-
-
-def _close_match(word: str, options: Iterable[str]) -> str | None:
-    close = difflib.get_close_matches(word, sorted(set(options)), n=1, cutoff=0.6)
-    return close[0] if close else None
 
 
 def check_event_flow(job: Job) -> list[Problem]:
@@ -172,7 +160,7 @@ def check_event_flow(job: Job) -> list[Problem]:
             if use.event.startswith("fed."):
                 continue  # already federated: not converted again
             if use.event not in local and site.sent and not _unresolved(client):
-                close = _close_match(use.event, local)
+                close = closest(use.event, local)
                 if close:
                     misspelt.add(close)
                     explained.add(fed_name[: len(fed_name) - len(use.event)] + close)
@@ -193,7 +181,7 @@ def check_event_flow(job: Job) -> list[Problem]:
                     "event-mismatch",
                     f"{use.spec.label} sends '{use.event}', but nothing converts or receives it: "
                     "its metrics go nowhere", use.json_path,
-                    _did_you_mean(use.event, converted | listened) or
+                    did_you_mean(use.event, converted | listened) or
                     "add a ConvertToFedEvent for it, or a receiver on this site", severity="warning"))
         if not _unresolved(client):
             problems += _unheard(client, site.received, local)
@@ -204,12 +192,12 @@ def check_event_flow(job: Job) -> list[Problem]:
         awaited = {u.event for u in server_events.received if u.explicit and u.event not in produced}
         for use, fed_name, client in fed_sent:
             # A receiver waiting for a near miss of this name is reported on the server.
-            if fed_name not in listened and (unknown_client or not _close_match(fed_name, awaited)):
+            if fed_name not in listened and (unknown_client or not closest(fed_name, awaited)):
                 problems.append(client.doc.problem(
                     "event-mismatch",
                     f"{use.spec.label} sends '{fed_name}' to the server, but no server receiver listens to it",
                     use.json_path,
-                    _did_you_mean(fed_name, listened) or
+                    did_you_mean(fed_name, listened) or
                     "add a receiver (e.g. TBAnalyticsReceiver) with this event to the server config"))
         unconverted = {"fed." + u.event: u.event for c in clients for u in _collect(c).sent}
         if clients and not unknown_client:
@@ -228,7 +216,7 @@ def _unheard(config: ConfigFile, received: list[EventUse], produced: set[str],
             if local:
                 hint = f"clients send '{local}' but never convert it: list it in a ConvertToFedEvent's events_to_convert"
             else:
-                hint = _did_you_mean(use.event, produced) or (
+                hint = did_you_mean(use.event, produced) or (
                     f"events produced: {', '.join(sorted(produced))}" if produced else "no component sends events")
             out.append(config.doc.problem(
                 "event-mismatch", f"{use.spec.label} waits for '{use.event}', but nothing on {where} produces it",
@@ -316,7 +304,7 @@ def check_clients_and_tasks(job: Job) -> list[Problem]:
                     problems.append(server.doc.problem(
                         "unknown-task", f"{spec.label} sends task '{task}' ({arg}), but no executor of app "
                         f"'{client.app}' handles it", (*spec.args_path, arg) if explicit else spec.json_path,
-                        _did_you_mean(task, known) or f"tasks handled by the clients: {', '.join(known)}"))
+                        did_you_mean(task, known) or f"tasks handled by the clients: {', '.join(known)}"))
     return problems
 
 

@@ -8,12 +8,11 @@ twice and that references form no cycle, and gives the build order.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..config.job import ComponentSpec, ConfigFile
-from ..errors import JsonPath, Problem
+from ..errors import JsonPath, Problem, closest
 
 
 @dataclass(frozen=True)
@@ -65,11 +64,6 @@ def _a(word: str) -> str:
     return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
 
 
-def _suggest(word: str, options: list[str]) -> str | None:
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
-    return close[0] if close else None
-
-
 def check_wiring(config: ConfigFile) -> list[Problem]:
     """Duplicate ids, dangling or wrong-kind references, cycles and duplicate task names."""
     doc = config.doc
@@ -93,7 +87,7 @@ def check_wiring(config: ConfigFile) -> list[Problem]:
         target = by_id.get(ref.target_id)
         what = f"{ref.source.label}: '{ref.arg}'"
         if target is None:
-            guess = _suggest(ref.target_id, ids)
+            guess = closest(ref.target_id, ids)
             hint = f"did you mean '{guess}'?" if guess else (
                 f"ids defined in this file: {', '.join(ids)}" if ids else "this file defines no components")
             if ref.by_default:
