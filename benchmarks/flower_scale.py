@@ -4,8 +4,8 @@
                                       [--setup]
 
 The tiny workload at each number of sites: one FedAvg round, every site's result
-awaited, each site training one epoch on 64 digits images and then measuring its held-out
-accuracy (flconfig: ``benchmarks/many_sites.py``, which also streams every site's scalars
+awaited, each site measuring the held-out accuracy of the global model, training one epoch
+on 64 digits images and measuring its held-out accuracy again (flconfig: ``benchmarks/many_sites.py``, which also streams every site's scalars
 to TensorBoard and checks them; Flower: ``benchmarks/flower_tiny/run.py``, the same data,
 model and optimiser, no metric streaming). Flower runs in a venv of its own (``--setup``:
 ``torch==2.13.0``, then ``flwr[simulation]``, scikit-learn). Wall time is start to exit;

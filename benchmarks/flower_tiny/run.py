@@ -3,10 +3,12 @@
     python run.py N      (in a venv with flwr[simulation], torch, scikit-learn; flconfig's
                           examples on PYTHONPATH for the same data and model)
 
-One FedAvg round over N clients, every client's result awaited: each trains one epoch on
-its 64 digits images (the training part cut into 1437 // 64 shares, reused in turn; batch
-32, SGD lr 0.05, momentum 0.9, the same DigitsCNN) and then measures its held-out
-accuracy, as flconfig's DigitsLearner does. Prints ``FIT_RESULTS <n>`` once aggregated.
+One FedAvg round over N clients, every client's result awaited: each measures the held-out
+accuracy of the global model it received (flconfig's LearnerExecutor does, for the best-model
+choice), trains one epoch on its 64 digits images (the training part cut into 1437 // 64
+shares, reused in turn; batch 32, SGD lr 0.05, momentum 0.9, the same DigitsCNN) and then
+measures its held-out accuracy again, as flconfig's DigitsLearner does. Prints
+``FIT_RESULTS <n>`` once aggregated.
 """
 
 from __future__ import annotations
@@ -48,8 +50,14 @@ class DigitsClient(NumPyClient):
         self.yt = torch.as_tensor(data.y_test)
         self.model = DigitsCNN()
 
+    def accuracy(self) -> float:
+        self.model.eval()
+        with torch.no_grad():
+            return (self.model(self.xt).argmax(1) == self.yt).float().mean().item()
+
     def fit(self, parameters, config):
         set_params(self.model, parameters)
+        initial = self.accuracy()
         opt = torch.optim.SGD(self.model.parameters(), lr=0.05, momentum=0.9)
         self.model.train()
         perm = torch.randperm(len(self.y))
@@ -59,10 +67,9 @@ class DigitsClient(NumPyClient):
             loss = F.cross_entropy(self.model(self.x[idx]), self.y[idx])
             loss.backward()
             opt.step()
-        self.model.eval()
-        with torch.no_grad():
-            acc = (self.model(self.xt).argmax(1) == self.yt).float().mean().item()
-        return get_params(self.model), len(self.y), {"validation_accuracy": acc}
+        acc = self.accuracy()
+        return get_params(self.model), len(self.y), {"validation_accuracy": acc,
+                                                      "initial_accuracy": initial}
 
 
 def client_fn(context: Context):
