@@ -165,7 +165,7 @@ def plan_run(job: Any, sites: Sequence[str], workspace: str | Path, job_id: str,
         key = (template.app, template.role)
         if key not in first_of:  # the first site of each app is always resolved in full
             first_of[key] = site
-            site_free[key] = _site_free(job, template)
+            site_free[key] = _site_free(job, template, environ)
             add(site)
         elif site_free[key] and first_of[key] in index:
             index[site] = index[first_of[key]]
@@ -195,7 +195,7 @@ def _resolve_site(job: Any, site: str, workspace: str | Path, job_id: str,
     return config, problems
 
 
-def _site_free(job: Any, template: Any) -> bool:
+def _site_free(job: Any, template: Any, environ: Mapping[str, str] | None) -> bool:
     """True when ``template`` (a client config) resolves the same whatever its site is called."""
     from ..config.job import resolve_config
 
@@ -203,7 +203,7 @@ def _site_free(job: Any, template: Any) -> bool:
     seen = []
     for name in ("flconfig-probe-a", "flconfig-probe-b"):
         probe = resolve_config(template.raw, template.file, template.role, app, name, [],
-                               check=False)
+                               environ=environ, check=False)
         seen.append(None if probe is None else json.dumps(probe.doc.data, default=str))
     return seen[0] is not None and seen[0] == seen[1]
 
