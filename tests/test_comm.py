@@ -175,14 +175,14 @@ class FlakyProxy:
             up = socket.create_connection(self.target)
             with self.lock:
                 self.sockets += [down, up]
-            threading.Thread(target=self._pump, args=(down, up), daemon=True).start()
-            threading.Thread(target=self._pump, args=(up, down), daemon=True).start()
+            threading.Thread(target=self._pump, args=(down, up, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(up, down, True), daemon=True).start()
 
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, to_client: bool) -> None:
         try:
             while data := src.recv(65536):
                 dst.sendall(data)
+                self.relayed(len(data), to_client)
         except OSError:
             pass
         for sock in (src, dst):
@@ -190,6 +190,9 @@ class FlakyProxy:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+    def relayed(self, nbytes: int, to_client: bool) -> None:
+        """Called after each chunk relayed; a test's subclass may cut the connection here."""
 
     def drop(self) -> None:
         """Cut every open connection."""
