@@ -1,4 +1,4 @@
-"""``flconfig launch``: validate a job, then run its server and sites as separate processes.
+"""``flconfig launch``: validate and plan a job, then run its server and sites as processes.
 
 The server is one process. Client sites run one per process while there are no
 more sites than cores (and at most :data:`MAX_SOLO_SITES`); beyond that they
@@ -233,7 +233,8 @@ def launch(opts: LaunchOptions) -> int:
         pump.start()
         workers: list[tuple[subprocess.Popen[str], list[str], Path]] = []
         if tensorboard is None:
-            # Beside the server, so their torch imports overlap; they wait for its port.
+            # Beside the server: they wait for its port, say Hello, then import torch
+            # and build while the server starts the first round.
             workers = _start_workers(groups, spec_file, control, procs)
         port = _wait_for_port(port_file, server, timeout=120)
         if port is None:
