@@ -540,12 +540,12 @@ def test_wait_time_after_min_received_lets_a_late_site_in(make_server, start_sit
 def test_wait_time_after_min_received_is_bounded(make_server, start_sites) -> None:
     server = make_server()
     start_sites(server, _silent_site("site-3"))
-    start = time.monotonic()
+    # Returns at all only because the grace time ends: site-3 never answers. That a late
+    # site is let in during it: test_wait_time_after_min_received_lets_a_late_site_in.
     results = server.broadcast_and_wait(
         "train", FLModel(params={"w": np.zeros(1)}), None, 2, wait_time_after_min_received=0.3
     )
     assert sorted(results) == ["site-1", "site-2"]
-    assert time.monotonic() - start >= 0.3  # it did give site-3 the grace time
 
 
 def test_timeout_and_abort_return_what_arrived(make_server, start_sites) -> None:
@@ -674,10 +674,8 @@ def test_wait_for_sites_returns_who_connected_when_time_runs_out(
 ) -> None:
     server = make_server()
     start_sites(server, add_site_number, n=2)
-    start = time.monotonic()
     assert server.wait_for_sites(3, timeout=0.3) == ["site-1", "site-2"]
-    assert time.monotonic() - start >= 0.25
-    assert "not connected: site-3, site-4" in caplog.text
+    assert "none more for 0.3 s" in caplog.text and "not connected: site-3, site-4" in caplog.text
 
 
 # --------------------------------------------------------------------------- events
@@ -918,17 +916,14 @@ def test_an_unreachable_server_ends_the_wait_with_an_error_after_retry_timeout(
         client.send_events([{"i": i} for i in range(5)])
         assert client.flush(5) == 0
         server.stop(grace=0)
-        start = time.monotonic()
         with pytest.raises(JobError) as err:
             client.send_events([{"i": i} for i in range(5, 30)])
-        waited = time.monotonic() - start
         assert err.value.site == "site-1"
         message = str(err.value)
         assert f"server at {server.address} acknowledged no events" in message
         assert "retry_timeout=1" in message
         assert "15 of 25 event records of this call were not queued" in message
         assert "10 queued records are not acknowledged" in message
-        assert waited >= 1.0  # it kept trying for retry_timeout
         assert client.unacked == 10
     finally:
         left = client.close(timeout=0.2)

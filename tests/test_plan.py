@@ -32,6 +32,14 @@ def client_config(folder: Path) -> Path:
     return folder / "app" / "config" / "config_fed_client.json"
 
 
+def set_learner_arg(folder: Path, name: str, value: object) -> None:
+    """Set one arg of the example's learner in the job copy's client config."""
+    config = json.loads(client_config(folder).read_text())
+    learner = next(c for c in config["components"] if c["id"] == "pt_learner")
+    learner["args"][name] = value
+    client_config(folder).write_text(json.dumps(config, indent=2))
+
+
 def test_sites_with_the_same_configuration_share_one_site_plan(tmp_path: Path) -> None:
     job = load_job(EXAMPLE)
     plan = plan_run(job, SITES, tmp_path / "ws", "run-1")
@@ -44,10 +52,7 @@ def test_sites_with_the_same_configuration_share_one_site_plan(tmp_path: Path) -
 def test_a_site_dependent_configuration_is_resolved_for_each_site(
     job_copy: Path, tmp_path: Path
 ) -> None:
-    config = json.loads(client_config(job_copy).read_text())
-    learner = next(c for c in config["components"] if c["id"] == "pt_learner")
-    learner["args"]["data_path"] = "{WORKSPACE}/data/{SITE_NAME}/{JOB_ID}"
-    client_config(job_copy).write_text(json.dumps(config))
+    set_learner_arg(job_copy, "data_path", "{WORKSPACE}/data/{SITE_NAME}/{JOB_ID}")
     plan = plan_run(load_job(job_copy), ["site-1", "site-2", "site-3"], tmp_path / "ws", "run-9")
     assert len(plan.configs) == 4
     for site in ("site-1", "site-2", "site-3"):
@@ -92,10 +97,7 @@ def test_building_from_a_plan_imports_no_validation_code(tmp_path: Path) -> None
 def test_a_mistake_only_the_run_reveals_is_refused_at_planning_with_its_position(
     job_copy: Path, tmp_path: Path
 ) -> None:
-    config = json.loads(client_config(job_copy).read_text())
-    learner = next(c for c in config["components"] if c["id"] == "pt_learner")
-    learner["args"]["data_path"] = "{$FLCONFIG_TEST_DATA}"
-    client_config(job_copy).write_text(json.dumps(config, indent=2))
+    set_learner_arg(job_copy, "data_path", "{$FLCONFIG_TEST_DATA}")
     job = load_job(job_copy, environ={"FLCONFIG_TEST_DATA": "/data"})
     # The run's environment lacks the variable validation saw.
     with pytest.raises(ConfigError) as err:

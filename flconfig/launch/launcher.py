@@ -196,7 +196,6 @@ def launch(opts: LaunchOptions) -> int:
         "heartbeat_interval": max(0.2, min(5.0, heartbeat / 4)),
         "threads": threads,
         "device": opts.device,
-        "allowed_modules": list(opts.allowed_modules),
         "port_file": str(port_file),
         "live_metrics_interval": LIVE_METRICS_INTERVAL if opts.live_metrics else 0,
         # A site's wait to connect grows with the number of sites starting at once.
