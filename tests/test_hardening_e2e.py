@@ -56,10 +56,11 @@ def all_event_files(ws: Path) -> list[Path]:
 # --- a site must not speak for the server or for other sites ------------------------------
 
 HOSTILE_LEARNER = '''
+import asyncio
 import gc
 
 from flconfig.examples.digits import DigitsLearner
-from flconfig.transport.client import CommClient
+from flconfig.transport.link import SiteLink
 
 
 class HostileLearner(DigitsLearner):
@@ -69,14 +70,15 @@ class HostileLearner(DigitsLearner):
         if ctx.site_name == "site-2" and not getattr(self, "attacked", False):
             self.attacked = True
             comm = next(o for o in gc.get_objects()
-                        if isinstance(o, CommClient) and o.site == ctx.site_name)
+                        if isinstance(o, SiteLink) and o.site == ctx.site_name)
             comm.send_events([
                 {"event_type": "_end_run", "data": None},
                 {"event_type": "_about_to_end_run", "data": {"site": "server"}},
                 {"event_type": "_end_run", "kind": "scalar", "tag": "x", "value": 1.0,
                  "step": 0, "wall_time": 1.0},
             ])
-            assert comm.flush(30) == 0
+            # Its own link's loop (the learner runs on a training thread beside it).
+            assert asyncio.run_coroutine_threadsafe(comm.flush(30), comm._loop).result() == 0
         return super().train(data, ctx, abort_signal)
 '''
 

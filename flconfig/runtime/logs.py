@@ -2,26 +2,38 @@
 exactly that site's lines.
 
 A worker process may host many sites, so a site's lines are told apart by the
-thread that logged them. Every thread that works for a site is named
-``flconfig:<site>:<role>`` (:func:`site_thread_name`): the site's own thread
-(``main``) and its helpers (``heartbeat``, ``events``, a sender's queue
-thread ...). A site name never holds ``:``, so ``site-1`` and ``site-10`` can
-never be confused. Each line names its site and thread.
+asyncio task or the thread that logged them. Every task and thread that works
+for a site is named ``flconfig:<site>:<role>`` (:func:`site_thread_name`): the
+site's own coroutine and a training thread while it runs the site's work
+(``main``), its link's helpers (``heartbeat``, ``events``), a sender's queue
+thread ... A site name never holds ``:``, so ``site-1`` and ``site-10`` can
+never be confused. Each line names its site and the task or thread
+(``%(where)s``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
 #: The log line format of every worker's log files.
-LOG_FORMAT = "%(asctime)s %(levelname)s [%(site)s %(threadName)s] %(name)s: %(message)s"
+LOG_FORMAT = "%(asctime)s %(levelname)s [%(site)s %(where)s] %(name)s: %(message)s"
 _PREFIX = "flconfig:"
 
 
 def site_thread_name(site: str, role: str) -> str:
     """The name of a thread that works for ``site`` (``role`` says what it does)."""
     return f"{_PREFIX}{site}:{role}"
+
+
+def _where(record: logging.LogRecord) -> str:
+    """The asyncio task that logged ``record`` (on a loop's thread), else its thread."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no loop runs on this thread
+        task = None
+    return task.get_name() if task is not None else record.threadName or ""
 
 
 def site_of_thread(name: str) -> str | None:
@@ -43,7 +55,8 @@ class _Router(logging.Handler):
         self.every: list[tuple[logging.Handler, str]] = []  # (handler, default site)
 
     def emit(self, record: logging.LogRecord) -> None:
-        site = site_of_thread(record.threadName or "")
+        record.where = where = _where(record)
+        site = site_of_thread(where)
         for handler, default in self.every:
             record.site = site or default
             handler.handle(record)

@@ -14,6 +14,8 @@ away, so Ctrl-C or a crash leaves no orphans.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import functools
 import json
 import logging
 import os
@@ -234,7 +236,12 @@ def _short_list(names: list[str], limit: int = 8) -> str:
 
 class _ProcessJob:
     """The run plan, read once per worker process and shared by its sites, and the
-    process's training threads; sites build their components from the plan one at a time."""
+    process's training threads.
+
+    The sites are coroutines on the process's event loop; everything that runs a
+    component (building, events, tasks) runs on the training threads, never on the
+    loop, so one site's work never stalls another site's link.
+    """
 
     def __init__(self, plan: RunPlan, slots: int = 1, shared: bool = False) -> None:
         from concurrent.futures import ThreadPoolExecutor
@@ -247,19 +254,23 @@ class _ProcessJob:
         #: Whether the process's sites share one gRPC channel (more than one site).
         self.shared = shared
 
-    def run_task(self, site: str, fn: Any, *args: Any) -> Any:
+    async def call(self, site: str, fn: Any, *args: Any) -> Any:
         """Run ``fn(*args)`` for ``site`` on the process's training threads (one per core
         given to the process) and return its result. A thousand sites training at once
         would only fight over the cores; on a few threads that do all the training,
         torch's and the allocator's memory is reused instead of held once per site."""
-        return self._pool.submit(_as_site, site, fn, *args).result()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, _as_site, site, fn, *args)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)
 
-    def build(self, site: str) -> Any:
+    async def build(self, site: str) -> Any:
         """Build ``site``'s components from the plan (one site at a time; the first also
         does the process's heavy imports, see :func:`_warm_up`)."""
+        return await self.call(site, self._build, site)
+
+    def _build(self, site: str) -> Any:
         from .build import build_from_plan
 
         with self._lock:
@@ -269,20 +280,20 @@ class _ProcessJob:
             return build_from_plan(self._plan, site)
 
 
-def run_site(spec: dict[str, Any], site: str, errors: dict[str, str],
-             job: _ProcessJob) -> None:
-    """Run one client site until the server ends the run."""
-    from ..transport.client import CommClient, Task
+async def run_site(spec: dict[str, Any], site: str, errors: dict[str, str],
+                   job: _ProcessJob) -> None:
+    """Run one client site, a coroutine on the worker's loop, until the server ends the run."""
+    from ..transport.link import SiteLink, Task
     from .build import BuiltSite
     from .context import SiteContext
     from .fed_events import event_to_records
 
     workspace = Path(spec["workspace"])
     job_id = spec["job_id"]
-    comm = None
+    link = None
     ctx = None
     try:
-        comm = CommClient(
+        link = SiteLink(
             spec["address"],
             site,
             spec["credentials"][site],
@@ -291,9 +302,9 @@ def run_site(spec: dict[str, Any], site: str, errors: dict[str, str],
         )
         # Connected first, then built: the server's first round starts while the sites
         # still import torch and build their components, instead of after it.
-        comm.connect(timeout=spec.get("startup_timeout", 120))
+        await link.connect(timeout=spec.get("startup_timeout", 120))
         try:
-            built: BuiltSite = job.build(site)
+            built: BuiltSite = await job.build(site)
         except Exception as exc:
             # Tell the server at once, so the run fails now, naming this site and the cause.
             if isinstance(exc, JobError):
@@ -303,32 +314,36 @@ def run_site(spec: dict[str, Any], site: str, errors: dict[str, str],
             else:
                 reason = f"{type(exc).__name__}: {exc}"
             try:
-                comm.close(timeout=1, reason=reason)
+                await link.close(timeout=1, reason=reason)
             except FlconfigError:
                 pass  # the server may have ended the run already
-            comm = None
+            link = None
             raise
-        ctx = SiteContext(
+        sink = link.send_events
+        ctx = await job.call(
             site,
-            job_id,
-            workspace,
-            built.components,
-            built.handlers,
-            role="client",
-            fed_sink=lambda event: comm.send_events(event_to_records(event)),
-            device=spec.get("device"),
-            client_sites=spec["sites"],
+            functools.partial(
+                SiteContext,
+                site,
+                job_id,
+                workspace,
+                built.components,
+                built.handlers,
+                role="client",
+                fed_sink=lambda event: sink(event_to_records(event)),
+                device=spec.get("device"),
+                client_sites=spec["sites"],
+            ),
         )
-        ctx.fire_event(EventType.ABOUT_TO_START_RUN)
-        ctx.fire_event(EventType.START_RUN)
+        await job.call(site, _fire, ctx, EventType.ABOUT_TO_START_RUN, EventType.START_RUN)
         while True:
-            task = comm.get_task()
+            task = await link.get_task()
             if task is None:
                 continue
             if not isinstance(task, Task):
                 break  # the server ended the run
-            result = job.run_task(site, _execute, built, ctx, task.name, task.data)
-            comm.submit_result(task, result)
+            result = await job.call(site, _execute, built, ctx, task.name, task.data)
+            await link.submit_result(task, result)
             # Not held while the site waits for its next task: a thousand sites would
             # each keep a copy of the global model and of their result.
             del task, result
@@ -343,21 +358,28 @@ def run_site(spec: dict[str, Any], site: str, errors: dict[str, str],
         errors[site] = f"{type(exc).__name__}: {exc}"
     finally:
         if ctx is not None:
-            for event_type in (EventType.ABOUT_TO_END_RUN, EventType.END_RUN):
-                try:
-                    ctx.fire_event(event_type)
-                except StorageError as exc:
-                    ctx.report_failure(exc.message)
-        if comm is not None:
-            left = comm.close()
+            await job.call(site, _fire, ctx, EventType.ABOUT_TO_END_RUN, EventType.END_RUN)
+        if link is not None:
+            left = await link.close()
             if left:
-                why = comm.delivery_problem
+                why = link.delivery_problem
                 message = f"{left} event records could not be delivered" + (
                     f": the server says {why}" if why else "")
                 log.error("%s: %s", site, message)
                 errors.setdefault(site, message)
         if ctx is not None and ctx.failures:
             errors.setdefault(site, ctx.failures[0])
+
+
+def _fire(ctx: Any, *event_types: str) -> None:
+    """Fire ``event_types`` on ``ctx`` in turn; a record that cannot be stored fails the site."""
+    for event_type in event_types:
+        try:
+            ctx.fire_event(event_type)
+        except StorageError as exc:
+            if event_type in (EventType.ABOUT_TO_START_RUN, EventType.START_RUN):
+                raise
+            ctx.report_failure(exc.message)
 
 
 def _as_site(site: str, fn: Any, *args: Any) -> Any:
@@ -407,6 +429,7 @@ def _applies(chain: Any, task_name: str) -> bool:
 
 
 def run_clients(spec: dict[str, Any], sites: list[str]) -> int:
+    """Run ``sites`` in this process: one event loop, each site a coroutine on it."""
     workspace = Path(spec["workspace"])
     errors: dict[str, str] = {}
     for site in sites:
@@ -418,15 +441,15 @@ def run_clients(spec: dict[str, Any], sites: list[str]) -> int:
 
     job = _ProcessJob(load_plan(spec["plan"]), slots=spec.get("threads", 1),
                       shared=len(sites) > 1)
-    threads = [
-        threading.Thread(target=run_site, args=(spec, site, errors, job),
-                         name=site_thread_name(site, "main"))
-        for site in sites if site not in errors
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+
+    async def run_all() -> None:
+        # Each a task named for its site: its lines, and its link's, go to the site's log.
+        await asyncio.gather(*(
+            asyncio.get_running_loop().create_task(run_site(spec, site, errors, job),
+                                                   name=site_thread_name(site, "main"))
+            for site in sites if site not in errors))
+
+    asyncio.run(run_all())
     job.close()
     for site, error in errors.items():
         print(f"{site}: {error}", file=sys.stderr, flush=True)

@@ -1,150 +1,64 @@
-"""The site end of the link: connect, pull tasks, return results, heartbeat, stream events.
+"""The site end of the link for blocking code: :class:`CommClient`.
 
-A :class:`CommClient` keeps one gRPC channel to the server (or shares its
-process's). Two background
-threads run beside the caller's: one sends heartbeats, so a site busy with a
-long task is not taken for lost; one sends event records in batches and
-resends whatever the server has not acknowledged, so a dropped connection
-loses nothing. The records waiting for acknowledgement (the outbox) are
-bounded: a site that logs faster than the server takes records in, or while
-the server is unreachable, waits instead of growing without limit.
+A :class:`CommClient` is a :class:`~flconfig.transport.link.SiteLink` run on an
+event loop of its own thread (one loop for every CommClient of a process): the
+same protocol, outbox and retries, behind methods that block until done. The
+worker processes of ``flconfig launch`` run their sites' links as coroutines
+directly; a CommClient is for code that is not a coroutine (a test, a tool, a
+site of its own).
 """
 
 from __future__ import annotations
 
-import itertools
-import logging
+import asyncio
 import threading
-import time
-import uuid
-from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Final
+from collections.abc import Coroutine, Mapping, Sequence
+from typing import Any, TypeVar
 
 import grpc
 
-from ..errors import JobError
-from ..runtime.logs import site_thread_name
-from ..tracking.records import MAX_RECORD_BYTES
 from ..types import FLModel
 from . import contract
-from . import flconfig_pb2 as pb
-from . import flconfig_pb2_grpc as pb_grpc
-from .codec import ProtocolError, decode_model, encode_model, encode_record, join_records
-from .contract import wire_bytes_field
+from .link import END, SiteLink, Task, _EndOfRun
 
-log = logging.getLogger(__name__)
+__all__ = ["END", "CommClient", "Task"]
 
-# Worth another try: the connection dropped, the server is (re)starting, or we
-# closed the channel ourselves to reconnect.
-_RETRYABLE = frozenset(
-    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED}
-)
+_T = TypeVar("_T")
 
 
-@dataclass(frozen=True)
-class Task:
-    """A task the server sent: its name (``train``...), its id, and its data."""
-
-    name: str
-    task_id: str
-    data: FLModel
-
-
-class _EndOfRun:
-    """Type of :data:`END`."""
-
-    _instance: _EndOfRun | None = None
-
-    def __new__(cls) -> _EndOfRun:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __repr__(self) -> str:
-        return "END"
-
-
-#: What :meth:`CommClient.get_task` returns once the server has ended the run.
-END: Final = _EndOfRun()
-
-
-# Keep a batch of records well below any sensible max_message_mb; one record is
-# at most this big (the sender refuses bigger ones at the call).
-_BATCH_MAX_BYTES = MAX_RECORD_BYTES
-# How often a send_events call waiting for room looks at the clock (acks wake it sooner).
-_ROOM_POLL_S = 0.5
-# A safety net only: an idle sender is woken by the first record queued and by close().
-_IDLE_WAIT_S = 30.0
-
-
-class _Retry(Exception):
-    """A call failed in a way worth retrying."""
-
-
-class _Withdrawn(Exception):
-    """The task whose model was being fetched closed before the site had it all."""
-
-
-class _SharedChannels:
-    """One gRPC channel per server address (and options) for the sites of a process.
-
-    Each site still authenticates every call with its own metadata; what the sites
-    share is the connection, and so one thread completing all their calls instead
-    of one per site.
-    """
+class _LoopThread:
+    """One event loop on a daemon thread, started on first use, for the process's
+    CommClients."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._channels: dict[tuple[Any, ...], list[Any]] = {}  # key -> [channel, users]
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-    def acquire(self, key: tuple[Any, ...], make: Any) -> grpc.Channel:
+    def loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
-            entry = self._channels.get(key)
-            if entry is None:
-                entry = self._channels[key] = [make(), 0]
-            entry[1] += 1
-            return entry[0]
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="flconfig-links",
+                                 daemon=True).start()
+                self._loop = loop
+            return self._loop
 
-    def release(self, channel: grpc.Channel) -> None:
-        with self._lock:
-            for key, entry in list(self._channels.items()):
-                if entry[0] is channel:
-                    entry[1] -= 1
-                    if entry[1] <= 0:
-                        del self._channels[key]
-                        channel.close()
-                    return
+    def run(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        """Run ``coro`` on the loop and wait for its result (or exception)."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop()).result()
 
 
-_SHARED_CHANNELS = _SharedChannels()
+_LOOP = _LoopThread()
 
 
 class CommClient:
-    """A site's connection to the server, authenticated as ``site`` with ``token``.
+    """A site's connection to the server, authenticated as ``site`` with ``token``;
+    blocking methods over :class:`~flconfig.transport.link.SiteLink`, whose
+    documentation says what each does and raises.
 
-    Call :meth:`connect` first and :meth:`close` last (or use ``with``).
-
-    Event records travel in batches: the sender sends one as soon as
-    ``batch_max`` records wait, otherwise at most every ``batch_linger``
-    seconds (a record after a quiet spell goes at once). Fewer, larger calls
-    keep the sender's share of the site's CPU (and of Python's GIL, which the
-    training loop needs) small.
-
-    Event records wait in an outbox until the server acknowledges them. The
-    outbox holds at most ``max_outbox_records`` records and
-    ``max_outbox_bytes`` bytes (encoded): :meth:`send_events` on a full
-    outbox waits until acknowledgements make room, so a slow or unreachable
-    server slows the site's logging down instead of filling its memory, and
-    no record is dropped. See :meth:`send_events` for when the wait ends in
-    an error.
-
-    With ``share_channel`` the clients of one process (a worker hosting many
-    sites) use one gRPC channel to the server; each still sends its own
-    credentials on every call. A waiting call costs nothing: calls are
-    futures whose completion wakes the caller, and while a GetTask is open no
-    heartbeat is sent (the server sees the call).
+    Call :meth:`connect` first and :meth:`close` last (or use ``with``). Any
+    thread may call any method; :meth:`send_events` blocks only while the outbox
+    is full. The keyword arguments are :class:`SiteLink`'s.
     """
 
     def __init__(
@@ -164,213 +78,51 @@ class CommClient:
         channel_credentials: grpc.ChannelCredentials | None = None,
         share_channel: bool = False,
     ) -> None:
-        self.address = address
-        self.site = contract.check_site_name(site)
-        contract.check_token(token, site)
-        if heartbeat_interval <= 0:
-            raise ValueError("heartbeat_interval must be > 0")
-        if max_outbox_records < 1:
-            raise ValueError("max_outbox_records must be >= 1")
-        if max_outbox_bytes < _BATCH_MAX_BYTES:
-            # Any single record (at most _BATCH_MAX_BYTES) must fit in an empty outbox.
-            raise ValueError(f"max_outbox_bytes must be >= {_BATCH_MAX_BYTES}")
-        self.heartbeat_interval = float(heartbeat_interval)
-        #: How long calls keep retrying while the server is unreachable.
-        self.retry_timeout = float(retry_timeout)
-        self._metadata = ((contract.SITE_METADATA, site), (contract.TOKEN_METADATA, token))
-        contract.check_limits(max_message_mb, max_model_mb)
-        self._max_message_mb = max_message_mb
-        #: Largest model frame this site sends or accepts; the server's own limit,
-        #: learnt at connect, may be lower.
-        self.max_model_bytes = max_model_mb * 1024 * 1024
-        self._chunk_bytes = contract.CHUNK_BYTES
-        self._channel_credentials = channel_credentials
-        self._share_channel = share_channel
-        self._batch_max = max(1, batch_max)
-        #: Most event records waiting for acknowledgement; send_events waits beyond it.
-        self.max_outbox_records = int(max_outbox_records)
-        #: Most bytes of encoded event records waiting for acknowledgement.
-        self.max_outbox_bytes = int(max_outbox_bytes)
-        # The sender stops lingering for more records at this many: a full outbox gets no more.
-        self._batch_trigger = min(self._batch_max, self.max_outbox_records)
-        self._batch_linger = batch_linger
-        self._last_send = 0.0  # when the sender last took a batch
-        self._stream = uuid.uuid4().hex  # names this client's event sequence on the server
+        self._link = SiteLink(
+            address, site, token, heartbeat_interval,
+            max_message_mb=max_message_mb, max_model_mb=max_model_mb,
+            retry_timeout=retry_timeout, batch_max=batch_max, batch_linger=batch_linger,
+            max_outbox_records=max_outbox_records, max_outbox_bytes=max_outbox_bytes,
+            channel_credentials=channel_credentials, share_channel=share_channel,
+        )  # fmt: skip
 
-        self._channel_lock = threading.Lock()
-        self._channel: grpc.Channel | None = None
-        self._calls: dict[str, Any] = {}
-        self._connected = False
-        self._closed = False
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._polling = 0  # GetTask calls open; no heartbeat is needed meanwhile
+    @property
+    def link(self) -> SiteLink:
+        """The :class:`SiteLink` this client runs."""
+        return self._link
 
-        # Event outbox: (seq, encoded record), oldest first; a record leaves it
-        # only when the server acknowledged its seq. _events guards the outbox
-        # and what describes it; _produce serialises send_events calls, so
-        # records enter the outbox in seq order even while one call waits.
-        self._events = threading.Condition()
-        self._produce = threading.Lock()
-        self._outbox: deque[tuple[int, bytes]] = deque()
-        self._outbox_bytes = 0
-        self._next_seq = 1
-        self._flushing = 0
-        self._blocked = 0  # send_events calls waiting for room
-        self._last_reply = time.monotonic()  # when the server last answered SendEvents
-        self._not_queued = 0  # records send_events gave up on (reported by close)
-        self._sender_error: str | None = None
-        # Why the server answers that it cannot save records (a full disk), while it does.
-        self._server_refusal: str | None = None
+    @property
+    def site(self) -> str:
+        """The site this client speaks for."""
+        return self._link.site
 
-    # ------------------------------------------------------------------ connection
+    @property
+    def address(self) -> str:
+        """The server's ``host:port``."""
+        return self._link.address
 
-    def _make_channel(self) -> grpc.Channel:
-        options = contract.client_options(self._max_message_mb)
-        if self._channel_credentials is None:
-            return grpc.insecure_channel(self.address, options=options)
-        return grpc.secure_channel(self.address, self._channel_credentials, options=options)
+    @property
+    def retry_timeout(self) -> float:
+        """How long calls keep retrying while the server is unreachable."""
+        return self._link.retry_timeout
 
-    def _open_channel(self) -> None:
-        if self._share_channel:
-            key = (self.address, self._max_message_mb, id(self._channel_credentials))
-            channel = _SHARED_CHANNELS.acquire(key, self._make_channel)
-        else:
-            channel = self._make_channel()
-        stub = pb_grpc.CommStub(channel)
-        calls = {name: getattr(stub, name) for name in contract.METHODS}
-        # A result's parts are serialised by _result_parts itself, one copy fewer per chunk.
-        calls["PushResult"] = channel.stream_unary(
-            contract.method_path("PushResult"),
-            response_deserializer=pb.SubmitResultReply.FromString,
-        )
-        with self._channel_lock:
-            old, self._channel, self._calls = self._channel, channel, calls
-        if old is not None:
-            self._drop_channel(old)
+    @property
+    def unacked(self) -> int:
+        """Event records queued or sent but not yet acknowledged."""
+        return self._link.unacked
 
-    def _drop_channel(self, channel: grpc.Channel) -> None:
-        if self._share_channel:
-            _SHARED_CHANNELS.release(channel)
-        else:
-            channel.close()
+    @property
+    def delivery_problem(self) -> str | None:
+        """Why records are not being delivered (the server's refusal, a stopped stream), or None."""
+        return self._link.delivery_problem
 
-    def reconnect(self) -> None:
-        """Drop the connection and open a new one; calls in flight are retried.
-
-        A client sharing its process's channel (``share_channel``) only takes the
-        shared channel again: the other sites' calls go on.
-        """
-        self._open_channel()
-
-    def _call(self, method: str) -> Any:
-        with self._channel_lock:
-            call = self._calls.get(method)
-        if call is None:
-            raise JobError("not connected; call connect() first", self.site)
-        return call
-
-    def _error(self, method: str, exc: grpc.RpcError) -> Exception:
-        """The :class:`_Retry` or :class:`JobError` that says what a failed call means."""
-        code = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN
-        details = (exc.details() if isinstance(exc, grpc.Call) else "") or ""
-        if code in _RETRYABLE:
-            return _Retry(f"{method}: {code.name}: {details}")
-        if code == grpc.StatusCode.UNAUTHENTICATED:
-            err = JobError(f"server refused {self.site}: bad credentials")
-            err.site = self.site
-            return err
-        if code == grpc.StatusCode.NOT_FOUND and method == "FetchModel":
-            return _Withdrawn(details)
-        return JobError(f"{method} failed: {code.name}: {details}", self.site)
-
-    def _invoke(
-        self, method: str, request: Any, timeout: float | None, wait_for_ready: bool = False
-    ) -> Any:
-        """One call; its reply message, or :class:`_Retry` or a :class:`JobError` that says why not."""
-        call = self._call(method)
-        try:
-            # A future, waited for on an Event its completion sets: a blocking gRPC call
-            # wakes its thread five times a second while it waits, and a thousand sites'
-            # long polls then keep both cores busy doing nothing.
-            future = call.future(
-                request, timeout=timeout, metadata=self._metadata, wait_for_ready=wait_for_ready
-            )
-            done = threading.Event()
-            future.add_done_callback(lambda _: done.set())
-            done.wait()
-            return future.result()
-        except grpc.RpcError as exc:
-            raise self._error(method, exc) from None
-        except ValueError as exc:  # the channel was closed under us by reconnect()
-            raise _Retry(f"{method}: {exc}") from None
-
-    def _with_retry(self, method: str, attempt: Callable[[], Any]) -> Any:
-        """``attempt()``, retried with backoff while the server is unreachable."""
-        limit = self.retry_timeout
-        start = time.monotonic()
-        delay = 0.05
-        while True:
-            try:
-                return attempt()
-            except _Retry as exc:
-                if self._closed and method != "Bye":
-                    raise JobError(f"{method}: client is closed", self.site) from None
-                if time.monotonic() - start + delay > limit:
-                    raise JobError(
-                        f"lost the connection to the server at {self.address} "
-                        f"for {limit:g} s ({exc})",
-                        self.site,
-                    ) from None
-                log.debug("%s: retrying after %s", self.site, exc)
-                time.sleep(delay)
-                delay = min(delay * 2, 1.0)
-
-    def _call_with_retry(self, method: str, request: Any, timeout: float | None) -> Any:
-        """:meth:`_invoke`, retried with backoff while the server is unreachable."""
-        return self._with_retry(method, lambda: self._invoke(method, request, timeout))
+    @property
+    def _channel(self) -> Any:  # the gRPC channel, for tests of channel sharing
+        return self._link._channel
 
     def connect(self, timeout: float = 30) -> None:
-        """Say Hello, retrying until the server is up; then start the background threads.
-
-        Raises :class:`JobError` on bad credentials or when ``timeout`` passes.
-        """
-        if self._connected:
-            return
-        if self._closed:
-            raise JobError("client is closed", self.site)
-        self._open_channel()
-        request = pb.HelloRequest(stream=self._stream, version=contract.PROTOCOL_VERSION)
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise JobError(
-                    f"could not reach the server at {self.address} within {timeout:g} s", self.site
-                )
-            try:
-                hello = self._invoke("Hello", request, min(remaining, 5.0), wait_for_ready=True)
-                break
-            except _Retry:
-                time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
-        server_timeout = hello.heartbeat_timeout
-        if hello.max_model_bytes:
-            self.max_model_bytes = min(self.max_model_bytes, hello.max_model_bytes)
-        if hello.chunk_bytes:
-            self._chunk_bytes = min(self._chunk_bytes, hello.chunk_bytes)
-        if server_timeout and self.heartbeat_interval >= server_timeout:
-            log.warning(
-                "%s: heartbeat_interval %g s is not below the server's heartbeat timeout %g s",
-                self.site, self.heartbeat_interval, server_timeout,
-            )  # fmt: skip
-        self._connected = True
-        for name, target in (("heartbeat", self._heartbeat_loop), ("events", self._sender_loop)):
-            thread = threading.Thread(
-                target=target, name=site_thread_name(self.site, name), daemon=True
-            )
-            thread.start()
-            self._threads.append(thread)
-        log.info("%s connected to %s", self.site, self.address)
+        """Say Hello, retrying until the server is up (see :meth:`SiteLink.connect`)."""
+        _LOOP.run(self._link.connect(timeout))
 
     def __enter__(self) -> CommClient:
         self.connect()
@@ -380,411 +132,26 @@ class CommClient:
         self.close()
 
     def close(self, timeout: float = 10.0, reason: str | None = None) -> int:
-        """Flush events (up to ``timeout`` s), say Bye and disconnect.
+        """Flush, say Bye, disconnect; how many records were not delivered
+        (see :meth:`SiteLink.close`)."""
+        return _LOOP.run(self._link.close(timeout, reason))
 
-        ``reason`` tells the server why this site stops early (it failed); the
-        server then fails the run naming the site and the reason.
-        Returns how many event records were not delivered (0 on success): those
-        not acknowledged, plus those a :meth:`send_events` call gave up queueing.
-        """
-        if self._closed:
-            return self._undelivered()
-        if self._connected:
-            self.flush(timeout)
-        self._closed = True
-        self._stop.set()
-        with self._events:
-            self._events.notify_all()
-            # A send_events call waiting for room gives up now: let it count what it left.
-            deadline = time.monotonic() + 2.0
-            while self._blocked and time.monotonic() < deadline:
-                self._events.wait(0.1)
-        for thread in self._threads:
-            thread.join(timeout=2.0)
-        unacked = self._undelivered()
-        if unacked:
-            log.warning("%s: closing with %d event records not delivered", self.site, unacked)
-        if self._connected:
-            try:
-                bye = pb.ByeRequest(reason="" if reason is None else str(reason)[:1000])
-                self._invoke("Bye", bye, timeout=5.0)
-            except (_Retry, JobError) as exc:
-                log.warning("%s: Bye failed: %s", self.site, exc)
-        with self._channel_lock:
-            channel, self._channel, self._calls = self._channel, None, {}
-        if channel is not None:
-            self._drop_channel(channel)
-        return unacked
-
-    def _undelivered(self) -> int:
-        with self._events:
-            return len(self._outbox) + self._not_queued
-
-    def _heartbeat_loop(self) -> None:
-        request = pb.HeartbeatRequest()
-        log.info("%s: heartbeat every %g s", self.site, self.heartbeat_interval)
-        while not self._stop.wait(self.heartbeat_interval):
-            if self._polling:
-                continue  # a GetTask is open: the server sees the site busy, not silent
-            try:
-                self._invoke("Heartbeat", request, timeout=max(self.heartbeat_interval, 1.0))
-            except _Retry as exc:
-                log.debug("%s: heartbeat failed: %s", self.site, exc)
-            except JobError as exc:
-                log.warning("%s: heartbeat refused: %s", self.site, exc)
-
-    # ------------------------------------------------------------------ tasks
+    def reconnect(self) -> None:
+        """Drop the connection and open a new one (see :meth:`SiteLink.reconnect`)."""
+        _LOOP.run(self._link.reconnect())
 
     def get_task(self, timeout: float | None = None) -> Task | _EndOfRun | None:
-        """The next task, :data:`END` once the server ended the run, or ``None`` after ``timeout`` s.
-
-        ``timeout=None`` waits until there is a task or the run ends. A task's
-        model larger than one message is fetched in chunks, resuming where a
-        dropped connection broke it off. Raises :class:`JobError` if the server
-        stays unreachable for ``retry_timeout``.
-        """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            wait = contract.LONG_POLL_S
-            if deadline is not None:
-                wait = min(wait, max(0.0, deadline - time.monotonic()))
-            self._polling += 1
-            try:
-                reply = self._call_with_retry(
-                    "GetTask", pb.GetTaskRequest(wait=wait), timeout=wait + 60.0
-                )
-            finally:
-                self._polling -= 1
-            if reply.kind == pb.TaskReply.TASK:
-                name, task_id = reply.name, reply.task_id
-                if not name or not task_id:
-                    raise JobError("GetTask: the server sent a task without name or id", self.site)
-                frame = reply.model or self._fetch_model(name, task_id, reply.model_bytes)
-                if frame is not None:
-                    try:
-                        data = decode_model(frame)
-                    except ProtocolError as exc:
-                        raise JobError(
-                            f"task {name}: the server sent bad data: {exc}", self.site
-                        ) from None
-                    return Task(name, task_id, data)
-            elif reply.kind == pb.TaskReply.END:
-                return END
-            elif reply.kind != pb.TaskReply.NONE:
-                raise JobError(f"GetTask: unknown reply kind {reply.kind!r}", self.site)
-            if deadline is not None and time.monotonic() >= deadline:
-                return None
-
-    def _fetch_model(self, name: str, task_id: str, size: int) -> bytearray | None:
-        """The ``size``-byte model frame of task ``task_id``; None if the task closed meanwhile."""
-        if size > self.max_model_bytes:
-            raise JobError(
-                f"task {name}: its model is {size / 2**20:.1f} MiB, above this site's "
-                f"limit of {self.max_model_bytes / 2**20:.0f} MiB (max_model_mb)",
-                self.site,
-            )
-        frame = bytearray()
-
-        def fetch_rest() -> None:
-            request = pb.FetchModelRequest(task_id=task_id, offset=len(frame))
-            try:
-                for chunk in self._call("FetchModel")(request, metadata=self._metadata):
-                    if len(frame) + len(chunk.data) > size:
-                        raise JobError(
-                            f"task {name}: the server sent more than the {size} bytes it "
-                            "announced", self.site,
-                        )  # fmt: skip
-                    frame.extend(chunk.data)
-            except grpc.RpcError as exc:
-                raise self._error("FetchModel", exc) from None
-            except ValueError as exc:  # the channel was closed under us by reconnect()
-                raise _Retry(f"FetchModel: {exc}") from None
-            if len(frame) < size:
-                raise _Retry(f"FetchModel: {len(frame)} of {size} bytes")  # resume from there
-
-        try:
-            self._with_retry("FetchModel", fetch_rest)
-        except _Withdrawn as exc:
-            log.info("%s: task %s was withdrawn while its model arrived (%s)", self.site, name, exc)
-            return None
-        return frame
+        """The next task, :data:`END`, or None after ``timeout`` s (see :meth:`SiteLink.get_task`)."""
+        return _LOOP.run(self._link.get_task(timeout))
 
     def submit_result(self, task: Task, result: FLModel) -> bool:
-        """Send the result of ``task``; True if the server accepted it (False: late or unknown).
-
-        A result larger than one message is streamed in chunks.
-        """
-        frame = encode_model(result)
-        if len(frame) > self.max_model_bytes:
-            raise JobError(
-                f"the result of task {task.name} is {len(frame) / 2**20:.1f} MiB, above "
-                f"the limit of {self.max_model_bytes / 2**20:.0f} MiB (max_model_mb)",
-                self.site,
-            )
-        if len(frame) <= self._chunk_bytes:
-            request = pb.SubmitResultRequest(task_id=task.task_id, model=frame)
-            reply = self._call_with_retry("SubmitResult", request, timeout=300.0)
-        else:
-            reply = self._with_retry(
-                "PushResult",
-                lambda: self._invoke("PushResult", self._result_parts(task, frame), None),
-            )
-        if not reply.accepted:
-            log.warning("%s: the server did not accept the result of task %s", self.site, task.name)
-        return bool(reply.accepted)
-
-    def _result_parts(self, task: Task, frame: bytes) -> Iterator[bytes]:
-        """The serialised ResultParts of ``frame``: the first names the task and the size."""
-        view, step = memoryview(frame), self._chunk_bytes
-        first = pb.ResultPart(task_id=task.task_id, model_bytes=len(frame))
-        yield first.SerializeToString() + wire_bytes_field(3, view[:step])
-        for start in range(step, len(frame), step):
-            yield wire_bytes_field(3, view[start : start + step])
-
-    # ------------------------------------------------------------------ events
+        """Send the result of ``task`` (see :meth:`SiteLink.submit_result`)."""
+        return _LOOP.run(self._link.submit_result(task, result))
 
     def send_events(self, records: Sequence[Mapping[str, Any]]) -> None:
-        """Queue event records for the server; returns at once while the outbox has room.
-
-        Each record is copied and given the next ``seq`` (any ``seq`` it had is
-        replaced). Raises ``TypeError`` naming the key of a value JSON cannot
-        carry, or ``ValueError`` for a record above 4 MiB; then none of
-        ``records`` is queued.
-
-        When the outbox is full (``max_outbox_records`` or ``max_outbox_bytes``)
-        the call waits, queueing records as acknowledgements make room; it
-        never drops one. It waits as long as the server keeps acknowledging.
-        It raises :class:`JobError` instead when the server has answered no
-        SendEvents for ``retry_timeout`` seconds (unreachable), when the server
-        refused the stream, or when the client is closed or not connected;
-        the message says how many of ``records`` were not queued and how many
-        queued records are not acknowledged (:meth:`close` counts both).
-        """
-        if self._closed:
-            raise JobError("send_events after close()", self.site)
-        called = time.monotonic()
-        with self._produce:
-            seq = self._next_seq
-            encoded = [
-                (seq + i, encode_record({**r, "seq": seq + i})) for i, r in enumerate(records)
-            ]
-            if not encoded:
-                return
-            nbytes = 0
-            too_big = 0
-            for _, payload in encoded:
-                size = len(payload)
-                nbytes += size
-                if size > too_big:
-                    too_big = size
-            refused: list[int] = []
-            if too_big > _BATCH_MAX_BYTES:
-                # Refuse only the oversized records; the others are queued as usual.
-                refused = [i for i, (_, p) in enumerate(encoded) if len(p) > _BATCH_MAX_BYTES]
-                skip = set(refused)
-                kept = [r for i, r in enumerate(records) if i not in skip]
-                encoded = [(seq + i, encode_record({**r, "seq": seq + i})) for i, r in enumerate(kept)]
-                nbytes = sum(len(p) for _, p in encoded)
-            self._next_seq = seq + len(encoded)
-            self._enqueue(encoded, nbytes, called)
-            if refused:
-                raise ValueError(
-                    f"{len(refused)} event record(s) of up to {too_big:,} bytes are too large "
-                    f"and were not sent (records must stay below {_BATCH_MAX_BYTES:,} bytes); "
-                    f"the other {len(encoded)} of this call were queued"
-                )
-
-    def _enqueue(self, encoded: list[tuple[int, bytes]], nbytes: int, called: float) -> None:
-        """Put encoded records into the outbox, waiting for room (holding ``_produce``)."""
-        if encoded:
-            outbox = self._outbox
-            with self._events:
-                if (
-                    len(outbox) + len(encoded) <= self.max_outbox_records
-                    and self._outbox_bytes + nbytes <= self.max_outbox_bytes
-                ):
-                    was_empty = not outbox
-                    outbox.extend(encoded)
-                    self._outbox_bytes += nbytes
-                    if was_empty or len(outbox) >= self._batch_trigger:
-                        self._events.notify_all()
-                    return
-                self._queue_when_room(encoded, called)
-
-    @property
-    def delivery_problem(self) -> str | None:
-        """Why records are not being delivered (the server's refusal, a stopped stream), or None."""
-        return self._server_refusal or self._sender_error
-
-    def _queue_when_room(self, encoded: list[tuple[int, bytes]], called: float) -> None:
-        """Queue ``encoded`` as room appears (called holding both locks); see :meth:`send_events`."""
-        outbox = self._outbox
-        max_records, max_bytes = self.max_outbox_records, self.max_outbox_bytes
-        done = 0
-        self._blocked += 1
-        try:
-            while True:
-                added = 0
-                while done < len(encoded) and len(outbox) < max_records:
-                    size = len(encoded[done][1])
-                    if self._outbox_bytes + size > max_bytes:
-                        break
-                    outbox.append(encoded[done])
-                    self._outbox_bytes += size
-                    done += 1
-                    added += 1
-                if added:
-                    self._events.notify_all()
-                if done == len(encoded):
-                    return
-                reason = self._why_no_room(called)
-                if reason is not None:
-                    # The next call numbers on from the first record not queued: no gap.
-                    self._next_seq = encoded[done][0]
-                    self._not_queued += len(encoded) - done
-                    raise JobError(
-                        f"{reason}; {len(encoded) - done} of {len(encoded)} event records "
-                        f"of this call were not queued, and {len(outbox)} queued records are "
-                        "not acknowledged",
-                        self.site,
-                    )
-                self._events.wait(_ROOM_POLL_S)
-        finally:
-            self._blocked -= 1
-            self._events.notify_all()  # close() may wait for this call to give up
-
-    def _why_no_room(self, called: float) -> str | None:
-        """Why a full outbox will not drain; None while waiting is worth it."""
-        if self._closed or self._stop.is_set():
-            return "the event outbox is full and the client was closed"
-        if self._sender_error is not None:
-            return f"the event outbox is full and the event stream stopped: {self._sender_error}"
-        if not self._connected:
-            return (
-                f"the event outbox is full ({self.max_outbox_records} records / "
-                f"{self.max_outbox_bytes} bytes) and the client is not connected: "
-                "call connect() first"
-            )
-        silent = time.monotonic() - max(called, self._last_reply)
-        if silent >= self.retry_timeout:
-            why = f": it says {self._server_refusal}" if self._server_refusal else ""
-            return (
-                f"the event outbox is full and the server at {self.address} acknowledged "
-                f"no events for {silent:.1f} s (retry_timeout={self.retry_timeout:g}){why}"
-            )
-        return None
+        """Queue event records for the server (see :meth:`SiteLink.send_events`)."""
+        self._link.send_events(records)
 
     def flush(self, timeout: float = 30.0) -> int:
-        """Wait until every queued record is acknowledged; return how many are not (0 on success).
-
-        Gives up once the server has acknowledged nothing for ``timeout`` seconds: a busy
-        server that keeps acknowledging (many sites flushing at once) is waited for.
-        """
-        start = time.monotonic()
-        with self._events:
-            self._flushing += 1
-            self._events.notify_all()
-            try:
-                while self._outbox and self._sender_error is None and self._connected:
-                    deadline = max(start, self._last_reply) + timeout
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0 or self._stop.is_set():
-                        break
-                    self._events.wait(min(remaining, 1.0))
-                return len(self._outbox)
-            finally:
-                self._flushing -= 1
-
-    @property
-    def unacked(self) -> int:
-        """Event records queued or sent but not yet acknowledged."""
-        with self._events:
-            return len(self._outbox)
-
-    def _next_batch(self) -> list[tuple[int, bytes]] | None:
-        """Wait for records, then until ``batch_linger`` s after the last send, unless a
-        batch is full (or someone waits on the outbox). None: stop."""
-        with self._events:
-            while not self._outbox:
-                if self._stop.is_set():
-                    return None
-                # Woken by the first record queued and by close(); idle sites do not poll.
-                self._events.wait(_IDLE_WAIT_S)
-            linger_until = self._last_send + self._batch_linger
-            while (
-                len(self._outbox) < self._batch_trigger
-                and not self._flushing
-                and not self._blocked
-                and not self._stop.is_set()
-            ):
-                remaining = linger_until - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._events.wait(remaining)
-            batch: list[tuple[int, bytes]] = []
-            size = 0
-            for item in itertools.islice(self._outbox, self._batch_max):
-                size += len(item[1])
-                if batch and size > _BATCH_MAX_BYTES:
-                    break
-                batch.append(item)
-            self._last_send = time.monotonic()
-            return batch
-
-    def _sender_loop(self) -> None:
-        delay = 0.05
-        log.info("%s: event stream %s open", self.site, self._stream[:8])
-        while True:
-            batch = self._next_batch()
-            if batch is None:
-                return
-            request = pb.SendEventsRequest(
-                stream=self._stream, records=join_records(p for _, p in batch)
-            )
-            try:
-                reply = self._invoke("SendEvents", request, timeout=30.0)
-            except _Retry as exc:
-                log.debug("%s: resending %d event records after %s", self.site, len(batch), exc)
-                if self._stop.wait(delay):
-                    return
-                delay = min(delay * 2, 1.0)
-                continue
-            except JobError as exc:
-                self._stop_stream(f"the server refused event records: {exc}")
-                return
-            ack, refused = reply.ack, reply.error
-            if refused and ack < batch[0][0]:
-                # The server could not write them (a full disk): keep them, try again.
-                if self._server_refusal is None:
-                    log.warning("%s: the server could not save event records (%s); "
-                                "keeping them and sending again", self.site, str(refused)[:300])
-                self._server_refusal = refused[:300]
-                if self._stop.wait(delay):
-                    return
-                delay = min(delay * 2, 1.0)
-                continue
-            delay = 0.05
-            if self._server_refusal is not None:
-                log.warning("%s: the server saves event records again", self.site)
-                self._server_refusal = None
-            if ack < batch[0][0] - 1:
-                self._stop_stream(
-                    f"the server acknowledged seq {ack}, below what it confirmed before "
-                    "(did it restart?)"
-                )
-                return
-            with self._events:
-                self._last_reply = time.monotonic()
-                outbox = self._outbox
-                freed = 0
-                while outbox and outbox[0][0] <= ack:
-                    freed += len(outbox.popleft()[1])
-                self._outbox_bytes -= freed
-                self._events.notify_all()
-
-    def _stop_stream(self, reason: str) -> None:
-        """Give up sending events; flush() then reports what is left."""
-        log.error("%s: event stream stopped: %s", self.site, reason)
-        with self._events:
-            self._sender_error = reason
-            self._events.notify_all()
+        """Wait until every queued record is acknowledged (see :meth:`SiteLink.flush`)."""
+        return _LOOP.run(self._link.flush(timeout))

@@ -141,4 +141,9 @@ def server_options(max_message_mb: int) -> list[tuple[str, int]]:
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
         ("grpc.so_reuseport", 0),
+        # Calls that arrive faster than the server takes them up wait in gRPC's core; by
+        # default it cancels those beyond 1,000, and thousands of sites polling at once
+        # (a round's start) exceed that.
+        ("grpc.server.max_pending_requests", 1 << 20),
+        ("grpc.server.max_pending_requests_hard_limit", 1 << 20),
     ]
