@@ -1085,3 +1085,59 @@ def test_a_sites_lines_from_the_training_threads_go_to_its_own_log(tmp_path) -> 
         for site, handler in zip(("site-1", "site-2"), files, strict=True):
             router.by_site[site].remove(handler)
             handler.close()
+
+
+# --------------------------------------------------------------------------- sites as coroutines
+
+
+def test_three_hundred_sites_on_one_event_loop_need_no_thread_of_their_own() -> None:
+    """A worker's sites are coroutines: 300 links on one loop, all connected and polling,
+    each with its own identity, and not one thread started for any of them."""
+    import asyncio
+
+    from flconfig.transport.link import END as LINK_END
+    from flconfig.transport.link import SiteLink
+
+    names = [f"site-{i}" for i in range(1, 301)]
+    tokens = {name: f"token-of-{name}" for name in names}
+    received: dict[str, list[float]] = {}
+    server = CommServer(tokens, on_events=lambda site, recs: received.setdefault(site, []).extend(
+        r["value"] for r in recs)).start()
+    threads_while_polling: list[list[str]] = []
+
+    async def site(link: SiteLink) -> float:
+        await link.connect(timeout=30)
+        task = await link.get_task()
+        assert isinstance(task, Task)
+        number = float(link.site.removeprefix("site-"))
+        link.send_events([{"tag": "x", "value": number}])
+        await link.submit_result(task, FLModel(params={"w": task.data.params["w"] + number}))
+        assert await link.get_task() is LINK_END
+        return await link.close(timeout=10)
+
+    async def sites() -> list[float]:
+        links = [SiteLink(server.address, name, tokens[name], share_channel=True) for name in names]
+        running = [asyncio.create_task(site(link)) for link in links]
+        while len(server.alive_sites()) < len(names):
+            await asyncio.sleep(0.05)
+        threads_while_polling.append([t.name for t in threading.enumerate()
+                                      if not t.name.startswith("flconfig-comm")])
+        return await asyncio.gather(*running)
+
+    try:
+        runner = threading.Thread(target=lambda: left.extend(asyncio.run(sites())), name="loop")
+        left: list[float] = []
+        runner.start()
+        server.wait_for_sites(len(names), timeout=60)
+        results = server.broadcast_and_wait("train", FLModel(params={"w": np.zeros(1)}), None,
+                                            len(names), timeout=120)
+        server.end_run(timeout=60)
+        runner.join(60)
+    finally:
+        server.stop(grace=0.5)
+    assert left == [0] * len(names)  # every record delivered
+    assert {site: float(r.params["w"][0]) for site, r in results.items()} == {
+        name: float(name.removeprefix("site-")) for name in names}
+    assert received == {name: [float(name.removeprefix("site-"))] for name in names}
+    # Besides the server's handler threads: the test's own, the loop's, gRPC's few.
+    assert len(threads_while_polling[0]) < 12, threads_while_polling[0]

@@ -3,8 +3,9 @@ them federated, and receivers that write them out.
 
 The streaming path (see DESIGN.md, "Events and the streaming path")::
 
-    learner ──add_scalar──▶ TBWriter: a bounded queue, drained by a thread that
-        fires the local event "analytix_log_stats" once per batch of records
+    learner ──add_scalar──▶ TBWriter: a bounded queue, drained by the process's
+        analytics thread, which fires the local event "analytix_log_stats" once
+        per batch of records
     ConvertToFedEvent ──▶ "fed.analytix_log_stats" ──▶ the server
         (flconfig.runtime.fed_events: records, sent in order, exactly once)
     server: TBAnalyticsReceiver ──▶ <run_dir>/tb_events/<site>/events.out.tfevents.*
@@ -21,6 +22,8 @@ Pillow, tensorboard and mlflow are imported where they are used.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
 import logging
 import os
@@ -57,8 +60,67 @@ _MAX_STEP = rec.MAX_STEP
 _START_EVENTS = (EventType.ABOUT_TO_START_RUN, EventType.START_RUN)
 # How long the end-of-run flush waits for the records to be handed on.
 _END_FLUSH_TIMEOUT = 60.0
-# A safety net only: a sleeping sender thread is woken by the next record, flush or the end.
+# A safety net only: the sleeping analytics thread is woken by the next record, flush or the end.
 _IDLE_WAIT_S = 2.0
+
+
+class _Drainer:
+    """The one thread of a process that drains the queues of all its analytics senders.
+
+    A worker hosting a thousand sites has a thousand senders; a thread each would
+    wake a thousand times a second between them and fight the training threads for
+    Python's GIL. Here each sender is an entry in a timetable: due at once when a
+    record arrives at an idle sender (or on flush, or a full queue), then every
+    ``POLL_SECONDS`` while records keep coming, and off the timetable after
+    ``IDLE_POLLS`` empty looks. The thread sleeps while nothing is due.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._due = threading.Condition(self._lock)
+        self._heap: list[tuple[float, int, AnalyticsSender]] = []
+        self._order = itertools.count()
+        self.thread: threading.Thread | None = None
+
+    def schedule(self, sender: AnalyticsSender, when: float) -> None:
+        """Have ``sender`` drained by ``when`` (time.monotonic): at the earlier of that and
+        any time set before."""
+        with self._lock:
+            if sender._entry is not None and sender._entry[0] <= when:
+                return
+            entry = (when, next(self._order), sender)
+            sender._entry = entry
+            heapq.heappush(self._heap, entry)
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, name="flconfig-analytics",
+                                               daemon=True)
+                self.thread.start()
+            elif self._heap[0] is entry:
+                self._due.notify()
+
+    def _run(self) -> None:
+        heap = self._heap
+        while True:
+            with self._lock:
+                while True:
+                    if not heap:
+                        self._due.wait(_IDLE_WAIT_S)
+                        continue
+                    entry = heap[0]
+                    sender = entry[2]
+                    if sender._entry is not entry:  # rescheduled since: a stale entry
+                        heapq.heappop(heap)
+                        continue
+                    wait = entry[0] - time.monotonic()
+                    if wait <= 0:
+                        heapq.heappop(heap)
+                        sender._entry = None
+                        break
+                    self._due.wait(wait)
+            sender._tick()
+
+
+_DRAINER = _Drainer()
 
 
 class AnalyticsSender(Widget):
@@ -67,9 +129,11 @@ class AnalyticsSender(Widget):
 
     A call checks its arguments (a wrong type raises ``TypeError`` naming the
     tag, here, at the call site), appends a compact record to a queue and
-    returns: it never waits on the network. A background thread drains the
-    queue and fires the local event ``event_type`` once per batch of records
-    (the data is an :class:`~flconfig.tracking.records.AnalyticsBatch`).
+    returns: it never waits on the network. The process's analytics thread
+    (one for all the senders of all the sites a worker hosts) drains the queue
+    and fires the local event ``event_type`` once per batch of records (the data
+    is an :class:`~flconfig.tracking.records.AnalyticsBatch`); the handlers of
+    that event run on it.
 
     The queue holds at most ``queue_size`` records: a call that finds it full
     waits until the thread has made room (back-pressure; nothing is dropped).
@@ -88,11 +152,10 @@ class AnalyticsSender(Widget):
             "description": "most records waiting to be sent; a full queue makes add_* calls wait",
         }
     }
-    #: Seconds the background thread sleeps when it finds the queue empty: each wake-up costs
-    #: ~0.1 ms of CPU, so polling faster than this shows up in the training time; flush() and a
-    #: full queue wake it at once.
+    #: Seconds between two looks at a queue that had records: records logged meanwhile go
+    #: in one batch (one event); flush() and a full queue have it drained at once.
     POLL_SECONDS: ClassVar[float] = 0.05
-    #: Empty polls after which the thread sleeps until the next record wakes it: a
+    #: Empty looks after which the sender is left alone until its next record: a
     #: thousand idle sites in one process then cost no CPU at all.
     IDLE_POLLS: ClassVar[int] = 2
     #: Most records in one fired event.
@@ -112,12 +175,14 @@ class AnalyticsSender(Widget):
         self._queue: deque[Any] = deque()
         self._known_tags: set[str] = set()
         self._ctx: RunContext | None = None
-        self._wake = threading.Event()  # asks the thread to drain now
-        self._room = threading.Event()  # set by the thread after each drain
+        self._room = threading.Event()  # set by the analytics thread after each drain
         self._state_lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._stopping = False
-        self._asleep = False  # the thread sleeps until woken: the next record wakes it
+        self._running = False  # a run started: the analytics thread drains the queue
+        self._stopping = False  # the run ends: drain what is queued, then stop
+        self._stopped = threading.Event()
+        self._asleep = False  # running, off the timetable: the next record puts it back
+        self._entry: tuple[float, int, AnalyticsSender] | None = None  # on _DRAINER's timetable
+        self._empty_looks = 0
         self._time = time.time
 
     # ------------------------------------------------------------------ SummaryWriter surface
@@ -144,8 +209,7 @@ class AnalyticsSender(Widget):
             self._wait_for_room()
         queue.append((_SCALAR, tag, scalar_value, global_step, walltime))
         if self._asleep:
-            self._asleep = False
-            self._wake.set()
+            self._wake()
 
     def add_scalars(
         self,
@@ -228,20 +292,21 @@ class AnalyticsSender(Widget):
         """Wait until every record logged so far has been fired as an event.
 
         Returns True when it has; False after ``timeout`` seconds, or when the
-        run has not started (the records wait in the queue until it does).
+        run has not started (the records wait in the queue until it does), or
+        when called by a handler of an analytics event (it runs on the thread
+        that would have to do the work).
         """
-        thread = self._thread
-        if thread is None or not thread.is_alive():
+        if not self._running:
             return not self._queue
-        if threading.current_thread() is thread:
-            return False  # called by a handler of our own event: it cannot wait for itself
+        if threading.current_thread() is _DRAINER.thread:
+            return False  # a handler of an analytics event: it cannot wait for itself
         marker = threading.Event()
         self._queue.append(marker)
-        self._wake.set()
+        self._wake(now=True)
         return marker.wait(timeout)
 
     def close(self) -> None:
-        """Flush and stop the background thread (a new run starts it again)."""
+        """Flush and stop draining (a new run starts again)."""
         self.flush()
         self._stop_thread()
 
@@ -268,12 +333,13 @@ class AnalyticsSender(Widget):
     def _start(self, ctx: RunContext) -> None:
         with self._state_lock:
             self._ctx = ctx
-            if self._thread is not None and self._thread.is_alive():
+            if self._running and not self._stopping:
                 return
-            self._stopping = False
-            name = site_thread_name(getattr(ctx, "site_name", "site"), self.id or self.event_type)
-            self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-            self._thread.start()
+            self._running, self._stopping = True, False
+            self._stopped.clear()
+            self._empty_looks = 0
+            self._asleep = False
+        _DRAINER.schedule(self, time.monotonic())
 
     def _flush_at_end(self) -> None:
         if not self.flush(_END_FLUSH_TIMEOUT):
@@ -285,12 +351,66 @@ class AnalyticsSender(Widget):
             )
 
     def _stop_thread(self) -> None:
+        """Stop draining once the queue is empty; wait for that (unless on the thread)."""
         with self._state_lock:
-            thread, self._thread = self._thread, None
+            if not self._running:
+                return
             self._stopping = True
-        self._wake.set()
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=_END_FLUSH_TIMEOUT)
+            self._asleep = False
+        _DRAINER.schedule(self, time.monotonic())
+        if threading.current_thread() is not _DRAINER.thread:
+            self._stopped.wait(_END_FLUSH_TIMEOUT)
+
+    def _wake(self, now: bool = False) -> None:
+        """Put the sender on the analytics thread's timetable: an idle one (``now``: any)."""
+        with self._state_lock:
+            if not self._running or not (self._asleep or now):
+                return
+            self._asleep = False
+        _DRAINER.schedule(self, time.monotonic())
+
+    def _tick(self) -> None:
+        """Drain once, on the analytics thread, and say when to look again."""
+        thread = threading.current_thread()
+        ctx = self._ctx
+        thread.name = site_thread_name(getattr(ctx, "site_name", "site"), self.id or self.event_type)
+        try:
+            had = bool(self._queue)
+            if had:
+                self._empty_looks = 0
+                try:
+                    self._drain()
+                except Exception as exc:  # keep draining: a stopped sender blocks every add_* call
+                    message = (f"{self.id or type(self).__name__}: failed to hand on analytics "
+                               f"records: {exc}")
+                    report = getattr(ctx, "report_failure", None)
+                    if report is not None:
+                        report(message)  # the site's run fails with this line
+                    else:
+                        log.exception(message)
+        finally:
+            thread.name = "flconfig-analytics"
+        now = time.monotonic()
+        if self._queue:  # more than one batch: again, after the other senders due now
+            _DRAINER.schedule(self, now)
+            return
+        self._room.set()
+        if not self._stopping:
+            if had:
+                _DRAINER.schedule(self, now + self.POLL_SECONDS)
+                return
+            self._empty_looks += 1
+            if self._empty_looks < self.IDLE_POLLS:
+                _DRAINER.schedule(self, now + self.POLL_SECONDS)
+                return
+        with self._state_lock:
+            if self._queue:  # a record came meanwhile; its call saw us scheduled
+                _DRAINER.schedule(self, now)
+            elif self._stopping:
+                self._running = self._stopping = False
+                self._stopped.set()
+            else:
+                self._asleep = True
 
     # ------------------------------------------------------------------ queue
 
@@ -305,8 +425,7 @@ class AnalyticsSender(Widget):
             self._wait_for_room()
         self._queue.append((kind, tag, value, step, walltime))
         if self._asleep:
-            self._asleep = False
-            self._wake.set()
+            self._wake()
 
     def _wait_for_room(self) -> None:
         queue, bound = self._queue, self.queue_size
@@ -314,49 +433,16 @@ class AnalyticsSender(Widget):
             self._room.clear()
             if len(queue) < bound:
                 return
-            thread = self._thread
-            if thread is threading.current_thread():
-                return  # logged by a handler of our own event: waiting would wait for itself
-            if thread is None or not thread.is_alive():
+            if threading.current_thread() is _DRAINER.thread:
+                return  # logged by a handler of an analytics event: waiting would wait for itself
+            if not self._running:
                 raise RuntimeError(
                     f"{self.id or type(self).__name__}: {len(queue)} records wait to be sent and "
                     "the run has not started (or has ended); nothing can empty the queue. "
                     "Log during the run, or raise queue_size."
                 )
-            self._wake.set()
+            self._wake(now=True)
             self._room.wait(0.05)
-
-    def _run(self) -> None:
-        queue = self._queue
-        empty_polls = 0
-        while True:
-            if not queue:
-                self._room.set()
-                if self._stopping:
-                    return
-                if empty_polls < self.IDLE_POLLS:
-                    empty_polls += 1
-                    self._wake.wait(self.POLL_SECONDS)
-                else:
-                    # Asleep until a record (or flush, or the end) wakes us. A record
-                    # appended after this flag is set sets the event; one appended
-                    # before it is seen by the check below.
-                    self._asleep = True
-                    if not queue and not self._stopping:
-                        self._wake.wait(_IDLE_WAIT_S)
-                    self._asleep = False
-                self._wake.clear()
-                continue
-            empty_polls = 0
-            try:
-                self._drain()
-            except Exception as exc:  # keep draining: a lost thread would block every add_* call
-                message = f"{self.id or type(self).__name__}: failed to hand on analytics records: {exc}"
-                report = getattr(self._ctx, "report_failure", None)
-                if report is not None:
-                    report(message)  # the site's run fails with this line
-                else:
-                    log.exception(message)
 
     def _drain(self) -> None:
         popleft = self._queue.popleft
