@@ -708,3 +708,22 @@ def test_an_idle_sender_sleeps_and_the_next_record_wakes_it(
                       and "after_a_quiet_spell" in accumulator(job.tb_root / "site-1").Tags()["scalars"],
                       timeout=20)
     job.end()
+
+
+def test_three_hundred_sites_senders_share_one_thread_and_lose_nothing(job: Job) -> None:
+    """A worker hosting many sites drains all their senders on one analytics thread:
+    no thread per site, and every site's records reach its own TensorBoard run."""
+    before = {t.ident for t in threading.enumerate()}
+    writers = {f"site-{i}": job.client(f"site-{i}") for i in range(1, 301)}
+    for step in range(3):
+        for site, writer in writers.items():
+            writer.add_scalar("x", float(site.removeprefix("site-")), step)
+    started = [t for t in threading.enumerate() if t.ident not in before]
+    assert all(writer.flush(30) for writer in writers.values())
+    job.end()
+    # At most the one analytics thread (none if an earlier test of this process started it).
+    assert [t.name for t in started] in ([], ["flconfig-analytics"])
+    for site in ("site-1", "site-150", "site-300"):
+        number = float(site.removeprefix("site-"))
+        assert scalars(job.tb_root / site, "x") == [(0, number), (1, number), (2, number)]
+    assert len([p for p in job.tb_root.iterdir() if p.is_dir()]) == 300
