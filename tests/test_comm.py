@@ -1057,6 +1057,7 @@ def test_a_get_task_waiting_in_its_long_poll_receives_the_task(make_server) -> N
 
 
 def test_a_sites_lines_from_the_training_threads_go_to_its_own_log(tmp_path) -> None:
+    import asyncio
     import logging
 
     from flconfig.runtime.logs import _router, add_log_file
@@ -1072,8 +1073,8 @@ def test_a_sites_lines_from_the_training_threads_go_to_its_own_log(tmp_path) -> 
                         tmp_path / "ws", "run-1")
         job = _ProcessJob(plan, slots=1)
         say = logging.getLogger("learner").info
-        job.run_task("site-2", say, "trained on site-2's data")
-        job.run_task("site-1", say, "trained on site-1's data")
+        asyncio.run(job.call("site-2", say, "trained on site-2's data"))
+        asyncio.run(job.call("site-1", say, "trained on site-1's data"))
         job.close()
         for handler in files:
             handler.flush()

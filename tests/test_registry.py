@@ -156,7 +156,7 @@ def test_every_flare_path_of_the_example_job_resolves_to_a_builtin(registry: Reg
         info = registry.resolve("path", path)
         name, kind = EXPECTED_EXAMPLE[path]
         assert (info.name, info.kind, info.origin) == (name, kind, "builtin")
-        assert info.path.startswith("flconfig.components.")
+        assert info.path.startswith(("flconfig.components.", "flconfig.tracking."))
         assert registry.resolve("class_path", path) is info
 
 
@@ -348,7 +348,8 @@ def test_builtin_names_are_unique_and_every_builtin_has_a_kind(registry: Registr
     assert len(names) == len(set(names))
     assert all(c.kind not in ("unknown", "plain") for c in builtins)
     assert {c.module for c in builtins} >= {
-        "flconfig.components.tracking",
+        "flconfig.tracking.senders",
+        "flconfig.tracking.receivers.tensorboard",
         "flconfig.components.scatter_and_gather",
     }
 
@@ -438,7 +439,7 @@ def test_two_classes_with_one_name_are_ambiguous(plugin_site: Path) -> None:
     assert err.value.code == "ambiguous-name"
     assert err.value.candidates == [
         "fancy_plugin.widgets.TBWriter",
-        "flconfig.components.tracking.TBWriter",
+        "flconfig.tracking.senders.TBWriter",
     ]
     assert "fancy_plugin.widgets.TBWriter" in err.value.hint
     # The full path still works.
@@ -606,7 +607,7 @@ def test_a_class_imported_into_custom_is_judged_where_it_lives(custom_dir: Path)
         "'reexport.Popen' is 'subprocess.Popen', which is not an allowed component path"
     )
     writer = registry.resolve("path", "reexport.TBWriter")
-    assert (writer.origin, writer.path) == ("builtin", "flconfig.components.tracking.TBWriter")
+    assert (writer.origin, writer.path) == ("builtin", "flconfig.tracking.senders.TBWriter")
 
 
 def test_custom_typos_get_candidates(custom_dir: Path) -> None:
@@ -939,3 +940,20 @@ def test_constructors_keep_flare_defaults(registry: Registry) -> None:
         for name, spec in info.args.items():
             if not spec.required and spec.default is not None:
                 assert getattr(obj, name) == spec.default, (info.name, name)
+
+
+def test_the_tracking_components_old_paths_still_resolve_for_one_release(registry: Registry) -> None:
+    for old, new in [
+        ("flconfig.components.tracking.TBWriter", "flconfig.tracking.senders.TBWriter"),
+        ("flconfig.components.tracking.TBAnalyticsReceiver",
+         "flconfig.tracking.receivers.tensorboard.TBAnalyticsReceiver"),
+        ("flconfig.components.tracking.JsonLinesReceiver",
+         "flconfig.tracking.receivers.jsonl.JsonLinesReceiver"),
+    ]:
+        info = registry.resolve("path", old)
+        assert (info.origin, info.path) == ("builtin", new)
+        assert registry.load_class(info).__module__ + "." + registry.load_class(info).__name__ == new
+    with pytest.raises(ResolveError) as err:
+        registry.resolve("path", "flconfig.components.tracking.TBWritr")
+    assert err.value.code == "unresolvable"
+    assert err.value.candidates[0] == "flconfig.components.tracking.TBWriter"

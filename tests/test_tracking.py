@@ -696,9 +696,9 @@ def test_an_idle_sender_sleeps_and_the_next_record_wakes_it(
     sleeps until a record arrives (no poll), and that record is sent without a flush."""
     from test_comm import wait_until
 
-    from flconfig.components import tracking
+    from flconfig.tracking import senders
 
-    monkeypatch.setattr(tracking, "_IDLE_WAIT_S", 600.0)  # no safety-net wake-up in this test
+    monkeypatch.setattr(senders, "_IDLE_WAIT_S", 600.0)  # no safety-net wake-up in this test
     writer = job.client("site-1")
     writer.add_scalar("first", 1.0, 0)
     assert writer.flush(timeout=10)

@@ -83,8 +83,17 @@ ID_REFERENCE_KINDS: Mapping[str, str] = MappingProxyType(
     }
 )
 
-_BUILTIN_PACKAGES = ("flconfig.components", "flconfig.examples")
-_NOT_COMPONENT_MODULES = frozenset({"flconfig.components.base"})
+_BUILTIN_PACKAGES = ("flconfig.components", "flconfig.tracking", "flconfig.examples")
+_NOT_COMPONENT_MODULES = frozenset({
+    "flconfig.components.base",
+    # The old path of the tracking components: its classes are listed where they live.
+    "flconfig.components.tracking",
+    "flconfig.tracking.records",
+    "flconfig.tracking.tb_files",
+    "flconfig.tracking.crc32c",
+})
+#: Modules whose components moved, kept for one release: old module -> the new package.
+_MOVED_MODULES = {"flconfig.components.tracking": "flconfig.tracking"}
 _FLCONFIG_DIR = Path(__file__).resolve().parent.parent  # the flconfig package
 _ENTRY_VALUE = re.compile(
     r"^\s*(?P<module>[A-Za-z_][\w.]*)\s*(?::\s*(?P<attr>[A-Za-z_][\w.]*))?\s*(?:\[[^\]]*\])?\s*$"
@@ -315,8 +324,13 @@ class Registry:
         if info is not None:
             return info
         module, _, _ = value.rpartition(".")
-        if self._is_builtin_module(module):
-            classes = [c.path for c in self._builtin_infos() if c.module == module]
+        moved = _MOVED_MODULES.get(module)
+        if self._is_builtin_module(module) or moved is not None:
+            classes = [
+                c.path if moved is None else f"{module}.{c.qualname}"
+                for c in self._builtin_infos()
+                if c.module == module or (moved is not None and c.module.startswith(moved + "."))
+            ]
             raise ResolveError(
                 "unresolvable",
                 f"{value!r}: module {module!r} has no component class {value.rpartition('.')[2]!r}",

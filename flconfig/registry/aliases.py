@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 _C = "flconfig.components"
+_T = "flconfig.tracking"
 
 #: FLARE class path -> flconfig class path.
 FLARE_ALIASES: Mapping[str, str] = MappingProxyType(
@@ -36,18 +37,18 @@ FLARE_ALIASES: Mapping[str, str] = MappingProxyType(
         "nvflare.app_common.pt.pt_model_locator.PTModelLocator": f"{_C}.model_locators.PTFileModelLocator",
         # Widgets
         "nvflare.app_common.widgets.validation_json_generator.ValidationJsonGenerator": f"{_C}.validation_json.ValidationJsonGenerator",
-        "nvflare.app_common.widgets.convert_to_fed_event.ConvertToFedEvent": f"{_C}.tracking.ConvertToFedEvent",
+        "nvflare.app_common.widgets.convert_to_fed_event.ConvertToFedEvent": f"{_T}.senders.ConvertToFedEvent",
         # Experiment tracking: senders
-        "nvflare.app_common.widgets.streaming.AnalyticsSender": f"{_C}.tracking.AnalyticsSender",
-        "nvflare.app_opt.tracking.tb.tb_writer.TBWriter": f"{_C}.tracking.TBWriter",
+        "nvflare.app_common.widgets.streaming.AnalyticsSender": f"{_T}.senders.AnalyticsSender",
+        "nvflare.app_opt.tracking.tb.tb_writer.TBWriter": f"{_T}.senders.TBWriter",
         # Experiment tracking: receivers. The TensorBoard receiver lived in
         # nvflare.app_common.pt (2.0-2.2), then nvflare.app_opt.tracking, then
         # nvflare.app_opt.tracking.tb. MLflow's was spelled MLFlowReceiver first.
-        "nvflare.app_opt.tracking.tb.tb_receiver.TBAnalyticsReceiver": f"{_C}.tracking.TBAnalyticsReceiver",
-        "nvflare.app_opt.tracking.tb_receiver.TBAnalyticsReceiver": f"{_C}.tracking.TBAnalyticsReceiver",
-        "nvflare.app_common.pt.tb_receiver.TBAnalyticsReceiver": f"{_C}.tracking.TBAnalyticsReceiver",
-        "nvflare.app_opt.tracking.mlflow.mlflow_receiver.MLflowReceiver": f"{_C}.tracking.MLflowReceiver",
-        "nvflare.app_opt.tracking.mlflow.mlflow_receiver.MLFlowReceiver": f"{_C}.tracking.MLflowReceiver",
+        "nvflare.app_opt.tracking.tb.tb_receiver.TBAnalyticsReceiver": f"{_T}.receivers.tensorboard.TBAnalyticsReceiver",
+        "nvflare.app_opt.tracking.tb_receiver.TBAnalyticsReceiver": f"{_T}.receivers.tensorboard.TBAnalyticsReceiver",
+        "nvflare.app_common.pt.tb_receiver.TBAnalyticsReceiver": f"{_T}.receivers.tensorboard.TBAnalyticsReceiver",
+        "nvflare.app_opt.tracking.mlflow.mlflow_receiver.MLflowReceiver": f"{_T}.receivers.mlflow.MLflowReceiver",
+        "nvflare.app_opt.tracking.mlflow.mlflow_receiver.MLFlowReceiver": f"{_T}.receivers.mlflow.MLflowReceiver",
     }
 )
 

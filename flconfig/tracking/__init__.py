@@ -1,12 +1,15 @@
-"""Experiment tracking machinery behind :mod:`flconfig.components.tracking`.
+"""Experiment tracking: the components that carry metrics from a learner to the server's
+files, and their machinery.
 
+- :mod:`.senders`: ``AnalyticsSender``/``TBWriter`` (what a learner logs with) and
+  ``ConvertToFedEvent``;
+- :mod:`.receivers`: ``TBAnalyticsReceiver``, ``JsonLinesReceiver``, ``MLflowReceiver``;
 - :mod:`.records`: the analytics record schema, checks of values at the call
   site (sender) and of records from the network (server);
 - :mod:`.tb_files`: TensorBoard event files, one run folder per site;
 - :mod:`.crc32c`: the checksum those files need, fast for many small records.
 
-The component classes a config names (``TBWriter``, ``TBAnalyticsReceiver``
-...) live in :mod:`flconfig.components.tracking`; this package imports
-nothing heavy at import time (numpy, Pillow and tensorboard are imported by
+:mod:`flconfig.components.tracking`, where the components lived before, re-exports
+them for one release. This package imports nothing heavy at import time (numpy, Pillow and tensorboard are imported by
 the functions that need them).
 """

@@ -1,0 +1,87 @@
+"""TensorBoard event files on the server, one run folder per site."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from ...components.base import (
+    check_relative_path,
+)
+from ...transport.contract import is_valid_site_name
+from ...types import RunContext
+from . import AnalyticsReceiver, _checked_root
+
+log = logging.getLogger("flconfig.components.tracking")
+
+
+class TBAnalyticsReceiver(AnalyticsReceiver):
+    """Writes the records into TensorBoard event files, one run folder per site
+    (FLARE's ``TBAnalyticsReceiver``): ``<run_dir>/<tb_folder>/<site>/``.
+
+    Layout and tags follow ``torch.utils.tensorboard.SummaryWriter`` (see
+    :mod:`flconfig.tracking.tb_files`). The records of each event are on disk
+    (written and flushed) when the event has been handled, so
+    ``tensorboard --logdir <run_dir>/<tb_folder>`` shows them live. In a client
+    config it writes that site's own metrics under the client's run directory.
+    """
+
+    def __init__(self, tb_folder: str = "tb_events", events: list[str] | None = None) -> None:
+        """
+        Args:
+            tb_folder: folder, relative to the run directory, holding one
+                sub-folder of event files per site.
+            events: the events to receive; None for ``DEFAULT_EVENTS``.
+        """
+        super().__init__(events)
+        self.tb_folder = check_relative_path("tb_folder", tb_folder)
+        self.root: Path | None = None
+        self._writers: dict[str, Any] = {}
+        # The writers holding records of the batch under way: a batch writes (or
+        # discards) only them, not every site's (a thousand sites made that quadratic).
+        self._touched: dict[str, Any] = {}
+
+    def initialize(self, ctx: RunContext) -> None:
+        from ..tb_files import RunWriter  # tensorboard's protobufs: run time only
+
+        self._run_writer = RunWriter
+        self.root = _checked_root(ctx.run_dir, self.tb_folder)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def save(self, record: dict[str, Any], origin: str) -> None:
+        writer = self._writers.get(origin)
+        if writer is None:
+            writer = self._writers[origin] = self._run_writer(self._site_folder(origin))
+        self._touched[origin] = writer
+        writer.write(record)
+
+    def _site_folder(self, origin: str) -> Path:
+        assert self.root is not None
+        if not is_valid_site_name(origin):
+            raise ValueError(f"bad site name {origin!r}")
+        folder = self.root / origin
+        if folder.resolve().parent != self.root:
+            raise ValueError(f"site {origin!r} would leave {self.root}")
+        return folder
+
+    def after_batch(self) -> None:
+        # The batch's files, all or nothing (a batch holds one site's records). Written
+        # writers leave the list only once written: after a full disk, discard() still
+        # finds them.
+        for origin, writer in list(self._touched.items()):
+            writer.write_pending()
+            del self._touched[origin]
+
+    def discard(self) -> None:
+        touched, self._touched = self._touched, {}
+        for writer in touched.values():
+            writer.discard_pending()
+
+    def finalize(self, ctx: RunContext) -> None:
+        self._touched = {}
+        writers, self._writers = self._writers, {}
+        for writer in writers.values():
+            writer.close()
+
+

@@ -1,0 +1,514 @@
+"""Senders: what a learner logs metrics with, and the converter that makes their
+events federated.
+
+The streaming path (see DESIGN.md, "Events and the streaming path")::
+
+    learner ──add_scalar──▶ TBWriter: a bounded queue, drained by the process's
+        analytics thread, which fires the local event "analytix_log_stats" once
+        per batch of records
+    ConvertToFedEvent ──▶ "fed.analytix_log_stats" ──▶ the server
+        (flconfig.runtime.fed_events: records, sent in order, exactly once)
+    server: :mod:`flconfig.tracking.receivers` ──▶ <run_dir>/tb_events/<site>/events.out.tfevents.*
+
+The data of an analytics event is an :class:`~flconfig.tracking.records.AnalyticsBatch`
+of records; :mod:`flconfig.tracking.records` documents their fields.
+
+The class attributes ``EMITS_ARG`` and ``CONVERTS_ARG``/``PREFIX_ARG`` tell the
+validator which arguments carry event names (see :mod:`flconfig.components.base`).
+This module imports only the standard library and flconfig's light modules at
+import time.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from ..components.base import (
+    Widget,
+    check_int,
+    check_str,
+    check_str_list,
+)
+from ..runtime.logs import site_thread_name
+from ..types import Event, EventType, RunContext
+from . import records as rec
+from .records import AnalyticsBatch, as_number, as_step, as_walltime, check_tag
+
+log = logging.getLogger("flconfig.components.tracking")
+
+#: The local event a sender fires for each batch of records (FLARE's name).
+ANALYTICS_EVENT = "analytix_log_stats"
+
+_SCALAR = rec.SCALAR
+_MAX_STEP = rec.MAX_STEP
+_START_EVENTS = (EventType.ABOUT_TO_START_RUN, EventType.START_RUN)
+# How long the end-of-run flush waits for the records to be handed on.
+_END_FLUSH_TIMEOUT = 60.0
+# A safety net only: the sleeping analytics thread is woken by the next record, flush or the end.
+_IDLE_WAIT_S = 2.0
+
+
+class _Drainer:
+    """The one thread of a process that drains the queues of all its analytics senders.
+
+    A worker hosting a thousand sites has a thousand senders; a thread each would
+    wake a thousand times a second between them and fight the training threads for
+    Python's GIL. Here each sender is an entry in a timetable: due at once when a
+    record arrives at an idle sender (or on flush, or a full queue), then every
+    ``POLL_SECONDS`` while records keep coming, and off the timetable after
+    ``IDLE_POLLS`` empty looks. The thread sleeps while nothing is due.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._due = threading.Condition(self._lock)
+        self._heap: list[tuple[float, int, AnalyticsSender]] = []
+        self._order = itertools.count()
+        self.thread: threading.Thread | None = None
+
+    def schedule(self, sender: AnalyticsSender, when: float) -> None:
+        """Have ``sender`` drained by ``when`` (time.monotonic): at the earlier of that and
+        any time set before."""
+        with self._lock:
+            if sender._entry is not None and sender._entry[0] <= when:
+                return
+            entry = (when, next(self._order), sender)
+            sender._entry = entry
+            heapq.heappush(self._heap, entry)
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, name="flconfig-analytics",
+                                               daemon=True)
+                self.thread.start()
+            elif self._heap[0] is entry:
+                self._due.notify()
+
+    def _run(self) -> None:
+        heap = self._heap
+        while True:
+            with self._lock:
+                while True:
+                    if not heap:
+                        self._due.wait(_IDLE_WAIT_S)
+                        continue
+                    entry = heap[0]
+                    sender = entry[2]
+                    if sender._entry is not entry:  # rescheduled since: a stale entry
+                        heapq.heappop(heap)
+                        continue
+                    wait = entry[0] - time.monotonic()
+                    if wait <= 0:
+                        heapq.heappop(heap)
+                        sender._entry = None
+                        break
+                    self._due.wait(wait)
+            sender._tick()
+
+
+_DRAINER = _Drainer()
+
+
+class AnalyticsSender(Widget):
+    """What a learner logs metrics with, with ``SummaryWriter``'s method names and
+    argument order (FLARE's ``AnalyticsSender``).
+
+    A call checks its arguments (a wrong type raises ``TypeError`` naming the
+    tag, here, at the call site), appends a compact record to a queue and
+    returns: it never waits on the network. The process's analytics thread
+    (one for all the senders of all the sites a worker hosts) drains the queue
+    and fires the local event ``event_type`` once per batch of records (the data
+    is an :class:`~flconfig.tracking.records.AnalyticsBatch`); the handlers of
+    that event run on it.
+
+    The queue holds at most ``queue_size`` records: a call that finds it full
+    waits until the thread has made room (back-pressure; nothing is dropped).
+    The sender captures the site at ``ABOUT_TO_START_RUN``/``START_RUN``;
+    records logged before that wait in the queue and are sent once the run
+    starts (a full queue before the run starts raises ``RuntimeError``, as
+    nothing could ever empty it). ``ABOUT_TO_END_RUN`` and ``END_RUN`` flush.
+    """
+
+    kind = "analytics_sender"
+    EMITS_ARG: ClassVar[str] = "event_type"
+    ARGS_SCHEMA: ClassVar[dict[str, Any]] = {
+        "queue_size": {
+            "type": "integer",
+            "minimum": 1,
+            "description": "most records waiting to be sent; a full queue makes add_* calls wait",
+        }
+    }
+    #: Seconds between two looks at a queue that had records: records logged meanwhile go
+    #: in one batch (one event); flush() and a full queue have it drained at once.
+    POLL_SECONDS: ClassVar[float] = 0.05
+    #: Empty looks after which the sender is left alone until its next record: a
+    #: thousand idle sites in one process then cost no CPU at all.
+    IDLE_POLLS: ClassVar[int] = 2
+    #: Most records in one fired event.
+    MAX_BATCH: ClassVar[int] = 4096
+
+    def __init__(self, event_type: str = "analytix_log_stats", queue_size: int = 100_000) -> None:
+        """
+        Args:
+            event_type: the local event fired for each batch of records.
+            queue_size: most records waiting to be sent; when the queue is full
+                an ``add_*`` call waits until there is room (nothing is dropped).
+        """
+        self.event_type = check_str("event_type", event_type)
+        self.queue_size = check_int("queue_size", queue_size, minimum=1)
+        # Items: (kind, tag, value, step, wall_time) tuples, or threading.Event
+        # flush markers. deque.append is atomic: the hot path takes no lock.
+        self._queue: deque[Any] = deque()
+        self._known_tags: set[str] = set()
+        self._ctx: RunContext | None = None
+        self._room = threading.Event()  # set by the analytics thread after each drain
+        self._state_lock = threading.Lock()
+        self._running = False  # a run started: the analytics thread drains the queue
+        self._stopping = False  # the run ends: drain what is queued, then stop
+        self._stopped = threading.Event()
+        self._asleep = False  # running, off the timetable: the next record puts it back
+        self._entry: tuple[float, int, AnalyticsSender] | None = None  # on _DRAINER's timetable
+        self._empty_looks = 0
+        self._time = time.time
+
+    # ------------------------------------------------------------------ SummaryWriter surface
+
+    def add_scalar(
+        self,
+        tag: str,
+        scalar_value: Any,
+        global_step: int | None = None,
+        walltime: float | None = None,
+    ) -> None:
+        """Log one number: a Python int/float, a numpy scalar or a one-element tensor."""
+        if type(tag) is not str or tag not in self._known_tags:
+            self._new_tag(tag)
+        if type(scalar_value) is not float:
+            scalar_value = as_number(tag, scalar_value)
+        if global_step is not None and (
+            type(global_step) is not int or not 0 <= global_step <= _MAX_STEP
+        ):
+            global_step = as_step(tag, global_step)
+        walltime = self._time() if walltime is None else as_walltime(tag, walltime)
+        queue = self._queue
+        if len(queue) >= self.queue_size:
+            self._wait_for_room()
+        queue.append((_SCALAR, tag, scalar_value, global_step, walltime))
+        if self._asleep:
+            self._wake()
+
+    def add_scalars(
+        self,
+        main_tag: str,
+        tag_scalar_dict: Mapping[str, Any],
+        global_step: int | None = None,
+        walltime: float | None = None,
+    ) -> None:
+        """Log several series under one main tag (one sub-run per series in TensorBoard)."""
+        main_tag = check_tag(main_tag, "main_tag")
+        self._put(
+            rec.SCALARS, main_tag, rec.as_series(main_tag, tag_scalar_dict), global_step, walltime
+        )
+
+    def add_text(
+        self,
+        tag: str,
+        text_string: str,
+        global_step: int | None = None,
+        walltime: float | None = None,
+    ) -> None:
+        """Log a text (shown in TensorBoard's Text tab, as ``<tag>/text_summary``)."""
+        tag = check_tag(tag)
+        text = rec.as_text(tag, text_string)
+        if len(text) * 6 > rec.MAX_RECORD_BYTES // 2:  # could be too big once JSON-escaped
+            rec.check_size(rec.TEXT, tag, text)
+        self._put(rec.TEXT, tag, text, global_step, walltime)
+
+    def add_image(
+        self,
+        tag: str,
+        img_tensor: Any,
+        global_step: int | None = None,
+        walltime: float | None = None,
+        dataformats: str = "CHW",
+    ) -> None:
+        """Log an image: an array or tensor, ``dataformats`` CHW, HWC or HW; floats in [0, 1]."""
+        tag = check_tag(tag)
+        # Encoded here, not on the sender's thread: an image that cannot be sent
+        # fails at this call, never later and silently.
+        value = rec.encode_image(rec.image_to_hwc(tag, img_tensor, dataformats))
+        rec.check_size(rec.IMAGE, tag, value)
+        self._put(rec.IMAGE, tag, value, global_step, walltime)
+
+    def add_histogram(
+        self,
+        tag: str,
+        values: Any,
+        global_step: int | None = None,
+        bins: Any = "tensorflow",
+        walltime: float | None = None,
+        max_bins: int | None = None,
+    ) -> None:
+        """Log the histogram of ``values`` (computed here, as torch's SummaryWriter does)."""
+        tag = check_tag(tag)
+        self._put(
+            rec.HISTOGRAM,
+            tag,
+            rec.histogram_value(tag, values, bins, max_bins),
+            global_step,
+            walltime,
+        )
+
+    def add_hparams(
+        self,
+        hparam_dict: Mapping[str, Any],
+        metric_dict: Mapping[str, Any],
+        hparam_domain_discrete: Mapping[str, list[Any]] | None = None,
+        run_name: str | None = None,
+        global_step: int | None = None,
+    ) -> None:
+        """Log hyperparameters and their metrics (TensorBoard's HParams tab), in the
+        sub-run ``run_name`` (default ``"hparams"``) of the site's run."""
+        name = check_tag("hparams" if run_name is None else run_name, "run_name")
+        value = rec.hparams_value(hparam_dict, metric_dict, hparam_domain_discrete, name)
+        rec.check_size(rec.HPARAMS, name, value)
+        self._put(rec.HPARAMS, name, value, global_step, None)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every record logged so far has been fired as an event.
+
+        Returns True when it has; False after ``timeout`` seconds, or when the
+        run has not started (the records wait in the queue until it does), or
+        when called by a handler of an analytics event (it runs on the thread
+        that would have to do the work).
+        """
+        if not self._running:
+            return not self._queue
+        if threading.current_thread() is _DRAINER.thread:
+            return False  # a handler of an analytics event: it cannot wait for itself
+        marker = threading.Event()
+        self._queue.append(marker)
+        self._wake(now=True)
+        return marker.wait(timeout)
+
+    def close(self) -> None:
+        """Flush and stop draining (a new run starts again)."""
+        self.flush()
+        self._stop_thread()
+
+    def __enter__(self) -> AnalyticsSender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ run lifecycle
+
+    def handle_event(self, event: Event, ctx: RunContext) -> None:
+        etype = event.type
+        if event.scope != "local":
+            return  # only this site's own lifecycle starts or stops the sender
+        if etype in _START_EVENTS:
+            self._start(ctx)
+        elif etype == EventType.ABOUT_TO_END_RUN:
+            self._flush_at_end()
+        elif etype == EventType.END_RUN:
+            self._flush_at_end()
+            self._stop_thread()
+
+    def _start(self, ctx: RunContext) -> None:
+        with self._state_lock:
+            self._ctx = ctx
+            if self._running and not self._stopping:
+                return
+            self._running, self._stopping = True, False
+            self._stopped.clear()
+            self._empty_looks = 0
+            self._asleep = False
+        _DRAINER.schedule(self, time.monotonic())
+
+    def _flush_at_end(self) -> None:
+        if not self.flush(_END_FLUSH_TIMEOUT):
+            log.warning(
+                "%s: %d analytics records were not handed on within %g s at the end of the run",
+                self.id or type(self).__name__,
+                sum(type(item) is tuple for item in list(self._queue)),
+                _END_FLUSH_TIMEOUT,
+            )
+
+    def _stop_thread(self) -> None:
+        """Stop draining once the queue is empty; wait for that (unless on the thread)."""
+        with self._state_lock:
+            if not self._running:
+                return
+            self._stopping = True
+            self._asleep = False
+        _DRAINER.schedule(self, time.monotonic())
+        if threading.current_thread() is not _DRAINER.thread:
+            self._stopped.wait(_END_FLUSH_TIMEOUT)
+
+    def _wake(self, now: bool = False) -> None:
+        """Put the sender on the analytics thread's timetable: an idle one (``now``: any)."""
+        with self._state_lock:
+            if not self._running or not (self._asleep or now):
+                return
+            self._asleep = False
+        _DRAINER.schedule(self, time.monotonic())
+
+    def _tick(self) -> None:
+        """Drain once, on the analytics thread, and say when to look again."""
+        thread = threading.current_thread()
+        ctx = self._ctx
+        thread.name = site_thread_name(getattr(ctx, "site_name", "site"), self.id or self.event_type)
+        try:
+            had = bool(self._queue)
+            if had:
+                self._empty_looks = 0
+                try:
+                    self._drain()
+                except Exception as exc:  # keep draining: a stopped sender blocks every add_* call
+                    message = (f"{self.id or type(self).__name__}: failed to hand on analytics "
+                               f"records: {exc}")
+                    report = getattr(ctx, "report_failure", None)
+                    if report is not None:
+                        report(message)  # the site's run fails with this line
+                    else:
+                        log.exception(message)
+        finally:
+            thread.name = "flconfig-analytics"
+        now = time.monotonic()
+        if self._queue:  # more than one batch: again, after the other senders due now
+            _DRAINER.schedule(self, now)
+            return
+        self._room.set()
+        if not self._stopping:
+            if had:
+                _DRAINER.schedule(self, now + self.POLL_SECONDS)
+                return
+            self._empty_looks += 1
+            if self._empty_looks < self.IDLE_POLLS:
+                _DRAINER.schedule(self, now + self.POLL_SECONDS)
+                return
+        with self._state_lock:
+            if self._queue:  # a record came meanwhile; its call saw us scheduled
+                _DRAINER.schedule(self, now)
+            elif self._stopping:
+                self._running = self._stopping = False
+                self._stopped.set()
+            else:
+                self._asleep = True
+
+    # ------------------------------------------------------------------ queue
+
+    def _new_tag(self, tag: object) -> None:
+        self._known_tags.add(check_tag(tag))
+
+    def _put(self, kind: str, tag: str, value: Any, step: Any, walltime: Any) -> None:
+        if step is not None and (type(step) is not int or not 0 <= step <= _MAX_STEP):
+            step = as_step(tag, step)
+        walltime = self._time() if walltime is None else as_walltime(tag, walltime)
+        if len(self._queue) >= self.queue_size:
+            self._wait_for_room()
+        self._queue.append((kind, tag, value, step, walltime))
+        if self._asleep:
+            self._wake()
+
+    def _wait_for_room(self) -> None:
+        queue, bound = self._queue, self.queue_size
+        while True:
+            self._room.clear()
+            if len(queue) < bound:
+                return
+            if threading.current_thread() is _DRAINER.thread:
+                return  # logged by a handler of an analytics event: waiting would wait for itself
+            if not self._running:
+                raise RuntimeError(
+                    f"{self.id or type(self).__name__}: {len(queue)} records wait to be sent and "
+                    "the run has not started (or has ended); nothing can empty the queue. "
+                    "Log during the run, or raise queue_size."
+                )
+            self._wake(now=True)
+            self._room.wait(0.05)
+
+    def _drain(self) -> None:
+        popleft = self._queue.popleft
+        event_type = self.event_type
+        batch = AnalyticsBatch()
+        append = batch.append
+        markers: list[threading.Event] = []
+        limit = self.MAX_BATCH
+        count = 0
+        while count < limit:
+            try:
+                item = popleft()
+            except IndexError:
+                break
+            if type(item) is not tuple:
+                markers.append(item)  # a flush marker: hand on what came before it first
+                break
+            kind, tag, value, step, wall_time = item
+            append({
+                "event_type": event_type,
+                "kind": kind,
+                "tag": tag,
+                "value": value,
+                "step": step,
+                "wall_time": wall_time,
+            })  # fmt: skip
+            count += 1
+        self._room.set()
+        try:
+            if batch:
+                ctx = self._ctx
+                if ctx is None:  # pragma: no cover - the thread starts with a context
+                    raise RuntimeError("no run context")
+                ctx.fire_event(event_type, batch)
+        finally:
+            for marker in markers:
+                marker.set()
+
+
+
+class TBWriter(AnalyticsSender):
+    """An :class:`AnalyticsSender` under FLARE's TensorBoard-writer name, with
+    SummaryWriter's method names (FLARE's ``TBWriter``).
+    """
+
+
+class ConvertToFedEvent(Widget):
+    """Re-fires the listed local events as federated events, named with a
+    prefix, so they reach the server (FLARE's ``ConvertToFedEvent``).
+
+    Only events of local scope are converted: a federated event, or one whose
+    name already has the prefix, is never converted again.
+    """
+
+    CONVERTS_ARG: ClassVar[str] = "events_to_convert"
+    PREFIX_ARG: ClassVar[str] = "fed_event_prefix"
+
+    def __init__(self, events_to_convert: list[str], fed_event_prefix: str = "fed.") -> None:
+        """
+        Args:
+            events_to_convert: the local events to forward.
+            fed_event_prefix: prefix of the federated events' names:
+                ``analytix_log_stats`` becomes ``fed.analytix_log_stats``.
+        """
+        self.events_to_convert = check_str_list("events_to_convert", events_to_convert)
+        self.fed_event_prefix = check_str("fed_event_prefix", fed_event_prefix)
+        self._convert = frozenset(self.events_to_convert)
+
+    def handle_event(self, event: Event, ctx: RunContext) -> None:
+        etype = event.type
+        if (
+            etype in self._convert
+            and event.scope == "local"
+            and not etype.startswith(self.fed_event_prefix)
+        ):
+            ctx.fire_fed_event(self.fed_event_prefix + etype, event.data)
+
+
