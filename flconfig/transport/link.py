@@ -304,6 +304,16 @@ class SiteLink:
             raise JobError("not connected; call connect() first", self.site)
         return call
 
+    def _closed_under_us(self, channel: grpc.aio.Channel | None, method: str) -> _Retry:
+        """The :class:`_Retry` for a call that gRPC cancelled because :meth:`reconnect` (or
+        :meth:`close`) closed its channel; re-raises the ``CancelledError`` when it was this
+        task that was cancelled."""
+        task = asyncio.current_task()
+        cancelling = getattr(task, "cancelling", None)  # Python 3.11+
+        if channel is not self._channel and (cancelling is None or cancelling() == 0):
+            return _Retry(f"{method}: the channel was closed")
+        raise asyncio.CancelledError
+
     def _error(self, method: str, exc: grpc.RpcError) -> Exception:
         """The :class:`_Retry` or :class:`JobError` that says what a failed call means."""
         code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
@@ -322,7 +332,7 @@ class SiteLink:
         self, method: str, request: Any, timeout: float | None, wait_for_ready: bool = False
     ) -> Any:
         """One call; its reply message, or :class:`_Retry` or a :class:`JobError` that says why not."""
-        call = self._call(method)
+        call, channel = self._call(method), self._channel
         try:
             return await call(
                 request, timeout=timeout, metadata=self._metadata, wait_for_ready=wait_for_ready
@@ -331,6 +341,8 @@ class SiteLink:
             raise self._error(method, exc) from None
         except grpc.aio.UsageError as exc:  # the channel was closed under us by reconnect()
             raise _Retry(f"{method}: {exc}") from None
+        except asyncio.CancelledError:  # the same, while the call was in flight
+            raise self._closed_under_us(channel, method) from None
 
     async def _with_retry(self, method: str, attempt: Callable[[], Awaitable[Any]]) -> Any:
         """``await attempt()``, retried with backoff while the server is unreachable."""
@@ -525,6 +537,7 @@ class SiteLink:
 
         async def fetch_rest() -> None:
             request = pb.FetchModelRequest(task_id=task_id, offset=len(frame))
+            channel = self._channel
             try:
                 async for chunk in self._call("FetchModel")(request, metadata=self._metadata):
                     if len(frame) + len(chunk.data) > size:
@@ -537,6 +550,8 @@ class SiteLink:
                 raise self._error("FetchModel", exc) from None
             except grpc.aio.UsageError as exc:  # the channel was closed under us by reconnect()
                 raise _Retry(f"FetchModel: {exc}") from None
+            except asyncio.CancelledError:  # the same, while the call was in flight
+                raise self._closed_under_us(channel, "FetchModel") from None
             if len(frame) < size:
                 raise _Retry(f"FetchModel: {len(frame)} of {size} bytes")  # resume from there
 
