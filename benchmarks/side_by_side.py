@@ -40,8 +40,10 @@ SEED = HERE / "seed_job"
 DEFAULT_VENV = ROOT / ".venvs" / "flare-2.9.0"
 
 
-def job_folder(dest: Path, learner_module: str) -> Path:
-    """The seed job as a FLARE-format folder whose custom/ holds ``learner_module``."""
+def job_folder(dest: Path, learner_module: str, learner_class: str = "SeedLearner",
+               learner_args: dict[str, object] | None = None, num_rounds: int = 2) -> Path:
+    """The seed job as a FLARE-format folder whose custom/ holds ``learner_module``
+    (its ``learner_class``, with ``learner_args`` besides the analytics sender's id)."""
     app = dest / "app"
     (app / "config").mkdir(parents=True)
     (app / "custom").mkdir()
@@ -68,7 +70,7 @@ def job_folder(dest: Path, learner_module: str) -> Path:
         "workflows": [{
             "id": "scatter_and_gather",
             "path": "nvflare.app_common.workflows.scatter_and_gather.ScatterAndGather",
-            "args": {"min_clients": 2, "num_rounds": 2, "start_round": 0,
+            "args": {"min_clients": 2, "num_rounds": num_rounds, "start_round": 0,
                      "wait_time_after_min_received": 0, "aggregator_id": "aggregator",
                      "persistor_id": "persistor", "shareable_generator_id": "shareable_generator",
                      "train_task_name": "train", "train_timeout": 0},
@@ -84,8 +86,8 @@ def job_folder(dest: Path, learner_module: str) -> Path:
         }],
         "task_result_filters": [], "task_data_filters": [],
         "components": [
-            {"id": "seed_learner", "path": f"{learner_module}.SeedLearner",
-             "args": {"analytic_sender_id": "analytic_sender"}},
+            {"id": "seed_learner", "path": f"{learner_module}.{learner_class}",
+             "args": {"analytic_sender_id": "analytic_sender", **(learner_args or {})}},
             {"id": "analytic_sender", "path": "nvflare.app_opt.tracking.tb.tb_writer.TBWriter",
              "args": {"event_type": "analytix_log_stats"}},
             {"id": "event_to_fed",

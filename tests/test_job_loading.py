@@ -225,3 +225,21 @@ def test_the_yaml_twin_builds_the_same_components(job: Job, site: str) -> None:
     for ident, obj in from_json.components.items():
         assert plain_state(obj) == plain_state(from_yaml.components[ident]), ident
     assert [t for t, _ in from_json.executors] == [t for t, _ in from_yaml.executors]
+
+
+def test_checks_are_pure_the_job_is_the_same_after_any_number_of_them(tmp_path: Path) -> None:
+    """Checks return problems and change nothing; resolving classes is part of loading."""
+    from flconfig.config.job import inspect_job
+    from flconfig.validate.checks import check_job
+
+    job_dir = copy_job(tmp_path, {CLIENT: ('"learner_id": "pt_learner"', '"learner_id": "pt_lerner"')})
+    job, problems = inspect_job(job_dir, environ={})
+    assert job is not None
+    assert any("pt_lerner" in p.message for p in problems)
+    stored = list(job.problems)
+    infos = [spec.info for config in job.configs() for spec in config.all_specs()]
+    first, second = check_job(job), check_job(job)
+    assert first == second
+    assert {p.message for p in first} <= {p.message for p in problems}
+    assert job.problems == stored
+    assert [spec.info for config in job.configs() for spec in config.all_specs()] == infos

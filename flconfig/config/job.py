@@ -95,6 +95,20 @@ class ConfigFile:
     def all_specs(self) -> list[ComponentSpec]:
         return [spec for top in self.top_specs() for spec in top.walk()]
 
+    def resolve_components(self, registry: Any) -> list[Problem]:
+        """Resolve the class of every spec through ``registry`` (a part of loading, before
+        any check: it sets ``spec.info``); the problems of those that do not resolve."""
+        from ..registry import ResolveError
+
+        problems: list[Problem] = []
+        for spec in self.all_specs():
+            try:
+                spec.info = registry.resolve(spec.key, spec.ref)
+            except ResolveError as exc:
+                problems.append(self.doc.problem(exc.code, exc.message,
+                                                 (*spec.json_path, spec.key), exc.hint))
+        return problems
+
     def by_id(self) -> dict[str, ComponentSpec]:
         """Components (and, on the server, workflows) addressable by id."""
         out: dict[str, ComponentSpec] = {}
@@ -153,6 +167,10 @@ class Job:
     @property
     def errors(self) -> list[Problem]:
         return errors_only(self.problems)
+
+    def configs(self) -> list[ConfigFile]:
+        """Every app's server and client config that was read."""
+        return [c for app in self.apps.values() for c in (app.server, app.client) if c is not None]
 
     @property
     def server_config(self) -> ConfigFile | None:
@@ -353,9 +371,9 @@ def inspect_job(path: str | Path, *, allowed_modules: Sequence[str] = (),
     else:
         job = _folder_job(target, kind, problems, allowed_modules, environ)
     if job is not None:
-        job.problems = problems
-        check_job(job)
-        problems = job.problems
+        for config in job.configs():
+            problems.extend(config.resolve_components(job.registry))
+        problems.extend(check_job(job))
     problems = _dedupe(problems)
     problems.sort(key=Problem.sort_key)
     if job is not None:

@@ -190,7 +190,8 @@ def _resolve_site(job: Any, site: str, workspace: str | Path, job_id: str,
     config = resolve_config(template.raw, template.file, template.role, job.apps[template.app],
                             site, problems, workspace=workspace, job_id=job_id, environ=environ)
     if config is not None:
-        problems += check_components(job, config)
+        problems += config.resolve_components(job.registry)
+        problems += check_components(config)
         problems += check_wiring(config)
     return config, problems
 

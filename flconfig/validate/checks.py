@@ -1,7 +1,10 @@
 """Checks that need the registry or more than one file: components, wiring, events, clients.
 
-:func:`check_job` adds its problems to ``job.problems``; it never raises for
-bad input and never imports a component's module.
+Every check is a function of what it is given: it returns problems, never changes the
+job, never raises for bad input and never imports a component's module. The classes
+the specs name are resolved before, as part of loading
+(:meth:`~flconfig.config.job.ConfigFile.resolve_components`); a spec that did not
+resolve has no ``info`` and is skipped here.
 """
 
 from __future__ import annotations
@@ -14,34 +17,32 @@ from ..config.job import ComponentSpec, ConfigFile, Job
 from ..errors import JsonPath, Position, Problem, closest, did_you_mean, display_path
 
 
-def check_job(job: Job) -> None:
-    """Resolve every component, check its args and wiring, then the job as a whole."""
-    configs = [c for app in job.apps.values() for c in (app.server, app.client) if c is not None]
-    for config in configs:
-        job.problems.extend(check_components(job, config))
+def check_job(job: Job) -> list[Problem]:
+    """The problems of a loaded job: each component's kind and args, the wiring, then the
+    job as a whole."""
     from .wiring import check_wiring
 
+    problems: list[Problem] = []
+    configs = job.configs()
     for config in configs:
-        job.problems.extend(check_wiring(config))
-    job.problems.extend(check_event_flow(job))
-    job.problems.extend(check_clients_and_tasks(job))
-    job.problems.extend(check_custom_imports(job))
+        problems.extend(check_components(config))
+    for config in configs:
+        problems.extend(check_wiring(config))
+    problems.extend(check_event_flow(job))
+    problems.extend(check_clients_and_tasks(job))
+    problems.extend(check_custom_imports(job))
+    return problems
 
 
-def check_components(job: Job, config: ConfigFile) -> list[Problem]:
-    """Resolve each spec through the registry and check its args against its own schema."""
-    from ..registry import ResolveError
+def check_components(config: ConfigFile) -> list[Problem]:
+    """Check each resolved, enabled spec's kind for its place, and its args against its
+    own schema."""
     from ..schemas import check_args
 
     doc = config.doc
     problems: list[Problem] = []
     for spec in config.all_specs():
-        try:
-            spec.info = job.registry.resolve(spec.key, spec.ref)
-        except ResolveError as exc:
-            problems.append(doc.problem(exc.code, exc.message, (*spec.json_path, spec.key), exc.hint))
-            continue
-        if spec.disabled:
+        if spec.info is None or spec.disabled:
             continue
         expected = _expected_kind(spec)
         if expected and not spec.info.accepts(expected):
