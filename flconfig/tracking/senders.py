@@ -108,7 +108,10 @@ class _Drainer:
                         sender._entry = None
                         break
                     self._due.wait(wait)
-            sender._tick()
+            try:
+                sender._tick()
+            except Exception:  # never lose the thread that drains every sender of the process
+                log.exception("analytics: draining %s failed", sender.id or type(sender).__name__)
 
 
 _DRAINER = _Drainer()
