@@ -101,12 +101,9 @@ def job_folder(dest: Path, learner_module: str, learner_class: str = "SeedLearne
     return dest
 
 
-def tree_memory(root: int) -> tuple[float, float]:
-    """(RSS MB, PSS MB) summed over ``root`` and all its descendants.
-
-    By parent links, not by session: FLARE's simulator starts each client worker in a
-    session of its own.
-    """
+def process_tree(root: int) -> set[int]:
+    """``root`` and all its descendants, by parent links, not by session: FLARE's
+    simulator starts each client worker in a session of its own."""
     parents: dict[int, int] = {}
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
@@ -120,8 +117,32 @@ def tree_memory(root: int) -> tuple[float, float]:
         more = {pid for pid, parent in parents.items() if parent in tree and pid not in tree}
         tree |= more
         grew = bool(more)
+    return tree
+
+
+def flare_parser(description: str) -> argparse.ArgumentParser:
+    """The command line the scripts run against FLARE share: ``--flare-venv``, ``--setup``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--flare-venv", type=Path, default=DEFAULT_VENV)
+    parser.add_argument("--setup", action="store_true", help="create the FLARE venv first")
+    return parser
+
+
+def find_flare(ns: argparse.Namespace) -> Path | None:
+    """The ``nvflare`` command of ``ns.flare_venv`` (made first with ``--setup``), or None."""
+    if ns.setup and not (ns.flare_venv / "bin" / "nvflare").exists():
+        setup(ns.flare_venv)
+    nvflare = ns.flare_venv / "bin" / "nvflare"
+    if not nvflare.exists():
+        print(f"no FLARE in {ns.flare_venv}: run with --setup (or --flare-venv DIR)")
+        return None
+    return nvflare
+
+
+def tree_memory(root: int) -> tuple[float, float]:
+    """(RSS MB, PSS MB) summed over ``root`` and all its descendants."""
     rss = pss = 0
-    for pid in tree:
+    for pid in process_tree(root):
         try:
             for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
                 if line.startswith("Rss:"):
@@ -195,16 +216,11 @@ def first_error(tool: str, job: Path, venv: Path) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = flare_parser(__doc__.split("\n")[0])
     parser.add_argument("--pairs", type=int, default=3)
-    parser.add_argument("--flare-venv", type=Path, default=DEFAULT_VENV)
-    parser.add_argument("--setup", action="store_true", help="create the FLARE venv first")
     ns = parser.parse_args()
-    if ns.setup and not (ns.flare_venv / "bin" / "nvflare").exists():
-        setup(ns.flare_venv)
-    nvflare = ns.flare_venv / "bin" / "nvflare"
-    if not nvflare.exists():
-        print(f"no FLARE in {ns.flare_venv}: run with --setup (or --flare-venv DIR)")
+    nvflare = find_flare(ns)
+    if nvflare is None:
         return 2
     pairs = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -17,7 +17,6 @@ TensorBoard), so it is not in this comparison.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -28,24 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from side_by_side import DEFAULT_VENV, job_folder, setup  # noqa: E402
-
-
-def tree(root: int) -> set[int]:
-    """``root`` and all its descendants (by parent links: FLARE's workers start sessions)."""
-    parents: dict[int, int] = {}
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                parents[int(proc.name)] = int((proc / "stat").read_text().rpartition(")")[2].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-    found, grew = {root}, True
-    while grew:
-        more = {pid for pid, parent in parents.items() if parent in found and pid not in found}
-        found |= more
-        grew = bool(more)
-    return found
+from side_by_side import find_flare, flare_parser, job_folder, process_tree  # noqa: E402
 
 
 def timed(cmd: list[str], cwd: Path, timeout: float, env: dict[str, str] | None = None) -> dict[str, object]:
@@ -56,7 +38,7 @@ def timed(cmd: list[str], cwd: Path, timeout: float, env: dict[str, str] | None 
     try:
         rc: int | None = proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        for pid in tree(proc.pid):
+        for pid in process_tree(proc.pid):
             try:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
@@ -80,18 +62,13 @@ def scalars_written(root: Path) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = flare_parser(__doc__.split("\n")[0])
     parser.add_argument("--scalars", default="10000,100000,1000000")
     parser.add_argument("--pairs", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=600.0)
-    parser.add_argument("--flare-venv", type=Path, default=DEFAULT_VENV)
-    parser.add_argument("--setup", action="store_true", help="create the FLARE venv first")
     ns = parser.parse_args()
-    if ns.setup and not (ns.flare_venv / "bin" / "nvflare").exists():
-        setup(ns.flare_venv)
-    nvflare = ns.flare_venv / "bin" / "nvflare"
-    if not nvflare.exists():
-        print(f"no FLARE in {ns.flare_venv}: run with --setup (or --flare-venv DIR)")
+    nvflare = find_flare(ns)
+    if nvflare is None:
         return 2
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
