@@ -84,16 +84,16 @@ ID_REFERENCE_KINDS: Mapping[str, str] = MappingProxyType(
 )
 
 _BUILTIN_PACKAGES = ("flconfig.components", "flconfig.tracking", "flconfig.examples")
+#: Modules whose components moved, kept for one release: old module -> the new package.
+#: Their classes are listed where they live now.
+_MOVED_MODULES = {"flconfig.components.tracking": "flconfig.tracking"}
 _NOT_COMPONENT_MODULES = frozenset({
     "flconfig.components.base",
-    # The old path of the tracking components: its classes are listed where they live.
-    "flconfig.components.tracking",
     "flconfig.tracking.records",
     "flconfig.tracking.tb_files",
     "flconfig.tracking.crc32c",
+    *_MOVED_MODULES,
 })
-#: Modules whose components moved, kept for one release: old module -> the new package.
-_MOVED_MODULES = {"flconfig.components.tracking": "flconfig.tracking"}
 _FLCONFIG_DIR = Path(__file__).resolve().parent.parent  # the flconfig package
 _ENTRY_VALUE = re.compile(
     r"^\s*(?P<module>[A-Za-z_][\w.]*)\s*(?::\s*(?P<attr>[A-Za-z_][\w.]*))?\s*(?:\[[^\]]*\])?\s*$"

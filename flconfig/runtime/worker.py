@@ -335,7 +335,7 @@ async def run_site(spec: dict[str, Any], site: str, errors: dict[str, str],
                 client_sites=spec["sites"],
             ),
         )
-        await job.call(site, _fire, ctx, EventType.ABOUT_TO_START_RUN, EventType.START_RUN)
+        await job.call(site, _start_run, ctx)
         while True:
             task = await link.get_task()
             if task is None:
@@ -358,7 +358,7 @@ async def run_site(spec: dict[str, Any], site: str, errors: dict[str, str],
         errors[site] = f"{type(exc).__name__}: {exc}"
     finally:
         if ctx is not None:
-            await job.call(site, _fire, ctx, EventType.ABOUT_TO_END_RUN, EventType.END_RUN)
+            await job.call(site, _end_run, ctx)
         if link is not None:
             left = await link.close()
             if left:
@@ -371,14 +371,19 @@ async def run_site(spec: dict[str, Any], site: str, errors: dict[str, str],
             errors.setdefault(site, ctx.failures[0])
 
 
-def _fire(ctx: Any, *event_types: str) -> None:
-    """Fire ``event_types`` on ``ctx`` in turn; a record that cannot be stored fails the site."""
-    for event_type in event_types:
+def _start_run(ctx: Any) -> None:
+    """The run's start events on ``ctx``; what they raise ends the site."""
+    ctx.fire_event(EventType.ABOUT_TO_START_RUN)
+    ctx.fire_event(EventType.START_RUN)
+
+
+def _end_run(ctx: Any) -> None:
+    """The run's end events on ``ctx``, both fired; a record that cannot be stored fails
+    the site's run instead of stopping the end."""
+    for event_type in (EventType.ABOUT_TO_END_RUN, EventType.END_RUN):
         try:
             ctx.fire_event(event_type)
         except StorageError as exc:
-            if event_type in (EventType.ABOUT_TO_START_RUN, EventType.START_RUN):
-                raise
             ctx.report_failure(exc.message)
 
 

@@ -302,7 +302,7 @@ class AnalyticsSender(Widget):
     def close(self) -> None:
         """Flush and stop draining (a new run starts again)."""
         self.flush()
-        self._stop_thread()
+        self._stop_draining()
 
     def __enter__(self) -> AnalyticsSender:
         return self
@@ -322,7 +322,7 @@ class AnalyticsSender(Widget):
             self._flush_at_end()
         elif etype == EventType.END_RUN:
             self._flush_at_end()
-            self._stop_thread()
+            self._stop_draining()
 
     def _start(self, ctx: RunContext) -> None:
         with self._state_lock:
@@ -344,7 +344,7 @@ class AnalyticsSender(Widget):
                 _END_FLUSH_TIMEOUT,
             )
 
-    def _stop_thread(self) -> None:
+    def _stop_draining(self) -> None:
         """Stop draining once the queue is empty; wait for that (unless on the thread)."""
         with self._state_lock:
             if not self._running:

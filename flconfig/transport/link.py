@@ -304,15 +304,14 @@ class SiteLink:
             raise JobError("not connected; call connect() first", self.site)
         return call
 
-    def _closed_under_us(self, channel: grpc.aio.Channel | None, method: str) -> _Retry:
+    def _closed_under_us(self, channel: grpc.aio.Channel | None, method: str) -> _Retry | None:
         """The :class:`_Retry` for a call that gRPC cancelled because :meth:`reconnect` (or
-        :meth:`close`) closed its channel; re-raises the ``CancelledError`` when it was this
-        task that was cancelled."""
+        :meth:`close`) closed its channel; None when it was this task that was cancelled."""
         task = asyncio.current_task()
         cancelling = getattr(task, "cancelling", None)  # Python 3.11+
         if channel is not self._channel and (cancelling is None or cancelling() == 0):
             return _Retry(f"{method}: the channel was closed")
-        raise asyncio.CancelledError
+        return None
 
     def _error(self, method: str, exc: grpc.RpcError) -> Exception:
         """The :class:`_Retry` or :class:`JobError` that says what a failed call means."""
@@ -342,7 +341,10 @@ class SiteLink:
         except grpc.aio.UsageError as exc:  # the channel was closed under us by reconnect()
             raise _Retry(f"{method}: {exc}") from None
         except asyncio.CancelledError:  # the same, while the call was in flight
-            raise self._closed_under_us(channel, method) from None
+            retry = self._closed_under_us(channel, method)
+            if retry is None:
+                raise
+            raise retry from None
 
     async def _with_retry(self, method: str, attempt: Callable[[], Awaitable[Any]]) -> Any:
         """``await attempt()``, retried with backoff while the server is unreachable."""
@@ -412,7 +414,7 @@ class SiteLink:
         ]
         with self._events:
             if self._outbox:  # queued before connect
-                self._records_ready.set()  # type: ignore[union-attr]
+                self._wake(self._records_ready)
         log.info("%s connected to %s", self.site, self.address)
 
     async def close(self, timeout: float = 10.0, reason: str | None = None) -> int:
@@ -551,7 +553,10 @@ class SiteLink:
             except grpc.aio.UsageError as exc:  # the channel was closed under us by reconnect()
                 raise _Retry(f"FetchModel: {exc}") from None
             except asyncio.CancelledError:  # the same, while the call was in flight
-                raise self._closed_under_us(channel, "FetchModel") from None
+                retry = self._closed_under_us(channel, "FetchModel")
+                if retry is None:
+                    raise
+                raise retry from None
             if len(frame) < size:
                 raise _Retry(f"FetchModel: {len(frame)} of {size} bytes")  # resume from there
 
@@ -885,4 +890,3 @@ class SiteLink:
         with self._events:
             self._sender_error = reason
             self._events.notify_all()
-        self._wake(self._acked)
