@@ -111,6 +111,8 @@ def main() -> int:
     parser.add_argument("--images-per-site", type=int, default=64,
                         help="training images per site (shares are reused when the sites "
                              "outnumber them); 0: the digits split between the sites")
+    parser.add_argument("--processes", type=int, default=None,
+                        help="worker processes (launch's --processes); default: launch's own choice")
     parser.add_argument("--verbose", action="store_true", help="print the launch's output")
     ns = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -137,7 +139,8 @@ def main() -> int:
         start = time.perf_counter()
         sampler.start()
         proc = subprocess.run([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws),
-                               "-n", str(ns.sites), "--quiet-metrics"],
+                               "-n", str(ns.sites), "--quiet-metrics",
+                               *([] if ns.processes is None else ["--processes", str(ns.processes)])],
                               capture_output=True, text=True, check=False)
         wall = time.perf_counter() - start
         done.set()

@@ -8,6 +8,19 @@ import tempfile
 from pathlib import Path
 
 
+def inside(base: str | os.PathLike[str], relative: str) -> Path:
+    """``base / relative``, resolved; ValueError if it leaves ``base``.
+
+    Components join the folders and file names of their args to the run directory with
+    it, so a path in a config can never write outside, whatever built the component.
+    """
+    root = Path(base).resolve()
+    path = (root / relative).resolve()
+    if path != root and root not in path.parents:
+        raise ValueError(f"{relative!r} leaves the run directory {root}")
+    return path
+
+
 def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int = 0o644) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part.
 

@@ -897,33 +897,83 @@ def test_parse_cache_follows_file_changes(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------
-# The built-in constructors check their arguments
+# One argument schema: the built-ins' bad values are refused by it, named and located
+
+
+@pytest.mark.parametrize(
+    "name, args, expected",
+    [
+        ("ScatterAndGather", {"min_clients": 0}, "'min_clients' of ScatterAndGather must be at least 1, not 0"),
+        ("ScatterAndGather", {"num_rounds": 2.5}, "'num_rounds' of ScatterAndGather must be an integer"),
+        ("ScatterAndGather", {"num_rounds": -1}, "'num_rounds' of ScatterAndGather must be at least 0"),
+        ("ScatterAndGather", {"ignore_result_error": "yes"}, "'ignore_result_error' of ScatterAndGather must be"),
+        ("ScatterAndGather", {"task_check_period": 0}, "'task_check_period' of ScatterAndGather must be greater than 0"),
+        ("LearnerExecutor", {"learner_id": ""}, "'learner_id' of LearnerExecutor must not be empty"),
+        ("InTimeAccumulateWeightedAggregator", {"expected_data_kind": "WEIGHT"},
+         "'expected_data_kind' of InTimeAccumulateWeightedAggregator must be"),
+        ("InTimeAccumulateWeightedAggregator", {"expected_data_kind": {}},
+         "'expected_data_kind' of InTimeAccumulateWeightedAggregator must not be empty"),
+        ("InTimeAccumulateWeightedAggregator", {"exclude_vars": "("},
+         "'exclude_vars' of InTimeAccumulateWeightedAggregator must be a valid regular expression"),
+        ("InTimeAccumulateWeightedAggregator", {"aggregation_weights": {"site-1": -0.5}},
+         "'aggregation_weights.site-1' of InTimeAccumulateWeightedAggregator must be at least 0"),
+        ("PTFileModelPersistor", {"global_model_file_name": "../model.pt"},
+         "'global_model_file_name' of PTFileModelPersistor must be a file name without a folder"),
+        ("PTFileModelPersistor", {"exclude_vars": "[a-"},
+         "'exclude_vars' of PTFileModelPersistor must be a valid regular expression"),
+        ("TBAnalyticsReceiver", {"tb_folder": "../outside"},
+         "'tb_folder' of TBAnalyticsReceiver must be a relative path inside the run folder"),
+        ("TBAnalyticsReceiver", {"tb_folder": "/tmp/tb"}, "'tb_folder' of TBAnalyticsReceiver must be a relative path"),
+        ("TBAnalyticsReceiver", {"tb_folder": "a/../../tb"}, "'tb_folder' of TBAnalyticsReceiver must be a relative path"),
+        ("TBAnalyticsReceiver", {"events": []}, "'events' of TBAnalyticsReceiver must not be empty"),
+        ("JsonLinesReceiver", {"file_name": "x/y.jsonl"}, "'file_name' of JsonLinesReceiver must be a file name"),
+        ("ConvertToFedEvent", {"events_to_convert": "analytix_log_stats"},
+         "'events_to_convert' of ConvertToFedEvent must be a list"),
+        ("ConvertToFedEvent", {"events_to_convert": ["x"], "fed_event_prefix": ""},
+         "'fed_event_prefix' of ConvertToFedEvent must not be empty"),
+        ("CrossSiteModelEval", {"participating_clients": ["site-1", 2]},
+         "'participating_clients[1]' of CrossSiteModelEval must be a string"),
+        ("CrossSiteModelEval", {"cross_val_dir": "C:/results"}, "'cross_val_dir' of CrossSiteModelEval must be a relative path"),
+        ("TBWriter", {"queue_size": 0}, "'queue_size' of TBWriter must be at least 1, not 0"),
+    ],
+)
+def test_bad_args_of_builtins_are_refused_by_their_schema(
+    registry: Registry, name: str, args: dict, expected: str
+) -> None:
+    from flconfig.config.documents import parse_json
+    from flconfig.schemas import check_args
+
+    info = registry.resolve("name", name)
+    doc = parse_json(json.dumps({"args": args}), "config_fed_server.json")
+    problems = check_args(doc, ("args",), args, info.args_schema, info.name)
+    assert any(expected in p.message for p in problems), [p.message for p in problems]
+    assert all(p.position is not None and p.position.line == 1 for p in problems)
 
 
 @pytest.mark.parametrize(
     "name, args, error",
-    [
-        ("ScatterAndGather", {"min_clients": 0}, ValueError),
-        ("ScatterAndGather", {"num_rounds": 2.5}, TypeError),
-        ("ScatterAndGather", {"ignore_result_error": "yes"}, TypeError),
-        ("LearnerExecutor", {"learner_id": ""}, ValueError),
+    [  # what one argument's schema cannot say: the constructors check it
         ("LearnerExecutor", {"learner_id": "l", "validate_task": "train"}, ValueError),
-        ("InTimeAccumulateWeightedAggregator", {"expected_data_kind": "WEIGHT"}, ValueError),
-        ("InTimeAccumulateWeightedAggregator", {"exclude_vars": "("}, ValueError),
+        ("InTimeAccumulateWeightedAggregator", {"exclude_vars": {"a": "x"}}, TypeError),
         ("PTFileModelPersistor", {"model": {"path": "x.Y"}}, TypeError),
-        ("PTFileModelPersistor", {"global_model_file_name": "../model.pt"}, ValueError),
-        ("TBAnalyticsReceiver", {"tb_folder": "../outside"}, ValueError),
-        ("TBAnalyticsReceiver", {"tb_folder": "/tmp/tb"}, ValueError),
-        ("ConvertToFedEvent", {"events_to_convert": "analytix_log_stats"}, TypeError),
-        ("CrossSiteModelEval", {"participating_clients": ["site-1", 2]}, TypeError),
     ],
 )
-def test_constructors_reject_bad_values(
+def test_constructors_reject_what_the_schema_cannot_express(
     registry: Registry, name: str, args: dict, error: type[Exception]
 ) -> None:
     cls = registry.load_class(registry.resolve("name", name))
     with pytest.raises(error):
         cls(**args)
+
+
+def test_an_args_schema_refines_the_type_hint_and_keeps_its_base_classes(registry: Registry) -> None:
+    tb = registry.resolve("name", "TBAnalyticsReceiver").args_schema["properties"]
+    # refined: the hint's type, the docstring's description and the default stay
+    assert tb["tb_folder"]["type"] == "string" and tb["tb_folder"]["default"] == "tb_events"
+    assert "relative to the run directory" in tb["tb_folder"]["description"]
+    assert "pattern" in tb["tb_folder"]
+    # inherited from AnalyticsReceiver's ARGS_SCHEMA, though the subclass has its own
+    assert tb["events"]["minItems"] == 1
 
 
 def test_constructors_keep_flare_defaults(registry: Registry) -> None:

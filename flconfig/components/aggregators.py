@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import JobError
 from ..types import FLModel, ReturnCode, RunContext
-from .base import Aggregator, check_bool
+from .base import Aggregator
 
 log = logging.getLogger(__name__)
 
@@ -51,17 +51,24 @@ class InTimeAccumulateWeightedAggregator(Aggregator):
     ARGS_SCHEMA: ClassVar[dict[str, Any]] = {
         "expected_data_kind": {
             "anyOf": [
-                {"enum": ["WEIGHTS", "WEIGHT_DIFF", "METRICS"]},
+                {"type": "string", "enum": ["WEIGHTS", "WEIGHT_DIFF", "METRICS"]},
                 {
                     "type": "object",
+                    "minProperties": 1,
                     "additionalProperties": {"enum": ["WEIGHTS", "WEIGHT_DIFF", "METRICS"]},
                 },
+            ]
+        },
+        "exclude_vars": {
+            "anyOf": [
+                {"type": ["string", "null"], "format": "regex"},
+                {"type": "object", "additionalProperties": {"type": ["string", "null"], "format": "regex"}},
             ]
         },
         "aggregation_weights": {
             "anyOf": [
                 {"type": "null"},
-                {"type": "object", "additionalProperties": {"type": "number"}},
+                {"type": "object", "additionalProperties": {"type": "number", "minimum": 0}},
             ]
         },
     }
@@ -86,10 +93,15 @@ class InTimeAccumulateWeightedAggregator(Aggregator):
             weigh_by_local_iter: also weigh each result by the number of local
                 steps the site reports.
         """
-        self.expected_data_kind = _check_data_kind(expected_data_kind)
-        self.exclude_vars = _check_exclude_vars(exclude_vars, self.expected_data_kind)
-        self.aggregation_weights = _check_weights(aggregation_weights)
-        self.weigh_by_local_iter = check_bool("weigh_by_local_iter", weigh_by_local_iter)
+        if isinstance(exclude_vars, dict) and not isinstance(expected_data_kind, dict):
+            raise TypeError("exclude_vars may be a dict only when expected_data_kind is a dict")
+        self.expected_data_kind = expected_data_kind
+        self.exclude_vars = exclude_vars
+        self.aggregation_weights = (
+            None if aggregation_weights is None
+            else {str(site): float(w) for site, w in aggregation_weights.items()}
+        )
+        self.weigh_by_local_iter = weigh_by_local_iter
         #: Why each refused result of the current round was refused, by site.
         self.rejections: dict[str, str] = {}
         self._exclude = (
@@ -250,60 +262,6 @@ class InTimeAccumulateWeightedAggregator(Aggregator):
                         f"the first accepted result's has {shape}"
                     )
         return converted, None
-
-
-def _check_data_kind(value: Any) -> str | dict[str, str]:
-    if isinstance(value, str):
-        if value not in DATA_KINDS:
-            raise ValueError(
-                f"expected_data_kind must be one of {', '.join(DATA_KINDS)}, got {value!r}"
-            )
-        return value
-    if isinstance(value, dict):
-        if not value:
-            raise ValueError("expected_data_kind must not be an empty dict")
-        for key, kind in value.items():
-            if kind not in DATA_KINDS:
-                raise ValueError(
-                    f"expected_data_kind[{key!r}] must be one of {', '.join(DATA_KINDS)}, got {kind!r}"
-                )
-        return dict(value)
-    raise TypeError(f"expected_data_kind must be a string or a dict, got {type(value).__name__}")
-
-
-def _check_regex(name: str, value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be a regular expression string, got {type(value).__name__}")
-    try:
-        re.compile(value)
-    except re.error as exc:
-        raise ValueError(f"{name} is not a valid regular expression: {exc}") from exc
-    return value
-
-
-def _check_exclude_vars(value: Any, data_kind: str | dict[str, str]) -> str | dict | None:
-    if isinstance(value, dict):
-        if not isinstance(data_kind, dict):
-            raise TypeError("exclude_vars may be a dict only when expected_data_kind is a dict")
-        return {key: _check_regex(f"exclude_vars[{key!r}]", v) for key, v in value.items()}
-    return _check_regex("exclude_vars", value)
-
-
-def _check_weights(value: Any) -> dict[str, float] | None:
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise TypeError(f"aggregation_weights must be a dict, got {type(value).__name__}")
-    weights: dict[str, float] = {}
-    for site, weight in value.items():
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
-            raise TypeError(f"aggregation_weights[{site!r}] must be a number, got {weight!r}")
-        if weight < 0:
-            raise ValueError(f"aggregation_weights[{site!r}] must be >= 0, got {weight}")
-        weights[str(site)] = float(weight)
-    return weights
 
 
 def _logger(ctx: RunContext) -> logging.Logger:

@@ -18,9 +18,22 @@ therefore be plain literals (strings, lists, dicts) written in the class body:
     end in ``_id``. ``PTFileModelPersistor`` declares ``{"model": "model"}``:
     a string ``model`` is the id of a component of kind ``model``.
 ``ARGS_SCHEMA``
-    ``{"arg": {...JSON schema...}}`` to state an argument's type more
-    precisely than its type hint can (an enum, a range ...). It replaces the
-    schema derived from the hint for that argument.
+    ``{"arg": {...JSON schema...}}`` to say more about an argument than its
+    type hint can: ``{"minimum": 0}``, ``{"minLength": 1}``, a ``pattern``
+    with a ``patternErrorMessage``, ``{"format": "regex"}``. It refines the
+    schema derived from the hint (the hint's type, the docstring's
+    description and the default stay); an entry that states the type itself
+    (``type``, ``anyOf``, ``enum`` ...) replaces the hint's typing. A
+    subclass's entries are added to its bases'.
+
+    This is the one description of an argument: ``flconfig validate`` checks
+    the config's args with it, and ``flconfig launch`` checks them again once
+    every site's variables are resolved, before anything is built. The
+    built-in constructors therefore do not check their args again; they
+    check only what one argument's schema cannot say (two task names that
+    must differ ...), and paths joined to the run directory are checked
+    where they are joined (:func:`flconfig.files.inside`), whatever built
+    the component.
 ``EMITS_ARG``
     On event senders: the argument holding the event type the component
     fires (``AnalyticsSender``: ``"event_type"``).
@@ -254,84 +267,6 @@ class Widget(Component):
     """A helper that only reacts to events."""
 
     kind = "widget"
-
-
-# Argument checks shared by the built-in components. Constructors raise
-# TypeError for a value of the wrong type and ValueError for a bad value, as
-# FLARE's do; the builder reports both against the config line.
-
-
-def check_str(name: str, value: Any, *, empty: bool = False) -> str:
-    """Return ``value`` if it is a string (non-empty unless ``empty``)."""
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be a string, got {type(value).__name__}")
-    if not empty and not value:
-        raise ValueError(f"{name} must not be empty")
-    return value
-
-
-def check_optional_str(name: str, value: Any) -> str | None:
-    """Return ``value`` if it is None or a non-empty string."""
-    return None if value is None else check_str(name, value)
-
-
-def check_int(name: str, value: Any, *, minimum: int | None = 0) -> int:
-    """Return ``value`` if it is an int (not a bool) and at least ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
-def check_number(name: str, value: Any, *, positive: bool = False) -> float:
-    """Return ``value`` as a float if it is a non-negative (or positive) number."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if value < 0 or (positive and value == 0):
-        raise ValueError(f"{name} must be {'> 0' if positive else '>= 0'}, got {value}")
-    return float(value)
-
-
-def check_bool(name: str, value: Any) -> bool:
-    """Return ``value`` if it is a bool."""
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be true or false, got {type(value).__name__}")
-    return value
-
-
-def check_str_list(name: str, value: Any, *, empty: bool = False) -> list[str]:
-    """Return a copy of ``value`` if it is a list of non-empty strings."""
-    if not isinstance(value, (list, tuple)):
-        raise TypeError(f"{name} must be a list of strings, got {type(value).__name__}")
-    if not empty and not value:
-        raise ValueError(f"{name} must not be empty")
-    for i, item in enumerate(value):
-        check_str(f"{name}[{i}]", item)
-    return list(value)
-
-
-def check_relative_path(name: str, value: Any) -> str:
-    """Return ``value`` if it is a relative path that stays inside its root.
-
-    Output folders are joined to the run directory; an absolute path or a
-    ``..`` part would write outside it.
-    """
-    check_str(name, value)
-    parts = value.replace("\\", "/").split("/")
-    if value.startswith(("/", "\\")) or (len(value) > 1 and value[1] == ":"):
-        raise ValueError(f"{name} must be a relative path, got {value!r}")
-    if ".." in parts:
-        raise ValueError(f"{name} must not contain '..', got {value!r}")
-    return value
-
-
-def check_file_name(name: str, value: Any) -> str:
-    """Return ``value`` if it is a plain file name (no folder part)."""
-    check_str(name, value)
-    if "/" in value or "\\" in value or value in (".", ".."):
-        raise ValueError(f"{name} must be a file name without a folder, got {value!r}")
-    return value
 
 
 # Helpers shared by the built-in components at run time (and write_atomic, from ..files).

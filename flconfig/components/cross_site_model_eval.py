@@ -5,21 +5,15 @@ from __future__ import annotations
 import logging
 import math
 import time
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import JobError
+from ..files import inside
 from ..types import FLModel, ReturnCode, Signal
 from .base import (
     AppEventType,
     Controller,
     ModelLocator,
-    check_bool,
-    check_int,
-    check_number,
-    check_relative_path,
-    check_str,
-    check_str_list,
     lookup_component,
 )
 from .validation_json import validation_entry, write_json
@@ -61,6 +55,21 @@ class CrossSiteModelEval(Controller):
     workflow reports its progress itself.
     """
 
+    ARGS_SCHEMA: ClassVar[dict[str, Any]] = {
+        "task_check_period": {"exclusiveMinimum": 0},
+        "cross_val_dir": {
+            "minLength": 1,
+            "pattern": r"^(?![/\\])(?!.:)(?!(.*[/\\])?\.\.([/\\]|$))",
+            "patternErrorMessage": "a relative path inside the run folder (no leading '/', drive or '..')",
+        },
+        "submit_model_timeout": {"minimum": 0},
+        "validation_timeout": {"minimum": 0},
+        "submit_model_task_name": {"minLength": 1},
+        "validation_task_name": {"minLength": 1},
+        "participating_clients": {"minItems": 1, "items": {"type": "string", "minLength": 1}},
+        "wait_for_clients_timeout": {"minimum": 0},
+    }
+
     def __init__(
         self,
         task_check_period: float = 0.5,
@@ -93,23 +102,19 @@ class CrossSiteModelEval(Controller):
             wait_for_clients_timeout: seconds to wait for the participating
                 sites to connect.
         """
-        self.task_check_period = check_number("task_check_period", task_check_period, positive=True)
-        self.cross_val_dir = check_relative_path("cross_val_dir", cross_val_dir)
-        self.submit_model_timeout = check_int("submit_model_timeout", submit_model_timeout)
-        self.validation_timeout = check_int("validation_timeout", validation_timeout)
-        self.model_locator_id = check_str("model_locator_id", model_locator_id, empty=True)
-        self.formatter_id = check_str("formatter_id", formatter_id, empty=True)
-        self.submit_model_task_name = check_str("submit_model_task_name", submit_model_task_name)
-        self.validation_task_name = check_str("validation_task_name", validation_task_name)
-        self.cleanup_models = check_bool("cleanup_models", cleanup_models)
+        self.task_check_period = float(task_check_period)
+        self.cross_val_dir = cross_val_dir
+        self.submit_model_timeout = submit_model_timeout
+        self.validation_timeout = validation_timeout
+        self.model_locator_id = model_locator_id
+        self.formatter_id = formatter_id
+        self.submit_model_task_name = submit_model_task_name
+        self.validation_task_name = validation_task_name
+        self.cleanup_models = cleanup_models
         self.participating_clients = (
-            None
-            if participating_clients is None
-            else check_str_list("participating_clients", participating_clients)
+            None if participating_clients is None else list(participating_clients)
         )
-        self.wait_for_clients_timeout = check_int(
-            "wait_for_clients_timeout", wait_for_clients_timeout
-        )
+        self.wait_for_clients_timeout = wait_for_clients_timeout
 
         #: ``{site: {model name: metrics}}`` of the last run of this workflow.
         self.results: dict[str, dict[str, dict[str, Any]]] = {}
@@ -276,7 +281,7 @@ class CrossSiteModelEval(Controller):
         )
 
     def _write_results(self, ctx: SiteContext) -> None:
-        path = Path(ctx.run_dir) / self.cross_val_dir / RESULTS_FILE_NAME
+        path = inside(ctx.run_dir, self.cross_val_dir) / RESULTS_FILE_NAME
         write_json(path, self.results)
         ctx.props[RESULTS_PROP] = self.results
         ctx.progress(f"cross-site evaluation results: {path}")

@@ -6,11 +6,11 @@ import logging
 import math
 import threading
 from dataclasses import replace
-from typing import Any
+from typing import Any, ClassVar
 
 from ..errors import JobError
 from ..types import Event, EventType, FLModel, ReturnCode, RunContext, Signal
-from .base import Executor, Learner, check_str
+from .base import Executor, Learner
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,13 @@ class LearnerExecutor(Executor):
     ``finalize``.
     """
 
+    ARGS_SCHEMA: ClassVar[dict[str, Any]] = {
+        "learner_id": {"minLength": 1},
+        "train_task": {"minLength": 1},
+        "submit_model_task": {"minLength": 1},
+        "validate_task": {"minLength": 1},
+    }
+
     def __init__(
         self,
         learner_id: str,
@@ -67,10 +74,10 @@ class LearnerExecutor(Executor):
                 cross-site evaluation.
             validate_task: task name that validates a model sent by the server.
         """
-        self.learner_id = check_str("learner_id", learner_id)
-        self.train_task = check_str("train_task", train_task)
-        self.submit_model_task = check_str("submit_model_task", submit_model_task)
-        self.validate_task = check_str("validate_task", validate_task)
+        self.learner_id = learner_id
+        self.train_task = train_task
+        self.submit_model_task = submit_model_task
+        self.validate_task = validate_task
         tasks = [self.train_task, self.submit_model_task, self.validate_task]
         if len(set(tasks)) != len(tasks):
             raise ValueError(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 from ..types import FLModel, RunContext
-from .base import ModelLocator, ModelPersistor, check_str, lookup_component
+from .base import ModelLocator, ModelPersistor, lookup_component
 
 
 class PTFileModelLocator(ModelLocator):
@@ -16,12 +18,14 @@ class PTFileModelLocator(ModelLocator):
     ``SRV_`` prefix, as FLARE does.
     """
 
+    ARGS_SCHEMA: ClassVar[dict[str, Any]] = {"pt_persistor_id": {"minLength": 1}}
+
     def __init__(self, pt_persistor_id: str) -> None:
         """
         Args:
             pt_persistor_id: id of the PTFileModelPersistor whose models are offered.
         """
-        self.pt_persistor_id = check_str("pt_persistor_id", pt_persistor_id)
+        self.pt_persistor_id = pt_persistor_id
 
     def _persistor(self, ctx: RunContext) -> ModelPersistor:
         owner = f"model locator {self.id or type(self).__name__}"

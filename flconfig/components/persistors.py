@@ -11,13 +11,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import JobError
+from ..files import inside
 from ..types import Event, EventType, FLModel, RunContext
 from .base import (
     AppEventType,
     Filter,
     ModelPersistor,
-    check_file_name,
-    check_optional_str,
     lookup_component,
     state_mismatch,
     write_atomic,
@@ -60,6 +59,19 @@ class PTFileModelPersistor(ModelPersistor):
             "description": "a nested component spec building the model, or the id of a model component",
             "anyOf": [{"type": "object"}, {"type": "string", "minLength": 1}, {"type": "null"}],
         },
+        "exclude_vars": {"format": "regex"},
+        "global_model_file_name": {
+            "minLength": 1,
+            "pattern": r"^(?!\.\.?$)[^/\\]+$",
+            "patternErrorMessage": "a file name without a folder",
+        },
+        "best_global_model_file_name": {
+            "minLength": 1,
+            "pattern": r"^(?!\.\.?$)[^/\\]+$",
+            "patternErrorMessage": "a file name without a folder",
+        },
+        "source_ckpt_file_full_name": {"minLength": 1},
+        "filter_id": {"minLength": 1},
     }
 
     def __init__(
@@ -86,27 +98,12 @@ class PTFileModelPersistor(ModelPersistor):
             filter_id: id of a filter applied to the model when it is saved
                 and loaded.
         """
-        if exclude_vars is not None:
-            if not isinstance(exclude_vars, str):
-                raise TypeError(
-                    f"exclude_vars must be a regular expression string, got {type(exclude_vars).__name__}"
-                )
-            try:
-                re.compile(exclude_vars)
-            except re.error as exc:
-                raise ValueError(f"exclude_vars is not a valid regular expression: {exc}") from exc
         self.exclude_vars = exclude_vars
         self.model = _check_model(model)
-        self.global_model_file_name = check_file_name(
-            "global_model_file_name", global_model_file_name
-        )
-        self.best_global_model_file_name = check_file_name(
-            "best_global_model_file_name", best_global_model_file_name
-        )
-        self.source_ckpt_file_full_name = check_optional_str(
-            "source_ckpt_file_full_name", source_ckpt_file_full_name
-        )
-        self.filter_id = check_optional_str("filter_id", filter_id)
+        self.global_model_file_name = global_model_file_name
+        self.best_global_model_file_name = best_global_model_file_name
+        self.source_ckpt_file_full_name = source_ckpt_file_full_name
+        self.filter_id = filter_id
         self._exclude = re.compile(exclude_vars) if exclude_vars else None
         self._best_metric: float | None = None
 
@@ -174,7 +171,7 @@ class PTFileModelPersistor(ModelPersistor):
     def model_names(self, ctx: RunContext) -> list[str]:
         """File names of the models saved so far: the global model, then the best one."""
         names = [self.global_model_file_name, self.best_global_model_file_name]
-        return [name for name in names if (Path(ctx.run_dir) / name).is_file()]
+        return [name for name in names if inside(ctx.run_dir, name).is_file()]
 
     # -- saving ---------------------------------------------------------------------
 
@@ -185,7 +182,7 @@ class PTFileModelPersistor(ModelPersistor):
         ``model.meta["validation_metric"]`` is higher than any seen before.
         """
         model = self._filtered(model, ctx)
-        path = Path(ctx.run_dir) / self.global_model_file_name
+        path = inside(ctx.run_dir, self.global_model_file_name)
         self._write(path, model)
         _logger(ctx).info("saved the global model to %s", path)
         metric = _metric(model)
@@ -200,7 +197,7 @@ class PTFileModelPersistor(ModelPersistor):
             self._best_metric = metric
         if not filtered:
             model = self._filtered(model, ctx)
-        path = Path(ctx.run_dir) / self.best_global_model_file_name
+        path = inside(ctx.run_dir, self.best_global_model_file_name)
         self._write(path, model)
         _logger(ctx).info(
             "saved the best global model (validation metric %s) to %s",
@@ -254,11 +251,11 @@ class PTFileModelPersistor(ModelPersistor):
 
 
 def _check_model(model: Any) -> Any:
-    # Checked by duck type: importing torch here would put it on the validate path.
-    if model is None or (isinstance(model, str) and model):
+    # The schema allows a spec (built before the constructor sees it), an id or None; this
+    # checks what the spec built, by duck type: importing torch here would put it on the
+    # validate path.
+    if model is None or isinstance(model, str):
         return model
-    if isinstance(model, dict):
-        raise TypeError("model must be a component spec with 'path' or 'name', or a component id")
     if not callable(getattr(model, "state_dict", None)):
         raise TypeError(
             f"model must be a torch.nn.Module or the id of a model component, got {type(model).__name__}"

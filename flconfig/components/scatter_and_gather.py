@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import TYPE_CHECKING, Any, ClassVar, TypeGuard
 
 from ..errors import JobError
 from ..types import EventType, FLModel, ReturnCode, Signal
@@ -15,10 +15,6 @@ from .base import (
     Controller,
     ModelPersistor,
     ShareableGenerator,
-    check_bool,
-    check_int,
-    check_number,
-    check_str,
     lookup_component,
 )
 
@@ -66,6 +62,20 @@ class ScatterAndGather(Controller):
     are waited for without polling, and flconfig takes no snapshots.
     """
 
+    ARGS_SCHEMA: ClassVar[dict[str, Any]] = {
+        "min_clients": {"minimum": 1},
+        "num_rounds": {"minimum": 0},
+        "start_round": {"minimum": 0},
+        "wait_time_after_min_received": {"minimum": 0},
+        "aggregator_id": {"minLength": 1},
+        "shareable_generator_id": {"minLength": 1},
+        "train_task_name": {"minLength": 1},
+        "train_timeout": {"minimum": 0},
+        "task_check_period": {"exclusiveMinimum": 0},
+        "persist_every_n_rounds": {"minimum": 0},
+        "snapshot_every_n_rounds": {"minimum": 0},
+    }
+
     def __init__(
         self,
         min_clients: int = 1000,
@@ -109,28 +119,20 @@ class ScatterAndGather(Controller):
             snapshot_every_n_rounds: snapshot the workflow state every N
                 rounds; 0 for never.
         """
-        self.min_clients = check_int("min_clients", min_clients, minimum=1)
-        self.num_rounds = check_int("num_rounds", num_rounds)
-        self.start_round = check_int("start_round", start_round)
-        self.wait_time_after_min_received = check_int(
-            "wait_time_after_min_received", wait_time_after_min_received
-        )
-        self.aggregator_id = check_str("aggregator_id", aggregator_id)
-        self.persistor_id = check_str("persistor_id", persistor_id, empty=True)
-        self.shareable_generator_id = check_str("shareable_generator_id", shareable_generator_id)
-        self.train_task_name = check_str("train_task_name", train_task_name)
-        self.train_timeout = check_int("train_timeout", train_timeout)
-        self.ignore_result_error = (
-            None
-            if ignore_result_error is None
-            else check_bool("ignore_result_error", ignore_result_error)
-        )
-        self.allow_empty_global_weights = check_bool(
-            "allow_empty_global_weights", allow_empty_global_weights
-        )
-        self.task_check_period = check_number("task_check_period", task_check_period, positive=True)
-        self.persist_every_n_rounds = check_int("persist_every_n_rounds", persist_every_n_rounds)
-        self.snapshot_every_n_rounds = check_int("snapshot_every_n_rounds", snapshot_every_n_rounds)
+        self.min_clients = min_clients
+        self.num_rounds = num_rounds
+        self.start_round = start_round
+        self.wait_time_after_min_received = wait_time_after_min_received
+        self.aggregator_id = aggregator_id
+        self.persistor_id = persistor_id
+        self.shareable_generator_id = shareable_generator_id
+        self.train_task_name = train_task_name
+        self.train_timeout = train_timeout
+        self.ignore_result_error = ignore_result_error
+        self.allow_empty_global_weights = allow_empty_global_weights
+        self.task_check_period = float(task_check_period)
+        self.persist_every_n_rounds = persist_every_n_rounds
+        self.snapshot_every_n_rounds = snapshot_every_n_rounds
 
         #: The current global model (set by :meth:`start_controller`, updated every round).
         self.global_model: FLModel | None = None

@@ -6,10 +6,11 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from ..files import inside
 from ..types import Event, EventType, FLModel, ReturnCode, RunContext
-from .base import AppEventType, Widget, check_file_name, check_relative_path, write_atomic
+from .base import AppEventType, Widget, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,19 @@ class ValidationJsonGenerator(Widget):
     content.
     """
 
+    ARGS_SCHEMA: ClassVar[dict[str, Any]] = {
+        "results_dir": {
+            "minLength": 1,
+            "pattern": r"^(?![/\\])(?!.:)(?!(.*[/\\])?\.\.([/\\]|$))",
+            "patternErrorMessage": "a relative path inside the run folder (no leading '/', drive or '..')",
+        },
+        "json_file_name": {
+            "minLength": 1,
+            "pattern": r"^(?!\.\.?$)[^/\\]+$",
+            "patternErrorMessage": "a file name without a folder",
+        },
+    }
+
     def __init__(
         self,
         results_dir: str = "cross_site_val",
@@ -41,8 +55,8 @@ class ValidationJsonGenerator(Widget):
             results_dir: folder, relative to the server's run directory, of the file.
             json_file_name: name of the JSON file.
         """
-        self.results_dir = check_relative_path("results_dir", results_dir)
-        self.json_file_name = check_file_name("json_file_name", json_file_name)
+        self.results_dir = results_dir
+        self.json_file_name = json_file_name
         self._results: dict[str, dict[str, dict[str, Any]]] = {}
 
     def handle_event(self, event: Event, ctx: RunContext) -> None:
@@ -61,7 +75,7 @@ class ValidationJsonGenerator(Widget):
                 if entry is not None:
                     self._results.setdefault(site, {})[model] = entry
         elif event.type == EventType.END_RUN and self._results:
-            path = Path(ctx.run_dir) / self.results_dir / self.json_file_name
+            path = inside(ctx.run_dir, self.results_dir) / self.json_file_name
             write_json(path, self._results)
             (getattr(ctx, "log", None) or log).info(
                 "wrote cross-site validation results to %s", path

@@ -184,56 +184,20 @@ class DigitsLearner(Learner):
         max_train_batches: stop each epoch after this many batches (quick tests).
     """
 
-    # Checked by `flconfig validate` before anything runs (replaces the hint's schema).
+    # What the type hints cannot say; `flconfig validate` checks it, and `flconfig launch`
+    # again with each site's resolved values. Descriptions come from the docstring.
     ARGS_SCHEMA: ClassVar[dict[str, Any]] = {
-        "lr": {
-            "type": "number",
-            "exclusiveMinimum": 0,
-            "default": 0.05,
-            "description": "SGD learning rate.",
-        },
-        "epochs": {
-            "type": "integer",
-            "minimum": 1,
-            "default": 1,
-            "description": "local epochs per round.",
-        },
-        "batch_size": {
-            "type": "integer",
-            "minimum": 1,
-            "default": 32,
-            "description": "training batch size.",
-        },
-        "dataset": {
-            "enum": ["digits", "cifar10"],
-            "default": "digits",
-            "description": "'digits' (scikit-learn's 8x8 digits) or 'cifar10' (needs data_path).",
-        },
-        "num_sites": {
-            "type": ["integer", "null"],
-            "minimum": 1,
-            "default": None,
-            "description": "how many shares the training data is cut into (more sites reuse them "
-                           "in turn); null: the run's client sites.",
-        },
-        "site_index": {
-            "type": ["integer", "null"],
-            "minimum": 0,
-            "default": None,
-            "description": "this site's 0-based share; null derives it from the site name.",
-        },
+        "lr": {"exclusiveMinimum": 0},
+        "epochs": {"minimum": 1},
+        "batch_size": {"minimum": 1},
+        "dataset": {"enum": ["digits", "cifar10"]},
+        "num_sites": {"minimum": 1},
+        "site_index": {"minimum": 0},
         "device": {
-            "type": "string",
             "pattern": "^(cpu|cuda|auto|cuda:[0-9]+)$",
-            "default": "cpu",
-            "description": "'cpu', 'cuda' or 'auto' (CUDA when available).",
+            "patternErrorMessage": "'cpu', 'cuda', 'cuda:N' or 'auto'",
         },
-        "max_train_batches": {
-            "type": ["integer", "null"],
-            "minimum": 1,
-            "default": None,
-            "description": "stop each epoch after this many batches (quick tests).",
-        },
+        "max_train_batches": {"minimum": 1},
     }
 
     def __init__(
@@ -250,23 +214,8 @@ class DigitsLearner(Learner):
         device: str = "cpu",
         max_train_batches: int | None = None,
     ) -> None:
-        if dataset not in DATASETS:
-            raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
-        if dataset == "cifar10" and not data_path:
+        if dataset == "cifar10" and not data_path:  # two args together: not one arg's schema
             raise ValueError("dataset 'cifar10' needs 'data_path' (the folder with the .bin files)")
-        if device not in DEVICES and not device.startswith("cuda:"):
-            raise ValueError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
-        for name, value in (
-            ("epochs", epochs),
-            ("batch_size", batch_size),
-            ("num_sites", num_sites),
-        ):
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be at least 1, got {value}")
-        if max_train_batches is not None and max_train_batches < 1:
-            raise ValueError(f"max_train_batches must be at least 1, got {max_train_batches}")
-        if lr <= 0:
-            raise ValueError(f"lr must be positive, got {lr}")
         self.lr = lr
         self.epochs = epochs
         self.batch_size = batch_size

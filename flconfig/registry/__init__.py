@@ -694,7 +694,7 @@ def _info_from(description: ClassDescription, origin: str) -> ComponentInfo:
             required.append(param.name)
     for name, fragment in args_schema_extra.items():
         if isinstance(name, str) and isinstance(fragment, dict):
-            properties[name] = fragment
+            properties[name] = refine(properties.get(name, {}), fragment)
 
     schema: dict[str, Any] = {"type": "object"}
     if params is not None or properties:
@@ -730,6 +730,21 @@ def _arg_spec(param: Param, references: Mapping[str, Any]) -> ArgSpec:
     required = param.default is NO_DEFAULT
     default = MISSING if required or param.default is NOT_LITERAL else param.default
     return ArgSpec(param.name, param.annotation, required, default, reference)
+
+
+#: The keys that say what type a value has: a refinement setting one of them replaces them all.
+_TYPING_KEYS = frozenset({"type", "anyOf", "oneOf", "allOf", "enum", "const"})
+
+
+def refine(derived: Mapping[str, Any], fragment: Mapping[str, Any]) -> dict[str, Any]:
+    """An argument's schema from its type hint (``derived``), refined by the class's
+    ``ARGS_SCHEMA`` entry: the fragment's keys are added (``minimum``, ``minLength``,
+    ``pattern`` ...) and win over the derived ones; a fragment that states the type
+    itself (``type``, ``anyOf``, ``enum`` ...) replaces the derived typing, while the
+    derived description and default stay."""
+    if _TYPING_KEYS & fragment.keys():
+        derived = {k: v for k, v in derived.items() if k not in _TYPING_KEYS}
+    return {**derived, **fragment}
 
 
 def _property_schema(param: Param, spec: ArgSpec, doc: str | None) -> dict[str, Any]:

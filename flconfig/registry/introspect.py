@@ -160,7 +160,8 @@ class ClassDescription:
     #: Dotted path of the class whose ``__init__`` is used, or None.
     init_owner: str | None
     #: Literal UPPER_CASE class attributes, inherited ones included
-    #: (``REFERENCES``, ``ARGS_SCHEMA``, ``EMITS_ARG`` ...).
+    #: (``REFERENCES``, ``ARGS_SCHEMA``, ``EMITS_ARG`` ...); ``ARGS_SCHEMA`` entries
+    #: of the bases are kept unless the class refines the same argument.
     attributes: Mapping[str, Any]
     docstring: str | None = None
     #: Argument descriptions from the ``Args:`` section of the docstrings.
@@ -659,11 +660,12 @@ class Introspector:
         attributes: dict[str, Any] = {}
         for entry in reversed(mro):
             if isinstance(entry, _Node):
-                attributes.update(
-                    (k, v)
-                    for k, v in entry.attributes.items()
-                    if k.isupper() and not k.startswith("_")
-                )
+                for k, v in entry.attributes.items():
+                    if not k.isupper() or k.startswith("_"):
+                        continue
+                    if k == "ARGS_SCHEMA" and isinstance(v, dict) and isinstance(attributes.get(k), dict):
+                        v = {**attributes[k], **v}  # a subclass refines more args, keeps its bases'
+                    attributes[k] = v
 
         params, var_args, var_kwargs, owner = self._signature(mro, 0)
         arg_docs: dict[str, str] = {}

@@ -172,7 +172,12 @@ def _validator(kind: str) -> Draft7Validator:
 
 @lru_cache(maxsize=256)
 def _args_validator(schema_json: str) -> Draft7Validator:
-    return Draft7Validator(json.loads(schema_json))
+    return _new_args_validator(json.loads(schema_json))
+
+
+def _new_args_validator(schema: Mapping[str, Any]) -> Draft7Validator:
+    # Formats are checked in component args: "regex" (it must compile) is the one used.
+    return Draft7Validator(schema, format_checker=Draft7Validator.FORMAT_CHECKER)
 
 
 # --- checking -----------------------------------------------------------------------------
@@ -347,6 +352,8 @@ class _Check:
         elif kw == "pattern":
             rule = schema.get("patternErrorMessage") or f"a string matching {expected!r}"
             message = f"{subject} must be {rule}, not {_short(value)}"
+        elif kw == "format":
+            message = f"{subject} must be {_FORMATS.get(expected, repr(expected))}, not {_short(value)}"
         elif kw in ("minLength", "minItems", "minProperties") and expected == 1:
             message = f"{subject} must not be empty"
         elif kw in ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties"):
@@ -360,6 +367,8 @@ class _Check:
         code = "schema" if self.args_label is None else "bad-arg"
         return _Issue(code, message, self.root + rel, hint)
 
+
+_FORMATS = {"regex": "a valid regular expression"}
 
 _BOUNDS = {
     "minimum": "at least",
@@ -412,7 +421,7 @@ def check_args(
     try:
         validator = _args_validator(json.dumps(args_schema))
     except (TypeError, ValueError):  # not JSON text (e.g. a tuple default): check uncached
-        validator = Draft7Validator(args_schema)
+        validator = _new_args_validator(args_schema)
     check = _Check(tuple(args_path), component_label)
     issues = check.issues(validator.iter_errors(args))
     return _to_problems(doc, issues)

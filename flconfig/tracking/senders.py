@@ -32,9 +32,6 @@ from typing import Any, ClassVar
 
 from ..components.base import (
     Widget,
-    check_int,
-    check_str,
-    check_str_list,
 )
 from ..runtime.logs import site_thread_name
 from ..types import Event, EventType, RunContext
@@ -140,11 +137,8 @@ class AnalyticsSender(Widget):
     kind = "analytics_sender"
     EMITS_ARG: ClassVar[str] = "event_type"
     ARGS_SCHEMA: ClassVar[dict[str, Any]] = {
-        "queue_size": {
-            "type": "integer",
-            "minimum": 1,
-            "description": "most records waiting to be sent; a full queue makes add_* calls wait",
-        }
+        "event_type": {"minLength": 1},
+        "queue_size": {"minimum": 1},
     }
     #: Seconds between two looks at a queue that had records: records logged meanwhile go
     #: in one batch (one event); flush() and a full queue have it drained at once.
@@ -162,8 +156,8 @@ class AnalyticsSender(Widget):
             queue_size: most records waiting to be sent; when the queue is full
                 an ``add_*`` call waits until there is room (nothing is dropped).
         """
-        self.event_type = check_str("event_type", event_type)
-        self.queue_size = check_int("queue_size", queue_size, minimum=1)
+        self.event_type = event_type
+        self.queue_size = queue_size
         # Items: (kind, tag, value, step, wall_time) tuples, or threading.Event
         # flush markers. deque.append is atomic: the hot path takes no lock.
         self._queue: deque[Any] = deque()
@@ -493,6 +487,10 @@ class ConvertToFedEvent(Widget):
 
     CONVERTS_ARG: ClassVar[str] = "events_to_convert"
     PREFIX_ARG: ClassVar[str] = "fed_event_prefix"
+    ARGS_SCHEMA: ClassVar[dict[str, Any]] = {
+        "events_to_convert": {"minItems": 1, "items": {"type": "string", "minLength": 1}},
+        "fed_event_prefix": {"minLength": 1},
+    }
 
     def __init__(self, events_to_convert: list[str], fed_event_prefix: str = "fed.") -> None:
         """
@@ -501,8 +499,8 @@ class ConvertToFedEvent(Widget):
             fed_event_prefix: prefix of the federated events' names:
                 ``analytix_log_stats`` becomes ``fed.analytix_log_stats``.
         """
-        self.events_to_convert = check_str_list("events_to_convert", events_to_convert)
-        self.fed_event_prefix = check_str("fed_event_prefix", fed_event_prefix)
+        self.events_to_convert = list(events_to_convert)
+        self.fed_event_prefix = fed_event_prefix
         self._convert = frozenset(self.events_to_convert)
 
     def handle_event(self, event: Event, ctx: RunContext) -> None:

@@ -16,10 +16,9 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, ClassVar
 
-from ...components.base import Widget, check_str_list
+from ...components.base import Widget
 from ...errors import JobError, StorageError, storage_message
 from ...transport.contract import is_valid_site_name
 from ...types import Event, EventType, RunContext
@@ -66,15 +65,16 @@ class AnalyticsReceiver(Widget):
     kind = "receiver"
     LISTENS_ARG: ClassVar[str] = "events"
     DEFAULT_EVENTS: ClassVar[list[str]] = ["analytix_log_stats", "fed.analytix_log_stats"]
+    ARGS_SCHEMA: ClassVar[dict[str, Any]] = {
+        "events": {"minItems": 1, "items": {"type": "string", "minLength": 1}},
+    }
 
     def __init__(self, events: list[str] | None = None) -> None:
         """
         Args:
             events: the events to receive; None for ``DEFAULT_EVENTS``.
         """
-        self.events = (
-            list(self.DEFAULT_EVENTS) if events is None else check_str_list("events", events)
-        )
+        self.events = list(self.DEFAULT_EVENTS if events is None else events)
         self._listened = frozenset(self.events)
         self._lock = threading.Lock()
         self._state = "new"  # new -> ready | failed -> finalized
@@ -227,14 +227,5 @@ class AnalyticsReceiver(Widget):
     def late_records(self) -> int:
         """Records that arrived after :meth:`finalize` and were not saved."""
         return self._late
-
-
-def _checked_root(run_dir: Path | str, folder: str) -> Path:
-    """``run_dir / folder``, resolved; ValueError if it leaves ``run_dir``."""
-    base = Path(run_dir).resolve()
-    root = (base / folder).resolve()
-    if root != base and base not in root.parents:
-        raise ValueError(f"{folder!r} leaves the run directory {base}")
-    return root
 
 

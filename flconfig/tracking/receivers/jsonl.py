@@ -6,13 +6,11 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from ...components.base import (
-    check_file_name,
-)
+from ...files import inside
 from ...types import RunContext
-from . import AnalyticsReceiver, _checked_root
+from . import AnalyticsReceiver
 
 log = logging.getLogger("flconfig.components.tracking")
 
@@ -29,6 +27,12 @@ class JsonLinesReceiver(AnalyticsReceiver):
     ``Infinity``).
     """
 
+    ARGS_SCHEMA: ClassVar[dict[str, Any]] = {"file_name": {
+            "minLength": 1,
+            "pattern": r"^(?!\.\.?$)[^/\\]+$",
+            "patternErrorMessage": "a file name without a folder",
+        }}
+
     def __init__(self, file_name: str = "analytics.jsonl", events: list[str] | None = None) -> None:
         """
         Args:
@@ -36,13 +40,13 @@ class JsonLinesReceiver(AnalyticsReceiver):
             events: the events to receive; None for ``DEFAULT_EVENTS``.
         """
         super().__init__(events)
-        self.file_name = check_file_name("file_name", file_name)
+        self.file_name = file_name
         self.path: Path | None = None
         self._file: Any = None
         self._lines: list[str] = []
 
     def initialize(self, ctx: RunContext) -> None:
-        self.path = _checked_root(ctx.run_dir, self.file_name)
+        self.path = inside(ctx.run_dir, self.file_name)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(self.path, "ab")  # noqa: SIM115 - closed in finalize
 

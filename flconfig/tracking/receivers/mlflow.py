@@ -9,10 +9,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ...components.base import (
-    check_optional_str,
-    check_str,
-)
 from ...errors import JobError
 from ...types import RunContext
 from .. import records as rec
@@ -38,6 +34,10 @@ class MLflowReceiver(AnalyticsReceiver):
     """
 
     DEFAULT_EVENTS: ClassVar[list[str]] = ["fed.analytix_log_stats"]
+    ARGS_SCHEMA: ClassVar[dict[str, Any]] = {
+        "tracking_uri": {"minLength": 1},
+        "experiment_name": {"minLength": 1},
+    }
 
     def __init__(
         self,
@@ -54,8 +54,8 @@ class MLflowReceiver(AnalyticsReceiver):
             events: the events to receive; None for ``DEFAULT_EVENTS``.
         """
         super().__init__(events)
-        self.tracking_uri = check_optional_str("tracking_uri", tracking_uri)
-        self.experiment_name = check_str("experiment_name", experiment_name)
+        self.tracking_uri = tracking_uri
+        self.experiment_name = experiment_name
         self._client: Any = None
         self._experiment_id = ""
         self._runs: dict[str, str] = {}

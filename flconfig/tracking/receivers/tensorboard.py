@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from ...components.base import (
-    check_relative_path,
-)
+from ...files import inside
 from ...transport.contract import is_valid_site_name
 from ...types import RunContext
-from . import AnalyticsReceiver, _checked_root
+from . import AnalyticsReceiver
 
 log = logging.getLogger("flconfig.components.tracking")
 
@@ -27,6 +25,12 @@ class TBAnalyticsReceiver(AnalyticsReceiver):
     config it writes that site's own metrics under the client's run directory.
     """
 
+    ARGS_SCHEMA: ClassVar[dict[str, Any]] = {"tb_folder": {
+            "minLength": 1,
+            "pattern": r"^(?![/\\])(?!.:)(?!(.*[/\\])?\.\.([/\\]|$))",
+            "patternErrorMessage": "a relative path inside the run folder (no leading '/', drive or '..')",
+        }}
+
     def __init__(self, tb_folder: str = "tb_events", events: list[str] | None = None) -> None:
         """
         Args:
@@ -35,7 +39,7 @@ class TBAnalyticsReceiver(AnalyticsReceiver):
             events: the events to receive; None for ``DEFAULT_EVENTS``.
         """
         super().__init__(events)
-        self.tb_folder = check_relative_path("tb_folder", tb_folder)
+        self.tb_folder = tb_folder
         self.root: Path | None = None
         self._writers: dict[str, Any] = {}
         # The writers holding records of the batch under way: a batch writes (or
@@ -46,7 +50,7 @@ class TBAnalyticsReceiver(AnalyticsReceiver):
         from ..tb_files import RunWriter  # tensorboard's protobufs: run time only
 
         self._run_writer = RunWriter
-        self.root = _checked_root(ctx.run_dir, self.tb_folder)
+        self.root = inside(ctx.run_dir, self.tb_folder)
         self.root.mkdir(parents=True, exist_ok=True)
 
     def save(self, record: dict[str, Any], origin: str) -> None:
