@@ -46,7 +46,7 @@ def plain_state(obj: Any) -> dict[str, Any]:
 def test_load_job_returns_a_checked_job(job: Job) -> None:
     assert isinstance(job, Job)
     assert job.name == "tensorboard-streaming"
-    assert job.errors == [] and job.problems == []
+    assert job.errors == [] and job.problems == ()
     assert list(job.apps) == ["app"]
     assert job.server_config is not None and job.server_config.role == "server"
     assert job.apps["app"].client is not None
@@ -205,7 +205,7 @@ def test_a_constructor_that_rejects_its_args_fails_the_build_with_a_position(tmp
 @pytest.mark.parametrize("site", ["server", "site-1"])
 def test_the_yaml_twin_builds_the_same_components(job: Job, site: str) -> None:
     twin = load_job(YAML_JOB, environ={})
-    assert twin.problems == []
+    assert twin.problems == ()
     assert twin.client_sites() == job.client_sites()
     from_json, from_yaml = job.build(site), twin.build(site)
 
@@ -236,10 +236,28 @@ def test_checks_are_pure_the_job_is_the_same_after_any_number_of_them(tmp_path: 
     job, problems = inspect_job(job_dir, environ={})
     assert job is not None
     assert any("pt_lerner" in p.message for p in problems)
-    stored = list(job.problems)
+    stored = job.problems
     infos = [spec.info for config in job.configs() for spec in config.all_specs()]
     first, second = check_job(job), check_job(job)
     assert first == second
     assert {p.message for p in first} <= {p.message for p in problems}
-    assert job.problems == stored
+    assert job.problems == stored == tuple(problems)
     assert [spec.info for config in job.configs() for spec in config.all_specs()] == infos
+
+
+def test_a_loaded_job_cannot_be_changed(job: Job) -> None:
+    """The checked job is immutable: its parts are frozen, its collections read-only."""
+    import dataclasses
+
+    config = job.server_config
+    assert config is not None
+    spec = config.components[0]
+    for obj, attr, value in ((job, "problems", ()), (job.apps[next(iter(job.apps))], "client", None),
+                             (config, "components", ()), (spec, "info", None), (spec, "args", {})):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(obj, attr, value)
+    with pytest.raises(TypeError):
+        job.apps["other"] = job.apps[next(iter(job.apps))]  # type: ignore[index]
+    with pytest.raises(AttributeError):
+        config.components.append(spec)  # type: ignore[attr-defined]
+    assert spec.info is not None and spec.info.args_schema  # resolved at loading, not later

@@ -14,12 +14,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, JsonPath, Position, Problem, display_path, errors_only
 from .documents import CONFIG_SUFFIXES, Document, load_document
+
+if TYPE_CHECKING:
+    from ..registry import ComponentInfo, Registry
+    from ..runtime.build import BuiltSite
+    from .meta import MetaInfo
 
 CLIENT_CONFIG = "config_fed_client"
 SERVER_CONFIG = "config_fed_server"
@@ -31,31 +37,42 @@ VALIDATION_WORKSPACE = "/tmp/flconfig-workspace"
 VALIDATION_JOB_ID = "simulate_job"
 
 
-@dataclass
-class ComponentSpec:
-    """One ``{id, path|name, args}`` entry of a config, resolved or not."""
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
 
-    config: ConfigFile
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """One ``{id, path|name, args}`` entry of a config, resolved or not. Immutable: resolving
+    its class gives a new spec (:meth:`ConfigFile.resolve_components`)."""
+
+    doc: Document  # the resolved document it is written in (positions for messages)
     json_path: JsonPath
     role: str  # "component" | "executor" | "workflow" | "filter" | "nested"
     id: str | None
     key: str  # which of SPEC_KEYS named the class
     ref: str  # the class path or short name as written
-    args: dict[str, Any]
+    args: Mapping[str, Any]  # the constructor's args, as written (read-only)
     disabled: bool = False
-    parent: ComponentSpec | None = None
-    arg_name: str | None = None  # for nested specs: the arg of the parent holding it
-    nested: dict[str, ComponentSpec] = field(default_factory=dict)
-    info: Any = None  # registry.ComponentInfo once resolved
+    #: For a nested spec: how messages name the spec holding it, the arg holding it, and
+    #: the id of the top-level spec it belongs to (its references count for that one).
+    parent_label: str | None = None
+    arg_name: str | None = None
+    owner_id: str | None = None
+    nested: Mapping[str, ComponentSpec] = field(default_factory=lambda: _EMPTY)
+    info: ComponentInfo | None = None  # the class, once resolved through the registry
 
     @property
     def label(self) -> str:
         cls = self.ref.rsplit(".", 1)[-1]
         if self.id:
             return f"component '{self.id}' ({cls})"
-        if self.parent is not None:
-            return f"'{self.arg_name}' of {self.parent.label}"
+        if self.parent_label is not None:
+            return f"'{self.arg_name}' of {self.parent_label}"
         return f"{self.role} {cls}"
+
+    @property
+    def is_nested(self) -> bool:
+        return self.parent_label is not None
 
     @property
     def args_path(self) -> JsonPath:
@@ -71,54 +88,76 @@ class ComponentSpec:
         for child in self.nested.values():
             yield from child.walk()
 
+    def resolved(self, registry: Registry, problems: list[Problem]) -> ComponentSpec:
+        """This spec and its nested ones with their classes resolved through ``registry``;
+        what does not resolve is added to ``problems`` and keeps ``info`` None."""
+        from ..registry import ResolveError
 
-@dataclass
+        info = None
+        try:
+            info = registry.resolve(self.key, self.ref)
+        except ResolveError as exc:
+            problems.append(self.doc.problem(exc.code, exc.message,
+                                             (*self.json_path, self.key), exc.hint))
+        nested = {name: child.resolved(registry, problems) for name, child in self.nested.items()}
+        return replace(self, info=info, nested=MappingProxyType(nested) if nested else _EMPTY)
+
+
+#: An executor entry: the tasks it handles and its spec.
+ExecutorEntry = tuple[tuple[str, ...], ComponentSpec]
+#: A filter: its section (``task_data_filters`` | ``task_result_filters``), its chain's tasks
+#: and direction, and its spec.
+FilterEntry = tuple[str, tuple[str, ...], str, ComponentSpec]
+
+
+@dataclass(frozen=True)
 class ConfigFile:
-    """A client or server config of one app, after variables are resolved."""
+    """A client or server config of one app, after variables are resolved. Immutable."""
 
     role: str  # "client" | "server"
     app: str
     file: Path
     raw: Document
     doc: Document  # resolved
-    executors: list[tuple[list[str], ComponentSpec]] = field(default_factory=list)
-    components: list[ComponentSpec] = field(default_factory=list)
-    workflows: list[ComponentSpec] = field(default_factory=list)
-    filters: list[tuple[str, list[str], str, ComponentSpec]] = field(default_factory=list)
+    executors: tuple[ExecutorEntry, ...] = ()
+    components: tuple[ComponentSpec, ...] = ()
+    workflows: tuple[ComponentSpec, ...] = ()
+    filters: tuple[FilterEntry, ...] = ()
 
     def top_specs(self) -> list[ComponentSpec]:
         """Every top-level spec in document order."""
         specs = [s for _, s in self.executors] + [s for *_, s in self.filters]
-        specs += self.components + self.workflows
+        specs += [*self.components, *self.workflows]
         return sorted(specs, key=lambda s: _path_order(s.json_path))
 
     def all_specs(self) -> list[ComponentSpec]:
         return [spec for top in self.top_specs() for spec in top.walk()]
 
-    def resolve_components(self, registry: Any) -> list[Problem]:
-        """Resolve the class of every spec through ``registry`` (a part of loading, before
-        any check: it sets ``spec.info``); the problems of those that do not resolve."""
-        from ..registry import ResolveError
-
+    def resolve_components(self, registry: Registry) -> tuple[ConfigFile, list[Problem]]:
+        """This config with the class of every spec resolved through ``registry`` (a part of
+        loading, before any check), and the problems of the specs that do not resolve."""
         problems: list[Problem] = []
-        for spec in self.all_specs():
-            try:
-                spec.info = registry.resolve(spec.key, spec.ref)
-            except ResolveError as exc:
-                problems.append(self.doc.problem(exc.code, exc.message,
-                                                 (*spec.json_path, spec.key), exc.hint))
-        return problems
+        config = replace(
+            self,
+            executors=tuple((tasks, spec.resolved(registry, problems)) for tasks, spec in self.executors),
+            components=tuple(spec.resolved(registry, problems) for spec in self.components),
+            workflows=tuple(spec.resolved(registry, problems) for spec in self.workflows),
+            filters=tuple((section, tasks, direction, spec.resolved(registry, problems))
+                          for section, tasks, direction, spec in self.filters),
+        )
+        problems.sort(key=Problem.sort_key)
+        return config, problems
 
     def by_id(self) -> dict[str, ComponentSpec]:
         """Components (and, on the server, workflows) addressable by id."""
         out: dict[str, ComponentSpec] = {}
-        for spec in self.components + self.workflows:
+        for spec in (*self.components, *self.workflows):
             if spec.id and spec.id not in out:
                 out[spec.id] = spec
         return out
 
 
-@dataclass
+@dataclass(frozen=True)
 class App:
     name: str
     folder: Path | None
@@ -135,33 +174,40 @@ class App:
         custom = self.folder / "custom"
         return custom if custom.is_dir() else None
 
-    def check_custom(self, root: Path, problems: list[Problem]) -> None:
-        """Refuse this app's custom/ if it (or a link in it) leaves the job folder ``root``."""
-        from ..validate.containment import check_custom_dir
 
-        if self.folder is None:
-            return
-        found = check_custom_dir(self.folder / "custom", root)
-        if found:
-            problems.extend(found)
-            self.custom_allowed = False
+def _with_config(app: App, role: str, config: ConfigFile) -> App:
+    return replace(app, server=config) if role == "server" else replace(app, client=config)
+
+
+def _checked_app(name: str, folder: Path, root: Path, problems: list[Problem]) -> App:
+    """The app in ``folder``, its custom/ refused (and why, in ``problems``) if it, or a
+    link in it, leaves the job folder ``root``."""
+    from ..validate.containment import check_custom_dir
+
+    found = check_custom_dir(folder / "custom", root)
+    problems.extend(found)
+    return App(name, folder, custom_allowed=not found)
 
 
 def _path_order(path: JsonPath) -> tuple[Any, ...]:
     return tuple((0, p, "") if isinstance(p, int) else (1, 0, p) for p in path)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Job:
-    """A loaded job: its meta, apps and configs, and the problems found in them."""
+    """A loaded job: its meta, apps and configs, and the problems found in them.
+
+    Immutable and checked once: :func:`inspect_job` builds it, resolves every class and
+    runs every check, and nothing changes it afterwards (the checks are pure functions
+    of it). A run is planned from it (:func:`flconfig.runtime.plan.plan_run`)."""
 
     name: str
     folder: Path
-    meta: Any  # meta.MetaInfo
+    meta: MetaInfo
     meta_doc: Document | None
-    apps: dict[str, App]
-    registry: Any  # registry.Registry
-    problems: list[Problem] = field(default_factory=list)
+    apps: Mapping[str, App]
+    registry: Registry
+    problems: tuple[Problem, ...] = ()
     allowed_modules: tuple[str, ...] = ()
 
     @property
@@ -175,7 +221,7 @@ class Job:
     @property
     def server_config(self) -> ConfigFile | None:
         app = self.meta.server_app()
-        return self.apps[app].server if app in self.apps else None
+        return self.apps[app].server if app is not None and app in self.apps else None
 
     def client_sites(self, num_clients: int | None = None) -> list[str]:
         """The client sites to run: named in deploy_map, else ``site-1..site-N``."""
@@ -195,7 +241,7 @@ class Job:
         return config
 
     def build(self, site: str, *, workspace: str | Path | None = None, job_id: str = VALIDATION_JOB_ID,
-              environ: Mapping[str, str] | None = None) -> Any:
+              environ: Mapping[str, str] | None = None) -> BuiltSite:
         """Instantiate the server's (``site="server"``) or a client site's components."""
         from ..runtime.build import build_site
 
@@ -274,13 +320,12 @@ def resolve_config(raw: Document, file: Path, role: str, app: App, site: str,
     problems.extend(var_problems)
     if check:
         problems.extend(check_document(doc, role))
-    config = ConfigFile(role, app.name, file, raw, doc)
-    _extract_specs(config)
-    return config
+    return _config_of(role, app.name, file, raw, doc)
 
 
-def _spec_from(config: ConfigFile, value: Any, path: JsonPath, role: str,
-               parent: ComponentSpec | None = None, arg_name: str | None = None) -> ComponentSpec | None:
+def _spec_from(doc: Document, value: Any, path: JsonPath, role: str, *,
+               parent: ComponentSpec | None = None, arg_name: str | None = None,
+               default_id: str | None = None) -> ComponentSpec | None:
     """A ComponentSpec from a dict, or None when it is not a usable spec (schema reports why)."""
     if not isinstance(value, dict):
         return None
@@ -290,22 +335,24 @@ def _spec_from(config: ConfigFile, value: Any, path: JsonPath, role: str,
     args = value.get("args", {})
     if not isinstance(args, dict):
         args = {}
-    raw_id = value.get("id")
-    spec = ComponentSpec(
-        config=config, json_path=path, role=role,
-        id=raw_id if isinstance(raw_id, str) and raw_id else None,
-        key=key, ref=value[key], args=args, disabled=value.get("disabled") is True,
-        parent=parent, arg_name=arg_name,
-    )
+    args_path = (*path, "args")
     if "class_attributes" in args and isinstance(args["class_attributes"], dict):
-        spec.args = args["class_attributes"]
-    args_path = (*path, "args", "class_attributes") if spec.args is not args else (*path, "args")
-    for name, arg in spec.args.items():
+        args, args_path = args["class_attributes"], (*path, "args", "class_attributes")
+    raw_id = value.get("id")
+    spec_id = raw_id if isinstance(raw_id, str) and raw_id else default_id
+    spec = ComponentSpec(
+        doc=doc, json_path=path, role=role, id=spec_id, key=key, ref=value[key], args=args,
+        disabled=value.get("disabled") is True,
+        parent_label=None if parent is None else parent.label, arg_name=arg_name,
+        owner_id=spec_id if parent is None else parent.owner_id,
+    )
+    nested: dict[str, ComponentSpec] = {}
+    for name, arg in args.items():
         if is_nested_spec(arg):
-            child = _spec_from(config, arg, (*args_path, name), "nested", spec, name)
+            child = _spec_from(doc, arg, (*args_path, name), "nested", parent=spec, arg_name=name)
             if child is not None:
-                spec.nested[name] = child
-    return spec
+                nested[name] = child
+    return replace(spec, nested=MappingProxyType(nested)) if nested else spec
 
 
 def is_nested_spec(value: Any) -> bool:
@@ -314,34 +361,42 @@ def is_nested_spec(value: Any) -> bool:
             and value.get("config_type", "component") == "component")
 
 
-def _extract_specs(config: ConfigFile) -> None:
-    data = config.doc.data
+def _config_of(role: str, app: str, file: Path, raw: Document, doc: Document) -> ConfigFile:
+    """The config with its component specs (not resolved yet)."""
+    data = doc.data
+    executors: list[ExecutorEntry] = []
+    filters: list[FilterEntry] = []
+    components: list[ComponentSpec] = []
+    workflows: list[ComponentSpec] = []
     for i, entry in enumerate(_list(data.get("executors"))):
         if isinstance(entry, dict):
-            tasks = [t for t in _list(entry.get("tasks")) if isinstance(t, str)]
-            spec = _spec_from(config, entry.get("executor"), ("executors", i, "executor"), "executor")
+            tasks = tuple(t for t in _list(entry.get("tasks")) if isinstance(t, str))
+            spec = _spec_from(doc, entry.get("executor"), ("executors", i, "executor"), "executor")
             if spec is not None:
-                config.executors.append((tasks, spec))
+                executors.append((tasks, spec))
     for section in ("task_data_filters", "task_result_filters"):
         for i, chain in enumerate(_list(data.get(section))):
             if not isinstance(chain, dict):
                 continue
-            tasks = [t for t in _list(chain.get("tasks")) if isinstance(t, str)]
+            tasks = tuple(t for t in _list(chain.get("tasks")) if isinstance(t, str))
             for j, f in enumerate(_list(chain.get("filters"))):
-                spec = _spec_from(config, f, (section, i, "filters", j), "filter")
+                spec = _spec_from(doc, f, (section, i, "filters", j), "filter")
                 if spec is not None:
-                    config.filters.append((section, tasks, str(chain.get("direction", "")), spec))
+                    filters.append((section, tasks, str(chain.get("direction", "")), spec))
     for i, entry in enumerate(_list(data.get("components"))):
-        spec = _spec_from(config, entry, ("components", i), "component")
+        spec = _spec_from(doc, entry, ("components", i), "component")
         if spec is not None:
-            config.components.append(spec)
-    if config.role == "server":
+            components.append(spec)
+    if role == "server":
         for i, entry in enumerate(_list(data.get("workflows"))):
-            spec = _spec_from(config, entry, ("workflows", i), "workflow")
+            # FLARE: a workflow's id defaults to its class name
+            ref = entry.get(next((k for k in SPEC_KEYS if k in entry), ""), "") if isinstance(entry, dict) else ""
+            default_id = ref.rsplit(".", 1)[-1] if isinstance(ref, str) and ref else None
+            spec = _spec_from(doc, entry, ("workflows", i), "workflow", default_id=default_id)
             if spec is not None:
-                if spec.id is None:  # FLARE: a workflow's id defaults to its class name
-                    spec.id = spec.ref.rsplit(".", 1)[-1]
-                config.workflows.append(spec)
+                workflows.append(spec)
+    return ConfigFile(role, app, file, raw, doc, tuple(executors), tuple(components),
+                      tuple(workflows), tuple(filters))
 
 
 def _list(value: Any) -> list[Any]:
@@ -371,14 +426,28 @@ def inspect_job(path: str | Path, *, allowed_modules: Sequence[str] = (),
     else:
         job = _folder_job(target, kind, problems, allowed_modules, environ)
     if job is not None:
-        for config in job.configs():
-            problems.extend(config.resolve_components(job.registry))
+        job = _resolved(job, problems)
         problems.extend(check_job(job))
     problems = _dedupe(problems)
     problems.sort(key=Problem.sort_key)
     if job is not None:
-        job.problems = problems
+        job = replace(job, problems=tuple(problems))
     return job, problems
+
+
+def _resolved(job: Job, problems: list[Problem]) -> Job:
+    """``job`` with every config's classes resolved through its registry."""
+    apps: dict[str, App] = {}
+    for name, app in job.apps.items():
+        configs: dict[str, ConfigFile | None] = {}
+        for role in ("server", "client"):
+            config = getattr(app, role)
+            if config is not None:
+                config, found = config.resolve_components(job.registry)
+                problems.extend(found)
+            configs[role] = config
+        apps[name] = replace(app, server=configs["server"], client=configs["client"])
+    return replace(job, apps=MappingProxyType(apps))
 
 
 def _dedupe(problems: list[Problem]) -> list[Problem]:
@@ -404,7 +473,7 @@ def _dedupe(problems: list[Problem]) -> list[Problem]:
 
 
 def _make_registry(custom_dirs: list[Path], allowed_modules: Sequence[str], environ: Mapping[str, str] | None,
-                   job_root: Path | None = None) -> Any:
+                   job_root: Path | None = None) -> Registry:
     from ..registry import Registry
 
     return Registry.create(custom_dirs=custom_dirs, allowed_modules=allowed_modules, environ=environ,
@@ -428,14 +497,13 @@ def _single_file_job(file: Path, problems: list[Problem], allowed_modules: Seque
         except ConfigError:
             role = "client"
     folder = file.parent.parent if file.parent.name == "config" else file.parent
-    app = App(folder.name or "app", folder)
-    app.check_custom(folder, problems)
+    app = _checked_app(folder.name or "app", folder, folder, problems)
     meta = default_meta(app.name)
     config = read_config(file, role, app, "server" if role == "server" else "site-1", problems, environ=environ)
     if config is not None:
-        setattr(app, role, config)
+        app = _with_config(app, role, config)
     custom = [app.custom_dir] if app.custom_dir else []
-    return Job(app.name, folder, meta, None, {app.name: app},
+    return Job(app.name, folder, meta, None, MappingProxyType({app.name: app}),
                _make_registry(custom, allowed_modules, environ, folder), allowed_modules=tuple(allowed_modules))
 
 
@@ -478,8 +546,7 @@ def _folder_job(folder: Path, kind: str, problems: list[Problem], allowed_module
     apps: dict[str, App] = {}
     first_client = next(iter(meta.client_sites()), "site-1")
     for name, app_folder in app_folders.items():
-        app = App(name, app_folder)
-        apps[name] = app
+        apps[name] = App(name, app_folder)
         roles = _roles_needed(meta, name)
         where = meta_doc.key_position(("deploy_map", name)) if meta_doc else Position(_display(folder))
         if not app_folder.is_dir():
@@ -491,7 +558,7 @@ def _folder_job(folder: Path, kind: str, problems: list[Problem], allowed_module
         if linked:
             problems.extend(linked)
             continue
-        app.check_custom(folder, problems)
+        app = apps[name] = _checked_app(name, app_folder, folder, problems)
         if not roles:
             continue
         config_dir = app_folder / "config"
@@ -519,10 +586,11 @@ def _folder_job(folder: Path, kind: str, problems: list[Problem], allowed_module
             site = "server" if role == "server" else first_client
             config = read_config(file, role, app, site, problems, environ=environ)
             if config is not None:
-                setattr(app, role, config)
+                app = apps[name] = _with_config(app, role, config)
     custom_dirs = [a.custom_dir for a in apps.values() if a.custom_dir]
     name = meta.name or folder.resolve().name
-    return Job(name, folder, meta, meta_doc, apps, _make_registry(custom_dirs, allowed_modules, environ, folder),
+    return Job(name, folder, meta, meta_doc, MappingProxyType(apps),
+               _make_registry(custom_dirs, allowed_modules, environ, folder),
                allowed_modules=tuple(allowed_modules))
 
 
@@ -535,7 +603,7 @@ def _app_folder_hint(job_folder: Path, app_folder: Path) -> str:
     return hint + (f"; app folders here: {', '.join(apps)}" if apps else "")
 
 
-def _roles_needed(meta: Any, app: str) -> list[str]:
+def _roles_needed(meta: MetaInfo, app: str) -> list[str]:
     roles = []
     if app in meta.apps_needing("server"):
         roles.append("server")

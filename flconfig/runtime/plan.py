@@ -21,9 +21,12 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, Position, Problem, errors_only
+
+if TYPE_CHECKING:
+    from ..config.job import ComponentSpec, ConfigFile, Job
 
 #: Version of the JSON form; a plan of another version is refused when read.
 PLAN_FORMAT = 1
@@ -130,7 +133,7 @@ def load_plan(path: str | Path) -> RunPlan:
 # --------------------------------------------------------------------------- making a plan
 
 
-def plan_run(job: Any, sites: Sequence[str], workspace: str | Path, job_id: str, *,
+def plan_run(job: Job, sites: Sequence[str], workspace: str | Path, job_id: str, *,
              server: bool = True, environ: Mapping[str, str] | None = None) -> RunPlan:
     """Resolve the configuration of the server (with ``server``) and of each of ``sites``.
 
@@ -178,7 +181,7 @@ def plan_run(job: Any, sites: Sequence[str], workspace: str | Path, job_id: str,
     return RunPlan(job.name, job_id, str(workspace), custom_dirs, tuple(configs), index)
 
 
-def _resolve_site(job: Any, site: str, workspace: str | Path, job_id: str,
+def _resolve_site(job: Job, site: str, workspace: str | Path, job_id: str,
                   environ: Mapping[str, str] | None) -> tuple[Any, list[Problem]]:
     """The site's config resolved for this run and checked: (ConfigFile or None, problems)."""
     from ..config.job import resolve_config
@@ -190,13 +193,14 @@ def _resolve_site(job: Any, site: str, workspace: str | Path, job_id: str,
     config = resolve_config(template.raw, template.file, template.role, job.apps[template.app],
                             site, problems, workspace=workspace, job_id=job_id, environ=environ)
     if config is not None:
-        problems += config.resolve_components(job.registry)
+        config, found = config.resolve_components(job.registry)
+        problems += found
         problems += check_components(config)
         problems += check_wiring(config)
     return config, problems
 
 
-def _site_free(job: Any, template: Any, environ: Mapping[str, str] | None) -> bool:
+def _site_free(job: Job, template: ConfigFile, environ: Mapping[str, str] | None) -> bool:
     """True when ``template`` (a client config) resolves the same whatever its site is called."""
     from ..config.job import resolve_config
 
@@ -209,7 +213,7 @@ def _site_free(job: Any, template: Any, environ: Mapping[str, str] | None) -> bo
     return seen[0] is not None and seen[0] == seen[1]
 
 
-def _site_plan_of(config: Any) -> SitePlan:
+def _site_plan_of(config: ConfigFile) -> SitePlan:
     from ..validate.wiring import build_order
 
     by_id = config.by_id()
@@ -227,13 +231,14 @@ def _site_plan_of(config: Any) -> SitePlan:
     )
 
 
-def _planned(spec: Any) -> PlannedComponent:
+def _planned(spec: ComponentSpec) -> PlannedComponent:
     info = spec.info
+    assert info is not None, spec.label  # plans are made only of configs without errors
     cls = ClassRef(info.path, info.module, info.qualname, info.origin, info.file)
     args = {k: v for k, v in spec.args.items() if k not in spec.nested}
     return PlannedComponent(
         id=spec.id, role=spec.role, label=spec.label,
-        position=spec.config.doc.position(spec.json_path), json_path=tuple(spec.json_path),
+        position=spec.doc.position(spec.json_path), json_path=tuple(spec.json_path),
         cls=cls, args=args,
         nested={name: _planned(child) for name, child in spec.nested.items()},
         disabled=spec.disabled,

@@ -401,7 +401,7 @@ def check_document(doc: Document, kind: str) -> list[Problem]:
 def check_args(
     doc: Document,
     args_path: JsonPath,
-    args: dict[str, Any],
+    args: Mapping[str, Any],
     args_schema: Mapping[str, Any],
     component_label: str,
 ) -> list[Problem]:
@@ -416,7 +416,7 @@ def check_args(
     judged by type. ``args`` that is not a dict gives no problems here: the
     document's schema reports it.
     """
-    if not isinstance(args, dict):
+    if not isinstance(args, Mapping):
         return []
     try:
         validator = _args_validator(json.dumps(args_schema))

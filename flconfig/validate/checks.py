@@ -51,7 +51,7 @@ def check_components(config: ConfigFile) -> list[Problem]:
                 (*spec.json_path, spec.key), f"use {_a(expected)} class here"))
         args_path = spec.args_path
         written_args = doc.data_at(args_path, {})
-        if spec.parent is None and isinstance(written_args, dict) and "class_attributes" in written_args:
+        if not spec.is_nested and isinstance(written_args, dict) and "class_attributes" in written_args:
             args_path = (*args_path, "class_attributes")
         problems.extend(check_args(doc, args_path, spec.args, spec.info.args_schema, spec.info.name))
     return problems

@@ -27,12 +27,6 @@ class Reference:
     by_default: bool
 
 
-def _owner(spec: ComponentSpec) -> ComponentSpec:
-    while spec.parent is not None:
-        spec = spec.parent
-    return spec
-
-
 def references(config: ConfigFile) -> Iterator[Reference]:
     """Every reference in a config, including those made by argument defaults."""
     for spec in config.all_specs():
@@ -121,9 +115,9 @@ def dependency_graph(config: ConfigFile) -> dict[str, list[str]]:
     by_id = config.by_id()
     graph: dict[str, list[str]] = {i: [] for i in by_id}
     for ref in references(config):
-        owner = _owner(ref.source)
-        if owner.id in graph and ref.target_id in by_id and ref.target_id not in graph[owner.id]:
-            graph[owner.id].append(ref.target_id)
+        owner = ref.source.owner_id
+        if owner in graph and ref.target_id in by_id and ref.target_id not in graph[owner]:
+            graph[owner].append(ref.target_id)
     return graph
 
 
