@@ -195,3 +195,94 @@ def test_a_worker_hosting_many_sites_gets_one_malloc_arena_unless_the_user_chose
     assert "MALLOC_ARENA_MAX" not in worker_environment(1)  # a process of its own: glibc's default
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
     assert worker_environment(512)["MALLOC_ARENA_MAX"] == "4"
+
+
+def _children(pid: int) -> list[tuple[str, str]]:
+    """(comm, command line) of each live child of ``pid``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+            fields = stat.rpartition(")")[2].split()
+            if int(fields[1]) != pid or fields[0] == "Z":
+                continue
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+            found.append(((proc / "comm").read_text().strip(), cmdline))
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forking from a zygote is Linux-only")
+@pytest.mark.parametrize("how", ["fork", "spawn"])
+def test_the_server_and_workers_are_forked_from_one_torch_import_or_spawned(
+    tmp_path: Path, how: str
+) -> None:
+    """By default `flconfig launch` forks its processes from one that imported torch once;
+    they are the launcher's children all the same, and show the command line (and, forked,
+    the name) of their role; `--spawn` starts each afresh."""
+    job = make_job(tmp_path, num_rounds=3)
+    ws = tmp_path / "ws"
+    extra = ["--spawn"] if how == "spawn" else []
+    proc = subprocess.Popen([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws), *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    seen = ""
+    children: list[tuple[str, str]] = []
+    for line in proc.stdout:
+        seen += line
+        if "round 1/3" in line:
+            children = _children(proc.pid)
+            break
+    seen += proc.stdout.read()
+    assert proc.wait(timeout=120) == 0, seen
+    commands = sorted(cmd.split("flconfig.runtime.worker", 1)[-1].strip() for _, cmd in children)
+    spec = ws / ".flconfig" / "simulate_job" / "spec.json"
+    assert commands == [f"clients --spec {spec} --sites site-1", f"clients --spec {spec} --sites site-2",
+                        f"server --spec {spec}"], children  # and no zygote left: it went once all were forked
+    names = sorted(name for name, _ in children)
+    if how == "fork":
+        assert names == ["flconfig-client", "flconfig-client", "flconfig-server"]
+    else:
+        assert all(name.startswith("python") for name in names), names
+    assert _worker_pids(ws) == []
+
+
+ZYGOTE_SCRIPT = r"""
+import json, os, signal, sys, tempfile
+from flconfig.launch.processes import Zygote
+z = Zygote.start("/nowhere")
+assert z is not None and z.ready()
+with tempfile.TemporaryFile("w+") as err, open(os.devnull) as null:
+    bad = z.fork(["server", "--spec", "/no/such/spec.json"], {}, null.fileno(), err.fileno(), err.fileno())
+    waiting = z.fork(["clients", "--spec", sys.argv[1], "--sites", "site-1"], {}, null.fileno(),
+                     err.fileno(), err.fileno())
+    z.close()
+    codes = {"bad": bad.wait(timeout=60), "parent": open(f"/proc/{waiting.pid}/stat").read().rpartition(")")[2].split()[1]}
+    waiting.kill()
+    codes["killed"] = waiting.wait(timeout=60)
+    err.seek(0)
+    codes["err"] = err.read()
+print(json.dumps({**codes, "me": os.getpid()}))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forking from a zygote is Linux-only")
+def test_forked_processes_are_the_launchers_to_wait_for_and_to_kill(tmp_path: Path) -> None:
+    from flconfig.config.job import load_job
+    from flconfig.runtime.plan import plan_run
+
+    plan = tmp_path / "plan.json"
+    plan.write_text(plan_run(load_job(EXAMPLE), ["site-1"], tmp_path, "j").to_json())
+    spec = tmp_path / "spec.json"  # a worker waiting for a server that never comes
+    spec.write_text(json.dumps({"workspace": str(tmp_path), "job_id": "j", "plan": str(plan),
+                                "port_file": str(tmp_path / "never.port"), "startup_timeout": 60}))
+    out = subprocess.run([sys.executable, "-c", ZYGOTE_SCRIPT, str(spec)], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["bad"] != 0 and "spec.json" in result["err"]  # its error reached its stderr
+    assert int(result["parent"]) == result["me"]  # adopted by the launcher, not the zygote
+    assert result["killed"] == -signal.SIGKILL

@@ -31,6 +31,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser.add_argument("--threads", type=int, help="torch threads per process (default: cores / processes)")
     parser.add_argument("--processes", type=int,
                         help="client worker processes (default: one per site up to 8 sites, else the cores)")
+    parser.add_argument("--spawn", action="store_true",
+                        help="start the server and every worker as a new Python interpreter "
+                             "(default on Linux: fork them from one process that imported torch "
+                             "once, which saves a torch import per process)")
     parser.add_argument("--heartbeat-timeout", type=float,
                         help="seconds of silence before the server gives a site up "
                              "(default: the server config's heart_beat_timeout)")
@@ -109,7 +113,7 @@ def run(ns: argparse.Namespace) -> int:
     clients = [c.strip() for c in ns.clients.split(",") if c.strip()] if ns.clients else None
     opts = LaunchOptions(
         job=Path(ns.job), workspace=Path(ns.workspace), clients=clients, num_clients=ns.num_clients,
-        job_id=ns.job_id, device=ns.device, threads=ns.threads, processes=ns.processes,
+        job_id=ns.job_id, device=ns.device, threads=ns.threads, processes=ns.processes, fork=not ns.spawn,
         heartbeat_timeout=ns.heartbeat_timeout, allowed_modules=ns.allow_module,
         tensorboard=ns.tensorboard or ns.tensorboard_port is not None or ns.tensorboard_exit,
         tensorboard_port=ns.tensorboard_port or 0, tensorboard_exit=ns.tensorboard_exit,

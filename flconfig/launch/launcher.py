@@ -3,7 +3,10 @@
 The server is one process. Client sites run one per process while there are no
 more sites than cores (and at most :data:`MAX_SOLO_SITES`); beyond that they
 share a pool of worker processes, one per core, each site still with its own
-connection, token and identity.
+connection, token and identity. On Linux, ``flconfig launch`` forks the server
+and the workers from one process that imported torch once, while the launcher
+checked the job (:mod:`flconfig.launch.processes`); ``--spawn`` starts each as a
+new interpreter.
 Torch threads are divided between the processes so they never oversubscribe
 the cores. With ``tensorboard`` set, a TensorBoard server on the run's
 ``tb_events`` folder starts before training and, unless asked to stop with
@@ -30,6 +33,7 @@ from typing import TextIO
 
 from ..errors import ConfigError, Problem, errors_only
 from ..files import write_atomic
+from .processes import Process, Zygote, popen_or_fork
 
 MAX_SOLO_SITES = 8
 DEFAULT_JOB_ID = "simulate_job"
@@ -64,6 +68,11 @@ class LaunchOptions:
     tensorboard_port: int = 0  # 0: any free port
     tensorboard_exit: bool = False  # stop TensorBoard with the job instead of at Ctrl-C
     live_metrics: bool = True  # print each site's latest scalars while the job runs
+    #: Fork the server and workers from one process that imported torch once (Linux). The
+    #: launching process then becomes the subreaper of its descendants (it adopts, and must
+    #: reap, any orphan below it), so only the ``flconfig launch`` command does it by
+    #: default; False starts each process as a new interpreter.
+    fork: bool = False
     out: TextIO = field(default_factory=lambda: sys.stdout)
 
 
@@ -137,7 +146,19 @@ def tb_folder(job: object) -> str | None:
 
 
 def launch(opts: LaunchOptions) -> int:
-    """Run the job; returns the process exit code (0 success, 1 job failed, 130 interrupted)."""
+    """Run the job; returns the process exit code (0 success, 1 job failed, 130 interrupted).
+
+    With ``opts.fork`` (Linux), the zygote that forks the job's processes starts first,
+    so its torch import overlaps the job's check; it exits once they are all started."""
+    zygote = Zygote.start(str(opts.workspace.resolve())) if opts.fork else None
+    try:
+        return _launch(opts, zygote)
+    finally:
+        if zygote is not None:
+            zygote.close()
+
+
+def _launch(opts: LaunchOptions, zygote: Zygote | None) -> int:
     from ..cli.report import write_text
     from ..config.job import inspect_job
 
@@ -208,7 +229,7 @@ def launch(opts: LaunchOptions) -> int:
     print(f"flconfig: launching job '{job.name}' with {len(sites)} client site(s) in "
           f"{len(groups)} worker process(es), {threads} torch thread(s) each; workspace {workspace}",
           file=out, flush=True)
-    procs: list[subprocess.Popen[str]] = []
+    procs: list[Process] = []
     started = time.monotonic()
     tensorboard: subprocess.Popen[str] | None = None
     tb_url = ""
@@ -223,18 +244,18 @@ def launch(opts: LaunchOptions) -> int:
             tb_log = control / "tensorboard.log"
             tensorboard = _start_tensorboard(tb_dir, opts.tensorboard_port, tb_log)
             procs.append(tensorboard)
-        server = subprocess.Popen(
-            [sys.executable, "-m", "flconfig.runtime.worker", "server", "--spec", str(spec_file)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        server = popen_or_fork(zygote, ["server", "--spec", str(spec_file)], pipe_stdout=True)
         procs.append(server)
         server_status: dict[str, object] = {}
         pump = threading.Thread(target=_pump, args=(server.stdout, out, server_status), daemon=True)
         pump.start()
-        workers: list[tuple[subprocess.Popen[str], list[str], Path]] = []
+        workers: list[tuple[Process, list[str], Path]] = []
         if tensorboard is None:
             # Beside the server: they wait for its port, say Hello, then import torch
             # and build while the server starts the first round.
-            workers = _start_workers(groups, spec_file, control, procs)
+            workers = _start_workers(groups, spec_file, control, procs, zygote)
+            if zygote is not None:
+                zygote.close()  # all forked: its memory goes back now
         port = _wait_for_port(port_file, server, timeout=120)
         if port is None:
             server.wait(timeout=30)
@@ -248,7 +269,9 @@ def launch(opts: LaunchOptions) -> int:
         if not workers:
             spec["address"] = f"127.0.0.1:{port}"
             _write_private(spec_file, json.dumps(spec))
-            workers = _start_workers(groups, spec_file, control, procs)
+            workers = _start_workers(groups, spec_file, control, procs, zygote)
+            if zygote is not None:
+                zygote.close()
         # A server whose sites are all gone notices within its heartbeat timeout and then
         # waits up to END_TIMEOUT for Byes: give it that long before stopping it.
         _watch(server, workers, out, grace=heartbeat + END_TIMEOUT + 15.0, tensorboard=tensorboard)
@@ -260,7 +283,7 @@ def launch(opts: LaunchOptions) -> int:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        failures = [(group, proc.returncode, err) for proc, group, err in workers if proc.returncode != 0]
+        failures = [(group, proc.wait(), err) for proc, group, err in workers if proc.wait() != 0]
         serving = tensorboard is not None and tensorboard.poll() is None
         code = _finish(workspace, opts.job_id, server.returncode, failures, out, started, tb_dir,
                        tb_url if serving else "", status=server_status)
@@ -275,7 +298,7 @@ def launch(opts: LaunchOptions) -> int:
         _stop_all(procs)
 
 
-def _watch(server: subprocess.Popen[str], workers: list[tuple[subprocess.Popen[str], list[str], Path]],
+def _watch(server: Process, workers: list[tuple[Process, list[str], Path]],
            out: TextIO, grace: float = 15.0, tensorboard: subprocess.Popen[str] | None = None) -> None:
     """Wait for the server; say when a worker (or TensorBoard) dies, and stop a server no
     site is left to talk to."""
@@ -341,16 +364,14 @@ def worker_environment(sites: int) -> dict[str, str]:
 
 
 def _start_workers(groups: list[list[str]], spec_file: Path, control: Path,
-                   procs: list[subprocess.Popen[str]]) -> list[tuple[subprocess.Popen[str], list[str], Path]]:
-    """Start one client worker process per group of sites."""
-    workers = []
+                   procs: list[Process], zygote: Zygote | None = None) -> list[tuple[Process, list[str], Path]]:
+    """Start one client worker process per group of sites (forked from ``zygote`` if any)."""
+    workers: list[tuple[Process, list[str], Path]] = []
     for i, group in enumerate(groups):
         err_file = control / f"worker-{i}.err"
         with open(err_file, "w") as err:  # the child keeps its own descriptor
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "flconfig.runtime.worker", "clients", "--spec", str(spec_file),
-                 "--sites", ",".join(group)], stdout=err, stderr=subprocess.STDOUT, text=True,
-                env=worker_environment(len(group)))
+            proc = popen_or_fork(zygote, ["clients", "--spec", str(spec_file), "--sites", ",".join(group)],
+                                 env=worker_environment(len(group)), stdout=err)
         procs.append(proc)
         workers.append((proc, group, err_file))
     return workers
@@ -379,7 +400,7 @@ def _pump(stream: TextIO | None, out: TextIO, status: dict[str, object] | None =
         out.flush()
 
 
-def _wait_for_port(port_file: Path, server: subprocess.Popen[str], timeout: float) -> int | None:
+def _wait_for_port(port_file: Path, server: Process, timeout: float) -> int | None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if port_file.exists():
@@ -447,7 +468,7 @@ def _serve_until_interrupted(tensorboard: subprocess.Popen[str], url: str, out: 
         print("\nflconfig: stopping TensorBoard", file=out, flush=True)
 
 
-def _stop_all(procs: list[subprocess.Popen[str]]) -> None:
+def _stop_all(procs: list[Process]) -> None:
     alive = [p for p in procs if p.poll() is None]
     for p in alive:
         p.send_signal(signal.SIGTERM)

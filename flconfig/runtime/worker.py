@@ -434,7 +434,9 @@ def _applies(chain: Any, task_name: str) -> bool:
 
 
 def run_clients(spec: dict[str, Any], sites: list[str]) -> int:
-    """Run ``sites`` in this process: one event loop, each site a coroutine on it."""
+    """Run ``sites`` in this process: one event loop, each site a coroutine on it. Without
+    an ``address`` in ``spec``, the server's port is read from its ``port_file`` once this
+    process is ready to connect."""
     workspace = Path(spec["workspace"])
     errors: dict[str, str] = {}
     for site in sites:
@@ -446,6 +448,13 @@ def run_clients(spec: dict[str, Any], sites: list[str]) -> int:
 
     job = _ProcessJob(load_plan(spec["plan"]), slots=spec.get("threads", 1),
                       shared=len(sites) > 1)
+    if "address" not in spec:  # started beside the server, ready before it: wait for its port
+        port = _wait_for_port_file(Path(spec["port_file"]), spec.get("startup_timeout", 120))
+        if port is None:
+            job.close()
+            print("the server did not start listening", file=sys.stderr, flush=True)
+            return 1
+        spec = {**spec, "address": f"127.0.0.1:{port}"}
 
     async def run_all() -> None:
         # Each a task named for its site: its lines, and its link's, go to the site's log.
@@ -488,12 +497,6 @@ def main(argv: list[str] | None = None) -> int:
     _set_threads(spec.get("threads", 1))
     if ns.role == "server":
         return run_server(spec)
-    if "address" not in spec:  # started beside the server: wait for its port
-        port = _wait_for_port_file(Path(spec["port_file"]), spec.get("startup_timeout", 120))
-        if port is None:
-            print("the server did not start listening", file=sys.stderr, flush=True)
-            return 1
-        spec["address"] = f"127.0.0.1:{port}"
     return run_clients(spec, [s for s in ns.sites.split(",") if s])
 
 
