@@ -10,7 +10,6 @@ where given, a fragment of the hint. Nothing else may be reported, warnings incl
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -59,8 +58,6 @@ def test_case_reports_exactly_its_problems(case: str, tmp_path: Path,
     # Run from an empty folder: a config that made flconfig run a command would leave a
     # marker file here (the commands in the corpus write relative paths).
     monkeypatch.chdir(tmp_path)
-    if case == "hocon-without-pyhocon" and importlib.util.find_spec("pyhocon") is not None:
-        pytest.skip("pyhocon is installed: .conf files are read")
     case_dir = CORPUS / case
     spec = _expected(case)
     assert spec["mistake"] and spec["problems"], "a case names its mistake and what is reported"

@@ -261,3 +261,21 @@ def test_a_loaded_job_cannot_be_changed(job: Job) -> None:
     with pytest.raises(AttributeError):
         config.components.append(spec)  # type: ignore[attr-defined]
     assert spec.info is not None and spec.info.args_schema  # resolved at loading, not later
+
+
+def test_flares_system_variables_are_defined(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """FLARE defines ROOT_URL, CP_URL, RELAY_URL, SECURE_MODE, JOB_CUSTOM_DIR, JOB_CONFIG_DIR
+    and PYTHONPATH for its configs; a config naming them is valid here too."""
+    from flconfig.config.job import inspect_job
+
+    names = ["ROOT_URL", "CP_URL", "RELAY_URL", "SECURE_MODE", "JOB_CONFIG_DIR", "PYTHONPATH"]
+    uses = "".join(f'"uses_{n.lower()}": "{{{n}}}", ' for n in names)
+    job_dir = copy_job(tmp_path, {CLIENT: ('"format_version": 2,', f'"format_version": 2, {uses}')})
+    monkeypatch.setenv("PYTHONPATH", "/opt/flare-examples")
+    job, problems = inspect_job(job_dir)
+    assert problems == [] and job is not None
+    data = job.apps["app"].client.doc.data  # type: ignore[union-attr]
+    assert data["uses_root_url"] == data["uses_cp_url"] == data["uses_relay_url"] == "grpc://127.0.0.1"
+    assert data["uses_secure_mode"] is False  # a whole-string reference keeps the value's type
+    assert data["uses_job_config_dir"] == str(job_dir / "app" / "config")
+    assert data["uses_pythonpath"] == "/opt/flare-examples"

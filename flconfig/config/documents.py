@@ -23,6 +23,8 @@ JSON_SUFFIXES = (".json",)
 YAML_SUFFIXES = (".yaml", ".yml")
 HOCON_SUFFIXES = (".conf",)
 CONFIG_SUFFIXES = JSON_SUFFIXES + HOCON_SUFFIXES + YAML_SUFFIXES
+#: A config file's default, read when the file itself is absent (``config_fed_client.conf.default``).
+DEFAULT_SUFFIX = ".default"
 
 
 @dataclass
@@ -418,24 +420,52 @@ def _float_spelling(raw: str) -> str:
 
 
 def parse_hocon(text: str, file: str) -> Document:
-    """Parse HOCON (``.conf``) with pyhocon; positions are known only to the file."""
+    """Parse HOCON (``.conf``) with the position of every key and value.
+
+    flconfig's own reader (:mod:`flconfig.config.hocon`) covers the HOCON that FLARE's
+    job folders use and gives the same data as pyhocon, which FLARE parses them with.
+    A file that uses more (``include``, ``${...}``, ``+=``) is read with pyhocon
+    (``pip install 'flconfig[hocon]'``), with a warning that its positions are per file.
+    """
+    from . import hocon
+
+    try:
+        data, values, keys = hocon.parse(text, file)
+    except hocon.HoconSyntaxError as exc:
+        parser = hocon._Parser(text, file)
+        raise ConfigError.single("syntax", f"invalid HOCON: {exc.message}", parser.pos(exc.offset),
+                                 hint=exc.hint) from None
+    except RecursionError:
+        raise ConfigError.single("syntax", "the HOCON nests too deeply", Position(file, 1, 1)) from None
+    except hocon.Unsupported as exc:
+        return _parse_hocon_with_pyhocon(text, file, exc.feature, hocon._Parser(text, file).pos(exc.offset))
+    return Document(file, data, values, keys)
+
+
+def _parse_hocon_with_pyhocon(text: str, file: str, feature: str, where: Position) -> Document:
     try:
         from pyhocon import ConfigFactory
     except ImportError:
         raise ConfigError.single(
-            "unsupported-format", "reading .conf (HOCON) files needs the pyhocon package",
-            Position(file), hint="install it with: pip install 'flconfig[hocon]'") from None
+            "unsupported-format", f"this .conf file uses {feature}, which flconfig's HOCON reader does "
+            "not cover; reading it needs the pyhocon package", where,
+            hint="install it with: pip install 'flconfig[hocon]'") from None
     try:
         tree = ConfigFactory.parse_string(text)
         data = json.loads(json.dumps(tree.as_plain_ordered_dict()))
     except Exception as exc:  # pyhocon raises many unrelated types on bad input
         raise ConfigError.single("syntax", f"invalid HOCON: {exc}", Position(file, 1, 1)) from None
-    return Document(file, data)
+    doc = Document(file, data)
+    doc.problems.append(Problem(
+        "warning", "hocon-positions", f"this file uses {feature}: it was read with pyhocon, so "
+        "problems in it are located at the file only, not at a line", where))
+    return doc
 
 
 def parse_text(text: str, file: str) -> Document:
-    """Parse ``text`` by the suffix of ``file``."""
-    suffix = Path(file).suffix.lower()
+    """Parse ``text`` by the suffix of ``file`` (``x.conf.default`` is HOCON)."""
+    name = Path(file).name.lower()
+    suffix = Path(name.removesuffix(DEFAULT_SUFFIX)).suffix
     if suffix in YAML_SUFFIXES:
         return parse_yaml(text, file)
     if suffix in HOCON_SUFFIXES:

@@ -20,7 +20,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, JsonPath, Position, Problem, display_path, errors_only
-from .documents import CONFIG_SUFFIXES, Document, load_document
+from .documents import CONFIG_SUFFIXES, DEFAULT_SUFFIX, Document, load_document
 
 if TYPE_CHECKING:
     from ..registry import ComponentInfo, Registry
@@ -255,9 +255,15 @@ _display = display_path
 
 
 def find_config(folder: Path, basename: str) -> tuple[Path | None, list[Problem]]:
-    """The one file ``basename.{json,conf,yaml,yml}`` in ``folder``; two of them is an error."""
+    """The one file ``basename.{json,conf,yaml,yml}`` in ``folder``; two of them is an error.
+
+    As in FLARE, ``basename.json.default`` (``.conf.default`` ...) is read when there is no
+    such file: a default that the file of the same name, once written, replaces."""
     found = [folder / f"{basename}{suffix}" for suffix in CONFIG_SUFFIXES
              if (folder / f"{basename}{suffix}").is_file()]
+    if not found:
+        found = [folder / f"{basename}{suffix}{DEFAULT_SUFFIX}" for suffix in CONFIG_SUFFIXES
+                 if (folder / f"{basename}{suffix}{DEFAULT_SUFFIX}").is_file()]
     if len(found) > 1:
         names = ", ".join(p.name for p in found)
         return found[0], [Problem("error", "duplicate-config",
@@ -281,14 +287,30 @@ def _find_meta(folder: Path) -> tuple[Path | None, list[Problem]]:
     return find_config(folder, META_NAME)
 
 
-def system_variables(site: str, workspace: str | Path, job_id: str, custom_dir: Path | None) -> dict[str, Any]:
-    return {
+#: Where a site reaches the server, for configs that name FLARE's ``{ROOT_URL}``, ``{CP_URL}``
+#: and ``{RELAY_URL}``: flconfig's simulator serves on this machine.
+LOCAL_ROOT_URL = "grpc://127.0.0.1"
+
+
+def system_variables(site: str, workspace: str | Path, job_id: str, custom_dir: Path | None,
+                     config_dir: Path | None = None,
+                     environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The variables FLARE defines for every config (its ``SystemVarName``), as this run has
+    them: a client also gets the server's URLs and its app's config folder; ``SECURE_MODE``
+    is false (the simulator is not provisioned); ``PYTHONPATH`` is the environment's."""
+    env = os.environ if environ is None else environ
+    found: dict[str, Any] = {
         "SITE_NAME": site,
         "WORKSPACE": str(workspace),
         "JOB_ID": job_id,
         "SECURE_MODE": False,
         "JOB_CUSTOM_DIR": str(custom_dir) if custom_dir else "",
+        "PYTHONPATH": env.get("PYTHONPATH", ""),
     }
+    if site != "server":
+        found.update(ROOT_URL=LOCAL_ROOT_URL, CP_URL=LOCAL_ROOT_URL, RELAY_URL=LOCAL_ROOT_URL,
+                     JOB_CONFIG_DIR=str(config_dir) if config_dir else "")
+    return found
 
 
 def read_config(file: Path, role: str, app: App, site: str, problems: list[Problem], *,
@@ -316,7 +338,9 @@ def resolve_config(raw: Document, file: Path, role: str, app: App, site: str,
                                     "start the file with '{' (JSON) or 'key: value' lines (YAML)"))
         return None
     env = os.environ if environ is None else environ
-    doc, var_problems = resolve(raw, system_variables(site, workspace, job_id, app.custom_dir), env)
+    config_dir = app.folder / "config" if app.folder is not None else None
+    doc, var_problems = resolve(raw, system_variables(site, workspace, job_id, app.custom_dir,
+                                                      config_dir, env), env)
     problems.extend(var_problems)
     if check:
         problems.extend(check_document(doc, role))

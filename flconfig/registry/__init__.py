@@ -456,7 +456,7 @@ class Registry:
             allow = f"pass --allow-module {top} or set {ALLOW_ENV}={top}"
         if top == "nvflare":
             candidates = _close(value, list(FLARE_ALIASES))
-            hint = "flconfig has no equivalent of this FLARE class" + _did_you_mean(
+            hint = "flconfig has no equivalent of this FLARE class yet" + _did_you_mean(
                 value, candidates
             )
             if not candidates:
@@ -472,6 +472,11 @@ class Registry:
             if allow:
                 hint += f": {allow}"
             hint += _did_you_mean(value, candidates)
+        if top == "nvflare":  # not a refusal: a FLARE class we have no equivalent of (yet)
+            return ResolveError(
+                "unsupported-flare-class",
+                f"{value!r} is not a FLARE class flconfig supports yet", hint, candidates
+            )
         return ResolveError(
             "path-not-allowed", f"{value!r} is not an allowed component path", hint, candidates
         )

@@ -1,0 +1,139 @@
+"""`flconfig validate` over every job folder in NVIDIA FLARE's history (issue 9's bar).
+
+Collects each job folder (a folder holding ``meta.json``/``meta.conf``/``meta.yml``) on
+the given branches of a FLARE git repository, drops duplicates by content and the
+folders that are not runnable jobs (``job_templates``, FLARE's own meta-validator test
+fixtures), writes each to a temporary folder and checks it as ``flconfig validate``
+does. Reports how many validate clean, how many have errors, whether any check
+crashed, and the most common problems (by code and message pattern), which says
+what to build next.
+
+    python benchmarks/flare_jobs.py --repo /path/to/NVFlare.git [--branches 2.4,2.5,2.6,main]
+
+Issue 9's bar: at least 130 of the 220 runnable job folders validate clean, none crashes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import hashlib
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import traceback
+from pathlib import Path, PurePosixPath
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+META_NAMES = ("meta.json", "meta.conf", "meta.yml", "meta.yaml")
+#: Folders under these are not runnable jobs.
+NOT_JOBS = re.compile(r"(^|/)(job_templates|test_configs|meta_validator|data/jobs/.*_invalid)(/|$)")
+
+
+def tree(repo: Path, branch: str) -> list[tuple[str, str]]:
+    """(blob, path) of every file on ``branch``."""
+    out = subprocess.run(["git", "-C", str(repo), "ls-tree", "-r", branch], capture_output=True,
+                         text=True, check=False).stdout
+    files = []
+    for line in out.splitlines():
+        meta, _, path = line.partition("\t")
+        parts = meta.split()
+        if len(parts) == 3 and parts[1] == "blob":
+            files.append((parts[2], path))
+    return files
+
+
+def job_folders(repo: Path, branches: list[str]) -> dict[str, tuple[str, list[tuple[str, str]]]]:
+    """Content hash -> (where, [(blob, path inside the job)]) of each distinct job folder."""
+    jobs: dict[str, tuple[str, list[tuple[str, str]]]] = {}
+    for branch in branches:
+        files = tree(repo, branch)
+        roots = sorted({str(PurePosixPath(p).parent) for _, p in files
+                        if PurePosixPath(p).name in META_NAMES and not NOT_JOBS.search(p)})
+        for root in roots:
+            prefix = root + "/"
+            inside = sorted((b, p[len(prefix):]) for b, p in files if p.startswith(prefix))
+            # a job folder nested in another one is its own job: leave its files to it
+            inside = [(b, p) for b, p in inside
+                      if not any(p.startswith(r[len(prefix):] + "/") for r in roots
+                                 if r != root and r.startswith(prefix))]
+            digest = hashlib.sha1(json.dumps(inside).encode()).hexdigest()
+            jobs.setdefault(digest, (f"{branch}:{root}", inside))
+    return jobs
+
+
+def write_job(repo: Path, files: list[tuple[str, str]], dest: Path) -> None:
+    blobs = "\n".join(b for b, _ in files) + "\n"
+    out = subprocess.run(["git", "-C", str(repo), "cat-file", "--batch"], input=blobs.encode(),
+                         capture_output=True, check=True).stdout
+    offset = 0
+    for _, path in files:
+        header_end = out.index(b"\n", offset)
+        size = int(out[offset:header_end].split()[2])
+        data = out[header_end + 1 : header_end + 1 + size]
+        offset = header_end + 1 + size + 1
+        target = dest / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+
+
+def pattern(message: str) -> str:
+    """A problem's message with its names taken out, to count alike problems together."""
+    return re.sub(r"'[^']*'|\"[^\"]*\"|\d+", "_", message)[:110]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repo", type=Path, required=True, help="a git repository of NVIDIA/NVFlare")
+    parser.add_argument("--branches", default="2.4,2.5,2.6,HEAD")
+    parser.add_argument("--top", type=int, default=25, help="how many problem patterns to list")
+    parser.add_argument("--list", action="store_true", help="print each job's result")
+    ns = parser.parse_args()
+    from flconfig.config.job import inspect_job
+    from flconfig.errors import errors_only
+
+    jobs = job_folders(ns.repo, [b for b in ns.branches.split(",") if b])
+    clean, failing, crashed = [], [], []
+    by_pattern: collections.Counter[str] = collections.Counter()
+    jobs_by_pattern: dict[str, set[str]] = collections.defaultdict(set)
+    with tempfile.TemporaryDirectory() as tmp:
+        for n, (digest, (where, files)) in enumerate(sorted(jobs.items(), key=lambda kv: kv[1][0])):
+            dest = Path(tmp) / f"{n:04d}-{PurePosixPath(where).name}"
+            write_job(ns.repo, files, dest)
+            try:
+                _, problems = inspect_job(dest)
+            except Exception:  # noqa: BLE001 - a crash is what this counts
+                crashed.append((where, traceback.format_exc(limit=3)))
+                continue
+            errors = errors_only(problems)
+            if errors:
+                failing.append(where)
+                for found in {f"{p.code}: {pattern(p.message)}" for p in errors}:
+                    by_pattern[found] += 1
+                    jobs_by_pattern[found].add(where)
+            else:
+                clean.append(where)
+            if ns.list:
+                print(f"{'clean' if not errors else 'ERRORS'}  {where}"
+                      + "".join(f"\n    {p.code}: {p.message}" for p in errors[:3]))
+    result = {
+        "benchmark": "flare_jobs",
+        "branches": ns.branches,
+        "job_folders": len(jobs),
+        "clean": len(clean),
+        "with_errors": len(failing),
+        "crashed": len(crashed),
+        "crashes": [c for c in crashed[:5]],
+        "top_problems": [{"jobs": count, "problem": name} for name, count in by_pattern.most_common(ns.top)],
+        "bar": {"clean": 130, "crashed": 0},
+        "pass": len(clean) >= 130 and not crashed,
+    }
+    print(json.dumps(result, indent=2))
+    return 0 if result["pass"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
