@@ -100,7 +100,7 @@ def main() -> int:
     by_pattern: collections.Counter[str] = collections.Counter()
     jobs_by_pattern: dict[str, set[str]] = collections.defaultdict(set)
     with tempfile.TemporaryDirectory() as tmp:
-        for n, (digest, (where, files)) in enumerate(sorted(jobs.items(), key=lambda kv: kv[1][0])):
+        for n, (_digest, (where, files)) in enumerate(sorted(jobs.items(), key=lambda kv: kv[1][0])):
             dest = Path(tmp) / f"{n:04d}-{PurePosixPath(where).name}"
             write_job(ns.repo, files, dest)
             try:
