@@ -432,13 +432,12 @@ def parse_hocon(text: str, file: str) -> Document:
     try:
         data, values, keys = hocon.parse(text, file)
     except hocon.HoconSyntaxError as exc:
-        parser = hocon._Parser(text, file)
-        raise ConfigError.single("syntax", f"invalid HOCON: {exc.message}", parser.pos(exc.offset),
-                                 hint=exc.hint) from None
+        raise ConfigError.single("syntax", f"invalid HOCON: {exc.message}",
+                                 exc.position or Position(file, 1, 1), hint=exc.hint) from None
     except RecursionError:
         raise ConfigError.single("syntax", "the HOCON nests too deeply", Position(file, 1, 1)) from None
     except hocon.Unsupported as exc:
-        return _parse_hocon_with_pyhocon(text, file, exc.feature, hocon._Parser(text, file).pos(exc.offset))
+        return _parse_hocon_with_pyhocon(text, file, exc.feature, exc.position or Position(file, 1, 1))
     return Document(file, data, values, keys)
 
 

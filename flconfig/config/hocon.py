@@ -51,6 +51,7 @@ class HoconSyntaxError(Exception):
         self.offset = offset
         self.message = message
         self.hint = hint
+        self.position: Position | None = None  # set by parse()
 
 
 class Unsupported(Exception):
@@ -60,14 +61,21 @@ class Unsupported(Exception):
         super().__init__(feature)
         self.feature = feature
         self.offset = offset
+        self.position: Position | None = None  # set by parse()
 
 
 def parse(text: str, file: str) -> tuple[Any, dict[JsonPath, Position], dict[JsonPath, Position]]:
     """``(data, value positions, key positions)`` of a HOCON text.
 
     Raises :class:`HoconSyntaxError` for bad syntax and :class:`Unsupported` for a
-    feature outside the subset (the caller may read the file another way)."""
-    return _Parser(text, file).parse()
+    feature outside the subset (the caller may read the file another way); both carry the
+    ``position`` of what they are about."""
+    parser = _Parser(text, file)
+    try:
+        return parser.parse()
+    except (HoconSyntaxError, Unsupported) as exc:
+        exc.position = parser.pos(exc.offset)
+        raise
 
 
 class _Parser:
