@@ -82,6 +82,7 @@ def write_job(repo: Path, files: list[tuple[str, str]], dest: Path) -> None:
 
 def pattern(message: str) -> str:
     """A problem's message with its names taken out, to count alike problems together."""
+    message = re.sub(r" at /\S+", "", message)  # a position inside the temporary folder
     return re.sub(r"'[^']*'|\"[^\"]*\"|\d+", "_", message)[:110]
 
 
@@ -91,6 +92,7 @@ def main() -> int:
     parser.add_argument("--branches", default="2.4,2.5,2.6,HEAD")
     parser.add_argument("--top", type=int, default=25, help="how many problem patterns to list")
     parser.add_argument("--list", action="store_true", help="print each job's result")
+    parser.add_argument("--dump", type=Path, help="write every job's errors to this JSON file")
     ns = parser.parse_args()
     from flconfig.config.job import inspect_job
     from flconfig.errors import errors_only
@@ -99,6 +101,7 @@ def main() -> int:
     clean, failing, crashed = [], [], []
     by_pattern: collections.Counter[str] = collections.Counter()
     jobs_by_pattern: dict[str, set[str]] = collections.defaultdict(set)
+    dump: dict[str, list[dict[str, str]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for n, (_digest, (where, files)) in enumerate(sorted(jobs.items(), key=lambda kv: kv[1][0])):
             dest = Path(tmp) / f"{n:04d}-{PurePosixPath(where).name}"
@@ -109,6 +112,8 @@ def main() -> int:
                 crashed.append((where, traceback.format_exc(limit=3)))
                 continue
             errors = errors_only(problems)
+            dump[where] = [{"code": p.code, "message": p.message, "where": str(p.position or "")}
+                           for p in errors]
             if errors:
                 failing.append(where)
                 for found in {f"{p.code}: {pattern(p.message)}" for p in errors}:
@@ -132,6 +137,8 @@ def main() -> int:
         "pass": len(clean) >= 130 and not crashed,
     }
     print(json.dumps(result, indent=2))
+    if ns.dump:
+        ns.dump.write_text(json.dumps(dump, indent=1))
     return 0 if result["pass"] else 1
 
 

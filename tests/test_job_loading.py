@@ -185,6 +185,15 @@ def test_load_job_accepts_warnings() -> None:
     assert [p.severity for p in loaded.problems] == ["warning"]
 
 
+def test_a_workflow_may_wait_for_more_sites_than_meta_schedules_on(tmp_path: Path) -> None:
+    # FLARE: meta's min_clients is what the job needs to be scheduled; the workflow may want more.
+    folder = copy_job(tmp_path, {Path("app/config/config_fed_server.json"):
+                                 ('"min_clients": 2,', '"min_clients": 3,')})
+    loaded = load_job(folder, environ={})
+    assert loaded.problems == ()
+    assert loaded.client_sites() == ["site-1", "site-2", "site-3"]  # launch starts all it waits for
+
+
 def test_a_constructor_that_rejects_its_args_fails_the_build_with_a_position(tmp_path: Path) -> None:
     # Valid by the schema (two strings), refused by LearnerExecutor: one task for two roles.
     folder = copy_job(tmp_path, {CLIENT: ('"learner_id": "pt_learner"',

@@ -71,6 +71,28 @@ def test_sites_and_targets_entry_forms():
     assert info.app_for("site-3") == "other"
 
 
+def test_an_app_deployed_by_one_object_or_one_name():
+    # FLARE main's extract_participants: "app": {"targets": [...]}, {"sites": [...]} or "site".
+    info, problems = check(json.dumps({"deploy_map": {
+        "app": {"targets": ["server", "site-1"]}, "b": {"sites": ["site-2"]}, "c": "site-3"}}))
+    assert problems == []
+    assert info.deploy_map == {"app": ("server", "site-1"), "b": ("site-2",), "c": ("site-3",)}
+    info, problems = check('{"deploy_map": {"app": {"targets": ["@ALL"]}}}')
+    assert problems == [] and info.deploy_map == {"app": ("@ALL",)}
+
+
+def test_the_meta_schema_takes_the_same_forms():
+    from flconfig.schemas import load_schema
+
+    import jsonschema
+
+    schema = load_schema("meta")
+    for form in ({"targets": ["@ALL"]}, "@ALL", ["server", {"sites": ["site-1"]}]):
+        jsonschema.validate({"name": "j", "deploy_map": {"app": form}}, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"name": "j", "deploy_map": {"app": 3}}, schema)
+
+
 def test_shared_server_and_client_app():
     info, problems = check('{"deploy_map": {"app": ["server", "site-1", "site-2"]}, "min_clients": 2}')
     assert problems == []
@@ -242,7 +264,7 @@ def test_bad_app_name():
 
 
 def test_odd_types_give_problems_not_exceptions():
-    for text in ['[]', '"x"', '{"deploy_map": []}', '{"deploy_map": {"a": "server"}}',
+    for text in ['[]', '"x"', '{"deploy_map": []}', '{"deploy_map": {"a": 3}}',
                  '{"deploy_map": {"a": [1, null, {"x": 1}, {"sites": "s"}, {"sites": [2]}]}}',
                  '{"deploy_map": {"a": ["@ALL"]}, "min_clients": "2"}',
                  '{"deploy_map": {"a": ["@ALL"]}, "min_clients": true}',

@@ -228,8 +228,17 @@ class Job:
         named = list(self.meta.client_sites())
         if named:
             return named if num_clients is None else named[:num_clients]
-        count = num_clients or max(self.meta.min_clients or 0, 2)
+        count = num_clients or max(self.meta.min_clients or 0, self.workflow_min_clients(), 2)
         return [f"site-{i}" for i in range(1, count + 1)]
+
+    def workflow_min_clients(self) -> int:
+        """The most sites any enabled server workflow waits for (its ``min_clients`` as
+        written; 0 when none says). FLARE schedules a job on meta's ``min_clients``, but a
+        workflow may wait for more, so an ``@ALL`` launch starts at least this many sites."""
+        server = self.server_config
+        values = [spec.args.get("min_clients") for spec in (server.workflows if server else ())
+                  if not spec.disabled]
+        return max((v for v in values if isinstance(v, int) and not isinstance(v, bool)), default=0)
 
     def config_for(self, site: str) -> ConfigFile:
         app_name = self.meta.app_for(site)

@@ -193,8 +193,10 @@ def _deploy_map(doc: Document, problems: list[Problem]) -> tuple[dict[str, tuple
             problems.append(doc.problem("deploy-map", f"app name {app!r} is not a plain folder name",
                                         app_path, _NAME_RULE, at_key=True))
         found: list[_Entry] = []
-        if not isinstance(sites, list):
-            problems.append(doc.problem("deploy-map", f"the sites of app '{app}' must be a list, "
+        if isinstance(sites, (dict, str)):  # FLARE main: "app": {"targets": [...]} or "app": "@ALL"
+            found += _sites_of(doc, app, sites, app_path, problems)
+        elif not isinstance(sites, list):
+            problems.append(doc.problem("deploy-map", f"the sites of app '{app}' must be a list of site names, "
                                         f"not {type_name(sites)}", app_path,
                                         f'write e.g. "{app}": ["server", "site-1"]'))
         else:

@@ -290,13 +290,15 @@ def check_clients_and_tasks(job: Job) -> list[Problem]:
                     f"only {len(named)}: {', '.join(named)}", path,
                     f"set min_clients to at most {len(named)}, or deploy more sites"))
             # Without a meta file, min_clients 1 is only FLARE's assumption: nothing to disagree with.
-            elif meta_min is not None and value != meta_min and job.meta_doc is not None:
+            # Meta's min_clients is only what the job needs to be scheduled (FLARE), so a workflow
+            # asking for more is valid; `launch` then starts as many sites as the workflow waits for.
+            elif meta_min is not None and value < meta_min and job.meta_doc is not None:
                 meta_where = f" at {job.meta_doc.position(('min_clients',))}"
                 problems.append(server.doc.problem(
                     "min-clients", f"{spec.label} has min_clients {value}{_from_variable(server, path)}, "
                     f"but meta says {meta_min}{meta_where}",
                     path, "make them agree: the job starts with meta's min_clients sites, the workflow "
-                    "waits for its own", severity="warning" if value < meta_min else "error"))
+                    "waits for its own", severity="warning"))
         for arg, task in _task_args(spec):
             for client in clients:
                 if _tasks_known(client) and not _handles(client, task):
