@@ -194,6 +194,35 @@ def test_a_workflow_may_wait_for_more_sites_than_meta_schedules_on(tmp_path: Pat
     assert loaded.client_sites() == ["site-1", "site-2", "site-3"]  # launch starts all it waits for
 
 
+SERVER = Path("app/config/config_fed_server.json")
+
+
+def test_the_args_flare_added_to_its_classes_are_accepted(tmp_path: Path) -> None:
+    # FLARE main's PTFileModelPersistor and ScatterAndGather arguments (FLARE-COMPAT.md).
+    folder = copy_job(tmp_path, {SERVER: (
+        '"model": {', '"load_weights_only": true, "allow_numpy_conversion": false, '
+        '"load_device": "cpu", "model": {')})
+    text = (folder / SERVER).read_text().replace(
+        '"num_rounds": "{num_rounds}",',
+        '"num_rounds": "{num_rounds}", "memory_gc_rounds": 2, "enable_tensor_disk_offload": true,')
+    (folder / SERVER).write_text(text)
+    loaded = load_job(folder, environ={})
+    assert loaded.problems == ()
+    built = loaded.build("server")
+    assert built.components["scatter_and_gather"].memory_gc_rounds == 2
+    assert built.components["persistor"].allow_numpy_conversion is False
+
+
+def test_a_checkpoint_is_never_unpickled_even_if_the_config_asks(tmp_path: Path) -> None:
+    folder = copy_job(tmp_path, {SERVER: ('"model": {', '"load_weights_only": false, "model": {')})
+    with pytest.raises(ConfigError) as err:
+        load_job(folder, environ={})
+    [problem] = err.value.problems
+    assert problem.code == "bad-arg" and "load_weights_only" in problem.message
+    assert problem.position is not None and problem.position.line == 17
+    assert problem.message == "argument 'load_weights_only' of PTFileModelPersistor must be true, not false"
+
+
 def test_a_constructor_that_rejects_its_args_fails_the_build_with_a_position(tmp_path: Path) -> None:
     # Valid by the schema (two strings), refused by LearnerExecutor: one task for two roles.
     folder = copy_job(tmp_path, {CLIENT: ('"learner_id": "pt_learner"',

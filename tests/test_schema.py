@@ -238,6 +238,16 @@ def test_arg_instead_of_args():
     assert problem.hint == "rename it to 'args'"
 
 
+def test_an_unknown_spec_key_is_a_warning_as_flare_ignores_it():
+    # One of FLARE's examples has a stray "args.events" beside "args" (newton_raphson, 2.5).
+    text = ('{"format_version": 2, ' + CLIENT_OK_EXECUTORS + ',\n "components": [\n'
+            '  {"id": "x", "path": "a.B", "args": {},\n   "args.events": ["e"]}]}')
+    problem = _only(check_document(parse_json(text, "c.json"), "client"))
+    assert _where(problem) == (4, 4, "unknown-key", "warning")
+    assert problem.message == "unknown key 'args.events' in component is ignored, as FLARE ignores it"
+    assert problem.hint == "to pass 'events' to the component, put it inside 'args'; else remove it"
+
+
 def test_misspelt_path_is_reported_once_not_also_as_missing_path():
     text = '{"format_version": 2, "workflows": [{"pth": "a.B"}]}'
     problem = _only(check_document(parse_json(text, "s.json"), "server"))
@@ -334,7 +344,7 @@ def test_all_problems_in_one_pass_sorted_by_position():
     assert [p.message for p in problems] == [
         "'format_version' must be 2, not 1",
         "'tasks[0]' must not be empty",
-        "unknown key 'x' in component",
+        "unknown key 'x' in component is ignored, as FLARE ignores it",
         "'id' must not be empty",
         "'default_task_fetch_interval' must be greater than 0, not 0",
     ]

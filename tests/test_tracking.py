@@ -600,7 +600,7 @@ def test_mlflow_receiver_writes_runs_or_names_the_extra_to_install(
     writer.add_histogram("w", np.arange(10), 4)  # MLflow has none: skipped, logged
     job.end()
     client = MlflowClient(tracking_uri=(tmp_path / "server" / "job" / "mlruns").as_uri())
-    experiment = client.get_experiment_by_name("flconfig")
+    experiment = client.get_experiment_by_name("FLARE FL Experiment")  # FLARE's default name
     (run,) = client.search_runs([experiment.experiment_id])
     assert run.info.run_name == "site-1"
     history = client.get_metric_history(run.info.run_id, "loss")
@@ -611,6 +611,32 @@ def test_mlflow_receiver_writes_runs_or_names_the_extra_to_install(
     assert [a.path for a in client.list_artifacts(run.info.run_id, "text/notes")] == [
         "text/notes/4.txt"
     ]
+
+
+def test_mlflow_receiver_takes_flares_run_settings(tmp_path: Path) -> None:
+    # As FLARE's hello-pt-mlflow job configures it (kw_args; kwargs in FLARE 2.4).
+    kw_args = {"experiment_name": "nvflare-sag-pt", "run_name": "with-mlflow",
+               "experiment_tags": {"mlflow.note.content": "## SAG"}, "run_tags": {"team": "a"}}
+    for spelling in ("kw_args", "kwargs"):
+        receiver = MLflowReceiver(tracking_uri="", artifact_location="artifacts",
+                                  buffer_flush_time=1, **{spelling: kw_args})
+        assert receiver.experiment_name == "nvflare-sag-pt" and receiver.tracking_uri is None
+    with pytest.raises(ValueError, match=r"kw_args\['run_tags'\] must be a dict"):
+        MLflowReceiver(kw_args={"run_tags": "x"})
+    try:
+        from mlflow.tracking import MlflowClient
+    except ImportError:
+        return  # what runs without MLflow is checked by the test above
+    job = Job(tmp_path, [receiver])
+    job.client("site-1").add_scalar("loss", 0.5, 1)
+    job.end()
+    client = MlflowClient(tracking_uri=(tmp_path / "server" / "job" / "mlruns").as_uri())
+    experiment = client.get_experiment_by_name("nvflare-sag-pt")
+    assert experiment.tags["mlflow.note.content"] == "## SAG"
+    assert experiment.artifact_location == (tmp_path / "server" / "job" / "artifacts").resolve().as_uri()
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.run_name == "site-1-job-with-mlflow"
+    assert run.data.tags["team"] == "a" and run.data.metrics == {"loss": 0.5}
 
 
 # --------------------------------------------------------------------------- event files

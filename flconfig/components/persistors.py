@@ -72,6 +72,10 @@ class PTFileModelPersistor(ModelPersistor):
         },
         "source_ckpt_file_full_name": {"minLength": 1},
         "filter_id": {"minLength": 1},
+        "load_weights_only": {
+            "enum": [True],
+            "description": "must stay true: flconfig reads tensors only and never unpickles a checkpoint",
+        },
     }
 
     def __init__(
@@ -82,6 +86,9 @@ class PTFileModelPersistor(ModelPersistor):
         best_global_model_file_name: str = "best_FL_global_model.pt",
         source_ckpt_file_full_name: str | None = None,
         filter_id: str | None = None,
+        load_weights_only: bool = True,
+        allow_numpy_conversion: bool = True,
+        load_device: str | None = None,
     ) -> None:
         """
         Args:
@@ -97,7 +104,21 @@ class PTFileModelPersistor(ModelPersistor):
                 state dict read with ``torch.load(weights_only=True)``.
             filter_id: id of a filter applied to the model when it is saved
                 and loaded.
+            load_weights_only: FLARE's switch for unpickling whole checkpoints.
+                flconfig always reads tensors only; ``false`` is refused.
+            allow_numpy_conversion: accepted for FLARE's configs: flconfig sends
+                weights as safetensors either way, so it changes nothing.
+            load_device: accepted for FLARE's configs: the server holds its
+                models on the CPU.
         """
+        if load_weights_only is False:
+            raise ValueError(
+                "PTFileModelPersistor: load_weights_only false would unpickle the checkpoint, "
+                "which can run code; flconfig reads tensors only (save the checkpoint as a "
+                "state dict or in safetensors)")
+        self.load_weights_only = load_weights_only
+        self.allow_numpy_conversion = allow_numpy_conversion
+        self.load_device = load_device
         self.exclude_vars = exclude_vars
         self.model = _check_model(model)
         self.global_model_file_name = global_model_file_name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import time
@@ -74,6 +75,7 @@ class ScatterAndGather(Controller):
         "task_check_period": {"exclusiveMinimum": 0},
         "persist_every_n_rounds": {"minimum": 0},
         "snapshot_every_n_rounds": {"minimum": 0},
+        "memory_gc_rounds": {"minimum": 0},
     }
 
     def __init__(
@@ -92,6 +94,8 @@ class ScatterAndGather(Controller):
         task_check_period: float = 0.5,
         persist_every_n_rounds: int = 1,
         snapshot_every_n_rounds: int = 1,
+        memory_gc_rounds: int = 1,
+        enable_tensor_disk_offload: bool = False,
     ) -> None:
         """
         Args:
@@ -118,6 +122,10 @@ class ScatterAndGather(Controller):
                 after the last); 0 to save only after the last.
             snapshot_every_n_rounds: snapshot the workflow state every N
                 rounds; 0 for never.
+            memory_gc_rounds: run Python's garbage collector after every N
+                rounds; 0 for never.
+            enable_tensor_disk_offload: accepted for FLARE's configs: flconfig
+                streams models in chunks and keeps no extra copy to offload.
         """
         self.min_clients = min_clients
         self.num_rounds = num_rounds
@@ -133,6 +141,8 @@ class ScatterAndGather(Controller):
         self.task_check_period = float(task_check_period)
         self.persist_every_n_rounds = persist_every_n_rounds
         self.snapshot_every_n_rounds = snapshot_every_n_rounds
+        self.memory_gc_rounds = memory_gc_rounds
+        self.enable_tensor_disk_offload = enable_tensor_disk_offload
 
         #: The current global model (set by :meth:`start_controller`, updated every round).
         self.global_model: FLModel | None = None
@@ -269,6 +279,8 @@ class ScatterAndGather(Controller):
         ctx.fire_event(
             EventType.ROUND_DONE, {"current_round": current, "num_rounds": self.num_rounds}
         )
+        if self.memory_gc_rounds and (current + 1) % self.memory_gc_rounds == 0:
+            gc.collect()
         elapsed = time.monotonic() - started
         ctx.progress(f"{label}: results from {_sites(gathered.accepted)} ({elapsed:.1f}s)")
         if gathered.unusable:

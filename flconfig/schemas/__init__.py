@@ -307,13 +307,21 @@ class _Check:
                 message = f"unknown key {key!r} in {self.container(rel, schema)}"
                 code = "unknown-key" if self.args_label is None else "unknown-arg"
                 takes = f"{self.container(rel, schema)} takes only: {', '.join(props)}"
+            severity = "error"
             if suggestion:
                 message += f" — did you mean {suggestion!r}?"
                 hint = f"rename it to {suggestion!r}"
+            elif self.args_label is None and schema.get("title") == "component":
+                # FLARE ignores a component spec's unknown keys; a misspelt one stays an error.
+                message += " is ignored, as FLARE ignores it"
+                severity = "warning"
+                head, dot, tail = key.partition(".")
+                hint = (f"to pass {tail!r} to the component, put it inside {head!r}; else remove it"
+                        if dot and head == "args" else takes)
             else:
                 hint = takes
             yield _Issue(code, message, self.root + rel + (key,), hint, at_key=True,
-                         suggestion=suggestion)
+                         severity=severity, suggestion=suggestion)
 
     def is_nested_component(self, rel: JsonPath, value: Any) -> bool:
         # A direct arg holding a component spec is replaced by the built object before
@@ -348,7 +356,8 @@ class _Check:
             hint = f"set it to {_json(expected)}" + (" (without quotes)" if unquoted is not None else "")
         elif kw == "enum":
             choices = _or_list([_short(v) for v in expected], quote=False)
-            message = f"{subject} must be one of {choices}, not {_short(value)}"
+            one = "" if len(expected) == 1 else "one of "
+            message = f"{subject} must be {one}{choices}, not {_short(value)}"
         elif kw == "pattern":
             rule = schema.get("patternErrorMessage") or f"a string matching {expected!r}"
             message = f"{subject} must be {rule}, not {_short(value)}"

@@ -139,6 +139,7 @@ class AnalyticsSender(Widget):
     ARGS_SCHEMA: ClassVar[dict[str, Any]] = {
         "event_type": {"minLength": 1},
         "queue_size": {"minimum": 1},
+        "writer_name": {"enum": ["TORCH_TB", "MLFLOW", "WANDB"]},
     }
     #: Seconds between two looks at a queue that had records: records logged meanwhile go
     #: in one batch (one event); flush() and a full queue have it drained at once.
@@ -149,15 +150,21 @@ class AnalyticsSender(Widget):
     #: Most records in one fired event.
     MAX_BATCH: ClassVar[int] = 4096
 
-    def __init__(self, event_type: str = "analytix_log_stats", queue_size: int = 100_000) -> None:
+    def __init__(self, event_type: str = "analytix_log_stats", queue_size: int = 100_000,
+                 writer_name: str = "TORCH_TB") -> None:
         """
         Args:
             event_type: the local event fired for each batch of records.
             queue_size: most records waiting to be sent; when the queue is full
                 an ``add_*`` call waits until there is room (nothing is dropped).
+            writer_name: FLARE's name of the API the records follow
+                (``TORCH_TB``, ``MLFLOW``, ``WANDB``); accepted for FLARE's
+                configs: flconfig's records carry their kind, so every
+                receiver reads them whatever the writer.
         """
         self.event_type = event_type
         self.queue_size = queue_size
+        self.writer_name = writer_name
         # Items: (kind, tag, value, step, wall_time) tuples, or threading.Event
         # flush markers. deque.append is atomic: the hot path takes no lock.
         self._queue: deque[Any] = deque()

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ...errors import JobError
+from ...files import inside
 from ...types import RunContext
 from .. import records as rec
 from . import AnalyticsReceiver
@@ -35,31 +36,57 @@ class MLflowReceiver(AnalyticsReceiver):
 
     DEFAULT_EVENTS: ClassVar[list[str]] = ["fed.analytix_log_stats"]
     ARGS_SCHEMA: ClassVar[dict[str, Any]] = {
-        "tracking_uri": {"minLength": 1},
         "experiment_name": {"minLength": 1},
+        "artifact_location": {
+            "pattern": r"^(?![/\\])(?!.:)(?!(.*[/\\])?\.\.([/\\]|$))",
+            "patternErrorMessage": "a relative path inside the run folder (no leading '/', drive or '..')",
+        },
+        "buffer_flush_time": {"minimum": 0},
     }
 
     def __init__(
         self,
         tracking_uri: str | None = None,
-        experiment_name: str = "flconfig",
+        kw_args: dict[str, Any] | None = None,
+        artifact_location: str | None = None,
         events: list[str] | None = None,
+        buffer_flush_time: float = 1,
+        experiment_name: str | None = None,
+        kwargs: dict[str, Any] | None = None,
     ) -> None:
         """
         Args:
-            tracking_uri: MLflow tracking server or store; None for a local
-                folder store, ``<run_dir>/mlruns`` (``mlflow ui --backend-store-uri``
-                shows it).
-            experiment_name: MLflow experiment the runs are logged to.
+            tracking_uri: MLflow tracking server or store; None or empty for a
+                local folder store, ``<run_dir>/mlruns`` (``mlflow ui
+                --backend-store-uri`` shows it).
+            kw_args: FLARE's run settings: ``experiment_name`` (default
+                "FLARE FL Experiment"), ``run_name`` (each site's run is named
+                ``<site>-<job id>-<run_name>``), ``experiment_tags`` and
+                ``run_tags`` (dicts; ``mlflow.note.content`` is shown as the
+                description).
+            artifact_location: folder of the experiment's artifacts, inside the
+                run folder (default ``artifacts``).
             events: the events to receive; None for ``DEFAULT_EVENTS``.
+            buffer_flush_time: accepted for FLARE's configs; flconfig sends each
+                batch of records to MLflow as it is received.
+            experiment_name: the experiment, when ``kw_args`` does not name it.
+            kwargs: FLARE 2.4's name for ``kw_args``.
         """
         super().__init__(events)
-        self.tracking_uri = tracking_uri
-        self.experiment_name = experiment_name
+        self.tracking_uri = tracking_uri or None
+        self.kw_args = dict(kw_args or kwargs or {})
+        for key in ("experiment_tags", "run_tags"):
+            if not isinstance(self.kw_args.get(key, {}), dict):
+                raise ValueError(f"MLflowReceiver: kw_args['{key}'] must be a dict of tags")
+        self.experiment_name = str(self.kw_args.get("experiment_name") or experiment_name
+                                   or "FLARE FL Experiment")
+        self.artifact_location = artifact_location or "artifacts"
+        self.buffer_flush_time = buffer_flush_time
         self._client: Any = None
         self._experiment_id = ""
         self._runs: dict[str, str] = {}
         self._metrics: dict[str, list[Any]] = {}
+        self._job_id = ""
 
     def initialize(self, ctx: RunContext) -> None:
         try:
@@ -73,18 +100,26 @@ class MLflowReceiver(AnalyticsReceiver):
             # database store); a local folder is what this default promises.
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         self._client = MlflowClient(tracking_uri=uri)
+        self._job_id = ctx.job_id
         experiment = self._client.get_experiment_by_name(self.experiment_name)
-        self._experiment_id = (
-            experiment.experiment_id
-            if experiment is not None
-            else self._client.create_experiment(self.experiment_name)
-        )
+        if experiment is not None:
+            self._experiment_id = experiment.experiment_id
+        else:
+            artifacts = inside(ctx.run_dir, self.artifact_location).resolve()
+            self._experiment_id = self._client.create_experiment(
+                self.experiment_name, artifact_location=artifacts.as_uri(),
+                tags={str(k): str(v) for k, v in self.kw_args.get("experiment_tags", {}).items()})
 
     def _run_id(self, origin: str) -> str:
         run_id = self._runs.get(origin)
         if run_id is None:
+            name = origin
+            if self.kw_args.get("run_name"):
+                name = f"{origin}-{self._job_id[:6]}-{self.kw_args['run_name']}"
+            tags = {str(k): str(v) for k, v in self.kw_args.get("run_tags", {}).items()}
             run = self._client.create_run(
-                self._experiment_id, run_name=origin, tags={"site": origin}
+                self._experiment_id, run_name=name,
+                tags={**tags, "site": origin, "job_id": self._job_id, "run_name": name},
             )
             run_id = self._runs[origin] = run.info.run_id
             self._metrics[run_id] = []
