@@ -689,6 +689,7 @@ def test_scatter_and_gather_args(registry: Registry) -> None:
         "aggregator_id", "persistor_id", "shareable_generator_id", "train_task_name",
         "train_timeout", "ignore_result_error", "allow_empty_global_weights",
         "task_check_period", "persist_every_n_rounds", "snapshot_every_n_rounds",
+        "memory_gc_rounds", "enable_tensor_disk_offload",
     ]  # fmt: skip
     defaults = {name: spec.default for name, spec in info.args.items()}
     assert defaults["min_clients"] == 1000 and defaults["ignore_result_error"] is None
@@ -743,7 +744,7 @@ def test_event_attributes_are_read_from_source(registry: Registry) -> None:
     writer = registry.resolve("name", "TBWriter")  # inherited from AnalyticsSender
     assert writer.attributes["EMITS_ARG"] == "event_type"
     assert (
-        list(writer.args) == ["event_type", "queue_size"]
+        list(writer.args) == ["event_type", "queue_size", "writer_name"]
         and writer.args["event_type"].default == "analytix_log_stats"
     )
     converter = registry.resolve("name", "ConvertToFedEvent")

@@ -29,6 +29,7 @@ from flconfig.components.base import AppEventType, Learner, Widget
 from flconfig.components.cross_site_model_eval import CrossSiteModelEval
 from flconfig.components.learner_executor import LearnerExecutor
 from flconfig.components.model_locators import PTFileModelLocator
+from flconfig.components.model_selection import IntimeModelSelector
 from flconfig.components.persistors import PTFileModelPersistor
 from flconfig.components.scatter_and_gather import ScatterAndGather
 from flconfig.components.shareable_generators import FullModelShareableGenerator
@@ -286,6 +287,92 @@ def test_rounds_average_the_sites_results_and_persist_the_global_model(
     assert types.count(EventType.ROUND_STARTED) == 3 and types.count(EventType.ROUND_DONE) == 3
     assert types[0] == AppEventType.INITIAL_MODEL_LOADED
     assert types.count(AppEventType.BEFORE_CONTRIBUTION_ACCEPT) == 6
+
+
+class DictMetricLearner(ShiftLearner):
+    """Reports its metrics as FLARE's Client API does: a dict, in the result's metrics."""
+
+    def train(self, data: FLModel, ctx: Any, abort_signal: Signal) -> FLModel:
+        result = super().train(data, ctx, abort_signal)
+        loss = -float(np.mean(data.params["weight"]))  # falls as the weights grow
+        result.metrics = {"accuracy": -loss, "val_loss": loss}
+        return result
+
+    def validate(self, data: FLModel, ctx: Any, abort_signal: Signal) -> FLModel:
+        return FLModel(metrics={"mean": float(np.mean(data.params["weight"]))})  # no initial_metrics
+
+
+@pytest.mark.parametrize("negate", [False, True])
+def test_intime_model_selector_chooses_the_best_model_instead_of_the_workflow(
+    tmp_path, server, sites, negate
+) -> None:
+    comm = server()
+    sites(comm, {"site-1": DictMetricLearner(), "site-2": DictMetricLearner()})
+    parts = server_parts(num_rounds=4)
+    start = initial_params(parts)
+    selector = IntimeModelSelector(key_metric="val_loss" if negate else "accuracy",
+                                   negate_key_metric=negate, weigh_by_local_iter=True)
+    parts = {"model_selector": selector, **parts}
+    ctx = server_ctx(tmp_path, parts, comm, [])
+
+    run_workflow(parts["scatter_and_gather"], ctx)
+
+    # Round 0 is skipped (FLARE). The mean weight grows each round: accuracy is highest, and
+    # the loss lowest, for the model sent in round 3.
+    best_events = [d for t, d in parts["events"].events if t == AppEventType.GLOBAL_BEST_MODEL_AVAILABLE]
+    assert selector.best_round == 3
+    assert len(best_events) == 3  # rounds 1, 2 and 3 each beat the one before; never twice a round
+    best = load_file(str(ctx.run_dir / "best_FL_global_model.pt"))
+    for name, value in start.items():
+        np.testing.assert_allclose(best[name], value + 3 * 5 / 3, rtol=1e-5)
+    expected = float(np.mean(start["weight"])) + 3 * 5 / 3
+    assert selector.best_metric == pytest.approx(expected, rel=1e-5)
+
+
+def test_intime_model_selector_maximises_a_loss_only_when_told_and_says_so(
+    tmp_path, server, sites, caplog
+) -> None:
+    comm = server()
+    sites(comm, {"site-1": DictMetricLearner(), "site-2": DictMetricLearner()})
+    with caplog.at_level("WARNING"):
+        selector = IntimeModelSelector(key_metric="val_loss")
+    assert "looks like a lower-is-better metric" in caplog.text
+    parts = {"model_selector": selector, **server_parts(num_rounds=4)}
+    start = initial_params(parts)
+    ctx = server_ctx(tmp_path, parts, comm, [])
+    run_workflow(parts["scatter_and_gather"], ctx)
+    # Maximising the loss keeps the first model it saw after round 0: the one sent in round 1.
+    assert selector.best_round == 1
+    best = load_file(str(ctx.run_dir / "best_FL_global_model.pt"))
+    for name, value in start.items():
+        np.testing.assert_allclose(best[name], value + 5 / 3, rtol=1e-5)
+
+
+def test_intime_model_selector_weighs_sites_and_leaves_out_what_it_cannot_use(tmp_path) -> None:
+    selector = IntimeModelSelector(key_metric="acc", aggregation_weights={"site-1": 3.0})
+    fired: list[Event] = []
+
+    class Catch(Widget):
+        def handle_event(self, event: Event, ctx: Any) -> None:
+            if event.type == AppEventType.GLOBAL_BEST_MODEL_AVAILABLE:
+                fired.append(event)
+
+    ctx = SiteContext("server", "job", tmp_path, {}, [selector, Catch()], role="server")
+    ctx.props.update(current_round=1, global_model=FLModel(params={"w": np.ones(1)}))
+    results = {
+        "site-1": FLModel(meta={"initial_metrics": {"acc": 0.9}, "current_round": 1}),
+        "site-2": FLModel(meta={"initial_metrics": {"acc": 0.5}}),
+        "site-3": FLModel(meta={"initial_metrics": {"loss": 0.1}}),  # no acc: left out
+        "site-4": FLModel(meta={"initial_metrics": {"acc": 1.0}, "current_round": 0}),  # stale
+        "site-5": FLModel(meta={"initial_metrics": {"acc": float("nan")}}),  # not finite
+    }
+    ctx.fire_event(EventType.ROUND_STARTED, {"current_round": 1})
+    for site, result in results.items():
+        ctx.fire_event(AppEventType.BEFORE_CONTRIBUTION_ACCEPT, {"site": site, "result": result})
+    ctx.fire_event(AppEventType.BEFORE_AGGREGATION, {"current_round": 1})
+    (event,) = fired
+    assert event.data.meta["validation_metric"] == pytest.approx((3 * 0.9 + 0.5) / 4)
+    assert selector.best_round == 1
 
 
 def test_persist_every_n_rounds(tmp_path, server, sites) -> None:

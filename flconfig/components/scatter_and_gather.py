@@ -55,7 +55,8 @@ class ScatterAndGather(Controller):
     When the sites report ``initial_metrics`` (LearnerExecutor does), their
     weighted mean is the validation metric of the global model sent that
     round; a new best fires ``_global_best_model_available`` so the persistor
-    saves it as the best model.
+    saves it as the best model. A job with an ``IntimeModelSelector`` (or any
+    component with ``SELECTS_BEST_MODEL``) leaves that choice to it.
 
     The final model is kept as :attr:`global_model` and in
     ``ctx.props["global_model"]`` for later workflows. ``task_check_period``
@@ -150,6 +151,7 @@ class ScatterAndGather(Controller):
         self._generator: ShareableGenerator | None = None
         self._persistor: ModelPersistor | None = None
         self._best_metric: float | None = None
+        self._selector = False
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -170,6 +172,8 @@ class ScatterAndGather(Controller):
             if self.persistor_id
             else None
         )
+        # A component that chooses the best model (IntimeModelSelector) replaces our own choice.
+        self._selector = any(getattr(c, "SELECTS_BEST_MODEL", False) for c in ctx.components.values())
         model = self._persistor.load(ctx) if self._persistor is not None else None
         if model is not None and not isinstance(model, FLModel):
             raise JobError(
@@ -260,7 +264,8 @@ class ScatterAndGather(Controller):
             # Say which round; keep the site the error names.
             raise JobError(f"{label}: {_message(exc)}", exc.site) from None
 
-        self._select_best(gathered, ctx)
+        if not self._selector:
+            self._select_best(gathered, ctx)
         ctx.fire_event(
             AppEventType.BEFORE_AGGREGATION, {"current_round": current, "sites": gathered.accepted}
         )

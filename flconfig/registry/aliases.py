@@ -37,6 +37,8 @@ FLARE_ALIASES: Mapping[str, str] = MappingProxyType(
         "nvflare.app_common.pt.pt_model_locator.PTModelLocator": f"{_C}.model_locators.PTFileModelLocator",
         # Widgets
         "nvflare.app_common.widgets.validation_json_generator.ValidationJsonGenerator": f"{_C}.validation_json.ValidationJsonGenerator",
+        "nvflare.app_common.widgets.intime_model_selector.IntimeModelSelector": f"{_C}.model_selection.IntimeModelSelector",
+        "nvflare.app_common.widgets.intime_model_selection_handler.IntimeModelSelectionHandler": f"{_C}.model_selection.IntimeModelSelector",
         "nvflare.app_common.widgets.convert_to_fed_event.ConvertToFedEvent": f"{_T}.senders.ConvertToFedEvent",
         # Experiment tracking: senders
         "nvflare.app_common.widgets.streaming.AnalyticsSender": f"{_T}.senders.AnalyticsSender",
