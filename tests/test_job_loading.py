@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from flconfig.config.job import Job, load_job
+from flconfig.config.job import Job, inspect_job, load_job
 from flconfig.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -221,6 +222,56 @@ def test_a_checkpoint_is_never_unpickled_even_if_the_config_asks(tmp_path: Path)
     assert problem.code == "bad-arg" and "load_weights_only" in problem.message
     assert problem.position is not None and problem.position.line == 17
     assert problem.message == "argument 'load_weights_only' of PTFileModelPersistor must be true, not false"
+
+
+NETS = """from flconfig.examples.models import DigitsCNN
+
+
+class WideCNN(DigitsCNN):
+    def __init__(self):
+        super().__init__(channels=4)
+"""
+
+
+def test_python_path_lets_a_job_name_classes_beside_it(tmp_path: Path) -> None:
+    # FLARE's examples keep networks in a folder beside the job, found through PYTHONPATH.
+    folder = copy_job(tmp_path, {SERVER: ('"flconfig.examples.models.DigitsCNN"', '"pt.nets.WideCNN"')})
+    lib = tmp_path / "example"
+    (lib / "pt").mkdir(parents=True)
+    (lib / "pt" / "__init__.py").write_text("")
+    (lib / "pt" / "nets.py").write_text(NETS)
+
+    with pytest.raises(ConfigError) as err:
+        load_job(folder, environ={})
+    [problem] = err.value.problems
+    assert problem.code == "path-not-allowed"
+    assert "--python-path with the folder holding pt/" in (problem.hint or "")
+
+    loaded = load_job(folder, environ={}, python_path=[lib])
+    try:
+        model = loaded.build("server").components["persistor"].model
+        assert type(model).__name__ == "WideCNN" and model.features[0].out_channels == 4
+        assert type(model).__module__ == "pt.nets"
+    finally:  # building imported this test's 'pt': leave no trace for other tests' 'pt'
+        for name in [m for m in sys.modules if m == "pt" or m.startswith("pt.")]:
+            del sys.modules[name]
+        while str(lib.resolve()) in sys.path:
+            sys.path.remove(str(lib.resolve()))
+
+
+def test_python_path_allows_only_what_really_lies_inside_it(tmp_path: Path) -> None:
+    folder = copy_job(tmp_path, {SERVER: ('"flconfig.examples.models.DigitsCNN"', '"pt.nets.WideCNN"')})
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "nets.py").write_text(NETS)
+    lib = tmp_path / "example"
+    (lib / "pt").mkdir(parents=True)
+    (lib / "pt" / "__init__.py").write_text("")
+    (lib / "pt" / "nets.py").symlink_to(outside / "nets.py")
+    _, problems = inspect_job(folder, environ={}, python_path=[lib])
+    assert [p.code for p in problems if p.is_error] == ["path-not-allowed"]
+    _, problems = inspect_job(folder, environ={}, python_path=[tmp_path / "nowhere"])
+    assert any(p.code == "usage" and "--python-path folder does not exist" in p.message for p in problems)
 
 
 def test_a_constructor_that_rejects_its_args_fails_the_build_with_a_position(tmp_path: Path) -> None:

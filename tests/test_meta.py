@@ -82,9 +82,9 @@ def test_an_app_deployed_by_one_object_or_one_name():
 
 
 def test_the_meta_schema_takes_the_same_forms():
-    from flconfig.schemas import load_schema
-
     import jsonschema
+
+    from flconfig.schemas import load_schema
 
     schema = load_schema("meta")
     for form in ({"targets": ["@ALL"]}, "@ALL", ["server", {"sites": ["site-1"]}]):

@@ -264,7 +264,7 @@ def test_os_system_is_refused_and_never_imported(registry: Registry) -> None:
     assert err.value.message == "'os.system' is not an allowed component path"
     assert err.value.hint == (
         "flconfig builds only its own components, FLARE aliases, entry-point plugins, the job's"
-        " custom/ modules and modules you allow: 'os' is Python's standard library, not a component module"
+        " custom/ modules and modules or folders you allow: 'os' is Python's standard library, not a component module"
     )
     # Even when os is allowed, os.system is no class in os's source.
     with pytest.raises(ResolveError) as err:

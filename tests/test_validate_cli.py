@@ -154,6 +154,7 @@ def test_every_corpus_case_runs_without_a_traceback() -> None:
     (("validate", "--bogus", JSON_JOB), "unrecognized arguments: --bogus"),
     (("validate", "--format", "xml", JSON_JOB), "invalid choice: 'xml'"),
     (("validate", "--allow-module", "not a module", JSON_JOB), "'not a module' is not a module name"),
+    (("validate", "--python-path", "no/such/dir", JSON_JOB), "--python-path no/such/dir: no such folder"),
 ])
 def test_usage_errors_exit_2(args: tuple[str, ...], message: str) -> None:
     done = flconfig(*args)
@@ -221,6 +222,13 @@ def test_flare_job_without_allowed_modules_reports_exactly_the_two_pt_paths(pt_p
 @needs_flare_job
 def test_allow_module_accepts_the_flare_jobs_pt_paths(pt_path: str) -> None:
     done = flconfig("validate", "--allow-module", "pt", str(FLARE_JOB), env={"PYTHONPATH": pt_path})
+    assert done.returncode == 0, done.stdout
+    assert done.stdout == "1 job checked: no problems found\n"
+
+
+@needs_flare_job
+def test_python_path_finds_and_allows_the_flare_jobs_pt_modules(pt_path: str) -> None:
+    done = flconfig("validate", "--python-path", pt_path, str(FLARE_JOB))  # no PYTHONPATH needed
     assert done.returncode == 0, done.stdout
     assert done.stdout == "1 job checked: no problems found\n"
 

@@ -7,7 +7,7 @@ import errno
 import sys
 from pathlib import Path
 
-from .validate_cmd import ALLOW_HELP
+from .validate_cmd import ALLOW_HELP, PYTHON_PATH_HELP
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -39,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                         help="seconds of silence before the server gives a site up "
                              "(default: the server config's heart_beat_timeout)")
     parser.add_argument("--allow-module", action="append", default=[], metavar="PREFIX", help=ALLOW_HELP)
+    parser.add_argument("--python-path", action="append", default=[], metavar="DIR", help=PYTHON_PATH_HELP)
     seeing = parser.add_argument_group("watching the run")
     seeing.add_argument("--tensorboard", action="store_true",
                         help="serve the run's TensorBoard files on 127.0.0.1 while it runs, and after "
@@ -66,6 +67,9 @@ def _usage_error(ns: argparse.Namespace) -> str | None:
     if timeout is not None and not (math.isfinite(timeout) and 0 < timeout <= MAX_TIMEOUT_S):
         return (f"--heartbeat-timeout must be a number of seconds above 0 and at most "
                 f"{MAX_TIMEOUT_S} (a year), got {timeout:g}")
+    for folder in ns.python_path:
+        if not Path(folder).is_dir():
+            return f"--python-path {folder}: no such folder"
     return None
 
 
@@ -115,6 +119,7 @@ def run(ns: argparse.Namespace) -> int:
         job=Path(ns.job), workspace=Path(ns.workspace), clients=clients, num_clients=ns.num_clients,
         job_id=ns.job_id, device=ns.device, threads=ns.threads, processes=ns.processes, fork=not ns.spawn,
         heartbeat_timeout=ns.heartbeat_timeout, allowed_modules=ns.allow_module,
+        python_path=[Path(d) for d in ns.python_path],
         tensorboard=ns.tensorboard or ns.tensorboard_port is not None or ns.tensorboard_exit,
         tensorboard_port=ns.tensorboard_port or 0, tensorboard_exit=ns.tensorboard_exit,
         live_metrics=not ns.quiet_metrics)

@@ -209,6 +209,8 @@ class Job:
     registry: Registry
     problems: tuple[Problem, ...] = ()
     allowed_modules: tuple[str, ...] = ()
+    #: Folders the user put on the job's import path (``--python-path``), resolved.
+    python_path: tuple[Path, ...] = ()
 
     @property
     def errors(self) -> list[Problem]:
@@ -445,8 +447,14 @@ def _classify(path: Path) -> str:
 
 
 def inspect_job(path: str | Path, *, allowed_modules: Sequence[str] = (),
-                environ: Mapping[str, str] | None = None) -> tuple[Job | None, list[Problem]]:
-    """Read and check everything about a job, app folder or config file; never raises for bad input."""
+                environ: Mapping[str, str] | None = None,
+                python_path: Sequence[str | Path] = ()) -> tuple[Job | None, list[Problem]]:
+    """Read and check everything about a job, app folder or config file; never raises for bad input.
+
+    ``allowed_modules`` are module prefixes (installed packages) whose classes the job may
+    name; ``python_path`` are folders whose modules it may import, as FLARE finds them on
+    ``PYTHONPATH`` (missing folders are reported).
+    """
     from ..validate.checks import check_job
 
     target = Path(path)
@@ -454,10 +462,19 @@ def inspect_job(path: str | Path, *, allowed_modules: Sequence[str] = (),
         return None, [Problem("error", "io", "no such file or folder", Position(str(path)))]
     kind = _classify(target)
     problems: list[Problem] = []
+    folders = []
+    for entry in python_path:
+        folder = Path(entry)
+        if folder.is_dir():
+            folders.append(folder.resolve())
+        else:
+            problems.append(Problem("error", "usage", "the --python-path folder does not exist",
+                                    Position(str(entry)), hint="give a folder that holds Python modules"))
+    policy = (allowed_modules, tuple(folders))
     if kind == "file":
-        job = _single_file_job(target, problems, allowed_modules, environ)
+        job = _single_file_job(target, problems, policy, environ)
     else:
-        job = _folder_job(target, kind, problems, allowed_modules, environ)
+        job = _folder_job(target, kind, problems, policy, environ)
     if job is not None:
         job = _resolved(job, problems)
         problems.extend(check_job(job))
@@ -505,15 +522,23 @@ def _dedupe(problems: list[Problem]) -> list[Problem]:
             and not (p.is_error and p.code == "schema" and (p.position, p.json_path) in specific)]
 
 
-def _make_registry(custom_dirs: list[Path], allowed_modules: Sequence[str], environ: Mapping[str, str] | None,
-                   job_root: Path | None = None) -> Registry:
+#: What a job may import besides its custom/ folders: allowed module prefixes, python-path folders.
+_Policy = tuple[Sequence[str], tuple[Path, ...]]
+
+
+def _make_job(name: str, folder: Path, meta: MetaInfo, meta_doc: Document | None,
+              apps: Mapping[str, App], policy: _Policy, environ: Mapping[str, str] | None) -> Job:
     from ..registry import Registry
 
-    return Registry.create(custom_dirs=custom_dirs, allowed_modules=allowed_modules, environ=environ,
-                           job_root=job_root)
+    allowed, python_path = policy
+    custom_dirs = [a.custom_dir for a in apps.values() if a.custom_dir]
+    registry = Registry.create(custom_dirs=custom_dirs, allowed_modules=allowed, environ=environ,
+                               job_root=folder, python_path=python_path)
+    return Job(name, folder, meta, meta_doc, MappingProxyType(dict(apps)), registry,
+               allowed_modules=tuple(allowed), python_path=python_path)
 
 
-def _single_file_job(file: Path, problems: list[Problem], allowed_modules: Sequence[str],
+def _single_file_job(file: Path, problems: list[Problem], policy: _Policy,
                      environ: Mapping[str, str] | None) -> Job | None:
     from .meta import default_meta
 
@@ -535,12 +560,10 @@ def _single_file_job(file: Path, problems: list[Problem], allowed_modules: Seque
     config = read_config(file, role, app, "server" if role == "server" else "site-1", problems, environ=environ)
     if config is not None:
         app = _with_config(app, role, config)
-    custom = [app.custom_dir] if app.custom_dir else []
-    return Job(app.name, folder, meta, None, MappingProxyType({app.name: app}),
-               _make_registry(custom, allowed_modules, environ, folder), allowed_modules=tuple(allowed_modules))
+    return _make_job(app.name, folder, meta, None, {app.name: app}, policy, environ)
 
 
-def _folder_job(folder: Path, kind: str, problems: list[Problem], allowed_modules: Sequence[str],
+def _folder_job(folder: Path, kind: str, problems: list[Problem], policy: _Policy,
                 environ: Mapping[str, str] | None) -> Job | None:
     from ..schemas import check_document
     from ..validate.containment import check_path
@@ -620,11 +643,8 @@ def _folder_job(folder: Path, kind: str, problems: list[Problem], allowed_module
             config = read_config(file, role, app, site, problems, environ=environ)
             if config is not None:
                 app = apps[name] = _with_config(app, role, config)
-    custom_dirs = [a.custom_dir for a in apps.values() if a.custom_dir]
     name = meta.name or folder.resolve().name
-    return Job(name, folder, meta, meta_doc, MappingProxyType(apps),
-               _make_registry(custom_dirs, allowed_modules, environ, folder),
-               allowed_modules=tuple(allowed_modules))
+    return _make_job(name, folder, meta, meta_doc, apps, policy, environ)
 
 
 def _app_folder_hint(job_folder: Path, app_folder: Path) -> str:
@@ -646,9 +666,12 @@ def _roles_needed(meta: MetaInfo, app: str) -> list[str]:
 
 
 def load_job(path: str | Path, *, allowed_modules: Sequence[str] = (),
-             environ: Mapping[str, str] | None = None) -> Job:
-    """Load and check a job; raises :class:`ConfigError` listing every error found."""
-    job, problems = inspect_job(path, allowed_modules=allowed_modules, environ=environ)
+             environ: Mapping[str, str] | None = None,
+             python_path: Sequence[str | Path] = ()) -> Job:
+    """Load and check a job; raises :class:`ConfigError` listing every error found
+    (the arguments are :func:`inspect_job`'s)."""
+    job, problems = inspect_job(path, allowed_modules=allowed_modules, environ=environ,
+                                python_path=python_path)
     errors = errors_only(problems)
     if errors or job is None:
         raise ConfigError(errors or problems)

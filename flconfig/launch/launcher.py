@@ -64,6 +64,7 @@ class LaunchOptions:
     processes: int | None = None
     heartbeat_timeout: float | None = None
     allowed_modules: Sequence[str] = ()
+    python_path: Sequence[Path] = ()  # folders the job may import from (--python-path)
     tensorboard: bool = False  # serve the run's TensorBoard files while it runs
     tensorboard_port: int = 0  # 0: any free port
     tensorboard_exit: bool = False  # stop TensorBoard with the job instead of at Ctrl-C
@@ -163,7 +164,8 @@ def _launch(opts: LaunchOptions, zygote: Zygote | None) -> int:
     from ..config.job import inspect_job
 
     out = opts.out
-    job, problems = inspect_job(opts.job, allowed_modules=opts.allowed_modules)
+    job, problems = inspect_job(opts.job, allowed_modules=opts.allowed_modules,
+                                python_path=opts.python_path)
     if job is None or errors_only(problems):
         write_text(problems, 1, out)
         print("flconfig: the job is invalid; nothing was started", file=out)

@@ -211,14 +211,18 @@ class Registry:
         custom_dirs: Sequence[Path],
         allowed_modules: Sequence[str],
         job_roots: Sequence[Path] = (),
+        python_path: Sequence[Path] = (),
     ) -> None:
         self.custom_dirs: tuple[Path, ...] = tuple(custom_dirs)
+        #: Folders the user allowed with ``--python-path``: their modules are importable and
+        #: their classes allowed, like the job's own (a class's real file must lie inside).
+        self.python_path: tuple[Path, ...] = tuple(python_path)
         self.allowed_modules: tuple[str, ...] = tuple(allowed_modules)
         #: The job folders the custom/ folders belong to (resolved).
         self.job_roots: tuple[Path, ...] = tuple(job_roots)
         #: Problems met with plugins (a bad entry point), for the CLI to show.
         self.warnings: list[str] = []
-        self._introspector = Introspector(self.custom_dirs)
+        self._introspector = Introspector((*self.custom_dirs, *self.python_path))
         self._infos: dict[str, ComponentInfo] = {}
         self._plugins: list[_Plugin] | None = None
         self._builtins: list[ComponentInfo] | None = None
@@ -231,6 +235,7 @@ class Registry:
         allowed_modules: Sequence[str] = (),
         environ: Mapping[str, str] | None = None,
         job_root: Path | None = None,
+        python_path: Sequence[Path] = (),
     ) -> Registry:
         """A registry for one job.
 
@@ -240,7 +245,9 @@ class Registry:
         folder). ``allowed_modules`` are dotted module prefixes whose
         classes configs may name, added to those in ``FLCONFIG_ALLOW_MODULES``
         of ``environ`` (default ``os.environ``). Raises ValueError for a
-        prefix that is not a dotted module name.
+        prefix that is not a dotted module name. ``python_path`` are folders (after
+        ``custom/``, in order) whose modules a config may name, as FLARE imports what is
+        on ``PYTHONPATH``.
         """
         env = os.environ if environ is None else environ
         prefixes: list[str] = []
@@ -254,7 +261,8 @@ class Registry:
                 prefixes.append(prefix)
         dirs = [Path(d).resolve() for d in custom_dirs]
         roots = [job_root.resolve()] if job_root is not None else []
-        return cls([d for d in dirs if d.is_dir()], prefixes, roots)
+        extra = [Path(d).resolve() for d in python_path]
+        return cls([d for d in dirs if d.is_dir()], prefixes, roots, [d for d in extra if d.is_dir()])
 
     # -- resolving ------------------------------------------------------------
 
@@ -340,7 +348,7 @@ class Registry:
         raise self._not_allowed(value)
 
     def _resolve_custom(self, value: str) -> ComponentInfo | None:
-        if not self.custom_dirs:
+        if not self.custom_dirs and not self.python_path:
             return None
         parts = value.split(".")
         for cut in range(len(parts) - 1, 0, -1):
@@ -378,7 +386,7 @@ class Registry:
         else:
             where = installed_location(top)
             if where is None or where == "built-in" or any(
-                is_within(where, folder) for folder in self.custom_dirs
+                is_within(where, folder) for folder in (*self.custom_dirs, *self.python_path)
             ):
                 return
             other = f"the installed module ({_short(where)})"
@@ -432,7 +440,7 @@ class Registry:
             # elsewhere in the job folder that custom/ links to.
             home = description.file is not None and any(
                 is_within(description.file, folder)
-                for folder in (*self.custom_dirs, *self.job_roots)
+                for folder in (*self.custom_dirs, *self.job_roots, *self.python_path)
             )
         else:
             home = self._is_allowed(description.path)
@@ -453,7 +461,9 @@ class Registry:
         elif top in sys.stdlib_module_names:  # never advise allowing the standard library
             allow = f"'{top}' is Python's standard library, not a component module"
         else:
-            allow = f"pass --allow-module {top} or set {ALLOW_ENV}={top}"
+            allow = (f"pass --allow-module {top} or set {ALLOW_ENV}={top} (an installed package), "
+                     f"or --python-path with the folder holding {top}/ (as FLARE finds it on "
+                     "PYTHONPATH)")
         if top == "nvflare":
             candidates = _close(value, list(FLARE_ALIASES))
             hint = "flconfig has no equivalent of this FLARE class yet" + _did_you_mean(
@@ -467,7 +477,7 @@ class Registry:
             candidates = _close(value, self._custom_class_paths())
             hint = (
                 "flconfig builds only its own components, FLARE aliases, entry-point plugins, "
-                "the job's custom/ modules and modules you allow"
+                "the job's custom/ modules and modules or folders you allow"
             )
             if allow:
                 hint += f": {allow}"
@@ -540,7 +550,7 @@ class Registry:
 
         try:
             return import_class(info.path, info.module, info.qualname, info.origin, info.file,
-                                self.custom_dirs)
+                                (*self.custom_dirs, *self.python_path))
         except ImportFailure as exc:
             raise ResolveError("unresolvable", exc.message, exc.hint) from exc.__cause__
 

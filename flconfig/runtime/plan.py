@@ -93,7 +93,7 @@ class RunPlan:
     job: str  # the job's name
     job_id: str
     workspace: str
-    custom_dirs: tuple[str, ...]  # the job's custom/ folders, appended to sys.path for its classes
+    custom_dirs: tuple[str, ...]  # custom/ folders, then --python-path ones: appended to sys.path
     configs: tuple[SitePlan, ...]
     sites: Mapping[str, int]  # "server" and each client site -> index into ``configs``
 
@@ -178,6 +178,7 @@ def plan_run(job: Job, sites: Sequence[str], workspace: str | Path, job_id: str,
     if errors:
         raise ConfigError(errors)
     custom_dirs = tuple(str(a.custom_dir.resolve()) for a in job.apps.values() if a.custom_dir)
+    custom_dirs += tuple(str(folder) for folder in job.python_path)
     return RunPlan(job.name, job_id, str(workspace), custom_dirs, tuple(configs), index)
 
 
