@@ -1,4 +1,4 @@
-"""Writing files so that a reader never sees half of one."""
+"""Paths a config names: joined inside a folder, found inside one, written whole."""
 
 from __future__ import annotations
 
@@ -42,3 +42,19 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int = 0o644) -
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def find_script(custom: Path, wanted: Path) -> Path | None:
+    """The file of ``custom`` whose path ends with ``wanted`` (FLARE's lookup), nearest the top;
+    only a regular file that really lies inside ``custom`` (no link out)."""
+    if wanted.is_absolute() or ".." in wanted.parts:
+        return None
+    root = custom.resolve()
+    candidates = sorted(root.rglob(wanted.name), key=lambda p: (len(p.parts), str(p)))
+    for path in candidates:
+        if path.parts[-len(wanted.parts):] != wanted.parts or not path.is_file():
+            continue
+        real = path.resolve()
+        if real == root or root in real.parents:
+            return path
+    return None

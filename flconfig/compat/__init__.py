@@ -1,1 +1,103 @@
-"""FLARE's API for job code (``import nvflare...`` served by flconfig): the next issue fills it."""
+"""FLARE's API for job code: ``import nvflare...`` served by flconfig when FLARE is not installed.
+
+A FLARE job's own code (a Client API training script, a model in ``custom/``)
+imports ``nvflare``. :func:`install` puts a finder first on ``sys.meta_path``
+that serves every ``nvflare.X`` module from ``flconfig.compat.nvflare.X``: the
+two names are one module object, so ``nvflare.client.FLModel`` *is*
+``flconfig.compat.nvflare.client.FLModel``. A module flconfig does not provide
+yet fails to import with a line that says so (and where the support matrix is).
+
+With the real ``nvflare`` package installed, :func:`install` does nothing: job
+code gets FLARE's own classes, never flconfig's in their place, and
+:func:`flare_installed` lets callers say so.
+
+Nothing here imports torch, tensorboard or grpc.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import sys
+import threading
+from pathlib import Path
+from types import ModuleType
+
+#: Where the modules served as ``nvflare.*`` live.
+COMPAT_PACKAGE = "flconfig.compat.nvflare"
+COMPAT_ROOT = Path(__file__).resolve().parent / "nvflare"
+
+_lock = threading.Lock()
+_installed: _NvflareFinder | None = None
+_flare: bool | None = None
+
+
+def flare_installed() -> bool:
+    """Whether the real ``nvflare`` package is installed (then it is what job code imports)."""
+    global _flare
+    if _flare is None:
+        if _installed is not None:
+            _flare = False
+        else:
+            try:
+                _flare = importlib.util.find_spec("nvflare") is not None
+            except (ImportError, ValueError):
+                _flare = False
+    return _flare
+
+
+def provides(module: str) -> bool:
+    """Whether flconfig serves the FLARE module ``module`` (``nvflare.client`` ...), by looking
+    at its files, without importing anything."""
+    parts = module.split(".")
+    if parts[0] != "nvflare":
+        return False
+    path = COMPAT_ROOT.joinpath(*parts[1:])
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+def install() -> bool:
+    """Serve ``import nvflare...`` from flconfig's FLARE API, unless FLARE is installed.
+
+    Returns True when flconfig's modules are (now) what ``nvflare`` means in this
+    process. Safe to call any number of times, from any thread.
+    """
+    global _installed
+    with _lock:
+        if _installed is not None:
+            return True
+        if flare_installed():
+            return False
+        _installed = _NvflareFinder()
+        sys.meta_path.insert(0, _installed)
+        return True
+
+
+class _NvflareFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Finds ``nvflare`` and ``nvflare.*`` as flconfig's compat modules (one object, two names)."""
+
+    def find_spec(self, fullname: str, path: object = None, target: object = None
+                  ) -> importlib.machinery.ModuleSpec | None:
+        if fullname != "nvflare" and not fullname.startswith("nvflare."):
+            return None
+        if not provides(fullname):
+            raise ModuleNotFoundError(
+                f"No module named {fullname!r}: flconfig's FLARE API does not provide it yet "
+                "(FLARE itself is not installed; docs/flare-support.md lists what is supported)",
+                name=fullname,
+            )
+        real = importlib.util.find_spec(COMPAT_PACKAGE + fullname[len("nvflare"):])
+        is_package = real is not None and real.submodule_search_locations is not None
+        spec = importlib.machinery.ModuleSpec(fullname, self, is_package=is_package)
+        if real is not None:
+            spec.origin = real.origin
+            spec.has_location = real.has_location
+        return spec
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
+        return importlib.import_module(COMPAT_PACKAGE + spec.name[len("nvflare"):])
+
+    def exec_module(self, module: ModuleType) -> None:
+        """Nothing to run: :meth:`create_module` returned the imported compat module."""

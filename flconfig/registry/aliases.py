@@ -18,6 +18,10 @@ FLARE_ALIASES: Mapping[str, str] = MappingProxyType(
     {
         # Executors
         "nvflare.app_common.executors.learner_executor.LearnerExecutor": f"{_C}.learner_executor.LearnerExecutor",
+        # The Client API in process: 2.9's one executor, 2.4-2.6's in-process ones
+        "nvflare.app_common.executors.client_api_executor.ClientAPIExecutor": f"{_C}.client_api.ClientAPIExecutor",
+        "nvflare.app_common.executors.in_process_client_api_executor.InProcessClientAPIExecutor": f"{_C}.client_api.InProcessClientAPIExecutor",
+        "nvflare.app_opt.pt.in_process_client_api_executor.PTInProcessClientAPIExecutor": f"{_C}.client_api.PTInProcessClientAPIExecutor",
         # Workflows
         "nvflare.app_common.workflows.scatter_and_gather.ScatterAndGather": f"{_C}.scatter_and_gather.ScatterAndGather",
         "nvflare.app_common.workflows.cross_site_model_eval.CrossSiteModelEval": f"{_C}.cross_site_model_eval.CrossSiteModelEval",

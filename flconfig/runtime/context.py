@@ -40,6 +40,7 @@ class SiteContext:
         progress: Callable[[str], None] | None = None,
         device: str | None = None,
         client_sites: Sequence[str] = (),
+        custom_dir: str | Path | None = None,
     ) -> None:
         self.site_name = site_name
         self.job_id = job_id
@@ -54,6 +55,8 @@ class SiteContext:
         self.device = device
         #: Every client site of this run, in launch order.
         self.client_sites = tuple(client_sites)
+        #: The site's app's ``custom/`` folder (FLARE's ``get_app_custom_dir``), or None.
+        self.custom_dir = Path(custom_dir) if custom_dir is not None else None
         #: Free-form run state shared between components (e.g. ``current_round``).
         self.props: dict[str, Any] = {}
         self._components = dict(components)

@@ -35,6 +35,9 @@ def import_class(path: str, module_name: str, qualname: str, origin: str, file: 
     first, as FLARE does, and the module must be the ``file`` the registry read.
     """
     if origin == "custom":
+        from ..compat import install
+
+        install()  # job code may import nvflare: flconfig serves it when FLARE is not installed
         for folder in custom_dirs:
             if str(folder) not in sys.path:
                 sys.path.append(str(folder))

@@ -84,6 +84,7 @@ class SitePlan:
     workflows: tuple[str, ...]  # workflow ids, in the config's order
     executors: tuple[ExecutorPlan, ...] = ()
     filters: tuple[FilterPlan, ...] = ()
+    custom_dir: str | None = None  # the app's custom/ folder (resolved), where its scripts are
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,9 @@ def plan_run(job: Job, sites: Sequence[str], workspace: str | Path, job_id: str,
         key = (config.role, config.app, json.dumps(config.doc.data, sort_keys=True, default=str))
         if key not in by_key:  # sites whose resolved configuration is the same share one plan
             by_key[key] = len(configs)
-            configs.append(_site_plan_of(config))
+            app = job.apps.get(config.app)
+            custom = app.custom_dir if app is not None else None
+            configs.append(_site_plan_of(config, str(custom.resolve()) if custom else None))
         index[site] = by_key[key]
 
     if server:
@@ -214,7 +217,7 @@ def _site_free(job: Job, template: ConfigFile, environ: Mapping[str, str] | None
     return seen[0] is not None and seen[0] == seen[1]
 
 
-def _site_plan_of(config: ConfigFile) -> SitePlan:
+def _site_plan_of(config: ConfigFile, custom_dir: str | None = None) -> SitePlan:
     from ..validate.wiring import build_order
 
     by_id = config.by_id()
@@ -229,6 +232,7 @@ def _site_plan_of(config: ConfigFile) -> SitePlan:
         filters=tuple(FilterPlan(section, int(spec.json_path[1]), tuple(tasks), direction,
                                  _planned(spec))
                       for section, tasks, direction, spec in config.filters),
+        custom_dir=custom_dir,
     )
 
 
@@ -279,4 +283,5 @@ def _site_plan(data: Mapping[str, Any]) -> SitePlan:
                         for e in data["executors"]),
         filters=tuple(FilterPlan(f["section"], f["chain"], tuple(f["tasks"]), f["direction"],
                                  _component(f["filter"])) for f in data["filters"]),
+        custom_dir=data.get("custom_dir"),
     )  # fmt: skip

@@ -333,6 +333,7 @@ async def run_site(spec: dict[str, Any], site: str, errors: dict[str, str],
                 fed_sink=lambda event: sink(event_to_records(event)),
                 device=spec.get("device"),
                 client_sites=spec["sites"],
+                custom_dir=built.plan.custom_dir,
             ),
         )
         await job.call(site, _start_run, ctx)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..config.job import ComponentSpec, ConfigFile, Job
@@ -31,6 +32,7 @@ def check_job(job: Job) -> list[Problem]:
     problems.extend(check_event_flow(job))
     problems.extend(check_clients_and_tasks(job))
     problems.extend(check_custom_imports(job))
+    problems.extend(check_task_scripts(job))
     return problems
 
 
@@ -54,6 +56,30 @@ def check_components(config: ConfigFile) -> list[Problem]:
         if not spec.is_nested and isinstance(written_args, dict) and "class_attributes" in written_args:
             args_path = (*args_path, "class_attributes")
         problems.extend(check_args(doc, args_path, spec.args, spec.info.args_schema, spec.info.name))
+        problems.extend(_not_supported_yet(config, spec))
+    return problems
+
+
+def _not_supported_yet(config: ConfigFile, spec: ComponentSpec) -> list[Problem]:
+    """Args whose value FLARE accepts and flconfig cannot run yet (a class's literal
+    ``NOT_SUPPORTED_YET``: ``{"arg": {"value": "why", "*": "why, for any value"}}``)."""
+    table = spec.info.attributes.get("NOT_SUPPORTED_YET") if spec.info is not None else None
+    if not isinstance(table, dict):
+        return []
+    problems = []
+    for arg, reasons in table.items():
+        if arg not in spec.args or not isinstance(reasons, dict):
+            continue
+        value = spec.args[arg]
+        reason = reasons.get(value) if isinstance(value, str) else None
+        if reason is None and value is not None:
+            reason = reasons.get("*")
+        if reason is None:
+            continue
+        shown = f"{arg} = {value!r}" if isinstance(value, str) else arg
+        problems.append(config.doc.problem(
+            "not-supported", f"{spec.label}: {shown} is not supported yet", (*spec.args_path, arg),
+            str(reason)))
     return problems
 
 
@@ -123,6 +149,8 @@ def _collect(config: ConfigFile) -> _SiteEvents:
         attrs = spec.info.attributes
         if isinstance(attrs.get("EMITS_ARG"), str):
             out.sent += _names(spec, attrs["EMITS_ARG"])
+        if isinstance(attrs.get("EMITS"), str):  # a constant event name (the Client API's)
+            out.sent.append(EventUse(attrs["EMITS"], spec, spec.json_path, False))
         if isinstance(attrs.get("CONVERTS_ARG"), str):
             prefix, _ = _arg_value(spec, str(attrs.get("PREFIX_ARG", "")))
             prefix = prefix if isinstance(prefix, str) else "fed."
@@ -326,17 +354,22 @@ def check_custom_imports(job: Job) -> list[Problem]:
     import ast
     import sys
 
+    from ..compat import flare_installed, provides
     from ..registry.introspect import installed_location, parse_module
 
     folders = [app.custom_dir for app in job.apps.values() if app.custom_dir is not None]
+    searched = [*folders, *job.python_path]
     problems: list[Problem] = []
     cache: dict[str, bool] = {}
+    served = not flare_installed()  # flconfig serves 'import nvflare...' to job code
 
     def findable(top: str) -> bool:
         if top not in cache:
             if top in sys.stdlib_module_names or top in sys.builtin_module_names:
                 cache[top] = True
-            elif any((f / f"{top}.py").is_file() or (f / top).is_dir() for f in folders):
+            elif any((f / f"{top}.py").is_file() or (f / top).is_dir() for f in searched):
+                cache[top] = True
+            elif top == "nvflare" and served:
                 cache[top] = True
             else:
                 cache[top] = installed_location(top) is not None
@@ -356,6 +389,17 @@ def check_custom_imports(job: Job) -> list[Problem]:
                 continue
             for name in names:
                 top = name.split(".", 1)[0]
+                if top == "nvflare" and served:
+                    if not provides(name):
+                        problems.append(Problem(
+                            "warning", "flare-api-not-supported",
+                            f"{name!r} is imported here, but flconfig's FLARE API does not "
+                            "provide it yet (FLARE is not installed)",
+                            Position(display_path(file), node.lineno, node.col_offset + 1),
+                            hint="docs/flare-support.md lists the FLARE modules flconfig serves; "
+                                 "or install nvflare on the sites",
+                        ))  # fmt: skip
+                    continue
                 if findable(top):
                     continue
                 problems.append(Problem(
@@ -367,3 +411,35 @@ def check_custom_imports(job: Job) -> list[Problem]:
                 ))  # fmt: skip
     return problems
 
+
+def check_task_scripts(job: Job) -> list[Problem]:
+    """A component's script (a class's literal ``SCRIPT_ARG``, e.g. the Client API's
+    ``task_script_path``) must be a file of its app's custom/ folder, as FLARE looks it up."""
+    from ..files import find_script
+
+    problems: list[Problem] = []
+    for config in job.configs():
+        app = job.apps.get(config.app)
+        custom = app.custom_dir if app is not None else None
+        for spec in config.all_specs():
+            arg = spec.info.attributes.get("SCRIPT_ARG") if spec.info is not None else None
+            if spec.disabled or not isinstance(arg, str):
+                continue
+            value = spec.args.get(arg)
+            if not isinstance(value, str) or not value.endswith(".py"):
+                continue  # missing or not a script: the args schema says so
+            path = (*spec.args_path, arg)
+            if custom is None:
+                problems.append(config.doc.problem(
+                    "script-not-found", f"{spec.label}: {arg} '{value}' is not in the app's "
+                    "custom/ folder: the app has none", path,
+                    f"put {Path(value).name} in {display_path(config.file.parent.parent / 'custom')}"))
+            elif find_script(custom, Path(value)) is None:
+                scripts = sorted(p.relative_to(custom).as_posix() for p in custom.rglob("*.py"))
+                close = closest(value, scripts)
+                problems.append(config.doc.problem(
+                    "script-not-found", f"{spec.label}: {arg} '{value}' is not in the app's "
+                    f"custom/ folder ({display_path(custom)})", path,
+                    f"did you mean '{close}'?" if close else
+                    "the script must be a file inside custom/ (FLARE finds it there too)"))
+    return problems

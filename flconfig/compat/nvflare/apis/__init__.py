@@ -1,0 +1,1 @@
+"""FLARE's ``nvflare.apis`` (the part job code uses)."""

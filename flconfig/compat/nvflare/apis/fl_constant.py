@@ -1,0 +1,50 @@
+"""FLARE's ``nvflare.apis.fl_constant``: the constants Client API code and job code name."""
+
+from __future__ import annotations
+
+
+class ReturnCode:
+    """Result codes of a task (FLARE's names and values)."""
+
+    OK = "OK"
+    BAD_PEER_CONTEXT = "BAD_PEER_CONTEXT"
+    BAD_REQUEST_DATA = "BAD_REQUEST_DATA"
+    BAD_TASK_DATA = "BAD_TASK_DATA"
+    COMMUNICATION_ERROR = "COMMUNICATION_ERROR"
+    ERROR = "ERROR"
+    EXECUTION_EXCEPTION = "EXECUTION_EXCEPTION"
+    EXECUTION_RESULT_ERROR = "EXECUTION_RESULT_ERROR"
+    HANDLER_EXCEPTION = "HANDLER_EXCEPTION"
+    MODEL_UNRECOGNIZED = "MODEL_UNRECOGNIZED"
+    RUN_MISMATCH = "RUN_MISMATCH"
+    TASK_ABORTED = "TASK_ABORTED"
+    TASK_DATA_FILTER_ERROR = "TASK_DATA_FILTER_ERROR"
+    TASK_RESULT_FILTER_ERROR = "TASK_RESULT_FILTER_ERROR"
+    TASK_UNKNOWN = "TASK_UNKNOWN"
+    TASK_UNSUPPORTED = "TASK_UNSUPPORTED"
+    TOPIC_UNKNOWN = "TOPIC_UNKNOWN"
+    MODEL_VALIDATION_ERROR = "MODEL_VALIDATION_ERROR"
+    SERVER_NOT_READY = "SERVER_NOT_READY"
+    SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+    EMPTY_RESULT = "EMPTY_RESULT"
+    UNSAFE_JOB = "UNSAFE_JOB"
+    TIMEOUT = "TIMEOUT"
+
+
+class FLMetaKey:
+    """Keys of an FLModel's ``meta`` (FLARE's names and values)."""
+
+    NUM_STEPS_CURRENT_ROUND = "NUM_STEPS_CURRENT_ROUND"
+    PROCESSED_ALGORITHM = "PROCESSED_ALGORITHM"
+    PROCESSED_KEYS = "PROCESSED_KEYS"
+    INITIAL_METRICS = "initial_metrics"
+    FILTER_HISTORY = "filter_history"
+    CONFIGS = "configs"
+    VALIDATE_TYPE = "validate_type"
+    START_ROUND = "start_round"
+    CURRENT_ROUND = "current_round"
+    TOTAL_ROUNDS = "total_rounds"
+    JOB_ID = "job_id"
+    SITE_NAME = "site_name"
+    PROCESS_RC_FILE = "_process_rc.txt"
+    SUBMIT_MODEL_NAME = "submit_model_name"

@@ -1,0 +1,1 @@
+"""FLARE's ``nvflare.app_common`` (the part job code uses)."""

@@ -1,0 +1,591 @@
+"""FLARE's Client API executors, in process: a site runs the job's own training script.
+
+The script is a plain program written against ``nvflare.client``
+(``flare.init()``, ``while flare.is_running(): model = flare.receive() ...
+flare.send(model)``). The executor starts it once, on a thread of the site's
+process, when the run starts, and hands it each task routed to the executor;
+``execute`` returns what the script sends back.
+
+- The script is looked up in the app's ``custom/`` folder as FLARE does (a file
+  whose path ends with ``task_script_path``) and runs as ``__main__`` with
+  ``sys.argv = [script, *task_script_args.split()]`` (the process's, while it
+  runs). It may import the other modules of ``custom/``; what it prints goes to
+  the site's log; ``import nvflare`` is served by :mod:`flconfig.compat` when
+  FLARE is not installed.
+- ``params_exchange_format``: ``pytorch`` gives the script torch tensors,
+  ``numpy`` and ``raw`` numpy arrays; a result may hold either.
+- ``params_transfer_type = "DIFF"``: a FULL result is sent as the trained
+  weights minus the received ones (what the server's aggregator expects with
+  ``expected_data_kind = "WEIGHT_DIFF"``).
+- A result with params and metrics is a trained model and the validation of
+  the received one: the metrics go in ``meta["initial_metrics"]``, where
+  IntimeModelSelector reads them; a metrics-only result is a validation.
+- What the script logs with ``nvflare.client.tracking`` (``SummaryWriter`` ...)
+  goes through the executor's own AnalyticsSender as the local event
+  ``analytix_log_stats``: with ``ConvertToFedEvent`` in the config, as FLARE's
+  jobs have it, every record reaches the server's receivers, none lost.
+- A script that raises fails the task it was on (and every later one) with its
+  error; the traceback is in the site's log.
+
+Standard library only at import time (the registry reads this file).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import traceback
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ..errors import JobError
+from ..files import find_script
+from ..types import Event, EventType, FLModel, ReturnCode, RunContext, Signal
+from .base import Executor
+
+log = logging.getLogger(__name__)
+
+#: The local event the script's records are fired as (FLARE's ``ANALYTIC_EVENT_TYPE``).
+ANALYTIC_EVENT_TYPE = "analytix_log_stats"
+#: How long ``END_RUN`` waits for a script to return once told the run is over.
+END_WAIT_SECONDS = 60.0
+_POLL_SECONDS = 0.2
+
+_argv_lock = threading.Lock()
+
+
+class ClientAPIExecutor(Executor):
+    """FLARE 2.9's ``ClientAPIExecutor``: runs a Client API training script.
+
+    ``execution_mode = "in_process"`` runs ``task_script_path`` in the site's process
+    (see the module docstring); ``external_process`` and ``attach`` are FLARE modes
+    flconfig does not support yet (``flconfig validate`` says so at the line).
+    The arguments only those modes use are accepted, as FLARE's configs write them.
+    """
+
+    #: Constant event names this class fires (the event checker follows them).
+    EMITS: ClassVar[str] = "analytix_log_stats"
+    #: The argument naming a script that must lie in the app's custom/ folder.
+    SCRIPT_ARG: ClassVar[str] = "task_script_path"
+    NOT_SUPPORTED_YET: ClassVar[dict[str, Any]] = {
+        "execution_mode": {
+            "external_process": "flconfig runs Client API scripts in process only, for now: "
+                                "use execution_mode = \"in_process\" with task_script_path",
+            "attach": "flconfig runs Client API scripts in process only, for now: use "
+                      "execution_mode = \"in_process\" with task_script_path",
+        },
+    }
+    ARGS_SCHEMA: ClassVar[dict[str, Any]] = {
+        "execution_mode": {"enum": ["in_process", "external_process", "attach"]},
+        "task_script_path": {
+            "anyOf": [{"type": "null"}, {"type": "string", "pattern": r"\.py$"}],
+            "patternErrorMessage": "the path of a Python script (.py) in the app's custom/ folder",
+        },
+        "params_exchange_format": {"enum": ["raw", "numpy", "pytorch"]},
+        "server_expected_format": {"enum": ["raw", "numpy", "pytorch"]},
+        "params_transfer_type": {"enum": ["FULL", "DIFF"]},
+        "train_task_name": {"minLength": 1},
+        "evaluate_task_name": {"minLength": 1},
+        "submit_model_task_name": {"minLength": 1},
+        "memory_gc_rounds": {"minimum": 0},
+    }
+
+    def __init__(
+        self,
+        execution_mode: str,
+        command: str | list[str] | None = None,
+        task_script_path: str | None = None,
+        task_script_args: str = "",
+        launch_once: bool = True,
+        launch_timeout: float | None = 300.0,
+        shutdown_timeout: float | None = None,
+        stop_grace_period: float = 30.0,
+        heartbeat_interval: float = 5.0,
+        heartbeat_timeout: float = 30.0,
+        task_wait_timeout: float | None = None,
+        result_wait_timeout: float | None = None,
+        train_task_name: str = "train",
+        evaluate_task_name: str = "validate",
+        submit_model_task_name: str = "submit_model",
+        train_with_evaluation: bool = False,
+        params_exchange_format: str = "raw",
+        server_expected_format: str = "numpy",
+        params_transfer_type: str = "FULL",
+        memory_gc_rounds: int = 0,
+        cuda_empty_cache: bool = False,
+        attach_id: str | None = None,
+        attach_timeout: float | None = None,
+        allow_reconnect: bool = False,
+        allow_insecure_attach: bool = False,
+    ) -> None:
+        """
+        Args:
+            execution_mode: ``in_process`` (``external_process`` and ``attach`` are not
+                supported yet).
+            command: external_process only: the command that starts the script.
+            task_script_path: the script, a path inside the app's custom/ folder.
+            task_script_args: its command-line arguments, split on spaces.
+            launch_once: external_process only.
+            launch_timeout: external_process only.
+            shutdown_timeout: external_process only.
+            stop_grace_period: external_process only.
+            heartbeat_interval: external_process and attach only.
+            heartbeat_timeout: external_process and attach only.
+            task_wait_timeout: accepted; the site waits for tasks as its server says.
+            result_wait_timeout: seconds a task waits for the script's result (None: as
+                long as it takes).
+            train_task_name: the task ``flare.is_train()`` is true for.
+            evaluate_task_name: the task ``flare.is_evaluate()`` is true for.
+            submit_model_task_name: the task ``flare.is_submit_model()`` is true for.
+            train_with_evaluation: told to the script (``get_config()``): it validates the
+                received model before training and sends the metrics with its result.
+            params_exchange_format: what the script gets: ``pytorch`` (torch tensors),
+                ``numpy`` or ``raw`` (numpy arrays, as sent).
+            server_expected_format: what the server takes: results are sent as numpy
+                arrays or tensors either way.
+            params_transfer_type: ``FULL`` or ``DIFF`` (results sent as trained minus received).
+            memory_gc_rounds: run the garbage collector after every this many tasks (0: never).
+            cuda_empty_cache: empty torch's CUDA cache after each task.
+            attach_id: attach only.
+            attach_timeout: attach only.
+            allow_reconnect: attach only.
+            allow_insecure_attach: attach only.
+        """
+        if execution_mode == "in_process":
+            if not task_script_path:
+                raise ValueError("execution_mode 'in_process' needs task_script_path")
+            if command:
+                raise ValueError("command is for execution_mode 'external_process', not 'in_process'")
+        self.execution_mode = execution_mode
+        self.command = command
+        # accepted as FLARE's configs write them; only the external and attach modes use them
+        self.launch_once = launch_once
+        self.launch_timeout = launch_timeout
+        self.shutdown_timeout = shutdown_timeout
+        self.stop_grace_period = stop_grace_period
+        self.heartbeat_interval = heartbeat_interval
+        self.heartbeat_timeout = heartbeat_timeout
+        self.task_wait_timeout = task_wait_timeout
+        self.attach_id = attach_id
+        self.attach_timeout = attach_timeout
+        self.allow_reconnect = allow_reconnect
+        self.allow_insecure_attach = allow_insecure_attach
+        self.task_script_path = task_script_path
+        self.task_script_args = task_script_args or ""
+        self.result_wait_timeout = result_wait_timeout
+        self.train_task_name = train_task_name
+        self.evaluate_task_name = evaluate_task_name
+        self.submit_model_task_name = submit_model_task_name
+        self.train_with_evaluation = train_with_evaluation
+        self.params_exchange_format = params_exchange_format
+        self.server_expected_format = server_expected_format
+        self.params_transfer_type = params_transfer_type
+        self.memory_gc_rounds = memory_gc_rounds
+        self.cuda_empty_cache = cuda_empty_cache
+        self._session: Any = None
+        self._sender: Any = None
+        self._thread: threading.Thread | None = None
+        self._script_error: str | None = None
+        self._script_done = threading.Event()
+        self._start_lock = threading.Lock()
+        self._tasks_done = 0
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def handle_event(self, event: Event, ctx: RunContext) -> None:
+        """START_RUN starts the script; END_RUN tells it the run is over and waits for it;
+        ABORT_TASK makes its next Client API call raise."""
+        if event.scope != "local":
+            return
+        if self._sender is not None:
+            self._sender.handle_event(event, ctx)  # its own records: started, flushed, stopped
+        if event.type == EventType.START_RUN:
+            self._start(ctx)
+        elif event.type == EventType.ABORT_TASK and self._session is not None:
+            self._session.abort("ABORT_TASK received")
+        elif event.type == EventType.END_RUN:
+            self._end(ctx)
+
+    def _start(self, ctx: RunContext) -> None:
+        with self._start_lock:
+            if self._thread is not None:
+                return
+            from ..compat import client_api, flare_installed, install
+            from ..runtime.logs import site_thread_name
+            from ..tracking.senders import AnalyticsSender
+
+            if not install() and flare_installed():
+                _logger(ctx).warning(
+                    "FLARE is installed here: the script's 'import nvflare' gets FLARE's own "
+                    "package, whose Client API flconfig cannot serve; uninstall nvflare to run it")
+            script = self._find_script(ctx)
+            self._sender = sender = AnalyticsSender(event_type=ANALYTIC_EVENT_TYPE)
+            sender.id = f"{self.id or 'executor'}.script"
+            sender.handle_event(Event(EventType.START_RUN, None, "local", ctx.site_name), ctx)
+            self._session = client_api.ClientAPISession(
+                ctx.site_name, ctx.job_id, self._client_config(), self._log_record, _params_diff)
+            client_api.register(self._session)
+            self._thread = threading.Thread(  # named for the site: its lines go to the site's log
+                target=self._run_script, args=(script, ctx), daemon=True,
+                name=site_thread_name(ctx.site_name, "script"))
+            self._thread.start()
+
+    def _find_script(self, ctx: RunContext) -> Path:
+        """The script: a file of the app's custom/ folder whose path ends with task_script_path."""
+        custom = getattr(ctx, "custom_dir", None)
+        wanted = Path(str(self.task_script_path))
+        if custom is not None:
+            found = find_script(Path(custom), wanted)
+            if found is not None:
+                return found
+        raise JobError(
+            f"task_script_path '{self.task_script_path}' is not in the app's custom/ folder"
+            + (f" ({custom})" if custom else " (the app has none)"),
+            ctx.site_name,
+        )
+
+    def _client_config(self) -> dict[str, Any]:
+        """What ``flare.get_config()`` returns: FLARE's ``TASK_EXCHANGE`` section."""
+        return {"TASK_EXCHANGE": {
+            "train_with_eval": self.train_with_evaluation,
+            "exchange_format": self.params_exchange_format,
+            "transfer_type": self.params_transfer_type,
+            "train_task_name": self.train_task_name,
+            "eval_task_name": self.evaluate_task_name,
+            "submit_model_task_name": self.submit_model_task_name,
+        }}
+
+    def _run_script(self, script: Path, ctx: RunContext) -> None:
+        from ..compat import client_api
+
+        client_api.bind(self._session)
+        argv = [str(script), *self.task_script_args.split()]
+        try:
+            code = compile(script.read_bytes(), str(script), "exec")
+            namespace: dict[str, Any] = {"__name__": "__main__", "__file__": str(script),
+                                         "__builtins__": __builtins__, "__package__": None,
+                                         "print": _printer(_logger(ctx))}
+            folder = str(script.parent)
+            if folder not in sys.path:
+                sys.path.append(folder)
+            with _argv_lock:  # what the script reads first (argparse) sees its own arguments
+                saved, sys.argv = sys.argv, argv
+            try:
+                exec(code, namespace)  # noqa: S102 - the job's own script, in its custom/ folder
+            finally:
+                with _argv_lock:
+                    if sys.argv is argv:
+                        sys.argv = saved
+        except client_api.ScriptStopped:
+            pass
+        except BaseException as exc:  # SystemExit too: a script ending itself mid-run fails the task
+            if isinstance(exc, SystemExit) and exc.code in (None, 0):
+                pass
+            else:
+                _logger(ctx).error("%s: the training script %s failed:\n%s", ctx.site_name,
+                                   script.name, traceback.format_exc())
+                self._script_error = (f"the training script {script.name} failed: "
+                                      f"{type(exc).__name__}: {exc}")
+        finally:
+            client_api.bind(None)
+            self._script_done.set()
+
+    def _end(self, ctx: RunContext) -> None:
+        session, thread = self._session, self._thread
+        if session is None or thread is None:
+            return
+        from ..compat import client_api
+
+        session.stop("END_RUN received")
+        thread.join(END_WAIT_SECONDS)
+        if thread.is_alive():
+            _logger(ctx).warning("%s: the training script did not return within %g s of the run's "
+                                 "end; it is left running until the process exits",
+                                 ctx.site_name, END_WAIT_SECONDS)
+        client_api.unregister(session)
+
+    # -- tasks -------------------------------------------------------------------------
+
+    def execute(self, task_name: str, data: FLModel, ctx: RunContext, abort_signal: Signal) -> FLModel:
+        """Give the task to the script and return what it sends."""
+        if self.execution_mode != "in_process":
+            return FLModel.error(ReturnCode.EXECUTION_EXCEPTION,
+                                 f"execution_mode '{self.execution_mode}' is not supported yet")
+        self._start(ctx)
+        session = self._session
+        if self._script_error or self._script_done.is_set():
+            return self._script_gone(task_name)
+        session.give(task_name, self._to_script(data, ctx))
+        waited = 0.0
+        while True:
+            result = session.wait_result(_POLL_SECONDS)
+            if result is not None:
+                break
+            if abort_signal.triggered:
+                session.abort("the task was aborted")
+                return FLModel.error(ReturnCode.TASK_ABORTED, f"task '{task_name}' aborted")
+            if self._script_done.is_set():
+                result = session.wait_result(0)
+                if result is None:
+                    return self._script_gone(task_name)
+                break
+            waited += _POLL_SECONDS
+            if self.result_wait_timeout and waited >= self.result_wait_timeout:
+                session.abort("no result in time")
+                return FLModel.error(ReturnCode.EXECUTION_EXCEPTION,
+                                     f"the script sent no result for task '{task_name}' within "
+                                     f"{self.result_wait_timeout:g} s (result_wait_timeout)")
+        try:
+            return self._from_script(result, data)
+        except (TypeError, ValueError) as exc:
+            return FLModel.error(ReturnCode.EXECUTION_EXCEPTION,
+                                 f"the script's result for task '{task_name}' cannot be sent: {exc}")
+        finally:
+            self._after_task()
+
+    def _script_gone(self, task_name: str) -> FLModel:
+        reason = self._script_error or (
+            f"the training script returned before taking task '{task_name}' "
+            "(it should loop while flare.is_running())")
+        return FLModel.error(ReturnCode.EXECUTION_EXCEPTION, reason)
+
+    def _after_task(self) -> None:
+        self._tasks_done += 1
+        if self.memory_gc_rounds and self._tasks_done % self.memory_gc_rounds == 0:
+            import gc
+
+            gc.collect()
+        if self.cuda_empty_cache and "torch" in sys.modules:
+            torch = sys.modules["torch"]
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+
+    def _to_script(self, data: FLModel, ctx: RunContext) -> Any:
+        """flconfig's task data as FLARE's FLModel, in the exchange format."""
+        from ..compat.nvflare.app_common.abstract.fl_model import FLModel as FlareModel
+
+        params: Any = dict(data.params) if data.params else None
+        if params is not None and self.params_exchange_format == "pytorch":
+            params = _to_torch(params)
+        meta = {k: v for k, v in data.meta.items() if k not in ("current_round", "num_rounds")}
+        meta.update({"job_id": ctx.job_id, "site_name": ctx.site_name})
+        if "_validate_type" in data.meta:
+            meta["validate_type"] = data.meta["_validate_type"]
+        current = data.meta.get("current_round")
+        total = data.meta.get("num_rounds")
+        return FlareModel(
+            params_type=data.params_type if params is not None else None,
+            params=params,
+            metrics=dict(data.metrics) or None,
+            current_round=current if isinstance(current, int) and current >= 0 else None,
+            total_rounds=total if isinstance(total, int) and total >= 0 else None,
+            meta=meta,
+        )
+
+    def _from_script(self, result: Any, data: FLModel) -> FLModel:
+        """FLARE's FLModel the script sent, as flconfig's result."""
+        from ..compat.client_api import plain_number
+
+        metrics = {str(k): plain_number(v) for k, v in (result.metrics or {}).items()}
+        meta = {str(k): plain_number(v) for k, v in (result.meta or {}).items()
+                if k not in ("job_id", "site_name")}
+        if "current_round" in data.meta:
+            meta["current_round"] = data.meta["current_round"]
+        params = dict(result.params) if result.params is not None else {}
+        if params and metrics:
+            meta["initial_metrics"] = metrics  # the received model's validation, as FLARE sends it
+        params_type = result.params_type.value if result.params_type is not None else "FULL"
+        return FLModel(params=params, meta=meta, metrics=metrics, params_type=params_type)
+
+    # -- records -----------------------------------------------------------------------
+
+    def _log_record(self, key: str, value: Any, data_type: Any, **kwargs: Any) -> None:
+        """One ``flare.log`` call as records of the executor's AnalyticsSender."""
+        sender = self._sender
+        kind = getattr(data_type, "value", data_type)
+        step = kwargs.get("global_step")
+        if kind in ("SCALAR", "METRIC"):
+            sender.add_scalar(key, value, step)
+        elif kind == "SCALARS":
+            sender.add_scalars(key, value, step)
+        elif kind == "METRICS":
+            for tag, number in _mapping(key, value).items():
+                sender.add_scalar(str(tag), number, step)
+        elif kind == "TEXT":
+            sender.add_text(key, value, step)
+        elif kind == "IMAGE":
+            sender.add_image(key, value, step, dataformats=kwargs.get("dataformats", "CHW"))
+        elif kind in ("PARAMETER", "TAG"):
+            sender.add_text(f"{'params' if kind == 'PARAMETER' else 'tags'}/{key}", str(value))
+        elif kind in ("PARAMETERS", "TAGS"):
+            for name, item in _mapping(key, value).items():
+                sender.add_text(f"{'params' if kind == 'PARAMETERS' else 'tags'}/{name}", str(item))
+        else:
+            raise TypeError(f"cannot log {key!r}: records of type {kind} are not supported")
+
+
+class InProcessClientAPIExecutor(ClientAPIExecutor):
+    """FLARE 2.4–2.6's ``InProcessClientAPIExecutor``: the script in process, numpy params
+    by default, training with evaluation by default."""
+
+    SCRIPT_ARG: ClassVar[str] = "task_script_path"
+    NOT_SUPPORTED_YET: ClassVar[dict[str, Any]] = {
+        "from_nvflare_converter_id": {"*": "flconfig has no ParamsConverter components yet; "
+                                           "params_exchange_format converts numpy and torch"},
+        "to_nvflare_converter_id": {"*": "flconfig has no ParamsConverter components yet; "
+                                         "params_exchange_format converts numpy and torch"},
+    }
+    ARGS_SCHEMA: ClassVar[dict[str, Any]] = {
+        "task_script_path": {"type": "string", "pattern": r"\.py$",
+                             "patternErrorMessage": "the path of a Python script (.py) in the "
+                                                    "app's custom/ folder"},
+        "result_pull_interval": {"exclusiveMinimum": 0},
+    }
+
+    def __init__(
+        self,
+        task_script_path: str,
+        task_script_args: str = "",
+        task_wait_time: float | None = None,
+        result_pull_interval: float = 0.5,
+        log_pull_interval: float | None = None,
+        params_exchange_format: str = "numpy",
+        params_transfer_type: str = "FULL",
+        from_nvflare_converter_id: str | None = None,
+        to_nvflare_converter_id: str | None = None,
+        train_with_evaluation: bool = True,
+        train_task_name: str = "train",
+        evaluate_task_name: str = "validate",
+        submit_model_task_name: str = "submit_model",
+    ) -> None:
+        """
+        Args:
+            task_script_path: the script, a path inside the app's custom/ folder.
+            task_script_args: its command-line arguments, split on spaces.
+            task_wait_time: seconds a task waits for the script's result (None: no limit).
+            result_pull_interval: accepted (flconfig is told of a result at once).
+            log_pull_interval: accepted (records are sent as they are logged, none lost).
+            params_exchange_format: ``numpy`` or ``pytorch`` (what the script gets).
+            params_transfer_type: ``FULL`` or ``DIFF``.
+            from_nvflare_converter_id: not supported yet (must be left out).
+            to_nvflare_converter_id: not supported yet (must be left out).
+            train_with_evaluation: told to the script (``get_config()``).
+            train_task_name: the task ``flare.is_train()`` is true for.
+            evaluate_task_name: the task ``flare.is_evaluate()`` is true for.
+            submit_model_task_name: the task ``flare.is_submit_model()`` is true for.
+        """
+        super().__init__(
+            "in_process", task_script_path=task_script_path, task_script_args=task_script_args,
+            result_wait_timeout=task_wait_time, train_task_name=train_task_name,
+            evaluate_task_name=evaluate_task_name, submit_model_task_name=submit_model_task_name,
+            train_with_evaluation=train_with_evaluation,
+            params_exchange_format=params_exchange_format, params_transfer_type=params_transfer_type,
+        )
+        self.task_wait_time = task_wait_time
+        self.result_pull_interval = result_pull_interval
+        self.log_pull_interval = log_pull_interval
+        self.from_nvflare_converter_id = from_nvflare_converter_id
+        self.to_nvflare_converter_id = to_nvflare_converter_id
+
+
+class PTInProcessClientAPIExecutor(InProcessClientAPIExecutor):
+    """FLARE 2.4–2.6's ``PTInProcessClientAPIExecutor``: as InProcessClientAPIExecutor, the
+    script gets torch tensors (``params_exchange_format = "pytorch"``)."""
+
+    def __init__(
+        self,
+        task_script_path: str,
+        task_script_args: str = "",
+        task_wait_time: float | None = None,
+        result_pull_interval: float = 0.5,
+        log_pull_interval: float | None = None,
+        params_transfer_type: str = "FULL",
+        from_nvflare_converter_id: str | None = None,
+        to_nvflare_converter_id: str | None = None,
+        train_with_evaluation: bool = True,
+        train_task_name: str = "train",
+        evaluate_task_name: str = "validate",
+        submit_model_task_name: str = "submit_model",
+        params_exchange_format: str = "pytorch",
+    ) -> None:
+        """
+        Args:
+            task_script_path: the script, a path inside the app's custom/ folder.
+            task_script_args: its command-line arguments, split on spaces.
+            task_wait_time: seconds a task waits for the script's result (None: no limit).
+            result_pull_interval: accepted (flconfig is told of a result at once).
+            log_pull_interval: accepted (records are sent as they are logged, none lost).
+            params_transfer_type: ``FULL`` or ``DIFF``.
+            from_nvflare_converter_id: not supported yet (must be left out).
+            to_nvflare_converter_id: not supported yet (must be left out).
+            train_with_evaluation: told to the script (``get_config()``).
+            train_task_name: the task ``flare.is_train()`` is true for.
+            evaluate_task_name: the task ``flare.is_evaluate()`` is true for.
+            submit_model_task_name: the task ``flare.is_submit_model()`` is true for.
+            params_exchange_format: ``pytorch`` (torch tensors) or ``numpy``.
+        """
+        super().__init__(
+            task_script_path, task_script_args, task_wait_time, result_pull_interval,
+            log_pull_interval, params_exchange_format, params_transfer_type,
+            from_nvflare_converter_id, to_nvflare_converter_id, train_with_evaluation,
+            train_task_name, evaluate_task_name, submit_model_task_name,
+        )
+
+
+def _logger(ctx: RunContext) -> logging.Logger:
+    return getattr(ctx, "log", None) or log
+
+
+def _printer(logger: logging.Logger) -> Any:
+    """The script's ``print``: lines for the terminal go to the site's log (as FLARE logs
+    them); a print to a file is a plain print."""
+    import builtins
+
+    def script_print(*args: Any, sep: str | None = " ", end: str | None = "\n", file: Any = None,
+                     flush: bool = False) -> None:
+        if file is not None and file is not sys.stdout:
+            builtins.print(*args, sep=sep, end=end, file=file, flush=flush)
+            return
+        logger.info("%s", (" " if sep is None else sep).join(map(str, args)))
+
+    return script_print
+
+
+def _mapping(key: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError(f"cannot log {key!r}: expected a dict, got {type(value).__name__}")
+    return value
+
+
+def _to_torch(params: dict[str, Any]) -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    out: dict[str, Any] = {}
+    for name, value in params.items():
+        if isinstance(value, np.ndarray):
+            value = torch.from_numpy(value if value.flags.writeable else value.copy())
+        out[name] = value
+    return out
+
+
+def _params_diff(received: Any, trained: Any) -> dict[str, Any]:
+    """Trained minus received, for the names both hold (FLARE's ``numerical_params_diff``)."""
+    diff: dict[str, Any] = {}
+    for name, old in received.items():
+        if name not in trained:
+            continue
+        new = trained[name]
+        if hasattr(new, "detach"):  # a torch tensor, maybe on a GPU
+            new = new.detach().cpu()
+            if not hasattr(old, "detach"):
+                import torch
+
+                old = torch.as_tensor(old)
+        elif hasattr(old, "detach"):
+            old = old.detach().cpu().numpy()
+        diff[name] = new - old
+    if not diff:
+        raise ValueError("the trained params share no name with the received ones: no DIFF to send")
+    return diff

@@ -1,0 +1,356 @@
+"""FLARE's Client API in process: a job's own training script, unchanged, run by a site.
+
+The scripts here import ``nvflare.client`` as FLARE users write them; FLARE is not
+installed: flconfig serves the module (flconfig.compat).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from flconfig.components.client_api import ClientAPIExecutor, PTInProcessClientAPIExecutor
+from flconfig.config.job import inspect_job
+from flconfig.runtime.context import SiteContext
+from flconfig.types import Event, EventType, FLModel, ReturnCode, Signal
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "configs" / "client-api"
+
+SCRIPT = """
+import sys
+
+import numpy as np
+
+import nvflare.client as flare
+from nvflare.client.tracking import SummaryWriter
+
+flare.init()
+writer = SummaryWriter()
+print("started with", " ".join(sys.argv[1:]), "on", flare.get_site_name())
+while flare.is_running():
+    model = flare.receive()
+    if flare.is_train():
+        trained = {k: v + 1.0 for k, v in model.params.items()}
+        writer.add_scalar("loss", 0.5, model.current_round)
+        writer.add_scalars("parts", {"a": 1.0, "b": 2.0}, model.current_round)
+        flare.send(flare.FLModel(params=trained, metrics={"accuracy": np.float32(0.75)},
+                                 meta={"NUM_STEPS_CURRENT_ROUND": 3}))
+    elif flare.is_evaluate():
+        flare.send(flare.FLModel(metrics={"accuracy": 0.5}))
+    elif flare.is_submit_model():
+        flare.send(flare.FLModel(params={"w": np.zeros(2)}))
+"""
+
+
+class Recorder:
+    """A handler on the site: keeps the analytics batches the executor's records fire."""
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+
+    def handle_event(self, event: Event, ctx: Any) -> None:
+        if event.type == "analytix_log_stats":
+            self.records.extend(event.data)
+
+
+def site(tmp_path: Path, script: str, executor: ClientAPIExecutor) -> tuple[SiteContext, Recorder]:
+    custom = tmp_path / "app" / "custom"
+    (custom / "src").mkdir(parents=True)
+    (custom / "src" / "train.py").write_text(textwrap.dedent(script))
+    recorder = Recorder()
+    ctx = SiteContext("site-1", "job1", tmp_path / "ws", {"executor": executor},
+                      [executor, recorder], custom_dir=custom)
+    ctx.fire_event(EventType.START_RUN)
+    return ctx, recorder
+
+
+def task(round_: int, **params: Any) -> FLModel:
+    return FLModel(params={k: np.asarray(v, dtype=np.float32) for k, v in params.items()},
+                   meta={"current_round": round_, "num_rounds": 5})
+
+
+def test_a_script_trains_validates_and_submits_with_diff_results(tmp_path: Path,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    executor = ClientAPIExecutor("in_process", task_script_path="train.py",
+                                 task_script_args="--lr 0.1", params_transfer_type="DIFF",
+                                 params_exchange_format="numpy", train_with_evaluation=True)
+    caplog.set_level("INFO")
+    ctx, recorder = site(tmp_path, SCRIPT, executor)
+    try:
+        result = executor.execute("train", task(4, w=[1.0, 2.0]), ctx, Signal())
+        assert result.rc == ReturnCode.OK, result.meta
+        assert result.params_type == "DIFF"
+        np.testing.assert_allclose(result.params["w"], [1.0, 1.0])  # trained minus received
+        assert result.meta["NUM_STEPS_CURRENT_ROUND"] == 3
+        assert result.meta["current_round"] == 4
+        assert result.metrics == {"accuracy": 0.75}
+        assert type(result.metrics["accuracy"]) is float  # a numpy scalar became a number
+        assert result.meta["initial_metrics"] == {"accuracy": 0.75}  # where model selection reads it
+
+        validation = executor.execute("validate", task(4, w=[1.0, 2.0]), ctx, Signal())
+        assert (validation.rc, validation.metrics, validation.params) == (ReturnCode.OK, {"accuracy": 0.5}, {})
+
+        submitted = executor.execute("submit_model", FLModel(meta={"submit_model_name": "best"}), ctx, Signal())
+        assert submitted.rc == ReturnCode.OK and list(submitted.params) == ["w"]
+    finally:
+        ctx.fire_event(EventType.END_RUN)
+    assert not executor._thread.is_alive()  # told the run is over, the script returned
+    assert [(r["kind"], r["tag"], r["value"], r["step"]) for r in recorder.records] == [
+        ("scalar", "loss", 0.5, 4), ("scalars", "parts", {"a": 1.0, "b": 2.0}, 4)]
+    assert "started with --lr 0.1 on site-1" in caplog.text  # its print went to the site's log
+
+
+def test_the_pytorch_format_gives_the_script_tensors(tmp_path: Path) -> None:
+    script = """
+    import torch
+    import nvflare.client as flare
+
+    flare.init()
+    while flare.is_running():
+        model = flare.receive()
+        assert all(isinstance(v, torch.Tensor) for v in model.params.values()), model.params
+        flare.send(flare.FLModel(params={k: v * 2 for k, v in model.params.items()}))
+    """
+    executor = PTInProcessClientAPIExecutor(task_script_path="src/train.py")
+    ctx, _ = site(tmp_path, script, executor)
+    try:
+        result = executor.execute("train", task(0, w=[1.0, 3.0]), ctx, Signal())
+    finally:
+        ctx.fire_event(EventType.END_RUN)
+    assert result.rc == ReturnCode.OK, result.meta
+    assert result.params_type == "FULL"
+    np.testing.assert_allclose(np.asarray(result.params["w"]), [2.0, 6.0])
+
+
+def test_a_failing_script_fails_its_task_with_its_error(tmp_path: Path) -> None:
+    script = """
+    import nvflare.client as flare
+
+    flare.init()
+    while flare.is_running():
+        model = flare.receive()
+        raise ZeroDivisionError("the script's own bug")
+    """
+    executor = ClientAPIExecutor("in_process", task_script_path="train.py")
+    ctx, _ = site(tmp_path, script, executor)
+    try:
+        result = executor.execute("train", task(0, w=[1.0]), ctx, Signal())
+        again = executor.execute("train", task(1, w=[1.0]), ctx, Signal())
+    finally:
+        ctx.fire_event(EventType.END_RUN)
+    assert result.rc == ReturnCode.EXECUTION_EXCEPTION
+    assert result.meta["error"] == "the training script train.py failed: ZeroDivisionError: the script's own bug"
+    assert again.meta["error"] == result.meta["error"]
+
+
+def test_a_script_that_ends_early_or_sends_no_model_says_so(tmp_path: Path) -> None:
+    executor = ClientAPIExecutor("in_process", task_script_path="train.py")
+    ctx, _ = site(tmp_path, "import nvflare.client as flare\nflare.init()\n", executor)
+    try:
+        executor._script_done.wait(10)
+        result = executor.execute("train", task(0, w=[1.0]), ctx, Signal())
+    finally:
+        ctx.fire_event(EventType.END_RUN)
+    assert result.rc == ReturnCode.EXECUTION_EXCEPTION
+    assert "returned before taking task 'train'" in result.meta["error"]
+
+    script = """
+    import nvflare.client as flare
+
+    flare.init()
+    while flare.is_running():
+        flare.receive()
+        flare.send({"w": 1})
+    """
+    executor = ClientAPIExecutor("in_process", task_script_path="train.py")
+    ctx, _ = site(tmp_path / "2", script, executor)
+    try:
+        result = executor.execute("train", task(0, w=[1.0]), ctx, Signal())
+    finally:
+        ctx.fire_event(EventType.END_RUN)
+    assert result.meta["error"] == ("the training script train.py failed: "
+                                    "TypeError: flare.send() takes an FLModel, got dict")
+
+
+def test_an_aborted_task_returns_at_once(tmp_path: Path) -> None:
+    script = """
+    import time
+    import nvflare.client as flare
+
+    flare.init()
+    while flare.is_running():
+        flare.receive()
+        time.sleep(0.5)  # busy; the abort reaches it at its next Client API call
+    """
+    executor = ClientAPIExecutor("in_process", task_script_path="train.py")
+    ctx, _ = site(tmp_path, script, executor)
+    signal = Signal()
+    signal.trigger("stop")
+    try:
+        result = executor.execute("train", task(0, w=[1.0]), ctx, signal)
+    finally:
+        ctx.fire_event(EventType.END_RUN)
+    assert result.rc == ReturnCode.TASK_ABORTED
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def copy_example(tmp_path: Path) -> Path:
+    job = tmp_path / "job"
+    shutil.copytree(EXAMPLE, job)
+    return job
+
+
+def errors_of(job: Path) -> list[str]:
+    _, problems = inspect_job(job, environ={})
+    return [f"{p.code}: {p.message} | {p.hint}" for p in problems if p.is_error]
+
+
+def test_the_example_client_api_job_validates_clean() -> None:
+    _, problems = inspect_job(EXAMPLE, environ={})
+    assert [p.message for p in problems] == []
+
+
+def test_a_script_not_in_custom_is_an_error_at_its_line(tmp_path: Path) -> None:
+    job = copy_example(tmp_path)
+    client = job / "app" / "config" / "config_fed_client.conf"
+    client.write_text(client.read_text().replace('app_script = "train.py"', 'app_script = "trian.py"'))
+    _, problems = inspect_job(job, environ={})
+    [problem] = [p for p in problems if p.is_error]
+    assert problem.code == "script-not-found"
+    assert "task_script_path 'trian.py' is not in the app's custom/ folder" in problem.message
+    assert problem.hint == "did you mean 'train.py'?"
+    assert problem.position.file.endswith("config_fed_client.conf")
+    assert problem.position.line == 16  # task_script_path = "{app_script}"
+
+
+def test_flare_modes_and_args_flconfig_cannot_run_yet_say_so(tmp_path: Path) -> None:
+    job = copy_example(tmp_path)
+    client = job / "app" / "config" / "config_fed_client.conf"
+    text = client.read_text().replace(
+        'path = "nvflare.app_opt.pt.in_process_client_api_executor.PTInProcessClientAPIExecutor"',
+        'path = "nvflare.app_opt.pt.in_process_client_api_executor.PTInProcessClientAPIExecutor"\n'
+        '        args.from_nvflare_converter_id = "converter"')
+    client.write_text(text)
+    errors = errors_of(job)
+    assert ("not-supported: executor PTInProcessClientAPIExecutor: from_nvflare_converter_id = "
+            "'converter' is not supported yet | flconfig has no ParamsConverter components yet; "
+            "params_exchange_format converts numpy and torch") in errors
+
+    client.write_text(json.dumps({
+        "format_version": 2,
+        "executors": [{"tasks": ["train"], "executor": {
+            "path": "nvflare.app_common.executors.client_api_executor.ClientAPIExecutor",
+            "args": {"execution_mode": "external_process", "command": "python3 custom/train.py"}}}],
+        "components": [{"id": "event_to_fed", "name": "ConvertToFedEvent",
+                        "args": {"events_to_convert": ["analytix_log_stats"]}}],
+    }))
+    client.rename(client.with_suffix(".json"))
+    [error] = errors_of(job)
+    assert "execution_mode = 'external_process' is not supported yet" in error
+    assert "in process only, for now" in error
+
+
+def test_imports_of_flare_modules_flconfig_lacks_are_a_warning(tmp_path: Path) -> None:
+    job = copy_example(tmp_path)
+    script = job / "app" / "custom" / "train.py"
+    script.write_text("from nvflare.app_opt.lightning import api\n" + script.read_text())
+    _, problems = inspect_job(job, environ={})
+    [warning] = [p for p in problems if not p.is_error]
+    assert warning.code == "flare-api-not-supported"
+    assert warning.message == ("'nvflare.app_opt.lightning' is imported here, but flconfig's FLARE API "
+                               "does not provide it yet (FLARE is not installed)")
+    assert (warning.position.line, warning.position.column) == (1, 1)
+
+
+def test_nvflare_is_flconfigs_module_under_both_names_and_missing_ones_say_why() -> None:
+    code = textwrap.dedent("""
+        import flconfig.compat
+        assert flconfig.compat.install()
+        import nvflare.client as flare
+        from nvflare.app_common.abstract.fl_model import FLModel, ParamsType
+        import flconfig.compat.nvflare.client as ours
+        assert flare is ours and flare.FLModel is FLModel
+        assert FLModel(params={"w": 1}).params_type is ParamsType.FULL
+        try:
+            import nvflare.app_opt.lightning
+        except ModuleNotFoundError as exc:
+            print(exc)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == (
+        "No module named 'nvflare.app_opt': flconfig's FLARE API does not provide it yet (FLARE itself "
+        "is not installed; docs/flare-support.md lists what is supported)")
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+FLARE_2_9_EXECUTOR = """executor {
+        path = "nvflare.app_common.executors.client_api_executor.ClientAPIExecutor"
+        args {
+          execution_mode = "in_process"
+          task_script_path = "{app_script}"
+          task_script_args = "{app_config}"
+          params_exchange_format = "pytorch"
+          params_transfer_type = "DIFF"
+          train_with_evaluation = true
+        }
+      }"""
+
+
+def as_flare_2_9(tmp_path: Path) -> Path:
+    """The example job with FLARE 2.9's one Client API executor instead of 2.5's."""
+    job = copy_example(tmp_path)
+    client = job / "app" / "config" / "config_fed_client.conf"
+    text = client.read_text()
+    start = text.index("executor {")
+    end = text.index("}\n    }\n  ]", start) + 1
+    client.write_text(text[:start] + FLARE_2_9_EXECUTOR + text[end:])
+    return job
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("form", ["FLARE 2.5 (PTInProcessClientAPIExecutor)", "FLARE 2.9 (ClientAPIExecutor)"])
+def test_the_flare_client_api_job_runs_unchanged_every_scalar_in_tensorboard(tmp_path: Path, form: str) -> None:
+    from safetensors.numpy import load_file
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    job = EXAMPLE if "2.5" in form else as_flare_2_9(tmp_path)
+    if "2.9" in form:
+        assert "ClientAPIExecutor" in (job / "app" / "config" / "config_fed_client.conf").read_text()
+        assert errors_of(job) == []
+    ws = tmp_path / "ws"
+    proc = subprocess.run([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws)],
+                          capture_output=True, text=True, timeout=220)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert "round 3/3: results from site-1, site-2" in proc.stdout
+    run = ws / "server" / "simulate_job"
+    steps_per_round = 2 * 23  # --epochs 2, 719 (718) images in batches of 32
+    for site_name in ("site-1", "site-2"):
+        acc = EventAccumulator(str(run / "tb_events" / site_name), size_guidance={"scalars": 0})
+        acc.Reload()
+        losses = [e.step for e in acc.Scalars("train_loss")]
+        assert losses == list(range(3 * steps_per_round))  # every add_scalar of every round
+        accuracy = acc.Scalars("global_model_accuracy")
+        assert [e.step for e in accuracy] == [0, 1, 2]
+        assert accuracy[-1].value > accuracy[0].value + 0.3  # the federation learned
+        log = (ws / site_name / "simulate_job" / "log.txt").read_text()
+        assert f"[round 2, {site_name}] training on" in log  # the script's prints, in its site's log
+    best = load_file(str(run / "best_FL_global_model.pt"))
+    final = load_file(str(run / "FL_global_model.pt"))
+    assert set(best) == set(final) and "classifier.weight" in best
+    assert "new best global model at round 2" in (run / "log.txt").read_text()
