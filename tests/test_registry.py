@@ -1011,3 +1011,15 @@ def test_the_tracking_components_old_paths_still_resolve_for_one_release(registr
         registry.resolve("path", "flconfig.components.tracking.TBWritr")
     assert err.value.code == "unresolvable"
     assert err.value.candidates[0] == "flconfig.components.tracking.TBWriter"
+
+
+def test_the_flare_support_matrix_lists_every_flare_class_flconfig_builds() -> None:
+    from flconfig.registry.aliases import FLARE_ALIASES
+
+    matrix = (Path(__file__).resolve().parent.parent / "docs" / "flare-support.md").read_text()
+    table, not_yet = matrix.split("### Not supported yet", 1)
+    for flare_path in FLARE_ALIASES:
+        name = flare_path.rsplit(".", 1)[1]
+        assert f"| `{name}` | " in table, f"docs/flare-support.md does not list {name}"
+        assert f"`{flare_path}`" in table
+        assert f"`{name}`," not in not_yet.split("## FLARE's API")[0], f"{name} is listed as not supported yet"

@@ -484,14 +484,21 @@ def _stop_all(procs: list[Process]) -> None:
 
 
 def _global_model_scores(results_file: Path) -> str:
-    """One line: how the final global model scored at each site."""
+    """One line: how the final global model scored at each site (the PyTorch persistor's
+    ``SRV_FL_global_model.pt``, else the server's first model, e.g. NumPy's ``SRV_server``)."""
     try:
         results = json.loads(results_file.read_text())
-        scores = [f"{site} {', '.join(f'{v:.3f}' for v in models['SRV_FL_global_model.pt'].values())}"
-                  for site, models in results.items() if "SRV_FL_global_model.pt" in models]
+        server_models = sorted({m for models in results.values() for m in models if m.startswith("SRV_")})
+        name = "SRV_FL_global_model.pt" if "SRV_FL_global_model.pt" in server_models else (
+            server_models[0] if server_models else "")
+        scores = [f"{site} {', '.join(f'{v:.3f}' for v in models[name].values())}"
+                  for site, models in results.items() if name in models]
     except (ValueError, TypeError, AttributeError, OSError):
         return "  (cross-site results unreadable)"
-    return "  global model validated at: " + ", ".join(scores) if scores else "  (no global model scores)"
+    if not scores:
+        return "  (no global model scores)"
+    label = "global model" if name == "SRV_FL_global_model.pt" else f"global model ({name})"
+    return f"  {label} validated at: " + ", ".join(scores)
 
 
 def _read_status(run_dir: Path) -> dict[str, object]:

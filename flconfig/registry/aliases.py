@@ -39,6 +39,12 @@ FLARE_ALIASES: Mapping[str, str] = MappingProxyType(
         "nvflare.app_opt.pt.PTFileModelLocator": f"{_C}.model_locators.PTFileModelLocator",
         "nvflare.app_common.pt.pt_file_model_locator.PTFileModelLocator": f"{_C}.model_locators.PTFileModelLocator",
         "nvflare.app_common.pt.pt_model_locator.PTModelLocator": f"{_C}.model_locators.PTFileModelLocator",
+        # NumPy (the hello-numpy jobs)
+        "nvflare.app_common.np.np_model_persistor.NPModelPersistor": f"{_C}.numpy_family.NPModelPersistor",
+        "nvflare.app_common.np.np_trainer.NPTrainer": f"{_C}.numpy_family.NPTrainer",
+        "nvflare.app_common.np.np_validator.NPValidator": f"{_C}.numpy_family.NPValidator",
+        "nvflare.app_common.np.np_model_locator.NPModelLocator": f"{_C}.numpy_family.NPModelLocator",
+        "nvflare.app_common.np.np_formatter.NPFormatter": f"{_C}.numpy_family.NPFormatter",
         # Widgets
         "nvflare.app_common.widgets.validation_json_generator.ValidationJsonGenerator": f"{_C}.validation_json.ValidationJsonGenerator",
         "nvflare.app_common.widgets.intime_model_selector.IntimeModelSelector": f"{_C}.model_selection.IntimeModelSelector",

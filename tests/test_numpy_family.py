@@ -1,0 +1,147 @@
+"""FLARE's NumPy components: FLARE's hello-numpy job configs run unchanged, with FLARE's results."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flconfig.components.numpy_family import (
+    NPModelLocator,
+    NPModelPersistor,
+    NPTrainer,
+    NPValidator,
+)
+from flconfig.config.job import inspect_job
+from flconfig.runtime.context import SiteContext
+from flconfig.types import FLModel, ReturnCode, Signal
+
+DEFAULT = np.array([[1, 2, 3], [4, 5, 6], [7, 8, 9]], dtype=np.float32)
+
+# The configs of FLARE's hello-numpy-sag and cross-validation jobs, by FLARE's class paths.
+SERVER = {
+    "format_version": 2,
+    "server": {"heart_beat_timeout": 600},
+    "task_data_filters": [],
+    "task_result_filters": [],
+    "components": [
+        {"id": "persistor", "path": "nvflare.app_common.np.np_model_persistor.NPModelPersistor", "args": {}},
+        {"id": "shareable_generator",
+         "path": "nvflare.app_common.shareablegenerators.full_model_shareable_generator.FullModelShareableGenerator",
+         "args": {}},
+        {"id": "aggregator",
+         "path": "nvflare.app_common.aggregators.intime_accumulate_model_aggregator.InTimeAccumulateWeightedAggregator",
+         "args": {"expected_data_kind": "WEIGHTS"}},
+        {"id": "model_locator", "path": "nvflare.app_common.np.np_model_locator.NPModelLocator", "args": {}},
+        {"id": "formatter", "path": "nvflare.app_common.np.np_formatter.NPFormatter", "args": {}},
+    ],
+    "workflows": [
+        {"id": "scatter_and_gather", "path": "nvflare.app_common.workflows.scatter_and_gather.ScatterAndGather",
+         "args": {"min_clients": 2, "num_rounds": 3, "start_round": 0, "wait_time_after_min_received": 0,
+                  "aggregator_id": "aggregator", "persistor_id": "persistor",
+                  "shareable_generator_id": "shareable_generator", "train_task_name": "train",
+                  "train_timeout": 6000}},
+        {"id": "cross_site_model_eval", "path": "nvflare.app_common.workflows.cross_site_model_eval.CrossSiteModelEval",
+         "args": {"model_locator_id": "model_locator", "formatter_id": "formatter",
+                  "submit_model_timeout": 600, "validation_timeout": 6000, "cleanup_models": False}},
+    ],
+}
+CLIENT = {
+    "format_version": 2,
+    "executors": [
+        {"tasks": ["train", "submit_model"],
+         "executor": {"path": "nvflare.app_common.np.np_trainer.NPTrainer", "args": {}}},
+        {"tasks": ["validate"], "executor": {"path": "nvflare.app_common.np.np_validator.NPValidator"}},
+    ],
+    "task_result_filters": [],
+    "task_data_filters": [],
+    "components": [],
+}
+META = {"name": "hello-numpy-cross-val", "resource_spec": {}, "min_clients": 2,
+        "deploy_map": {"app": ["@ALL"]}}
+
+
+def write_job(root: Path) -> Path:
+    config = root / "job" / "app" / "config"
+    config.mkdir(parents=True)
+    (config / "config_fed_server.json").write_text(json.dumps(SERVER, indent=2))
+    (config / "config_fed_client.json").write_text(json.dumps(CLIENT, indent=2))
+    (root / "job" / "meta.json").write_text(json.dumps(META))
+    return root / "job"
+
+
+def ctx(tmp_path: Path, site: str = "server") -> SiteContext:
+    return SiteContext(site, "job1", tmp_path, {}, [])
+
+
+def test_flares_numpy_job_validates_clean(tmp_path: Path) -> None:
+    _, problems = inspect_job(write_job(tmp_path), environ={})
+    assert [p.message for p in problems] == []
+
+
+def test_the_persistor_starts_from_flares_default_and_reloads_what_it_saved(tmp_path: Path) -> None:
+    site = ctx(tmp_path)
+    persistor = NPModelPersistor()
+    model = persistor.load(site)
+    np.testing.assert_array_equal(model.params["numpy_key"], DEFAULT)
+    assert persistor.model_names(site) == []
+    persistor.save(FLModel(params={"numpy_key": DEFAULT + 5}), site)
+    saved = site.run_dir / "models" / "server.npy"
+    np.testing.assert_array_equal(np.load(saved, allow_pickle=False), DEFAULT + 5)
+    np.testing.assert_array_equal(NPModelPersistor().load(site).params["numpy_key"], DEFAULT + 5)
+    assert persistor.model_names(site) == ["server"]
+    located = NPModelLocator().locate_model("server", site)
+    assert located is not None
+    np.testing.assert_array_equal(located.params["numpy_key"], DEFAULT + 5)
+
+
+def test_a_pickled_model_file_is_never_unpickled(tmp_path: Path) -> None:
+    site = ctx(tmp_path)
+    path = site.run_dir / "models" / "server.npy"
+    path.parent.mkdir(parents=True)
+    np.save(path, np.array([{"evil": 1}], dtype=object), allow_pickle=True)
+    np.testing.assert_array_equal(NPModelPersistor().load(site).params["numpy_key"], DEFAULT)
+    assert NPModelLocator().locate_model("server", site) is None
+
+
+def test_the_trainer_adds_delta_and_keeps_its_model_for_submit_model(tmp_path: Path) -> None:
+    site = ctx(tmp_path, "site-1")
+    trainer = NPTrainer(delta=2)
+    result = trainer.execute("train", FLModel(params={"numpy_key": DEFAULT}, meta={"current_round": 0}),
+                             site, Signal())
+    np.testing.assert_array_equal(result.params["numpy_key"], DEFAULT + 2)
+    assert result.meta == {"NUM_STEPS_CURRENT_ROUND": 1}
+    submitted = trainer.execute("submit_model", FLModel(), site, Signal())
+    np.testing.assert_array_equal(submitted.params["numpy_key"], DEFAULT + 2)
+    bad = trainer.execute("train", FLModel(params={"w": DEFAULT}), site, Signal())
+    assert bad.rc == "BAD_TASK_DATA"
+    assert trainer.execute("validate", FLModel(), site, Signal()).rc == ReturnCode.TASK_UNKNOWN
+
+
+def test_the_validator_scores_as_flare_does(tmp_path: Path) -> None:
+    result = NPValidator().execute("validate", FLModel(params={"numpy_key": DEFAULT}), ctx(tmp_path), Signal())
+    assert 5.0 <= result.metrics["accuracy"] < 6.0  # sum(w / max(w)) = 45 / 9, plus a random [0, 1)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_flares_numpy_job_runs_with_flares_results(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    proc = subprocess.run([sys.executable, "-m", "flconfig", "launch", str(write_job(tmp_path)), "-w", str(ws)],
+                          capture_output=True, text=True, timeout=220)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    run = ws / "server" / "simulate_job"
+    # three rounds of +1 at every site, averaged: FLARE's documented result
+    np.testing.assert_array_equal(np.load(run / "models" / "server.npy"), DEFAULT + 3)
+    results = json.loads((run / "cross_site_val" / "cross_val_results.json").read_text())
+    assert sorted(results) == ["site-1", "site-2"]
+    for scores in results.values():
+        assert sorted(scores) == ["SRV_server", "site-1", "site-2"]
+        for metrics in scores.values():  # every model is default + 3: 72 / 12, plus a random [0, 1)
+            assert 6.0 <= metrics["accuracy"] < 7.0
+    assert "global model (SRV_server) validated at: site-1 6." in proc.stdout
