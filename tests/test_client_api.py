@@ -354,3 +354,54 @@ def test_the_flare_client_api_job_runs_unchanged_every_scalar_in_tensorboard(tmp
     final = load_file(str(run / "FL_global_model.pt"))
     assert set(best) == set(final) and "classifier.weight" in best
     assert "new best global model at round 2" in (run / "log.txt").read_text()
+
+
+MODEL_CONTROLLER_SERVER = """{
+  format_version = 2
+  task_data_filters = []
+  task_result_filters = []
+  model_class_path = "net.Net"
+  # FLARE 2.5's ModelController FedAvg: no aggregator, no shareable generator
+  workflows = [
+    {
+      id = "fedavg_ctl",
+      name = "FedAvg",
+      args { num_clients = 2, num_rounds = 3, persistor_id = "persistor" }
+    }
+  ]
+  components = [
+    { id = "persistor", path = "nvflare.app_opt.pt.file_model_persistor.PTFileModelPersistor",
+      args.model.path = "{model_class_path}" }
+    { id = "model_selector", path = "nvflare.app_common.widgets.intime_model_selector.IntimeModelSelector",
+      args.key_metric = "accuracy" }
+    { id = "receiver", path = "nvflare.app_opt.tracking.tb.tb_receiver.TBAnalyticsReceiver",
+      args.events = ["fed.analytix_log_stats"] }
+  ]
+}
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_flares_fedavg_model_controller_runs_the_client_api_job(tmp_path: Path) -> None:
+    from safetensors.numpy import load_file
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    job = copy_example(tmp_path)
+    (job / "app" / "config" / "config_fed_server.conf").write_text(MODEL_CONTROLLER_SERVER)
+    assert errors_of(job) == []
+    ws = tmp_path / "ws"
+    proc = subprocess.run([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws)],
+                          capture_output=True, text=True, timeout=220)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "workflow fedavg_ctl (FedAvg) started" in proc.stdout
+    assert "round 3/3: results from site-1, site-2" in proc.stdout
+    run = ws / "server" / "simulate_job"
+    for site_name in ("site-1", "site-2"):
+        acc = EventAccumulator(str(run / "tb_events" / site_name), size_guidance={"scalars": 0})
+        acc.Reload()
+        assert len(acc.Scalars("train_loss")) == 3 * 2 * 23
+        accuracy = [e.value for e in acc.Scalars("global_model_accuracy")]
+        assert accuracy[-1] > accuracy[0] + 0.3  # the averaged DIFFs trained the global model
+    assert "classifier.weight" in load_file(str(run / "best_FL_global_model.pt"))
+    assert "new best global model at round 2" in (run / "log.txt").read_text()

@@ -145,3 +145,25 @@ def test_flares_numpy_job_runs_with_flares_results(tmp_path: Path) -> None:
         for metrics in scores.values():  # every model is default + 3: 72 / 12, plus a random [0, 1)
             assert 6.0 <= metrics["accuracy"] < 7.0
     assert "global model (SRV_server) validated at: site-1 6." in proc.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_fedavg_trains_num_clients_sites_a_round(tmp_path: Path) -> None:
+    # FLARE's ModelController FedAvg over the NumPy trainer, one site sampled per round.
+    server = {"format_version": 2,
+              "workflows": [{"id": "fedavg", "path": "nvflare.app_common.workflows.fedavg.FedAvg",
+                             "args": {"num_clients": 1, "num_rounds": 3}}],
+              "components": [SERVER["components"][0]]}
+    job = write_job(tmp_path)
+    (job / "app" / "config" / "config_fed_server.json").write_text(json.dumps(server))
+    ws = tmp_path / "ws"
+    proc = subprocess.run([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws)],
+                          capture_output=True, text=True, timeout=220)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rounds = [line for line in proc.stdout.splitlines() if ": results from " in line]
+    assert len(rounds) == 3
+    assert all(line.rstrip().rsplit("results from ", 1)[1].split(" (")[0] in ("site-1", "site-2")
+               for line in rounds)  # one site a round
+    np.testing.assert_array_equal(np.load(ws / "server" / "simulate_job" / "models" / "server.npy"),
+                                  DEFAULT + 3)

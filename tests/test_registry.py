@@ -241,12 +241,12 @@ def test_every_alias_points_at_a_builtin_component(registry: Registry) -> None:
 
 def test_a_flare_class_without_equivalent_is_refused_with_what_exists(registry: Registry) -> None:
     with pytest.raises(ResolveError) as err:
-        registry.resolve("path", "nvflare.app_common.workflows.fedavg.FedAvg")
+        registry.resolve("path", "nvflare.app_common.workflows.cyclic_ctl.CyclicController")
     # said as what it is, a class not supported yet, not as a security refusal
     assert err.value.code == "unsupported-flare-class"
     assert "not a FLARE class flconfig supports yet" in err.value.message
     assert "not allowed" not in err.value.message
-    assert "no equivalent" in err.value.hint and "ScatterAndGather" in err.value.hint
+    assert "no equivalent" in err.value.hint and "did you mean 'nvflare.app_common.workflows." in err.value.hint
 
     with pytest.raises(ResolveError) as err:  # a typo gets the right path back
         registry.resolve("path", "nvflare.app_opt.tracking.tb.tb_writer.TBWritter")

@@ -158,15 +158,33 @@ class ScatterAndGather(Controller):
     def _owner(self) -> str:
         return f"workflow {self.id or type(self).__name__}"
 
+    # Hooks a workflow built on this one (FedAvg) changes.
+
+    def _end_round(self) -> int:
+        """The round after the last one."""
+        return self.num_rounds
+
+    def _min_sites(self, ctx: SiteContext) -> int:
+        """How many sites a round waits for: connected before it starts, results after."""
+        return self.min_clients
+
+    def _choose_targets(self, alive: list[str]) -> list[str]:
+        """The sites a round's task goes to, of the connected ones."""
+        return alive
+
+    def _parts(self, ctx: SiteContext) -> tuple[Aggregator, ShareableGenerator]:
+        """The aggregator and shareable generator the config names."""
+        owner = self._owner()
+        aggregator = lookup_component(ctx, owner, "aggregator_id", self.aggregator_id, Aggregator)
+        generator = lookup_component(
+            ctx, owner, "shareable_generator_id", self.shareable_generator_id, ShareableGenerator
+        )
+        return aggregator, generator
+
     def start_controller(self, ctx: SiteContext) -> None:  # type: ignore[override]
         """Look up the aggregator, shareable generator and persistor; load the initial model."""
         owner = self._owner()
-        self._aggregator = lookup_component(
-            ctx, owner, "aggregator_id", self.aggregator_id, Aggregator
-        )
-        self._generator = lookup_component(
-            ctx, owner, "shareable_generator_id", self.shareable_generator_id, ShareableGenerator
-        )
+        self._aggregator, self._generator = self._parts(ctx)
         self._persistor = (
             lookup_component(ctx, owner, "persistor_id", self.persistor_id, ModelPersistor)
             if self.persistor_id
@@ -218,7 +236,7 @@ class ScatterAndGather(Controller):
             raise JobError(f"{self._owner()}: control_flow before start_controller")
         if getattr(ctx, "comm", None) is None:
             raise JobError(f"{self._owner()}: the server has no link to the sites (ctx.comm)")
-        for current in range(self.start_round, self.num_rounds):
+        for current in range(self.start_round, self._end_round()):
             if abort_signal.triggered:
                 break
             if not self._round(current, abort_signal, ctx):
@@ -233,25 +251,26 @@ class ScatterAndGather(Controller):
         assert self._aggregator is not None and self._generator is not None
         assert self.global_model is not None
         started = time.monotonic()
-        label = f"round {current + 1}/{self.num_rounds}"
+        label = f"round {current + 1}/{self._end_round()}"
         ctx.props[CURRENT_ROUND_PROP] = current
         ctx.fire_event(
-            EventType.ROUND_STARTED, {"current_round": current, "num_rounds": self.num_rounds}
+            EventType.ROUND_STARTED, {"current_round": current, "num_rounds": self._end_round()}
         )
         self._aggregator.reset(ctx)
         data = self._generator.learnable_to_shareable(self.global_model, ctx)
-        data.meta = {**data.meta, "current_round": current, "num_rounds": self.num_rounds}
+        data.meta = {**data.meta, "current_round": current, "num_rounds": self._end_round()}
 
         targets = self._wait_for_sites(label, abort_signal, ctx)
         if targets is None:
             return False
+        targets = self._choose_targets(targets)
         gathered = _Gathered(self, len(targets), ctx)
         try:
             ctx.comm.broadcast_and_wait(
                 self.train_task_name,
                 data,
                 targets,
-                min_responses=self.min_clients,
+                min_responses=min(self._min_sites(ctx), len(targets)),
                 wait_time_after_min_received=self.wait_time_after_min_received,
                 timeout=self.train_timeout,
                 abort=abort_signal,
@@ -277,12 +296,12 @@ class ScatterAndGather(Controller):
         self.global_model = model
         ctx.props[GLOBAL_MODEL_PROP] = model
 
-        last = current == self.num_rounds - 1
+        last = current == self._end_round() - 1
         every = self.persist_every_n_rounds
         if self._persistor is not None and (last or (every > 0 and (current + 1) % every == 0)):
             self._persistor.save(model, ctx)
         ctx.fire_event(
-            EventType.ROUND_DONE, {"current_round": current, "num_rounds": self.num_rounds}
+            EventType.ROUND_DONE, {"current_round": current, "num_rounds": self._end_round()}
         )
         if self.memory_gc_rounds and (current + 1) % self.memory_gc_rounds == 0:
             gc.collect()
@@ -303,13 +322,13 @@ class ScatterAndGather(Controller):
         deadline = time.monotonic() + SITE_WAIT_S
         while True:
             alive = ctx.comm.alive_sites()
-            if len(alive) >= self.min_clients:
+            if len(alive) >= self._min_sites(ctx):
                 return alive
             if abort_signal.triggered:
                 return None
             if time.monotonic() >= deadline:
                 raise JobError(
-                    f"{label}: min_clients is {self.min_clients} but only {len(alive)} site(s) "
+                    f"{label}: min_clients is {self._min_sites(ctx)} but only {len(alive)} site(s) "
                     f"are connected after {SITE_WAIT_S:g} s ({', '.join(alive) or 'none'}); "
                     "lower min_clients or start more sites"
                 )

@@ -708,7 +708,9 @@ def _info_from(description: ClassDescription, origin: str) -> ComponentInfo:
         if spec.required:
             required.append(param.name)
     for name, fragment in args_schema_extra.items():
-        if isinstance(name, str) and isinstance(fragment, dict):
+        # An entry for an argument the class does not take (one a base class's entries name)
+        # refines nothing: it must not make a misspelt or foreign argument look valid.
+        if isinstance(name, str) and isinstance(fragment, dict) and (name in properties or var_kwargs):
             properties[name] = refine(properties.get(name, {}), fragment)
 
     schema: dict[str, Any] = {"type": "object"}
