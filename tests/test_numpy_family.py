@@ -167,3 +167,54 @@ def test_fedavg_trains_num_clients_sites_a_round(tmp_path: Path) -> None:
                for line in rounds)  # one site a round
     np.testing.assert_array_equal(np.load(ws / "server" / "simulate_job" / "models" / "server.npy"),
                                   DEFAULT + 3)
+
+
+SITE_WEIGHTS = """import numpy as np
+
+from flconfig.components.base import Executor
+from flconfig.types import FLModel
+
+
+class SiteWeights(Executor):
+    def execute(self, task_name, data, ctx, abort_signal):
+        value = 10.0 if ctx.site_name == "site-1" else 20.0
+        return FLModel(params={"numpy_key": np.full((2, 2), value, dtype=np.float32)})
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("method", ["client", "first"])
+def test_initialize_global_weights_starts_training_from_a_sites_weights(tmp_path: Path, method: str) -> None:
+    from safetensors.numpy import load_file
+
+    job = write_job(tmp_path)
+    (job / "app" / "custom").mkdir()
+    (job / "app" / "custom" / "site_weights.py").write_text(SITE_WEIGHTS)
+    client = json.loads(json.dumps(CLIENT))
+    client["executors"].append({"tasks": ["get_weights"], "executor": {"path": "site_weights.SiteWeights"}})
+    init = {"id": "pre_train",
+            "path": "nvflare.app_common.workflows.initialize_global_weights.InitializeGlobalWeights",
+            "args": {"task_name": "get_weights"}}
+    if method == "client":
+        init["args"].update(weight_method="client", weights_client_name="site-2")
+    server = json.loads(json.dumps(SERVER))
+    server["components"][0] = {"id": "persistor",  # no model of its own: it starts from the sites'
+                               "path": "nvflare.app_opt.pt.file_model_persistor.PTFileModelPersistor",
+                               "args": {}}
+    server["workflows"] = [init, server["workflows"][0]]
+    server["workflows"][1]["args"]["num_rounds"] = 2
+    (job / "app" / "config" / "config_fed_client.json").write_text(json.dumps(client))
+    (job / "app" / "config" / "config_fed_server.json").write_text(json.dumps(server))
+    assert [p.message for p in inspect_job(job, environ={})[1] if p.is_error] == []
+    ws = tmp_path / "ws"
+    proc = subprocess.run([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws)],
+                          capture_output=True, text=True, timeout=220)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    said = [text for text in proc.stdout.splitlines() if "the global model starts from the weights of" in text]
+    assert len(said) == 1
+    site = said[0].rsplit(" ", 1)[1]
+    assert site == "site-2" if method == "client" else site in ("site-1", "site-2")
+    start = 10.0 if site == "site-1" else 20.0
+    final = load_file(str(ws / "server" / "simulate_job" / "FL_global_model.pt"))["numpy_key"]
+    np.testing.assert_array_equal(final, np.full((2, 2), start + 2))  # two rounds of +1
