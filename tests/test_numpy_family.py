@@ -218,3 +218,30 @@ def test_initialize_global_weights_starts_training_from_a_sites_weights(tmp_path
     start = 10.0 if site == "site-1" else 20.0
     final = load_file(str(ws / "server" / "simulate_job" / "FL_global_model.pt"))["numpy_key"]
     np.testing.assert_array_equal(final, np.full((2, 2), start + 2))  # two rounds of +1
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("workflow", [
+    {"id": "cyclic", "path": "nvflare.app_common.workflows.cyclic_ctl.CyclicController",
+     "args": {"num_rounds": 3, "task_assignment_timeout": 10, "persistor_id": "persistor",
+              "shareable_generator_id": "shareable_generator", "order": "RANDOM_WITHOUT_SAME_IN_A_ROW"}},
+    {"id": "cyclic", "name": "Cyclic", "args": {"num_clients": 2, "num_rounds": 3}},
+], ids=["CyclicController", "Cyclic"])
+def test_cyclic_workflows_relay_the_model_through_every_site(tmp_path: Path, workflow: dict) -> None:
+    job = write_job(tmp_path)
+    server = {"format_version": 2, "workflows": [workflow], "components": SERVER["components"][:2]}
+    (job / "app" / "config" / "config_fed_server.json").write_text(json.dumps(server))
+    assert [p.message for p in inspect_job(job, environ={})[1] if p.is_error] == []
+    ws = tmp_path / "ws"
+    proc = subprocess.run([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws)],
+                          capture_output=True, text=True, timeout=220)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    relays = [line.split("relayed through ", 1)[1].split(" (")[0]
+              for line in proc.stdout.splitlines() if "relayed through" in line]
+    assert len(relays) == 3 and all(sorted(r.split(" → ")) == ["site-1", "site-2"] for r in relays)
+    if workflow["id"] == "cyclic" and "order" in workflow.get("args", {}):
+        assert all(a.split(" → ")[-1] != b.split(" → ")[0] for a, b in zip(relays, relays[1:]))
+    # every site adds 1 to the model it is handed: 2 sites x 3 rounds
+    np.testing.assert_array_equal(np.load(ws / "server" / "simulate_job" / "models" / "server.npy"),
+                                  DEFAULT + 6)

@@ -26,6 +26,8 @@ FLARE_ALIASES: Mapping[str, str] = MappingProxyType(
         "nvflare.app_common.workflows.scatter_and_gather.ScatterAndGather": f"{_C}.scatter_and_gather.ScatterAndGather",
         "nvflare.app_common.workflows.cross_site_model_eval.CrossSiteModelEval": f"{_C}.cross_site_model_eval.CrossSiteModelEval",
         "nvflare.app_common.workflows.fedavg.FedAvg": f"{_C}.fedavg.FedAvg",
+        "nvflare.app_common.workflows.cyclic_ctl.CyclicController": f"{_C}.cyclic.CyclicController",
+        "nvflare.app_common.workflows.cyclic.Cyclic": f"{_C}.cyclic.Cyclic",
         "nvflare.app_common.workflows.initialize_global_weights.InitializeGlobalWeights": f"{_C}.initialize_global_weights.InitializeGlobalWeights",
         # Aggregators and shareable generators
         "nvflare.app_common.aggregators.intime_accumulate_model_aggregator.InTimeAccumulateWeightedAggregator": f"{_C}.aggregators.InTimeAccumulateWeightedAggregator",
