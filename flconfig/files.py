@@ -58,3 +58,40 @@ def find_script(custom: Path, wanted: Path) -> Path | None:
         if real == root or root in real.parents:
             return path
     return None
+
+
+#: Interpreter options a Client API command may pass to Python (nothing that runs other code).
+PYTHON_OPTIONS = ("-u", "-B", "-O", "-OO", "-E", "-s", "-I", "-q")
+
+
+def python_command(command: str | list[str], custom: Path) -> tuple[list[str], Path, list[str]]:
+    """``(options, script, args)`` of a Client API launch command such as
+    ``python3 -u custom/train.py --epochs 2``: a Python interpreter, options from
+    :data:`PYTHON_OPTIONS`, then a script that is a file inside ``custom`` (the path
+    relative to the app folder, ``custom/x.py``, or to ``custom`` itself). Anything else
+    raises ValueError saying why: a config never runs a program of its choosing."""
+    import re
+    import shlex
+
+    tokens = shlex.split(command) if isinstance(command, str) else [str(t) for t in command]
+    if not tokens:
+        raise ValueError("the command is empty: give 'python3 -u custom/<script>.py ...'")
+    if not re.fullmatch(r"python(\d+(\.\d+)?)?", Path(tokens[0]).name):
+        raise ValueError(f"the command runs {tokens[0]!r}: flconfig runs only a Python script of the "
+                         "app's custom/ folder ('python3 -u custom/<script>.py ...')")
+    options: list[str] = []
+    rest = tokens[1:]
+    while rest and rest[0].startswith("-"):
+        if rest[0] not in PYTHON_OPTIONS:
+            raise ValueError(f"the command passes {rest[0]!r} to Python: not supported (only "
+                             f"{', '.join(PYTHON_OPTIONS)}, then a script of custom/)")
+        options.append(rest.pop(0))
+    if not rest:
+        raise ValueError("the command names no script: give 'python3 -u custom/<script>.py ...'")
+    written, args = rest[0], rest[1:]
+    root = custom.resolve()
+    for base in (custom.parent, custom):
+        candidate = (base / written).resolve()
+        if candidate.is_file() and (root in candidate.parents):
+            return options, candidate, args
+    raise ValueError(f"the command's script {written!r} is not a file of the app's custom/ folder")

@@ -251,14 +251,14 @@ def test_flare_modes_and_args_flconfig_cannot_run_yet_say_so(tmp_path: Path) -> 
         "format_version": 2,
         "executors": [{"tasks": ["train"], "executor": {
             "path": "nvflare.app_common.executors.client_api_executor.ClientAPIExecutor",
-            "args": {"execution_mode": "external_process", "command": "python3 custom/train.py"}}}],
+            "args": {"execution_mode": "attach", "attach_id": "trainer-1"}}}],
         "components": [{"id": "event_to_fed", "name": "ConvertToFedEvent",
                         "args": {"events_to_convert": ["analytix_log_stats"]}}],
     }))
     client.rename(client.with_suffix(".json"))
     [error] = errors_of(job)
-    assert "execution_mode = 'external_process' is not supported yet" in error
-    assert "in process only, for now" in error
+    assert "execution_mode = 'attach' is not supported yet" in error
+    assert "flconfig starts the script itself, for now" in error
 
 
 def test_imports_of_flare_modules_flconfig_lacks_are_a_warning(tmp_path: Path) -> None:
@@ -310,25 +310,32 @@ FLARE_2_9_EXECUTOR = """executor {
       }"""
 
 
-def as_flare_2_9(tmp_path: Path) -> Path:
+def as_flare_2_9(tmp_path: Path, external: bool = False) -> Path:
     """The example job with FLARE 2.9's one Client API executor instead of 2.5's."""
     job = copy_example(tmp_path)
     client = job / "app" / "config" / "config_fed_client.conf"
     text = client.read_text()
     start = text.index("executor {")
     end = text.index("}\n    }\n  ]", start) + 1
-    client.write_text(text[:start] + FLARE_2_9_EXECUTOR + text[end:])
+    executor = FLARE_2_9_EXECUTOR
+    if external:
+        executor = executor.replace('execution_mode = "in_process"', 'execution_mode = "external_process"')
+        executor = executor.replace('task_script_path = "{app_script}"\n          task_script_args = "{app_config}"',
+                                    'command = "python3 -u custom/{app_script} {app_config}"')
+        assert "command =" in executor
+    client.write_text(text[:start] + executor + text[end:])
     return job
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("form", ["FLARE 2.5 (PTInProcessClientAPIExecutor)", "FLARE 2.9 (ClientAPIExecutor)"])
+@pytest.mark.parametrize("form", ["FLARE 2.5 (PTInProcessClientAPIExecutor)", "FLARE 2.9 (ClientAPIExecutor)",
+                                  "FLARE 2.9 (ClientAPIExecutor, external_process)"])
 def test_the_flare_client_api_job_runs_unchanged_every_scalar_in_tensorboard(tmp_path: Path, form: str) -> None:
     from safetensors.numpy import load_file
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    job = EXAMPLE if "2.5" in form else as_flare_2_9(tmp_path)
+    job = EXAMPLE if "2.5" in form else as_flare_2_9(tmp_path, external="external" in form)
     if "2.9" in form:
         assert "ClientAPIExecutor" in (job / "app" / "config" / "config_fed_client.conf").read_text()
         assert errors_of(job) == []
@@ -405,3 +412,167 @@ def test_flares_fedavg_model_controller_runs_the_client_api_job(tmp_path: Path) 
         assert accuracy[-1] > accuracy[0] + 0.3  # the averaged DIFFs trained the global model
     assert "classifier.weight" in load_file(str(run / "best_FL_global_model.pt"))
     assert "new best global model at round 2" in (run / "log.txt").read_text()
+
+
+LAUNCHER_CLIENT = """{
+  # FLARE 2.5's sag_pt template: the script in a process of its own
+  format_version = 2
+  app_script = "train.py"
+  app_config = "--epochs 2 --batch-size 32"
+  executors = [
+    {
+      tasks = ["train"]
+      executor {
+        path = "nvflare.app_opt.pt.client_api_launcher_executor.PTClientAPILauncherExecutor"
+        args {
+          launcher_id = "launcher"
+          pipe_id = "pipe"
+          heartbeat_timeout = 60
+          params_exchange_format = "pytorch"
+          params_transfer_type = "DIFF"
+          train_with_evaluation = true
+        }
+      }
+    }
+  ]
+  task_data_filters = []
+  task_result_filters = []
+  components = [
+    {
+      id = "launcher"
+      path = "nvflare.app_common.launchers.subprocess_launcher.SubprocessLauncher"
+      args {
+        script = "python3 -u custom/{app_script}  {app_config} "
+        launch_once = true
+      }
+    }
+    {
+      id = "pipe"
+      path = "nvflare.fuel.utils.pipe.cell_pipe.CellPipe"
+      args {
+        mode = "PASSIVE"
+        site_name = "{SITE_NAME}"
+        token = "{JOB_ID}"
+        root_url = "{ROOT_URL}"
+        secure_mode = "{SECURE_MODE}"
+        workspace_dir = "{WORKSPACE}"
+      }
+    }
+    {
+      id = "metrics_pipe"
+      path = "nvflare.fuel.utils.pipe.cell_pipe.CellPipe"
+      args {
+        mode = "PASSIVE"
+        site_name = "{SITE_NAME}"
+        token = "{JOB_ID}"
+        root_url = "{ROOT_URL}"
+        secure_mode = "{SECURE_MODE}"
+        workspace_dir = "{WORKSPACE}"
+      }
+    },
+    {
+      id = "metric_relay"
+      path = "nvflare.app_common.widgets.metric_relay.MetricRelay"
+      args {
+        pipe_id = "metrics_pipe"
+        event_type = "fed.analytix_log_stats"
+        read_interval = 0.1
+      }
+    },
+    {
+      id = "config_preparer"
+      path = "nvflare.app_common.widgets.external_configurator.ExternalConfigurator"
+      args {
+        component_ids = ["metric_relay"]
+      }
+    }
+  ]
+}
+"""
+
+
+def as_launcher_job(tmp_path: Path, script: str | None = None) -> Path:
+    job = copy_example(tmp_path)
+    text = LAUNCHER_CLIENT if script is None else LAUNCHER_CLIENT.replace(
+        'script = "python3 -u custom/{app_script}  {app_config} "', f"script = {json.dumps(script)}")
+    (job / "app" / "config" / "config_fed_client.conf").write_text(text)
+    return job
+
+
+@pytest.mark.parametrize(("script", "code", "message"), [
+    ("bash -c 'rm -rf ~'", "not-supported", "the command runs 'bash': flconfig runs only a Python script"),
+    ("python3 -c 'import os'", "not-supported", "the command passes '-c' to Python: not supported"),
+    ("python3 -u custom/trian.py", "script-not-found", "the command's script 'custom/trian.py' is not a file"),
+    ("python3 ../../etc/passwd.py", "script-not-found", "is not a file of the app's custom/ folder"),
+])
+def test_a_launch_command_may_only_run_a_python_script_of_custom(tmp_path: Path, script: str, code: str,
+                                                                   message: str) -> None:
+    _, problems = inspect_job(as_launcher_job(tmp_path, script), environ={})
+    [problem] = [p for p in problems if p.is_error]
+    assert problem.code == code and message in problem.message, problem
+    assert problem.position.line == 29  # the launcher's script = ...
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_the_flare_launcher_job_runs_the_script_in_its_own_process(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    job = as_launcher_job(tmp_path)
+    assert errors_of(job) == []
+    ws = tmp_path / "ws"
+    proc = subprocess.run([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws)],
+                          capture_output=True, text=True, timeout=220)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "round 3/3: results from site-1, site-2" in proc.stdout
+    run = ws / "server" / "simulate_job"
+    for site_name in ("site-1", "site-2"):
+        acc = EventAccumulator(str(run / "tb_events" / site_name), size_guidance={"scalars": 0})
+        acc.Reload()
+        assert [e.step for e in acc.Scalars("train_loss")] == list(range(3 * 2 * 23))  # none lost
+        accuracy = [e.value for e in acc.Scalars("global_model_accuracy")]
+        assert accuracy[-1] > accuracy[0] + 0.3
+        log = (ws / site_name / "simulate_job" / "log.txt").read_text()
+        assert f"[round 2, {site_name}] training on" in log  # the child's output, in its site's log
+    assert (run / "best_FL_global_model.pt").is_file()
+
+
+def test_a_script_process_that_fails_fails_its_task_with_its_last_words(tmp_path: Path) -> None:
+    script = """
+    import nvflare.client as flare
+
+    flare.init()
+    while flare.is_running():
+        model = flare.receive()
+        raise ZeroDivisionError("the script's own bug")
+    """
+    executor = ClientAPIExecutor("external_process", command="python3 -u custom/src/train.py")
+    ctx, _ = site(tmp_path, script, executor)
+    try:
+        result = executor.execute("train", task(0, w=[1.0]), ctx, Signal())
+    finally:
+        ctx.fire_event(EventType.END_RUN)
+    assert result.rc == ReturnCode.EXECUTION_EXCEPTION
+    assert result.meta["error"] == ("the training script train.py exited with code 1: "
+                                    "ZeroDivisionError: the script's own bug")
+
+
+def test_a_connection_without_the_token_is_refused(tmp_path: Path) -> None:
+    import socket
+
+    from flconfig.compat.client_api import ClientAPISession
+    from flconfig.compat.remote import Bridge, ChannelClosed, read_frame, send_frame
+
+    closed: list[str] = []
+    session = ClientAPISession("site-1", "job", {}, lambda *a, **k: None, lambda a, b: {})
+    bridge = Bridge(session, closed.append)
+    bridge.start("test-bridge")
+    try:
+        with socket.create_connection(bridge.address[:2]) as sock:
+            send_frame(sock, {"token": "0" * 64})
+            sock.settimeout(5)
+            with pytest.raises((ChannelClosed, OSError)):  # closed unanswered
+                read_frame(sock)
+    finally:
+        bridge.close()
+    assert closed == ["a connection without the job's token was refused"]

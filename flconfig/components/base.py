@@ -16,7 +16,9 @@ therefore be plain literals (strings, lists, dicts) written in the class body:
 ``REFERENCES``
     ``{"arg": "kind"}`` for arguments that name another component but do not
     end in ``_id``. ``PTFileModelPersistor`` declares ``{"model": "model"}``:
-    a string ``model`` is the id of a component of kind ``model``.
+    a string ``model`` is the id of a component of kind ``model``. ``{"arg_id": ""}``
+    says an argument ending in ``_id`` names no component (ClientAPIExecutor's
+    ``attach_id``).
 ``ARGS_SCHEMA``
     ``{"arg": {...JSON schema...}}`` to say more about an argument than its
     type hint can: ``{"minimum": 0}``, ``{"minLength": 1}``, a ``pattern``

@@ -59,21 +59,25 @@ class ClientAPIExecutor(Executor):
     """FLARE 2.9's ``ClientAPIExecutor``: runs a Client API training script.
 
     ``execution_mode = "in_process"`` runs ``task_script_path`` in the site's process
-    (see the module docstring); ``external_process`` and ``attach`` are FLARE modes
-    flconfig does not support yet (``flconfig validate`` says so at the line).
-    The arguments only those modes use are accepted, as FLARE's configs write them.
+    (see the module docstring); ``"external_process"`` runs ``command`` (a Python script
+    of custom/: ``python3 -u custom/train.py ...``) in a child process, in the site's run
+    folder, its ``nvflare.client`` calls answered by the site over an authenticated local
+    channel (:mod:`flconfig.compat.remote`), once per run (``launch_once``) or once per
+    task. ``attach`` is not supported yet (``flconfig validate`` says so at the line).
+    The arguments only the other modes use are accepted, as FLARE's configs write them.
     """
 
+    REFERENCES: ClassVar[dict[str, str]] = {"attach_id": ""}  # an attach session's name, not an id
     #: Constant event names this class fires (the event checker follows them).
     EMITS: ClassVar[str] = "analytix_log_stats"
     #: The argument naming a script that must lie in the app's custom/ folder.
     SCRIPT_ARG: ClassVar[str] = "task_script_path"
+    #: The argument holding a command that must run a Python script of custom/.
+    COMMAND_ARG: ClassVar[str] = "command"
     NOT_SUPPORTED_YET: ClassVar[dict[str, Any]] = {
         "execution_mode": {
-            "external_process": "flconfig runs Client API scripts in process only, for now: "
-                                "use execution_mode = \"in_process\" with task_script_path",
-            "attach": "flconfig runs Client API scripts in process only, for now: use "
-                      "execution_mode = \"in_process\" with task_script_path",
+            "attach": "flconfig starts the script itself, for now: use execution_mode "
+                      "\"in_process\" or \"external_process\"",
         },
     }
     ARGS_SCHEMA: ClassVar[dict[str, Any]] = {
@@ -123,10 +127,11 @@ class ClientAPIExecutor(Executor):
         Args:
             execution_mode: ``in_process`` (``external_process`` and ``attach`` are not
                 supported yet).
-            command: external_process only: the command that starts the script.
+            command: external_process: the command that starts the script,
+                ``python3 -u custom/<script>.py [args]``.
             task_script_path: the script, a path inside the app's custom/ folder.
             task_script_args: its command-line arguments, split on spaces.
-            launch_once: external_process only.
+            launch_once: external_process: start the script once for the run (else once per task).
             launch_timeout: external_process only.
             shutdown_timeout: external_process only.
             stop_grace_period: external_process only.
@@ -186,6 +191,8 @@ class ClientAPIExecutor(Executor):
         self._session: Any = None
         self._sender: Any = None
         self._thread: threading.Thread | None = None
+        self._process: Any = None  # the script's process (external_process)
+        self._bridge: Any = None  # serves nvflare.client to that process
         self._script_error: str | None = None
         self._script_done = threading.Event()
         self._start_lock = threading.Lock()
@@ -200,7 +207,8 @@ class ClientAPIExecutor(Executor):
             return
         if self._sender is not None:
             self._sender.handle_event(event, ctx)  # its own records: started, flushed, stopped
-        if event.type == EventType.START_RUN:
+        if event.type == EventType.START_RUN and (self.execution_mode == "in_process"
+                                                  or self._launch_once(ctx)):
             self._start(ctx)
         elif event.type == EventType.ABORT_TASK and self._session is not None:
             self._session.abort("ABORT_TASK received")
@@ -209,27 +217,100 @@ class ClientAPIExecutor(Executor):
 
     def _start(self, ctx: RunContext) -> None:
         with self._start_lock:
-            if self._thread is not None:
-                return
-            from ..compat import client_api, flare_installed, install
-            from ..runtime.logs import site_thread_name
-            from ..tracking.senders import AnalyticsSender
+            if self._session is None:
+                self._open_session(ctx)
+            if self.execution_mode == "in_process":
+                if self._thread is None:
+                    self._start_thread(ctx)
+            elif self._process is None or (self._process.poll() is not None and not self._launch_once(ctx)):
+                self._start_process(ctx)
 
-            if not install() and flare_installed():
-                _logger(ctx).warning(
-                    "FLARE is installed here: the script's 'import nvflare' gets FLARE's own "
-                    "package, whose Client API flconfig cannot serve; uninstall nvflare to run it")
-            script = self._find_script(ctx)
-            self._sender = sender = AnalyticsSender(event_type=ANALYTIC_EVENT_TYPE)
-            sender.id = f"{self.id or 'executor'}.script"
-            sender.handle_event(Event(EventType.START_RUN, None, "local", ctx.site_name), ctx)
-            self._session = client_api.ClientAPISession(
-                ctx.site_name, ctx.job_id, self._client_config(), self._log_record, _params_diff)
+    def _open_session(self, ctx: RunContext) -> None:
+        from ..compat import client_api, flare_installed, install
+        from ..tracking.senders import AnalyticsSender
+
+        if not install() and flare_installed():
+            _logger(ctx).warning(
+                "FLARE is installed here: the script's 'import nvflare' gets FLARE's own "
+                "package, whose Client API flconfig cannot serve; uninstall nvflare to run it")
+        event_type, fed = self._records_event(ctx)
+        self._sender = sender = AnalyticsSender(event_type=event_type)
+        sender._fed = fed
+        sender.id = f"{self.id or 'executor'}.script"
+        sender.handle_event(Event(EventType.START_RUN, None, "local", ctx.site_name), ctx)
+        self._session = client_api.ClientAPISession(
+            ctx.site_name, ctx.job_id, self._client_config(), self._log_record, _params_diff)
+        if self.execution_mode == "in_process":
             client_api.register(self._session)
-            self._thread = threading.Thread(  # named for the site: its lines go to the site's log
-                target=self._run_script, args=(script, ctx), daemon=True,
-                name=site_thread_name(ctx.site_name, "script"))
-            self._thread.start()
+
+    def _records_event(self, ctx: RunContext) -> tuple[str, bool]:
+        """The event the script's records are fired as, and whether it goes to the server as is."""
+        return ANALYTIC_EVENT_TYPE, False
+
+    def _start_thread(self, ctx: RunContext) -> None:
+        from ..runtime.logs import site_thread_name
+
+        script = self._find_script(ctx)
+        self._thread = threading.Thread(  # named for the site: its lines go to the site's log
+            target=self._run_script, args=(script, ctx), daemon=True,
+            name=site_thread_name(ctx.site_name, "script"))
+        self._thread.start()
+
+    # -- external process ---------------------------------------------------------------
+
+    def _command(self, ctx: RunContext) -> str | list[str]:
+        """The command that starts the script (``command``)."""
+        return self.command or ""
+
+    def _launch_once(self, ctx: RunContext) -> bool:
+        return self.launch_once
+
+    def _start_process(self, ctx: RunContext) -> None:
+        """Start the script's process: the command's Python script, run by this Python with
+        ``nvflare.client`` served by this site over an authenticated local channel."""
+        import os
+        import subprocess
+
+        from ..compat.remote import ENV, Bridge
+        from ..files import python_command
+        from ..runtime.logs import site_thread_name
+
+        custom = getattr(ctx, "custom_dir", None)
+        if custom is None:
+            raise JobError("the Client API command's script must be in the app's custom/ folder, "
+                           "and the app has none", ctx.site_name)
+        try:
+            options, script, args = python_command(self._command(ctx), Path(custom))
+        except ValueError as exc:
+            raise JobError(str(exc), ctx.site_name) from None
+        if self._bridge is None:
+            self._bridge = Bridge(self._session, lambda reason: None)
+            self._bridge.start(site_thread_name(ctx.site_name, "client-api"))
+        env = {**os.environ, ENV: self._bridge.env_value, "PYTHONUNBUFFERED": "1"}
+        argv = [sys.executable, *options, "-m", "flconfig.compat.remote", str(script), *args]
+        self._script_error = None
+        self._script_done.clear()
+        process = subprocess.Popen(argv, cwd=str(ctx.run_dir), env=env, stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self._process = process
+        threading.Thread(target=self._watch, args=(process, script, ctx), daemon=True,
+                         name=site_thread_name(ctx.site_name, "script")).start()
+
+    def _watch(self, process: Any, script: Path, ctx: RunContext) -> None:
+        """The script's output, line by line, into the site's log; its exit status at the end."""
+        logger = _logger(ctx)
+        tail: list[str] = []
+        assert process.stdout is not None
+        for raw in process.stdout:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            logger.info("%s", line)
+            tail = (tail + [line])[-20:]
+        code = process.wait()
+        if code != 0:
+            last = next((t for t in reversed(tail) if t.strip()), "")
+            self._script_error = (f"the training script {script.name} exited with code {code}"
+                                  + (f": {last.strip()}" if last else ""))
+        self._script_done.set()
 
     def _find_script(self, ctx: RunContext) -> Path:
         """The script: a file of the app's custom/ folder whose path ends with task_script_path."""
@@ -292,26 +373,41 @@ class ClientAPIExecutor(Executor):
             self._script_done.set()
 
     def _end(self, ctx: RunContext) -> None:
-        session, thread = self._session, self._thread
-        if session is None or thread is None:
+        session = self._session
+        if session is None:
             return
         from ..compat import client_api
 
         session.stop("END_RUN received")
-        thread.join(END_WAIT_SECONDS)
-        if thread.is_alive():
-            _logger(ctx).warning("%s: the training script did not return within %g s of the run's "
-                                 "end; it is left running until the process exits",
-                                 ctx.site_name, END_WAIT_SECONDS)
+        if self._thread is not None:
+            self._thread.join(END_WAIT_SECONDS)
+            if self._thread.is_alive():
+                _logger(ctx).warning("%s: the training script did not return within %g s of the "
+                                     "run's end; it is left running until the process exits",
+                                     ctx.site_name, END_WAIT_SECONDS)
+        process = self._process
+        if process is not None:
+            import subprocess
+
+            try:
+                process.wait(END_WAIT_SECONDS)
+            except subprocess.TimeoutExpired:
+                _logger(ctx).warning("%s: the training script's process did not exit within %g s "
+                                     "of the run's end: stopped", ctx.site_name, END_WAIT_SECONDS)
+                process.kill()
+                process.wait()
+            self._script_done.wait(10)  # its last output is in the log
+        if self._bridge is not None:
+            self._bridge.close()
         client_api.unregister(session)
 
     # -- tasks -------------------------------------------------------------------------
 
     def execute(self, task_name: str, data: FLModel, ctx: RunContext, abort_signal: Signal) -> FLModel:
         """Give the task to the script and return what it sends."""
-        if self.execution_mode != "in_process":
+        if self.execution_mode == "attach":
             return FLModel.error(ReturnCode.EXECUTION_EXCEPTION,
-                                 f"execution_mode '{self.execution_mode}' is not supported yet")
+                                 "execution_mode 'attach' is not supported yet")
         self._start(ctx)
         session = self._session
         if self._script_error or self._script_done.is_set():

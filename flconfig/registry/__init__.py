@@ -741,7 +741,7 @@ def _arg_spec(param: Param, references: Mapping[str, Any]) -> ArgSpec:
     reference: str | None = None
     declared = references.get(param.name)
     if isinstance(declared, str):
-        reference = declared
+        reference = declared or None  # "": an ``_id`` argument that names no component
     elif param.name.endswith("_id"):
         reference = ID_REFERENCE_KINDS.get(param.name, "any")
     required = param.default is NO_DEFAULT

@@ -22,6 +22,14 @@ FLARE_ALIASES: Mapping[str, str] = MappingProxyType(
         "nvflare.app_common.executors.client_api_executor.ClientAPIExecutor": f"{_C}.client_api.ClientAPIExecutor",
         "nvflare.app_common.executors.in_process_client_api_executor.InProcessClientAPIExecutor": f"{_C}.client_api.InProcessClientAPIExecutor",
         "nvflare.app_opt.pt.in_process_client_api_executor.PTInProcessClientAPIExecutor": f"{_C}.client_api.PTInProcessClientAPIExecutor",
+        # The Client API in a process of its own (2.4-2.6), and what its configs name with it
+        "nvflare.app_common.executors.client_api_launcher_executor.ClientAPILauncherExecutor": f"{_C}.client_api_launcher.ClientAPILauncherExecutor",
+        "nvflare.app_opt.pt.client_api_launcher_executor.PTClientAPILauncherExecutor": f"{_C}.client_api_launcher.PTClientAPILauncherExecutor",
+        "nvflare.app_common.launchers.subprocess_launcher.SubprocessLauncher": f"{_C}.client_api_launcher.SubprocessLauncher",
+        "nvflare.fuel.utils.pipe.cell_pipe.CellPipe": f"{_C}.client_api_launcher.CellPipe",
+        "nvflare.fuel.utils.pipe.file_pipe.FilePipe": f"{_C}.client_api_launcher.FilePipe",
+        "nvflare.app_common.widgets.metric_relay.MetricRelay": f"{_C}.client_api_launcher.MetricRelay",
+        "nvflare.app_common.widgets.external_configurator.ExternalConfigurator": f"{_C}.client_api_launcher.ExternalConfigurator",
         # Workflows
         "nvflare.app_common.workflows.scatter_and_gather.ScatterAndGather": f"{_C}.scatter_and_gather.ScatterAndGather",
         "nvflare.app_common.workflows.cross_site_model_eval.CrossSiteModelEval": f"{_C}.cross_site_model_eval.CrossSiteModelEval",

@@ -179,6 +179,8 @@ class AnalyticsSender(Widget):
         self._entry: tuple[float, int, AnalyticsSender] | None = None  # on _DRAINER's timetable
         self._empty_looks = 0
         self._time = time.time
+        #: Fire each batch as a fed event (sent to the server) instead of a local one.
+        self._fed = False
 
     # ------------------------------------------------------------------ SummaryWriter surface
 
@@ -471,7 +473,10 @@ class AnalyticsSender(Widget):
                 ctx = self._ctx
                 if ctx is None:  # pragma: no cover - the thread starts with a context
                     raise RuntimeError("no run context")
-                ctx.fire_event(event_type, batch)
+                if self._fed:  # a relay of records that are already the server's (MetricRelay)
+                    ctx.fire_fed_event(event_type, batch)
+                else:
+                    ctx.fire_event(event_type, batch)
         finally:
             for marker in markers:
                 marker.set()

@@ -10,7 +10,7 @@ resolve has no ``info`` and is skipped here.
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +139,7 @@ class _SiteEvents:
     sent: list[EventUse]
     converted: list[tuple[EventUse, str]]  # (local event converted, its fed name)
     received: list[EventUse]
+    fed: list[EventUse] = field(default_factory=list)  # fed events fired as such (MetricRelay)
 
 
 def _collect(config: ConfigFile) -> _SiteEvents:
@@ -149,12 +150,14 @@ def _collect(config: ConfigFile) -> _SiteEvents:
         attrs = spec.info.attributes
         if isinstance(attrs.get("EMITS_ARG"), str):
             out.sent += _names(spec, attrs["EMITS_ARG"])
-        if isinstance(attrs.get("EMITS"), str):  # a constant event name (the Client API's)
+        if isinstance(attrs.get("EMITS"), str) and attrs["EMITS"]:  # a constant event name (the Client API's)
             out.sent.append(EventUse(attrs["EMITS"], spec, spec.json_path, False))
         if isinstance(attrs.get("CONVERTS_ARG"), str):
             prefix, _ = _arg_value(spec, str(attrs.get("PREFIX_ARG", "")))
             prefix = prefix if isinstance(prefix, str) else "fed."
             out.converted += [(use, prefix + use.event) for use in _names(spec, attrs["CONVERTS_ARG"])]
+        if isinstance(attrs.get("FED_EMITS_ARG"), str):
+            out.fed += _names(spec, attrs["FED_EMITS_ARG"])
         if isinstance(attrs.get("LISTENS_ARG"), str):
             out.received += _names(spec, attrs["LISTENS_ARG"], attrs.get("DEFAULT_EVENTS"))
     return out
@@ -200,6 +203,7 @@ def check_event_flow(job: Job) -> list[Problem]:
                     f"events sent here: {', '.join(sorted(local))}"))
             elif use.event in local:
                 fed_sent.append((use, fed_name, client))
+        fed_sent += [(use, use.event, client) for use in site.fed]
         converted = {u.event for u, _ in site.converted}
         listened = {u.event for u in site.received}
         for use in site.sent:
@@ -422,8 +426,11 @@ def check_task_scripts(job: Job) -> list[Problem]:
         app = job.apps.get(config.app)
         custom = app.custom_dir if app is not None else None
         for spec in config.all_specs():
-            arg = spec.info.attributes.get("SCRIPT_ARG") if spec.info is not None else None
-            if spec.disabled or not isinstance(arg, str):
+            if spec.disabled or spec.info is None:
+                continue
+            problems.extend(_command_problems(config, spec, custom))
+            arg = spec.info.attributes.get("SCRIPT_ARG")
+            if not isinstance(arg, str) or not arg:
                 continue
             value = spec.args.get(arg)
             if not isinstance(value, str) or not value.endswith(".py"):
@@ -443,3 +450,26 @@ def check_task_scripts(job: Job) -> list[Problem]:
                     f"did you mean '{close}'?" if close else
                     "the script must be a file inside custom/ (FLARE finds it there too)"))
     return problems
+
+
+def _command_problems(config: ConfigFile, spec: ComponentSpec, custom: Path | None) -> list[Problem]:
+    """A launch command (a class's literal ``COMMAND_ARG``) must run a Python script of custom/."""
+    from ..files import python_command
+
+    arg = spec.info.attributes.get("COMMAND_ARG") if spec.info is not None else None
+    if not isinstance(arg, str) or not arg:
+        return []
+    value = spec.args.get(arg)
+    if not value or not isinstance(value, (str, list)):
+        return []
+    path = (*spec.args_path, arg)
+    if custom is None:
+        return [config.doc.problem("script-not-found", f"{spec.label}: {arg} runs a script, but the "
+                                   "app has no custom/ folder", path)]
+    try:
+        python_command(value, custom)
+    except ValueError as exc:
+        code = "script-not-found" if "is not a file" in str(exc) else "not-supported"
+        return [config.doc.problem(code, f"{spec.label}: {exc}", path,
+                                   "write it as FLARE's jobs do: python3 -u custom/<script>.py [args]")]
+    return []
