@@ -323,7 +323,10 @@ def as_flare_2_9(tmp_path: Path, external: bool = False) -> Path:
         executor = executor.replace('task_script_path = "{app_script}"\n          task_script_args = "{app_config}"',
                                     'command = "python3 -u custom/{app_script} {app_config}"')
         assert "command =" in executor
-    client.write_text(text[:start] + executor + text[end:])
+    text = text[:start] + executor + text[end:]
+    if external:  # FLARE 2.9's external process sends its records to the server itself
+        text = text[:text.index("  components = [")] + "  components = []\n}\n"
+    client.write_text(text)
     return job
 
 

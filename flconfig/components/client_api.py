@@ -70,6 +70,10 @@ class ClientAPIExecutor(Executor):
     REFERENCES: ClassVar[dict[str, str]] = {"attach_id": ""}  # an attach session's name, not an id
     #: Constant event names this class fires (the event checker follows them).
     EMITS: ClassVar[str] = "analytix_log_stats"
+    #: Fed events it sends to the server itself, by argument value (then EMITS is not fired).
+    FED_EMITS_IF: ClassVar[dict[str, Any]] = {
+        "execution_mode": {"external_process": "fed.analytix_log_stats"},
+    }
     #: The argument naming a script that must lie in the app's custom/ folder.
     SCRIPT_ARG: ClassVar[str] = "task_script_path"
     #: The argument holding a command that must run a Python script of custom/.
@@ -244,8 +248,17 @@ class ClientAPIExecutor(Executor):
             client_api.register(self._session)
 
     def _records_event(self, ctx: RunContext) -> tuple[str, bool]:
-        """The event the script's records are fired as, and whether it goes to the server as is."""
-        return ANALYTIC_EVENT_TYPE, False
+        """The event the script's records are fired as, and whether it goes to the server as is:
+        in process, the local ``analytix_log_stats`` (a ConvertToFedEvent sends it on); from a
+        process of its own, ``fed.analytix_log_stats`` straight to the server, as FLARE 2.9
+        does, unless a ConvertToFedEvent on the site is there to convert the local event."""
+        if self.execution_mode == "in_process":
+            return ANALYTIC_EVENT_TYPE, False
+        for component in ctx.components.values():
+            converts = getattr(component, "events_to_convert", None)
+            if isinstance(converts, (list, tuple)) and ANALYTIC_EVENT_TYPE in converts:
+                return ANALYTIC_EVENT_TYPE, False
+        return "fed." + ANALYTIC_EVENT_TYPE, True
 
     def _start_thread(self, ctx: RunContext) -> None:
         from ..runtime.logs import site_thread_name

@@ -57,6 +57,7 @@ class FedAvg(ScatterAndGather):
     }
     ARGS_SCHEMA: ClassVar[dict[str, Any]] = {
         "num_clients": {"minimum": 1},
+        "min_clients": {"anyOf": [{"type": "null"}, {"type": "integer", "minimum": 1}]},
         "num_rounds": {"minimum": 0},
         "start_round": {"minimum": 0},
         "persistor_id": {"minLength": 1},
@@ -88,6 +89,7 @@ class FedAvg(ScatterAndGather):
         stop_cond: str | None = None,
         patience: int | None = None,
         fedprox_mu: float | None = None,
+        min_clients: int | None = None,
     ) -> None:
         """
         Args:
@@ -112,7 +114,10 @@ class FedAvg(ScatterAndGather):
             stop_cond: not supported yet.
             patience: not supported yet.
             fedprox_mu: not supported yet.
+            min_clients: FLARE 2.4's name of ``num_clients`` (wins over it when given).
         """
+        if min_clients is not None:
+            num_clients = min_clients
         super().__init__(
             min_clients=num_clients,
             num_rounds=num_rounds,

@@ -78,14 +78,21 @@ class NPModelPersistor(ModelPersistor):
 
     ARGS_SCHEMA: ClassVar[dict[str, Any]] = {"model_dir": _RELATIVE, "model_name": _RELATIVE}
 
-    def __init__(self, model_dir: str = "models", model_name: str = "server.npy") -> None:
+    def __init__(self, model_dir: str = "models", model_name: str = "server.npy",
+                 model: list[Any] | None = None, source_ckpt_file_full_name: str | None = None) -> None:
         """
         Args:
             model_dir: folder of the model file, inside the server's run folder.
             model_name: the model file's name.
+            model: the initial model as a (nested) list, when no saved model is there
+                (FLARE main); the 3×3 default without it.
+            source_ckpt_file_full_name: a ``.npy`` file that, when it exists, is the initial
+                model before anything else (FLARE main).
         """
         self.model_dir = model_dir
         self.model_name = model_name
+        self.model = model
+        self.source_ckpt_file_full_name = source_ckpt_file_full_name
 
     def _path(self, ctx: RunContext) -> Path:
         return inside(inside(ctx.run_dir, self.model_dir), self.model_name)
@@ -95,12 +102,17 @@ class NPModelPersistor(ModelPersistor):
         import numpy as np
 
         path = self._path(ctx)
+        source = Path(self.source_ckpt_file_full_name).expanduser() if self.source_ckpt_file_full_name else None
+        if source is not None and source.is_file():
+            path = source
         try:
             data = _load(path)
             _logger(ctx).info("loaded the initial model from %s", path)
         except (OSError, ValueError) as exc:
-            _logger(ctx).info("no model at %s (%s): starting from the default array", path, exc)
-            data = np.array([[1, 2, 3], [4, 5, 6], [7, 8, 9]], dtype=np.float32)
+            fallback = "the configured model" if self.model is not None else "the default array"
+            _logger(ctx).info("no model at %s (%s): starting from %s", path, exc, fallback)
+            data = (np.asarray(self.model, dtype=np.float32) if self.model is not None
+                    else np.array([[1, 2, 3], [4, 5, 6], [7, 8, 9]], dtype=np.float32))
         return FLModel(params={NUMPY_KEY: data}, params_type="FULL")
 
     def save(self, model: FLModel, ctx: RunContext) -> None:
@@ -250,19 +262,26 @@ class NPModelLocator(ModelLocator):
         "model_dir": _RELATIVE,
         "model_name": {"anyOf": [_RELATIVE, {"type": "object", "additionalProperties": _RELATIVE,
                                              "minProperties": 1}, {"type": "null"}]},
+        "model_names": {"anyOf": [{"type": "object", "additionalProperties": _RELATIVE,
+                                   "minProperties": 1}, {"type": "null"}]},
     }
 
-    def __init__(self, model_dir: str = "models", model_name: str | dict[str, str] = "server.npy") -> None:
+    def __init__(self, model_dir: str = "models", model_name: str | dict[str, str] = "server.npy",
+                 model_names: dict[str, str] | None = None) -> None:
         """
         Args:
             model_dir: folder of the model files, inside the server's run folder.
             model_name: the global model's file, or ``{name: file}`` for several.
+            model_names: ``{name: file}`` (FLARE 2.4's name for the dict form); wins over
+                ``model_name``.
         """
         self.model_dir = model_dir
         self.model_name = model_name
-        self._files = ({SERVER_MODEL_NAME: "server.npy"} if model_name is None
-                       else {SERVER_MODEL_NAME: model_name} if isinstance(model_name, str)
-                       else dict(model_name))
+        self.model_names = model_names
+        chosen = model_names if model_names else model_name
+        self._files = ({SERVER_MODEL_NAME: "server.npy"} if chosen is None
+                       else {SERVER_MODEL_NAME: chosen} if isinstance(chosen, str)
+                       else dict(chosen))
 
     def get_model_names(self, ctx: RunContext) -> list[str]:
         """The names configured (FLARE offers them whether or not the files exist yet)."""

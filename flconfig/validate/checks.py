@@ -150,7 +150,10 @@ def _collect(config: ConfigFile) -> _SiteEvents:
         attrs = spec.info.attributes
         if isinstance(attrs.get("EMITS_ARG"), str):
             out.sent += _names(spec, attrs["EMITS_ARG"])
-        if isinstance(attrs.get("EMITS"), str) and attrs["EMITS"]:  # a constant event name (the Client API's)
+        direct = _fed_emitted_if(spec, attrs.get("FED_EMITS_IF"))
+        if direct:  # it sends this fed event itself, not its local one (the Client API's processes)
+            out.fed += direct
+        elif isinstance(attrs.get("EMITS"), str) and attrs["EMITS"]:  # a constant event name
             out.sent.append(EventUse(attrs["EMITS"], spec, spec.json_path, False))
         if isinstance(attrs.get("CONVERTS_ARG"), str):
             prefix, _ = _arg_value(spec, str(attrs.get("PREFIX_ARG", "")))
@@ -160,6 +163,20 @@ def _collect(config: ConfigFile) -> _SiteEvents:
             out.fed += _names(spec, attrs["FED_EMITS_ARG"])
         if isinstance(attrs.get("LISTENS_ARG"), str):
             out.received += _names(spec, attrs["LISTENS_ARG"], attrs.get("DEFAULT_EVENTS"))
+    return out
+
+
+def _fed_emitted_if(spec: ComponentSpec, table: Any) -> list[EventUse]:
+    """The fed events a class's literal ``FED_EMITS_IF`` (``{"arg": {"value": "event"}}``)
+    says this spec sends itself, given its args."""
+    if not isinstance(table, dict):
+        return []
+    out = []
+    for arg, events in table.items():
+        value, _ = _arg_value(spec, arg)
+        event = events.get(value) if isinstance(events, dict) and isinstance(value, str) else None
+        if isinstance(event, str):
+            out.append(EventUse(event, spec, spec.json_path, False))
     return out
 
 
