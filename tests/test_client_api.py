@@ -579,3 +579,14 @@ def test_a_connection_without_the_token_is_refused(tmp_path: Path) -> None:
     finally:
         bridge.close()
     assert closed == ["a connection without the job's token was refused"]
+
+
+def test_an_external_process_job_without_a_receiver_is_fine(tmp_path: Path) -> None:
+    # FLARE 2.9's jobs often track nothing: the script's records (if any) then go nowhere.
+    job = as_flare_2_9(tmp_path, external=True)
+    server = job / "app" / "config" / "config_fed_server.conf"
+    text = server.read_text()
+    start = text.index("    {\n      id = \"receiver\"")
+    server.write_text(text[:start].rstrip().rstrip(",") + "\n  ]\n}\n")
+    _, problems = inspect_job(job, environ={})
+    assert [p.message for p in problems] == []

@@ -198,6 +198,7 @@ def check_event_flow(job: Job) -> list[Problem]:
     clients = [app.client for app in job.apps.values() if app.client is not None]
     server_events = _collect(server) if server is not None else _SiteEvents([], [], [])
     fed_sent: list[tuple[EventUse, str, ConfigFile]] = []
+    implicit: list[EventUse] = []  # fed events a component sends by itself (FED_EMITS_IF)
     unknown_client = any(_unresolved(c) for c in clients)
     explained: set[str] = set()  # fed events missing because a converter's error says why
 
@@ -221,6 +222,7 @@ def check_event_flow(job: Job) -> list[Problem]:
             elif use.event in local:
                 fed_sent.append((use, fed_name, client))
         fed_sent += [(use, use.event, client) for use in site.fed]
+        implicit.extend(use for use in site.fed if not use.explicit)
         converted = {u.event for u, _ in site.converted}
         listened = {u.event for u in site.received}
         for use in site.sent:
@@ -241,6 +243,8 @@ def check_event_flow(job: Job) -> list[Problem]:
         produced = {name for _, name, _ in fed_sent} | {u.event for u in server_events.sent}
         awaited = {u.event for u in server_events.received if u.explicit and u.event not in produced}
         for use, fed_name, client in fed_sent:
+            if use in implicit:
+                continue  # sent whether or not anyone listens (a script may log nothing)
             # A receiver waiting for a near miss of this name is reported on the server.
             if fed_name not in listened and (unknown_client or not closest(fed_name, awaited)):
                 problems.append(client.doc.problem(
