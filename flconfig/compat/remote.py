@@ -52,15 +52,16 @@ def send_frame(sock: socket.socket, header: dict[str, Any], payload: bytes = b""
     sock.sendall(struct.pack(">I", len(body)) + body + struct.pack(">I", len(payload)) + payload)
 
 
-def read_frame(sock: socket.socket) -> tuple[dict[str, Any], bytes]:
+def read_frame(sock: socket.socket, max_header: int = _MAX_HEADER,
+               max_payload: int = _MAX_PAYLOAD) -> tuple[dict[str, Any], bytes]:
     (size,) = struct.unpack(">I", _read_exact(sock, 4))
-    if size > _MAX_HEADER:
+    if size > max_header:
         raise ChannelClosed(f"a frame header of {size} bytes")
     header = json.loads(_read_exact(sock, size))
     if not isinstance(header, dict):
         raise ChannelClosed("a frame header that is not an object")
     (length,) = struct.unpack(">I", _read_exact(sock, 4))
-    if length > _MAX_PAYLOAD:
+    if length > max_payload:
         raise ChannelClosed(f"a payload of {length} bytes")
     return header, _read_exact(sock, length) if length else b""
 
@@ -162,7 +163,7 @@ class Bridge:
     def _session_with(self, conn: socket.socket) -> str:
         try:
             conn.settimeout(10)
-            hello, _ = read_frame(conn)
+            hello, _ = read_frame(conn, max_header=4096, max_payload=0)  # nothing big before the token
             if not hmac.compare_digest(str(hello.get("token", "")), self.token):
                 return "a connection without the job's token was refused"
             conn.settimeout(None)
