@@ -245,3 +245,101 @@ def test_cyclic_workflows_relay_the_model_through_every_site(tmp_path: Path, wor
     # every site adds 1 to the model it is handed: 2 sites x 3 rounds
     np.testing.assert_array_equal(np.load(ws / "server" / "simulate_job" / "models" / "server.npy"),
                                   DEFAULT + 6)
+
+
+FLARE_API_LEARNER = '''import numpy as np
+
+from nvflare.apis.dxo import DXO, DataKind, MetaKey, from_shareable
+from nvflare.apis.fl_constant import ReturnCode
+from nvflare.apis.fl_context import FLContext
+from nvflare.apis.shareable import Shareable, make_reply
+from nvflare.apis.signal import Signal
+from nvflare.app_common.abstract.learner import Learner
+from nvflare.app_common.app_constant import AppConstants, ValidateType
+
+
+class NumpyLearner(Learner):
+    """Written against FLARE's Learner API, as FLARE's examples write learners."""
+
+    def __init__(self, delta=1.0, analytic_sender_id="log_writer"):
+        super().__init__()
+        self.delta = delta
+        self.analytic_sender_id = analytic_sender_id
+        self.local = None
+
+    def initialize(self, parts: dict, fl_ctx: FLContext):
+        self.writer = parts.get(self.analytic_sender_id)
+        self.run_dir = fl_ctx.get_engine().get_workspace().get_run_dir(fl_ctx.get_job_id())
+        self.log_info(fl_ctx, f"initialized on {fl_ctx.get_identity_name()}")
+
+    def handle_event(self, event_type: str, fl_ctx: FLContext):
+        if event_type == "_start_run":
+            self.log_info(fl_ctx, "saw START_RUN")
+
+    def train(self, data: Shareable, fl_ctx: FLContext, abort_signal: Signal) -> Shareable:
+        if abort_signal.triggered:
+            return make_reply(ReturnCode.TASK_ABORTED)
+        dxo = from_shareable(data)
+        current_round = data.get_header(AppConstants.CURRENT_ROUND)
+        self.local = {k: np.asarray(v) + self.delta for k, v in dxo.data.items()}
+        for step in range(5):
+            self.writer.add_scalar("train_loss", 1.0 / (1 + step), current_round * 5 + step)
+        return DXO(DataKind.WEIGHTS, data=self.local, meta={MetaKey.NUM_STEPS_CURRENT_ROUND: 5}).to_shareable()
+
+    def validate(self, data: Shareable, fl_ctx: FLContext, abort_signal: Signal) -> Shareable:
+        score = float(np.mean(from_shareable(data).data["numpy_key"]))
+        if data.get_header(AppConstants.VALIDATE_TYPE) == ValidateType.BEFORE_TRAIN_VALIDATE:
+            return DXO(DataKind.METRICS, data={MetaKey.INITIAL_METRICS: score}).to_shareable()
+        return DXO(DataKind.METRICS, data={"mean": score}).to_shareable()
+
+    def get_model_for_validation(self, model_name: str, fl_ctx: FLContext) -> Shareable:
+        if self.local is None:
+            return make_reply(ReturnCode.EXECUTION_RESULT_ERROR)
+        return DXO(DataKind.WEIGHTS, data=self.local).to_shareable()
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_a_learner_written_against_flares_learner_api_runs_unchanged(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    job = write_job(tmp_path)
+    (job / "app" / "custom").mkdir()
+    (job / "app" / "custom" / "np_learner.py").write_text(FLARE_API_LEARNER)
+    client = {
+        "format_version": 2,
+        "executors": [{"tasks": ["train", "submit_model", "validate"], "executor": {
+            "path": "nvflare.app_common.executors.learner_executor.LearnerExecutor",
+            "args": {"learner_id": "np_learner"}}}],
+        "components": [
+            {"id": "np_learner", "path": "np_learner.NumpyLearner", "args": {"delta": 1.0}},
+            {"id": "log_writer", "path": "nvflare.app_opt.tracking.tb.tb_writer.TBWriter",
+             "args": {"event_type": "analytix_log_stats"}},
+            {"id": "event_to_fed", "name": "ConvertToFedEvent",
+             "args": {"events_to_convert": ["analytix_log_stats"], "fed_event_prefix": "fed."}},
+        ],
+    }
+    server = json.loads(json.dumps(SERVER))
+    server["components"].append({"id": "receiver", "path": "nvflare.app_opt.tracking.tb.tb_receiver.TBAnalyticsReceiver",
+                                 "args": {"events": ["fed.analytix_log_stats"]}})
+    (job / "app" / "config" / "config_fed_client.json").write_text(json.dumps(client))
+    (job / "app" / "config" / "config_fed_server.json").write_text(json.dumps(server))
+    _, problems = inspect_job(job, environ={})
+    assert [p.message for p in problems] == []  # nvflare imports included: flconfig serves them
+    ws = tmp_path / "ws"
+    proc = subprocess.run([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws)],
+                          capture_output=True, text=True, timeout=220)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run = ws / "server" / "simulate_job"
+    np.testing.assert_array_equal(np.load(run / "models" / "server.npy"), DEFAULT + 3)
+    results = json.loads((run / "cross_site_val" / "cross_val_results.json").read_text())
+    assert results["site-1"]["SRV_server"] == {"mean": pytest.approx(float(np.mean(DEFAULT + 3)))}
+    assert results["site-2"]["site-1"] == {"mean": pytest.approx(float(np.mean(DEFAULT + 3)))}
+    for site_name in ("site-1", "site-2"):
+        acc = EventAccumulator(str(run / "tb_events" / site_name), size_guidance={"scalars": 0})
+        acc.Reload()
+        assert [e.step for e in acc.Scalars("train_loss")] == list(range(15))
+        log = (ws / site_name / "simulate_job" / "log.txt").read_text()
+        assert f"NumpyLearner: initialized on {site_name}" in log
+        assert "NumpyLearner: saw START_RUN" in log  # FLARE's handle_event(event_type, fl_ctx)

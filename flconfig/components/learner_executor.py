@@ -148,6 +148,10 @@ class LearnerExecutor(Executor):
                     f"component with id '{self.learner_id}' to the client config",
                     ctx.site_name,
                 )
+            if not isinstance(learner, Learner) and getattr(type(learner), "_flare_component", False):
+                from ..compat.learner_adapter import FlareLearner
+
+                learner = FlareLearner(learner)  # written against FLARE's Learner API
             if not isinstance(learner, Learner):
                 raise JobError(
                     f"learner_id '{self.learner_id}' names a {type(learner).__name__}, "

@@ -122,6 +122,9 @@ class SiteContext:
         storage: StorageError | None = None
         for handler in self._handlers:
             try:
+                if getattr(type(handler), "_flare_component", False):  # FLARE's signature
+                    self._flare_event(handler, event)
+                    continue
                 handler.handle_event(event, self)
             except StorageError as exc:
                 storage = storage or exc
@@ -134,6 +137,13 @@ class SiteContext:
                 )
         if storage is not None:
             raise storage
+
+    def _flare_event(self, handler: Any, event: Event) -> None:
+        """``handler.handle_event(event_type, fl_ctx)``, as a FLARE component takes it."""
+        from ..compat.learner_adapter import flare_context
+        from ..compat.nvflare.apis.fl_constant import FLContextKey
+
+        handler.handle_event(event.type, flare_context(self, **{FLContextKey.EVENT_DATA: event.data}))
 
     def progress(self, message: str) -> None:
         """A line a person following the run wants to see (printed by the launcher)."""

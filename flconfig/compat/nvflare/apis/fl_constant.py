@@ -48,3 +48,46 @@ class FLMetaKey:
     SITE_NAME = "site_name"
     PROCESS_RC_FILE = "_process_rc.txt"
     SUBMIT_MODEL_NAME = "submit_model_name"
+
+
+class ReservedKey:
+    """Names of FLContext properties and Shareable headers FLARE reserves (the ones job code reads)."""
+
+    ENGINE = "__engine__"
+    RUN_NUM = "__run_num__"
+    IDENTITY_NAME = "__identity_name__"
+    RC = "__rc__"
+    COOKIE_JAR = "__cookie_jar__"
+    WORKSPACE_ROOT = "__workspace_root__"
+    APP_ROOT = "__app_root__"
+    CLIENT_NAME = "__client_name__"
+    TASK_NAME = "__task_name__"
+    TASK_DATA = "__task_data__"
+    TASK_RESULT = "__task_result__"
+    TASK_ID = "__task_id__"
+    RUN_ABORT_SIGNAL = "__run_abort_signal__"
+    SHAREABLE = "__shareable__"
+    ARGS = "__args__"
+    WORKSPACE_OBJECT = "__workspace_object__"
+    CURRENT_JOB_ID = "__current_job_id__"
+    EVENT_DATA = "__event_data__"
+
+
+class FLContextKey:
+    """Names of FLContext properties (FLARE's names and values)."""
+
+    TASK_NAME = ReservedKey.TASK_NAME
+    TASK_DATA = ReservedKey.TASK_DATA
+    TASK_RESULT = ReservedKey.TASK_RESULT
+    TASK_ID = ReservedKey.TASK_ID
+    EVENT_DATA = ReservedKey.EVENT_DATA
+    CLIENT_NAME = ReservedKey.CLIENT_NAME
+    WORKSPACE_ROOT = ReservedKey.WORKSPACE_ROOT
+    CURRENT_RUN = ReservedKey.RUN_NUM
+    APP_ROOT = ReservedKey.APP_ROOT
+    SHAREABLE = ReservedKey.SHAREABLE
+    RUN_ABORT_SIGNAL = ReservedKey.RUN_ABORT_SIGNAL
+    ARGS = ReservedKey.ARGS
+    WORKSPACE_OBJECT = ReservedKey.WORKSPACE_OBJECT
+    CURRENT_JOB_ID = ReservedKey.CURRENT_JOB_ID
+    SITE_NAME = "__site_name"

@@ -1,0 +1,127 @@
+"""FLARE's Learner API on flconfig's runtime: Shareables and FLContexts at the executor's boundary.
+
+LearnerExecutor drives a FLARE ``Learner`` through :class:`FlareLearner`, which turns
+each task's :class:`flconfig.types.FLModel` into the Shareable FLARE's learners expect
+(a DXO of ``WEIGHTS`` or ``WEIGHT_DIFF`` with FLARE's headers: ``current_round``,
+``num_rounds``, ``_validate_type``, ``_model_owner_``, ``submit_model_name``) and their
+reply back (its return code, a DXO of weights or metrics, its meta).
+:func:`flare_context` makes the FLContext a FLARE component gets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..components.base import Learner
+from ..types import FLModel, ReturnCode, RunContext, Signal
+from .client_api import plain_number
+
+
+def is_flare_component(obj: object) -> bool:
+    """Whether ``obj`` is written against FLARE's API (flconfig's FLComponent stand-in)."""
+    return bool(getattr(type(obj), "_flare_component", False))
+
+
+def flare_context(site: Any, **props: Any) -> Any:
+    """A FLContext for ``site`` with ``props`` set."""
+    from .nvflare.apis.fl_context import FLContext
+
+    fl_ctx = FLContext(site)
+    for key, value in props.items():
+        fl_ctx.set_prop(key, value)
+    return fl_ctx
+
+
+def to_shareable(model: FLModel) -> Any:
+    """flconfig's task data as FLARE's Shareable."""
+    from .nvflare.apis.dxo import DXO, DataKind
+    from .nvflare.app_common.app_constant import AppConstants
+
+    kind = DataKind.WEIGHT_DIFF if model.params_type == "DIFF" else DataKind.WEIGHTS
+    meta = {k: v for k, v in model.meta.items()
+            if k not in ("current_round", "num_rounds", "_validate_type", "model_owner", "submit_model_name")}
+    shareable = DXO(kind, data=dict(model.params), meta=meta).to_shareable()
+    for ours, theirs in (("current_round", AppConstants.CURRENT_ROUND), ("num_rounds", AppConstants.NUM_ROUNDS),
+                         ("_validate_type", AppConstants.VALIDATE_TYPE), ("model_owner", AppConstants.MODEL_OWNER),
+                         ("submit_model_name", AppConstants.SUBMIT_MODEL_NAME)):
+        if ours in model.meta:
+            shareable.set_header(theirs, model.meta[ours])
+    return shareable
+
+
+def from_shareable(reply: Any, what: str) -> FLModel:
+    """A FLARE learner's reply as flconfig's result (an error result for a bad one)."""
+    from .nvflare.apis.dxo import DataKind
+    from .nvflare.apis.dxo import from_shareable as dxo_of
+    from .nvflare.apis.shareable import Shareable
+
+    if not isinstance(reply, Shareable):
+        return FLModel.error(ReturnCode.EMPTY_RESULT, f"{what} returned a {type(reply).__name__}, not a Shareable")
+    rc = reply.get_return_code()
+    if rc != ReturnCode.OK:
+        return FLModel.error(str(rc), f"{what} replied {rc}")
+    try:
+        dxo = dxo_of(reply)
+    except ValueError as exc:
+        return FLModel.error(ReturnCode.EMPTY_RESULT, f"{what}: {exc}")
+    meta = {str(k): _plain(v) for k, v in dxo.meta.items()}
+    if dxo.data_kind == DataKind.METRICS:
+        return FLModel(metrics={str(k): plain_number(v) for k, v in dxo.data.items()}, meta=meta)
+    if dxo.data_kind in (DataKind.WEIGHTS, DataKind.WEIGHT_DIFF):
+        return FLModel(params=dict(dxo.data), meta=meta,
+                       params_type="DIFF" if dxo.data_kind == DataKind.WEIGHT_DIFF else "FULL")
+    return FLModel.error(ReturnCode.EXECUTION_EXCEPTION,
+                         f"{what} replied a DXO of kind {dxo.data_kind}, which flconfig cannot send yet")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return plain_number(value)
+
+
+class FlareLearner(Learner):
+    """A FLARE ``Learner`` behind flconfig's Learner interface (what LearnerExecutor calls)."""
+
+    def __init__(self, learner: Any) -> None:
+        self.learner = learner
+        self.id = getattr(learner, "id", "")
+
+    def _ctx(self, ctx: RunContext, data: FLModel | None = None, shareable: Any = None) -> Any:
+        from .nvflare.apis.fl_constant import FLContextKey
+        from .nvflare.app_common.app_constant import AppConstants
+
+        props: dict[str, Any] = {}
+        if shareable is not None:
+            props[FLContextKey.TASK_DATA] = shareable
+        if data is not None and "current_round" in data.meta:
+            props[AppConstants.CURRENT_ROUND] = data.meta["current_round"]
+        return flare_context(ctx, **props)
+
+    def initialize(self, parts: Mapping[str, Any], ctx: RunContext) -> None:
+        self.learner.initialize(dict(parts), self._ctx(ctx))
+
+    def train(self, data: FLModel, ctx: RunContext, abort_signal: Signal) -> FLModel:
+        shareable = to_shareable(data)
+        reply = self.learner.train(shareable, self._ctx(ctx, data, shareable), abort_signal)
+        return from_shareable(reply, f"{type(self.learner).__name__}.train")
+
+    def validate(self, data: FLModel, ctx: RunContext, abort_signal: Signal) -> FLModel:
+        shareable = to_shareable(data)
+        reply = self.learner.validate(shareable, self._ctx(ctx, data, shareable), abort_signal)
+        # a before-train validation's metrics["initial_metrics"] is the global model's score,
+        # as FLARE's LearnerExecutor reads it (flconfig's LearnerExecutor does the same)
+        return from_shareable(reply, f"{type(self.learner).__name__}.validate")
+
+    def get_model_for_validation(self, model_name: str, ctx: RunContext) -> FLModel:
+        reply = self.learner.get_model_for_validation(model_name, self._ctx(ctx))
+        return from_shareable(reply, f"{type(self.learner).__name__}.get_model_for_validation")
+
+    def abort(self, ctx: RunContext) -> None:
+        self.learner.abort(self._ctx(ctx))
+
+    def finalize(self, ctx: RunContext) -> None:
+        self.learner.finalize(self._ctx(ctx))

@@ -1,0 +1,116 @@
+"""FLARE's ``FLContext``: what a FLARE component asks of its site, answered by flconfig's site."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .fl_constant import FLContextKey, ReservedKey
+
+
+class _Workspace:
+    """FLARE's ``Workspace`` of a site: its folders."""
+
+    def __init__(self, site: Any) -> None:
+        self._site = site
+
+    def get_root_dir(self) -> str:
+        return str(self._site.workspace)
+
+    def get_run_dir(self, job_id: str | None = None) -> str:
+        """The site's run folder (``WORKSPACE/<site>/<job id>``)."""
+        return str(self._site.run_dir)
+
+    def get_app_dir(self, job_id: str | None = None) -> str:
+        """The job's app folder (the one holding ``config/`` and ``custom/``)."""
+        custom = getattr(self._site, "custom_dir", None)
+        return str(Path(custom).parent) if custom is not None else str(self._site.run_dir)
+
+    def get_app_custom_dir(self, job_id: str | None = None) -> str:
+        custom = getattr(self._site, "custom_dir", None)
+        return str(custom) if custom is not None else ""
+
+    def get_app_config_dir(self, job_id: str | None = None) -> str:
+        return str(Path(self.get_app_dir(job_id)) / "config")
+
+
+class _Engine:
+    """FLARE's engine as a component sees it: the site's components, folders and events."""
+
+    def __init__(self, site: Any) -> None:
+        self._site = site
+
+    def get_component(self, component_id: str) -> Any:
+        return self._site.get_component(component_id)
+
+    def get_all_components(self) -> dict[str, Any]:
+        return dict(self._site.components)
+
+    def get_workspace(self) -> _Workspace:
+        return _Workspace(self._site)
+
+    def fire_event(self, event_type: str, fl_ctx: FLContext) -> None:
+        self._site.fire_event(event_type, fl_ctx.get_prop(FLContextKey.EVENT_DATA))
+
+    @contextlib.contextmanager
+    def new_context(self) -> Iterator[FLContext]:
+        yield FLContext(self._site)
+
+
+class FLContext:
+    """Properties (``get_prop``/``set_prop``) and the site behind them (``get_engine()``)."""
+
+    def __init__(self, site: Any = None) -> None:
+        self._site = site
+        self._props: dict[str, Any] = {}
+        if site is not None:
+            custom = getattr(site, "custom_dir", None)
+            self._props.update({
+                ReservedKey.IDENTITY_NAME: site.site_name,
+                FLContextKey.CLIENT_NAME: site.site_name,
+                FLContextKey.CURRENT_RUN: site.job_id,
+                FLContextKey.CURRENT_JOB_ID: site.job_id,
+                FLContextKey.WORKSPACE_ROOT: str(site.workspace),
+                FLContextKey.APP_ROOT: str(Path(custom).parent) if custom is not None else str(site.run_dir),
+                FLContextKey.WORKSPACE_OBJECT: _Workspace(site),
+                FLContextKey.RUN_ABORT_SIGNAL: getattr(site, "abort_signal", None),
+                ReservedKey.ENGINE: _Engine(site),
+            })
+
+    def get_prop(self, key: str, default: Any = None) -> Any:
+        return self._props.get(key, default)
+
+    def set_prop(self, key: str, value: Any, private: bool = True, sticky: bool = True) -> bool:
+        self._props[key] = value
+        return True
+
+    def remove_prop(self, key: str) -> None:
+        self._props.pop(key, None)
+
+    def get_all_public_props(self) -> dict[str, Any]:
+        return dict(self._props)
+
+    def get_identity_name(self, default: str = "") -> str:
+        return self._props.get(ReservedKey.IDENTITY_NAME, default)
+
+    def get_job_id(self, default: str = "") -> str:
+        return self._props.get(FLContextKey.CURRENT_JOB_ID, default)
+
+    def get_run_number(self) -> Any:
+        return self.get_job_id()
+
+    def get_engine(self) -> _Engine | None:
+        return self._props.get(ReservedKey.ENGINE)
+
+    def get_run_abort_signal(self) -> Any:
+        return self._props.get(FLContextKey.RUN_ABORT_SIGNAL)
+
+    def get_peer_context(self) -> None:
+        return None
+
+    @property
+    def site(self) -> Any:
+        """The flconfig site behind this context (flconfig's addition)."""
+        return self._site

@@ -1,0 +1,40 @@
+"""FLARE's ``AppConstants``, ``ModelName``, ``ValidateType`` (the names job code uses)."""
+
+from __future__ import annotations
+
+
+class AppConstants:
+    CURRENT_ROUND = "current_round"
+    START_ROUND = "start_round"
+    NUM_ROUNDS = "num_rounds"
+    CONTRIBUTION_ROUND = "contribution_round"
+    GLOBAL_MODEL = "global_model"
+    MODEL_WEIGHTS = "_model_weights_"
+    TASK_TRAIN = "train"
+    TASK_VALIDATION = "validate"
+    TASK_SUBMIT_MODEL = "submit_model"
+    TASK_GET_WEIGHTS = "get_weights"
+    TASK_CONFIGURE = "configure"
+    MODEL_OWNER = "_model_owner_"
+    SUBMIT_MODEL_NAME = "submit_model_name"
+    VALIDATE_TYPE = "_validate_type"
+    DEFAULT_MODEL_DIR = "models"
+    DEFAULT_PERSISTOR_ID = "persistor"
+    DEFAULT_AGGREGATOR_ID = "aggregator"
+    DEFAULT_SHAREABLE_GENERATOR_ID = "shareable_generator"
+    DEFAULT_MODEL_LOCATOR_ID = "model_locator"
+    DEFAULT_FORMATTER_ID = "formatter"
+    CROSS_VAL_DIR = "cross_site_val"
+    LOG_DIR = "model_log_dir"
+    CLIENT_UNKNOWN = "unknown"
+    DXO = "DXO"
+
+
+class ModelName:
+    BEST_MODEL = "best_model"
+    FINAL_MODEL = "final_model"
+
+
+class ValidateType:
+    BEFORE_TRAIN_VALIDATE = "before_train_validate"
+    MODEL_VALIDATE = "model_validate"
