@@ -48,6 +48,7 @@ while flare.is_running():
         flare.send(flare.FLModel(metrics={"accuracy": 0.5}))
     elif flare.is_submit_model():
         flare.send(flare.FLModel(params={"w": np.zeros(2)}))
+writer.add_scalar("after_the_loop", 1.0, 99)  # logged once the run has ended: still sent
 """
 
 
@@ -105,7 +106,8 @@ def test_a_script_trains_validates_and_submits_with_diff_results(tmp_path: Path,
         ctx.fire_event(EventType.END_RUN)
     assert not executor._thread.is_alive()  # told the run is over, the script returned
     assert [(r["kind"], r["tag"], r["value"], r["step"]) for r in recorder.records] == [
-        ("scalar", "loss", 0.5, 4), ("scalars", "parts", {"a": 1.0, "b": 2.0}, 4)]
+        ("scalar", "loss", 0.5, 4), ("scalars", "parts", {"a": 1.0, "b": 2.0}, 4),
+        ("scalar", "after_the_loop", 1.0, 99)]
     assert "started with --lr 0.1 on site-1" in caplog.text  # its print went to the site's log
 
 

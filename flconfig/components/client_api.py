@@ -209,15 +209,15 @@ class ClientAPIExecutor(Executor):
         ABORT_TASK makes its next Client API call raise."""
         if event.scope != "local":
             return
-        if self._sender is not None:
-            self._sender.handle_event(event, ctx)  # its own records: started, flushed, stopped
         if event.type == EventType.START_RUN and (self.execution_mode == "in_process"
                                                   or self._launch_once(ctx)):
             self._start(ctx)
         elif event.type == EventType.ABORT_TASK and self._session is not None:
             self._session.abort("ABORT_TASK received")
         elif event.type == EventType.END_RUN:
-            self._end(ctx)
+            self._end(ctx)  # first: what the script logs on its way out is still sent
+        if self._sender is not None:
+            self._sender.handle_event(event, ctx)  # its own records: started, flushed, stopped
 
     def _start(self, ctx: RunContext) -> None:
         with self._start_lock:
