@@ -297,7 +297,13 @@ class ClientAPIExecutor(Executor):
         except ValueError as exc:
             raise JobError(str(exc), ctx.site_name) from None
         if self._bridge is None:
-            self._bridge = Bridge(self._session, lambda reason: None)
+            logger = _logger(ctx)
+
+            def closed(reason: str) -> None:
+                if "refused" in reason:  # someone else on this machine knocked: say so
+                    logger.warning("%s: Client API channel: %s", ctx.site_name, reason)
+
+            self._bridge = Bridge(self._session, closed)
             self._bridge.start(site_thread_name(ctx.site_name, "client-api"))
         env = {**os.environ, ENV: self._bridge.env_value, "PYTHONUNBUFFERED": "1"}
         argv = [sys.executable, *options, "-m", "flconfig.compat.remote", str(script), *args]
