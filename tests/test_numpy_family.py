@@ -343,3 +343,14 @@ def test_a_learner_written_against_flares_learner_api_runs_unchanged(tmp_path: P
         log = (ws / site_name / "simulate_job" / "log.txt").read_text()
         assert f"NumpyLearner: initialized on {site_name}" in log
         assert "NumpyLearner: saw START_RUN" in log  # FLARE's handle_event(event_type, fl_ctx)
+
+
+def test_a_model_folder_outside_the_run_folder_is_an_error_at_its_line(tmp_path: Path) -> None:
+    job = write_job(tmp_path)
+    server = json.loads(json.dumps(SERVER))
+    server["components"][0]["args"] = {"model_dir": "../../elsewhere"}
+    (job / "app" / "config" / "config_fed_server.json").write_text(json.dumps(server, indent=2))
+    _, problems = inspect_job(job, environ={})
+    [problem] = [p for p in problems if p.is_error]
+    assert problem.json_path == ("components", 0, "args", "model_dir")
+    assert "a relative path inside the run folder" in problem.message + (problem.hint or "")

@@ -1023,3 +1023,23 @@ def test_the_flare_support_matrix_lists_every_flare_class_flconfig_builds() -> N
         assert f"| `{name}` | " in table, f"docs/flare-support.md does not list {name}"
         assert f"`{flare_path}`" in table
         assert f"`{name}`," not in not_yet.split("## FLARE's API")[0], f"{name} is listed as not supported yet"
+
+
+def test_the_built_in_components_declare_themselves_in_literals() -> None:
+    # The registry reads ARGS_SCHEMA, NOT_SUPPORTED_YET, REFERENCES ... from the source
+    # without importing it: one that names a constant instead of writing it out is lost.
+    import ast
+
+    root = Path(__file__).resolve().parent.parent / "flconfig"
+    lost = []
+    for file in [*(root / "components").glob("*.py"), *(root / "tracking").rglob("*.py")]:
+        for cls in (n for n in ast.parse(file.read_text()).body if isinstance(n, ast.ClassDef)):
+            for node in cls.body:
+                target = node.target if isinstance(node, ast.AnnAssign) else (
+                    node.targets[0] if isinstance(node, ast.Assign) else None)
+                if isinstance(target, ast.Name) and target.id.isupper() and node.value is not None:
+                    try:
+                        ast.literal_eval(node.value)
+                    except ValueError:
+                        lost.append(f"{file.name}: {cls.name}.{target.id}")
+    assert lost == []

@@ -23,7 +23,6 @@ from .nvflare.app_common.abstract.fl_model import FLModel, ParamsType
 
 #: Keys of ``get_config()["TASK_EXCHANGE"]`` (FLARE's ``ConfigKey`` names).
 TASK_EXCHANGE = "TASK_EXCHANGE"
-TASK_NAME = "TASK_NAME"
 SYS_ATTRS = (FLMetaKey.JOB_ID, FLMetaKey.SITE_NAME)
 
 _bound = threading.local()
@@ -96,10 +95,6 @@ class ClientAPISession:
             self._abort_reason = reason or "the task was aborted"
             self._model = None
             self._cond.notify_all()
-
-    @property
-    def stopped(self) -> bool:
-        return bool(self._stop_reason)
 
     # -- the script's side (nvflare.client) ------------------------------------------------
 
@@ -251,3 +246,14 @@ def plain_number(value: Any) -> Any:
         except (ValueError, RuntimeError):  # more than one element: left for the caller to refuse
             return value
     return value
+
+
+def plain_value(value: Any) -> Any:
+    """``value`` ready for JSON: numbers in dicts and lists made plain (:func:`plain_number`),
+    other arrays as lists."""
+    if isinstance(value, dict):
+        return {str(k): plain_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_value(v) for v in value]
+    value = plain_number(value)
+    return value.tolist() if hasattr(value, "tolist") else value

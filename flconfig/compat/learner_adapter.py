@@ -15,7 +15,7 @@ from typing import Any
 
 from ..components.base import Learner
 from ..types import FLModel, ReturnCode, RunContext, Signal
-from .client_api import plain_number
+from .client_api import plain_number, plain_value
 
 
 def is_flare_component(obj: object) -> bool:
@@ -65,7 +65,7 @@ def from_shareable(reply: Any, what: str) -> FLModel:
         dxo = dxo_of(reply)
     except ValueError as exc:
         return FLModel.error(ReturnCode.EMPTY_RESULT, f"{what}: {exc}")
-    meta = {str(k): _plain(v) for k, v in dxo.meta.items()}
+    meta = plain_value(dxo.meta)
     if dxo.data_kind == DataKind.METRICS:
         return FLModel(metrics={str(k): plain_number(v) for k, v in dxo.data.items()}, meta=meta)
     if dxo.data_kind in (DataKind.WEIGHTS, DataKind.WEIGHT_DIFF):
@@ -73,14 +73,6 @@ def from_shareable(reply: Any, what: str) -> FLModel:
                        params_type="DIFF" if dxo.data_kind == DataKind.WEIGHT_DIFF else "FULL")
     return FLModel.error(ReturnCode.EXECUTION_EXCEPTION,
                          f"{what} replied a DXO of kind {dxo.data_kind}, which flconfig cannot send yet")
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return plain_number(value)
 
 
 class FlareLearner(Learner):

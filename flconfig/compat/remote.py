@@ -73,12 +73,13 @@ def encode_flare_model(model: Any) -> tuple[dict[str, Any], bytes]:
     """A FLARE FLModel as (header fields, payload): params in the payload."""
     from ..transport.codec import encode_model
     from ..types import FLModel as Plain
+    from .client_api import plain_value
 
     fields = {
         "params_type": model.params_type.value if model.params_type is not None else None,
         "has_params": model.params is not None,
-        "metrics": _plain(model.metrics),
-        "meta": _plain(model.meta),
+        "metrics": plain_value(model.metrics),
+        "meta": plain_value(model.meta),
         "start_round": model.start_round,
         "current_round": model.current_round,
         "total_rounds": model.total_rounds,
@@ -99,20 +100,6 @@ def decode_flare_model(fields: dict[str, Any], payload: bytes, torch_params: boo
     return FLModel(params_type=fields.get("params_type"), params=params, metrics=fields.get("metrics"),
                    start_round=fields.get("start_round"), current_round=fields.get("current_round"),
                    total_rounds=fields.get("total_rounds"), meta=fields.get("meta"))
-
-
-def _plain(value: Any) -> Any:
-    """JSON-ready: numpy and torch scalars as numbers, arrays as lists."""
-    from .client_api import plain_number
-
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    value = plain_number(value)
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return value
 
 
 # --------------------------------------------------------------------------- the site's side
@@ -259,8 +246,10 @@ class RemoteSession:
         self._ask({"method": "send", "model": fields, "clear_cache": clear_cache}, data)
 
     def log(self, key: str, value: Any, data_type: Any, **kwargs: Any) -> None:
-        self._ask({"method": "log", "key": key, "value": _plain(value),
-                   "data_type": getattr(data_type, "value", data_type), "kwargs": _plain(kwargs)})
+        from .client_api import plain_value
+
+        self._ask({"method": "log", "key": key, "value": plain_value(value),
+                   "data_type": getattr(data_type, "value", data_type), "kwargs": plain_value(kwargs)})
 
     def __getattr__(self, method: str) -> Callable[[], Any]:
         if method in ("is_train", "is_evaluate", "is_submit_model", "get_site_name", "get_job_id",

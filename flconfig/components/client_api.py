@@ -239,7 +239,7 @@ class ClientAPIExecutor(Executor):
                 "package, whose Client API flconfig cannot serve; uninstall nvflare to run it")
         event_type, fed = self._records_event(ctx)
         self._sender = sender = AnalyticsSender(event_type=event_type)
-        sender._fed = fed
+        sender.fed_events = fed
         sender.id = f"{self.id or 'executor'}.script"
         sender.handle_event(Event(EventType.START_RUN, None, "local", ctx.site_name), ctx)
         self._session = client_api.ClientAPISession(
@@ -500,11 +500,10 @@ class ClientAPIExecutor(Executor):
 
     def _from_script(self, result: Any, data: FLModel) -> FLModel:
         """FLARE's FLModel the script sent, as flconfig's result."""
-        from ..compat.client_api import plain_number
+        from ..compat.client_api import plain_number, plain_value
 
         metrics = {str(k): plain_number(v) for k, v in (result.metrics or {}).items()}
-        meta = {str(k): plain_number(v) for k, v in (result.meta or {}).items()
-                if k not in ("job_id", "site_name")}
+        meta = {k: v for k, v in plain_value(result.meta or {}).items() if k not in ("job_id", "site_name")}
         if "current_round" in data.meta:
             meta["current_round"] = data.meta["current_round"]
         params = dict(result.params) if result.params is not None else {}

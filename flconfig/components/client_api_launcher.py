@@ -23,8 +23,6 @@ from ..types import RunContext
 from .base import Component, Widget
 from .client_api import ClientAPIExecutor
 
-_NO_CONVERTERS = "flconfig has no ParamsConverter components yet; params_exchange_format converts numpy and torch"
-
 
 class SubprocessLauncher(Component):
     """FLARE's ``SubprocessLauncher``: the command that starts a Client API script.
@@ -65,8 +63,10 @@ class ClientAPILauncherExecutor(ClientAPIExecutor):
     SCRIPT_ARG: ClassVar[str] = ""
     EMITS: ClassVar[str] = ""
     NOT_SUPPORTED_YET: ClassVar[dict[str, Any]] = {
-        "from_nvflare_converter_id": {"*": _NO_CONVERTERS},
-        "to_nvflare_converter_id": {"*": _NO_CONVERTERS},
+        "from_nvflare_converter_id": {"*": "flconfig has no ParamsConverter components yet; "
+                                           "params_exchange_format converts numpy and torch"},
+        "to_nvflare_converter_id": {"*": "flconfig has no ParamsConverter components yet; "
+                                         "params_exchange_format converts numpy and torch"},
     }
     ARGS_SCHEMA: ClassVar[dict[str, Any]] = {
         "pipe_id": {"minLength": 1},

@@ -31,11 +31,6 @@ NUMPY_KEY = "numpy_key"
 #: The model name NPModelLocator offers cross-site evaluation (FLARE's ``SERVER_MODEL_NAME``).
 SERVER_MODEL_NAME = "server"
 
-_RELATIVE = {
-    "minLength": 1,
-    "pattern": r"^(?![/\\])(?!.:)(?!(.*[/\\])?\.\.([/\\]|$))",
-    "patternErrorMessage": "a relative path inside the run folder (no leading '/', drive or '..')",
-}
 
 
 def _logger(ctx: RunContext) -> logging.Logger:
@@ -76,7 +71,10 @@ class NPModelPersistor(ModelPersistor):
     there.
     """
 
-    ARGS_SCHEMA: ClassVar[dict[str, Any]] = {"model_dir": _RELATIVE, "model_name": _RELATIVE}
+    ARGS_SCHEMA: ClassVar[dict[str, Any]] = {
+        "model_dir": {"minLength": 1, "pattern": r"^(?![/\\])(?!.:)(?!(.*[/\\])?\.\.([/\\]|$))", "patternErrorMessage": "a relative path inside the run folder (no leading '/', drive or '..')"},
+        "model_name": {"minLength": 1, "pattern": r"^(?![/\\])(?!.:)(?!(.*[/\\])?\.\.([/\\]|$))", "patternErrorMessage": "a relative path inside the run folder (no leading '/', drive or '..')"},
+    }
 
     def __init__(self, model_dir: str = "models", model_name: str = "server.npy",
                  model: list[Any] | None = None, source_ckpt_file_full_name: str | None = None) -> None:
@@ -149,8 +147,8 @@ class NPTrainer(Executor):
         "sleep_time": {"minimum": 0},
         "train_task_name": {"minLength": 1},
         "submit_model_task_name": {"minLength": 1},
-        "model_name": _RELATIVE,
-        "model_dir": _RELATIVE,
+        "model_name": {"minLength": 1, "pattern": r"^(?![/\\])(?!.:)(?!(.*[/\\])?\.\.([/\\]|$))", "patternErrorMessage": "a relative path inside the run folder (no leading '/', drive or '..')"},
+        "model_dir": {"minLength": 1, "pattern": r"^(?![/\\])(?!.:)(?!(.*[/\\])?\.\.([/\\]|$))", "patternErrorMessage": "a relative path inside the run folder (no leading '/', drive or '..')"},
     }
 
     def __init__(
@@ -259,10 +257,10 @@ class NPModelLocator(ModelLocator):
     """
 
     ARGS_SCHEMA: ClassVar[dict[str, Any]] = {
-        "model_dir": _RELATIVE,
-        "model_name": {"anyOf": [_RELATIVE, {"type": "object", "additionalProperties": _RELATIVE,
-                                             "minProperties": 1}, {"type": "null"}]},
-        "model_names": {"anyOf": [{"type": "object", "additionalProperties": _RELATIVE,
+        "model_dir": {"minLength": 1, "pattern": r"^(?![/\\])(?!.:)(?!(.*[/\\])?\.\.([/\\]|$))", "patternErrorMessage": "a relative path inside the run folder (no leading '/', drive or '..')"},
+        "model_name": {"anyOf": [{"minLength": 1, "pattern": r"^(?![/\\])(?!.:)(?!(.*[/\\])?\.\.([/\\]|$))", "patternErrorMessage": "a relative path inside the run folder (no leading '/', drive or '..')"}, {"type": "object", "additionalProperties": {"minLength": 1, "pattern": r"^(?![/\\])(?!.:)(?!(.*[/\\])?\.\.([/\\]|$))", "patternErrorMessage": "a relative path inside the run folder (no leading '/', drive or '..')"},
+                                                 "minProperties": 1}, {"type": "null"}]},
+        "model_names": {"anyOf": [{"type": "object", "additionalProperties": {"minLength": 1, "pattern": r"^(?![/\\])(?!.:)(?!(.*[/\\])?\.\.([/\\]|$))", "patternErrorMessage": "a relative path inside the run folder (no leading '/', drive or '..')"},
                                    "minProperties": 1}, {"type": "null"}]},
     }
 

@@ -179,8 +179,10 @@ class AnalyticsSender(Widget):
         self._entry: tuple[float, int, AnalyticsSender] | None = None  # on _DRAINER's timetable
         self._empty_looks = 0
         self._time = time.time
-        #: Fire each batch as a fed event (sent to the server) instead of a local one.
-        self._fed = False
+        #: Fire each batch as a fed event (sent to the server as it is) instead of a local
+        #: one: set by what relays records that are already the server's (a Client API
+        #: script's, with FLARE's MetricRelay), never by a config.
+        self.fed_events = False
 
     # ------------------------------------------------------------------ SummaryWriter surface
 
@@ -473,7 +475,7 @@ class AnalyticsSender(Widget):
                 ctx = self._ctx
                 if ctx is None:  # pragma: no cover - the thread starts with a context
                     raise RuntimeError("no run context")
-                if self._fed:  # a relay of records that are already the server's (MetricRelay)
+                if self.fed_events:
                     ctx.fire_fed_event(event_type, batch)
                 else:
                     ctx.fire_event(event_type, batch)
