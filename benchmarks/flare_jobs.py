@@ -76,6 +76,30 @@ def job_folders(repo: Path, branches: list[str]) -> dict[str, tuple[str, list[tu
     return jobs
 
 
+def beside_the_job(branch_files: list[tuple[str, str]], root: str,
+                   modules: set[str]) -> list[tuple[str, str]]:
+    """The Python files FLARE's example instructions put on ``PYTHONPATH`` for a job at ``root``.
+
+    FLARE's examples keep learners and networks in a package beside the job (``pt/``,
+    ``learners/``, ...) and their READMEs say ``export PYTHONPATH=...`` to the folder that
+    holds it. For each top-level package in ``modules``, the nearest folder above the job
+    that holds it is taken; its ``.py`` files are returned as (blob, path from that folder).
+    """
+    found: list[tuple[str, str]] = []
+    for top in sorted(modules):
+        folder = PurePosixPath(root).parent
+        while str(folder) not in ("", "."):
+            prefix = f"{folder}/"
+            package = [(b, p[len(prefix):]) for b, p in branch_files if p.startswith(f"{prefix}{top}/")
+                       and p.endswith(".py")]
+            module = [(b, p[len(prefix):]) for b, p in branch_files if p == f"{prefix}{top}.py"]
+            if package or module:
+                found.extend(package or module)
+                break
+            folder = folder.parent
+    return found
+
+
 def write_job(repo: Path, files: list[tuple[str, str]], dest: Path) -> None:
     blobs = "\n".join(b for b, _ in files) + "\n"
     out = subprocess.run(["git", "-C", str(repo), "cat-file", "--batch"], input=blobs.encode(),
@@ -104,15 +128,22 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=25, help="how many problem patterns to list")
     parser.add_argument("--list", action="store_true", help="print each job's result")
     parser.add_argument("--dump", type=Path, help="write every job's errors to this JSON file")
+    parser.add_argument("--example-path", action="store_true",
+                        help="also check each job that names modules beside it with --python-path "
+                             "set to the example folder, as FLARE's example READMEs set PYTHONPATH")
     ns = parser.parse_args()
     from flconfig.config.job import inspect_job
     from flconfig.errors import errors_only
 
-    jobs = job_folders(ns.repo, [b for b in ns.branches.split(",") if b])
+    branches = [b for b in ns.branches.split(",") if b]
+    jobs = job_folders(ns.repo, branches)
+    trees = {branch: tree(ns.repo, branch) for branch in branches} if ns.example_path else {}
+    clean_beside: list[str] = []
+    beside_errors: dict[str, list] = {}
     clean, failing, crashed = [], [], []
     by_pattern: collections.Counter[str] = collections.Counter()
     jobs_by_pattern: dict[str, set[str]] = collections.defaultdict(set)
-    dump: dict[str, list[dict[str, str]]] = {}
+    dump: dict[str, dict[str, object]] = {}
     runnable_jobs: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         for n, (_digest, (where, files)) in enumerate(sorted(jobs.items(), key=lambda kv: kv[1][0])):
@@ -124,10 +155,29 @@ def main() -> int:
                 crashed.append((where, traceback.format_exc(limit=3)))
                 continue
             errors = errors_only(problems)
-            if runnable(where, files):
+            outside = {p.message.split("'")[1].split(".")[0] for p in errors
+                       if p.code == "path-not-allowed" and p.message.count("'") >= 2}
+            if ns.example_path and outside:
+                branch, _, root = where.partition(":")
+                beside = beside_the_job(trees[branch], root, outside)
+                if beside:
+                    path_dir = Path(tmp) / f"{n:04d}-pythonpath"
+                    write_job(ns.repo, beside, path_dir)
+                    try:
+                        _, with_path = inspect_job(dest, python_path=[path_dir])
+                    except Exception:  # noqa: BLE001 - a crash is what this counts
+                        crashed.append((where, traceback.format_exc(limit=3)))
+                        continue
+                    if not errors_only(with_path) and runnable(where, files):
+                        clean_beside.append(where)
+                    beside_errors[where] = errors_only(with_path)
+            is_runnable = runnable(where, files)
+            if is_runnable:
                 runnable_jobs.append(where)
-            dump[where] = [{"code": p.code, "message": p.message, "where": str(p.position or "")}
-                           for p in errors]
+            dump[where] = {"runnable": is_runnable,
+                           "errors": [{"code": p.code, "message": p.message,
+                                       "where": str(p.position or "")}
+                                      for p in beside_errors.get(where, errors)]}
             if errors:
                 failing.append(where)
                 for found in {f"{p.code}: {pattern(p.message)}" for p in errors}:
@@ -145,6 +195,8 @@ def main() -> int:
         "runnable": len(runnable_jobs),
         "clean": len(clean),
         "runnable_clean": len(set(clean) & set(runnable_jobs)),
+        "runnable_clean_with_example_path": (
+            len(set(clean) & set(runnable_jobs)) + len(clean_beside) if ns.example_path else None),
         "with_errors": len(failing),
         "crashed": len(crashed),
         "crashes": [c for c in crashed[:5]],

@@ -292,7 +292,7 @@ def test_nvflare_is_flconfigs_module_under_both_names_and_missing_ones_say_why()
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == (
-        "No module named 'nvflare.app_opt': flconfig's FLARE API does not provide it yet (FLARE itself "
+        "No module named 'nvflare.app_opt.lightning': flconfig's FLARE API does not provide it yet (FLARE itself "
         "is not installed; docs/flare-support.md lists what is supported)")
 
 

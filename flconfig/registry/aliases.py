@@ -18,6 +18,7 @@ FLARE_ALIASES: Mapping[str, str] = MappingProxyType(
     {
         # Executors
         "nvflare.app_common.executors.learner_executor.LearnerExecutor": f"{_C}.learner_executor.LearnerExecutor",
+        "nvflare.app_common.executors.model_learner_executor.ModelLearnerExecutor": f"{_C}.model_learner_executor.ModelLearnerExecutor",
         # The Client API in process: 2.9's one executor, 2.4-2.6's in-process ones
         "nvflare.app_common.executors.client_api_executor.ClientAPIExecutor": f"{_C}.client_api.ClientAPIExecutor",
         "nvflare.app_common.executors.in_process_client_api_executor.InProcessClientAPIExecutor": f"{_C}.client_api.InProcessClientAPIExecutor",

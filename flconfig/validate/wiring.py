@@ -84,13 +84,21 @@ def check_wiring(config: ConfigFile) -> list[Problem]:
             guess = closest(ref.target_id, ids)
             hint = f"did you mean '{guess}'?" if guess else (
                 f"ids defined in this file: {', '.join(ids)}" if ids else "this file defines no components")
+            severity = "error"
             if ref.by_default:
                 message = (f"{what} defaults to '{ref.target_id}', but no component has that id")
                 hint = (f"set '{ref.arg}' to the id of {_a(ref.expected_kind)}, "
                         f"or add a component with id '{ref.target_id}'")
+                info = ref.source.info
+                if info is not None and info.origin != "builtin":
+                    # FLARE hands job code None for a component that is not there (the
+                    # learners use ``parts.get(id)``/``get_component(id)`` and go on without
+                    # it): a default the user never wrote is worth a word, not a refusal.
+                    severity = "warning"
+                    message += f": {info.name} gets None for it"
             else:
                 message = f"{what} names '{ref.target_id}', but no component has that id"
-            problems.append(doc.problem("dangling-ref", message, ref.json_path, hint))
+            problems.append(doc.problem("dangling-ref", message, ref.json_path, hint, severity=severity))
             continue
         if target.disabled:
             problems.append(doc.problem("dangling-ref", f"{what} names '{ref.target_id}', which is disabled",

@@ -1,0 +1,1 @@
+"""FLARE's ``nvflare.app_common.utils`` that job code uses."""

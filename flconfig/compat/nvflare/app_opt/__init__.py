@@ -1,0 +1,1 @@
+"""FLARE's ``nvflare.app_opt`` (the parts that need optional packages such as torch)."""
