@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 from typing import Any, ClassVar
 
 from ..errors import JobError
 from ..types import Event, EventType, FLModel, ReturnCode, RunContext, Signal
 from .base import Executor
-
-log = logging.getLogger(__name__)
+from .learner_executor import _logger
 
 
 class ModelLearnerExecutor(Executor):
@@ -108,7 +106,7 @@ class ModelLearnerExecutor(Executor):
         model = _model_of(shareable)
         validation = learner.validate(model)
         if isinstance(validation, str):
-            _logger_of(learner).warning("%s: validation before training failed: %s", what, validation)
+            learner.log_warning(learner.fl_ctx, f"validation before training failed: {validation}")
         metrics = validation.metrics if isinstance(validation, FlareModel) else None
         result = learner.train(model)
         if isinstance(result, str):
@@ -213,10 +211,3 @@ def _reply(result: Any, what: str) -> FLModel:
         return FLModel.error(ReturnCode.EMPTY_RESULT, f"{what}: {exc}")
     return from_shareable(shareable, what)
 
-
-def _logger(ctx: RunContext) -> logging.Logger:
-    return getattr(ctx, "log", None) or log
-
-
-def _logger_of(learner: Any) -> logging.Logger:
-    return learner._logger(learner.fl_ctx)  # the site's log, as FLARE's log_* calls use
