@@ -44,6 +44,11 @@ def runnable(where: str, files: list[tuple[str, str]]) -> bool:
         re.search(r"(^|/)config/config_fed_(client|server)\.", path) for _, path in files)
 
 
+def with_packages(python_path: list[Path], packages: Path | None) -> list[Path]:
+    """The example's python path, plus the folder of installed packages if one was given."""
+    return [*python_path, packages] if packages is not None else python_path
+
+
 def tree(repo: Path, branch: str) -> list[tuple[str, str]]:
     """(blob, path) of every file on ``branch``."""
     out = subprocess.run(["git", "-C", str(repo), "ls-tree", "-r", branch], capture_output=True,
@@ -82,14 +87,18 @@ def beside_the_job(branch_files: list[tuple[str, str]], root: str,
 
     FLARE's examples keep learners and networks in a package beside the job (``pt/``,
     ``learners/``, ...) and their READMEs say ``export PYTHONPATH=...`` to the folder that
-    holds it. For each top-level package in ``modules``, the nearest folder above the job
-    that holds it is taken; its ``.py`` files are returned as (blob, path from that folder).
+    holds it, or ``cp -r custom/ job_configs/JOB/app/`` from a ``custom/`` folder beside the
+    jobs (the prostate and brats examples). For each top-level package in ``modules``, the
+    nearest folder above the job that holds it (itself or in its ``custom/``) is taken; its
+    ``.py`` files are returned as (blob, path from that folder).
     """
     found: list[tuple[str, str]] = []
     for top in sorted(modules):
         folder = PurePosixPath(root).parent
         while str(folder) not in ("", "."):
             prefix = f"{folder}/"
+            if not any(p.startswith(f"{prefix}{top}/") or p == f"{prefix}{top}.py" for _, p in branch_files):
+                prefix = f"{folder}/custom/"
             package = [(b, p[len(prefix):]) for b, p in branch_files if p.startswith(f"{prefix}{top}/")
                        and p.endswith(".py")]
             module = [(b, p[len(prefix):]) for b, p in branch_files if p == f"{prefix}{top}.py"]
@@ -131,6 +140,11 @@ def main() -> int:
     parser.add_argument("--example-path", action="store_true",
                         help="also check each job that names modules beside it with --python-path "
                              "set to the example folder, as FLARE's example READMEs set PYTHONPATH")
+    parser.add_argument("--packages", type=Path, metavar="DIR",
+                        help="with --example-path: a folder of the packages the examples' "
+                             "requirements name (pip install --no-deps --target DIR monai), on the "
+                             "python path of every job that names a module outside it, as FLARE "
+                             "finds them installed")
     ns = parser.parse_args()
     from flconfig.config.job import inspect_job
     from flconfig.errors import errors_only
@@ -160,11 +174,12 @@ def main() -> int:
             if ns.example_path and outside:
                 branch, _, root = where.partition(":")
                 beside = beside_the_job(trees[branch], root, outside)
-                if beside:
+                if beside or ns.packages is not None:
                     path_dir = Path(tmp) / f"{n:04d}-pythonpath"
+                    path_dir.mkdir()
                     write_job(ns.repo, beside, path_dir)
                     try:
-                        _, with_path = inspect_job(dest, python_path=[path_dir])
+                        _, with_path = inspect_job(dest, python_path=with_packages([path_dir], ns.packages))
                     except Exception:  # noqa: BLE001 - a crash is what this counts
                         crashed.append((where, traceback.format_exc(limit=3)))
                         continue

@@ -58,6 +58,13 @@ FLARE_ALIASES: Mapping[str, str] = MappingProxyType(
         "nvflare.app_common.np.np_validator.NPValidator": f"{_C}.numpy_family.NPValidator",
         "nvflare.app_common.np.np_model_locator.NPModelLocator": f"{_C}.numpy_family.NPModelLocator",
         "nvflare.app_common.np.np_formatter.NPFormatter": f"{_C}.numpy_family.NPFormatter",
+        # Privacy filters
+        "nvflare.app_common.filters.exclude_vars.ExcludeVars": f"{_C}.privacy.ExcludeVars",
+        "nvflare.app_common.filters.ExcludeVars": f"{_C}.privacy.ExcludeVars",
+        "nvflare.app_common.filters.percentile_privacy.PercentilePrivacy": f"{_C}.privacy.PercentilePrivacy",
+        "nvflare.app_common.filters.PercentilePrivacy": f"{_C}.privacy.PercentilePrivacy",
+        "nvflare.app_common.filters.svt_privacy.SVTPrivacy": f"{_C}.privacy.SVTPrivacy",
+        "nvflare.app_common.filters.SVTPrivacy": f"{_C}.privacy.SVTPrivacy",
         # Widgets
         "nvflare.app_common.widgets.validation_json_generator.ValidationJsonGenerator": f"{_C}.validation_json.ValidationJsonGenerator",
         "nvflare.app_common.widgets.intime_model_selector.IntimeModelSelector": f"{_C}.model_selection.IntimeModelSelector",
