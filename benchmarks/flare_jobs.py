@@ -87,18 +87,19 @@ def beside_the_job(branch_files: list[tuple[str, str]], root: str,
 
     FLARE's examples keep learners and networks in a package beside the job (``pt/``,
     ``learners/``, ...) and their READMEs say ``export PYTHONPATH=...`` to the folder that
-    holds it, or ``cp -r custom/ job_configs/JOB/app/`` from a ``custom/`` folder beside the
-    jobs (the prostate and brats examples). For each top-level package in ``modules``, the
-    nearest folder above the job that holds it (itself or in its ``custom/``) is taken; its
+    holds it (``src/`` in condist-fl's start script), or ``cp -r custom/ job_configs/JOB/app/``
+    from a ``custom/`` folder beside the jobs (the prostate and brats examples). For each
+    top-level package in ``modules``, the nearest folder above the job that holds it (itself,
+    or in its ``custom/`` or ``src/``) is taken; its
     ``.py`` files are returned as (blob, path from that folder).
     """
     found: list[tuple[str, str]] = []
     for top in sorted(modules):
         folder = PurePosixPath(root).parent
         while str(folder) not in ("", "."):
-            prefix = f"{folder}/"
-            if not any(p.startswith(f"{prefix}{top}/") or p == f"{prefix}{top}.py" for _, p in branch_files):
-                prefix = f"{folder}/custom/"
+            for prefix in (f"{folder}/", f"{folder}/custom/", f"{folder}/src/"):
+                if any(p.startswith(f"{prefix}{top}/") or p == f"{prefix}{top}.py" for _, p in branch_files):
+                    break
             package = [(b, p[len(prefix):]) for b, p in branch_files if p.startswith(f"{prefix}{top}/")
                        and p.endswith(".py")]
             module = [(b, p[len(prefix):]) for b, p in branch_files if p == f"{prefix}{top}.py"]

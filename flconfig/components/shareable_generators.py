@@ -61,7 +61,7 @@ class FullModelShareableGenerator(ShareableGenerator):
                         "which the global model lacks"
                         + ("" if base else " (the global model is empty: use FULL weights)")
                     )
-                base[name] = _add(name, base[name], diff)
+                base[name] = add_difference(name, base[name], diff)
         else:
             raise JobError(
                 f"shareable generator: cannot build a model from params_type "
@@ -74,7 +74,7 @@ def _is_torch_tensor(value: object) -> bool:
     return type(value).__module__.startswith("torch") and hasattr(value, "detach")
 
 
-def _add(name: str, value: Any, diff: Any) -> Any:
+def add_difference(name: str, value: Any, diff: Any) -> Any:
     """``value + diff`` in ``value``'s type and dtype (computed in float64)."""
     if _is_torch_tensor(value) or _is_torch_tensor(diff):
         import torch

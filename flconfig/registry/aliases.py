@@ -43,6 +43,8 @@ FLARE_ALIASES: Mapping[str, str] = MappingProxyType(
         "nvflare.app_common.aggregators.InTimeAccumulateWeightedAggregator": f"{_C}.aggregators.InTimeAccumulateWeightedAggregator",
         "nvflare.app_common.shareablegenerators.full_model_shareable_generator.FullModelShareableGenerator": f"{_C}.shareable_generators.FullModelShareableGenerator",
         "nvflare.app_common.shareablegenerators.FullModelShareableGenerator": f"{_C}.shareable_generators.FullModelShareableGenerator",
+        "nvflare.app_opt.pt.fedopt.PTFedOptModelShareableGenerator": f"{_C}.fedopt.PTFedOptModelShareableGenerator",
+        "nvflare.app_opt.pt.PTFedOptModelShareableGenerator": f"{_C}.fedopt.PTFedOptModelShareableGenerator",
         # PyTorch persistor and locator: nvflare.app_opt.pt since 2.3,
         # nvflare.app_common.pt before (PTModelLocator is the 2.0 name).
         "nvflare.app_opt.pt.file_model_persistor.PTFileModelPersistor": f"{_C}.persistors.PTFileModelPersistor",
