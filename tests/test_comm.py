@@ -256,13 +256,33 @@ def test_empty_model_round_trips() -> None:
     assert decode_model(encode_model(FLModel())) == FLModel()
 
 
+def test_plain_value_params_round_trip_beside_arrays_in_order() -> None:
+    # scikit-learn jobs send settings and Nones as params: {"n_clusters": 3}, {"count": None}
+    model = FLModel(params={"center": np.ones((2, 2)), "count": None, "n_clusters": 3,
+                            "kernel": "rbf", "sizes": [1, 2], "opts": {"tol": 0.1}})
+    back = decode_model(encode_model(model))
+    assert list(back.params) == ["center", "count", "n_clusters", "kernel", "sizes", "opts"]
+    assert {k: v for k, v in back.params.items() if k != "center"} == {
+        "count": None, "n_clusters": 3, "kernel": "rbf", "sizes": [1, 2], "opts": {"tol": 0.1}}
+    np.testing.assert_array_equal(back.params["center"], np.ones((2, 2)))
+
+
+def test_a_plain_value_naming_no_param_is_refused() -> None:
+    frame = encode_model(FLModel(params={"a": 1}))
+    forged = frame.replace(b'"plain":{"a":1}', b'"plain":{"b":1}')
+    assert forged != frame
+    with pytest.raises(ProtocolError, match="plain"):
+        decode_model(forged)
+
+
 @pytest.mark.parametrize(
     ("model", "named"),
     [
         (FLModel(meta={"lr": np.float32(0.1)}), "meta['lr']"),
         (FLModel(metrics={"val": {"acc": object()}}), "metrics['val']['acc']"),
         (FLModel(meta={"ok": [1, {2: "x"}]}), "meta['ok'][1]"),
-        (FLModel(params={"w": [1.0, 2.0]}), "params['w']"),
+        (FLModel(params={"w": [1.0, object()]}), "params['w'][1]"),
+        (FLModel(params={"w": {"a": np.float32(1)}}), "params['w']['a']"),
         (FLModel(params={"names": np.array(["a", "b"])}), "params['names']"),
     ],
 )

@@ -60,6 +60,10 @@ FLARE_ALIASES: Mapping[str, str] = MappingProxyType(
         "nvflare.app_common.np.np_validator.NPValidator": f"{_C}.numpy_family.NPValidator",
         "nvflare.app_common.np.np_model_locator.NPModelLocator": f"{_C}.numpy_family.NPModelLocator",
         "nvflare.app_common.np.np_formatter.NPFormatter": f"{_C}.numpy_family.NPFormatter",
+        # scikit-learn
+        "nvflare.app_opt.sklearn.sklearn_executor.SKLearnExecutor": f"{_C}.sklearn_family.SKLearnExecutor",
+        "nvflare.app_opt.sklearn.joblib_model_param_persistor.JoblibModelParamPersistor": f"{_C}.sklearn_family.JoblibModelParamPersistor",
+        "nvflare.app_common.aggregators.collect_and_assemble_aggregator.CollectAndAssembleAggregator": f"{_C}.sklearn_family.CollectAndAssembleAggregator",
         # Privacy filters
         "nvflare.app_common.filters.exclude_vars.ExcludeVars": f"{_C}.privacy.ExcludeVars",
         "nvflare.app_common.filters.ExcludeVars": f"{_C}.privacy.ExcludeVars",

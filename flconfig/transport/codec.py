@@ -7,8 +7,11 @@ Model frame (:func:`encode_model`)::
 
     b"FLCM" | u16 version | u32 header length | UTF-8 JSON header | safetensors blob
 
-The header holds ``meta``, ``metrics``, ``rc``, ``params_type`` and the
-parameter names in their original order; the blob holds the parameters.
+The header holds ``meta``, ``metrics``, ``rc``, ``params_type``, the
+parameter names in their original order, and under ``plain`` the parameters
+that are plain values rather than arrays (``None``, numbers, strings, lists and
+dicts: scikit-learn settings such as ``{"n_clusters": 3}``); the blob holds the
+arrays.
 
 Record batch (:func:`encode_records`)::
 
@@ -217,18 +220,26 @@ def encode_model(model: FLModel) -> bytes:
         raise TypeError(f"params is a {type(model.params).__name__}, expected a dict")
     keys = list(model.params)
     specs: dict[str, TensorSpec] = {}
+    plain: dict[str, Any] = {}
     keep_alive: list[np.ndarray] = []  # serialize() reads raw pointers into these
     for name in keys:
         if not isinstance(name, str) or not name or name == "__metadata__":
             raise TypeError(
                 f"params has the key {name!r}; names must be non-empty str other than '__metadata__'"
             )
-        dtype_name, shape, arr = _param_array(name, model.params[name])
+        value = model.params[name]
+        if value is None or isinstance(value, (bool, int, float, str, list, tuple, dict)):
+            find_unsendable(value, f"params[{name!r}]")
+            plain[name] = value
+            continue
+        dtype_name, shape, arr = _param_array(name, value)
         keep_alive.append(arr)
         specs[name] = TensorSpec(
             dtype=dtype_name, shape=list(shape), data_ptr=arr.ctypes.data, data_len=arr.nbytes
         )
     header["keys"] = keys
+    if plain:
+        header["plain"] = plain
     blob = serialize(specs)
     del keep_alive
     head = _dumps(header)
@@ -283,6 +294,9 @@ def decode_model(data: bytes | bytearray | memoryview) -> FLModel:
         or len(set(keys)) != len(keys)
     ):
         raise ProtocolError("model: header needs 'keys', a list of distinct parameter names")
+    plain = header.get("plain", {})
+    if not isinstance(plain, dict) or not set(plain) <= set(keys):
+        raise ProtocolError("model: header 'plain' must be an object of some of the parameters")
     try:
         views = deserialize(bytes(blob))
     except SafetensorError as exc:
@@ -292,11 +306,13 @@ def decode_model(data: bytes | bytearray | memoryview) -> FLModel:
             f"model: unreadable safetensors data ({type(exc).__name__}: {exc})"
         ) from None
     tensors = {name: info for name, info in views}
-    if set(tensors) != set(keys) or len(views) != len(keys):
+    arrays = [k for k in keys if k not in plain]
+    if set(tensors) != set(arrays) or len(views) != len(arrays):
         raise ProtocolError(
-            f"model: header names {len(keys)} params but the data holds {len(views)}, or other names"
+            f"model: header names {len(arrays)} array params but the data holds {len(views)}, or other names"
         )
-    params = {name: _param_from_view(name, tensors[name]) for name in keys}
+    params = {name: plain[name] if name in plain else _param_from_view(name, tensors[name])
+              for name in keys}
     return FLModel(params=params, meta=meta, metrics=metrics, params_type=params_type, rc=rc)
 
 

@@ -1,0 +1,1 @@
+"""FLARE's ``nvflare.app_common.aggregators`` (the part job code subclasses)."""

@@ -1,0 +1,1 @@
+"""FLARE's ``nvflare.app_opt.sklearn`` (the part job code imports)."""

@@ -1,0 +1,286 @@
+"""FLARE's scikit-learn components: SKLearnExecutor, JoblibModelParamPersistor and
+CollectAndAssembleAggregator (the sklearn-kmeans, -linear and -svm examples).
+
+The learner (``SKLearnExecutor``'s ``learner_id``) and the assembler
+(``CollectAndAssembleAggregator``'s ``assembler_id``) are the job's own classes,
+written against FLARE's API: a ``Learner`` whose ``train(curr_round, global_param,
+fl_ctx)`` returns ``(params, model)`` and ``validate(...)`` returns ``(metrics,
+model)``; an ``Assembler`` (``nvflare.app_common.aggregators.assembler``).
+Parameters travel as dicts of arrays and plain values (``{"n_clusters": 3}``,
+``{"count": None}``), never pickled.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ..errors import JobError
+from ..files import inside, write_atomic
+from ..types import Event, EventType, FLModel, ReturnCode, RunContext, Signal
+from .base import Aggregator, Executor, ModelPersistor
+
+log = logging.getLogger(__name__)
+
+#: Meta key of the number of local samples behind a result (FLARE's MetaKey).
+NUM_STEPS_KEY = "NUM_STEPS_CURRENT_ROUND"
+#: FLARE's DataKind of each ``params_type``.
+KIND_OF_PARAMS_TYPE = {"FULL": "WEIGHTS", "DIFF": "WEIGHT_DIFF"}
+
+
+class SKLearnExecutor(Executor):
+    """Runs a scikit-learn learner written against FLARE's API (FLARE's ``SKLearnExecutor``).
+
+    On ``train_task`` the learner gets the round (``current_round``) and the global
+    parameters: from round 1 on it first ``validate(round, params, fl_ctx)``\\ s them and
+    each of the metrics it returns is logged as a scalar at step ``round``; then
+    ``train(round, params, fl_ctx)``'s parameters go back as ``WEIGHTS`` with the
+    learner's ``n_samples`` as ``NUM_STEPS_CURRENT_ROUND``. ``initialize(parts,
+    fl_ctx)`` is called when the run starts, ``finalize(fl_ctx)`` when it ends,
+    ``abort(fl_ctx)`` when a task is aborted.
+
+    The metrics go to the site's AnalyticsSender when the site has one (and so to the
+    server's TensorBoard); otherwise into TensorBoard files in the site's run folder
+    (``tb_events/``), where FLARE writes them. FLARE also writes the learner's
+    scikit-learn models with joblib (pickle); flconfig does not write them.
+    """
+
+    ARGS_SCHEMA: ClassVar[dict[str, Any]] = {
+        "learner_id": {"minLength": 1},
+        "train_task": {"minLength": 1},
+    }
+
+    def __init__(self, learner_id: str, train_task: str = "train") -> None:
+        """
+        Args:
+            learner_id: id of the learner component (the job's FLARE-API Learner).
+            train_task: the task name that validates (from round 1) and trains.
+        """
+        self.learner_id = learner_id
+        self.train_task = train_task
+        self._learner: Any = None
+        self._writer: Any = None
+        self._finalized = False
+
+    def handle_event(self, event: Event, ctx: RunContext) -> None:
+        """START_RUN: initialize the learner; ABORT_TASK: abort it; END_RUN: finalize it."""
+        if event.type == EventType.START_RUN:
+            self._initialized(ctx)
+        elif self._learner is not None and event.type == EventType.ABORT_TASK:
+            self._learner.abort(_fl_ctx(ctx))
+        elif self._learner is not None and event.type == EventType.END_RUN and not self._finalized:
+            self._finalized = True
+            self._learner.finalize(_fl_ctx(ctx))
+            if self._writer is not None:
+                self._writer.close()
+
+    def _initialized(self, ctx: RunContext) -> Any:
+        if self._learner is not None:
+            return self._learner
+        from ..compat.nvflare.app_common.abstract.learner import Learner
+
+        learner = ctx.get_component(self.learner_id)
+        if learner is None:
+            raise JobError(f"learner_id '{self.learner_id}' names no component; add the learner "
+                           f"with id '{self.learner_id}' to the client config", ctx.site_name)
+        if not isinstance(learner, Learner):
+            raise JobError(f"learner_id '{self.learner_id}' names a {type(learner).__name__}, not a FLARE "
+                           "Learner (nvflare.app_common.abstract.learner_spec.Learner)", ctx.site_name)
+        learner.initialize(dict(getattr(ctx, "components", {})), _fl_ctx(ctx))
+        self._learner = learner
+        return learner
+
+    def execute(self, task_name: str, data: FLModel, ctx: RunContext, abort_signal: Signal) -> FLModel:
+        """Validate (from round 1) and train on the global parameters in ``data``."""
+        if task_name != self.train_task:
+            return FLModel.error(ReturnCode.TASK_UNKNOWN, f"SKLearnExecutor has no task {task_name!r}")
+        if abort_signal.triggered:
+            return FLModel.error(ReturnCode.TASK_ABORTED, "aborted")
+        learner = self._initialized(ctx)
+        current_round = data.meta.get("current_round", 0)
+        params = dict(data.params)
+        fl_ctx = _fl_ctx(ctx, current_round)
+        name = type(learner).__name__
+        try:
+            if isinstance(current_round, int) and current_round > 0:
+                metrics, _model = learner.validate(current_round, params, fl_ctx)
+                for key, value in dict(metrics or {}).items():
+                    self._log_value(ctx, str(key), value, current_round)
+            result, _model = learner.train(current_round, params, fl_ctx)
+        except Exception as exc:  # noqa: BLE001 - the job's code failed: the task's error result
+            _logger(ctx).error("%s failed in round %s: %s: %s", name, current_round, type(exc).__name__, exc)
+            return FLModel.error(ReturnCode.EXECUTION_EXCEPTION, f"{name}: {type(exc).__name__}: {exc}")
+        if not isinstance(result, dict):
+            return FLModel.error(ReturnCode.EMPTY_RESULT,
+                                 f"{name}.train returned {type(result).__name__} parameters, not a dict")
+        meta: dict[str, Any] = {}
+        samples = getattr(learner, "n_samples", None)
+        if isinstance(samples, (int, float)) and not isinstance(samples, bool):
+            meta[NUM_STEPS_KEY] = samples
+        return FLModel(params=result, meta=meta, params_type="FULL")
+
+    def _log_value(self, ctx: RunContext, key: str, value: Any, step: int) -> None:
+        from ..tracking.senders import AnalyticsSender
+
+        number = float(value)
+        senders = [c for c in getattr(ctx, "components", {}).values() if isinstance(c, AnalyticsSender)]
+        if senders:
+            senders[0].add_scalar(key, number, step)
+            return
+        if self._writer is None:
+            from tensorboard.summary import Writer
+
+            self._writer = Writer(str(Path(ctx.run_dir) / "tb_events"))
+        self._writer.add_scalar(key, number, step=step)
+        self._writer.flush()
+
+
+class JoblibModelParamPersistor(ModelPersistor):
+    """The global parameters of a scikit-learn job (FLARE's ``JoblibModelParamPersistor``).
+
+    The first global model is ``initial_params`` (settings such as ``{"n_clusters":
+    3}``), or the parameters saved under ``save_name`` in the server's run folder by an
+    earlier run. Each saved model replaces that file atomically.
+
+    **File format: flconfig's model format, never pickle.** The file keeps FLARE's name
+    (``model_param.joblib``) but holds the parameters as flconfig sends them (a JSON
+    header and safetensors arrays); a joblib file left there by FLARE is not read.
+    """
+
+    ARGS_SCHEMA: ClassVar[dict[str, Any]] = {
+        "initial_params": {"type": "object"},
+        "save_name": {"minLength": 1, "pattern": r"^(?!\.\.?$)[^/\\]+$",
+                      "patternErrorMessage": "a file name without a folder"},
+    }
+
+    def __init__(self, initial_params: dict, save_name: str = "model_param.joblib") -> None:
+        """
+        Args:
+            initial_params: the first global parameters (the learners' settings).
+            save_name: the file name the global parameters are saved under.
+        """
+        self.initial_params = initial_params
+        self.save_name = save_name
+
+    def load(self, ctx: RunContext) -> FLModel:
+        """The saved parameters, or ``initial_params``; JobError for a file flconfig did not write."""
+        from ..transport.codec import ProtocolError, decode_model
+
+        path = inside(ctx.run_dir, self.save_name)
+        if path.is_file():
+            try:
+                model = decode_model(path.read_bytes())
+            except ProtocolError as exc:
+                raise JobError(f"persistor: {path} is not a model flconfig saved ({exc}); it is never "
+                               "unpickled: remove it to start from initial_params") from None
+            return FLModel(params=model.params, params_type="FULL")
+        return FLModel(params=dict(self.initial_params), params_type="FULL")
+
+    def save(self, model: FLModel, ctx: RunContext) -> None:
+        """Write the global parameters to ``save_name`` in the server's run folder."""
+        from ..transport.codec import encode_model
+
+        path = inside(ctx.run_dir, self.save_name)
+        write_atomic(path, encode_model(FLModel(params=model.params, params_type="FULL")))
+        _logger(ctx).info("saved the global parameters to %s", path)
+
+    def get_model(self, name: str, ctx: RunContext) -> FLModel | None:
+        """The saved parameters by file name, or None."""
+        return self.load(ctx) if name in self.model_names(ctx) else None
+
+    def model_names(self, ctx: RunContext) -> list[str]:
+        """``[save_name]`` once the parameters were saved."""
+        return [self.save_name] if inside(ctx.run_dir, self.save_name).is_file() else []
+
+
+class CollectAndAssembleAggregator(Aggregator):
+    """Collects the round's site results and lets the job's ``Assembler`` make the next
+    global model of them (FLARE's ``CollectAndAssembleAggregator``).
+
+    Each accepted result is stored as ``assembler.get_model_params(dxo)`` in the
+    assembler's ``collection`` under the site's name; :meth:`aggregate` returns
+    ``assembler.assemble(collection, fl_ctx)`` (its DXO's data as the parameters) and
+    resets the assembler. A failed result, one whose kind is not the assembler's
+    ``expected_data_kind``, or a second one from the same site in a round is refused
+    and logged.
+    """
+
+    ARGS_SCHEMA: ClassVar[dict[str, Any]] = {"assembler_id": {"minLength": 1}}
+
+    def __init__(self, assembler_id: str) -> None:
+        """
+        Args:
+            assembler_id: id of the assembler component (the job's FLARE-API Assembler).
+        """
+        self.assembler_id = assembler_id
+        self._assembler: Any = None
+
+    def _get_assembler(self, ctx: RunContext) -> Any:
+        if self._assembler is None:
+            from ..compat.nvflare.app_common.aggregators.assembler import Assembler
+
+            assembler = ctx.get_component(self.assembler_id)
+            if not isinstance(assembler, Assembler):
+                what = "no component" if assembler is None else f"a {type(assembler).__name__}"
+                raise JobError(f"aggregator: assembler_id '{self.assembler_id}' names {what}, not a FLARE "
+                               "Assembler (nvflare.app_common.aggregators.assembler.Assembler)")
+            assembler.initialize(_fl_ctx(ctx))
+            self._assembler = assembler
+        return self._assembler
+
+    def accept(self, site: str, result: FLModel, ctx: RunContext) -> bool:
+        """Store ``site``'s result in the assembler's collection; False (logged) to refuse it."""
+        from ..compat.nvflare.apis.dxo import DXO
+
+        assembler = self._get_assembler(ctx)
+        kind = ("METRICS" if not result.params and result.metrics
+                else KIND_OF_PARAMS_TYPE.get(result.params_type, result.params_type))
+        reason = None
+        if result.rc != ReturnCode.OK:
+            reason = f"its return code is {result.rc}"
+        elif kind != assembler.get_expected_data_kind():
+            reason = f"it holds {kind}, the assembler expects {assembler.get_expected_data_kind()}"
+        elif site in assembler.collection:
+            reason = "a result from this site was already accepted this round"
+        if reason is not None:
+            _logger(ctx).warning("aggregator refused the result of site %s: %s", site, reason)
+            return False
+        data = result.metrics if kind == "METRICS" else result.params
+        assembler.collection[site] = assembler.get_model_params(DXO(kind, data=dict(data), meta=dict(result.meta)))
+        return True
+
+    def aggregate(self, ctx: RunContext) -> FLModel:
+        """The assembler's result for the round's collection; the assembler is reset."""
+        from ..compat.nvflare.apis.dxo import DXO
+
+        assembler = self._get_assembler(ctx)
+        if not assembler.collection:
+            raise JobError("aggregator: no result was accepted this round, nothing to assemble")
+        sites = list(assembler.collection)
+        round_ = getattr(ctx, "props", {}).get("current_round")
+        dxo = assembler.assemble(data=assembler.collection, fl_ctx=_fl_ctx(ctx, round_))
+        assembler.reset()
+        if not isinstance(dxo, DXO):
+            raise JobError(f"aggregator: {type(assembler).__name__}.assemble returned a "
+                           f"{type(dxo).__name__}, not a DXO")
+        params_type = "DIFF" if dxo.data_kind == "WEIGHT_DIFF" else "FULL"
+        return FLModel(params=dict(dxo.data or {}), params_type=params_type,
+                       meta={"contributors": sites})
+
+    def reset(self, ctx: RunContext | None = None) -> None:
+        """Forget the round's collection."""
+        if self._assembler is not None:
+            self._assembler.reset()
+
+
+def _fl_ctx(ctx: RunContext, current_round: Any = None) -> Any:
+    from ..compat.learner_adapter import flare_context
+    from ..compat.nvflare.app_common.app_constant import AppConstants
+
+    props = {} if current_round is None else {AppConstants.CURRENT_ROUND: current_round}
+    return flare_context(ctx, **props)
+
+
+def _logger(ctx: RunContext) -> logging.Logger:
+    return getattr(ctx, "log", None) or log
