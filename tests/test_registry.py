@@ -593,6 +593,36 @@ def test_custom_classes_that_cannot_be_read_fully(custom_dir: Path) -> None:
     assert "broken.py syntax error at line 1" in err.value.message
 
 
+def test_a_factory_function_is_a_component_of_the_kind_it_returns(custom_dir: Path) -> None:
+    # FLARE builds whatever a path names: fed-sm's configs name networks.vgg.vgg11, a function
+    write(
+        custom_dir / "factories.py",
+        """
+        from nets import SimpleNet
+
+
+        def make_net(pretrained: bool = False, hidden: int = 16, **kwargs) -> SimpleNet:
+            \"\"\"A SimpleNet.\"\"\"
+            return SimpleNet(hidden=hidden)
+
+
+        def anything(width):
+            return width
+        """,
+    )
+    registry = Registry.create(custom_dirs=[custom_dir], environ={})
+    made = registry.resolve("path", "factories.make_net")
+    assert (made.path, made.kind, made.origin) == ("factories.make_net", "model", "custom")
+    assert list(made.args) == ["pretrained", "hidden"]  # the first parameter is no self
+    assert made.var_kwargs
+    loose = registry.resolve("path", "factories.anything")
+    assert loose.kind == "unknown" and loose.args["width"].required
+    with pytest.raises(ResolveError) as err:
+        registry.resolve("path", "factories.make_net.inner")
+    assert err.value.code == "unresolvable"
+    assert "factories" not in sys.modules
+
+
 def test_a_class_imported_into_custom_is_judged_where_it_lives(custom_dir: Path) -> None:
     write(
         custom_dir / "reexport.py",
@@ -1043,3 +1073,44 @@ def test_the_built_in_components_declare_themselves_in_literals() -> None:
                     except ValueError:
                         lost.append(f"{file.name}: {cls.name}.{target.id}")
     assert lost == []
+
+
+def test_a_job_builds_its_model_from_a_factory_function(tmp_path: Path) -> None:
+    from flconfig.config.job import inspect_job, load_job
+    from flconfig.runtime.build import build_site
+
+    app = tmp_path / "job" / "app"
+    write(app / "custom" / "factory_nets.py", """
+        import torch
+        from torch import nn
+
+
+        class TinyNet(nn.Module):
+            def __init__(self, hidden: int):
+                super().__init__()
+                self.fc = nn.Linear(2, hidden)
+
+
+        def tiny(pretrained: bool = False, hidden: int = 3) -> TinyNet:
+            return TinyNet(hidden)
+        """)
+    server = {"format_version": 2, "components": [
+        {"id": "persistor", "path": "nvflare.app_opt.pt.file_model_persistor.PTFileModelPersistor",
+         "args": {"model": {"path": "factory_nets.tiny", "args": {"hidden": 5}}}},
+        {"id": "shareable_generator", "name": "FullModelShareableGenerator"},
+        {"id": "aggregator", "name": "InTimeAccumulateWeightedAggregator"}],
+        "workflows": [{"id": "sag", "name": "ScatterAndGather", "args": {"min_clients": 1, "num_rounds": 1}}]}
+    write(app / "config" / "config_fed_server.json", json.dumps(server))
+    write(app / "config" / "config_fed_client.json", json.dumps({"format_version": 2, "executors": [
+        {"tasks": ["train"], "executor": {"path": "nvflare.app_common.np.np_trainer.NPTrainer"}}]}))
+    write(tmp_path / "job" / "meta.json", json.dumps({"name": "f", "min_clients": 1,
+                                                     "deploy_map": {"app": ["@ALL"]}}))
+    job = load_job(tmp_path / "job", environ={})
+    persistor = build_site(job, "server", workspace=tmp_path / "ws").components["persistor"]
+    assert tuple(persistor.model.fc.weight.shape) == (5, 2)
+    bad = json.loads(json.dumps(server))
+    bad["components"][0]["args"]["model"]["args"] = {"hiden": 5}
+    write(app / "config" / "config_fed_server.json", json.dumps(bad))
+    _, problems = inspect_job(tmp_path / "job", environ={})
+    assert [p.code for p in problems if p.severity == "error"] == ["unknown-arg"]
+    assert "hiden" in problems[0].message

@@ -235,6 +235,9 @@ class _ModuleIndex:
     constants: dict[str, Any]
     #: local name -> expression of module-level ``Name = other.Name``
     aliases: dict[str, ast.expr]
+    #: module-level ``def`` statements: factories a config may name by ``path`` (FLARE
+    #: calls whatever the path names, ``networks.vgg.vgg11`` included)
+    functions: dict[str, ast.FunctionDef] = field(default_factory=dict)
 
 
 def _top_level_statements(body: Iterable[ast.stmt]) -> Iterable[ast.stmt]:
@@ -284,6 +287,8 @@ def _build_index(name: str, file: str, tree: ast.Module) -> _ModuleIndex:
     for stmt in _top_level_statements(tree.body):
         if isinstance(stmt, ast.ClassDef):
             index.classes[stmt.name] = stmt
+        elif isinstance(stmt, ast.FunctionDef):
+            index.functions[stmt.name] = stmt
         elif isinstance(stmt, ast.Import):
             for alias in stmt.names:
                 if alias.asname:
@@ -331,6 +336,20 @@ class _ClassRef:
 
 
 @dataclass(frozen=True)
+class _FunctionRef:
+    """A module-level function (a factory such as ``vgg11``)."""
+
+    module: str
+    name: str
+    node: ast.FunctionDef
+    index: _ModuleIndex
+
+    @property
+    def path(self) -> str:
+        return f"{self.module}.{self.name}"
+
+
+@dataclass(frozen=True)
 class _ModuleRef:
     module: str
 
@@ -341,7 +360,7 @@ class _Unresolved:
     dotted: str
 
 
-_Target = _ClassRef | _ModuleRef | _Unresolved
+_Target = _ClassRef | _FunctionRef | _ModuleRef | _Unresolved
 
 
 @dataclass
@@ -461,6 +480,8 @@ class Introspector:
             return _Unresolved(f"{module}.{name}")
         if name in index.classes:
             return _ClassRef(module, name, index.classes[name], index)
+        if name in index.functions:
+            return _FunctionRef(module, name, index.functions[name], index)
         if name in index.from_imports:
             source, imported = index.from_imports[name]
             target = self._lookup(source, imported, seen)
@@ -514,6 +535,8 @@ class Introspector:
             for stmt in target.node.body:
                 if isinstance(stmt, ast.ClassDef) and stmt.name == attr:
                     return _ClassRef(target.module, f"{target.qualname}.{attr}", stmt, target.index)
+            return _Unresolved(f"{target.path}.{attr}")
+        if isinstance(target, _FunctionRef):
             return _Unresolved(f"{target.path}.{attr}")
         return _Unresolved(f"{target.dotted}.{attr}")
 
@@ -626,10 +649,40 @@ class Introspector:
             target = self._lookup_dotted(dotted)
             if isinstance(target, _ClassRef):
                 description = self._describe_ref(target)
+            elif isinstance(target, _FunctionRef):
+                description = self._describe_function(target)
         except RecursionError:  # pathological sources; never an exception
             description = None
         self._descriptions[dotted] = description
         return description
+
+    def _describe_function(self, ref: _FunctionRef) -> ClassDescription:
+        """A factory function as a component: its parameters, and the kind of the class its
+        return annotation names (unknown without one)."""
+        returned: ClassDescription | None = None
+        if ref.node.returns is not None:
+            target = self._resolve_expr(ref.index, ref.node.returns, set())
+            if isinstance(target, _ClassRef):
+                returned = self._describe_ref(target)
+        params, var_args, kwargs_name = _params_of(ref.node, ref.index, method=False)
+        return ClassDescription(
+            path=ref.path,
+            module=ref.module,
+            qualname=ref.name,
+            file=ref.index.file,
+            line=ref.node.lineno,
+            bases=(returned.path, *returned.bases) if returned is not None else (),
+            kind=returned.kind if returned is not None else None,
+            kinds=returned.kinds if returned is not None else frozenset(),
+            complete=returned.complete if returned is not None else False,
+            params=params,
+            var_args=var_args,
+            var_kwargs=kwargs_name is not None,
+            init_owner=ref.path,
+            attributes=MappingProxyType({}),
+            docstring=ast.get_docstring(ref.node),
+            arg_docs=MappingProxyType(_arg_docs(ast.get_docstring(ref.node))),
+        )
 
     def _describe_ref(self, ref: _ClassRef) -> ClassDescription | None:
         node = self._node(ref)
@@ -856,8 +909,9 @@ def _default(node: ast.expr, index: _ModuleIndex) -> Any:
 
 
 def _params_of(
-    func: ast.FunctionDef, index: _ModuleIndex
+    func: ast.FunctionDef, index: _ModuleIndex, method: bool = True
 ) -> tuple[tuple[Param, ...], bool, str | None]:
+    """(params, *args, **kwargs name) of a method (``self`` left out) or of a function."""
     args = func.args
     positional = [(a, "positional_only") for a in args.posonlyargs] + [
         (a, "positional_or_keyword") for a in args.args
@@ -867,7 +921,7 @@ def _params_of(
     )
     params: list[Param] = []
     for number, ((arg, kind), default) in enumerate(zip(positional, defaults, strict=True)):
-        if number == 0:
+        if number == 0 and method:
             continue  # self
         value = NO_DEFAULT if default is None else _default(default, index)
         params.append(Param(arg.arg, kind, _annotation(arg.annotation), value))

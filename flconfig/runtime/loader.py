@@ -11,6 +11,7 @@ read; anything else is refused.
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import sys
 from collections.abc import Sequence
@@ -73,12 +74,12 @@ def import_class(path: str, module_name: str, qualname: str, origin: str, file: 
             f"module {module_name!r} has no attribute {qualname!r} once imported",
             "the class may be created at import time under another name; check the module",
         ) from exc
-    if not isinstance(obj, type):
+    if not isinstance(obj, type) and not inspect.isfunction(obj):
         raise ImportFailure(
-            f"{path!r} is not a class (got {type(obj).__name__})",
-            "a component path must name a class",
+            f"{path!r} is not a class or a function (got {type(obj).__name__})",
+            "a component path must name a class, or a factory function that returns one",
         )
-    return obj
+    return obj  # type: ignore[return-value]  # a factory function builds like a class
 
 
 def short_path(file: str) -> str:
