@@ -76,8 +76,9 @@ class Job:
 
         return fed_sink
 
-    def client(self, site: str, extra: list[Any] | None = None, **writer_args: Any) -> TBWriter:
-        writer = TBWriter(**writer_args)
+    def client(self, site: str, extra: list[Any] | None = None, writer_class: type = TBWriter,
+               **writer_args: Any) -> TBWriter:
+        writer = writer_class(**writer_args)
         converter = ConvertToFedEvent(["analytix_log_stats"])
         handlers = [writer, converter, *(extra or [])]
         ctx = SiteContext(
@@ -252,6 +253,30 @@ def test_text_image_histogram_and_hparams_round_trip(job: Job) -> None:
     assert start.hparams["optimizer"].string_value == "sgd"
     assert start.hparams["nesterov"].bool_value is True
     assert scalars(site / "hparams", "hp/acc") == [(0, pytest.approx(0.9))]
+
+
+def test_flares_mlflow_and_wandb_writers_send_their_calls_as_records(job: Job) -> None:
+    from flconfig.tracking.senders import MLflowWriter, WandBWriter
+
+    mlflow = job.client("site-1", writer_class=MLflowWriter)
+    assert isinstance(mlflow, MLflowWriter)
+    mlflow.log_params({"lr": 0.01})
+    mlflow.set_tag("model", "cnn")
+    for step in range(3):
+        mlflow.log_metric("loss", 1.0 / (step + 1), step)
+        mlflow.log_metrics({"acc": step / 10, "f1": step / 20}, step)
+    mlflow.log_text("fine", "notes/run.txt")
+    wandb = job.client("site-2", writer_class=WandBWriter)
+    assert isinstance(wandb, WandBWriter)
+    wandb.log({"acc": 0.5, "loss": 2.0}, step=4)
+    job.end()
+
+    site1 = job.tb_root / "site-1"
+    assert scalars(site1, "loss") == [(0, 1.0), (1, 0.5), (2, pytest.approx(1 / 3))]
+    assert scalars(site1, "acc") == [(0, 0.0), (1, pytest.approx(0.1)), (2, pytest.approx(0.2))]
+    texts = accumulator(site1).Tags()["tensors"]
+    assert {"params/lr/text_summary", "tags/model/text_summary", "notes/run.txt/text_summary"} <= set(texts)
+    assert scalars(job.tb_root / "site-2", "loss") == [(4, 2.0)]
 
 
 def test_records_logged_before_the_run_starts_are_sent_once_it_does(tmp_path: Path) -> None:

@@ -79,6 +79,8 @@ FLARE_ALIASES: Mapping[str, str] = MappingProxyType(
         # Experiment tracking: senders
         "nvflare.app_common.widgets.streaming.AnalyticsSender": f"{_T}.senders.AnalyticsSender",
         "nvflare.app_opt.tracking.tb.tb_writer.TBWriter": f"{_T}.senders.TBWriter",
+        "nvflare.app_opt.tracking.mlflow.mlflow_writer.MLflowWriter": f"{_T}.senders.MLflowWriter",
+        "nvflare.app_opt.tracking.wandb.wandb_writer.WandBWriter": f"{_T}.senders.WandBWriter",
         # Experiment tracking: receivers. The TensorBoard receiver lived in
         # nvflare.app_common.pt (2.0-2.2), then nvflare.app_opt.tracking, then
         # nvflare.app_opt.tracking.tb. MLflow's was spelled MLFlowReceiver first.

@@ -491,6 +491,70 @@ class TBWriter(AnalyticsSender):
     """
 
 
+class MLflowWriter(AnalyticsSender):
+    """An :class:`AnalyticsSender` with MLflow's logging methods (FLARE's ``MLflowWriter``),
+    for learners that log as they would with ``mlflow``.
+
+    Metrics become scalar records (every receiver reads them: TensorBoard, MLflow, JSON
+    lines); parameters and tags become text records ``params/<key>`` and ``tags/<key>``;
+    ``log_text`` a text record under its artifact path.
+    """
+
+    def __init__(self, event_type: str = "analytix_log_stats") -> None:
+        """
+        Args:
+            event_type: the local event fired for each batch of records.
+        """
+        super().__init__(event_type=event_type, writer_name="MLFLOW")
+
+    def log_param(self, key: str, value: Any) -> None:
+        """Log a parameter (a hyperparameter): a text record ``params/<key>``."""
+        self.add_text(f"params/{key}", str(value))
+
+    def log_params(self, values: Mapping[str, Any]) -> None:
+        """Log several parameters."""
+        for key, value in values.items():
+            self.log_param(str(key), value)
+
+    def log_metric(self, key: str, value: float, step: int | None = None) -> None:
+        """Log one metric at ``step``."""
+        self.add_scalar(key, value, step)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Log several metrics at one ``step``."""
+        for key, value in metrics.items():
+            self.add_scalar(str(key), value, step)
+
+    def log_text(self, text: str, artifact_file_path: str) -> None:
+        """Log a text under its artifact path."""
+        self.add_text(artifact_file_path, text)
+
+    def set_tag(self, key: str, tag: Any) -> None:
+        """Set a tag: a text record ``tags/<key>``."""
+        self.add_text(f"tags/{key}", str(tag))
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        """Set several tags."""
+        for key, tag in tags.items():
+            self.set_tag(str(key), tag)
+
+
+class WandBWriter(AnalyticsSender):
+    """An :class:`AnalyticsSender` with Weights & Biases' ``log`` (FLARE's ``WandBWriter``)."""
+
+    def __init__(self, event_type: str = "analytix_log_stats") -> None:
+        """
+        Args:
+            event_type: the local event fired for each batch of records.
+        """
+        super().__init__(event_type=event_type, writer_name="WANDB")
+
+    def log(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Log several metrics at one ``step``: one scalar record each."""
+        for key, value in metrics.items():
+            self.add_scalar(str(key), value, step)
+
+
 class ConvertToFedEvent(Widget):
     """Re-fires the listed local events as federated events, named with a
     prefix, so they reach the server (FLARE's ``ConvertToFedEvent``).
