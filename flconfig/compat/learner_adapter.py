@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..components.base import Learner
+from ..components.base import Executor, Learner
 from ..types import FLModel, ReturnCode, RunContext, Signal
 from .client_api import plain_number, plain_value
 
@@ -117,3 +117,56 @@ class FlareLearner(Learner):
 
     def finalize(self, ctx: RunContext) -> None:
         self.learner.finalize(self._ctx(ctx))
+
+
+class FlareExecutor(Executor):
+    """A FLARE ``Executor`` (``nvflare.apis.executor``) behind flconfig's Executor interface.
+
+    Each task's data goes in as a Shareable (a DXO with FLARE's headers), with an FLContext
+    holding ``TASK_NAME``, ``TASK_DATA`` and ``current_round``, and a peer context with the
+    server's public properties (``current_round``, ``num_rounds``). The reply comes back
+    as flconfig's result; a reply with only a return code is an empty result.
+    """
+
+    def __init__(self, executor: Any) -> None:
+        self.executor = executor
+        self.id = getattr(executor, "id", "")
+
+    def execute(self, task_name: str, data: FLModel, ctx: RunContext, abort_signal: Signal) -> FLModel:
+        """Run the FLARE executor's ``execute`` on ``data`` as FLARE would call it."""
+        from .nvflare.apis.fl_constant import FLContextKey, ReservedKey
+        from .nvflare.apis.fl_context import FLContext
+        from .nvflare.apis.shareable import Shareable
+        from .nvflare.app_common.app_constant import AppConstants
+
+        shareable = to_shareable(data)
+        peer = FLContext()
+        peer.set_prop(ReservedKey.IDENTITY_NAME, "server")
+        for ours, theirs in (("current_round", AppConstants.CURRENT_ROUND), ("num_rounds", AppConstants.NUM_ROUNDS)):
+            if ours in data.meta:
+                peer.set_prop(theirs, data.meta[ours])
+        props = {FLContextKey.TASK_NAME: task_name, FLContextKey.TASK_DATA: shareable, ReservedKey.PEER_CTX: peer}
+        if "current_round" in data.meta:
+            props[AppConstants.CURRENT_ROUND] = data.meta["current_round"]
+        what = f"{type(self.executor).__name__}.execute"
+        reply = self.executor.execute(task_name, shareable, flare_context(ctx, **props), abort_signal)
+        if isinstance(reply, Shareable) and reply.get_return_code() == ReturnCode.OK and not _has_dxo(reply):
+            return FLModel()
+        return from_shareable(reply, what)
+
+
+def _has_dxo(shareable: Any) -> bool:
+    from .nvflare.apis.dxo import from_shareable as dxo_of
+
+    try:
+        dxo_of(shareable)
+    except ValueError:
+        return False
+    return True
+
+
+def flare_executor(executor: Any) -> Any:
+    """``executor`` as flconfig's site calls executors: a FLARE-API one behind :class:`FlareExecutor`."""
+    if isinstance(executor, Executor) or not is_flare_component(executor):
+        return executor
+    return FlareExecutor(executor)

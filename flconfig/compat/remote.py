@@ -145,7 +145,7 @@ class Bridge:
             with conn:
                 conn.settimeout(None)
                 reason = self._session_with(conn)
-            self._on_closed(reason)
+                self._on_closed(reason)  # said before the peer sees the connection close
 
     def _session_with(self, conn: socket.socket) -> str:
         try:

@@ -516,27 +516,9 @@ class ClientAPIExecutor(Executor):
 
     def _log_record(self, key: str, value: Any, data_type: Any, **kwargs: Any) -> None:
         """One ``flare.log`` call as records of the executor's AnalyticsSender."""
-        sender = self._sender
-        kind = getattr(data_type, "value", data_type)
-        step = kwargs.get("global_step")
-        if kind in ("SCALAR", "METRIC"):
-            sender.add_scalar(key, value, step)
-        elif kind == "SCALARS":
-            sender.add_scalars(key, value, step)
-        elif kind == "METRICS":
-            for tag, number in _mapping(key, value).items():
-                sender.add_scalar(str(tag), number, step)
-        elif kind == "TEXT":
-            sender.add_text(key, value, step)
-        elif kind == "IMAGE":
-            sender.add_image(key, value, step, dataformats=kwargs.get("dataformats", "CHW"))
-        elif kind in ("PARAMETER", "TAG"):
-            sender.add_text(f"{'params' if kind == 'PARAMETER' else 'tags'}/{key}", str(value))
-        elif kind in ("PARAMETERS", "TAGS"):
-            for name, item in _mapping(key, value).items():
-                sender.add_text(f"{'params' if kind == 'PARAMETERS' else 'tags'}/{name}", str(item))
-        else:
-            raise TypeError(f"cannot log {key!r}: records of type {kind} are not supported")
+        from ..tracking.senders import log_flare_record
+
+        log_flare_record(self._sender, key, value, data_type, **kwargs)
 
 
 class InProcessClientAPIExecutor(ClientAPIExecutor):
@@ -664,12 +646,6 @@ def _printer(logger: logging.Logger) -> Any:
         logger.info("%s", (" " if sep is None else sep).join(map(str, args)))
 
     return script_print
-
-
-def _mapping(key: str, value: Any) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise TypeError(f"cannot log {key!r}: expected a dict, got {type(value).__name__}")
-    return value
 
 
 def _to_torch(params: dict[str, Any]) -> dict[str, Any]:

@@ -103,7 +103,7 @@ def build_from_plan(run_plan: RunPlan, site: str) -> BuiltSite:
             workflows[component.id] = obj
     built.workflows = [workflows[i] for i in plan.workflows if i in workflows]
     for executor in plan.executors:
-        built.executors.append((list(executor.tasks), make(executor.executor)))
+        built.executors.append((list(executor.tasks), flare_executor(make(executor.executor))))
     chains: dict[tuple[str, int], FilterChain] = {}
     for entry in plan.filters:
         chain = chains.setdefault((entry.section, entry.chain),
@@ -111,6 +111,15 @@ def build_from_plan(run_plan: RunPlan, site: str) -> BuiltSite:
         chain.filters.append(make(entry.filter))
     built.filters = list(chains.values())
     return built
+
+
+def flare_executor(executor: Any) -> Any:
+    """A FLARE-API executor (``nvflare.apis.executor.Executor``) behind flconfig's interface."""
+    if executor is None or not getattr(type(executor), "_flare_component", False):
+        return executor
+    from ..compat.learner_adapter import flare_executor as adapt
+
+    return adapt(executor)
 
 
 def _import(component: PlannedComponent, custom_dirs: tuple[str, ...]) -> type:

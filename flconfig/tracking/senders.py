@@ -443,6 +443,20 @@ class AnalyticsSender(Widget):
             self._wake(now=True)
             self._room.wait(0.05)
 
+    def take_batch(self) -> AnalyticsBatch:
+        """Take the records logged so far off the queue as one batch, without firing them
+        (for a caller that fires the event itself, as FLARE's ``send_analytic_dxo``)."""
+        batch = AnalyticsBatch()
+        while self._queue:
+            item = self._queue.popleft()
+            if type(item) is tuple:
+                kind, tag, value, step, wall_time = item
+                batch.append({"event_type": self.event_type, "kind": kind, "tag": tag,
+                              "value": value, "step": step, "wall_time": wall_time})
+            else:
+                item.set()  # a flush marker: nothing before it is left
+        return batch
+
     def _drain(self) -> None:
         popleft = self._queue.popleft
         event_type = self.event_type
@@ -483,6 +497,39 @@ class AnalyticsSender(Widget):
             for marker in markers:
                 marker.set()
 
+
+
+def log_flare_record(sender: AnalyticsSender, key: str, value: Any, data_type: Any, **kwargs: Any) -> None:
+    """One record in FLARE's terms (``nvflare.client.log``, ``create_analytic_dxo``) as
+    ``sender``'s records: SCALAR/METRIC a scalar, SCALARS a series, METRICS a scalar per
+    entry, TEXT a text, IMAGE an image (``dataformats``), PARAMETER(S)/TAG(S) text records
+    ``params/<key>``/``tags/<key>``. Raises TypeError for another type or a bad value."""
+    kind = getattr(data_type, "value", data_type)
+    step = kwargs.get("global_step")
+    if kind in ("SCALAR", "METRIC"):
+        sender.add_scalar(key, value, step)
+    elif kind == "SCALARS":
+        sender.add_scalars(key, value, step)
+    elif kind == "METRICS":
+        for tag, number in _mapping(key, value).items():
+            sender.add_scalar(str(tag), number, step)
+    elif kind == "TEXT":
+        sender.add_text(key, value, step)
+    elif kind == "IMAGE":
+        sender.add_image(key, value, step, dataformats=kwargs.get("dataformats", "CHW"))
+    elif kind in ("PARAMETER", "TAG"):
+        sender.add_text(f"{'params' if kind == 'PARAMETER' else 'tags'}/{key}", str(value))
+    elif kind in ("PARAMETERS", "TAGS"):
+        for name, item in _mapping(key, value).items():
+            sender.add_text(f"{'params' if kind == 'PARAMETERS' else 'tags'}/{name}", str(item))
+    else:
+        raise TypeError(f"cannot log {key!r}: records of type {kind} are not supported")
+
+
+def _mapping(key: str, value: Any) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"cannot log {key!r}: expected a dict, got {type(value).__name__}")
+    return value
 
 
 class TBWriter(AnalyticsSender):

@@ -10,6 +10,7 @@ resolve has no ``info`` and is skipped here.
 from __future__ import annotations
 
 import fnmatch
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,6 +141,9 @@ class _SiteEvents:
     converted: list[tuple[EventUse, str]]  # (local event converted, its fed name)
     received: list[EventUse]
     fed: list[EventUse] = field(default_factory=list)  # fed events fired as such (MetricRelay)
+    #: A class of the job's code fires events itself (``send_analytic_dxo``, ``fire_event``):
+    #: any event may come from it.
+    dynamic: bool = False
 
 
 def _collect(config: ConfigFile) -> _SiteEvents:
@@ -147,6 +151,7 @@ def _collect(config: ConfigFile) -> _SiteEvents:
     for spec in config.all_specs():
         if spec.info is None or spec.disabled:
             continue
+        out.dynamic = out.dynamic or _fires_events(spec.info)
         attrs = spec.info.attributes
         if isinstance(attrs.get("EMITS_ARG"), str):
             out.sent += _names(spec, attrs["EMITS_ARG"])
@@ -164,6 +169,21 @@ def _collect(config: ConfigFile) -> _SiteEvents:
         if isinstance(attrs.get("LISTENS_ARG"), str):
             out.received += _names(spec, attrs["LISTENS_ARG"], attrs.get("DEFAULT_EVENTS"))
     return out
+
+
+_FIRES = re.compile(r"\b(send_analytic_dxo|fire_event|fire_fed_event)\s*\(")
+
+
+def _fires_events(info: Any) -> bool:
+    """Whether a class of the job's (or an allowed) code calls FLARE's event API in its
+    module: its events are known only at run time. Read as text, never imported."""
+    file = getattr(info, "file", None)
+    if getattr(info, "origin", None) not in ("custom", "allowed") or not file:
+        return False
+    try:
+        return _FIRES.search(Path(file).read_text(encoding="utf-8", errors="replace")) is not None
+    except OSError:
+        return False
 
 
 def _fed_emitted_if(spec: ComponentSpec, table: Any) -> list[EventUse]:
@@ -205,6 +225,8 @@ def check_event_flow(job: Job) -> list[Problem]:
     for client in clients:
         site = _collect(client)
         local = {u.event for u in site.sent}
+        if site.dynamic:  # the job's code may send what the converters forward
+            local |= {u.event for u, _ in site.converted}
         misspelt: set[str] = set()  # sent events a converter names nearly right
         for use, fed_name in site.converted:
             if use.event.startswith("fed."):

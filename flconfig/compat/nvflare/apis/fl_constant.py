@@ -71,6 +71,7 @@ class ReservedKey:
     WORKSPACE_OBJECT = "__workspace_object__"
     CURRENT_JOB_ID = "__current_job_id__"
     EVENT_DATA = "__event_data__"
+    PEER_CTX = "__peer_ctx__"
 
 
 class FLContextKey:
@@ -91,3 +92,4 @@ class FLContextKey:
     WORKSPACE_OBJECT = ReservedKey.WORKSPACE_OBJECT
     CURRENT_JOB_ID = ReservedKey.CURRENT_JOB_ID
     SITE_NAME = "__site_name"
+    PEER_CONTEXT = ReservedKey.PEER_CTX

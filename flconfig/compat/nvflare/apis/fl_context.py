@@ -107,8 +107,9 @@ class FLContext:
     def get_run_abort_signal(self) -> Any:
         return self._props.get(FLContextKey.RUN_ABORT_SIGNAL)
 
-    def get_peer_context(self) -> None:
-        return None
+    def get_peer_context(self) -> FLContext | None:
+        """The sender's public properties of the current task (``current_round`` ...), or None."""
+        return self._props.get(ReservedKey.PEER_CTX)
 
     @property
     def site(self) -> Any:

@@ -1,0 +1,1 @@
+"""FLARE's ``nvflare.apis.utils`` (the part job code uses)."""
