@@ -27,6 +27,7 @@ class AppConstants:
     CROSS_VAL_DIR = "cross_site_val"
     LOG_DIR = "model_log_dir"
     CLIENT_UNKNOWN = "unknown"
+    AGGREGATION_RESULT = "_aggregation_result"
     DXO = "DXO"
 
 

@@ -121,6 +121,26 @@ class FLModelUtils:
         _checked(model).meta[key] = value
 
     @staticmethod
+    def update_model(model: FLModel, model_update: FLModel, replace_meta: bool = True) -> FLModel:
+        """``model`` (FULL) updated by ``model_update``: its FULL params replace, its DIFF
+        params are added; its metrics and meta taken (meta merged when not ``replace_meta``)."""
+        if model.params_type != ParamsType.FULL:
+            raise RuntimeError(f"params_type {model.params_type} of `model` not supported! Expected `ParamsType.FULL`.")
+        if replace_meta:
+            model.meta = model_update.meta
+        else:
+            model.meta.update(model_update.meta)
+        model.metrics = model_update.metrics
+        if model_update.params_type == ParamsType.FULL:
+            model.params = model_update.params
+        elif model_update.params_type == ParamsType.DIFF:
+            for name, value in model_update.params.items():
+                model.params[name] = model.params[name] + value
+        else:
+            raise RuntimeError(f"params_type {model_update.params_type} of `model_update` not supported!")
+        return model
+
+    @staticmethod
     def get_configs(model: FLModel) -> Any:
         """The task's configuration in ``model.meta["configs"]``."""
         return FLModelUtils.get_meta_prop(model, MetaKey.CONFIGS)

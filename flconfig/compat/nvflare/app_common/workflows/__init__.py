@@ -1,0 +1,1 @@
+"""FLARE's ``nvflare.app_common.workflows`` (the base classes job code subclasses)."""
