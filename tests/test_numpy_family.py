@@ -354,3 +354,29 @@ def test_a_model_folder_outside_the_run_folder_is_an_error_at_its_line(tmp_path:
     [problem] = [p for p in problems if p.is_error]
     assert problem.json_path == ("components", 0, "args", "model_dir")
     assert "a relative path inside the run folder" in problem.message + (problem.hint or "")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_flares_cross_site_eval_reads_the_server_models_from_the_persistor(tmp_path: Path) -> None:
+    # FLARE 2.5's ModelController workflows: FedAvg, then CrossSiteEval with persistor_id
+    server = {"format_version": 2, "components": [SERVER["components"][0]], "workflows": [
+        {"id": "fedavg", "path": "nvflare.app_common.workflows.fedavg.FedAvg",
+         "args": {"num_clients": 2, "num_rounds": 2}},
+        {"id": "cse", "path": "nvflare.app_common.workflows.cross_site_eval.CrossSiteEval",
+         "args": {"persistor_id": "persistor", "server_models": ["server", "missing.npy"]}}]}
+    job = write_job(tmp_path)
+    (job / "app" / "config" / "config_fed_server.json").write_text(json.dumps(server))
+    _, problems = inspect_job(job, environ={})
+    assert [p.message for p in problems] == []
+    ws = tmp_path / "ws"
+    proc = subprocess.run([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws)],
+                          capture_output=True, text=True, timeout=220)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run = ws / "server" / "simulate_job"
+    results = json.loads((run / "cross_site_val" / "cross_val_results.json").read_text())
+    assert sorted(results) == ["site-1", "site-2"]
+    for scores in results.values():
+        assert sorted(scores) == ["server", "site-1", "site-2"]  # FLARE's names: no SRV_ prefix
+        assert 63 / 11 <= scores["server"]["accuracy"] < 63 / 11 + 1  # default + 2: 63 / 11, plus a random [0, 1)
+    assert "the persistor has no model 'missing.npy' (it has server)" in (run / "log.txt").read_text()

@@ -14,6 +14,7 @@ from .base import (
     AppEventType,
     Controller,
     ModelLocator,
+    ModelPersistor,
     lookup_component,
 )
 from .validation_json import validation_entry, write_json
@@ -216,6 +217,14 @@ class CrossSiteModelEval(Controller):
                 _logger(ctx).warning("cross-site evaluation: site %s %s", site, problem)
         if abort_signal.triggered:
             return models
+        models.update(self._server_models(ctx))
+        if not models:
+            _logger(ctx).warning("cross-site evaluation: there is no model to validate")
+        return models
+
+    def _server_models(self, ctx: SiteContext) -> dict[str, FLModel]:
+        """The server's models to validate, by their name in the results (``SRV_<name>``)."""
+        models: dict[str, FLModel] = {}
         if self._locator is not None:
             for name in self._locator.get_model_names(ctx):
                 model = self._locator.locate_model(name, ctx)
@@ -225,8 +234,6 @@ class CrossSiteModelEval(Controller):
                     )
                     continue
                 models[SERVER_MODEL_PREFIX + name] = model
-        if not models:
-            _logger(ctx).warning("cross-site evaluation: there is no model to validate")
         return models
 
     def _validate(
@@ -289,3 +296,70 @@ class CrossSiteModelEval(Controller):
 
 def _logger(ctx: Any) -> logging.Logger:
     return getattr(ctx, "log", None) or log
+
+
+class CrossSiteEval(CrossSiteModelEval):
+    """FLARE 2.5's ModelController version of cross-site evaluation (FLARE's
+    ``CrossSiteEval``): the sites' best models and the server's ``server_models``, read
+    from the persistor (``persistor_id``) by name, each validated by every site.
+
+    The results file is CrossSiteModelEval's, with the server's models under their own
+    names (``FL_global_model.pt``), as FLARE's CrossSiteEval writes them.
+    """
+
+    ARGS_SCHEMA: ClassVar[dict[str, Any]] = {
+        "server_models": {"items": {"type": "string", "minLength": 1}},
+    }
+
+    def __init__(
+        self,
+        persistor_id: str = "persistor",
+        cross_val_dir: str = "cross_site_val",
+        submit_model_timeout: int = 600,
+        validation_timeout: int = 6000,
+        server_models: list[str] = ["FL_global_model.pt"],  # noqa: B006 - FLARE's default, copied
+        participating_clients: list[str] | None = None,
+        ignore_result_error: bool = False,
+        allow_empty_global_weights: bool = False,
+        task_check_period: float = 0.5,
+    ) -> None:
+        """
+        Args:
+            persistor_id: id of the persistor the server's models are read from ("" for none).
+            cross_val_dir: folder, relative to the server's run directory, of the results.
+            submit_model_timeout: seconds a site has to submit its model.
+            validation_timeout: seconds a site has to validate one model.
+            server_models: the names of the persistor's models to validate.
+            participating_clients: the sites taking part; None for all.
+            ignore_result_error: accepted for FLARE's configs: a failed validation is
+                logged and left out either way.
+            allow_empty_global_weights: accepted for FLARE's configs.
+            task_check_period: accepted for FLARE's configs.
+        """
+        super().__init__(task_check_period=task_check_period, cross_val_dir=cross_val_dir,
+                         submit_model_timeout=submit_model_timeout, validation_timeout=validation_timeout,
+                         participating_clients=participating_clients)
+        self.persistor_id = persistor_id
+        self.server_models = list(server_models)
+        self.ignore_result_error = ignore_result_error
+        self.allow_empty_global_weights = allow_empty_global_weights
+        self._persistor: ModelPersistor | None = None
+
+    def start_controller(self, ctx: SiteContext) -> None:  # type: ignore[override]
+        """Look up the persistor."""
+        super().start_controller(ctx)
+        self._persistor = (lookup_component(ctx, self._owner(), "persistor_id", self.persistor_id, ModelPersistor)
+                           if self.persistor_id else None)
+
+    def _server_models(self, ctx: SiteContext) -> dict[str, FLModel]:
+        models: dict[str, FLModel] = {}
+        if self._persistor is None:
+            return models
+        for name in self.server_models:
+            model = self._persistor.get_model(name, ctx)
+            if model is None or not model.params:
+                _logger(ctx).warning("cross-site evaluation: the persistor has no model %r (it has %s)",
+                                     name, ", ".join(self._persistor.model_names(ctx)) or "none")
+                continue
+            models[name] = model
+        return models
