@@ -131,6 +131,16 @@ def pattern(message: str) -> str:
     return re.sub(r"'[^']*'|\"[^\"]*\"|\d+", "_", message)[:110]
 
 
+def _note_unserved(unserved: dict[str, list[str]], where: str, problems: list) -> None:
+    """Record the FLARE imports of a clean job's code that flconfig does not serve yet
+    (validate's ``flare-api-not-supported`` warnings): such a job validates but fails
+    when a site imports that code."""
+    found = [re.sub(r" at /\S+", "", p.message).split(", but")[0] for p in problems
+             if p.code == "flare-api-not-supported"]
+    if found:
+        unserved[where] = found
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repo", type=Path, required=True, help="a git repository of NVIDIA/NVFlare")
@@ -160,6 +170,8 @@ def main() -> int:
     jobs_by_pattern: dict[str, set[str]] = collections.defaultdict(set)
     dump: dict[str, dict[str, object]] = {}
     runnable_jobs: list[str] = []
+    #: jobs that validate clean but whose code imports FLARE API flconfig does not serve yet
+    unserved: dict[str, list[str]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for n, (_digest, (where, files)) in enumerate(sorted(jobs.items(), key=lambda kv: kv[1][0])):
             dest = Path(tmp) / f"{n:04d}-{PurePosixPath(where).name}"
@@ -186,6 +198,7 @@ def main() -> int:
                         continue
                     if not errors_only(with_path) and runnable(where, files):
                         clean_beside.append(where)
+                        _note_unserved(unserved, where, with_path)
                     beside_errors[where] = errors_only(with_path)
             is_runnable = runnable(where, files)
             if is_runnable:
@@ -201,6 +214,8 @@ def main() -> int:
                     jobs_by_pattern[found].add(where)
             else:
                 clean.append(where)
+                if is_runnable:
+                    _note_unserved(unserved, where, problems)
             if ns.list:
                 print(f"{'clean' if not errors else 'ERRORS'}  {where}"
                       + "".join(f"\n    {p.code}: {p.message}" for p in errors[:3]))
@@ -217,6 +232,9 @@ def main() -> int:
         "crashed": len(crashed),
         "crashes": [c for c in crashed[:5]],
         "top_problems": [{"jobs": count, "problem": name} for name, count in by_pattern.most_common(ns.top)],
+        "clean_but_unserved_flare_imports": len(unserved),
+        "unserved_flare_imports": collections.Counter(
+            m for ms in unserved.values() for m in set(ms)).most_common(ns.top),
         "bar": {"clean": 130, "crashed": 0},
         "pass": len(set(clean) & set(runnable_jobs)) >= 130 and not crashed,
     }

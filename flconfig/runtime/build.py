@@ -98,28 +98,29 @@ def build_from_plan(run_plan: RunPlan, site: str) -> BuiltSite:
     for component in plan.components:
         assert component.id is not None  # components in build order are those with ids
         obj = make(component)
-        built.components[component.id] = obj
+        built.components[component.id] = flare_adapted(obj)
         if component.role == "workflow" and obj is not None:
             workflows[component.id] = obj
     built.workflows = [workflows[i] for i in plan.workflows if i in workflows]
     for executor in plan.executors:
-        built.executors.append((list(executor.tasks), flare_executor(make(executor.executor))))
+        built.executors.append((list(executor.tasks), flare_adapted(make(executor.executor))))
     chains: dict[tuple[str, int], FilterChain] = {}
     for entry in plan.filters:
         chain = chains.setdefault((entry.section, entry.chain),
                                   FilterChain(entry.section, list(entry.tasks), entry.direction, []))
-        chain.filters.append(make(entry.filter))
+        chain.filters.append(flare_adapted(make(entry.filter)))
     built.filters = list(chains.values())
     return built
 
 
-def flare_executor(executor: Any) -> Any:
-    """A FLARE-API executor (``nvflare.apis.executor.Executor``) behind flconfig's interface."""
-    if executor is None or not getattr(type(executor), "_flare_component", False):
-        return executor
-    from ..compat.learner_adapter import flare_executor as adapt
+def flare_adapted(component: Any) -> Any:
+    """A component of the job's code written against FLARE's API (an executor, persistor,
+    aggregator ...) behind flconfig's interface; any other component as it is."""
+    if component is None or not getattr(type(component), "_flare_component", False):
+        return component
+    from ..compat.component_adapter import adapt
 
-    return adapt(executor)
+    return adapt(component)
 
 
 def _import(component: PlannedComponent, custom_dirs: tuple[str, ...]) -> type:

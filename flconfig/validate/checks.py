@@ -437,11 +437,16 @@ def check_custom_imports(job: Job) -> list[Problem]:
             for name in names:
                 top = name.split(".", 1)[0]
                 if top == "nvflare" and served:
-                    if not provides(name):
+                    missing = (None if not provides(name) else
+                               _names_not_served(name, node) if isinstance(node, ast.ImportFrom) else [])
+                    if missing is None or missing:
+                        what = (f"{name!r} is imported here" if missing is None else
+                                f"{', '.join(repr(n) for n in missing)} {'is' if len(missing) == 1 else 'are'} "
+                                f"imported here from {name!r}")
                         problems.append(Problem(
                             "warning", "flare-api-not-supported",
-                            f"{name!r} is imported here, but flconfig's FLARE API does not "
-                            "provide it yet (FLARE is not installed)",
+                            f"{what}, but flconfig's FLARE API does not provide it yet "
+                            "(FLARE is not installed)",
                             Position(display_path(file), node.lineno, node.col_offset + 1),
                             hint="docs/flare-support.md lists the FLARE modules flconfig serves; "
                                  "or install nvflare on the sites",
@@ -457,6 +462,40 @@ def check_custom_imports(job: Job) -> list[Problem]:
                          "(and here, to launch the job on this machine)",
                 ))  # fmt: skip
     return problems
+
+
+def _names_not_served(module: str, node: Any) -> list[str]:
+    """The names ``from module import ...`` takes that flconfig's module of that name
+    does not define (read from its source, never imported)."""
+    from ..compat import COMPAT_ROOT, provides
+    from ..registry.introspect import parse_module
+
+    path = COMPAT_ROOT.joinpath(*module.split(".")[1:])
+    file = path / "__init__.py" if (path / "__init__.py").is_file() else path.with_suffix(".py")
+    tree = parse_module(file)
+    if tree is None:
+        return []
+    defined = _top_level_names(tree)
+    return [alias.name for alias in node.names
+            if alias.name != "*" and alias.name not in defined and not provides(f"{module}.{alias.name}")]
+
+
+def _top_level_names(tree: Any) -> set[str]:
+    import ast
+
+    names: set[str] = set()
+    for stmt in tree.body:
+        if isinstance(stmt, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            names.add(stmt.name)
+        elif isinstance(stmt, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in stmt.names)
+        elif isinstance(stmt, ast.Assign):
+            names.update(t.id for t in stmt.targets if isinstance(t, ast.Name))
+        elif isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+            names.add(stmt.target.id)
+        elif isinstance(stmt, (ast.If, ast.Try)):
+            names |= _top_level_names(stmt)
+    return names
 
 
 def check_task_scripts(job: Job) -> list[Problem]:

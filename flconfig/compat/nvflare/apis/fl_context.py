@@ -43,10 +43,15 @@ class _Engine:
         self._site = site
 
     def get_component(self, component_id: str) -> Any:
-        return self._site.get_component(component_id)
+        """The site's component (the job's own object, not flconfig's wrapper of it), or None."""
+        from ...component_adapter import unwrap
+
+        return unwrap(self._site.get_component(component_id))
 
     def get_all_components(self) -> dict[str, Any]:
-        return dict(self._site.components)
+        from ...component_adapter import unwrap
+
+        return {key: unwrap(value) for key, value in self._site.components.items()}
 
     def get_workspace(self) -> _Workspace:
         return _Workspace(self._site)

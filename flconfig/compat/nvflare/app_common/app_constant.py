@@ -39,3 +39,20 @@ class ModelName:
 class ValidateType:
     BEFORE_TRAIN_VALIDATE = "before_train_validate"
     MODEL_VALIDATE = "model_validate"
+
+
+class DefaultCheckpointFileName:
+    """The file names FLARE's PyTorch persistor saves under (flconfig's are safetensors)."""
+
+    GLOBAL_MODEL = "FL_global_model.pt"
+    BEST_GLOBAL_MODEL = "best_FL_global_model.pt"
+
+
+class ModelFormat:
+    """FLARE's names of model file formats."""
+
+    PT_CHECKPOINT = "pt_checkpoint"
+    TORCH_SCRIPT = "torch_script"
+    PT_ONNX = "pt_onnx"
+    TF_CHECKPOINT = "tf_checkpoint"
+    KERAS = "keras_model"

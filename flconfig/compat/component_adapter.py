@@ -1,0 +1,191 @@
+"""Components of the job's code written against FLARE's API, behind flconfig's interfaces.
+
+A job's ``ModelLocator``, ``ModelPersistor``/``LearnablePersistor``, ``Aggregator``,
+``ShareableGenerator``, ``Filter`` or ``Executor`` (subclasses of flconfig's stand-ins for
+FLARE's base classes) is built as written, then wrapped here so that flconfig's
+workflows and sites call it: each call gets an FLContext of its site, FLModels become
+Shareables, ModelLearnables or DXOs on the way in and come back on the way out. The
+site keeps the object itself for its events (``handle_event(event_type, fl_ctx)``) and
+hands it, not the wrapper, to FLARE-API code asking ``engine.get_component``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..components.base import Aggregator, Filter, ModelLocator, ModelPersistor, ShareableGenerator
+from ..errors import JobError
+from ..types import FLModel, RunContext
+from .learner_adapter import (
+    flare_context,
+    flare_executor,
+    from_shareable,
+    is_flare_component,
+    to_shareable,
+)
+
+
+class _Wrapper:
+    """What every wrapper has: the FLARE object (``flare_component``) and its id."""
+
+    def __init__(self, component: Any) -> None:
+        #: The job's FLARE-API object this wrapper calls.
+        self.flare_component = component
+        self.id = getattr(component, "id", "")
+
+    def _what(self, method: str) -> str:
+        return f"{type(self.flare_component).__name__}.{method}"
+
+
+def _model_of(learnable: Any, what: str) -> FLModel:
+    """A ModelLearnable (``{"weights", "meta"}``) as flconfig's FULL model."""
+    if learnable is None:
+        return FLModel(params_type="FULL")
+    if not isinstance(learnable, dict) or "weights" not in learnable:
+        raise JobError(f"{what} returned a {type(learnable).__name__}, not a ModelLearnable")
+    return FLModel(params=dict(learnable.get("weights") or {}), meta=dict(learnable.get("meta") or {}),
+                   params_type="FULL")
+
+
+def _learnable_of(model: FLModel | None) -> Any:
+    from .nvflare.app_common.abstract.model import make_model_learnable
+
+    if model is None:
+        return make_model_learnable({}, {})
+    return make_model_learnable(dict(model.params), dict(model.meta))
+
+
+def _dxo_model(dxo: Any, what: str) -> FLModel | None:
+    from .nvflare.apis.dxo import DXO, DataKind
+
+    if dxo is None:
+        return None
+    if not isinstance(dxo, DXO):
+        raise JobError(f"{what} returned a {type(dxo).__name__}, not a DXO")
+    params_type = "DIFF" if dxo.data_kind == DataKind.WEIGHT_DIFF else "FULL"
+    return FLModel(params=dict(dxo.data or {}), meta=dict(dxo.meta or {}), params_type=params_type)
+
+
+class FlareModelLocator(_Wrapper, ModelLocator):
+    """A FLARE ``ModelLocator`` as CrossSiteModelEval's model locator."""
+
+    def get_model_names(self, ctx: RunContext) -> list[str]:
+        return list(self.flare_component.get_model_names(flare_context(ctx)) or [])
+
+    def locate_model(self, name: str, ctx: RunContext) -> FLModel | None:
+        return _dxo_model(self.flare_component.locate_model(name, flare_context(ctx)), self._what("locate_model"))
+
+
+class FlarePersistor(_Wrapper, ModelPersistor):
+    """A FLARE ``LearnablePersistor``/``ModelPersistor`` as a workflow's persistor."""
+
+    def load(self, ctx: RunContext) -> FLModel:
+        return _model_of(self.flare_component.load(flare_context(ctx)), self._what("load"))
+
+    def save(self, model: FLModel, ctx: RunContext) -> None:
+        self.flare_component.save(_learnable_of(model), flare_context(ctx))
+
+    def get_model(self, name: str, ctx: RunContext) -> FLModel | None:
+        get = getattr(self.flare_component, "get_model", None)
+        learnable = get(name, flare_context(ctx)) if callable(get) else None
+        return None if learnable is None else _model_of(learnable, self._what("get_model"))
+
+    def model_names(self, ctx: RunContext) -> list[str]:
+        inventory = getattr(self.flare_component, "get_model_inventory", None)
+        return list(inventory(flare_context(ctx)) or {}) if callable(inventory) else []
+
+
+class FlareAggregator(_Wrapper, Aggregator):
+    """A FLARE ``Aggregator`` as a workflow's aggregator: each result a Shareable with the
+    site as its peer identity and its round as its contribution round."""
+
+    def _ctx(self, ctx: RunContext) -> Any:
+        from .nvflare.app_common.app_constant import AppConstants
+
+        return flare_context(ctx, **{AppConstants.CURRENT_ROUND: getattr(ctx, "props", {}).get("current_round")})
+
+    def accept(self, site: str, result: FLModel, ctx: RunContext) -> bool:
+        from .nvflare.apis.fl_constant import ReservedKey
+        from .nvflare.app_common.app_constant import AppConstants
+
+        shareable = to_shareable(result)
+        shareable.set_peer_props({ReservedKey.IDENTITY_NAME: site})
+        shareable.add_cookie(AppConstants.CONTRIBUTION_ROUND,
+                             result.meta.get("current_round", getattr(ctx, "props", {}).get("current_round")))
+        if result.rc != "OK":
+            shareable.set_return_code(result.rc)
+        return bool(self.flare_component.accept(shareable, self._ctx(ctx)))
+
+    def aggregate(self, ctx: RunContext) -> FLModel:
+        reply = self.flare_component.aggregate(self._ctx(ctx))
+        model = from_shareable(reply, self._what("aggregate"))
+        if model.rc != "OK":
+            raise JobError(f"aggregator: {model.meta.get('error', model.rc)}")
+        return model
+
+    def reset(self, ctx: RunContext | None = None) -> None:
+        reset = getattr(self.flare_component, "reset", None)
+        if callable(reset) and ctx is not None:
+            reset(self._ctx(ctx))
+
+
+class FlareShareableGenerator(_Wrapper, ShareableGenerator):
+    """A FLARE ``ShareableGenerator``: ``fl_ctx``'s GLOBAL_MODEL is the current global model."""
+
+    def _ctx(self, ctx: RunContext) -> Any:
+        from .nvflare.app_common.app_constant import AppConstants
+
+        current = getattr(ctx, "props", {}).get("global_model")
+        return flare_context(ctx, **{AppConstants.GLOBAL_MODEL: _learnable_of(current if isinstance(
+            current, FLModel) else None), AppConstants.CURRENT_ROUND: getattr(ctx, "props", {}).get("current_round")})
+
+    def learnable_to_shareable(self, model: FLModel, ctx: RunContext) -> FLModel:
+        reply = self.flare_component.learnable_to_shareable(_learnable_of(model), self._ctx(ctx))
+        data = from_shareable(reply, self._what("learnable_to_shareable"))
+        if data.rc != "OK":
+            raise JobError(f"shareable generator: {data.meta.get('error', data.rc)}")
+        return data
+
+    def shareable_to_learnable(self, aggregated: FLModel, ctx: RunContext) -> FLModel:
+        learnable = self.flare_component.shareable_to_learnable(to_shareable(aggregated), self._ctx(ctx))
+        return _model_of(learnable, self._what("shareable_to_learnable"))
+
+
+class FlareFilter(_Wrapper, Filter):
+    """A FLARE ``Filter``/``DXOFilter`` in a filter chain (or a persistor's ``filter_id``)."""
+
+    def process(self, data: FLModel, ctx: RunContext) -> FLModel:
+        shareable = to_shareable(data)
+        if data.rc != "OK":
+            shareable.set_return_code(data.rc)
+        return from_shareable(self.flare_component.process(shareable, flare_context(ctx)), self._what("process"))
+
+
+def adapt(component: Any) -> Any:
+    """``component`` as flconfig calls it: a FLARE-API one wrapped by what it is (a model
+    locator, persistor, aggregator, shareable generator, filter or executor); anything
+    else as it is."""
+    if component is None or not is_flare_component(component):
+        return component
+    from .nvflare.apis.executor import Executor
+    from .nvflare.apis.filter import Filter as FlareFilterBase
+    from .nvflare.app_common.abstract.aggregator import Aggregator as FlareAggregatorBase
+    from .nvflare.app_common.abstract.learnable_persistor import LearnablePersistor
+    from .nvflare.app_common.abstract.model_locator import ModelLocator as FlareLocatorBase
+    from .nvflare.app_common.abstract.shareable_generator import (
+        ShareableGenerator as FlareGeneratorBase,
+    )
+
+    for base, wrapper in ((FlareLocatorBase, FlareModelLocator), (LearnablePersistor, FlarePersistor),
+                          (FlareAggregatorBase, FlareAggregator), (FlareGeneratorBase, FlareShareableGenerator),
+                          (FlareFilterBase, FlareFilter)):
+        if isinstance(component, base):
+            return wrapper(component)
+    if isinstance(component, Executor):
+        return flare_executor(component)
+    return component
+
+
+def unwrap(component: Any) -> Any:
+    """The job's own object behind a wrapper (what FLARE-API code gets from ``get_component``)."""
+    return getattr(component, "flare_component", component)

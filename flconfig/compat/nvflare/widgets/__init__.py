@@ -1,0 +1,1 @@
+"""FLARE's ``nvflare.widgets``."""

@@ -1,0 +1,153 @@
+"""Server components written against FLARE's API — a ModelPersistor, an Aggregator, a
+ShareableGenerator, a ModelLocator and a DXOFilter of the job's code — run unchanged under
+flconfig's ScatterAndGather and CrossSiteModelEval."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flconfig.config.job import inspect_job
+
+CODE = '''
+import os
+
+import numpy as np
+
+from nvflare.apis.dxo import DXO, DataKind, from_shareable
+from nvflare.apis.dxo_filter import DXOFilter
+from nvflare.apis.fl_constant import FLContextKey, ReservedKey
+from nvflare.apis.fl_context import FLContext
+from nvflare.apis.shareable import Shareable
+from nvflare.app_common.abstract.aggregator import Aggregator
+from nvflare.app_common.abstract.model import ModelLearnable, make_model_learnable, model_learnable_to_dxo
+from nvflare.app_common.abstract.model_locator import ModelLocator
+from nvflare.app_common.abstract.model_persistor import ModelPersistor
+from nvflare.app_common.abstract.shareable_generator import ShareableGenerator
+from nvflare.app_common.app_constant import AppConstants
+
+
+class NpyPersistor(ModelPersistor):
+    def __init__(self, start: float = 1.0):
+        super().__init__()
+        self.start = start
+
+    def _path(self, fl_ctx):
+        return os.path.join(fl_ctx.get_engine().get_workspace().get_run_dir(fl_ctx.get_job_id()), "model.npy")
+
+    def load_model(self, fl_ctx: FLContext) -> ModelLearnable:
+        return make_model_learnable({"numpy_key": np.full((2, 2), self.start, dtype=np.float32)}, {})
+
+    def save_model(self, model_learnable: ModelLearnable, fl_ctx: FLContext) -> None:
+        np.save(self._path(fl_ctx), model_learnable["weights"]["numpy_key"])
+
+    def get_model_inventory(self, fl_ctx):
+        return {"model.npy": None} if os.path.exists(self._path(fl_ctx)) else {}
+
+
+class MeanAggregator(Aggregator):
+    def __init__(self):
+        super().__init__()
+        self.seen = {}
+
+    def accept(self, shareable: Shareable, fl_ctx: FLContext) -> bool:
+        site = shareable.get_peer_prop(ReservedKey.IDENTITY_NAME, "?")
+        if site in self.seen:
+            return False
+        self.seen[site] = from_shareable(shareable).data["numpy_key"]
+        self.log_info(fl_ctx, f"accepted {site} in round {fl_ctx.get_prop(AppConstants.CURRENT_ROUND)}")
+        return True
+
+    def aggregate(self, fl_ctx: FLContext) -> Shareable:
+        mean = sum(self.seen.values()) / len(self.seen)
+        self.seen = {}
+        return DXO(DataKind.WEIGHTS, data={"numpy_key": mean}).to_shareable()
+
+
+class PlainGenerator(ShareableGenerator):
+    def learnable_to_shareable(self, model: ModelLearnable, fl_ctx: FLContext) -> Shareable:
+        return model_learnable_to_dxo(model).to_shareable()
+
+    def shareable_to_learnable(self, shareable: Shareable, fl_ctx: FLContext) -> ModelLearnable:
+        base = fl_ctx.get_prop(AppConstants.GLOBAL_MODEL)
+        assert base["weights"], "the current global model is in the context"
+        return make_model_learnable(from_shareable(shareable).data, {})
+
+
+class NpyLocator(ModelLocator):
+    def get_model_names(self, fl_ctx: FLContext):
+        return ["model.npy"]
+
+    def locate_model(self, model_name: str, fl_ctx: FLContext):
+        run_dir = fl_ctx.get_engine().get_workspace().get_run_dir(fl_ctx.get_job_id())
+        return DXO(DataKind.WEIGHTS, data={"numpy_key": np.load(os.path.join(run_dir, model_name))})
+
+
+class AddTen(DXOFilter):
+    def __init__(self):
+        super().__init__(supported_data_kinds=[DataKind.WEIGHTS], data_kinds_to_filter=None)
+
+    def process_dxo(self, dxo: DXO, shareable: Shareable, fl_ctx: FLContext):
+        dxo.data = {k: v + 10 for k, v in dxo.data.items()}
+        return dxo
+'''
+
+
+def write_job(root: Path) -> Path:
+    app = root / "job" / "app"
+    (app / "config").mkdir(parents=True)
+    (app / "custom").mkdir()
+    (app / "custom" / "server_parts.py").write_text(textwrap.dedent(CODE))
+    server = {
+        "format_version": 2,
+        "components": [
+            {"id": "persistor", "path": "server_parts.NpyPersistor", "args": {"start": 1.0}},
+            {"id": "aggregator", "path": "server_parts.MeanAggregator"},
+            {"id": "shareable_generator", "path": "server_parts.PlainGenerator"},
+            {"id": "model_locator", "path": "server_parts.NpyLocator"},
+        ],
+        "workflows": [
+            {"id": "sag", "name": "ScatterAndGather",
+             "args": {"min_clients": 2, "num_rounds": 2, "persistor_id": "persistor"}},
+            {"id": "cse", "name": "CrossSiteModelEval", "args": {"model_locator_id": "model_locator"}},
+        ],
+    }
+    client = {
+        "format_version": 2,
+        "executors": [
+            {"tasks": ["train", "submit_model"], "executor": {"path": "nvflare.app_common.np.np_trainer.NPTrainer"}},
+            {"tasks": ["validate"], "executor": {"path": "nvflare.app_common.np.np_validator.NPValidator"}},
+        ],
+        "task_result_filters": [{"tasks": ["train"], "filters": [{"path": "server_parts.AddTen"}]}],
+    }
+    (app / "config" / "config_fed_server.json").write_text(json.dumps(server, indent=2))
+    (app / "config" / "config_fed_client.json").write_text(json.dumps(client, indent=2))
+    (root / "job" / "meta.json").write_text(json.dumps({"name": "flare-server-parts", "min_clients": 2,
+                                                        "deploy_map": {"app": ["@ALL"]}}))
+    return root / "job"
+
+
+def test_flare_api_server_components_validate_with_their_kinds(tmp_path: Path) -> None:
+    _, problems = inspect_job(write_job(tmp_path), environ={})
+    assert [p.message for p in problems] == []
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_flare_api_server_components_run_under_the_built_in_workflows(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    proc = subprocess.run([sys.executable, "-m", "flconfig", "launch", str(write_job(tmp_path)), "-w", str(ws)],
+                          capture_output=True, text=True, timeout=220)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run = ws / "server" / "simulate_job"
+    # each round: NPTrainer adds 1, the result filter adds 10, the aggregator averages: 1 + 2 * 11
+    np.testing.assert_array_equal(np.load(run / "model.npy"), np.full((2, 2), 23.0))
+    results = json.loads((run / "cross_site_val" / "cross_val_results.json").read_text())
+    assert sorted(results["site-1"]) == ["SRV_model.npy", "site-1", "site-2"]
+    assert "MeanAggregator: accepted site-2 in round 1" in (run / "log.txt").read_text()
