@@ -13,7 +13,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..components.base import Aggregator, Filter, ModelLocator, ModelPersistor, ShareableGenerator
+from ..components.base import (
+    Aggregator,
+    Controller,
+    Filter,
+    ModelLocator,
+    ModelPersistor,
+    ShareableGenerator,
+)
 from ..errors import JobError
 from ..types import FLModel, RunContext
 from .learner_adapter import (
@@ -37,7 +44,7 @@ class _Wrapper:
         return f"{type(self.flare_component).__name__}.{method}"
 
 
-def _model_of(learnable: Any, what: str) -> FLModel:
+def model_of(learnable: Any, what: str) -> FLModel:
     """A ModelLearnable (``{"weights", "meta"}``) as flconfig's FULL model."""
     if learnable is None:
         return FLModel(params_type="FULL")
@@ -47,7 +54,7 @@ def _model_of(learnable: Any, what: str) -> FLModel:
                    params_type="FULL")
 
 
-def _learnable_of(model: FLModel | None) -> Any:
+def learnable_of(model: FLModel | None) -> Any:
     from .nvflare.app_common.abstract.model import make_model_learnable
 
     if model is None:
@@ -80,15 +87,15 @@ class FlarePersistor(_Wrapper, ModelPersistor):
     """A FLARE ``LearnablePersistor``/``ModelPersistor`` as a workflow's persistor."""
 
     def load(self, ctx: RunContext) -> FLModel:
-        return _model_of(self.flare_component.load(flare_context(ctx)), self._what("load"))
+        return model_of(self.flare_component.load(flare_context(ctx)), self._what("load"))
 
     def save(self, model: FLModel, ctx: RunContext) -> None:
-        self.flare_component.save(_learnable_of(model), flare_context(ctx))
+        self.flare_component.save(learnable_of(model), flare_context(ctx))
 
     def get_model(self, name: str, ctx: RunContext) -> FLModel | None:
         get = getattr(self.flare_component, "get_model", None)
         learnable = get(name, flare_context(ctx)) if callable(get) else None
-        return None if learnable is None else _model_of(learnable, self._what("get_model"))
+        return None if learnable is None else model_of(learnable, self._what("get_model"))
 
     def model_names(self, ctx: RunContext) -> list[str]:
         inventory = getattr(self.flare_component, "get_model_inventory", None)
@@ -136,11 +143,11 @@ class FlareShareableGenerator(_Wrapper, ShareableGenerator):
         from .nvflare.app_common.app_constant import AppConstants
 
         current = getattr(ctx, "props", {}).get("global_model")
-        return flare_context(ctx, **{AppConstants.GLOBAL_MODEL: _learnable_of(current if isinstance(
+        return flare_context(ctx, **{AppConstants.GLOBAL_MODEL: learnable_of(current if isinstance(
             current, FLModel) else None), AppConstants.CURRENT_ROUND: getattr(ctx, "props", {}).get("current_round")})
 
     def learnable_to_shareable(self, model: FLModel, ctx: RunContext) -> FLModel:
-        reply = self.flare_component.learnable_to_shareable(_learnable_of(model), self._ctx(ctx))
+        reply = self.flare_component.learnable_to_shareable(learnable_of(model), self._ctx(ctx))
         data = from_shareable(reply, self._what("learnable_to_shareable"))
         if data.rc != "OK":
             raise JobError(f"shareable generator: {data.meta.get('error', data.rc)}")
@@ -148,7 +155,7 @@ class FlareShareableGenerator(_Wrapper, ShareableGenerator):
 
     def shareable_to_learnable(self, aggregated: FLModel, ctx: RunContext) -> FLModel:
         learnable = self.flare_component.shareable_to_learnable(to_shareable(aggregated), self._ctx(ctx))
-        return _model_of(learnable, self._what("shareable_to_learnable"))
+        return model_of(learnable, self._what("shareable_to_learnable"))
 
 
 class FlareFilter(_Wrapper, Filter):
@@ -161,6 +168,47 @@ class FlareFilter(_Wrapper, Filter):
         return from_shareable(self.flare_component.process(shareable, flare_context(ctx)), self._what("process"))
 
 
+class FlareController(_Wrapper, Controller):
+    """A workflow of the job's code on FLARE's ``Controller`` API (``nvflare.apis.impl.
+    controller``): its ``start_controller``/``control_flow``/``stop_controller`` get an
+    FLContext, ``self._engine`` is the server's engine, and a ``system_panic`` stops the job."""
+
+    def start_controller(self, ctx: RunContext) -> None:
+        controller = self.flare_component
+        controller._site_ctx = ctx
+        fl_ctx = flare_context(ctx)
+        controller._engine = fl_ctx.get_engine()
+        controller.start_controller(fl_ctx)
+        self._check(ctx)
+
+    def control_flow(self, abort_signal: Any, ctx: RunContext) -> None:
+        self.flare_component.control_flow(abort_signal, flare_context(ctx))
+        self._check(ctx)
+
+    def stop_controller(self, ctx: RunContext) -> None:
+        self.flare_component.stop_controller(flare_context(ctx))
+
+    def _check(self, ctx: RunContext) -> None:
+        failures = getattr(ctx, "failures", None)
+        if failures:
+            raise JobError(f"workflow {self.id or type(self.flare_component).__name__}: {failures[0]}")
+
+
+def flare_view(component: Any, site: Any) -> Any:
+    """What FLARE-API code gets from ``engine.get_component``: the job's own object behind a
+    wrapper; a built-in persistor, shareable generator or aggregator behind FLARE's
+    interface; anything else as it is."""
+    component = unwrap(component)
+    if component is None or is_flare_component(component):
+        return component
+    from .views import VIEWS
+
+    for base, view in VIEWS.items():
+        if isinstance(component, base):
+            return view(component, site)
+    return component
+
+
 def adapt(component: Any) -> Any:
     """``component`` as flconfig calls it: a FLARE-API one wrapped by what it is (a model
     locator, persistor, aggregator, shareable generator, filter or executor); anything
@@ -169,6 +217,7 @@ def adapt(component: Any) -> Any:
         return component
     from .nvflare.apis.executor import Executor
     from .nvflare.apis.filter import Filter as FlareFilterBase
+    from .nvflare.apis.impl.controller import Controller as FlareControllerBase
     from .nvflare.app_common.abstract.aggregator import Aggregator as FlareAggregatorBase
     from .nvflare.app_common.abstract.learnable_persistor import LearnablePersistor
     from .nvflare.app_common.abstract.model_locator import ModelLocator as FlareLocatorBase
@@ -176,7 +225,8 @@ def adapt(component: Any) -> Any:
         ShareableGenerator as FlareGeneratorBase,
     )
 
-    for base, wrapper in ((FlareLocatorBase, FlareModelLocator), (LearnablePersistor, FlarePersistor),
+    for base, wrapper in ((FlareControllerBase, FlareController),
+                          (FlareLocatorBase, FlareModelLocator), (LearnablePersistor, FlarePersistor),
                           (FlareAggregatorBase, FlareAggregator), (FlareGeneratorBase, FlareShareableGenerator),
                           (FlareFilterBase, FlareFilter)):
         if isinstance(component, base):

@@ -40,7 +40,8 @@ def to_shareable(model: FLModel) -> Any:
 
     kind = DataKind.WEIGHT_DIFF if model.params_type == "DIFF" else DataKind.WEIGHTS
     meta = {k: v for k, v in model.meta.items()
-            if k not in ("current_round", "num_rounds", "_validate_type", "model_owner", "submit_model_name")}
+            if k not in ("current_round", "num_rounds", "_validate_type", "model_owner", "submit_model_name",
+                         PEER_PROPS_KEY)}
     shareable = DXO(kind, data=dict(model.params), meta=meta).to_shareable()
     for ours, theirs in (("current_round", AppConstants.CURRENT_ROUND), ("num_rounds", AppConstants.NUM_ROUNDS),
                          ("_validate_type", AppConstants.VALIDATE_TYPE), ("model_owner", AppConstants.MODEL_OWNER),
@@ -48,6 +49,71 @@ def to_shareable(model: FLModel) -> Any:
         if ours in model.meta:
             shareable.set_header(theirs, model.meta[ours])
     return shareable
+
+
+#: Task meta key carrying the public FLContext properties a FLARE workflow set for the sites.
+PEER_PROPS_KEY = "__peer_props__"
+
+
+def model_of_task(shareable: Any) -> FLModel:
+    """A FLARE workflow's task data (a Shareable: a DXO and headers, or headers only) as the
+    model flconfig sends; its headers become the task's meta."""
+    from .nvflare.apis.dxo import DataKind
+    from .nvflare.apis.dxo import from_shareable as dxo_of
+    from .nvflare.app_common.app_constant import AppConstants
+
+    names = {"current_round": AppConstants.CURRENT_ROUND, "num_rounds": AppConstants.NUM_ROUNDS,
+             "_validate_type": AppConstants.VALIDATE_TYPE, "model_owner": AppConstants.MODEL_OWNER,
+             "submit_model_name": AppConstants.SUBMIT_MODEL_NAME}
+    meta: dict[str, Any] = {}
+    for ours, theirs in names.items():
+        value = shareable.get_header(theirs)
+        if value is not None:
+            meta[ours] = value
+    try:
+        dxo = dxo_of(shareable)
+    except ValueError:
+        return FLModel(meta=meta)
+    meta = {**plain_value(dxo.meta or {}), **meta}
+    params_type = "DIFF" if dxo.data_kind == DataKind.WEIGHT_DIFF else "FULL"
+    if dxo.data_kind == DataKind.METRICS:
+        return FLModel(metrics={str(k): plain_number(v) for k, v in dxo.data.items()}, meta=meta)
+    return FLModel(params=dict(dxo.data or {}), meta=meta, params_type=params_type)
+
+
+def result_shareable(result: FLModel, site: str) -> Any:
+    """A site's result as a FLARE workflow gets it: a Shareable with its return code and
+    the site as its peer identity."""
+    from .nvflare.apis.fl_constant import ReservedKey
+
+    shareable = to_shareable(result) if result.rc == ReturnCode.OK else _reply(result.rc)
+    shareable.set_peer_props({ReservedKey.IDENTITY_NAME: site})
+    return shareable
+
+
+def _reply(rc: str) -> Any:
+    from .nvflare.apis.shareable import make_reply
+
+    return make_reply(rc)
+
+
+def peer_context(data: FLModel) -> Any:
+    """The peer context of a task: the server's identity, its round, and the public
+    properties its workflow set (``__peer_props__``)."""
+    from .nvflare.apis.fl_constant import ReservedKey
+    from .nvflare.apis.fl_context import FLContext
+    from .nvflare.app_common.app_constant import AppConstants
+
+    peer = FLContext()
+    peer.set_prop(ReservedKey.IDENTITY_NAME, "server", private=False)
+    for ours, theirs in (("current_round", AppConstants.CURRENT_ROUND), ("num_rounds", AppConstants.NUM_ROUNDS)):
+        if ours in data.meta:
+            peer.set_prop(theirs, data.meta[ours], private=False)
+    props = data.meta.get(PEER_PROPS_KEY)
+    if isinstance(props, dict):
+        for key, value in props.items():
+            peer.set_prop(str(key), value, private=False)
+    return peer
 
 
 def from_shareable(reply: Any, what: str) -> FLModel:
@@ -83,12 +149,14 @@ class FlareLearner(Learner):
         self.id = getattr(learner, "id", "")
 
     def _ctx(self, ctx: RunContext, data: FLModel | None = None, shareable: Any = None) -> Any:
-        from .nvflare.apis.fl_constant import FLContextKey
+        from .nvflare.apis.fl_constant import FLContextKey, ReservedKey
         from .nvflare.app_common.app_constant import AppConstants
 
         props: dict[str, Any] = {}
         if shareable is not None:
             props[FLContextKey.TASK_DATA] = shareable
+        if data is not None:
+            props[ReservedKey.PEER_CTX] = peer_context(data)
         if data is not None and "current_round" in data.meta:
             props[AppConstants.CURRENT_ROUND] = data.meta["current_round"]
         return flare_context(ctx, **props)
@@ -135,17 +203,12 @@ class FlareExecutor(Executor):
     def execute(self, task_name: str, data: FLModel, ctx: RunContext, abort_signal: Signal) -> FLModel:
         """Run the FLARE executor's ``execute`` on ``data`` as FLARE would call it."""
         from .nvflare.apis.fl_constant import FLContextKey, ReservedKey
-        from .nvflare.apis.fl_context import FLContext
         from .nvflare.apis.shareable import Shareable
         from .nvflare.app_common.app_constant import AppConstants
 
         shareable = to_shareable(data)
-        peer = FLContext()
-        peer.set_prop(ReservedKey.IDENTITY_NAME, "server")
-        for ours, theirs in (("current_round", AppConstants.CURRENT_ROUND), ("num_rounds", AppConstants.NUM_ROUNDS)):
-            if ours in data.meta:
-                peer.set_prop(theirs, data.meta[ours])
-        props = {FLContextKey.TASK_NAME: task_name, FLContextKey.TASK_DATA: shareable, ReservedKey.PEER_CTX: peer}
+        props = {FLContextKey.TASK_NAME: task_name, FLContextKey.TASK_DATA: shareable,
+                 ReservedKey.PEER_CTX: peer_context(data)}
         if "current_round" in data.meta:
             props[AppConstants.CURRENT_ROUND] = data.meta["current_round"]
         what = f"{type(self.executor).__name__}.execute"

@@ -97,8 +97,8 @@ def build_from_plan(run_plan: RunPlan, site: str) -> BuiltSite:
     workflows: dict[str, Any] = {}
     for component in plan.components:
         assert component.id is not None  # components in build order are those with ids
-        obj = make(component)
-        built.components[component.id] = flare_adapted(obj)
+        obj = flare_adapted(make(component))
+        built.components[component.id] = obj
         if component.role == "workflow" and obj is not None:
             workflows[component.id] = obj
     built.workflows = [workflows[i] for i in plan.workflows if i in workflows]

@@ -44,17 +44,26 @@ class _Engine:
 
     def get_component(self, component_id: str) -> Any:
         """The site's component (the job's own object, not flconfig's wrapper of it), or None."""
-        from ...component_adapter import unwrap
+        from ...component_adapter import flare_view
 
-        return unwrap(self._site.get_component(component_id))
+        return flare_view(self._site.get_component(component_id), self._site)
 
     def get_all_components(self) -> dict[str, Any]:
-        from ...component_adapter import unwrap
+        from ...component_adapter import flare_view
 
-        return {key: unwrap(value) for key, value in self._site.components.items()}
+        return {key: flare_view(value, self._site) for key, value in self._site.components.items()}
 
     def get_workspace(self) -> _Workspace:
         return _Workspace(self._site)
+
+    def get_clients(self) -> list[Any]:
+        """The connected sites (on the server), as FLARE ``Client`` objects."""
+        from .client import Client
+
+        comm = getattr(self._site, "comm", None)
+        alive = list(comm.alive_sites()) if comm is not None else []
+        order = [s for s in getattr(self._site, "client_sites", ()) if s in alive]
+        return [Client(name) for name in order + [s for s in alive if s not in order]]
 
     def fire_event(self, event_type: str, fl_ctx: FLContext) -> None:
         self._site.fire_event(event_type, fl_ctx.get_prop(FLContextKey.EVENT_DATA))
@@ -70,6 +79,7 @@ class FLContext:
     def __init__(self, site: Any = None) -> None:
         self._site = site
         self._props: dict[str, Any] = {}
+        self._public: set[str] = set()
         if site is not None:
             custom = getattr(site, "custom_dir", None)
             self._props.update({
@@ -88,8 +98,18 @@ class FLContext:
         return self._props.get(key, default)
 
     def set_prop(self, key: str, value: Any, private: bool = True, sticky: bool = True) -> bool:
+        """Set ``key``; a public one (``private=False``) set by a workflow's task callback
+        goes to the site with the task, as the peer context's property (FLARE's rule)."""
         self._props[key] = value
+        if private:
+            self._public.discard(key)
+        else:
+            self._public.add(key)
         return True
+
+    def get_public_props(self) -> dict[str, Any]:
+        """The properties set with ``private=False``."""
+        return {key: self._props[key] for key in self._public if key in self._props}
 
     def remove_prop(self, key: str) -> None:
         self._props.pop(key, None)
