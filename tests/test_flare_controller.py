@@ -166,3 +166,26 @@ def test_a_persistor_id_naming_another_kind_is_refused_before_anything_starts(tm
     _, problems = inspect_job(write_job(tmp_path, {"persistor_id": "shareable_generator"}), environ={})
     [problem] = [p for p in problems if p.severity == "error"]
     assert "persistor_id" in problem.message and "config_fed_server.json" in str(problem.position)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_flares_event_recorders_count_every_event_of_their_site(tmp_path: Path) -> None:
+    job = write_job(tmp_path)
+    for name, cls in (("server", "ServerEventRecorder"), ("client", "ClientEventRecorder")):
+        file = job / "app" / "config" / f"config_fed_{name}.json"
+        config = json.loads(file.read_text())
+        config["components"].append({"id": "event_recorder",
+                                     "path": f"nvflare.app_common.widgets.event_recorder.{cls}", "args": {}})
+        file.write_text(json.dumps(config))
+    _, problems = inspect_job(job, environ={})
+    assert [p.message for p in problems] == []
+    ws = tmp_path / "ws"
+    proc = launch(job, ws)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    server = dict(line.split(": ") for line in
+                  (ws / "server" / "simulate_job" / "event_recorded.txt").read_text().splitlines())
+    assert server["_start_run"] == "1" and server["_end_run"] == "1"
+    site = dict(line.split(": ") for line in
+                (ws / "site-1" / "simulate_job" / "event_recorded.txt").read_text().splitlines())
+    assert site["_before_task_execution"] == "2"  # two rounds of the poc task

@@ -73,6 +73,9 @@ FLARE_ALIASES: Mapping[str, str] = MappingProxyType(
         "nvflare.app_common.filters.svt_privacy.SVTPrivacy": f"{_C}.privacy.SVTPrivacy",
         "nvflare.app_common.filters.SVTPrivacy": f"{_C}.privacy.SVTPrivacy",
         # Widgets
+        "nvflare.app_common.widgets.event_recorder.EventRecorder": f"{_C}.event_recorder.EventRecorder",
+        "nvflare.app_common.widgets.event_recorder.ServerEventRecorder": f"{_C}.event_recorder.ServerEventRecorder",
+        "nvflare.app_common.widgets.event_recorder.ClientEventRecorder": f"{_C}.event_recorder.ClientEventRecorder",
         "nvflare.app_common.widgets.validation_json_generator.ValidationJsonGenerator": f"{_C}.validation_json.ValidationJsonGenerator",
         "nvflare.app_common.widgets.intime_model_selector.IntimeModelSelector": f"{_C}.model_selection.IntimeModelSelector",
         "nvflare.app_common.widgets.intime_model_selection_handler.IntimeModelSelectionHandler": f"{_C}.model_selection.IntimeModelSelector",
