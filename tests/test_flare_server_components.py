@@ -151,3 +151,41 @@ def test_flare_api_server_components_run_under_the_built_in_workflows(tmp_path: 
     results = json.loads((run / "cross_site_val" / "cross_val_results.json").read_text())
     assert sorted(results["site-1"]) == ["SRV_model.npy", "site-1", "site-2"]
     assert "MeanAggregator: accepted site-2 in round 1" in (run / "log.txt").read_text()
+
+
+def test_flares_helpers_for_job_code_behave_as_flares() -> None:
+    import re
+
+    import torch
+
+    from flconfig.compat.nvflare.app_common.abstract.model import make_model_learnable
+    from flconfig.compat.nvflare.app_common.app_constant import DefaultCheckpointFileName, EnvironmentKey
+    from flconfig.compat.nvflare.app_common.np.constants import NPConstants
+    from flconfig.compat.nvflare.app_opt.pt.model_persistence_format_manager import (
+        PTModelPersistenceFormatManager,
+    )
+    from flconfig.compat.nvflare.fuel.utils.import_utils import optional_import
+    from flconfig.compat.nvflare.security.logging import secure_format_exception
+
+    checkpoint = {"model": {"w": torch.ones(2), "b": torch.zeros(1)}, "train_conf": {"lr": 1}, "epoch": 3}
+    manager = PTModelPersistenceFormatManager(checkpoint, default_train_conf={"lr": 2})
+    learnable = manager.to_model_learnable(exclude_vars=re.compile("^b$"))
+    assert list(learnable["weights"]) == ["w"] and isinstance(learnable["weights"]["w"], np.ndarray)
+    manager.update(make_model_learnable({"w": np.full(2, 5.0)}, {}))
+    saved = manager.to_persistence_dict()
+    assert saved["model"]["w"].tolist() == [5.0, 5.0] and saved["model"]["b"].tolist() == [0.0]
+    assert saved["train_conf"] == {"lr": 1} and saved["epoch"] == 3  # other keys are kept
+    assert PTModelPersistenceFormatManager({"w": torch.ones(1)}, {"lr": 2}).train_conf == {"lr": 2}
+    with pytest.raises(ValueError, match="invalid model learnable"):
+        manager.update({"weights": {}})  # type: ignore[arg-type]
+
+    missing, ok = optional_import("a_module_nobody_has")
+    assert not ok
+    with pytest.raises(ImportError, match="a_module_nobody_has"):
+        missing.anything()
+    dumps, ok = optional_import("json", name="dumps")
+    assert ok and dumps({}) == "{}"
+    assert secure_format_exception(ValueError("bad")) == "ValueError: bad"
+    assert NPConstants.NUMPY_KEY == "numpy_key"
+    assert (DefaultCheckpointFileName.GLOBAL_MODEL, EnvironmentKey.CHECKPOINT_DIR) == ("FL_global_model.pt",
+                                                                                       "APP_CKPT_DIR")

@@ -56,3 +56,10 @@ class ModelFormat:
     PT_ONNX = "pt_onnx"
     TF_CHECKPOINT = "tf_checkpoint"
     KERAS = "keras_model"
+
+
+class EnvironmentKey:
+    """Keys of FLARE's ``environment.json``."""
+
+    CHECKPOINT_DIR = "APP_CKPT_DIR"
+    CHECKPOINT_FILE_NAME = "APP_CKPT"

@@ -1,0 +1,1 @@
+"""FLARE's ``nvflare.app_common.np`` (the constants job code imports; the components are flconfig's)."""

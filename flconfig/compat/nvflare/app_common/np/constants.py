@@ -1,0 +1,5 @@
+"""FLARE's NumPy constants."""
+
+
+class NPConstants:
+    NUMPY_KEY = "numpy_key"

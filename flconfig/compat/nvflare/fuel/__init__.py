@@ -1,0 +1,1 @@
+"""FLARE's ``nvflare.fuel`` (the helpers job code imports)."""

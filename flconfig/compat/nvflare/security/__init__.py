@@ -1,0 +1,1 @@
+"""FLARE's ``nvflare.security`` (the logging helpers job code imports)."""
