@@ -266,11 +266,11 @@ def test_flare_modes_and_args_flconfig_cannot_run_yet_say_so(tmp_path: Path) -> 
 def test_imports_of_flare_modules_flconfig_lacks_are_a_warning(tmp_path: Path) -> None:
     job = copy_example(tmp_path)
     script = job / "app" / "custom" / "train.py"
-    script.write_text("from nvflare.app_opt.lightning import api\n" + script.read_text())
+    script.write_text("from nvflare.app_opt.xgboost import histogram_based\n" + script.read_text())
     _, problems = inspect_job(job, environ={})
     [warning] = [p for p in problems if not p.is_error]
     assert warning.code == "flare-api-not-supported"
-    assert warning.message == ("'nvflare.app_opt.lightning' is imported here, but flconfig's FLARE API "
+    assert warning.message == ("'nvflare.app_opt.xgboost' is imported here, but flconfig's FLARE API "
                                "does not provide it yet (FLARE is not installed)")
     assert (warning.position.line, warning.position.column) == (1, 1)
 
@@ -285,14 +285,14 @@ def test_nvflare_is_flconfigs_module_under_both_names_and_missing_ones_say_why()
         assert flare is ours and flare.FLModel is FLModel
         assert FLModel(params={"w": 1}).params_type is ParamsType.FULL
         try:
-            import nvflare.app_opt.lightning
+            import nvflare.app_opt.xgboost
         except ModuleNotFoundError as exc:
             print(exc)
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == (
-        "No module named 'nvflare.app_opt.lightning': flconfig's FLARE API does not provide it yet (FLARE itself "
+        "No module named 'nvflare.app_opt.xgboost': flconfig's FLARE API does not provide it yet (FLARE itself "
         "is not installed; docs/flare-support.md lists what is supported)")
 
 
