@@ -267,6 +267,28 @@ def test_plain_value_params_round_trip_beside_arrays_in_order() -> None:
     np.testing.assert_array_equal(back.params["center"], np.ones((2, 2)))
 
 
+def test_arrays_in_meta_round_trip_in_the_blob() -> None:
+    # SCAFFOLD sends its control terms in the model's meta
+    controls = {"fc.weight": np.arange(6, dtype=np.float32).reshape(2, 3), "fc.bias": torch.ones(2)}
+    model = FLModel(params={"w": np.zeros(1)}, meta={"scaffold_c_diff": controls, "steps": 3,
+                                                      "history": [np.array([1, 2])]})
+    frame = encode_model(model)
+    assert b"scaffold_c_diff" in frame and len(frame) < 2000  # in the blob, not as JSON numbers
+    back = decode_model(frame)
+    np.testing.assert_array_equal(back.meta["scaffold_c_diff"]["fc.weight"], controls["fc.weight"])
+    np.testing.assert_array_equal(back.meta["scaffold_c_diff"]["fc.bias"], [1.0, 1.0])
+    np.testing.assert_array_equal(back.meta["history"][0], [1, 2])
+    assert back.meta["steps"] == 3 and list(back.params) == ["w"]
+
+
+def test_a_meta_array_reference_naming_nothing_is_refused() -> None:
+    frame = encode_model(FLModel(meta={"c": np.ones(2), "d": np.ones(2)}))
+    forged = frame.replace(b'"__meta__/1"}', b'"__meta__/0"}', 1)
+    assert forged != frame
+    with pytest.raises(ProtocolError, match="meta"):
+        decode_model(forged)
+
+
 def test_a_plain_value_naming_no_param_is_refused() -> None:
     frame = encode_model(FLModel(params={"a": 1}))
     forged = frame.replace(b'"plain":{"a":1}', b'"plain":{"b":1}')

@@ -159,7 +159,10 @@ def test_flares_helpers_for_job_code_behave_as_flares() -> None:
     import torch
 
     from flconfig.compat.nvflare.app_common.abstract.model import make_model_learnable
-    from flconfig.compat.nvflare.app_common.app_constant import DefaultCheckpointFileName, EnvironmentKey
+    from flconfig.compat.nvflare.app_common.app_constant import (
+        DefaultCheckpointFileName,
+        EnvironmentKey,
+    )
     from flconfig.compat.nvflare.app_common.np.constants import NPConstants
     from flconfig.compat.nvflare.app_opt.pt.model_persistence_format_manager import (
         PTModelPersistenceFormatManager,

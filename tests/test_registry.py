@@ -241,7 +241,7 @@ def test_every_alias_points_at_a_builtin_component(registry: Registry) -> None:
 
 def test_a_flare_class_without_equivalent_is_refused_with_what_exists(registry: Registry) -> None:
     with pytest.raises(ResolveError) as err:
-        registry.resolve("path", "nvflare.app_common.workflows.scaffold.Scaffold")
+        registry.resolve("path", "nvflare.app_common.workflows.swarm_server_ctl.SwarmServerController")
     # said as what it is, a class not supported yet, not as a security refusal
     assert err.value.code == "unsupported-flare-class"
     assert "not a FLARE class flconfig supports yet" in err.value.message

@@ -248,12 +248,16 @@ def plain_number(value: Any) -> Any:
     return value
 
 
-def plain_value(value: Any) -> Any:
+def plain_value(value: Any, keep_arrays: bool = False) -> Any:
     """``value`` ready for JSON: numbers in dicts and lists made plain (:func:`plain_number`),
-    other arrays as lists."""
+    other arrays as lists; with ``keep_arrays`` arrays and tensors stay as they are (a
+    model's meta carries them in its frame's blob: SCAFFOLD's control terms)."""
     if isinstance(value, dict):
-        return {str(k): plain_value(v) for k, v in value.items()}
+        return {str(k): plain_value(v, keep_arrays) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [plain_value(v) for v in value]
+        return [plain_value(v, keep_arrays) for v in value]
+    if keep_arrays and (type(value).__name__ == "ndarray" or (type(value).__module__.startswith("torch")
+                                                              and hasattr(value, "detach"))):
+        return value
     value = plain_number(value)
     return value.tolist() if hasattr(value, "tolist") else value

@@ -74,7 +74,7 @@ def model_of_task(shareable: Any) -> FLModel:
         dxo = dxo_of(shareable)
     except ValueError:
         return FLModel(meta=meta)
-    meta = {**plain_value(dxo.meta or {}), **meta}
+    meta = {**plain_value(dxo.meta or {}, keep_arrays=True), **meta}
     params_type = "DIFF" if dxo.data_kind == DataKind.WEIGHT_DIFF else "FULL"
     if dxo.data_kind == DataKind.METRICS:
         return FLModel(metrics={str(k): plain_number(v) for k, v in dxo.data.items()}, meta=meta)
@@ -131,7 +131,7 @@ def from_shareable(reply: Any, what: str) -> FLModel:
         dxo = dxo_of(reply)
     except ValueError as exc:
         return FLModel.error(ReturnCode.EMPTY_RESULT, f"{what}: {exc}")
-    meta = plain_value(dxo.meta)
+    meta = plain_value(dxo.meta, keep_arrays=True)
     if dxo.data_kind == DataKind.METRICS:
         return FLModel(metrics={str(k): plain_number(v) for k, v in dxo.data.items()}, meta=meta)
     if dxo.data_kind in (DataKind.WEIGHTS, DataKind.WEIGHT_DIFF):

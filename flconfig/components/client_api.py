@@ -503,7 +503,7 @@ class ClientAPIExecutor(Executor):
         from ..compat.client_api import plain_number, plain_value
 
         metrics = {str(k): plain_number(v) for k, v in (result.metrics or {}).items()}
-        meta = {k: v for k, v in plain_value(result.meta or {}).items() if k not in ("job_id", "site_name")}
+        meta = {k: v for k, v in plain_value(result.meta or {}, keep_arrays=True).items() if k not in ("job_id", "site_name")}
         if "current_round" in data.meta:
             meta["current_round"] = data.meta["current_round"]
         params = dict(result.params) if result.params is not None else {}

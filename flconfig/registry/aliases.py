@@ -36,6 +36,7 @@ FLARE_ALIASES: Mapping[str, str] = MappingProxyType(
         "nvflare.app_common.workflows.cross_site_model_eval.CrossSiteModelEval": f"{_C}.cross_site_model_eval.CrossSiteModelEval",
         "nvflare.app_common.workflows.cross_site_eval.CrossSiteEval": f"{_C}.cross_site_model_eval.CrossSiteEval",
         "nvflare.app_common.workflows.fedavg.FedAvg": f"{_C}.fedavg.FedAvg",
+        "nvflare.app_common.workflows.scaffold.Scaffold": f"{_C}.scaffold.Scaffold",
         "nvflare.app_common.workflows.cyclic_ctl.CyclicController": f"{_C}.cyclic.CyclicController",
         "nvflare.app_common.workflows.cyclic.Cyclic": f"{_C}.cyclic.Cyclic",
         "nvflare.app_common.workflows.initialize_global_weights.InitializeGlobalWeights": f"{_C}.initialize_global_weights.InitializeGlobalWeights",

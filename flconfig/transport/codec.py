@@ -11,7 +11,9 @@ The header holds ``meta``, ``metrics``, ``rc``, ``params_type``, the
 parameter names in their original order, and under ``plain`` the parameters
 that are plain values rather than arrays (``None``, numbers, strings, lists and
 dicts: scikit-learn settings such as ``{"n_clusters": 3}``); the blob holds the
-arrays.
+arrays. Arrays inside ``meta`` (SCAFFOLD's control terms) travel in the blob too, under
+the names ``header["meta_arrays"]`` lists, each replaced in the header's meta by
+``{"__array__": name}``.
 
 Record batch (:func:`encode_records`)::
 
@@ -197,14 +199,55 @@ def _torch() -> Any:
     return torch
 
 
+#: Prefix of the blob names of arrays that live in a model's meta.
+META_ARRAY_PREFIX = "__meta__/"
+_ARRAY_REF = "__array__"
+
+
+def _is_array(value: Any) -> bool:
+    return isinstance(value, np.ndarray) or _is_torch_tensor(value)
+
+
+def _lift_arrays(value: Any, arrays: dict[str, Any], depth: int = 0) -> Any:
+    """``value`` with its arrays (in dicts and lists) replaced by references into ``arrays``."""
+    if _is_array(value):
+        name = f"{META_ARRAY_PREFIX}{len(arrays)}"
+        arrays[name] = value
+        return {_ARRAY_REF: name}
+    if depth > _MAX_JSON_DEPTH:
+        return value
+    if isinstance(value, dict):
+        return {k: _lift_arrays(v, arrays, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_lift_arrays(v, arrays, depth + 1) for v in value]
+    return value
+
+
+def _drop_arrays(value: Any, arrays: dict[str, Any], used: set[str], depth: int = 0) -> Any:
+    """The inverse of :func:`_lift_arrays`; every reference must name an array, once."""
+    if isinstance(value, dict):
+        if set(value) == {_ARRAY_REF}:
+            name = value[_ARRAY_REF]
+            if not isinstance(name, str) or name not in arrays or name in used:
+                raise ProtocolError(f"model: meta refers to array {name!r}, which the data does not hold once")
+            used.add(name)
+            return arrays[name]
+        return {k: _drop_arrays(v, arrays, used, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_drop_arrays(v, arrays, used, depth + 1) for v in value]
+    return value
+
+
 def encode_model(model: FLModel) -> bytes:
     """Serialize an :class:`FLModel`: JSON header plus the params as safetensors.
 
     Torch tensors are moved to the CPU; dtypes are kept (bf16/fp8 included).
     Raises ``TypeError`` naming the key of anything that cannot be sent.
     """
+    meta_arrays: dict[str, Any] = {}
+    meta = _lift_arrays(model.meta, meta_arrays) if isinstance(model.meta, dict) else model.meta
     header: dict[str, Any] = {
-        "meta": model.meta,
+        "meta": meta,
         "metrics": model.metrics,
         "rc": model.rc,
         "params_type": model.params_type,
@@ -237,9 +280,15 @@ def encode_model(model: FLModel) -> bytes:
         specs[name] = TensorSpec(
             dtype=dtype_name, shape=list(shape), data_ptr=arr.ctypes.data, data_len=arr.nbytes
         )
+    for name, value in meta_arrays.items():
+        dtype_name, shape, arr = _param_array(name, value)
+        keep_alive.append(arr)
+        specs[name] = TensorSpec(dtype=dtype_name, shape=list(shape), data_ptr=arr.ctypes.data, data_len=arr.nbytes)
     header["keys"] = keys
     if plain:
         header["plain"] = plain
+    if meta_arrays:
+        header["meta_arrays"] = list(meta_arrays)
     blob = serialize(specs)
     del keep_alive
     head = _dumps(header)
@@ -297,6 +346,11 @@ def decode_model(data: bytes | bytearray | memoryview) -> FLModel:
     plain = header.get("plain", {})
     if not isinstance(plain, dict) or not set(plain) <= set(keys):
         raise ProtocolError("model: header 'plain' must be an object of some of the parameters")
+    meta_names = header.get("meta_arrays", [])
+    if (not isinstance(meta_names, list) or not all(isinstance(n, str) and n.startswith(META_ARRAY_PREFIX)
+                                                    for n in meta_names)
+            or len(set(meta_names)) != len(meta_names) or set(meta_names) & set(keys)):
+        raise ProtocolError("model: header 'meta_arrays' must list distinct names of meta arrays")
     try:
         views = deserialize(bytes(blob))
     except SafetensorError as exc:
@@ -307,12 +361,18 @@ def decode_model(data: bytes | bytearray | memoryview) -> FLModel:
         ) from None
     tensors = {name: info for name, info in views}
     arrays = [k for k in keys if k not in plain]
-    if set(tensors) != set(arrays) or len(views) != len(arrays):
+    if set(tensors) != set(arrays) | set(meta_names) or len(views) != len(arrays) + len(meta_names):
         raise ProtocolError(
-            f"model: header names {len(arrays)} array params but the data holds {len(views)}, or other names"
+            f"model: header names {len(arrays) + len(meta_names)} arrays but the data holds {len(views)}, "
+            "or other names"
         )
     params = {name: plain[name] if name in plain else _param_from_view(name, tensors[name])
               for name in keys}
+    if meta_names:
+        used: set[str] = set()
+        meta = _drop_arrays(meta, {n: _param_from_view(n, tensors[n]) for n in meta_names}, used)
+        if used != set(meta_names):
+            raise ProtocolError("model: header lists meta arrays its meta does not refer to")
     return FLModel(params=params, meta=meta, metrics=metrics, params_type=params_type, rc=rc)
 
 

@@ -63,3 +63,11 @@ class EnvironmentKey:
 
     CHECKPOINT_DIR = "APP_CKPT_DIR"
     CHECKPOINT_FILE_NAME = "APP_CKPT"
+
+
+class AlgorithmConstants:
+    """Meta keys of algorithm-specific data (SCAFFOLD's control terms)."""
+
+    SCAFFOLD_CTRL_DIFF = "scaffold_c_diff"
+    SCAFFOLD_CTRL_GLOBAL = "scaffold_c_global"
+    SCAFFOLD_CTRL_AGGREGATOR_ID = "scaffold_ctrl_aggregator"

@@ -76,6 +76,10 @@ class BaseModelController(FLComponentWrapper, Controller, ABC):
         self.persistor = ctx.get_component(self._persistor_id) if self._persistor_id else None
         if self._persistor_id and self.persistor is None:
             raise JobError(f"{self._owner()}: persistor_id '{self._persistor_id}' names no component")
+        self.initialize(self.fl_ctx)
+
+    def initialize(self, fl_ctx: Any = None) -> None:  # type: ignore[override]
+        """Called when the workflow starts (a subclass prepares its state here)."""
 
     def control_flow(self, abort_signal: Any, ctx: Any) -> None:  # type: ignore[override]
         """Run the job's ``run()``."""
