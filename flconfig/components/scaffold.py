@@ -36,6 +36,7 @@ class Scaffold(BaseFedAvg):
         ignore_result_error: bool = False,
         allow_empty_global_weights: bool = False,
         task_check_period: float = 0.5,
+        min_clients: int | None = None,
     ) -> None:
         """
         Args:
@@ -46,7 +47,10 @@ class Scaffold(BaseFedAvg):
             ignore_result_error: go on when a site's result is an error (it is left out).
             allow_empty_global_weights: let the run start from an empty model.
             task_check_period: accepted for FLARE's configs.
+            min_clients: FLARE 2.4's name of ``num_clients`` (wins over it when given).
         """
+        if min_clients is not None:
+            num_clients = min_clients
         super().__init__(num_clients=num_clients, num_rounds=num_rounds, start_round=start_round,
                          persistor_id=persistor_id, ignore_result_error=ignore_result_error,
                          allow_empty_global_weights=allow_empty_global_weights, task_check_period=task_check_period)
@@ -54,6 +58,7 @@ class Scaffold(BaseFedAvg):
         self.ignore_result_error = ignore_result_error
         self.allow_empty_global_weights = allow_empty_global_weights
         self.task_check_period = task_check_period
+        self.min_clients = min_clients
         self._global_ctrl: dict[str, Any] = {}
 
     def run(self) -> None:
