@@ -192,3 +192,27 @@ def test_flares_helpers_for_job_code_behave_as_flares() -> None:
     assert NPConstants.NUMPY_KEY == "numpy_key"
     assert (DefaultCheckpointFileName.GLOBAL_MODEL, EnvironmentKey.CHECKPOINT_DIR) == ("FL_global_model.pt",
                                                                                        "APP_CKPT_DIR")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_the_servers_own_filters_apply_to_task_data_and_results(tmp_path: Path) -> None:
+    job = write_job(tmp_path)
+    server_file = job / "app" / "config" / "config_fed_server.json"
+    server = json.loads(server_file.read_text())
+    chain = [{"tasks": ["train"], "filters": [{"path": "server_parts.AddTen"}]}]
+    server["task_data_filters"] = chain
+    server["task_result_filters"] = chain
+    server["workflows"] = [server["workflows"][0]]
+    server["workflows"][0]["args"]["num_rounds"] = 1
+    server_file.write_text(json.dumps(server))
+    client_file = job / "app" / "config" / "config_fed_client.json"
+    client = json.loads(client_file.read_text())
+    client["task_result_filters"] = []
+    client_file.write_text(json.dumps(client))
+    ws = tmp_path / "ws"
+    proc = subprocess.run([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws)],
+                          capture_output=True, text=True, timeout=220)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # 1 from the persistor, +10 on its way out, +1 at the site, +10 on its way back
+    np.testing.assert_array_equal(np.load(ws / "server" / "simulate_job" / "model.npy"), np.full((2, 2), 22.0))

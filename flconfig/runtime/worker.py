@@ -143,7 +143,7 @@ def run_server(spec: dict[str, Any]) -> int:
             on_site_failed=lambda site, reason: ctx.abort_signal.trigger(f"{site} failed: {reason}"),
         )
         comm.start()
-        ctx.comm = comm
+        ctx.comm = FilteredComm(comm, built.filters, ctx) if built.filters else comm
         port_file = Path(spec["port_file"])
         port_file.with_suffix(".tmp").write_text(str(comm.port))
         port_file.with_suffix(".tmp").replace(port_file)  # whole, for the workers polling it
@@ -424,6 +424,46 @@ def _execute(built: Any, ctx: Any, task_name: str, data: FLModel) -> FLModel:
             for f in chain.filters:
                 result = f.process(result, ctx)
     return result
+
+
+class FilteredComm:
+    """The server's link with its config's ``task_data_filters`` applied to each task's
+    data before it is sent and its ``task_result_filters`` to each result as it arrives
+    (before the workflow sees it), as FLARE's server applies them."""
+
+    def __init__(self, comm: Any, filters: list[Any], ctx: Any) -> None:
+        self._comm, self._filters, self._ctx = comm, filters, ctx
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._comm, name)
+
+    def _filtered(self, section: str, task_name: str, model: FLModel) -> FLModel:
+        for chain in self._filters:
+            if chain.section == section and _applies(chain, task_name):
+                for f in chain.filters:
+                    model = f.process(model, self._ctx)
+        return model
+
+    def broadcast_and_wait(self, task_name: str, data: FLModel, targets: Any, min_responses: int,
+                           wait_time_after_min_received: float = 0, timeout: float = 0, abort: Any = None,
+                           on_result: Any = None) -> dict[str, FLModel]:
+        data = self._filtered("task_data_filters", task_name, data)
+        filtered: dict[str, FLModel] = {}
+
+        def receive(site: str, result: FLModel) -> None:
+            filtered[site] = self._filtered("task_result_filters", task_name, result)
+            if on_result is not None:
+                on_result(site, filtered[site])
+
+        results = self._comm.broadcast_and_wait(task_name, data, targets, min_responses,
+                                                wait_time_after_min_received, timeout, abort, receive)
+        return {site: filtered.get(site, result) for site, result in results.items()}
+
+    def send_and_wait(self, task_name: str, data: FLModel, site: str, timeout: float = 0) -> FLModel:
+        results = self.broadcast_and_wait(task_name, data, [site], 1, timeout=timeout)
+        if site not in results:
+            raise JobError(f"no result for task '{task_name}'" + (f" within {timeout:g} s" if timeout else ""), site)
+        return results[site]
 
 
 def _applies(chain: Any, task_name: str) -> bool:
