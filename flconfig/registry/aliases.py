@@ -73,6 +73,9 @@ FLARE_ALIASES: Mapping[str, str] = MappingProxyType(
         "nvflare.app_common.filters.PercentilePrivacy": f"{_C}.privacy.PercentilePrivacy",
         "nvflare.app_common.filters.svt_privacy.SVTPrivacy": f"{_C}.privacy.SVTPrivacy",
         "nvflare.app_common.filters.SVTPrivacy": f"{_C}.privacy.SVTPrivacy",
+        # Quantization
+        "nvflare.app_opt.pt.quantization.quantizer.ModelQuantizer": f"{_C}.quantization.ModelQuantizer",
+        "nvflare.app_opt.pt.quantization.dequantizer.ModelDequantizer": f"{_C}.quantization.ModelDequantizer",
         # Widgets
         "nvflare.app_common.widgets.event_recorder.EventRecorder": f"{_C}.event_recorder.EventRecorder",
         "nvflare.app_common.widgets.event_recorder.ServerEventRecorder": f"{_C}.event_recorder.ServerEventRecorder",
