@@ -380,3 +380,20 @@ def test_flares_cross_site_eval_reads_the_server_models_from_the_persistor(tmp_p
         assert sorted(scores) == ["server", "site-1", "site-2"]  # FLARE's names: no SRV_ prefix
         assert 63 / 11 <= scores["server"]["accuracy"] < 63 / 11 + 1  # default + 2: 63 / 11, plus a random [0, 1)
     assert "the persistor has no model 'missing.npy' (it has server)" in (run / "log.txt").read_text()
+
+
+def test_a_dict_whose_name_cannot_be_a_class_is_plain_data_as_in_flare(tmp_path: Path) -> None:
+    # FLARE's W&B example: the receiver's kwargs hold the run's {"name": "hello-pt", ...}
+    job = write_job(tmp_path)
+    server_file = job / "app" / "config" / "config_fed_server.json"
+    server = json.loads(server_file.read_text())
+    receiver = {"id": "mlflow", "path": "nvflare.app_opt.tracking.mlflow.mlflow_receiver.MLflowReceiver",
+                "args": {"kw_args": {"experiment_name": "e", "run_name": "r", "name": "hello-pt"}}}
+    server["components"].append(receiver)
+    server_file.write_text(json.dumps(server))
+    _, problems = inspect_job(job, environ={})
+    assert [p.message for p in problems if p.severity == "error"] == []
+    receiver["args"]["kw_args"]["name"] = "ScatterAndGatherr"  # a class name: a component, misspelt
+    server_file.write_text(json.dumps(server))
+    _, problems = inspect_job(job, environ={})
+    assert any("no component is named 'ScatterAndGatherr'" in p.message for p in problems)

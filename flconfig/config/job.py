@@ -391,9 +391,16 @@ def _spec_from(doc: Document, value: Any, path: JsonPath, role: str, *,
 
 
 def is_nested_spec(value: Any) -> bool:
-    """FLARE's rule: a dict arg value with path/class_path/name is a component, unless config_type is dict."""
-    return (isinstance(value, dict) and any(isinstance(value.get(k), str) for k in SPEC_KEYS)
-            and value.get("config_type", "component") == "component")
+    """FLARE's rule: a dict arg value with path/class_path/name is a component, unless
+    config_type is dict. FLARE takes a dict with only a ``name`` for a component when the
+    name resolves to a class; one that cannot be a class name (``"name": "hello-pt"`` in
+    W&B's run settings) leaves it a plain dict."""
+    if not isinstance(value, Mapping) or value.get("config_type", "component") != "component":
+        return False
+    if isinstance(value.get("path"), str) or isinstance(value.get("class_path"), str):
+        return True
+    name = value.get("name")
+    return isinstance(name, str) and name.isidentifier()
 
 
 def _config_of(role: str, app: str, file: Path, raw: Document, doc: Document) -> ConfigFile:

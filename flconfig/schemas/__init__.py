@@ -326,13 +326,9 @@ class _Check:
     def is_nested_component(self, rel: JsonPath, value: Any) -> bool:
         # A direct arg holding a component spec is replaced by the built object before
         # the constructor sees it, so the arg's declared type describes that object.
-        return (
-            self.args_label is not None
-            and len(rel) == 1
-            and isinstance(value, Mapping)
-            and any(k in value for k in ("path", "class_path", "name"))
-            and value.get("config_type", "component") == "component"
-        )
+        from ..config.job import is_nested_spec
+
+        return self.args_label is not None and len(rel) == 1 and is_nested_spec(value)
 
     def bad_value(self, error: ValidationError, rel: JsonPath, schema: Mapping[str, Any]) -> _Issue:
         kw, expected, value = error.validator, _validator_value(error), error.instance
