@@ -268,3 +268,21 @@ def test_validate_imports_no_torch_tensorboard_or_grpc() -> None:
     assert "Traceback" not in done.stderr, done.stderr
     result = json.loads(done.stdout.splitlines()[-1])
     assert result == {"codes": [0, 1], "heavy": []}
+
+
+def test_an_undefined_variable_is_an_error_unless_kept_as_flare_keeps_it(tmp_path: Path) -> None:
+    import shutil
+
+    job = tmp_path / "job"
+    shutil.copytree(REPO / "configs" / "tensorboard-streaming", job)
+    server = job / "app" / "config" / "config_fed_server.json"
+    data = json.loads(server.read_text())
+    data["components"][0]["args"]["source_ckpt_file_full_name"] = "{MODEL_DIR}/start.pt"
+    server.write_text(json.dumps(data, indent=2))
+    strict = flconfig("validate", str(job))
+    assert strict.returncode == 1 and "error: undefined variable 'MODEL_DIR'" in strict.stdout
+    kept = flconfig("validate", "--keep-undefined", str(job))
+    assert kept.returncode == 0, kept.stdout
+    assert "warning: undefined variable 'MODEL_DIR'; left as written (FLCONFIG_KEEP_UNDEFINED)" in kept.stdout
+    by_env = flconfig("validate", str(job), env={**os.environ, "FLCONFIG_KEEP_UNDEFINED": "1"})
+    assert by_env.returncode == 0 and "left as written" in by_env.stdout

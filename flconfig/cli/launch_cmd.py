@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import sys
 from pathlib import Path
 
-from .validate_cmd import ALLOW_HELP, PYTHON_PATH_HELP
+from .validate_cmd import ALLOW_HELP, KEEP_UNDEFINED_HELP, PYTHON_PATH_HELP
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -40,6 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                              "(default: the server config's heart_beat_timeout)")
     parser.add_argument("--allow-module", action="append", default=[], metavar="PREFIX", help=ALLOW_HELP)
     parser.add_argument("--python-path", action="append", default=[], metavar="DIR", help=PYTHON_PATH_HELP)
+    parser.add_argument("--keep-undefined", action="store_true", help=KEEP_UNDEFINED_HELP)
     seeing = parser.add_argument_group("watching the run")
     seeing.add_argument("--tensorboard", action="store_true",
                         help="serve the run's TensorBoard files on 127.0.0.1 while it runs, and after "
@@ -105,6 +107,11 @@ def run(ns: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     from ..launch.launcher import LaunchError, LaunchOptions, launch
+
+    if ns.keep_undefined:  # the launcher's site processes inherit it
+        from ..config.variables import KEEP_UNDEFINED_ENV
+
+        os.environ[KEEP_UNDEFINED_ENV] = "1"
 
     problem = _usage_error(ns)
     if problem is not None:

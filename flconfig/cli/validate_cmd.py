@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -14,6 +15,8 @@ ALLOW_HELP = ("also allow component paths under this dotted module prefix "
 PYTHON_PATH_HELP = ("a folder whose modules the job may import and name, as FLARE finds them on "
                     "PYTHONPATH, e.g. the example folder beside the job (repeatable; read "
                     "statically when validating)")
+KEEP_UNDEFINED_HELP = ("leave an undefined {variable} as written, with a warning, as FLARE does "
+                       "(default: an error; also FLCONFIG_KEEP_UNDEFINED=1)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -25,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser.add_argument("--format", choices=("text", "json"), default="text", help="output format")
     parser.add_argument("--allow-module", action="append", default=[], metavar="PREFIX", help=ALLOW_HELP)
     parser.add_argument("--python-path", action="append", default=[], metavar="DIR", help=PYTHON_PATH_HELP)
+    parser.add_argument("--keep-undefined", action="store_true", help=KEEP_UNDEFINED_HELP)
     parser.add_argument("--strict", action="store_true", help="treat warnings as errors")
     parser.set_defaults(func=run)
 
@@ -43,6 +47,11 @@ def validate_paths(paths: list[str], allowed_modules: list[str],
 
 def run(ns: argparse.Namespace) -> int:
     from ..registry import ALLOW_ENV, Registry
+
+    if ns.keep_undefined:
+        from ..config.variables import KEEP_UNDEFINED_ENV
+
+        os.environ[KEEP_UNDEFINED_ENV] = "1"
 
     try:  # a bad prefix is a usage error, reported before any job is read
         Registry.create(allowed_modules=ns.allow_module)

@@ -15,9 +15,10 @@ environment variables from its string values (FLARE's ``_EnvUpdater``):
     braces; braces that are no such reference (``"a{2,3}"``, ``"{0}"``,
     ``"{}"``, JSON text) are left as they are.
 
-Unlike FLARE, an undefined variable is an error, not ``None``; a cycle is
-reported with the variables in it; and every problem points at the string
-that holds the reference.
+Unlike FLARE, an undefined variable is an error (FLARE leaves the reference as
+written); with ``FLCONFIG_KEEP_UNDEFINED=1`` in the environment (``--keep-undefined``)
+it is a warning and the text stays as written, as in FLARE. A cycle is reported with
+the variables in it; and every problem points at the string that holds the reference.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ from typing import Any
 
 from ..errors import JsonPath, Problem, closest
 from .documents import Document, type_name
+
+#: Set (to anything but "" or "0") to leave undefined variables as written, as FLARE does.
+KEEP_UNDEFINED_ENV = "FLCONFIG_KEEP_UNDEFINED"
 
 #: The deepest chain of references followed (FLARE gives up after 20 rounds).
 MAX_DEPTH = 20
@@ -140,6 +144,7 @@ class _Resolver:
         self.config: dict[Any, Any] = doc.data if isinstance(doc.data, dict) else {}
         self.system = {k: v for k, v in system.items() if isinstance(k, str)}
         self.environ = {k: v for k, v in environ.items() if isinstance(k, str)}
+        self.keep_undefined = self.environ.get(KEEP_UNDEFINED_ENV, "") not in ("", "0")
         self.yaml = doc.file.lower().endswith((".yaml", ".yml"))
         self.memo: dict[Any, Any] = {}
         self.stack: list[Any] = []
@@ -457,6 +462,10 @@ class _Resolver:
                 hint = f'define it as a top-level key, e.g. "{name}": ...'
         if in_text:
             hint += f"; to keep the braces as text, write {{{{{name}}}}}"
+        if self.keep_undefined:  # FLARE's behaviour, asked for: the text stays as written
+            self.report("undefined-variable", f"{message}; left as written ({KEEP_UNDEFINED_ENV})", path,
+                        hint, scope, severity="warning")
+            return
         self.report("undefined-variable", message, path, hint, scope)
 
     # --- problems ------------------------------------------------------------------------
