@@ -5,13 +5,12 @@ shareable generator behind FLARE's interfaces, as FLARE's tb_streaming test app 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
+from launching import launch
 
 from flconfig.config.job import inspect_job
 
@@ -122,10 +121,6 @@ def write_job(root: Path, server_args: dict | None = None) -> Path:
                                                         "deploy_map": {"app": ["@ALL"]}}))
     return root / "job"
 
-
-def launch(job: Path, ws: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws)],
-                          capture_output=True, text=True, timeout=220)
 
 
 def test_a_flare_controller_job_validates_clean(tmp_path: Path) -> None:

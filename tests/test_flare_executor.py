@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
+from launching import launch
 
 from flconfig.config.job import inspect_job
 
@@ -142,8 +142,7 @@ def test_a_flare_executor_job_runs_and_its_records_reach_the_servers_tensorboard
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     ws = tmp_path / "ws"
-    proc = subprocess.run([sys.executable, "-m", "flconfig", "launch", str(write_job(tmp_path)), "-w", str(ws)],
-                          capture_output=True, text=True, timeout=220)
+    proc = launch(write_job(tmp_path), ws)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     run = ws / "server" / "simulate_job"
     default = np.arange(1, 10, dtype=np.float32).reshape(3, 3)

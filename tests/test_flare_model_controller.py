@@ -4,13 +4,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
+from launching import launch
 
 from flconfig.config.job import inspect_job
 
@@ -78,10 +77,6 @@ def write_job(root: Path, workflow: dict) -> Path:
 FEDAVG = {"id": "fedavg", "path": "my_workflows.MyFedAvg", "args": {"num_clients": 2, "num_rounds": 3}}
 DEFAULT = np.arange(1, 10, dtype=np.float32).reshape(3, 3)
 
-
-def launch(job: Path, ws: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws)],
-                          capture_output=True, text=True, timeout=220)
 
 
 def test_a_model_controller_job_validates_clean(tmp_path: Path) -> None:

@@ -5,13 +5,12 @@ flconfig's ScatterAndGather and CrossSiteModelEval."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
+from launching import launch
 
 from flconfig.config.job import inspect_job
 
@@ -142,8 +141,7 @@ def test_flare_api_server_components_validate_with_their_kinds(tmp_path: Path) -
 @pytest.mark.timeout(240)
 def test_flare_api_server_components_run_under_the_built_in_workflows(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
-    proc = subprocess.run([sys.executable, "-m", "flconfig", "launch", str(write_job(tmp_path)), "-w", str(ws)],
-                          capture_output=True, text=True, timeout=220)
+    proc = launch(write_job(tmp_path), ws)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     run = ws / "server" / "simulate_job"
     # each round: NPTrainer adds 1, the result filter adds 10, the aggregator averages: 1 + 2 * 11
@@ -211,8 +209,7 @@ def test_the_servers_own_filters_apply_to_task_data_and_results(tmp_path: Path) 
     client["task_result_filters"] = []
     client_file.write_text(json.dumps(client))
     ws = tmp_path / "ws"
-    proc = subprocess.run([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws)],
-                          capture_output=True, text=True, timeout=220)
+    proc = launch(job, ws)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     # 1 from the persistor, +10 on its way out, +1 at the site, +10 on its way back
     np.testing.assert_array_equal(np.load(ws / "server" / "simulate_job" / "model.npy"), np.full((2, 2), 22.0))

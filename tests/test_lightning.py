@@ -4,11 +4,10 @@ a Lightning script as FLARE's examples write it runs unchanged."""
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from launching import launch
 
 from flconfig.config.job import inspect_job
 
@@ -113,8 +112,7 @@ def test_a_lightning_script_trains_federated_with_flare_patch(tmp_path: Path) ->
     from safetensors.torch import load_file
 
     ws = tmp_path / "ws"
-    proc = subprocess.run([sys.executable, "-m", "flconfig", "launch", str(lightning_job(tmp_path)), "-w", str(ws)],
-                          capture_output=True, text=True, timeout=280)
+    proc = launch(lightning_job(tmp_path), ws, timeout=280)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
     run = ws / "server" / "simulate_job"

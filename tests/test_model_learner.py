@@ -4,12 +4,11 @@ CIFAR-10 ModelLearner is, runs unchanged under ModelLearnerExecutor."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from launching import launch
 
 from flconfig.config.job import inspect_job
 from flconfig.errors import JobError
@@ -177,11 +176,6 @@ def write_job(root: Path, client: dict, server: dict | None = None) -> Path:
     (job / "meta.json").write_text(json.dumps({"name": "model-learner", "min_clients": 2,
                                                "deploy_map": {"app": ["@ALL"]}}))
     return job
-
-
-def launch(job: Path, ws: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws)],
-                          capture_output=True, text=True, timeout=220)
 
 
 def test_a_model_learner_job_validates_clean(tmp_path: Path) -> None:

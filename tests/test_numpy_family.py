@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from launching import launch
 
 from flconfig.components.numpy_family import (
     NPModelLocator,
@@ -131,8 +130,7 @@ def test_the_validator_scores_as_flare_does(tmp_path: Path) -> None:
 @pytest.mark.timeout(240)
 def test_flares_numpy_job_runs_with_flares_results(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
-    proc = subprocess.run([sys.executable, "-m", "flconfig", "launch", str(write_job(tmp_path)), "-w", str(ws)],
-                          capture_output=True, text=True, timeout=220)
+    proc = launch(write_job(tmp_path), ws)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
     run = ws / "server" / "simulate_job"
@@ -158,8 +156,7 @@ def test_fedavg_trains_num_clients_sites_a_round(tmp_path: Path) -> None:
     job = write_job(tmp_path)
     (job / "app" / "config" / "config_fed_server.json").write_text(json.dumps(server))
     ws = tmp_path / "ws"
-    proc = subprocess.run([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws)],
-                          capture_output=True, text=True, timeout=220)
+    proc = launch(job, ws)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rounds = [line for line in proc.stdout.splitlines() if ": results from " in line]
     assert len(rounds) == 3
@@ -208,8 +205,7 @@ def test_initialize_global_weights_starts_training_from_a_sites_weights(tmp_path
     (job / "app" / "config" / "config_fed_server.json").write_text(json.dumps(server))
     assert [p.message for p in inspect_job(job, environ={})[1] if p.is_error] == []
     ws = tmp_path / "ws"
-    proc = subprocess.run([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws)],
-                          capture_output=True, text=True, timeout=220)
+    proc = launch(job, ws)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     said = [text for text in proc.stdout.splitlines() if "the global model starts from the weights of" in text]
     assert len(said) == 1
@@ -234,8 +230,7 @@ def test_cyclic_workflows_relay_the_model_through_every_site(tmp_path: Path, wor
     (job / "app" / "config" / "config_fed_server.json").write_text(json.dumps(server))
     assert [p.message for p in inspect_job(job, environ={})[1] if p.is_error] == []
     ws = tmp_path / "ws"
-    proc = subprocess.run([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws)],
-                          capture_output=True, text=True, timeout=220)
+    proc = launch(job, ws)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     relays = [line.split("relayed through ", 1)[1].split(" (")[0]
               for line in proc.stdout.splitlines() if "relayed through" in line]
@@ -328,8 +323,7 @@ def test_a_learner_written_against_flares_learner_api_runs_unchanged(tmp_path: P
     _, problems = inspect_job(job, environ={})
     assert [p.message for p in problems] == []  # nvflare imports included: flconfig serves them
     ws = tmp_path / "ws"
-    proc = subprocess.run([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws)],
-                          capture_output=True, text=True, timeout=220)
+    proc = launch(job, ws)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     run = ws / "server" / "simulate_job"
     np.testing.assert_array_equal(np.load(run / "models" / "server.npy"), DEFAULT + 3)
@@ -370,8 +364,7 @@ def test_flares_cross_site_eval_reads_the_server_models_from_the_persistor(tmp_p
     _, problems = inspect_job(job, environ={})
     assert [p.message for p in problems] == []
     ws = tmp_path / "ws"
-    proc = subprocess.run([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws)],
-                          capture_output=True, text=True, timeout=220)
+    proc = launch(job, ws)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     run = ws / "server" / "simulate_job"
     results = json.loads((run / "cross_site_val" / "cross_val_results.json").read_text())

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from launching import launch
 from test_numpy_family import DEFAULT, write_job
 
 from flconfig.components.privacy import (
@@ -136,8 +135,7 @@ def test_a_percentile_privacy_result_filter_shapes_the_global_model(tmp_path: Pa
     server["workflows"][0]["args"]["num_rounds"] = 1
     server_file.write_text(json.dumps(server))
     ws = tmp_path / "ws"
-    proc = subprocess.run([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws)],
-                          capture_output=True, text=True, timeout=220)
+    proc = launch(job, ws)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     # each site sends DEFAULT + 1 (2 .. 10); its 50th percentile is 6: 2..5 become 0, 7.5 clips the rest
     np.testing.assert_array_equal(np.load(ws / "server" / "simulate_job" / "models" / "server.npy"),

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from launching import launch
 from test_numpy_family import DEFAULT, write_job
 
 from flconfig.components.quantization import ModelDequantizer, ModelQuantizer
@@ -82,8 +81,7 @@ def test_results_go_quantized_and_the_server_aggregates_them_dequantized(tmp_pat
     _, problems = inspect_job(job, environ={})
     assert [p.message for p in problems] == []
     ws = tmp_path / "ws"
-    proc = subprocess.run([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws)],
-                          capture_output=True, text=True, timeout=220)
+    proc = launch(job, ws)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     saved = np.load(ws / "server" / "simulate_job" / "models" / "server.npy")
     assert saved.dtype == np.float32

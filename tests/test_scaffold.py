@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from test_model_learner import NET, launch
+from launching import launch
+from test_model_learner import NET
 
 from flconfig.compat.nvflare.app_opt.pt.scaffold import PTScaffoldHelper
 from flconfig.config.job import inspect_job

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import pickle
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
+from launching import launch
 
 from flconfig.components.sklearn_family import (
     CollectAndAssembleAggregator,
@@ -206,8 +206,7 @@ def test_a_flare_sklearn_job_runs_its_metrics_reach_the_servers_tensorboard(tmp_
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     ws = tmp_path / "ws"
-    proc = subprocess.run([sys.executable, "-m", "flconfig", "launch", str(write_job(tmp_path)), "-w", str(ws)],
-                          capture_output=True, text=True, timeout=220)
+    proc = launch(write_job(tmp_path), ws)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
     run = ws / "server" / "simulate_job"

@@ -274,6 +274,21 @@ class Widget(Component):
 # Helpers shared by the built-in components at run time (and write_atomic, from ..files).
 
 
+def flare_learner(ctx: RunContext, learner_id: str, base: type, flare_path: str) -> Any:
+    """The component ``learner_id`` names, which must be an instance of ``base`` (a FLARE
+    learner class of flconfig's FLARE API, ``flare_path`` its FLARE path); JobError at the
+    site otherwise."""
+    learner = ctx.get_component(learner_id)
+    what = flare_path.rpartition(".")[2]
+    if learner is None:
+        raise JobError(f"learner_id '{learner_id}' names no component; add a {what} component with id "
+                       f"'{learner_id}' to the client config", getattr(ctx, "site_name", None))
+    if not isinstance(learner, base):
+        raise JobError(f"learner_id '{learner_id}' names a {type(learner).__name__}, not a FLARE {what} "
+                       f"({flare_path})", getattr(ctx, "site_name", None))
+    return learner
+
+
 def lookup_component(ctx: RunContext, owner: str, arg: str, component_id: str, kind: type) -> Any:
     """The component ``component_id`` names, checked to be a ``kind``.
 

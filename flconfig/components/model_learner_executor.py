@@ -5,9 +5,8 @@ from __future__ import annotations
 import threading
 from typing import Any, ClassVar
 
-from ..errors import JobError
 from ..types import Event, EventType, FLModel, ReturnCode, RunContext, Signal
-from .base import Executor
+from .base import Executor, flare_learner
 from .learner_executor import _logger
 
 
@@ -143,14 +142,8 @@ class ModelLearnerExecutor(Executor):
             return self._learner
         from ..compat.nvflare.app_common.abstract.model_learner import ModelLearner
 
-        learner = ctx.get_component(self.learner_id)
-        if learner is None:
-            raise JobError(f"learner_id '{self.learner_id}' names no component; add a ModelLearner "
-                           f"component with id '{self.learner_id}' to the client config", ctx.site_name)
-        if not isinstance(learner, ModelLearner):
-            raise JobError(f"learner_id '{self.learner_id}' names a {type(learner).__name__}, not a FLARE "
-                           "ModelLearner (nvflare.app_common.abstract.model_learner.ModelLearner)",
-                           ctx.site_name)
+        learner = flare_learner(ctx, self.learner_id, ModelLearner,
+                                "nvflare.app_common.abstract.model_learner.ModelLearner")
         self._learner = learner
         return learner
 

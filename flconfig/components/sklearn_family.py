@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 from ..errors import JobError
 from ..files import inside, write_atomic
 from ..types import Event, EventType, FLModel, ReturnCode, RunContext, Signal
-from .base import Aggregator, Executor, ModelPersistor
+from .base import Aggregator, Executor, ModelPersistor, flare_learner
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +80,7 @@ class SKLearnExecutor(Executor):
             return self._learner
         from ..compat.nvflare.app_common.abstract.learner import Learner
 
-        learner = ctx.get_component(self.learner_id)
-        if learner is None:
-            raise JobError(f"learner_id '{self.learner_id}' names no component; add the learner "
-                           f"with id '{self.learner_id}' to the client config", ctx.site_name)
-        if not isinstance(learner, Learner):
-            raise JobError(f"learner_id '{self.learner_id}' names a {type(learner).__name__}, not a FLARE "
-                           "Learner (nvflare.app_common.abstract.learner_spec.Learner)", ctx.site_name)
+        learner = flare_learner(ctx, self.learner_id, Learner, "nvflare.app_common.abstract.learner_spec.Learner")
         learner.initialize(dict(getattr(ctx, "components", {})), _fl_ctx(ctx))
         self._learner = learner
         return learner

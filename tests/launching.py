@@ -1,0 +1,23 @@
+"""Running ``flconfig launch`` in a test, and reading back what it wrote."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+
+def launch(job: Path, ws: Path, *args: str, timeout: float = 220) -> subprocess.CompletedProcess[str]:
+    """``python -m flconfig launch JOB -w WS ARGS``, its output captured."""
+    return subprocess.run([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws), *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def scalars(folder: Path, tag: str) -> list[tuple[int, float]]:
+    """(step, value) of every ``tag`` scalar in the TensorBoard files of ``folder``, read
+    with TensorBoard's own reader."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(folder), size_guidance={"scalars": 0, "tensors": 0})
+    acc.Reload()
+    return [(e.step, e.value) for e in acc.Scalars(tag)]
