@@ -62,6 +62,8 @@ class RoundsController(Controller):
         return None
 
     def control_flow(self, abort_signal: Signal, fl_ctx: FLContext):
+        # a sticky property set in start_controller's context is in this one (FLARE's engine)
+        self.log_info(fl_ctx, f"global model carried: {fl_ctx.get_prop(AppConstants.GLOBAL_MODEL) is not None}")
         for r in range(self._num_rounds):
             task = Task(name="poc", data=self.shareable_gen.learnable_to_shareable(self._global_model, fl_ctx),
                         props={"round": r, "total": self._num_rounds}, timeout=0,
@@ -141,6 +143,7 @@ def test_a_flare_controller_runs_with_the_built_in_persistor_and_generator(tmp_p
     np.testing.assert_array_equal(np.load(run / "models" / "server.npy"), default + 2)  # +1 a round
     log = (run / "log.txt").read_text()
     assert "RoundsController: round 1 to ['site-1', 'site-2']" in log and "RoundsController: stopped" in log
+    assert "RoundsController: global model carried: True" in log
     for site in ("site-1", "site-2"):  # the public props the callback set reached the sites
         acc = EventAccumulator(str(run / "tb_events" / site), size_guidance={"scalars": 0})
         acc.Reload()

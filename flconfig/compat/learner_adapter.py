@@ -28,8 +28,8 @@ def flare_context(site: Any, **props: Any) -> Any:
     from .nvflare.apis.fl_context import FLContext
 
     fl_ctx = FLContext(site)
-    for key, value in props.items():
-        fl_ctx.set_prop(key, value)
+    for key, value in props.items():  # this call's: not carried on to the site's next contexts
+        fl_ctx.set_prop(key, value, sticky=False)
     return fl_ctx
 
 

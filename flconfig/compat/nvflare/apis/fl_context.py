@@ -73,6 +73,17 @@ class _Engine:
         yield FLContext(self._site)
 
 
+def _sticky(site: Any) -> dict[str, Any]:
+    """The sticky FLContext properties of ``site`` (kept with its run state)."""
+    props = getattr(site, "props", None)
+    if not isinstance(props, dict):
+        return {}
+    store = props.get("__flare_sticky_props__")
+    if not isinstance(store, dict):
+        store = props["__flare_sticky_props__"] = {}
+    return store
+
+
 class FLContext:
     """Properties (``get_prop``/``set_prop``) and the site behind them (``get_engine()``)."""
 
@@ -93,14 +104,23 @@ class FLContext:
                 FLContextKey.RUN_ABORT_SIGNAL: getattr(site, "abort_signal", None),
                 ReservedKey.ENGINE: _Engine(site),
             })
+            self._props.update(_sticky(site))
 
     def get_prop(self, key: str, default: Any = None) -> Any:
         return self._props.get(key, default)
 
     def set_prop(self, key: str, value: Any, private: bool = True, sticky: bool = True) -> bool:
-        """Set ``key``; a public one (``private=False``) set by a workflow's task callback
-        goes to the site with the task, as the peer context's property (FLARE's rule)."""
+        """Set ``key``; a sticky one (FLARE's default) is also in every FLContext of this
+        site made after, as FLARE's engine carries sticky properties on; a public one
+        (``private=False``) set by a workflow's task callback goes to the site with the task,
+        as the peer context's property (FLARE's rule)."""
         self._props[key] = value
+        if self._site is not None:
+            store = _sticky(self._site)
+            if sticky:
+                store[key] = value
+            else:
+                store.pop(key, None)
         if private:
             self._public.discard(key)
         else:
