@@ -96,6 +96,7 @@ FLARE_ALIASES: Mapping[str, str] = MappingProxyType(
         "nvflare.app_opt.tracking.tb_receiver.TBAnalyticsReceiver": f"{_T}.receivers.tensorboard.TBAnalyticsReceiver",
         "nvflare.app_common.pt.tb_receiver.TBAnalyticsReceiver": f"{_T}.receivers.tensorboard.TBAnalyticsReceiver",
         "nvflare.app_opt.tracking.mlflow.mlflow_receiver.MLflowReceiver": f"{_T}.receivers.mlflow.MLflowReceiver",
+        "nvflare.app_opt.tracking.wandb.wandb_receiver.WandBReceiver": f"{_T}.receivers.wandb.WandBReceiver",
         "nvflare.app_opt.tracking.mlflow.mlflow_receiver.MLFlowReceiver": f"{_T}.receivers.mlflow.MLflowReceiver",
     }
 )
