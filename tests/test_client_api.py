@@ -592,3 +592,30 @@ def test_an_external_process_job_without_a_receiver_is_fine(tmp_path: Path) -> N
     server.write_text(text[:start].rstrip().rstrip(",") + "\n  ]\n}\n")
     _, problems = inspect_job(job, environ={})
     assert [p.message for p in problems] == []
+
+
+def test_an_installed_flare_is_never_shadowed_and_that_is_said(tmp_path: Path) -> None:
+    # A package named nvflare on the path stands for an installed FLARE: job code gets it,
+    # flconfig's FLARE API stands aside, and importing the job's class says so once.
+    flare = tmp_path / "site-packages" / "nvflare"
+    (flare / "client").mkdir(parents=True)
+    (flare / "__init__.py").write_text("REAL = True\n")
+    (flare / "client" / "__init__.py").write_text("def init():\n    return 'real FLARE'\n")
+    custom = tmp_path / "custom"
+    custom.mkdir()
+    (custom / "job_code.py").write_text("import nvflare.client as flare\n\n\nclass Thing:\n    who = flare.init()\n")
+    code = textwrap.dedent(f"""
+        import logging, sys
+        logging.basicConfig(level=logging.WARNING, format="%(message)s")
+        sys.path.insert(0, {str(tmp_path / "site-packages")!r})
+        import flconfig.compat
+        from flconfig.runtime.loader import import_class
+        cls = import_class("job_code.Thing", "job_code", "Thing", "custom", {str(custom / "job_code.py")!r},
+                           [{str(custom)!r}])
+        import_class("job_code.Thing", "job_code", "Thing", "custom", {str(custom / "job_code.py")!r}, [{str(custom)!r}])
+        print("who:", cls.who, "served:", flconfig.compat.install())
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "who: real FLARE served: False" in proc.stdout
+    assert proc.stderr.count("NVIDIA FLARE is installed here: the job's 'import nvflare' gets FLARE's own package") == 1

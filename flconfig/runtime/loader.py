@@ -36,9 +36,11 @@ def import_class(path: str, module_name: str, qualname: str, origin: str, file: 
     first, as FLARE does, and the module must be the ``file`` the registry read.
     """
     if origin == "custom":
-        from ..compat import install
+        from ..compat import flare_installed, install
 
-        install()  # job code may import nvflare: flconfig serves it when FLARE is not installed
+        # job code may import nvflare: flconfig serves it when FLARE is not installed
+        if not install() and flare_installed():
+            _say_flare_is_installed()
         for folder in custom_dirs:
             if str(folder) not in sys.path:
                 sys.path.append(str(folder))
@@ -80,6 +82,22 @@ def import_class(path: str, module_name: str, qualname: str, origin: str, file: 
             "a component path must name a class, or a factory function that returns one",
         )
     return obj  # type: ignore[return-value]  # a factory function builds like a class
+
+
+_SAID_FLARE: list[bool] = []
+
+
+def _say_flare_is_installed() -> None:
+    """Once per process: FLARE's own package, not flconfig's FLARE API, is what the job's
+    ``import nvflare`` gets (flconfig never shadows an installed FLARE)."""
+    if not _SAID_FLARE:
+        _SAID_FLARE.append(True)
+        import logging
+
+        logging.getLogger("flconfig.runtime").warning(
+            "NVIDIA FLARE is installed here: the job's 'import nvflare' gets FLARE's own package, "
+            "not flconfig's FLARE API, so its Learners, Executors and other FLARE-API classes are "
+            "not adapted to flconfig's sites; uninstall nvflare in this environment to run them")
 
 
 def short_path(file: str) -> str:
