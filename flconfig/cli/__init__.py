@@ -12,7 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-SUBCOMMANDS = ("validate", "schema", "launch")
+SUBCOMMANDS = ("validate", "schema", "launch", "provision")
 
 
 def build_parser() -> argparse.ArgumentParser:
