@@ -12,6 +12,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 
+def is_torch_tensor(value: object) -> bool:
+    """Whether ``value`` is a torch tensor, told without importing torch."""
+    return type(value).__module__.startswith("torch") and hasattr(value, "detach")
+
+
 class ReturnCode:
     """Result codes a site can send back with a task result (FLARE's names)."""
 

@@ -21,6 +21,7 @@ from ..components.base import (
     ModelPersistor,
     ShareableGenerator,
 )
+from ..components.shareable_generators import GLOBAL_MODEL_PROP
 from ..errors import JobError
 from ..types import FLModel, RunContext
 from .learner_adapter import (
@@ -142,7 +143,7 @@ class FlareShareableGenerator(_Wrapper, ShareableGenerator):
     def _ctx(self, ctx: RunContext) -> Any:
         from .nvflare.app_common.app_constant import AppConstants
 
-        current = getattr(ctx, "props", {}).get("global_model")
+        current = getattr(ctx, "props", {}).get(GLOBAL_MODEL_PROP)
         return flare_context(ctx, **{AppConstants.GLOBAL_MODEL: learnable_of(current if isinstance(
             current, FLModel) else None), AppConstants.CURRENT_ROUND: getattr(ctx, "props", {}).get("current_round")})
 

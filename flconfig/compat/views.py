@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..components.base import Aggregator, ModelPersistor, ShareableGenerator
+from ..components.shareable_generators import GLOBAL_MODEL_PROP
 from .component_adapter import learnable_of, model_of
 from .learner_adapter import model_of_task, to_shareable
 from .nvflare.apis.fl_constant import ReservedKey
@@ -57,7 +58,7 @@ class GeneratorView(FlareGenerator):
     def shareable_to_learnable(self, shareable: Any, fl_ctx: Any) -> Any:
         current = fl_ctx.get_prop(AppConstants.GLOBAL_MODEL) if fl_ctx is not None else None
         if isinstance(current, dict) and "weights" in current:  # the base a DIFF is added to
-            self._site.props["global_model"] = model_of(current, "the global model")
+            self._site.props[GLOBAL_MODEL_PROP] = model_of(current, "the global model")
         return learnable_of(self._generator.shareable_to_learnable(model_of_task(shareable), self._site))
 
 

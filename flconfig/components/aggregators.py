@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import JobError
-from ..types import FLModel, ReturnCode, RunContext
+from ..types import FLModel, ReturnCode, RunContext, is_torch_tensor
 from .base import Aggregator
 
 log = logging.getLogger(__name__)
@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 DATA_KINDS = ("WEIGHTS", "WEIGHT_DIFF", "METRICS")
 #: The ``params_type`` a result must have for each data kind.
 PARAMS_TYPE_OF_KIND = {"WEIGHTS": "FULL", "WEIGHT_DIFF": "DIFF"}
+#: FLARE's DataKind of each ``params_type`` a model of weights may have.
+KIND_OF_PARAMS_TYPE = {v: k for k, v in PARAMS_TYPE_OF_KIND.items()}
 #: Meta key of the number of local training steps behind a result (FLARE's MetaKey).
 NUM_STEPS_KEY = "NUM_STEPS_CURRENT_ROUND"
 
@@ -144,7 +146,7 @@ class InTimeAccumulateWeightedAggregator(Aggregator):
             return False
         assert weight is not None
         for name, (values, dtype) in converted.items():
-            values *= weight  # a private float64 copy (see _as_float64)
+            values *= weight  # a private float64 copy (see as_float64)
             if name in self._sums:
                 np.add(self._sums[name][0], values, out=self._sums[name][0])
             else:
@@ -175,7 +177,7 @@ class InTimeAccumulateWeightedAggregator(Aggregator):
                 "(NUM_STEPS_CURRENT_ROUND 0, or aggregation_weights 0); nothing to average"
             )
         params = {
-            name: _restore(acc / total, dtype) for name, (acc, dtype, _) in self._sums.items()
+            name: restore_dtype(acc / total, dtype) for name, (acc, dtype, _) in self._sums.items()
         }
         metrics = {name: s / w for name, (s, w) in self._metric_sums.items() if w > 0}
         kind = self.expected_data_kind
@@ -236,7 +238,7 @@ class InTimeAccumulateWeightedAggregator(Aggregator):
             if self._exclude is not None and self._exclude.search(name):
                 continue
             try:
-                converted[name] = _as_float64(value)
+                converted[name] = as_float64(value)
             except (TypeError, ValueError) as exc:
                 return {}, f"params[{name!r}]: {exc}"
         if not converted:
@@ -278,13 +280,9 @@ def _numeric_metrics(metrics: Any) -> dict[str, float]:
     }
 
 
-def _is_torch_tensor(value: object) -> bool:
-    return type(value).__module__.startswith("torch") and hasattr(value, "detach")
-
-
-def _as_float64(value: Any) -> tuple[np.ndarray, Any]:
+def as_float64(value: Any) -> tuple[np.ndarray, Any]:
     """``value`` as a float64 numpy array, with the dtype to give the mean back in."""
-    if _is_torch_tensor(value):
+    if is_torch_tensor(value):
         import torch
 
         tensor = value.detach().cpu()
@@ -297,7 +295,7 @@ def _as_float64(value: Any) -> tuple[np.ndarray, Any]:
     return array.astype(np.float64, copy=True), array.dtype
 
 
-def _restore(mean: np.ndarray, dtype: Any) -> Any:
+def restore_dtype(mean: np.ndarray, dtype: Any) -> Any:
     """``mean`` in the dtype the parameter came in (integers rounded, bools by majority)."""
     if isinstance(dtype, np.dtype):
         if dtype.kind in "iu":

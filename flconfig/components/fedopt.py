@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import JobError
-from ..types import Event, EventType, FLModel, ReturnCode, RunContext
+from ..types import Event, EventType, FLModel, ReturnCode, RunContext, is_torch_tensor
 from .shareable_generators import GLOBAL_MODEL_PROP, FullModelShareableGenerator, add_difference
 
 log = logging.getLogger(__name__)
@@ -165,7 +165,7 @@ class PTFedOptModelShareableGenerator(FullModelShareableGenerator):
             self._start(ctx)
         current = getattr(ctx, "props", {}).get(GLOBAL_MODEL_PROP)
         base: dict[str, Any] = dict(current.params) if isinstance(current, FLModel) else {}
-        as_torch = any(_is_tensor(v) for v in (base or aggregated.params).values())
+        as_torch = any(is_torch_tensor(v) for v in (base or aggregated.params).values())
         module = self._module
         state = module.state_dict()
         with torch.no_grad():  # the server model starts from the current global weights
@@ -219,14 +219,10 @@ def _torch_class(spec: dict, module: Any, module_name: str, owner: str, arg: str
     return cls
 
 
-def _is_tensor(value: object) -> bool:
-    return type(value).__module__.startswith("torch") and hasattr(value, "detach")
-
-
 def _tensor(value: Any, name: str, shape: tuple[int, ...], owner: str) -> Any:
     import torch
 
-    tensor = value.detach().cpu() if _is_tensor(value) else torch.from_numpy(np.array(value))
+    tensor = value.detach().cpu() if is_torch_tensor(value) else torch.from_numpy(np.array(value))
     if tuple(tensor.shape) != shape:
         raise JobError(f"{owner}: {name!r} has shape {tuple(tensor.shape)}, the model's is {shape}")
     return tensor

@@ -13,7 +13,7 @@ FLARE's filter of the same name does to a ``WEIGHTS`` or ``WEIGHT_DIFF`` DXO:
 
 A model whose ``params_type`` is not among the filter's ``data_kinds`` (``FULL`` is
 FLARE's ``WEIGHTS``, ``DIFF`` its ``WEIGHT_DIFF``), or whose return code is not OK,
-passes unchanged. Torch tensors come back as tensors of their own dtype.
+passes unchanged. Torch tensors come back as tensors of their own dtype (integers rounded).
 """
 
 from __future__ import annotations
@@ -26,14 +26,11 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..types import FLModel, ReturnCode, RunContext
+from .aggregators import KIND_OF_PARAMS_TYPE, NUM_STEPS_KEY, as_float64, restore_dtype
 from .base import Filter
 
 log = logging.getLogger(__name__)
 
-#: FLARE's DataKind of each ``params_type`` a privacy filter can change.
-KIND_OF_PARAMS_TYPE = {"FULL": "WEIGHTS", "DIFF": "WEIGHT_DIFF"}
-#: Meta key of the number of local training steps behind a result (FLARE's MetaKey).
-NUM_STEPS_KEY = "NUM_STEPS_CURRENT_ROUND"
 #: Meta keys SVTPrivacy records the budget of one call and of the run under (FLARE's).
 SVT_BUDGET_KEY = "svt_privacy_budget"
 SVT_ACCOUNTANT_KEY = "svt_privacy_accountant"
@@ -150,7 +147,8 @@ class PercentilePrivacy(_DataKindFilter):
         if self.gamma <= 0 or not 0 <= self.percentile <= 100:
             return None
         steps = float(data.meta.get(NUM_STEPS_KEY, 1) or 1)
-        arrays = {name: as_float64(value) / steps for name, value in data.params.items()}
+        converted = {name: as_float64(value) for name, value in data.params.items()}
+        arrays = {name: values / steps for name, (values, _) in converted.items()}
         cutoff = float(np.percentile(np.concatenate([np.abs(a).ravel() for a in arrays.values()]),
                                      self.percentile))
         out: dict[str, Any] = {}
@@ -159,7 +157,7 @@ class PercentilePrivacy(_DataKindFilter):
                 out[name] = data.params[name]
                 continue
             delta[(delta > -cutoff) & (delta < cutoff)] = 0.0
-            out[name] = like(data.params[name], np.clip(delta, -self.gamma, self.gamma) * steps)
+            out[name] = restore_dtype(np.clip(delta, -self.gamma, self.gamma) * steps, converted[name][1])
         return out
 
 
@@ -271,7 +269,8 @@ class SVTPrivacy(_DataKindFilter):
         """The parameters with a noisy fraction of their entries shared, the rest 0."""
         steps = float(data.meta.get(NUM_STEPS_KEY, 1) or 1)
         names = sorted(data.params)
-        arrays = {name: as_float64(data.params[name]) / steps for name in names}
+        converted = {name: as_float64(data.params[name]) for name in names}
+        arrays = {name: converted[name][0] / steps for name in names}
         vectors = [name for name in names if arrays[name].ndim > 0]
         flat = (np.concatenate([arrays[n].ravel() for n in vectors]) if vectors else np.zeros(0))
         if flat.size == 0:
@@ -302,7 +301,8 @@ class SVTPrivacy(_DataKindFilter):
                 out[name] = data.params[name]
                 continue
             size = arrays[name].size
-            out[name] = like(data.params[name], shared[start:start + size].reshape(arrays[name].shape) * steps)
+            out[name] = restore_dtype(shared[start:start + size].reshape(arrays[name].shape) * steps,
+                                      converted[name][1])
             start += size
         return out
 
@@ -322,24 +322,3 @@ class SVTPrivacy(_DataKindFilter):
         data.meta[SVT_ACCOUNTANT_KEY] = {"accountant": "pure_dp_sum", "delta": 0.0,
                                          "epsilon_total": spent, "calls": calls}
         log.info("SVTPrivacy: this call spent epsilon %.6g, the run %.6g", total, spent)
-
-
-def _is_tensor(value: object) -> bool:
-    return type(value).__module__.startswith("torch") and hasattr(value, "detach")
-
-
-def as_float64(value: Any) -> np.ndarray:
-    """A private float64 numpy copy of an array, tensor or number."""
-    if _is_tensor(value):
-        return value.detach().cpu().double().numpy().copy()
-    return np.array(value, dtype=np.float64)
-
-
-def like(original: Any, values: np.ndarray) -> Any:
-    """``values`` in the type and dtype of ``original`` (a numpy array or torch tensor)."""
-    if _is_tensor(original):
-        import torch
-
-        return torch.from_numpy(values).to(original.dtype)
-    dtype = np.asarray(original).dtype
-    return (np.rint(values) if dtype.kind in "iu" else values).astype(dtype)

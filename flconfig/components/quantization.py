@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import JobError
-from ..types import FLModel, ReturnCode, RunContext
+from ..types import FLModel, ReturnCode, RunContext, is_torch_tensor
 from .base import Filter
 
 log = logging.getLogger(__name__)
@@ -29,12 +29,8 @@ SOURCE_DTYPES = ("float32", "float16", "bfloat16")
 _FP16 = np.finfo(np.float16)
 
 
-def _is_tensor(value: object) -> bool:
-    return type(value).__module__.startswith("torch") and hasattr(value, "detach")
-
-
 def _dtype_name(value: Any) -> str:
-    return str(value.dtype).split(".")[-1] if _is_tensor(value) else np.asarray(value).dtype.name
+    return str(value.dtype).split(".")[-1] if is_torch_tensor(value) else np.asarray(value).dtype.name
 
 
 class ModelQuantizer(Filter):
@@ -84,7 +80,7 @@ class ModelQuantizer(Filter):
                                f"{', '.join(SOURCE_DTYPES)} parameters")
             state[name], source[name] = {}, dtype
             if dtype == "float32":
-                if _is_tensor(value):
+                if is_torch_tensor(value):
                     import torch
 
                     value = torch.clamp(value, float(_FP16.min), float(_FP16.max)).to(torch.float16)
@@ -119,7 +115,7 @@ class ModelDequantizer(Filter):
         for name, value in data.params.items():
             dtype = source.get(name)
             if dtype == "float32" and _dtype_name(value) == "float16":
-                if _is_tensor(value):
+                if is_torch_tensor(value):
                     import torch
 
                     value = value.to(torch.float32)

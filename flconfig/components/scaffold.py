@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import numpy as np
@@ -65,7 +64,7 @@ class Scaffold(BaseFedAvg):
         """The rounds (see the class)."""
         model = self.load_model()
         model.start_round, model.total_rounds = self.start_round, self.num_rounds
-        self._global_ctrl = {k: np.zeros_like(np.asarray(v)) for k, v in copy.deepcopy(model.params).items()}
+        self._global_ctrl = {k: np.zeros_like(np.asarray(v)) for k, v in model.params.items()}
         for current in range(self.start_round, self.start_round + self.num_rounds):
             self.current_round = current
             self.info(f"Round {self.current_round} started.")

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import JobError
-from ..types import FLModel, ReturnCode, RunContext
+from ..types import FLModel, ReturnCode, RunContext, is_torch_tensor
 from .base import ShareableGenerator
 
 #: ``ctx.props`` key of the current global model (set by the workflow).
@@ -70,24 +70,20 @@ class FullModelShareableGenerator(ShareableGenerator):
         return FLModel(params=base, meta=meta, metrics=dict(aggregated.metrics), params_type="FULL")
 
 
-def _is_torch_tensor(value: object) -> bool:
-    return type(value).__module__.startswith("torch") and hasattr(value, "detach")
-
-
 def add_difference(name: str, value: Any, diff: Any) -> Any:
     """``value + diff`` in ``value``'s type and dtype (computed in float64)."""
-    if _is_torch_tensor(value) or _is_torch_tensor(diff):
+    if is_torch_tensor(value) or is_torch_tensor(diff):
         import torch
 
-        v = value if _is_torch_tensor(value) else torch.from_numpy(np.array(value))
-        d = diff if _is_torch_tensor(diff) else torch.from_numpy(np.array(diff))
+        v = value if is_torch_tensor(value) else torch.from_numpy(np.array(value))
+        d = diff if is_torch_tensor(diff) else torch.from_numpy(np.array(diff))
         if tuple(v.shape) != tuple(d.shape):
             raise JobError(
                 f"shareable generator: the difference for {name!r} has shape "
                 f"{tuple(d.shape)}, the global model's is {tuple(v.shape)}"
             )
         total = v.detach().cpu().to(torch.float64) + d.detach().cpu().to(torch.float64)
-        if _is_torch_tensor(value):
+        if is_torch_tensor(value):
             return total.to(value.dtype)
         return total.numpy().astype(np.asarray(value).dtype)
     v, d = np.asarray(value), np.asarray(diff)

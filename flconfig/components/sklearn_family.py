@@ -19,14 +19,11 @@ from typing import Any, ClassVar
 from ..errors import JobError
 from ..files import inside, write_atomic
 from ..types import Event, EventType, FLModel, ReturnCode, RunContext, Signal
+from .aggregators import KIND_OF_PARAMS_TYPE, NUM_STEPS_KEY
 from .base import Aggregator, Executor, ModelPersistor, flare_learner
 
 log = logging.getLogger(__name__)
 
-#: Meta key of the number of local samples behind a result (FLARE's MetaKey).
-NUM_STEPS_KEY = "NUM_STEPS_CURRENT_ROUND"
-#: FLARE's DataKind of each ``params_type``.
-KIND_OF_PARAMS_TYPE = {"FULL": "WEIGHTS", "DIFF": "WEIGHT_DIFF"}
 
 
 class SKLearnExecutor(Executor):
@@ -61,6 +58,7 @@ class SKLearnExecutor(Executor):
         self.train_task = train_task
         self._learner: Any = None
         self._writer: Any = None
+        self._sender: Any = None  # the site's AnalyticsSender, False when it has none
         self._finalized = False
 
     def handle_event(self, event: Event, ctx: RunContext) -> None:
@@ -115,18 +113,19 @@ class SKLearnExecutor(Executor):
         return FLModel(params=result, meta=meta, params_type="FULL")
 
     def _log_value(self, ctx: RunContext, key: str, value: Any, step: int) -> None:
-        from ..tracking.senders import AnalyticsSender
+        if self._sender is None:
+            from ..tracking.senders import AnalyticsSender
 
-        number = float(value)
-        senders = [c for c in getattr(ctx, "components", {}).values() if isinstance(c, AnalyticsSender)]
-        if senders:
-            senders[0].add_scalar(key, number, step)
+            found = [c for c in getattr(ctx, "components", {}).values() if isinstance(c, AnalyticsSender)]
+            self._sender = found[0] if found else False
+        if self._sender:
+            self._sender.add_scalar(key, float(value), step)
             return
         if self._writer is None:
             from tensorboard.summary import Writer
 
             self._writer = Writer(str(Path(ctx.run_dir) / "tb_events"))
-        self._writer.add_scalar(key, number, step=step)
+        self._writer.add_scalar(key, float(value), step=step)
         self._writer.flush()
 
 

@@ -37,7 +37,7 @@ from safetensors import SafetensorError, TensorSpec, deserialize, serialize
 
 from ..errors import JobError
 from ..tracking.records import JSON_ENCODER
-from ..types import FLModel
+from ..types import FLModel, is_torch_tensor
 
 MODEL_MAGIC = b"FLCM"
 RECORDS_MAGIC = b"FLCR"
@@ -161,14 +161,10 @@ def _read_frame(data: bytes | bytearray | memoryview, magic: bytes, what: str) -
 # --------------------------------------------------------------------------- models
 
 
-def _is_torch_tensor(value: object) -> bool:
-    return type(value).__module__.startswith("torch") and hasattr(value, "detach")
-
-
 def _param_array(name: str, value: Any) -> tuple[str, tuple[int, ...], np.ndarray]:
     """(safetensors dtype name, shape, contiguous little-endian bytes-holder) of one parameter."""
     where = f"params[{name!r}]"
-    if _is_torch_tensor(value):
+    if is_torch_tensor(value):
         tensor = value.detach().cpu().resolve_conj().resolve_neg().contiguous()
         dtype_name = str(tensor.dtype).removeprefix("torch.")
         if dtype_name in _TORCH_ONLY:
@@ -205,7 +201,7 @@ _ARRAY_REF = "__array__"
 
 
 def _is_array(value: Any) -> bool:
-    return isinstance(value, np.ndarray) or _is_torch_tensor(value)
+    return isinstance(value, np.ndarray) or is_torch_tensor(value)
 
 
 def _lift_arrays(value: Any, arrays: dict[str, Any], depth: int = 0) -> Any:

@@ -10,7 +10,6 @@ resolve has no ``info`` and is skipped here.
 from __future__ import annotations
 
 import fnmatch
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -171,19 +170,31 @@ def _collect(config: ConfigFile) -> _SiteEvents:
     return out
 
 
-_FIRES = re.compile(r"\b(send_analytic_dxo|fire_event|fire_fed_event)\s*\(")
+#: FLARE's calls that fire an event named at run time.
+_FIRING_CALLS = frozenset({"send_analytic_dxo", "fire_event", "fire_fed_event"})
 
 
 def _fires_events(info: Any) -> bool:
     """Whether a class of the job's (or an allowed) code calls FLARE's event API in its
-    module: its events are known only at run time. Read as text, never imported."""
+    module: its events are known only at run time. Read from the module's syntax tree
+    (parsed once, cached), never imported."""
+    import ast
+
+    from ..registry.introspect import parse_module
+
     file = getattr(info, "file", None)
     if getattr(info, "origin", None) not in ("custom", "allowed") or not file:
         return False
-    try:
-        return _FIRES.search(Path(file).read_text(encoding="utf-8", errors="replace")) is not None
-    except OSError:
+    tree = parse_module(file)
+    if tree is None:
         return False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+            if name in _FIRING_CALLS:
+                return True
+    return False
 
 
 def _fed_emitted_if(spec: ComponentSpec, table: Any) -> list[EventUse]:

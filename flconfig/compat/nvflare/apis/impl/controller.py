@@ -26,9 +26,6 @@ from ..fl_context import FLContext
 from ..shareable import Shareable
 from ..signal import Signal
 
-#: Task meta key carrying the public FLContext properties a workflow set for the sites.
-PEER_PROPS_KEY = "__peer_props__"
-
 
 class Controller(FLComponent, ABC):
     """FLARE's Controller API on flconfig's server (see the module)."""
@@ -122,7 +119,7 @@ class Controller(FLComponent, ABC):
 
     def _send(self, task: Task, targets: list[str], min_responses: int, wait_after: float,
               abort_signal: Signal | None, done: bool = True) -> None:
-        from flconfig.compat.learner_adapter import model_of_task, result_shareable
+        from flconfig.compat.learner_adapter import PEER_PROPS_KEY, model_of_task, result_shareable
 
         site = self._site_ctx
         if site is None:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flconfig.components.base import Controller
+from flconfig.components.shareable_generators import GLOBAL_MODEL_PROP
 from flconfig.errors import JobError
 from flconfig.types import EventType, ReturnCode
 from flconfig.types import FLModel as OurModel
@@ -26,9 +27,6 @@ from ...apis.fl_constant import FLMetaKey
 from ..abstract.fl_model import FLModel, ParamsType
 from ..app_event_type import AppEventType
 from ..utils.fl_component_wrapper import FLComponentWrapper
-
-#: Where the built-in workflows keep the current global model for the other components.
-GLOBAL_MODEL_PROP = "global_model"
 
 
 class BaseModelController(FLComponentWrapper, Controller, ABC):
