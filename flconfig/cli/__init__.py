@@ -12,7 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-SUBCOMMANDS = ("validate", "schema", "launch", "provision")
+SUBCOMMANDS = ("validate", "schema", "launch", "provision", "poc", "server", "admin")
 
 
 def build_parser() -> argparse.ArgumentParser:

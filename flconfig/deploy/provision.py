@@ -53,6 +53,8 @@ class Participant:
     host: str = ""
     port: int = DEFAULT_PORT
     position: Position | None = None
+    #: Whether this participant runs the custom/ code of the jobs it is given (kit.json).
+    allow_custom_code: bool = False
 
 
 @dataclass
@@ -101,9 +103,10 @@ def load_project(path: Path) -> Project:
         if not isinstance(entry, dict):
             bad("a participant is a mapping {name, type, org, host, port}", where)
             continue
-        unknown = sorted(set(entry) - {"name", "type", "org", "host", "port", "role"})
+        unknown = sorted(set(entry) - {"name", "type", "org", "host", "port", "role",
+                                        "allow_custom_code"})
         for key in unknown:
-            bad(f"unknown key {key!r} in a participant", (*where, key), "keys: name, type, org, host, port, role")
+            bad(f"unknown key {key!r} in a participant", (*where, key), "keys: name, type, org, host, port, role, allow_custom_code")
         pname, ptype = entry.get("name"), entry.get("type")
         if not isinstance(pname, str) or not NAME_RE.match(pname):
             bad("a participant's 'name' must be 1-64 letters, digits, . _ @ - (it names its kit folder)",
@@ -122,8 +125,12 @@ def load_project(path: Path) -> Project:
         if ptype == "server" and (not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536):
             bad(f"server {pname!r}: 'port' must be a TCP port (1-65535)", (*where, "port"))
             continue
+        custom = entry.get("allow_custom_code", False)
+        if not isinstance(custom, bool):
+            bad(f"participant {pname!r}: 'allow_custom_code' must be true or false", (*where, "allow_custom_code"))
+            continue
         participants.append(Participant(pname, ptype, str(entry.get("org", "")), str(entry.get("host", "localhost")),
-                                        int(port), doc.position(where)))
+                                        int(port), doc.position(where), custom))
     servers = [p for p in participants if p.type == "server"]
     if entries and len(servers) != 1 and not problems:
         bad(f"a project has exactly one server; this one has {len(servers)}", ("participants",))
@@ -145,6 +152,8 @@ def provision(project_file: Path, out: Path, revoke: list[str] | tuple[str, ...]
     for participant in project.participants:
         if participant.name in state["participants"]:
             result.kept.append(participant.name)
+            if (out / participant.name / "startup").is_dir():
+                _write_kit(out, participant, project, server)
             continue
         serial = _issue(out, participant, project, server, ca_key, ca_cert)
         state["participants"][participant.name] = {"type": participant.type, "serial": serial}
@@ -278,11 +287,20 @@ def _issue(out: Path, participant: Participant, project: Project, server: Partic
     _write_private(startup / f"{participant.type}.key", _pem_key(key))
     _write_public(startup / f"{participant.type}.crt", _pem_cert(cert))
     _write_public(startup / CA_CERT, _pem_cert(ca_cert))
-    kit = {"project": project.name, "name": participant.name, "type": participant.type, "org": participant.org,
+    _write_kit(out, participant, project, server)
+    return format(cert.serial_number, "x")
+
+
+def _write_kit(out: Path, participant: Participant, project: Project, server: Participant) -> None:
+    """The kit's kit.json and README (rewritten on every run: they hold no secret, and
+    settings such as allow_custom_code may change without reissuing a certificate)."""
+    startup = out / participant.name / "startup"
+    kit: dict[str, Any] = {"project": project.name, "name": participant.name, "type": participant.type, "org": participant.org,
            "server": {"name": server.name, "host": server.host, "port": server.port}}
+    if participant.type != "admin":
+        kit["allow_custom_code"] = participant.allow_custom_code
     _write_public(startup / "kit.json", (json.dumps(kit, indent=2) + "\n").encode())
     _write_public(out / participant.name / "README.md", _readme(participant, project, server).encode())
-    return format(cert.serial_number, "x")
 
 
 def _write_crl(out: Path, ca_dir: Path, server: str, state: dict[str, Any], ca_key: Any, ca_cert: Any) -> None:
@@ -315,9 +333,14 @@ def _readme(participant: Participant, project: Project, server: Participant) -> 
                       f"{server.host}:{server.port}",
             "admin": f"admin {participant.name!r} of project {project.name!r}, for submitting and "
                      "watching jobs"}[participant.type]
+    extra = {"server": "Its jobs' files go to `workspace/JOB_ID/` beside `startup/` (`--workspace` "
+                       "moves them); the job store is `workspace/jobs.db`. ",
+             "client": "It reconnects on its own when the server is away. It runs the `custom/` code of "
+                       "a job only if `allow_custom_code` is true in `startup/kit.json`. ",
+             "admin": "`flconfig jobs`, `logs ID --follow`, `download ID`, `abort ID` and `shutdown` take "
+                      "the same `--kit`. "}[participant.type]
     return (f"# {participant.name}\n\nThe startup kit of {what}.\n\n"
             f"`startup/` holds its private key ({participant.type}.key: keep it secret, readable by its "
             f"owner only), its certificate ({participant.type}.crt, signed by the project CA) and the CA's "
             f"certificate (rootCA.pem) it checks its peers against.\n\nStart it from the folder above "
-            f"this one:\n\n```sh\n{start}\n```\n\n(flconfig's `server`, `client` and `submit` commands "
-            "are not in this release yet; the kit already holds what they read.)\n")
+            f"this one:\n\n```sh\n{start}\n```\n\n{extra}See flconfig's docs/deploy.md for the rest.\n")

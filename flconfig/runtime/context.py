@@ -41,11 +41,14 @@ class SiteContext:
         device: str | None = None,
         client_sites: Sequence[str] = (),
         custom_dir: str | Path | None = None,
+        run_dir: str | Path | None = None,
     ) -> None:
         self.site_name = site_name
         self.job_id = job_id
         self.workspace = Path(workspace)
-        self.run_dir = self.workspace / site_name / job_id
+        #: This site's folder for the run: ``WORKSPACE/SITE/JOB_ID`` unless given (a
+        #: deployed job's folder).
+        self.run_dir = Path(run_dir) if run_dir is not None else self.workspace / site_name / job_id
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.role = role
         #: On the server: the :class:`~flconfig.transport.server.CommServer` workflows send tasks with.

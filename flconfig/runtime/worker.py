@@ -86,7 +86,7 @@ def run_server(spec: dict[str, Any]) -> int:
 
     workspace = Path(spec["workspace"])
     job_id = spec["job_id"]
-    run_dir = workspace / "server" / job_id
+    run_dir = _run_dir(spec, "server")
     started = time.monotonic()
     status: dict[str, Any] = {"ok": False}
     try:
@@ -116,6 +116,7 @@ def run_server(spec: dict[str, Any]) -> int:
             role="server",
             progress=progress,
             client_sites=spec["sites"],
+            run_dir=run_dir,
         )
 
         storage_said: list[str] = []
@@ -134,9 +135,13 @@ def run_server(spec: dict[str, Any]) -> int:
             if live is not None:
                 live.observe(site, events)
 
+        tls, peer_check = _server_tls(spec)
         comm = CommServer(
             spec["credentials"],
-            port=0,
+            host=spec.get("host", "127.0.0.1"),
+            port=spec.get("port", 0),
+            server_credentials=tls,
+            peer_check=peer_check,
             heartbeat_timeout=spec["heartbeat_timeout"],
             on_events=on_events,
             on_site_lost=lambda site: progress(f"lost contact with {site}"),
@@ -150,7 +155,7 @@ def run_server(spec: dict[str, Any]) -> int:
         sites = spec["sites"]
         need = min(len(sites), spec.get("min_clients") or len(sites))
         progress(
-            f"server listening on 127.0.0.1:{comm.port}; waiting for {need} of {len(sites)} sites"
+            f"server listening on {comm.address}{' (mutual TLS)' if tls else ''}; waiting for {need} of {len(sites)} sites"
         )
         joined = comm.wait_for_sites(len(sites), timeout=spec.get("startup_timeout", 120))
         for failed, reason in comm.failed_sites().items():
@@ -222,6 +227,31 @@ def run_server(spec: dict[str, Any]) -> int:
         _write_json(run_dir / STATUS_FILE, status)
         print(STATUS_MARKER + json.dumps(status), flush=True)
     return 0 if status["ok"] else 1
+
+
+def _run_dir(spec: dict[str, Any], site: str) -> Path:
+    """Where ``site`` keeps this run's files: ``run_dir`` in the spec (a deployed job's
+    folder), else ``WORKSPACE/SITE/JOB_ID``."""
+    if spec.get("run_dir"):
+        return Path(spec["run_dir"])
+    return Path(spec["workspace"]) / site / spec["job_id"]
+
+
+def _server_tls(spec: dict[str, Any]) -> tuple[Any, Any]:
+    """With ``tls`` in the spec (a deployed job): the server's credentials and the check
+    that each call's certificate is the site's it claims to be; else (None, None)."""
+    files = spec.get("tls")
+    if not files:
+        return None, None
+    from ..deploy.kit import CertificateGate, server_credentials
+
+    gate = CertificateGate(files["ca"], files.get("crl"))
+
+    def peer_check(context: Any, site: str) -> str | None:
+        ident, why = gate.check(context, "client", claimed=site)
+        return None if ident is not None else why
+
+    return server_credentials(files), peer_check
 
 
 def _short_list(names: list[str], limit: int = 8) -> str:
@@ -299,6 +329,8 @@ async def run_site(spec: dict[str, Any], site: str, errors: dict[str, str],
             spec["credentials"][site],
             heartbeat_interval=spec.get("heartbeat_interval", 5.0),
             share_channel=job.shared,
+            channel_credentials=_channel_tls(spec),
+            retry_timeout=spec.get("retry_timeout", 60.0),
         )
         # Connected first, then built: the server's first round starts while the sites
         # still import torch and build their components, instead of after it.
@@ -334,6 +366,7 @@ async def run_site(spec: dict[str, Any], site: str, errors: dict[str, str],
                 device=spec.get("device"),
                 client_sites=spec["sites"],
                 custom_dir=built.plan.custom_dir,
+                run_dir=_run_dir(spec, site),
             ),
         )
         await job.call(site, _start_run, ctx)
@@ -370,6 +403,16 @@ async def run_site(spec: dict[str, Any], site: str, errors: dict[str, str],
                 errors.setdefault(site, message)
         if ctx is not None and ctx.failures:
             errors.setdefault(site, ctx.failures[0])
+
+
+def _channel_tls(spec: dict[str, Any]) -> Any:
+    """The site's TLS credentials from ``tls`` in the spec (a deployed job), else None."""
+    files = spec.get("tls")
+    if not files:
+        return None
+    from ..deploy.kit import channel_credentials
+
+    return channel_credentials(files)
 
 
 def _start_run(ctx: Any) -> None:
@@ -482,7 +525,7 @@ def run_clients(spec: dict[str, Any], sites: list[str]) -> int:
     errors: dict[str, str] = {}
     for site in sites:
         try:
-            add_log_file(workspace / site / spec["job_id"] / "log.txt", site=site)
+            add_log_file(_run_dir(spec, site) / "log.txt", site=site)
         except OSError as exc:
             errors[site] = storage_message(exc, workspace)
     from .plan import load_plan

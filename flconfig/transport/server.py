@@ -144,6 +144,16 @@ class _Gatekeeper(grpc.ServerInterceptor):
             return self._refuse(handler_call_details, grpc.StatusCode.UNAUTHENTICATED, problem)
         return continuation(handler_call_details)
 
+    def note_refusal(self, method: str, why: str) -> None:
+        """Count and log a call a handler refused (a certificate that does not match)."""
+        with self._lock:
+            self.refused += 1
+            count = self.refused
+            kind = why.partition(" was used ")[0]
+            same = self._by_reason[kind] = self._by_reason.get(kind, 0) + 1
+        if same <= _REFUSALS_LOGGED or same % 1000 == 0:
+            log.warning("refused a call to %s: %s (%d refused so far)", method, why, count)
+
     def _refuse(self, details: Any, code: grpc.StatusCode, why: str) -> Any:
         with self._lock:
             self.refused += 1
@@ -200,6 +210,7 @@ class CommServer:
         on_site_lost: Callable[[str], None] | None = None,
         on_site_failed: Callable[[str, str], None] | None = None,
         server_credentials: grpc.ServerCredentials | None = None,
+        peer_check: Callable[[grpc.ServicerContext, str], str | None] | None = None,
     ) -> None:
         if not credentials:
             raise ValueError("credentials: at least one site is needed")
@@ -221,6 +232,9 @@ class CommServer:
         self.on_site_lost = on_site_lost
         self.on_site_failed = on_site_failed
         self._server_credentials = server_credentials
+        #: With mutual TLS: ``peer_check(context, site)`` says why the caller's certificate
+        #: does not prove it is ``site`` (None: it does); checked on every call.
+        self._peer_check = peer_check
         # Hold GetTask no longer than a fraction of the timeout, so a long poll
         # can never look like silence.
         self._long_poll = min(contract.LONG_POLL_S, self.heartbeat_timeout / 2)
@@ -624,6 +638,11 @@ class CommServer:
             _abort(context, grpc.StatusCode.UNAUTHENTICATED, problem)
         site, _ = self._site_of(metadata)
         assert site is not None
+        if self._peer_check is not None:
+            problem = self._peer_check(context, site)
+            if problem is not None:
+                self._gatekeeper.note_refusal(method, problem)
+                _abort(context, grpc.StatusCode.PERMISSION_DENIED, problem)
         return site
 
     def _wrap(self, method: str, fn: Callable[..., Any]) -> Any:

@@ -1,0 +1,109 @@
+"""``flconfig server KIT`` and ``flconfig client KIT``: the services of a deployment."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    server = sub.add_parser(
+        "server", help="run a deployed server from its startup kit (mutual TLS; takes jobs from admins)",
+        description="Serve the project of the server kit KIT: sites and admins connect over mutual TLS on "
+                    "the kit's port; submitted jobs are validated, stored in WORKSPACE/jobs.db, queued and "
+                    "run on their sites, their files in WORKSPACE/JOB_ID/.")
+    server.add_argument("kit", type=Path, metavar="KIT", help="the server's kit folder (from flconfig provision)")
+    server.add_argument("--workspace", type=Path, help="where jobs and the job store go (default: KIT/workspace)")
+    server.add_argument("--host", default="0.0.0.0", help="address to listen on (default: every interface)")
+    server.add_argument("--port", type=int, help="port to listen on (default: the kit's)")
+    server.add_argument("--max-jobs", type=int, default=1, metavar="N",
+                        help="jobs that run at once (default 1: the others wait in the queue)")
+    server.add_argument("--site-wait", type=float, default=600.0, metavar="S",
+                        help="seconds a job waits for its sites to connect before it fails (default 600)")
+    server.add_argument("--tensorboard", action="store_true",
+                        help="serve TensorBoard on every job's tb_events while the server runs")
+    server.add_argument("--tensorboard-port", type=int, default=6006, metavar="PORT")
+    server.set_defaults(func=run_server)
+    client = sub.add_parser(
+        "client", help="run a deployed site from its startup kit (connects to its server, runs its jobs)",
+        description="Run the site of the client kit KIT: it connects to the project's server over mutual "
+                    "TLS (reconnecting with backoff while it is away), and runs the jobs the server gives "
+                    "it, their files in WORKSPACE/JOB_ID/.")
+    client.add_argument("kit", type=Path, metavar="KIT", help="the site's kit folder (from flconfig provision)")
+    client.add_argument("--workspace", type=Path, help="where its jobs' files go (default: KIT/workspace)")
+    client.set_defaults(func=run_client)
+
+
+def _logging() -> None:
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _kit(path: Path, kind: str):  # type: ignore[no-untyped-def]
+    from ..deploy.kit import KitError, load_kit
+
+    try:
+        return load_kit(path, kind)
+    except KitError as exc:
+        print(f"flconfig {kind}: {exc}", file=sys.stderr)
+        return None
+
+
+def run_server(ns: argparse.Namespace) -> int:
+    from ..deploy.grpclog import watch_handshakes
+    from ..deploy.server import DeployServer, ServiceError
+
+    kit = _kit(ns.kit, "server")
+    if kit is None:
+        return 2
+    if ns.max_jobs < 1:
+        print("flconfig server: --max-jobs must be at least 1", file=sys.stderr)
+        return 2
+    _logging()
+    workspace = ns.workspace or kit.startup.parent / "workspace"
+    service = DeployServer(kit, workspace, host=ns.host, port=ns.port, max_jobs=ns.max_jobs,
+                           site_wait=ns.site_wait)
+    watch_handshakes(lambda why: service.say(f"refused a TLS connection: {why}"))
+    try:
+        service.start()
+    except ServiceError as exc:
+        print(f"flconfig server: {exc}", file=sys.stderr)
+        return 1
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: service.stop_soon())
+    tensorboard = None
+    if ns.tensorboard:
+        tensorboard = _tensorboard(service, ns.tensorboard_port)
+    try:
+        return service.serve()
+    finally:
+        if tensorboard is not None:
+            tensorboard.terminate()
+
+
+def _tensorboard(service, port: int):  # type: ignore[no-untyped-def]
+    from ..launch.launcher import LaunchError, _start_tensorboard, _wait_for_tensorboard
+
+    log_file = service.workspace / "tensorboard.log"
+    proc = _start_tensorboard(service.workspace, port, log_file)
+    try:
+        url = _wait_for_tensorboard(proc, log_file, 90.0)
+    except LaunchError as exc:
+        service.say(str(exc))
+        return None
+    service.say(f"TensorBoard at {url} (every job's tb_events under {service.workspace})")
+    return proc
+
+
+def run_client(ns: argparse.Namespace) -> int:
+    from ..deploy.client import SiteService
+
+    kit = _kit(ns.kit, "client")
+    if kit is None:
+        return 2
+    _logging()
+    workspace = ns.workspace or kit.startup.parent / "workspace"
+    return SiteService(kit, workspace).run()

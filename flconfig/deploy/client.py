@@ -1,0 +1,283 @@
+"""``flconfig client KIT``: a deployed site that runs the jobs its server gives it.
+
+The service polls its server over mutual TLS (:mod:`.wire`), and reconnects with
+backoff (1 s doubling to 30 s) whenever the server is away: a server restart or a
+dropped network costs no more than a wait. For each job the server deploys to it,
+the site fetches the job, checks it itself — its own registry, and whether it runs
+``custom/`` code at all (``allow_custom_code`` in its kit) — and accepts or refuses
+it with a reason the server reports. An accepted job runs, when the server starts
+it, as a process of its own (:func:`flconfig.runtime.worker.run_clients`)
+connected to the job's server with the site's certificate; its files are
+``WORKSPACE/JOB_ID/`` and its log is copied to the server as it grows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import wire
+from .archive import ArchiveError, unpack
+from .kit import Kit
+from .server import JOB_FOLDER, _custom_files
+
+log = logging.getLogger("flconfig.deploy.client")
+BACKOFF_START_S, BACKOFF_MAX_S = 1.0, 30.0
+
+
+class RefusedError(Exception):
+    """The server refuses this site (a revoked or foreign certificate)."""
+
+
+@dataclass(eq=False)
+class _Job:
+    job_id: str
+    name: str
+    folder: Path
+    state: str = "deployed"  # deployed | accepted | refused | running | finished | failed | aborted
+    plan: Any = None
+    proc: subprocess.Popen[bytes] | None = None
+    log_offset: int = 0
+    reported: bool = False
+
+
+class SiteService:
+    """The client service of a deployment (see the module docstring)."""
+
+    def __init__(self, kit: Kit, workspace: Path, *, out: Any = None, poll_wait: float = wire.POLL_S) -> None:
+        self.kit = kit
+        self.site = kit.name
+        self.workspace = workspace.resolve()
+        self._say = out or (lambda line: print(line, flush=True))
+        self._jobs: dict[str, _Job] = {}
+        self._channel: Any = None
+        self._stop = False
+        self.poll_wait = poll_wait
+
+    def say(self, message: str) -> None:
+        log.info("%s", message)
+        self._say(f"flconfig client {self.site}: {message}")
+
+    # ------------------------------------------------------------------ calls
+
+    def _call(self, method: str, header: dict[str, Any], blob: bytes = b"", timeout: float = 60.0) -> tuple[dict[str, Any], bytes]:
+        import grpc
+
+        if self._channel is None:
+            self._channel = grpc.secure_channel(self.kit.server_address, self.kit.channel_credentials(),
+                                                options=wire.options())
+        reply = self._channel.unary_unary(wire.method_path(method))(wire.encode(header, blob), timeout=timeout)
+        return wire.decode(reply)
+
+    def run(self) -> int:
+        """Serve until the server says shut down, SIGTERM or Ctrl-C; 1 if the server refuses us."""
+        import grpc
+
+        self.workspace.mkdir(parents=True, exist_ok=True)
+        signal.signal(signal.SIGTERM, lambda *_: self._request_stop())
+        backoff = BACKOFF_START_S
+        connected = False
+        self.say(f"connecting to {self.kit.server_address} (project {self.kit.project!r}); "
+                 f"custom code {'allowed' if self.kit.allow_custom_code else 'not allowed'}; "
+                 f"workspace {self.workspace}")
+        try:
+            while not self._stop:
+                try:
+                    self._push_logs()
+                    busy = any(j.state == "running" for j in self._jobs.values())
+                    header, _ = self._call("Poll", {"jobs": {j: job.state for j, job in self._jobs.items()},
+                                                    "wait": 1.0 if busy else self.poll_wait},
+                                           timeout=wire.POLL_S + 20)
+                except grpc.RpcError as exc:
+                    code = exc.code()
+                    if code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
+                        self.say(f"the server refuses this site: {exc.details()}")
+                        return 1
+                    why = (exc.details() or str(code)).splitlines()[0][:200]
+                    self.say(f"server {self.kit.server_address} unreachable ({why}); retrying in {backoff:g} s"
+                             if connected or backoff == BACKOFF_START_S else
+                             f"still unreachable; retrying in {backoff:g} s")
+                    connected = False
+                    self._sleep(backoff)
+                    backoff = min(BACKOFF_MAX_S, backoff * 2)
+                    self._check_jobs()
+                    continue
+                if not connected:
+                    self.say(f"connected to {self.kit.server_address}")
+                    connected, backoff = True, BACKOFF_START_S
+                self._handle(header)
+                self._check_jobs()
+        except KeyboardInterrupt:
+            self.say("interrupted")
+        finally:
+            self._shutdown()
+        return 0
+
+    def _request_stop(self) -> None:
+        self._stop = True
+
+    def _sleep(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while not self._stop and time.monotonic() < end:
+            time.sleep(min(0.2, end - time.monotonic()))
+
+    def _handle(self, work: dict[str, Any]) -> None:
+        self._check_jobs()  # a job that has just ended is reported as such, not aborted
+        for job_id in work.get("abort") or []:
+            job = self._jobs.get(str(job_id))
+            if job is not None and job.state in ("deployed", "accepted", "running"):
+                self._kill(job)
+                job.state = "aborted"
+                self.say(f"job {job_id} aborted by the server")
+        for item in work.get("deploy") or []:
+            self._deploy(str(item["job_id"]), str(item.get("name", "")))
+        for item in work.get("start") or []:
+            job_id = str(item["job_id"])
+            job = self._jobs.get(job_id)
+            if job is None:  # this service restarted since it accepted the job
+                job = self._deploy(job_id, "")
+            if job is not None and job.state == "accepted":
+                self._start(job, item)
+        if work.get("shutdown"):
+            self.say("the server asks its sites to shut down")
+            self._stop = True
+
+    # ------------------------------------------------------------------ jobs
+
+    def _deploy(self, job_id: str, name: str) -> _Job | None:
+        from ..config.job import inspect_job
+        from ..errors import errors_only
+        from ..runtime.plan import plan_run
+
+        folder = self.workspace / job_id
+        job = _Job(job_id, name, folder)
+        self._jobs[job_id] = job
+        reason = ""
+        try:
+            header, blob = self._call("FetchJob", {"job_id": job_id}, timeout=300)
+            if header.get("error"):
+                reason = str(header["error"])
+            else:
+                shutil.rmtree(folder / JOB_FOLDER, ignore_errors=True)
+                unpack(blob, folder / JOB_FOLDER, max_bytes=wire.MAX_JOB_BYTES)
+                checked, problems = inspect_job(folder / JOB_FOLDER)
+                errors = errors_only(problems)
+                custom = _custom_files(checked, self.site) if checked is not None else ""
+                if checked is None or errors:
+                    first = errors[0] if errors else "the job does not load"
+                    reason = f"the job is invalid here: {str(first).replace(str(folder / JOB_FOLDER) + '/', '')}"
+                elif custom and not self.kit.allow_custom_code:
+                    reason = (f"this site does not run custom code ({custom}); its operator can allow it "
+                              f"with \"allow_custom_code\": true in {self.kit.startup / 'kit.json'}")
+                else:
+                    job.plan = plan_run(checked, [self.site], self.workspace, job_id, server=False)
+                    job.name = checked.name or name
+        except ArchiveError as exc:
+            reason = f"the job archive is unsafe: {exc}"
+        except Exception as exc:  # any check failing refuses the job, saying why
+            import grpc
+
+            if isinstance(exc, grpc.RpcError):
+                reason = f"could not fetch the job: {exc.details()}"
+            else:
+                log.exception("job %s: check failed", job_id)
+                reason = f"the job could not be checked here: {type(exc).__name__}: {exc}"
+        job.state = "refused" if reason else "accepted"
+        try:
+            self._call("Report", {"job_id": job_id, "state": job.state, "reason": reason})
+        except Exception:
+            pass  # the next poll says again what this site has
+        self.say(f"job {job_id}: {'refused: ' + reason if reason else 'accepted'}")
+        return job
+
+    def _start(self, job: _Job, item: dict[str, Any]) -> None:
+        from ..files import write_atomic
+
+        control = job.folder / ".control"
+        control.mkdir(parents=True, exist_ok=True)
+        write_atomic(control / "plan.json", job.plan.to_json().encode(), mode=0o600)
+        heartbeat = float(item.get("heartbeat_timeout", 60.0))
+        spec = {
+            "job": str(job.folder / JOB_FOLDER), "plan": str(control / "plan.json"),
+            "workspace": str(self.workspace), "run_dir": str(job.folder), "job_id": job.job_id,
+            "sites": list(item.get("sites") or [self.site]),
+            "credentials": {self.site: str(item["token"])},
+            "heartbeat_timeout": heartbeat, "heartbeat_interval": max(0.2, min(5.0, heartbeat / 4)),
+            "threads": max(1, os.cpu_count() or 1), "address": f"{self.kit.server_host}:{int(item['port'])}",
+            "startup_timeout": 120.0, "retry_timeout": 60.0, "tls": self.kit.tls_files(),
+        }
+        write_atomic(control / "spec.json", json.dumps(spec).encode(), mode=0o600)
+        with open(job.folder / "worker.err", "wb") as err:
+            job.proc = subprocess.Popen(
+                [sys.executable, "-m", "flconfig.runtime.worker", "clients", "--spec", str(control / "spec.json"),
+                 "--sites", self.site], stdin=subprocess.DEVNULL, stdout=err, stderr=subprocess.STDOUT)
+        job.state = "running"
+        self.say(f"job {job.job_id} ({job.name}) started")
+
+    def _check_jobs(self) -> None:
+        for job in list(self._jobs.values()):
+            if job.state != "running" or job.proc is None or job.proc.poll() is None:
+                continue
+            rc = job.proc.returncode
+            lines = (job.folder / "worker.err").read_text(errors="replace").strip().splitlines() \
+                if (job.folder / "worker.err").exists() else []
+            job.state = "finished" if rc == 0 else "failed"
+            reason = "" if rc == 0 else (lines[-1] if lines else f"exited with code {rc}")
+            self.say(f"job {job.job_id} {job.state}" + (f": {reason}" if reason else ""))
+            self._report_end(job, reason)
+
+    def _report_end(self, job: _Job, reason: str) -> None:
+        try:
+            self._push_logs(job)
+            self._call("Report", {"job_id": job.job_id, "state": job.state, "reason": reason})
+            job.reported = True
+        except Exception:
+            pass
+
+    def _push_logs(self, only: _Job | None = None) -> None:
+        for job in [only] if only is not None else list(self._jobs.values()):
+            if job.state not in ("running", "finished", "failed", "aborted"):
+                continue
+            path = job.folder / "log.txt"
+            if not path.is_file():
+                continue
+            while True:
+                with open(path, "rb") as f:
+                    f.seek(job.log_offset)
+                    data = f.read(wire.LOG_CHUNK)
+                if not data:
+                    break
+                header, _ = self._call("PushLog", {"job_id": job.job_id, "offset": job.log_offset}, data)
+                if "offset" not in header:
+                    break
+                job.log_offset = int(header["offset"])
+                if not header.get("ok") and job.log_offset >= path.stat().st_size:
+                    break
+
+    def _kill(self, job: _Job) -> None:
+        if job.proc is not None and job.proc.poll() is None:
+            job.proc.send_signal(signal.SIGTERM)
+            try:
+                job.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                job.proc.kill()
+                job.proc.wait()
+
+    def _shutdown(self) -> None:
+        for job in self._jobs.values():
+            if job.state == "running":
+                self._kill(job)
+                job.state = "aborted"
+                self._report_end(job, "the site stopped")
+        if self._channel is not None:
+            self._channel.close()
+        self.say("stopped")

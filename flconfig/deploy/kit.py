@@ -1,0 +1,242 @@
+"""A participant's startup kit, as ``flconfig provision`` writes it, and the identities it proves.
+
+A kit is ``NAME/startup/`` with ``kit.json``, the participant's key and certificate
+and the project CA's certificate (the server's kit also holds the CA's revocation
+list). :func:`load_kit` reads one and says in one line what is wrong with it;
+:class:`CertificateGate` is how a server learns who is calling: the name and type
+in the caller's certificate (checked by TLS against the project CA), never anything
+the caller says, and never a revoked certificate.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import FlconfigError
+from .provision import CA_CERT, CRL, TYPES
+
+log = logging.getLogger("flconfig.deploy")
+KIT_FILE = "kit.json"
+
+
+class KitError(FlconfigError):
+    """A startup kit that cannot be used: missing, incomplete, or of the wrong type."""
+
+
+@dataclass(frozen=True)
+class Kit:
+    """One participant's startup kit (see the module docstring)."""
+
+    startup: Path  # the kit's startup/ folder
+    project: str
+    name: str
+    type: str  # server | client | admin
+    org: str
+    server_name: str
+    server_host: str
+    server_port: int
+    #: Whether this participant runs the ``custom/`` code of the jobs it is given.
+    allow_custom_code: bool = False
+
+    @property
+    def key_file(self) -> Path:
+        return self.startup / f"{self.type}.key"
+
+    @property
+    def cert_file(self) -> Path:
+        return self.startup / f"{self.type}.crt"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.startup / CA_CERT
+
+    @property
+    def crl_file(self) -> Path:
+        return self.startup / CRL
+
+    @property
+    def server_address(self) -> str:
+        """``host:port`` of the project's server."""
+        return f"{self.server_host}:{self.server_port}"
+
+    def tls_files(self) -> dict[str, str]:
+        """The kit's TLS files by role (``ca``, ``cert``, ``key``, and ``crl`` on a server),
+        for a job process's spec."""
+        files = {"ca": str(self.ca_file), "cert": str(self.cert_file), "key": str(self.key_file)}
+        if self.type == "server":
+            files["crl"] = str(self.crl_file)
+        return files
+
+    def channel_credentials(self) -> Any:
+        """gRPC credentials of a connection to the server: the CA to check it against, and
+        this participant's key and certificate to prove who it is."""
+        return channel_credentials(self.tls_files())
+
+    def server_credentials(self) -> Any:
+        """gRPC credentials of the server: its key and certificate, and the project CA that
+        every caller's certificate must be signed by (callers without one are refused)."""
+        return server_credentials(self.tls_files())
+
+
+def channel_credentials(files: dict[str, str]) -> Any:
+    """gRPC channel credentials from TLS file paths (``ca``, ``cert``, ``key``)."""
+    import grpc
+
+    return grpc.ssl_channel_credentials(_read(files["ca"]), _read(files["key"]), _read(files["cert"]))
+
+
+def server_credentials(files: dict[str, str]) -> Any:
+    """gRPC server credentials requiring a client certificate signed by ``files['ca']``."""
+    import grpc
+
+    return grpc.ssl_server_credentials([(_read(files["key"]), _read(files["cert"]))],
+                                       root_certificates=_read(files["ca"]), require_client_auth=True)
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def load_kit(path: str | Path, expect: str | None = None) -> Kit:
+    """The kit at ``path`` (a participant's folder or its ``startup/``); :class:`KitError`
+    saying what is wrong, e.g. a site's kit given to ``flconfig server``."""
+    folder = Path(path)
+    startup = folder / "startup" if (folder / "startup" / KIT_FILE).is_file() else folder
+    kit_file = startup / KIT_FILE
+    if not kit_file.is_file():
+        raise KitError(f"{folder}: not a startup kit (no startup/{KIT_FILE}); make kits with "
+                       "'flconfig provision' or 'flconfig poc prepare'")
+    try:
+        data = json.loads(kit_file.read_text(encoding="utf-8"))
+        server = data["server"]
+        kit = Kit(startup, str(data["project"]), str(data["name"]), str(data["type"]),
+                  str(data.get("org", "")), str(server["name"]), str(server["host"]),
+                  int(server["port"]), bool(data.get("allow_custom_code", False)))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise KitError(f"{kit_file}: not a valid kit file ({exc})") from None
+    if kit.type not in TYPES:
+        raise KitError(f"{kit_file}: unknown participant type {kit.type!r}")
+    if expect is not None and kit.type != expect:
+        raise KitError(f"{folder} is the kit of {kit.type} {kit.name!r}, not of a{'n' if expect[0] in 'a' else ''} "
+                       f"{expect}")
+    needed = [kit.key_file, kit.cert_file, kit.ca_file] + ([kit.crl_file] if kit.type == "server" else [])
+    for file in needed:
+        if not file.is_file():
+            raise KitError(f"{folder}: the kit lacks {file.name}")
+    if os.name == "posix" and kit.key_file.stat().st_mode & 0o077:
+        log.warning("%s is readable by others; only its owner should read a private key", kit.key_file)
+    return kit
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a certificate says its holder is."""
+
+    name: str
+    type: str  # the certificate's OU: server | client | admin
+    serial: int
+
+
+class CertificateGate:
+    """The caller's identity from its TLS certificate, refusing revoked ones.
+
+    TLS already refused callers without a certificate signed by the project CA, or
+    with an expired one (the handshake fails). The gate reads the certificate the
+    handshake verified, checks its serial against the CA's revocation list (read
+    again whenever the file changes, so a revocation takes effect without a
+    restart), and returns the name and type the certificate gives.
+    """
+
+    def __init__(self, ca_file: str | Path, crl_file: str | Path | None) -> None:
+        from cryptography import x509
+
+        self._ca = x509.load_pem_x509_certificate(Path(ca_file).read_bytes())
+        self._crl_file = Path(crl_file) if crl_file else None
+        self._lock = threading.Lock()
+        self._crl_stamp: tuple[int, int] | None = None
+        self._revoked: frozenset[int] = frozenset()
+        self._crl_problem: str | None = None
+        self._certs: dict[bytes, Identity] = {}  # parsed certificates, by their PEM
+
+    def identity(self, context: Any) -> tuple[Identity | None, str]:
+        """The identity of the call ``context``'s peer, or (None, why it has none)."""
+        auth = context.auth_context() or {}
+        pems = auth.get("x509_pem_cert") or []
+        if not pems:
+            return None, "no client certificate"
+        pem = pems[0]
+        ident = self._certs.get(pem)
+        if ident is None:
+            ident = self._parse(pem)
+            if ident is None:
+                return None, "an unreadable client certificate"
+            if len(self._certs) < 10_000:
+                self._certs[pem] = ident
+        revoked, problem = self._revocations()
+        if problem is not None:
+            return None, problem
+        if ident.serial in revoked:
+            return None, f"the certificate of {ident.name!r} is revoked"
+        return ident, ""
+
+    def check(self, context: Any, role: str, claimed: str | None = None) -> tuple[Identity | None, str]:
+        """The caller's identity if its certificate is of type ``role`` (and names
+        ``claimed``, when given); else (None, why not)."""
+        ident, why = self.identity(context)
+        if ident is None:
+            return None, why
+        if ident.type != role:
+            return None, f"{ident.name!r} has a {ident.type} certificate; this call needs a {role} certificate"
+        if claimed is not None and ident.name != claimed:
+            return None, f"the certificate of {ident.name!r} was used to claim to be {claimed!r}"
+        return ident, ""
+
+    def _parse(self, pem: bytes) -> Identity | None:
+        from cryptography import x509
+        from cryptography.x509.oid import NameOID
+
+        try:
+            cert = x509.load_pem_x509_certificate(pem)
+            cn = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+            ou = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
+            return Identity(str(cn[0].value), str(ou[0].value) if ou else "", cert.serial_number)
+        except (ValueError, IndexError):
+            return None
+
+    def _revocations(self) -> tuple[frozenset[int], str | None]:
+        if self._crl_file is None:
+            return frozenset(), None
+        try:
+            st = self._crl_file.stat()
+            stamp = (st.st_mtime_ns, st.st_size)
+        except OSError:
+            stamp = None
+        with self._lock:
+            if stamp != self._crl_stamp:
+                self._crl_stamp = stamp
+                self._revoked, self._crl_problem = self._load_crl()
+            return self._revoked, self._crl_problem
+
+    def _load_crl(self) -> tuple[frozenset[int], str | None]:
+        from cryptography import x509
+
+        assert self._crl_file is not None
+        try:
+            crl = x509.load_pem_x509_crl(self._crl_file.read_bytes())
+        except (OSError, ValueError) as exc:
+            # Fail closed: without the list, no one known to be revoked can be told apart.
+            log.error("cannot read the revocation list %s (%s); refusing every caller until it is "
+                      "readable", self._crl_file, exc)
+            return frozenset(), f"the server cannot read its revocation list {self._crl_file.name}"
+        if not crl.is_signature_valid(self._ca.public_key()):  # type: ignore[arg-type]
+            log.error("the revocation list %s is not signed by the project CA; refusing every caller",
+                      self._crl_file)
+            return frozenset(), "the server's revocation list is not the project CA's"
+        return frozenset(entry.serial_number for entry in crl), None

@@ -1,0 +1,657 @@
+"""``flconfig server KIT``: a deployed server that takes jobs from admins and runs them on its sites.
+
+The service listens on its kit's port, over mutual TLS, for two kinds of caller,
+told apart by their certificates: sites (``client``), which poll for work, and
+admins (``admin``), which submit and watch jobs (see :mod:`.wire`). A submitted
+job is validated before it is accepted (the same file:line report as ``flconfig
+validate``), stored (:mod:`.store`), queued, and run when its sites are connected:
+
+1. *waiting*: until ``min_clients`` of the job's sites (its deploy map's, or every
+   connected site under ``@ALL``) and all its ``mandatory_clients`` poll;
+2. *deploying*: each chosen site fetches the job, checks it itself (its own
+   registry, its custom-code permission) and accepts or refuses it;
+3. *running*: the job's server runs as a process of its own (the simulator's
+   server, :func:`flconfig.runtime.worker.run_server`) on a port of its own with
+   the same certificates; the sites that accepted connect to it. Its files are
+   ``WORKSPACE/JOB_ID/``: log, global model, ``tb_events/SITE/``, cross-site
+   results, and the sites' logs in ``sites/SITE/log.txt``.
+
+At most ``max_jobs`` jobs run at once (1 by default: a site gives a job all its
+cores or its GPU, so two jobs on the same sites only take turns, slower); the
+rest wait in the queue, in submission order.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+from ..errors import FlconfigError
+from . import store as st
+from . import wire
+from .archive import ArchiveError, pack_folder, unpack
+from .kit import CertificateGate, Kit
+
+log = logging.getLogger("flconfig.deploy.server")
+JOB_FOLDER = "job"  # WORKSPACE/JOB_ID/job: the job as submitted
+CONTROL = ".control"  # WORKSPACE/JOB_ID/.control: spec (tokens inside), plan; never downloaded
+SITE_LOGS = "sites"
+#: A site counts as connected while it polled within this many seconds.
+SITE_TIMEOUT_S = 2 * wire.POLL_S + 10
+#: Seconds a deploying job waits for its sites to accept or refuse it.
+DEPLOY_TIMEOUT_S = 120.0
+#: Under ``@ALL`` without ``min_clients``: seconds after the first site connects before
+#: the job takes the sites connected by then.
+ALL_SETTLE_S = 3.0
+#: Largest download (the zip of a job's results).
+MAX_DOWNLOAD_BYTES = 4 * 1024**3
+_REFUSALS_LOGGED = 20
+
+
+class ServiceError(FlconfigError):
+    """The service cannot start (its port, its workspace)."""
+
+
+@dataclass(eq=False)
+class _Run:
+    """A job the scheduler is taking through waiting, deploying and running."""
+
+    record: st.JobRecord
+    folder: Path
+    job: Any  # the checked Job
+    state: str = st.WAITING
+    since: float = field(default_factory=time.monotonic)
+    first_site_at: float | None = None
+    sites: list[str] = field(default_factory=list)  # chosen
+    need: int = 1
+    answers: dict[str, str] = field(default_factory=dict)  # site -> "" (accepted) or why refused
+    tokens: dict[str, str] = field(default_factory=dict)
+    port: int | None = None
+    proc: subprocess.Popen[bytes] | None = None
+    abort: str = ""  # why it is to be aborted (an admin, a shutdown)
+    site_reports: dict[str, str] = field(default_factory=dict)  # site -> final state/reason
+
+
+class DeployServer:
+    """The server service of a deployment (see the module docstring)."""
+
+    def __init__(self, kit: Kit, workspace: Path, *, host: str = "0.0.0.0", port: int | None = None,
+                 max_jobs: int = 1, site_wait: float = 600.0, heartbeat_timeout: float | None = None,
+                 live_metrics: bool = True, out: Callable[[str], None] | None = None) -> None:
+        self.kit = kit
+        self.workspace = workspace.resolve()
+        self.host = host
+        self.port = kit.server_port if port is None else port
+        self.max_jobs = max(1, max_jobs)
+        self.site_wait = site_wait
+        self.heartbeat_timeout = heartbeat_timeout
+        self.live_metrics = live_metrics
+        self._say = out or (lambda line: print(line, flush=True))
+        self._gate = CertificateGate(kit.ca_file, kit.crl_file)
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
+        self._sites: dict[str, float] = {}  # site -> last poll (monotonic)
+        self._polling: dict[str, int] = {}  # site -> polls open now
+        self._runs: dict[str, _Run] = {}
+        self._stop = threading.Event()
+        self._stop_sites = False
+        self._server: Any = None
+        self._refusals = 0
+        self._store: st.JobStore | None = None
+        self.bound_port: int | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def say(self, message: str) -> None:
+        log.info("%s", message)
+        self._say(f"flconfig server: {message}")
+
+    def start(self) -> DeployServer:
+        import grpc
+
+        try:
+            self.workspace.mkdir(parents=True, exist_ok=True)
+            self._store = st.JobStore(self.workspace / "jobs.db")
+        except (OSError, Exception) as exc:  # sqlite3.Error too
+            raise ServiceError(f"cannot open the job store in {self.workspace}: {exc}") from None
+        for record in self._store.recover():
+            self.say(f"job {record.id} ({record.name}) was {record.state} when the server stopped: "
+                     "reported failed")
+        handlers = {name: self._wrap(name, getattr(self, f"_{name.lower()}"), "client")
+                    for name in wire.SITE_METHODS}
+        handlers.update({name: self._wrap(name, getattr(self, f"_{name.lower()}"), "admin")
+                         for name in wire.ADMIN_METHODS})
+        generic = grpc.method_handlers_generic_handler(wire.SERVICE, handlers)
+        server = grpc.server(futures.ThreadPoolExecutor(64, thread_name_prefix="flconfig-deploy"),
+                             handlers=[generic], options=wire.options())
+        target = f"{self.host}:{self.port}"
+        try:
+            bound = server.add_secure_port(target, self.kit.server_credentials())
+        except RuntimeError as exc:
+            raise ServiceError(f"cannot listen on {target}: {exc}") from None
+        if not bound:
+            raise ServiceError(f"cannot listen on {target}: the address is in use or invalid")
+        server.start()
+        self._server, self.bound_port = server, bound
+        threading.Thread(target=self._schedule, name="flconfig-scheduler", daemon=True).start()
+        queued = len(self._store.queued())
+        self.say(f"project {self.kit.project!r}: listening on {self.host}:{bound} (mutual TLS); "
+                 f"workspace {self.workspace}; {queued} job(s) queued; at most {self.max_jobs} "
+                 "running at once")
+        return self
+
+    def serve(self) -> int:
+        """Serve until :meth:`stop` (an admin's shutdown, SIGTERM, Ctrl-C)."""
+        try:
+            while not self._stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            self.say("interrupted")
+        finally:
+            self.stop()
+        return 0
+
+    def stop_soon(self) -> None:
+        """Make :meth:`serve` return (safe from a signal handler)."""
+        self._stop.set()
+
+    def stop(self, reason: str = "the server stopped") -> None:
+        """Abort running jobs (reported aborted), stop serving, close the store."""
+        self._stop.set()
+        with self._cond:
+            runs = list(self._runs.values())
+            self._cond.notify_all()
+        for run in runs:
+            self._end_run(run, st.ABORTED, reason)
+        if self._server is not None:
+            self._server.stop(1.0).wait(2.0)
+            self._server = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    @property
+    def store(self) -> st.JobStore:
+        assert self._store is not None, "the service is not started"
+        return self._store
+
+    # ------------------------------------------------------------------ calls
+
+    def _wrap(self, method: str, fn: Callable[..., Any], role: str) -> Any:
+        import grpc
+
+        def check(context: Any) -> str:
+            ident, why = self._gate.check(context, role)
+            if ident is None:
+                self._refused(method, context, why)
+                context.abort(grpc.StatusCode.PERMISSION_DENIED, why)
+                raise AssertionError("unreachable")  # context.abort raises
+            return ident.name
+
+        def bad(context: Any, why: str) -> NoReturn:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, why)
+            raise AssertionError("unreachable")
+
+        if method in wire.STREAMING_REPLIES:
+            def stream(request: bytes, context: Any) -> Iterator[bytes]:
+                caller = check(context)
+                try:
+                    header, blob = wire.decode(request)
+                except wire.FrameError as exc:
+                    bad(context, str(exc))
+                yield from fn(caller, header, blob, context)
+
+            return grpc.unary_stream_rpc_method_handler(stream)
+
+        def unary(request: bytes, context: Any) -> bytes:
+            caller = check(context)
+            try:
+                header, blob = wire.decode(request)
+            except wire.FrameError as exc:
+                bad(context, str(exc))
+            try:
+                reply = fn(caller, header, blob, context)
+            except (KeyError, TypeError, ValueError) as exc:
+                log.warning("%s from %s: bad request (%s)", method, caller, exc)
+                bad(context, f"bad {method} request: {exc}")
+            return reply if isinstance(reply, bytes) else wire.encode(reply)
+
+        return grpc.unary_unary_rpc_method_handler(unary)
+
+    def _refused(self, method: str, context: Any, why: str) -> None:
+        with self._lock:
+            self._refusals += 1
+            count = self._refusals
+        if count <= _REFUSALS_LOGGED or count % 1000 == 0:
+            log.warning("refused %s from %s: %s (%d refused so far)", method, context.peer(), why, count)
+            self._say(f"flconfig server: refused {method} from {context.peer()}: {why}")
+
+    # --- site methods
+
+    def _poll(self, site: str, header: dict[str, Any], blob: bytes, context: Any) -> dict[str, Any]:
+        known = header.get("jobs") or {}
+        if not isinstance(known, dict):
+            raise ValueError("'jobs' must map job ids to states")
+        wait = min(float(header.get("wait", wire.POLL_S)), wire.POLL_S)
+        deadline = time.monotonic() + max(0.0, wait)
+        with self._cond:
+            first = site not in self._sites
+            self._sites[site] = time.monotonic()
+            self._polling[site] = self._polling.get(site, 0) + 1
+            self._cond.notify_all()
+        if first:
+            self.say(f"site {site} connected")
+        try:
+            with self._cond:
+                while True:
+                    work = self._work_for(site, known)
+                    remaining = deadline - time.monotonic()
+                    if any(work.values()) or remaining <= 0 or self._stop.is_set() or not context.is_active():
+                        break
+                    self._cond.wait(min(remaining, 1.0))
+                self._sites[site] = time.monotonic()
+                return work
+        finally:
+            with self._cond:
+                self._polling[site] -= 1
+
+    def _work_for(self, site: str, known: dict[str, Any]) -> dict[str, Any]:
+        deploy, start, abort = [], [], []
+        for job_id, run in self._runs.items():
+            if site not in run.sites or run.abort:
+                continue
+            have = known.get(job_id)
+            if run.state == st.DEPLOYING and site not in run.answers and have is None:
+                deploy.append({"job_id": job_id, "name": run.record.name})
+            elif (run.state == st.RUNNING and run.port is not None and site in run.tokens
+                  and have in ("accepted", None) and site not in run.site_reports):
+                start.append({"job_id": job_id, "port": run.port, "token": run.tokens[site],
+                              "sites": sorted(run.tokens), "heartbeat_timeout": self._heartbeat(run)})
+        for job_id, have in known.items():
+            current = self._runs.get(job_id)
+            if have in ("deployed", "accepted", "running") and (
+                    current is None or current.abort or site not in current.sites
+                    or (current.state == st.RUNNING and site not in current.tokens)):
+                abort.append(job_id)
+        return {"deploy": deploy, "start": start, "abort": abort, "shutdown": self._stop_sites}
+
+    def _fetchjob(self, site: str, header: dict[str, Any], blob: bytes, context: Any) -> dict[str, Any] | bytes:
+        job_id = str(header["job_id"])
+        with self._lock:
+            run = self._runs.get(job_id)
+            allowed = run is not None and site in run.sites
+        if not allowed or run is None:
+            return {"error": f"job {job_id} is not for {site}"}
+        data = pack_folder(run.folder / JOB_FOLDER, max_bytes=wire.MAX_JOB_BYTES)
+        return wire.encode({"job_id": job_id}, data)
+
+    def _report(self, site: str, header: dict[str, Any], blob: bytes, context: Any) -> dict[str, Any]:
+        job_id, state = str(header["job_id"]), str(header["state"])
+        reason = str(header.get("reason", ""))[:2000]
+        with self._cond:
+            run = self._runs.get(job_id)
+            if run is None or site not in run.sites:
+                return {"ok": False}
+            if state in ("accepted", "refused") and run.state == st.DEPLOYING:
+                run.answers[site] = "" if state == "accepted" else (reason or "refused")
+                if state == "refused":
+                    self.say(f"job {job_id}: {site} refused it: {reason}")
+            elif state in ("finished", "failed", "aborted"):
+                run.site_reports[site] = state if not reason else f"{state}: {reason}"
+            self._cond.notify_all()
+        return {"ok": True}
+
+    def _pushlog(self, site: str, header: dict[str, Any], blob: bytes, context: Any) -> dict[str, Any]:
+        job_id, offset = str(header["job_id"]), int(header["offset"])
+        folder = self._job_folder(job_id)
+        if folder is None or len(blob) > wire.LOG_CHUNK:
+            return {"ok": False}
+        record = self.store.get(job_id)
+        if record is None or site not in record.sites:
+            return {"ok": False}
+        path = folder / SITE_LOGS / site / "log.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        size = path.stat().st_size if path.exists() else 0
+        if offset != size:  # resend after a lost reply, or a gap: say where we are
+            return {"ok": False, "offset": size}
+        with open(path, "ab") as f:
+            f.write(blob)
+        return {"ok": True, "offset": size + len(blob)}
+
+    # --- admin methods
+
+    def _submit(self, admin: str, header: dict[str, Any], blob: bytes, context: Any) -> dict[str, Any]:
+        from ..cli.report import write_text
+        from ..config.job import inspect_job
+        from ..errors import errors_only
+
+        shown = str(header.get("path", "job"))[:500]
+        incoming = self.workspace / ".incoming" / uuid.uuid4().hex
+        name = Path(shown).name or "job"
+        try:
+            try:
+                unpack(blob, incoming / name, max_bytes=wire.MAX_JOB_BYTES)
+            except ArchiveError as exc:
+                return {"ok": False, "report": f"{shown}: {exc}\n"}
+            job, problems = inspect_job(incoming / name)
+            text = io.StringIO()
+            write_text(problems, 1, text)
+            report = text.getvalue().replace(str(incoming / name), shown.rstrip("/"))
+            if job is None or errors_only(problems):
+                log.info("refused a job from %s: %d problem(s)", admin, len(errors_only(problems)))
+                return {"ok": False, "report": report}
+            custom = _custom_files(job, "server")
+            if custom and not self.kit.allow_custom_code:
+                return {"ok": False, "report": (
+                    f"{shown}: the server does not run custom code ({custom}); its operator can allow "
+                    f"it with \"allow_custom_code\": true in {self.kit.startup / 'kit.json'}\n")}
+            job_id = str(uuid.uuid4())
+            folder = self.workspace / job_id
+            folder.mkdir(parents=True)
+            (incoming / name).rename(folder / JOB_FOLDER)
+            record = self.store.add(job_id, job.name or name, admin)
+        finally:
+            shutil.rmtree(incoming, ignore_errors=True)
+        queued = len(self.store.queued())
+        self.say(f"job {job_id} ({record.name}) submitted by {admin}; {queued} queued")
+        with self._cond:
+            self._cond.notify_all()
+        return {"ok": True, "job_id": job_id, "report": report, "queued": queued}
+
+    def _jobs(self, admin: str, header: dict[str, Any], blob: bytes, context: Any) -> dict[str, Any]:
+        now = time.monotonic()
+        with self._lock:
+            sites = sorted(s for s, seen in self._sites.items()
+                           if self._polling.get(s) or now - seen < SITE_TIMEOUT_S)
+            live = {job_id: run.state for job_id, run in self._runs.items()}
+        jobs = []
+        for record in self.store.all():
+            data = record.to_json()
+            if record.id in live and record.state in st.ACTIVE:
+                data["state"] = live[record.id]
+            jobs.append(data)
+        wanted = header.get("job_id")
+        if wanted:
+            jobs = [j for j in jobs if j["id"] == wanted]
+        return {"jobs": jobs, "sites": sites, "max_jobs": self.max_jobs}
+
+    def _abort(self, admin: str, header: dict[str, Any], blob: bytes, context: Any) -> dict[str, Any]:
+        job_id = str(header["job_id"])
+        record = self.store.get(job_id)
+        if record is None:
+            return {"ok": False, "error": f"no job {job_id}"}
+        if record.state in st.ENDED:
+            return {"ok": False, "error": f"job {job_id} has already ended ({record.state})"}
+        with self._cond:
+            active = self._runs.get(job_id)
+            if active is not None:
+                active.abort = f"aborted by {admin}"
+            self._cond.notify_all()
+        if active is None:
+            self.store.set_state(job_id, st.ABORTED, error=f"aborted by {admin} before it started")
+        self.say(f"job {job_id}: abort asked by {admin}")
+        return {"ok": True}
+
+    def _logs(self, admin: str, header: dict[str, Any], blob: bytes, context: Any) -> dict[str, Any] | bytes:
+        job_id = str(header["job_id"])
+        site = str(header.get("site") or "server")
+        offset = max(0, int(header.get("offset", 0)))
+        folder = self._job_folder(job_id)
+        record = self.store.get(job_id)
+        if folder is None or record is None:
+            return {"error": f"no job {job_id}"}
+        if site != "server" and site not in record.sites:
+            return {"error": f"job {job_id} has no site {site!r} (its sites: "
+                             f"{', '.join(record.sites) or 'none yet'})"}
+        path = folder / "log.txt" if site == "server" else folder / SITE_LOGS / site / "log.txt"
+        data = b""
+        if path.is_file():
+            with open(path, "rb") as f:
+                f.seek(offset)
+                data = f.read(wire.LOG_CHUNK)
+        return wire.encode({"offset": offset + len(data), "ended": record.state in st.ENDED,
+                            "state": record.state}, data)
+
+    def _download(self, admin: str, header: dict[str, Any], blob: bytes, context: Any) -> Iterator[bytes]:
+        job_id = str(header["job_id"])
+        folder = self._job_folder(job_id)
+        if folder is None:
+            yield wire.encode({"error": f"no job {job_id}"})
+            return
+        try:
+            data = pack_folder(folder, max_bytes=MAX_DOWNLOAD_BYTES, skip=frozenset({CONTROL, JOB_FOLDER}))
+        except ArchiveError as exc:
+            yield wire.encode({"error": str(exc)})
+            return
+        yield wire.encode({"size": len(data)})
+        for start in range(0, len(data), wire.CHUNK_BYTES):
+            yield wire.encode({}, data[start:start + wire.CHUNK_BYTES])
+
+    def _shutdown(self, admin: str, header: dict[str, Any], blob: bytes, context: Any) -> dict[str, Any]:
+        sites = bool(header.get("sites"))
+        self.say(f"shutdown asked by {admin}" + (" (and the sites)" if sites else ""))
+        with self._cond:
+            self._stop_sites = sites
+            self._cond.notify_all()
+
+        def later() -> None:
+            if sites:  # let the sites' polls see it
+                time.sleep(min(3.0, wire.POLL_S))
+            self._stop.set()
+
+        threading.Thread(target=later, daemon=True).start()
+        return {"ok": True}
+
+    def _job_folder(self, job_id: str) -> Path | None:
+        try:
+            uuid.UUID(job_id)
+        except ValueError:
+            return None
+        folder = self.workspace / job_id
+        return folder if folder.is_dir() else None
+
+    # ------------------------------------------------------------------ scheduling
+
+    def _connected(self) -> list[str]:
+        now = time.monotonic()
+        return sorted(s for s, seen in self._sites.items() if self._polling.get(s) or now - seen < SITE_TIMEOUT_S)
+
+    def _heartbeat(self, run: _Run) -> float:
+        if self.heartbeat_timeout is not None:
+            return self.heartbeat_timeout
+        config = run.job.server_config
+        value = config.doc.data_at(("server", "heart_beat_timeout")) if config is not None else None
+        return float(value) if isinstance(value, (int, float)) and value > 0 else 60.0
+
+    def _schedule(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._step()
+            except Exception:  # a bug here must not stop the service
+                log.exception("scheduler step failed")
+            with self._cond:
+                self._cond.wait(0.2)
+
+    def _step(self) -> None:
+        with self._lock:
+            runs = list(self._runs.values())
+        for run in runs:
+            if run.abort:
+                self._end_run(run, st.ABORTED, run.abort)
+            elif run.state == st.WAITING:
+                self._try_deploy(run)
+            elif run.state == st.DEPLOYING:
+                self._try_start(run)
+            elif run.state == st.RUNNING:
+                self._check_running(run)
+        with self._lock:
+            free = self.max_jobs - len(self._runs)
+        if free > 0 and not self._stop.is_set():
+            for record in self.store.queued()[:free]:
+                self._admit(record)
+
+    def _admit(self, record: st.JobRecord) -> None:
+        from ..config.job import inspect_job
+
+        folder = self.workspace / record.id
+        job, _ = inspect_job(folder / JOB_FOLDER)
+        if job is None:
+            self.store.set_state(record.id, st.FAILED, error="the stored job folder no longer loads")
+            return
+        self.store.set_state(record.id, st.WAITING)
+        run = _Run(record, folder, job)
+        with self._lock:
+            self._runs[record.id] = run
+        named = list(job.meta.client_sites())
+        self.say(f"job {record.id} ({record.name}) waiting for "
+                 + (f"its sites {', '.join(named)}" if named else "sites (@ALL)"))
+
+    def _try_deploy(self, run: _Run) -> None:
+        meta = run.job.meta
+        connected = self._connected()
+        named = list(meta.client_sites())
+        pool = [s for s in named if s in connected] if named else connected
+        if named:
+            need = min(meta.min_clients or len(named), len(named))
+        else:
+            need = meta.min_clients or 1
+        mandatory = list(meta.mandatory_clients)
+        ready = len(pool) >= need and all(m in pool for m in mandatory)
+        if ready and not named and meta.min_clients is None:
+            if run.first_site_at is None:
+                run.first_site_at = time.monotonic()
+            ready = time.monotonic() - run.first_site_at >= ALL_SETTLE_S
+        if ready:
+            run.sites, run.need = pool, need
+            run.state, run.since = st.DEPLOYING, time.monotonic()
+            self.store.set_state(run.record.id, st.DEPLOYING, sites=pool)
+            self.say(f"job {run.record.id}: deploying to {', '.join(pool)}")
+            with self._cond:
+                self._cond.notify_all()
+        elif time.monotonic() - run.since > self.site_wait:
+            missing = [m for m in mandatory if m not in pool]
+            want = ", ".join(missing) if missing else f"{need} site(s), {len(pool)} connected"
+            self._end_run(run, st.FAILED, f"its sites did not connect within {self.site_wait:g} s "
+                                          f"(waiting for {want})")
+
+    def _try_start(self, run: _Run) -> None:
+        answered = all(s in run.answers for s in run.sites)
+        timed_out = time.monotonic() - run.since > DEPLOY_TIMEOUT_S
+        if not answered and not timed_out:
+            return
+        accepted = [s for s in run.sites if run.answers.get(s) == ""]
+        refused = {s: why for s, why in run.answers.items() if why}
+        silent = [s for s in run.sites if s not in run.answers]
+        bad_mandatory = [m for m in run.job.meta.mandatory_clients if m not in accepted]
+        if len(accepted) < run.need or bad_mandatory:
+            reasons = [f"{s} refused it: {why}" for s, why in refused.items()]
+            reasons += [f"{s} did not answer within {DEPLOY_TIMEOUT_S:g} s" for s in silent]
+            self._end_run(run, st.FAILED, "; ".join(reasons) or "too few sites accepted it")
+            return
+        try:
+            self._start_process(run, accepted)
+        except Exception as exc:
+            log.exception("job %s could not start", run.record.id)
+            self._end_run(run, st.FAILED, f"the job's server could not start: {exc}")
+
+    def _start_process(self, run: _Run, sites: list[str]) -> None:
+        from ..files import write_atomic
+        from ..runtime.plan import plan_run
+
+        control = run.folder / CONTROL
+        control.mkdir(parents=True, exist_ok=True)
+        plan = plan_run(run.job, sites, self.workspace, run.record.id, server=True)
+        write_atomic(control / "plan.json", plan.to_json().encode(), mode=0o600)
+        run.tokens = {s: secrets.token_urlsafe(32) for s in sites}
+        port_file = control / "server.port"
+        port_file.unlink(missing_ok=True)
+        spec = {
+            "job": str(run.folder / JOB_FOLDER), "plan": str(control / "plan.json"),
+            "workspace": str(self.workspace), "run_dir": str(run.folder), "job_id": run.record.id,
+            "sites": sites, "min_clients": run.need, "credentials": run.tokens,
+            "heartbeat_timeout": self._heartbeat(run), "threads": max(1, (os.cpu_count() or 2) - 1),
+            "port_file": str(port_file), "live_metrics_interval": 2.0 if self.live_metrics else 0,
+            "startup_timeout": 120.0, "end_timeout": 60.0, "host": self.host, "port": 0,
+            "tls": self.kit.tls_files(),
+        }
+        write_atomic(control / "spec.json", json.dumps(spec).encode(), mode=0o600)
+        with open(run.folder / "server.out", "ab") as out:
+            run.proc = subprocess.Popen(
+                [sys.executable, "-m", "flconfig.runtime.worker", "server", "--spec", str(control / "spec.json")],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and run.proc.poll() is None:
+            text = port_file.read_text().strip() if port_file.exists() else ""
+            if text.isdigit():
+                run.port = int(text)
+                break
+            time.sleep(0.05)
+        if run.port is None:
+            raise ServiceError("it did not start listening (see its server.out)")
+        run.state = st.RUNNING
+        self.store.set_state(run.record.id, st.RUNNING, sites=sites)
+        self.say(f"job {run.record.id}: running on {', '.join(sites)} (port {run.port})")
+        with self._cond:
+            self._cond.notify_all()
+
+    def _check_running(self, run: _Run) -> None:
+        assert run.proc is not None
+        if run.proc.poll() is None:
+            return
+        try:
+            status = json.loads((run.folder / "status.json").read_text())
+        except (OSError, ValueError):
+            status = {"ok": False, "error": f"the job's server exited with code {run.proc.returncode}"}
+        if status.get("ok"):
+            self._end_run(run, st.FINISHED, "")
+        else:
+            site = status.get("site")
+            where = f"{site}: " if site and site != "server" else ""
+            self._end_run(run, st.FAILED, f"{where}{status.get('error', 'failed')}")
+
+    def _end_run(self, run: _Run, state: str, error: str) -> None:
+        if run.proc is not None and run.proc.poll() is None:
+            run.proc.send_signal(signal.SIGTERM)
+            try:
+                run.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                run.proc.kill()
+                run.proc.wait()
+        with self._cond:
+            if self._runs.pop(run.record.id, None) is None:
+                return
+            self._cond.notify_all()
+        if self._store is not None:
+            self._store.set_state(run.record.id, state, error=error)
+        self.say(f"job {run.record.id} ({run.record.name}) {state}" + (f": {error}" if error else ""))
+
+
+def _custom_files(job: Any, site: str) -> str:
+    """A short description of the custom code ``site``'s app of ``job`` holds, or ""."""
+    try:
+        config = job.config_for(site)
+    except Exception:
+        return ""
+    app = job.apps.get(config.app)
+    folder = app.custom_dir if app is not None else None
+    if folder is None or not folder.is_dir():
+        return ""
+    files = [p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    if not files:
+        return ""
+    return f"{config.app}/custom holds {len(files)} file(s)"
