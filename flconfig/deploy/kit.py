@@ -124,7 +124,7 @@ def load_kit(path: str | Path, expect: str | None = None) -> Kit:
     if kit.type not in TYPES:
         raise KitError(f"{kit_file}: unknown participant type {kit.type!r}")
     if expect is not None and kit.type != expect:
-        raise KitError(f"{folder} is the kit of {kit.type} {kit.name!r}, not of a{'n' if expect[0] in 'a' else ''} "
+        raise KitError(f"{folder} is the kit of {kit.type} {kit.name!r}, not of a{'n' if expect[0] in 'aeiou' else ''} "
                        f"{expect}")
     needed = [kit.key_file, kit.cert_file, kit.ca_file] + ([kit.crl_file] if kit.type == "server" else [])
     for file in needed:
@@ -193,7 +193,9 @@ class CertificateGate:
         if ident is None:
             return None, why
         if ident.type != role:
-            return None, f"{ident.name!r} has a {ident.type} certificate; this call needs a {role} certificate"
+            article = "an" if role[:1] in "aeiou" else "a"
+            return None, (f"{ident.name!r} has a{'n' if ident.type[:1] in 'aeiou' else ''} {ident.type} "
+                          f"certificate; this call needs {article} {role} certificate")
         if claimed is not None and ident.name != claimed:
             return None, f"the certificate of {ident.name!r} was used to claim to be {claimed!r}"
         return ident, ""
