@@ -151,7 +151,8 @@ class Deployment:
 
 
 def job_variant(src: Path, dest: Path, *, rounds: int | None = None, epochs: int | None = None,
-                sites: list[str] | None = None, min_clients: int | None = None) -> Path:
+                sites: list[str] | None = None, min_clients: int | None = None,
+                heartbeat: float | None = None) -> Path:
     """A copy of the job ``src`` with fewer or more rounds, other sites or another min_clients."""
     shutil.copytree(src, dest)
     meta_file = dest / "meta.json"
@@ -167,6 +168,8 @@ def job_variant(src: Path, dest: Path, *, rounds: int | None = None, epochs: int
         config["num_rounds"] = rounds
     if min_clients is not None:
         config["min_clients"] = min_clients
+    if heartbeat is not None:
+        config["server"] = {"heart_beat_timeout": heartbeat}
     server.write_text(json.dumps(config, indent=2))
     if epochs is not None:
         client = dest / "app" / "config" / "config_fed_client.json"
