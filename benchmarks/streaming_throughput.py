@@ -23,7 +23,11 @@ in one process, first call to flushed file; the throughput is also given as a
 fraction of it. For reference, the rate of tensorboard's own ``EventFileWriter``
 (torch's back end, checksums in pure Python) alone, in one process.
 
-    python benchmarks/streaming_throughput.py [--scalars 300000] [--paced-rate 10000]
+With ``--tls``, the link is a deployment's (issue 10): the benchmark provisions a
+project and the two ends use its certificates, mutual TLS, every call's
+certificate checked against the site it claims.
+
+    python benchmarks/streaming_throughput.py [--scalars 300000] [--paced-rate 10000] [--tls]
 """
 
 from __future__ import annotations
@@ -54,7 +58,20 @@ TAG = "train_loss"
 # --------------------------------------------------------------------------- server process
 
 
-def run_server(workspace: Path) -> None:
+def provision_kits(folder: Path) -> Path:
+    """A project with a server and SITE, provisioned into ``folder``."""
+    from flconfig.deploy.provision import provision
+
+    folder.mkdir(parents=True, exist_ok=True)
+    project = folder / "project.yaml"
+    project.write_text("name: bench\nparticipants:\n"
+                       "  - {name: server, type: server, host: localhost}\n"
+                       f"  - {{name: {SITE}, type: client}}\n")
+    provision(project, folder / "kits")
+    return folder / "kits"
+
+
+def run_server(workspace: Path, kits: Path | None = None) -> None:
     from flconfig.components.tracking import TBAnalyticsReceiver
     from flconfig.runtime.context import SiteContext
     from flconfig.runtime.fed_events import records_to_events
@@ -68,7 +85,14 @@ def run_server(workspace: Path) -> None:
         for event_type, data in records_to_events(records, site):
             ctx.deliver_fed_event(event_type, data, origin=site)
 
-    server = CommServer({SITE: TOKEN}, port=0, heartbeat_timeout=60, on_events=on_events)
+    tls: dict[str, Any] = {}
+    if kits is not None:
+        from flconfig.deploy.kit import load_kit
+        from flconfig.runtime.worker import _server_tls
+
+        credentials, check = _server_tls({"tls": load_kit(kits / "server").tls_files()})
+        tls = {"host": "localhost", "server_credentials": credentials, "peer_check": check}
+    server = CommServer({SITE: TOKEN}, port=0, heartbeat_timeout=60, on_events=on_events, **tls)
     server.start()
     ctx.fire_event(EventType.START_RUN)
     print(f"READY {server.port}", flush=True)
@@ -80,14 +104,21 @@ def run_server(workspace: Path) -> None:
 # --------------------------------------------------------------------------- client process
 
 
-def run_client(workspace: Path, port: int, scalars: int, paced: int, rate: int) -> None:
+def run_client(workspace: Path, port: int, scalars: int, paced: int, rate: int,
+               kits: Path | None = None) -> None:
     from flconfig.components.tracking import ConvertToFedEvent, TBWriter
     from flconfig.runtime.context import SiteContext
     from flconfig.runtime.fed_events import event_to_records
     from flconfig.transport.client import CommClient
     from flconfig.types import EventType
 
-    comm = CommClient(f"127.0.0.1:{port}", SITE, TOKEN)
+    if kits is None:
+        comm = CommClient(f"127.0.0.1:{port}", SITE, TOKEN)
+    else:
+        from flconfig.deploy.kit import load_kit
+
+        comm = CommClient(f"localhost:{port}", SITE, TOKEN,
+                          channel_credentials=load_kit(kits / SITE).channel_credentials())
     comm.connect()
     writer = TBWriter()
     converter = ConvertToFedEvent(["analytix_log_stats"])
@@ -245,8 +276,9 @@ def drive(ns: argparse.Namespace) -> int:
         workspace = Path(tmp)
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         me = [sys.executable, str(Path(__file__).resolve())]
+        tls = ["--kits", str(provision_kits(workspace / "deploy"))] if ns.tls else []
         server = subprocess.Popen(
-            [*me, "--role", "server", "--workspace", tmp],
+            [*me, "--role", "server", "--workspace", tmp, *tls],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
         )  # fmt: skip
         try:
@@ -257,7 +289,7 @@ def drive(ns: argparse.Namespace) -> int:
             port = int(line.split()[1])
             client = subprocess.Popen(
                 [*me, "--role", "client", "--workspace", tmp, "--port", str(port),
-                 "--scalars", str(ns.scalars), "--paced", str(ns.paced), "--paced-rate", str(ns.paced_rate)],
+                 "--scalars", str(ns.scalars), "--paced", str(ns.paced), "--paced-rate", str(ns.paced_rate), *tls],
                 stdout=subprocess.PIPE, text=True, env=env,
             )  # fmt: skip
             folder = workspace / "server" / JOB / "tb_events" / SITE
@@ -283,6 +315,7 @@ def drive(ns: argparse.Namespace) -> int:
     result: dict[str, Any] = {
         "benchmark": "streaming_throughput",
         "scalars": ns.scalars,
+        "link": "mutual TLS (a deployment's)" if ns.tls else "plain gRPC on loopback (the simulator's)",
         "throughput_per_s": round(rate),
         "loop_calls_per_s": round(ns.scalars / (client_report["calls_done"] - first_call)),
         "flood_latency_p50_s": round(percentile(flood_latency, 0.5), 3),
@@ -321,12 +354,14 @@ def main() -> int:
     parser.add_argument("--paced", type=int, default=50_000)
     parser.add_argument("--paced-rate", type=int, default=10_000)
     parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--tls", action="store_true", help="over mutual TLS, as a deployment runs")
+    parser.add_argument("--kits", type=Path, help=argparse.SUPPRESS)
     ns = parser.parse_args()
     if ns.role == "server":
-        run_server(Path(ns.workspace))
+        run_server(Path(ns.workspace), ns.kits)
         return 0
     if ns.role == "client":
-        run_client(Path(ns.workspace), ns.port, ns.scalars, ns.paced, ns.paced_rate)
+        run_client(Path(ns.workspace), ns.port, ns.scalars, ns.paced, ns.paced_rate, ns.kits)
         return 0
     return drive(ns)
 

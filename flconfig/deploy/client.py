@@ -139,7 +139,9 @@ class SiteService:
                 job.state = "aborted"
                 self.say(f"job {job_id} aborted by the server")
         for item in work.get("deploy") or []:
-            self._deploy(str(item["job_id"]), str(item.get("name", "")))
+            job = self._deploy(str(item["job_id"]), str(item.get("name", "")))
+            if job is not None and job.state == "accepted" and item.get("port"):
+                self._start(job, item)  # connects (retrying) while the job's server starts
         for item in work.get("start") or []:
             job_id = str(item["job_id"])
             job = self._jobs.get(job_id)

@@ -80,8 +80,9 @@ class _Run:
     sites: list[str] = field(default_factory=list)  # chosen
     need: int = 1
     answers: dict[str, str] = field(default_factory=dict)  # site -> "" (accepted) or why refused
-    tokens: dict[str, str] = field(default_factory=dict)
-    port: int | None = None
+    tokens: dict[str, str] = field(default_factory=dict)  # of every chosen site
+    accepted: list[str] = field(default_factory=list)  # the sites the job runs on
+    port: int | None = None  # the job's server's, chosen when it deploys
     proc: subprocess.Popen[bytes] | None = None
     abort: str = ""  # why it is to be aborted (an admin, a shutdown)
     site_reports: dict[str, str] = field(default_factory=dict)  # site -> final state/reason
@@ -277,18 +278,23 @@ class DeployServer:
                 continue
             have = known.get(job_id)
             if run.state == st.DEPLOYING and site not in run.answers and have is None:
-                deploy.append({"job_id": job_id, "name": run.record.name})
-            elif (run.state == st.RUNNING and run.port is not None and site in run.tokens
-                  and have in ("accepted", None) and site not in run.site_reports):
-                start.append({"job_id": job_id, "port": run.port, "token": run.tokens[site],
-                              "sites": sorted(run.tokens), "heartbeat_timeout": self._heartbeat(run)})
+                # With where to connect: a site that accepts starts its job process at once,
+                # and it imports and connects while the job's server starts.
+                deploy.append({"job_id": job_id, "name": run.record.name, **self._start_item(run, site)})
+            elif (run.state == st.RUNNING and site in run.accepted and have in ("accepted", None)
+                  and site not in run.site_reports):
+                start.append({"job_id": job_id, **self._start_item(run, site)})
         for job_id, have in known.items():
             current = self._runs.get(job_id)
             if have in ("deployed", "accepted", "running") and (
                     current is None or current.abort or site not in current.sites
-                    or (current.state == st.RUNNING and site not in current.tokens)):
+                    or (current.state == st.RUNNING and site not in current.accepted)):
                 abort.append(job_id)
         return {"deploy": deploy, "start": start, "abort": abort, "shutdown": self._stop_sites}
+
+    def _start_item(self, run: _Run, site: str) -> dict[str, Any]:
+        return {"port": run.port, "token": run.tokens[site], "sites": list(run.sites),
+                "heartbeat_timeout": self._heartbeat(run)}
 
     def _fetchjob(self, site: str, header: dict[str, Any], blob: bytes, context: Any) -> dict[str, Any] | bytes:
         job_id = str(header["job_id"])
@@ -538,6 +544,8 @@ class DeployServer:
             ready = time.monotonic() - run.first_site_at >= ALL_SETTLE_S
         if ready:
             run.sites, run.need = pool, need
+            run.tokens = {s: secrets.token_urlsafe(32) for s in pool}
+            run.port = _free_port(self.host)
             run.state, run.since = st.DEPLOYING, time.monotonic()
             self.store.set_state(run.record.id, st.DEPLOYING, sites=pool)
             self.say(f"job {run.record.id}: deploying to {', '.join(pool)}")
@@ -577,16 +585,16 @@ class DeployServer:
         control.mkdir(parents=True, exist_ok=True)
         plan = plan_run(run.job, sites, self.workspace, run.record.id, server=True)
         write_atomic(control / "plan.json", plan.to_json().encode(), mode=0o600)
-        run.tokens = {s: secrets.token_urlsafe(32) for s in sites}
+        run.accepted = list(sites)
         port_file = control / "server.port"
         port_file.unlink(missing_ok=True)
         spec = {
             "job": str(run.folder / JOB_FOLDER), "plan": str(control / "plan.json"),
             "workspace": str(self.workspace), "run_dir": str(run.folder), "job_id": run.record.id,
-            "sites": sites, "min_clients": run.need, "credentials": run.tokens,
+            "sites": sites, "min_clients": run.need, "credentials": {s: run.tokens[s] for s in sites},
             "heartbeat_timeout": self._heartbeat(run), "threads": max(1, (os.cpu_count() or 2) - 1),
             "port_file": str(port_file), "live_metrics_interval": 2.0 if self.live_metrics else 0,
-            "startup_timeout": 120.0, "end_timeout": 60.0, "host": self.host, "port": 0,
+            "startup_timeout": 120.0, "end_timeout": 60.0, "host": self.host, "port": run.port,
             "tls": self.kit.tls_files(),
         }
         write_atomic(control / "spec.json", json.dumps(spec).encode(), mode=0o600)
@@ -595,14 +603,12 @@ class DeployServer:
                 [sys.executable, "-m", "flconfig.runtime.worker", "server", "--spec", str(control / "spec.json")],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and run.proc.poll() is None:
-            text = port_file.read_text().strip() if port_file.exists() else ""
-            if text.isdigit():
-                run.port = int(text)
-                break
+        listening = False
+        while time.monotonic() < deadline and run.proc.poll() is None and not listening:
+            listening = port_file.exists() and port_file.read_text().strip().isdigit()
             time.sleep(0.05)
-        if run.port is None:
-            raise ServiceError("it did not start listening (see its server.out)")
+        if not listening:
+            raise ServiceError(_last_line(run.folder / "server.out") or "it did not start listening")
         run.state = st.RUNNING
         self.store.set_state(run.record.id, st.RUNNING, sites=sites)
         self.say(f"job {run.record.id}: running on {', '.join(sites)} (port {run.port})")
@@ -639,6 +645,23 @@ class DeployServer:
         if self._store is not None:
             self._store.set_state(run.record.id, state, error=error)
         self.say(f"job {run.record.id} ({run.record.name}) {state}" + (f": {error}" if error else ""))
+
+
+def _free_port(host: str) -> int:
+    """A port free on ``host`` now, for a job's server (it binds it moments later)."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    return lines[-1][:500] if lines else ""
 
 
 def _custom_files(job: Any, site: str) -> str:
