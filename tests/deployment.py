@@ -76,8 +76,9 @@ class Deployment:
             return subprocess.Popen([sys.executable, "-m", "flconfig", command, str(self.root / name), *extra],
                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
-    def start_server(self) -> None:
-        self.server = self._spawn("server", "server", "--host", "127.0.0.1", "--max-jobs", str(self.max_jobs))
+    def start_server(self, *extra: str) -> None:
+        self.server = self._spawn("server", "server", "--host", "127.0.0.1", "--max-jobs", str(self.max_jobs),
+                                  *extra)
         deadline = time.monotonic() + 60
         while "listening on" not in self.log() or not self._accepts():
             assert self.server.poll() is None, self.log()

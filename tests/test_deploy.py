@@ -4,6 +4,7 @@ the job store across a server restart, and every refusal the issue names."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import grpc
@@ -80,8 +81,6 @@ def test_submit_refuses_an_invalid_job_with_the_report_of_validate(system: Deplo
 def test_a_site_that_does_not_allow_custom_code_refuses_the_job_and_the_server_says_why(
         system: Deployment, tmp_path: Path) -> None:
     job = tmp_path / "client-api"
-    import shutil
-
     shutil.copytree(ROOT / "configs" / "client-api", job)
     (job / "meta.conf").write_text('name = "client-api"\ndeploy_map { app = ["server", "site-1", "site-3"] }\n'
                                    "min_clients = 2\n")
@@ -104,6 +103,27 @@ def test_abort_stops_a_running_job_and_its_sites(system: Deployment, tmp_path: P
     assert record["state"] == "aborted" and record["error"] == f"aborted by {ADMIN}"
     system.wait_for(lambda: f"job {job_id} aborted by the server" in system.log("site-1"), "site-1 to stop it")
     assert scalars(run / "tb_events" / "site-1", "train_loss")  # what was written stays readable
+
+
+def test_the_server_serves_tensorboard_on_every_jobs_files(system: Deployment, tmp_path: Path) -> None:
+    """`flconfig server --tensorboard`: TensorBoard on the workspace, a run per job and site."""
+    import re
+    import urllib.request
+
+    finished = [j["id"] for j in system.jobs() if j["state"] == "finished"]
+    assert finished  # the first test of this module ran one
+    dep = Deployment(tmp_path / "kits", {"site-1": True})
+    shutil.copytree(system.workspace / finished[0] / "tb_events", dep.workspace / finished[0] / "tb_events")
+    try:
+        dep.start_server("--tensorboard", "--tensorboard-port", "0")
+        dep.wait_for(lambda: "TensorBoard at" in dep.log(), "TensorBoard to start", timeout=120)
+        url = re.search(r"TensorBoard at (http://\S+)", dep.log()).group(1)  # type: ignore[union-attr]
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(url + "data/runs", timeout=10) as reply:
+            runs = json.loads(reply.read())
+        assert sorted(runs) == [f"{finished[0]}/tb_events/site-1", f"{finished[0]}/tb_events/site-2"]
+    finally:
+        dep.stop()
 
 
 def test_jobs_queue_and_run_one_at_a_time(system: Deployment, tmp_path: Path) -> None:

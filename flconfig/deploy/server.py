@@ -185,6 +185,7 @@ class DeployServer:
         if self._store is not None:
             self._store.close()
             self._store = None
+            self.say("stopped")
 
     @property
     def store(self) -> st.JobStore:
