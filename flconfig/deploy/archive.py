@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import stat
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from ..errors import FlconfigError
@@ -90,19 +92,29 @@ def unpack(data: bytes, dest: Path, *, max_bytes: int, max_files: int = MAX_FILE
             raise ArchiveError(f"the archive unpacks to {declared // 2**20} MiB, more than "
                                f"{max_bytes // 2**20} MiB")
         dest.mkdir(parents=True, exist_ok=False)
-        written = 0
-        names = []
-        for info in infos:
-            target = dest.joinpath(*safe_name(info.filename.rstrip("/")).parts)
-            if info.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as src, open(target, "xb") as out:
-                while chunk := src.read(1 << 20):
-                    written += len(chunk)
-                    if written > max_bytes:  # a member larger than it said
-                        raise ArchiveError(f"the archive unpacks to more than {max_bytes // 2**20} MiB")
-                    out.write(chunk)
-            names.append(info.filename)
-        return names
+        try:
+            return _extract(zf, infos, dest, max_bytes)
+        except (zipfile.BadZipFile, zlib.error, EOFError, ArchiveError) as exc:
+            shutil.rmtree(dest, ignore_errors=True)  # nothing half-written is left behind
+            if isinstance(exc, ArchiveError):
+                raise
+            raise ArchiveError(f"a damaged archive ({exc})") from None
+
+
+def _extract(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], dest: Path, max_bytes: int) -> list[str]:
+    written = 0
+    names = []
+    for info in infos:
+        target = dest.joinpath(*safe_name(info.filename.rstrip("/")).parts)
+        if info.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with zf.open(info) as src, open(target, "xb") as out:
+            while chunk := src.read(1 << 20):
+                written += len(chunk)
+                if written > max_bytes:  # a member larger than it said
+                    raise ArchiveError(f"the archive unpacks to more than {max_bytes // 2**20} MiB")
+                out.write(chunk)
+        names.append(info.filename)
+    return names

@@ -61,6 +61,8 @@ ALL_SETTLE_S = 3.0
 #: Largest download (the zip of a job's results).
 MAX_DOWNLOAD_BYTES = 4 * 1024**3
 _REFUSALS_LOGGED = 20
+#: Largest copy of one site's log of one job the server keeps.
+MAX_SITE_LOG_BYTES = 256 * 1024 * 1024
 
 
 class ServiceError(FlconfigError):
@@ -231,6 +233,9 @@ class DeployServer:
             except (KeyError, TypeError, ValueError) as exc:
                 log.warning("%s from %s: bad request (%s)", method, caller, exc)
                 bad(context, f"bad {method} request: {exc}")
+            except FlconfigError as exc:  # e.g. a stored job that cannot be packed
+                log.warning("%s from %s: %s", method, caller, exc)
+                context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
             return reply if isinstance(reply, bytes) else wire.encode(reply)
 
         return grpc.unary_unary_rpc_method_handler(unary)
@@ -334,6 +339,8 @@ class DeployServer:
         path = folder / SITE_LOGS / site / "log.txt"
         path.parent.mkdir(parents=True, exist_ok=True)
         size = path.stat().st_size if path.exists() else 0
+        if size + len(blob) > MAX_SITE_LOG_BYTES:  # a site cannot fill the server's disk
+            return {"ok": False, "offset": size + len(blob), "error": "the site's log is over its limit"}
         if offset != size:  # resend after a lost reply, or a gap: say where we are
             return {"ok": False, "offset": size}
         with open(path, "ab") as f:

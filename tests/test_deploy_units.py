@@ -1,0 +1,126 @@
+"""The parts of distributed mode that take hostile input, on their own: job archives, the
+control service's frames, kits, and the job store across a reopen."""
+
+from __future__ import annotations
+
+import io
+import json
+import stat
+import zipfile
+from pathlib import Path
+
+import pytest
+from deployment import provision_project
+
+from flconfig.deploy import store as st
+from flconfig.deploy import wire
+from flconfig.deploy.archive import ArchiveError, pack_folder, unpack
+from flconfig.deploy.kit import KitError, load_kit
+
+
+def _zip(entries: list[tuple[str, bytes, int]]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data, mode in entries:
+            info = zipfile.ZipInfo(name)
+            info.external_attr = mode << 16
+            zf.writestr(info, data)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("name", ["../evil.py", "/etc/evil", "a/../../evil", "a\\b"])
+def test_an_archive_member_outside_its_folder_is_refused(tmp_path: Path, name: str) -> None:
+    with pytest.raises(ArchiveError, match="not a plain relative path"):
+        unpack(_zip([("ok.txt", b"x", stat.S_IFREG | 0o644), (name, b"x", stat.S_IFREG | 0o644)]),
+               tmp_path / "out", max_bytes=1 << 20)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "evil.py").exists()
+
+
+def test_a_link_in_an_archive_is_refused(tmp_path: Path) -> None:
+    data = _zip([("custom/link.py", b"/etc/passwd", stat.S_IFLNK | 0o777)])
+    with pytest.raises(ArchiveError, match="not a plain file or folder"):
+        unpack(data, tmp_path / "out", max_bytes=1 << 20)
+
+
+def test_an_archive_that_unpacks_to_too_much_is_refused_before_and_while_extracting(tmp_path: Path) -> None:
+    big = _zip([("big.bin", b"\0" * (2 << 20), stat.S_IFREG | 0o644)])
+    with pytest.raises(ArchiveError, match="more than 1 MiB"):
+        unpack(big, tmp_path / "a", max_bytes=1 << 20)
+    # A member that lies about its size is stopped while it is written.
+    lying = bytearray(big)
+    header = lying.rfind(b"PK\x01\x02")  # the central directory's entry: its uncompressed size
+    lying[header + 24:header + 28] = (100).to_bytes(4, "little")
+    with pytest.raises(ArchiveError):
+        unpack(bytes(lying), tmp_path / "b", max_bytes=1 << 20)
+    assert not (tmp_path / "b").exists()
+
+
+def test_a_job_folder_with_a_link_is_not_sent(tmp_path: Path) -> None:
+    job = tmp_path / "job"
+    (job / "app").mkdir(parents=True)
+    (job / "app" / "a.txt").write_text("a")
+    (job / "app" / "link").symlink_to("/etc")
+    with pytest.raises(ArchiveError, match="a link"):
+        pack_folder(job, max_bytes=1 << 20)
+    (job / "app" / "link").unlink()
+    (job / "__pycache__").mkdir()
+    (job / "__pycache__" / "x.pyc").write_bytes(b"x")
+    unpack(pack_folder(job, max_bytes=1 << 20), tmp_path / "copy", max_bytes=1 << 20)
+    assert sorted(p.relative_to(tmp_path / "copy").as_posix() for p in (tmp_path / "copy").rglob("*")) == [
+        "app", "app/a.txt"]
+
+
+@pytest.mark.parametrize("frame", [b"", b"FLCD", b"XXXX\0\0\0\2{}", b"FLCD\0\0\0\x09{}", b"FLCD\0\0\0\2[]",
+                                   b"FLCD\0\0\0\2\xff\xfe", b"FLCD\xff\xff\xff\xff{}"])
+def test_a_bad_control_frame_is_refused(frame: bytes) -> None:
+    with pytest.raises(wire.FrameError):
+        wire.decode(frame)
+
+
+def test_a_control_frame_round_trips() -> None:
+    assert wire.decode(wire.encode({"job_id": "x", "n": 1}, b"\0blob")) == ({"job_id": "x", "n": 1}, b"\0blob")
+
+
+def test_kits_are_checked(tmp_path: Path) -> None:
+    provision_project(tmp_path, {"site-1": False}, 8002)
+    kit = load_kit(tmp_path / "site-1" / "startup")
+    assert (kit.name, kit.type, kit.server_address, kit.allow_custom_code) == ("site-1", "client", "localhost:8002",
+                                                                               False)
+    with pytest.raises(KitError, match="is the kit of client 'site-1', not of an admin"):
+        load_kit(tmp_path / "site-1", "admin")
+    (tmp_path / "site-1" / "startup" / "client.key").unlink()
+    with pytest.raises(KitError, match="lacks client.key"):
+        load_kit(tmp_path / "site-1")
+    (tmp_path / "server" / "startup" / "kit.json").write_text("{")
+    with pytest.raises(KitError, match="not a valid kit file"):
+        load_kit(tmp_path / "server")
+
+
+def test_allow_custom_code_can_change_without_reissuing_certificates(tmp_path: Path) -> None:
+    project = provision_project(tmp_path, {"site-1": False}, 8002)
+    cert = (tmp_path / "site-1" / "startup" / "client.crt").read_bytes()
+    project.write_text(project.read_text().replace("allow_custom_code: false", "allow_custom_code: true"))
+    from deployment import flconfig
+
+    flconfig("provision", str(project), "-o", str(tmp_path), check=True)
+    assert json.loads((tmp_path / "site-1" / "startup" / "kit.json").read_text())["allow_custom_code"] is True
+    assert (tmp_path / "site-1" / "startup" / "client.crt").read_bytes() == cert
+
+
+def test_the_job_store_survives_a_reopen_and_fails_what_was_running(tmp_path: Path) -> None:
+    store = st.JobStore(tmp_path / "jobs.db")
+    for job_id in ("a", "b", "c", "d"):
+        store.add(job_id, f"job-{job_id}", "admin@x")
+    store.set_state("a", st.RUNNING, sites=["site-1"])
+    store.set_state("b", st.WAITING)
+    store.set_state("c", st.FINISHED)
+    store.close()  # as if the server died: every change was committed when it was made
+    store = st.JobStore(tmp_path / "jobs.db")
+    failed = store.recover()
+    assert [r.id for r in failed] == ["a"]
+    by_id = {r.id: r for r in store.all()}
+    assert by_id["a"].state == st.FAILED and "stopped while the job was running" in by_id["a"].error
+    assert by_id["a"].sites == ["site-1"]
+    assert (by_id["b"].state, by_id["c"].state, by_id["d"].state) == (st.SUBMITTED, st.FINISHED, st.SUBMITTED)
+    assert [r.id for r in store.queued()] == ["b", "d"]  # in submission order
+    assert not store.set_state("c", st.ABORTED)  # an ended job stays ended
