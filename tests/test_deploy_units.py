@@ -6,11 +6,12 @@ from __future__ import annotations
 import io
 import json
 import stat
+import time
 import zipfile
 from pathlib import Path
 
 import pytest
-from deployment import provision_project
+from deployment import free_port, provision_project
 
 from flconfig.deploy import store as st
 from flconfig.deploy import wire
@@ -124,3 +125,42 @@ def test_the_job_store_survives_a_reopen_and_fails_what_was_running(tmp_path: Pa
     assert (by_id["b"].state, by_id["c"].state, by_id["d"].state) == (st.SUBMITTED, st.FINISHED, st.SUBMITTED)
     assert [r.id for r in store.queued()] == ["b", "d"]  # in submission order
     assert not store.set_state("c", st.ABORTED)  # an ended job stays ended
+
+
+def test_polls_beyond_the_servers_slots_are_answered_at_once_and_admins_always_get_through(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    import grpc
+
+    from flconfig.deploy import server as server_mod
+    from flconfig.deploy.admin import Admin
+
+    monkeypatch.setattr(server_mod, "POLL_SLOTS", 1)
+    port = free_port()
+    provision_project(tmp_path, {"site-1": True, "site-2": True}, port)
+    service = server_mod.DeployServer(load_kit(tmp_path / "server"), tmp_path / "ws", host="127.0.0.1",
+                                      out=lambda line: None).start()
+    try:
+        def poll(site: str, out: dict) -> None:  # type: ignore[type-arg]
+            channel = grpc.secure_channel(f"localhost:{port}", load_kit(tmp_path / site).channel_credentials(),
+                                          options=wire.options())
+            reply = channel.unary_unary(wire.method_path("Poll"))(wire.encode({"jobs": {}, "wait": 5}), timeout=20)
+            out.update(wire.decode(reply)[0])
+            channel.close()
+
+        held: dict = {}  # type: ignore[type-arg]
+        first = threading.Thread(target=poll, args=("site-1", held))
+        first.start()
+        deadline = time.monotonic() + 10
+        while not service._polling.get("site-1") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        turned: dict = {}  # type: ignore[type-arg]
+        poll("site-2", turned)  # the one slot is taken: answered at once, asked to come back
+        assert turned["retry_after"] == server_mod.RETRY_AFTER_S and first.is_alive()
+        with Admin(load_kit(tmp_path / "admin@test")) as admin:
+            assert admin.jobs()["sites"] == ["site-1", "site-2"]
+        first.join(timeout=20)
+        assert "retry_after" not in held  # the held poll simply found nothing to do
+    finally:
+        service.stop()

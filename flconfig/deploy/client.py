@@ -116,6 +116,8 @@ class SiteService:
                     connected, backoff = True, BACKOFF_START_S
                 self._handle(header)
                 self._check_jobs()
+                if header.get("retry_after"):  # the server has many sites polling: come back later
+                    self._sleep(min(30.0, float(header["retry_after"])))
         except KeyboardInterrupt:
             self.say("interrupted")
         finally:

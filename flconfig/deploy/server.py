@@ -61,6 +61,11 @@ ALL_SETTLE_S = 3.0
 #: Largest download (the zip of a job's results).
 MAX_DOWNLOAD_BYTES = 4 * 1024**3
 _REFUSALS_LOGGED = 20
+#: Threads answering calls; at most POLL_SLOTS of them hold a site's poll, so admins and
+#: the sites' other calls always find one free. Beyond that, polls are answered at once
+#: and the site asked to come back in RETRY_AFTER_S (more sites: slower reactions, never
+#: a stalled server).
+HANDLER_THREADS, POLL_SLOTS, RETRY_AFTER_S = 128, 96, 2.0
 #: Largest copy of one site's log of one job the server keeps.
 MAX_SITE_LOG_BYTES = 256 * 1024 * 1024
 
@@ -140,7 +145,7 @@ class DeployServer:
         handlers.update({name: self._wrap(name, getattr(self, f"_{name.lower()}"), "admin")
                          for name in wire.ADMIN_METHODS})
         generic = grpc.method_handlers_generic_handler(wire.SERVICE, handlers)
-        server = grpc.server(futures.ThreadPoolExecutor(64, thread_name_prefix="flconfig-deploy"),
+        server = grpc.server(futures.ThreadPoolExecutor(HANDLER_THREADS, thread_name_prefix="flconfig-deploy"),
                              handlers=[generic], options=wire.options())
         target = f"{self.host}:{self.port}"
         try:
@@ -255,12 +260,15 @@ class DeployServer:
         if not isinstance(known, dict):
             raise ValueError("'jobs' must map job ids to states")
         wait = min(float(header.get("wait", wire.POLL_S)), wire.POLL_S)
-        deadline = time.monotonic() + max(0.0, wait)
         with self._cond:
             first = site not in self._sites
             self._sites[site] = time.monotonic()
+            busy = sum(self._polling.values()) >= POLL_SLOTS
+            if busy:
+                wait = 0.0
             self._polling[site] = self._polling.get(site, 0) + 1
             self._cond.notify_all()
+        deadline = time.monotonic() + max(0.0, wait)
         if first:
             self.say(f"site {site} connected")
         try:
@@ -272,6 +280,8 @@ class DeployServer:
                         break
                     self._cond.wait(min(remaining, 1.0))
                 self._sites[site] = time.monotonic()
+                if busy and not any(work.values()):
+                    work["retry_after"] = RETRY_AFTER_S
                 return work
         finally:
             with self._cond:
