@@ -127,7 +127,7 @@ def test_the_server_serves_tensorboard_on_every_jobs_files(system: Deployment, t
 
 
 def test_jobs_queue_and_run_one_at_a_time(system: Deployment, tmp_path: Path) -> None:
-    first = system.submit(job_variant(SEED_JOB, tmp_path / "a", rounds=3, epochs=1, sites=["site-1", "site-2"]))
+    first = system.submit(job_variant(SEED_JOB, tmp_path / "a", rounds=2, epochs=1, sites=["site-1", "site-2"]))
     second = system.submit(job_variant(SEED_JOB, tmp_path / "b", rounds=1, epochs=1, sites=["site-1", "site-2"]))
     system.wait_state(first, ("running",))
     assert system.state(second)["state"] == "submitted"  # waits in the queue behind the first

@@ -141,7 +141,7 @@ def test_a_site_killed_mid_round(tmp_path: Path, min_clients: int) -> None:
     dep = Deployment(tmp_path / "kits", {"site-1": True, "site-2": True})
     try:
         dep.start()
-        job = job_variant(SEED_JOB, tmp_path / "job", rounds=4, epochs=1, sites=["site-1", "site-2"],
+        job = job_variant(SEED_JOB, tmp_path / "job", rounds=3, epochs=1, sites=["site-1", "site-2"],
                           min_clients=min_clients, heartbeat=3.0)
         job_id = dep.submit(job)
         tb = dep.workspace / job_id / "tb_events" / "site-2"

@@ -85,7 +85,15 @@ def _pid(folder: Path, name: str) -> int | None:
     except ProcessLookupError:
         return None
     except PermissionError:
-        return pid
+        return None  # not ours: a pid reused since
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if cmdline.exists():  # Linux: make sure it is still this participant's service
+        try:
+            words = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            return None
+        if b"flconfig" not in words or str(folder / name).encode() not in words:
+            return None
     return pid
 
 
@@ -150,20 +158,19 @@ def stop(folder: Path, timeout: float = 30.0) -> list[str]:
                 admin.shutdown(sites=True)
         except AdminError:
             pass  # stopped by signal below
-    deadline = time.monotonic() + timeout
-    while running(folder) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    for name in running(folder):
-        pid = _pid(folder, name)
-        if pid is not None:
-            os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 10
-    while running(folder) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    for name in running(folder):
-        pid = _pid(folder, name)
-        if pid is not None:
-            os.kill(pid, signal.SIGKILL)
+    _wait_stopped(folder, timeout)
+    for sig in (signal.SIGTERM, signal.SIGKILL):  # what did not stop when asked
+        for name in running(folder):
+            pid = _pid(folder, name)
+            if pid is not None:
+                os.kill(pid, sig)
+        _wait_stopped(folder, 10.0)
     for name in alive:
         (folder / name / PID_FILE).unlink(missing_ok=True)
     return alive
+
+
+def _wait_stopped(folder: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while running(folder) and time.monotonic() < deadline:
+        time.sleep(0.2)

@@ -475,7 +475,7 @@ class DeployServer:
 
         def later() -> None:
             if sites:  # let the sites' polls see it
-                time.sleep(min(3.0, wire.POLL_S))
+                time.sleep(1.0)
             self._stop.set()
 
         threading.Thread(target=later, daemon=True).start()
