@@ -164,3 +164,37 @@ def test_polls_beyond_the_servers_slots_are_answered_at_once_and_admins_always_g
         assert "retry_after" not in held  # the held poll simply found nothing to do
     finally:
         service.stop()
+
+
+@pytest.mark.parametrize("shown", ["..", ".", "../../etc", "/", ""])
+def test_the_name_an_admin_gives_its_job_folder_is_only_for_show(tmp_path: Path, shown: str) -> None:
+    from deployment import SEED_JOB
+
+    from flconfig.deploy import server as server_mod
+    from flconfig.deploy.admin import Admin
+
+    port = free_port()
+    provision_project(tmp_path, {"site-1": True}, port)
+    workspace = tmp_path / "ws"
+    service = server_mod.DeployServer(load_kit(tmp_path / "server"), workspace, host="127.0.0.1",
+                                      out=lambda line: None).start()
+    try:
+        with Admin(load_kit(tmp_path / "admin@test")) as admin:
+            answer = admin.submit(SEED_JOB, shown=shown)
+        assert answer["ok"], answer
+        assert (workspace / answer["job_id"] / "job" / "meta.json").is_file()
+        assert sorted(p.name for p in workspace.iterdir()) == sorted([".incoming", answer["job_id"], "jobs.db",
+                                                                      "jobs.db-shm", "jobs.db-wal"])
+        assert not list((workspace / ".incoming").iterdir())
+    finally:
+        service.stop()
+
+
+def test_a_site_ignores_work_whose_job_id_would_name_a_folder_outside_its_workspace(tmp_path: Path) -> None:
+    from flconfig.deploy.client import SiteService
+
+    provision_project(tmp_path, {"site-1": True}, free_port())
+    site = SiteService(load_kit(tmp_path / "site-1"), tmp_path / "ws", out=lambda line: None)
+    site._handle({"deploy": [{"job_id": "../../escape", "port": 1, "token": "t"}], "start": [{"job_id": "/etc"}],
+                  "abort": ["../x"]})
+    assert site._jobs == {} and not (tmp_path / "escape").exists()

@@ -134,6 +134,12 @@ class SiteService:
 
     def _handle(self, work: dict[str, Any]) -> None:
         self._check_jobs()  # a job that has just ended is reported as such, not aborted
+        for key in ("deploy", "start"):
+            items = [i for i in work.get(key) or [] if isinstance(i, dict) and _is_job_id(i.get("job_id"))]
+            if len(items) != len(work.get(key) or []):
+                log.warning("the server sent %s work with a bad job id; ignored", key)
+            work[key] = items
+        work["abort"] = [j for j in work.get("abort") or [] if _is_job_id(j)]
         for job_id in work.get("abort") or []:
             job = self._jobs.get(str(job_id))
             if job is not None and job.state in ("deployed", "accepted", "running"):
@@ -285,3 +291,13 @@ class SiteService:
         if self._channel is not None:
             self._channel.close()
         self.say("stopped")
+
+
+def _is_job_id(value: object) -> bool:
+    """True for a job id as the server makes them (a UUID): it names a folder here."""
+    import uuid
+
+    try:
+        return isinstance(value, str) and str(uuid.UUID(value)) == value
+    except ValueError:
+        return False

@@ -366,7 +366,11 @@ class DeployServer:
 
         shown = str(header.get("path", "job"))[:500]
         incoming = self.workspace / ".incoming" / uuid.uuid4().hex
-        name = Path(shown).name or "job"
+        from ..config.meta import NAME_RE
+
+        name = Path(shown).name
+        if not NAME_RE.match(name) or name in (".", ".."):  # the folder's name names nothing else
+            name = "job"
         try:
             try:
                 unpack(blob, incoming / name, max_bytes=wire.MAX_JOB_BYTES)
