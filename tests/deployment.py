@@ -24,6 +24,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_ports(n: int) -> range:
+    """``n`` consecutive ports free now."""
+    while True:
+        base = free_port()
+        try:
+            for port in range(base + 1, base + n):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return range(base, base + n)
+
+
 def provision_project(out: Path, sites: dict[str, bool], port: int, project: str = "test") -> Path:
     """Provision server, ``sites`` (name -> allow_custom_code) and ADMIN into ``out``."""
     lines = [f"name: {project}", "participants:",
@@ -50,9 +63,11 @@ def flconfig(*args: str, env: dict[str, str] | None = None, check: bool = False,
 class Deployment:
     """Kits in ``root``; ``start()`` runs the server and the sites as processes."""
 
-    def __init__(self, root: Path, sites: dict[str, bool], max_jobs: int = 1) -> None:
+    def __init__(self, root: Path, sites: dict[str, bool], max_jobs: int = 1,
+                 server_args: tuple[str, ...] = ()) -> None:
         self.root = root
         self.port = free_port()
+        self.server_args = server_args
         self.sites = sites
         self.max_jobs = max_jobs
         provision_project(root, sites, self.port)
@@ -78,7 +93,7 @@ class Deployment:
 
     def start_server(self, *extra: str) -> None:
         self.server = self._spawn("server", "server", "--host", "127.0.0.1", "--max-jobs", str(self.max_jobs),
-                                  *extra)
+                                  *self.server_args, *extra)
         deadline = time.monotonic() + 60
         while "listening on" not in self.log() or not self._accepts():
             assert self.server.poll() is None, self.log()

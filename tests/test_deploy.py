@@ -4,6 +4,7 @@ the job store across a server restart, and every refusal the issue names."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from deployment import (
     Deployment,
     expired_kit,
     flconfig,
+    free_ports,
     job_variant,
     provision_project,
 )
@@ -32,7 +34,11 @@ ROOT = Path(__file__).resolve().parent.parent
 def system(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """A server and three sites; site-3 does not allow custom code."""
     root = tmp_path_factory.mktemp("deploy")
-    dep = Deployment(root, {"site-1": True, "site-2": True, "site-3": False}).start()
+    # The jobs' servers on two ports only, as behind a firewall (one job runs at a time).
+    ports = free_ports(2)
+    dep = Deployment(root, {"site-1": True, "site-2": True, "site-3": False},
+                     server_args=("--job-ports", f"{ports[0]}-{ports[-1]}")).start()
+    dep.job_ports = ports  # type: ignore[attr-defined]
     yield dep
     dep.stop()
 
@@ -51,6 +57,8 @@ def test_a_submitted_job_runs_on_its_sites_and_streams_into_the_servers_workspac
         assert [step for step, _ in scalars(run / "tb_events" / site, "validation_accuracy")] == [0, 1]
     logs = system.admin("logs", job_id[:8], check=True).stdout
     assert "workflow scatter_and_gather (ScatterAndGather) started" in logs
+    port = int(re.search(r"server listening on 127\.0\.0\.1:(\d+) \(mutual TLS\)", logs).group(1))  # type: ignore[union-attr]
+    assert port in system.job_ports  # type: ignore[attr-defined]
     site_log = system.admin("logs", job_id, "--site", "site-2", check=True).stdout
     assert "site-2 connected to localhost:" in site_log
     out = system.admin("download", job_id, "-o", str(tmp_path / "dl"), check=True).stdout
@@ -278,6 +286,11 @@ def test_service_commands_say_what_is_wrong_in_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"flconfig server: {dep.root / 'site-1'} is the kit of client 'site-1', not of a server"]
+    # A bad port range.
+    result = flconfig("server", str(dep.root / "server"), "--job-ports", "9000-8000")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "flconfig server: --job-ports 9000-8000: give a range of ports LO-HI, e.g. 8100-8199"]
     # A folder that is no kit.
     result = flconfig("client", str(tmp_path))
     assert result.returncode == 2 and "not a startup kit" in result.stderr and "Traceback" not in result.stderr

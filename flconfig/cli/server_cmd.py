@@ -22,6 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                         help="jobs that run at once (default 1: the others wait in the queue)")
     server.add_argument("--site-wait", type=float, default=600.0, metavar="S",
                         help="seconds a job waits for its sites to connect before it fails (default 600)")
+    server.add_argument("--job-ports", metavar="LO-HI",
+                        help="ports the jobs' own servers may listen on, e.g. 8100-8199 (default: any free "
+                             "port); open them to the sites with the kit's port")
     server.add_argument("--tensorboard", action="store_true",
                         help="serve TensorBoard on every job's tb_events while the server runs")
     server.add_argument("--tensorboard-port", type=int, default=6006, metavar="PORT")
@@ -61,10 +64,18 @@ def run_server(ns: argparse.Namespace) -> int:
     if ns.max_jobs < 1:
         print("flconfig server: --max-jobs must be at least 1", file=sys.stderr)
         return 2
+    job_ports = None
+    if ns.job_ports:
+        lo, _, hi = ns.job_ports.partition("-")
+        if not (lo.isdigit() and hi.isdigit() and 0 < int(lo) <= int(hi) < 65536):
+            print(f"flconfig server: --job-ports {ns.job_ports}: give a range of ports LO-HI, e.g. 8100-8199",
+                  file=sys.stderr)
+            return 2
+        job_ports = range(int(lo), int(hi) + 1)
     _logging()
     workspace = ns.workspace or kit.startup.parent / "workspace"
     service = DeployServer(kit, workspace, host=ns.host, port=ns.port, max_jobs=ns.max_jobs,
-                           site_wait=ns.site_wait)
+                           site_wait=ns.site_wait, job_ports=job_ports)
     watch_handshakes(lambda why: service.say(f"refused a TLS connection: {why}"))
     try:
         service.start()

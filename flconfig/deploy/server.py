@@ -100,7 +100,8 @@ class DeployServer:
 
     def __init__(self, kit: Kit, workspace: Path, *, host: str = "0.0.0.0", port: int | None = None,
                  max_jobs: int = 1, site_wait: float = 600.0, heartbeat_timeout: float | None = None,
-                 live_metrics: bool = True, out: Callable[[str], None] | None = None) -> None:
+                 live_metrics: bool = True, job_ports: range | None = None,
+                 out: Callable[[str], None] | None = None) -> None:
         self.kit = kit
         self.workspace = workspace.resolve()
         self.host = host
@@ -109,6 +110,8 @@ class DeployServer:
         self.site_wait = site_wait
         self.heartbeat_timeout = heartbeat_timeout
         self.live_metrics = live_metrics
+        #: Ports the jobs' servers may listen on (None: any free port), for a firewall.
+        self.job_ports = job_ports
         self._say = out or (lambda line: print(line, flush=True))
         self._gate = CertificateGate(kit.ca_file, kit.crl_file)
         self._lock = threading.RLock()
@@ -567,7 +570,14 @@ class DeployServer:
         if ready:
             run.sites, run.need = pool, need
             run.tokens = {s: secrets.token_urlsafe(32) for s in pool}
-            run.port = _free_port(self.host)
+            with self._lock:
+                taken = {r.port for r in self._runs.values() if r.port is not None}
+            run.port = _free_port(self.host, self.job_ports, taken)
+            if run.port is None:
+                assert self.job_ports is not None
+                self._end_run(run, st.FAILED, f"no free port for the job's server in --job-ports "
+                                              f"{self.job_ports.start}-{self.job_ports.stop - 1}")
+                return
             run.state, run.since = st.DEPLOYING, time.monotonic()
             self.store.set_state(run.record.id, st.DEPLOYING, sites=pool)
             self.say(f"job {run.record.id}: deploying to {', '.join(pool)}")
@@ -669,13 +679,21 @@ class DeployServer:
         self.say(f"job {run.record.id} ({run.record.name}) {state}" + (f": {error}" if error else ""))
 
 
-def _free_port(host: str) -> int:
-    """A port free on ``host`` now, for a job's server (it binds it moments later)."""
+def _free_port(host: str, ports: range | None = None, taken: set[int] | frozenset[int] = frozenset()) -> int | None:
+    """A port free on ``host`` now (from ``ports``, not in ``taken``), for a job's server,
+    which binds it moments later; None if ``ports`` has none free."""
     import socket
 
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    for port in ports if ports is not None else [0]:
+        if port in taken:
+            continue
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    return None
 
 
 def _last_line(path: Path) -> str:
