@@ -114,8 +114,17 @@ class SiteService:
                 if not connected:
                     self.say(f"connected to {self.kit.server_address}")
                     connected, backoff = True, BACKOFF_START_S
-                self._handle(header)
-                self._check_jobs()
+                try:
+                    self._handle(header)
+                    self._check_jobs()
+                except grpc.RpcError:
+                    continue  # the next poll tells whether the server is away
+                except (OSError, ValueError, TypeError, KeyError) as exc:
+                    # This machine's trouble (a full disk, a process that cannot start) or
+                    # work the server sent wrongly: said, and the service goes on.
+                    log.exception("handling the server's work failed")
+                    self.say(f"could not do what the server asked: {type(exc).__name__}: {exc}")
+                    self._sleep(BACKOFF_START_S)
                 if header.get("retry_after"):  # the server has many sites polling: come back later
                     self._sleep(min(30.0, float(header["retry_after"])))
         except KeyboardInterrupt:
@@ -261,9 +270,13 @@ class SiteService:
             if not path.is_file():
                 continue
             while True:
-                with open(path, "rb") as f:
-                    f.seek(job.log_offset)
-                    data = f.read(wire.LOG_CHUNK)
+                try:
+                    with open(path, "rb") as f:
+                        f.seek(job.log_offset)
+                        data = f.read(wire.LOG_CHUNK)
+                except OSError as exc:
+                    log.warning("cannot read %s: %s", path, exc)
+                    break
                 if not data:
                     break
                 header, _ = self._call("PushLog", {"job_id": job.job_id, "offset": job.log_offset}, data)
