@@ -244,6 +244,12 @@ class DeployServer:
             except FlconfigError as exc:  # e.g. a stored job that cannot be packed
                 log.warning("%s from %s: %s", method, caller, exc)
                 context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+            except OSError as exc:  # the server's disk: full, or a folder it cannot write
+                from ..errors import storage_message
+
+                why = storage_message(exc, self.workspace)
+                log.error("%s from %s failed: %s", method, caller, why)
+                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, why)
             return reply if isinstance(reply, bytes) else wire.encode(reply)
 
         return grpc.unary_unary_rpc_method_handler(unary)
