@@ -87,10 +87,9 @@ def run_server(workspace: Path, kits: Path | None = None) -> None:
 
     tls: dict[str, Any] = {}
     if kits is not None:
-        from flconfig.deploy.kit import load_kit
-        from flconfig.runtime.worker import _server_tls
+        from flconfig.deploy.kit import job_server_tls, load_kit
 
-        credentials, check = _server_tls({"tls": load_kit(kits / "server").tls_files()})
+        credentials, check = job_server_tls(load_kit(kits / "server").tls_files())
         tls = {"host": "localhost", "server_credentials": credentials, "peer_check": check}
     server = CommServer({SITE: TOKEN}, port=0, heartbeat_timeout=60, on_events=on_events, **tls)
     server.start()

@@ -24,7 +24,7 @@ from launching import scalars
 
 from flconfig.deploy import wire
 from flconfig.deploy.admin import Admin, AdminError
-from flconfig.deploy.kit import CertificateGate, load_kit
+from flconfig.deploy.kit import job_server_tls, load_kit
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -208,15 +208,10 @@ def test_a_site_certificate_cannot_speak_for_another_site_on_the_job_link(tmp_pa
     from flconfig.transport.server import CommServer
 
     dep = Deployment(tmp_path / "kits", {"site-1": True, "site-2": True})
-    server_kit = load_kit(dep.root / "server")
-    gate = CertificateGate(server_kit.ca_file, server_kit.crl_file)
-
-    def peer_check(context: grpc.ServicerContext, site: str) -> str | None:
-        ident, why = gate.check(context, "client", claimed=site)
-        return None if ident is not None else why
+    credentials, peer_check = job_server_tls(load_kit(dep.root / "server").tls_files())
 
     tokens = {"site-1": "token-one", "site-2": "token-two"}
-    comm = CommServer(tokens, host="localhost", server_credentials=server_kit.server_credentials(),
+    comm = CommServer(tokens, host="localhost", server_credentials=credentials,
                       peer_check=peer_check).start()
     try:
         site1 = load_kit(dep.root / "site-1")

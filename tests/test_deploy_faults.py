@@ -8,12 +8,11 @@ import threading
 import time
 from pathlib import Path
 
-import grpc
 import pytest
 from deployment import SEED_JOB, Deployment, job_variant, provision_project
 from test_comm import Collector, FlakyProxy
 
-from flconfig.deploy.kit import CertificateGate, load_kit
+from flconfig.deploy.kit import job_server_tls, load_kit
 from flconfig.transport.client import CommClient
 from flconfig.transport.server import CommServer
 
@@ -29,14 +28,8 @@ def kits(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def tls_server(kits: Path, **kwargs: object) -> CommServer:
     """A job's server as a deployment runs it: mutual TLS, every call's certificate checked."""
-    server_kit = load_kit(kits / "server")
-    gate = CertificateGate(server_kit.ca_file, server_kit.crl_file)
-
-    def peer_check(context: grpc.ServicerContext, site: str) -> str | None:
-        ident, why = gate.check(context, "client", claimed=site)
-        return None if ident is not None else why
-
-    return CommServer(TOKENS, host="localhost", server_credentials=server_kit.server_credentials(),
+    credentials, peer_check = job_server_tls(load_kit(kits / "server").tls_files())
+    return CommServer(TOKENS, host="localhost", server_credentials=credentials,
                       peer_check=peer_check, **kwargs).start()  # type: ignore[arg-type]
 
 

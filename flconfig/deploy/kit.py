@@ -99,6 +99,19 @@ def server_credentials(files: dict[str, str]) -> Any:
                                        root_certificates=_read(files["ca"]), require_client_auth=True)
 
 
+def job_server_tls(files: dict[str, str]) -> tuple[Any, Any]:
+    """A job's server over mutual TLS: its gRPC credentials, and the ``peer_check`` of
+    :class:`~flconfig.transport.server.CommServer` that refuses any call whose certificate
+    is not a (not revoked) client certificate naming the site the call claims."""
+    gate = CertificateGate(files["ca"], files.get("crl"))
+
+    def peer_check(context: Any, site: str) -> str | None:
+        ident, why = gate.check(context, "client", claimed=site)
+        return None if ident is not None else why
+
+    return server_credentials(files), peer_check
+
+
 def _read(path: str) -> bytes:
     with open(path, "rb") as f:
         return f.read()

@@ -238,20 +238,14 @@ def _run_dir(spec: dict[str, Any], site: str) -> Path:
 
 
 def _server_tls(spec: dict[str, Any]) -> tuple[Any, Any]:
-    """With ``tls`` in the spec (a deployed job): the server's credentials and the check
-    that each call's certificate is the site's it claims to be; else (None, None)."""
+    """With ``tls`` in the spec (a deployed job): the server's credentials and its
+    certificate check (:func:`flconfig.deploy.kit.job_server_tls`); else (None, None)."""
     files = spec.get("tls")
     if not files:
         return None, None
-    from ..deploy.kit import CertificateGate, server_credentials
+    from ..deploy.kit import job_server_tls
 
-    gate = CertificateGate(files["ca"], files.get("crl"))
-
-    def peer_check(context: Any, site: str) -> str | None:
-        ident, why = gate.check(context, "client", claimed=site)
-        return None if ident is not None else why
-
-    return server_credentials(files), peer_check
+    return job_server_tls(files)
 
 
 def _short_list(names: list[str], limit: int = 8) -> str:

@@ -146,30 +146,27 @@ class _Gatekeeper(grpc.ServerInterceptor):
 
     def note_refusal(self, method: str, why: str) -> None:
         """Count and log a call a handler refused (a certificate that does not match)."""
+        self._count(method, why)
+
+    def _count(self, method: str, why: str, take_slot: bool = False) -> bool:
+        """Count a refusal and log it (each kind of reason a few times, never a flood);
+        with ``take_slot``, also take a refusal slot: False when none is free."""
+        # Counted by kind of reason: a caller cycling through site names must not get
+        # a fresh allowance of log lines for each.
+        kind = why.partition(" for site ")[0].partition(" was used ")[0]
         with self._lock:
             self.refused += 1
             count = self.refused
-            kind = why.partition(" was used ")[0]
             same = self._by_reason[kind] = self._by_reason.get(kind, 0) + 1
+            slot = take_slot and self._in_flight < MAX_REFUSALS_IN_FLIGHT
+            if slot:
+                self._in_flight += 1
         if same <= _REFUSALS_LOGGED or same % 1000 == 0:
-            log.warning("refused a call to %s: %s (%d refused so far)", method, why, count)
+            log.warning("refused a call to %s: %s (%d refused so far)", method[:100], why, count)
+        return slot
 
     def _refuse(self, details: Any, code: grpc.StatusCode, why: str) -> Any:
-        with self._lock:
-            self.refused += 1
-            count = self.refused
-            # Counted by kind of reason: a caller cycling through site names must not
-            # get a fresh allowance of log lines for each.
-            kind = why.partition(" for site ")[0]
-            same = self._by_reason[kind] = self._by_reason.get(kind, 0) + 1
-            if self._in_flight >= MAX_REFUSALS_IN_FLIGHT:
-                over = True
-            else:
-                over = False
-                self._in_flight += 1
-        if same <= _REFUSALS_LOGGED or same % 1000 == 0:  # each reason seen, never a flood
-            log.warning("refused a call to %s: %s (%d refused so far)",
-                        str(details.method)[:100], why, count)
+        over = not self._count(str(details.method), why, take_slot=True)
         if over:
             return None  # gRPC answers UNIMPLEMENTED from its own thread
 
