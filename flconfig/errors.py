@@ -147,6 +147,36 @@ def storage_message(exc: OSError, where: str | object) -> str:
     return f"cannot write in {where}: {exc.strerror or exc}"
 
 
+def relocate(problems: Iterable[Problem], folder: str | os.PathLike[str], shown: str) -> list[Problem]:
+    """``problems`` found in the copy of a job at ``folder`` (a server's or a site's own
+    path), with every mention of that folder — in positions, messages and hints, in any
+    of the forms messages use (absolute, resolved, relative to the working folder) —
+    shown as ``shown`` instead (the path the admin submitted; ``""`` for paths relative to
+    the job folder). What travels to an admin then names no path of the machine that
+    checked the job."""
+    forms = {str(folder), os.path.realpath(folder), os.path.abspath(folder), display_path(folder)}
+    prefixes = sorted(forms - {"", "."}, key=len, reverse=True)
+
+    def fix(text: str | None) -> str | None:
+        if not text:
+            return text
+        for prefix in prefixes:
+            if shown:
+                text = text.replace(prefix, shown.rstrip("/"))
+            else:
+                text = text.replace(prefix + os.sep, "").replace(prefix, ".")
+        return text
+
+    out = []
+    for p in problems:
+        position = p.position
+        if position is not None:
+            position = Position(fix(position.file) or position.file, position.line, position.column)
+        out.append(Problem(p.severity, p.code, fix(p.message) or p.message, position, p.json_path,
+                           fix(p.hint)))
+    return out
+
+
 def errors_only(problems: Iterable[Problem]) -> list[Problem]:
     """The problems that make a job invalid (warnings left out)."""
     return [p for p in problems if p.is_error]

@@ -37,10 +37,12 @@ def free_ports(n: int) -> range:
         return range(base, base + n)
 
 
-def provision_project(out: Path, sites: dict[str, bool], port: int, project: str = "test") -> Path:
+def provision_project(out: Path, sites: dict[str, bool], port: int, project: str = "test",
+                      server_custom: bool = True) -> Path:
     """Provision server, ``sites`` (name -> allow_custom_code) and ADMIN into ``out``."""
     lines = [f"name: {project}", "participants:",
-             f"  - {{name: server, type: server, host: localhost, port: {port}, allow_custom_code: true}}"]
+             f"  - {{name: server, type: server, host: localhost, port: {port}, "
+             f"allow_custom_code: {str(server_custom).lower()}}}"]
     lines += [f"  - {{name: {name}, type: client, allow_custom_code: {str(custom).lower()}}}"
               for name, custom in sites.items()]
     lines.append(f"  - {{name: '{ADMIN}', type: admin}}")
@@ -64,13 +66,13 @@ class Deployment:
     """Kits in ``root``; ``start()`` runs the server and the sites as processes."""
 
     def __init__(self, root: Path, sites: dict[str, bool], max_jobs: int = 1,
-                 server_args: tuple[str, ...] = ()) -> None:
+                 server_args: tuple[str, ...] = (), server_custom: bool = True) -> None:
         self.root = root
         self.port = free_port()
         self.server_args = server_args
         self.sites = sites
         self.max_jobs = max_jobs
-        provision_project(root, sites, self.port)
+        provision_project(root, sites, self.port, server_custom=server_custom)
         self.server: subprocess.Popen[bytes] | None = None
         self.clients: dict[str, subprocess.Popen[bytes]] = {}
 

@@ -95,7 +95,9 @@ def test_a_site_that_does_not_allow_custom_code_refuses_the_job_and_the_server_s
     job_id = system.submit(job)
     record = system.wait_state(job_id, ("finished", "failed"))
     assert record["state"] == "failed"
-    assert "site-3 refused it: this site does not run custom code (app/custom holds" in record["error"]
+    assert ("site-3 refused it: this site does not run custom code: app 'app' holds custom code "
+            "(2 file(s) in custom/: net.py, train.py), and site 'site-3' does not run custom code (app/custom)"
+            in record["error"])
     assert "allow_custom_code" in record["error"]
     assert "site-3 refused it" in system.log()
 

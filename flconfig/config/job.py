@@ -166,9 +166,13 @@ class App:
     #: False when custom/ (or a link in it) leads outside the job folder: then no
     #: class of it is "custom" and nothing in it is ever imported.
     custom_allowed: bool = True
+    #: False when the participant the job is checked for runs no custom code: nothing of
+    #: the job folder is imported, and a class or script of custom/ is an error.
+    runs_custom_code: bool = True
 
     @property
     def custom_dir(self) -> Path | None:
+        """The app's ``custom/`` folder, when it exists and stays inside the job folder."""
         if self.folder is None or not self.custom_allowed:
             return None
         custom = self.folder / "custom"
@@ -206,7 +210,8 @@ class Job:
     meta: MetaInfo
     meta_doc: Document | None
     apps: Mapping[str, App]
-    registry: Registry
+    #: One registry per app: it resolves classes from that app's ``custom/`` only.
+    registries: Mapping[str, Registry]
     problems: tuple[Problem, ...] = ()
     allowed_modules: tuple[str, ...] = ()
     #: Folders the user put on the job's import path (``--python-path``), resolved.
@@ -215,6 +220,11 @@ class Job:
     @property
     def errors(self) -> list[Problem]:
         return errors_only(self.problems)
+
+    def registry_for(self, app: str) -> Registry:
+        """The registry of the participants ``app`` is deployed to: built-ins, FLARE
+        aliases, plugins, allowed modules and that app's own ``custom/`` folder."""
+        return self.registries[app]
 
     def configs(self) -> list[ConfigFile]:
         """Every app's server and client config that was read."""
@@ -455,12 +465,18 @@ def _classify(path: Path) -> str:
 
 def inspect_job(path: str | Path, *, allowed_modules: Sequence[str] = (),
                 environ: Mapping[str, str] | None = None,
-                python_path: Sequence[str | Path] = ()) -> tuple[Job | None, list[Problem]]:
+                python_path: Sequence[str | Path] = (),
+                participant: str | None = None,
+                allow_custom_code: bool = True) -> tuple[Job | None, list[Problem]]:
     """Read and check everything about a job, app folder or config file; never raises for bad input.
 
     ``allowed_modules`` are module prefixes (installed packages) whose classes the job may
     name; ``python_path`` are folders whose modules it may import, as FLARE finds them on
-    ``PYTHONPATH`` (missing folders are reported).
+    ``PYTHONPATH`` (missing folders are reported). Each app's configs resolve classes
+    from that app's own ``custom/`` folder only. With ``allow_custom_code`` False the job
+    is checked for a participant that runs no custom code (``participant``: ``"server"``
+    or a site name; None: every participant): custom code in the app deployed to it, a
+    class it names from the job folder, is an error.
     """
     from ..validate.checks import check_job
 
@@ -477,7 +493,7 @@ def inspect_job(path: str | Path, *, allowed_modules: Sequence[str] = (),
         else:
             problems.append(Problem("error", "usage", "the --python-path folder does not exist",
                                     Position(str(entry)), hint="give a folder that holds Python modules"))
-    policy = (allowed_modules, tuple(folders))
+    policy = _Policy(allowed_modules, tuple(folders), allow_custom_code, participant)
     if kind == "file":
         job = _single_file_job(target, problems, policy, environ)
     else:
@@ -500,7 +516,7 @@ def _resolved(job: Job, problems: list[Problem]) -> Job:
         for role in ("server", "client"):
             config = getattr(app, role)
             if config is not None:
-                config, found = config.resolve_components(job.registry)
+                config, found = config.resolve_components(job.registry_for(name))
                 problems.extend(found)
             configs[role] = config
         apps[name] = replace(app, server=configs["server"], client=configs["client"])
@@ -529,20 +545,97 @@ def _dedupe(problems: list[Problem]) -> list[Problem]:
             and not (p.is_error and p.code == "schema" and (p.position, p.json_path) in specific)]
 
 
-#: What a job may import besides its custom/ folders: allowed module prefixes, python-path folders.
-_Policy = tuple[Sequence[str], tuple[Path, ...]]
+@dataclass(frozen=True)
+class _Policy:
+    """What a job may import besides its apps' own custom/ folders (allowed module prefixes,
+    python-path folders), and whether the participant it is checked for runs custom code."""
+
+    allowed_modules: Sequence[str]
+    python_path: tuple[Path, ...]
+    allow_custom_code: bool = True
+    participant: str | None = None  # None: every participant
+
+    def runs_custom_code(self, meta: MetaInfo, app: str) -> bool:
+        """Whether the participants of ``app`` run custom code under this policy."""
+        if self.allow_custom_code:
+            return True
+        return self.participant is not None and meta.app_for(self.participant) != app
+
+
+#: Most folders of a job folder looked at for other apps' custom/ folders.
+_MAX_APP_FOLDERS = 200
+
+
+def _participants_of(meta: MetaInfo, app: str, policy: _Policy) -> str:
+    """How messages name the participants ``app`` is deployed to."""
+    if policy.participant is not None and meta.app_for(policy.participant) == app:
+        return "the server" if policy.participant == "server" else f"site {policy.participant!r}"
+    if app == meta.server_app() and app in meta.apps_needing("client"):
+        return f"the server and the sites of app {app!r}"
+    if app == meta.server_app():
+        return "the server"
+    return f"the sites of app {app!r}"
+
+
+def _other_custom_dirs(folder: Path, apps: Mapping[str, App], own: str) -> dict[str, Path]:
+    """The custom/ folders of the job's other app folders (deployed or not), by app name."""
+    others = {name: app.folder / "custom" for name, app in apps.items()
+              if name != own and app.folder is not None and app.folder != apps[own].folder}
+    try:
+        entries = sorted(folder.iterdir())[:_MAX_APP_FOLDERS]
+    except OSError:
+        entries = []
+    for entry in entries:
+        if entry.name not in others and entry.name != own and entry != apps[own].folder \
+                and (entry / "custom").is_dir():
+            others[entry.name] = entry / "custom"
+    return others
 
 
 def _make_job(name: str, folder: Path, meta: MetaInfo, meta_doc: Document | None,
-              apps: Mapping[str, App], policy: _Policy, environ: Mapping[str, str] | None) -> Job:
+              apps: Mapping[str, App], policy: _Policy, environ: Mapping[str, str] | None,
+              problems: list[Problem]) -> Job:
     from ..registry import Registry
 
-    allowed, python_path = policy
-    custom_dirs = [a.custom_dir for a in apps.values() if a.custom_dir]
-    registry = Registry.create(custom_dirs=custom_dirs, allowed_modules=allowed, environ=environ,
-                               job_root=folder, python_path=python_path)
-    return Job(name, folder, meta, meta_doc, MappingProxyType(dict(apps)), registry,
-               allowed_modules=tuple(allowed), python_path=python_path)
+    registries: dict[str, Registry] = {}
+    checked: dict[str, App] = {}
+    for app_name, app in apps.items():
+        runs = policy.runs_custom_code(meta, app_name)
+        who = _participants_of(meta, app_name, policy)
+        if not runs:
+            problems.extend(_custom_code_problems(app, who))
+        checked[app_name] = replace(app, runs_custom_code=runs)
+        registries[app_name] = Registry.create(
+            custom_dirs=[app.custom_dir] if app.custom_dir else [],
+            allowed_modules=policy.allowed_modules, environ=environ, job_root=folder,
+            python_path=policy.python_path, allow_custom_code=runs, participant=who,
+            other_custom=_other_custom_dirs(folder, apps, app_name))
+    return Job(name, folder, meta, meta_doc, MappingProxyType(checked), MappingProxyType(registries),
+               allowed_modules=tuple(policy.allowed_modules), python_path=policy.python_path)
+
+
+#: Most files of a custom/ folder named in a message.
+_NAMED_FILES = 3
+
+
+def _custom_code_problems(app: App, who: str) -> list[Problem]:
+    """An error when ``app`` holds custom code and ``who`` (its participant) runs none."""
+    custom = app.custom_dir
+    if custom is None:
+        return []
+    files = sorted(p.relative_to(custom).as_posix() for p in custom.rglob("*")
+                   if p.is_file() and "__pycache__" not in p.parts)
+    if not files:
+        return []
+    named = ", ".join(files[:_NAMED_FILES]) + (f" and {len(files) - _NAMED_FILES} more"
+                                                if len(files) > _NAMED_FILES else "")
+    return [Problem(
+        "error", "custom-code-not-allowed",
+        f"app {app.name!r} holds custom code ({len(files)} file(s) in custom/: {named}), and {who} "
+        "does not run custom code", Position(_display(custom)),
+        hint="remove custom/ and use built-in components, FLARE classes flconfig provides or "
+             "installed plugins; or its operator allows the job's code with "
+             '"allow_custom_code": true in its kit')]
 
 
 def _single_file_job(file: Path, problems: list[Problem], policy: _Policy,
@@ -567,7 +660,7 @@ def _single_file_job(file: Path, problems: list[Problem], policy: _Policy,
     config = read_config(file, role, app, "server" if role == "server" else "site-1", problems, environ=environ)
     if config is not None:
         app = _with_config(app, role, config)
-    return _make_job(app.name, folder, meta, None, {app.name: app}, policy, environ)
+    return _make_job(app.name, folder, meta, None, {app.name: app}, policy, environ, problems)
 
 
 def _folder_job(folder: Path, kind: str, problems: list[Problem], policy: _Policy,
@@ -651,7 +744,7 @@ def _folder_job(folder: Path, kind: str, problems: list[Problem], policy: _Polic
             if config is not None:
                 app = apps[name] = _with_config(app, role, config)
     name = meta.name or folder.resolve().name
-    return _make_job(name, folder, meta, meta_doc, apps, policy, environ)
+    return _make_job(name, folder, meta, meta_doc, apps, policy, environ, problems)
 
 
 def _app_folder_hint(job_folder: Path, app_folder: Path) -> str:
@@ -674,11 +767,14 @@ def _roles_needed(meta: MetaInfo, app: str) -> list[str]:
 
 def load_job(path: str | Path, *, allowed_modules: Sequence[str] = (),
              environ: Mapping[str, str] | None = None,
-             python_path: Sequence[str | Path] = ()) -> Job:
+             python_path: Sequence[str | Path] = (),
+             participant: str | None = None,
+             allow_custom_code: bool = True) -> Job:
     """Load and check a job; raises :class:`ConfigError` listing every error found
     (the arguments are :func:`inspect_job`'s)."""
     job, problems = inspect_job(path, allowed_modules=allowed_modules, environ=environ,
-                                python_path=python_path)
+                                python_path=python_path, participant=participant,
+                                allow_custom_code=allow_custom_code)
     errors = errors_only(problems)
     if errors or job is None:
         raise ConfigError(errors or problems)

@@ -28,7 +28,7 @@ from typing import Any
 from . import wire
 from .archive import ArchiveError, unpack
 from .kit import Kit
-from .server import JOB_FOLDER, _custom_files
+from .server import JOB_FOLDER
 
 log = logging.getLogger("flconfig.deploy.client")
 BACKOFF_START_S, BACKOFF_MAX_S = 1.0, 30.0
@@ -174,7 +174,7 @@ class SiteService:
 
     def _deploy(self, job_id: str, name: str) -> _Job | None:
         from ..config.job import inspect_job
-        from ..errors import errors_only
+        from ..errors import errors_only, relocate
         from ..runtime.plan import plan_run
 
         folder = self.workspace / job_id
@@ -188,15 +188,21 @@ class SiteService:
             else:
                 shutil.rmtree(folder / JOB_FOLDER, ignore_errors=True)
                 unpack(blob, folder / JOB_FOLDER, max_bytes=wire.MAX_JOB_BYTES)
-                checked, problems = inspect_job(folder / JOB_FOLDER)
-                errors = errors_only(problems)
-                custom = _custom_files(checked, self.site) if checked is not None else ""
-                if checked is None or errors:
-                    first = errors[0] if errors else "the job does not load"
-                    reason = f"the job is invalid here: {str(first).replace(str(folder / JOB_FOLDER) + '/', '')}"
-                elif custom and not self.kit.allow_custom_code:
-                    reason = (f"this site does not run custom code ({custom}); its operator can allow it "
-                              f"with \"allow_custom_code\": true in {self.kit.startup / 'kit.json'}")
+                # Checked as this site runs it: its own app's custom/ only, and none at all
+                # unless its kit allows custom code; no environment of this machine.
+                checked, problems = inspect_job(folder / JOB_FOLDER, participant=self.site,
+                                                allow_custom_code=self.kit.allow_custom_code)
+                errors = relocate(errors_only(problems), folder / JOB_FOLDER, "")
+                # The app's custom/ folder first (it says the whole of it), then the classes.
+                refusals = sorted((p for p in errors if p.code == "custom-code-not-allowed"),
+                                  key=lambda p: bool(p.json_path))
+                if refusals:
+                    first = refusals[0]
+                    reason = (f"this site does not run custom code: {first.message} "
+                              f"({first.position}); its operator can allow it with "
+                              '"allow_custom_code": true in the site\'s kit (startup/kit.json)')
+                elif checked is None or errors:
+                    reason = f"the job is invalid here: {_one_line(errors[0]) if errors else 'it does not load'}"
                 else:
                     job.plan = plan_run(checked, [self.site], self.workspace, job_id, server=False)
                     job.name = checked.name or name
@@ -304,6 +310,11 @@ class SiteService:
         if self._channel is not None:
             self._channel.close()
         self.say("stopped")
+
+
+def _one_line(problem: Any) -> str:
+    """A problem as one line (its hint left out), for a refusal the server reports."""
+    return str(problem).splitlines()[0]
 
 
 def _is_job_id(value: object) -> bool:

@@ -370,8 +370,7 @@ class DeployServer:
 
     def _submit(self, admin: str, header: dict[str, Any], blob: bytes, context: Any) -> dict[str, Any]:
         from ..cli.report import write_text
-        from ..config.job import inspect_job
-        from ..errors import errors_only
+        from ..errors import errors_only, relocate
 
         shown = str(header.get("path", "job"))[:500]
         incoming = self.workspace / ".incoming" / uuid.uuid4().hex
@@ -385,18 +384,13 @@ class DeployServer:
                 unpack(blob, incoming / name, max_bytes=wire.MAX_JOB_BYTES)
             except ArchiveError as exc:
                 return {"ok": False, "report": f"{shown}: {exc}\n"}
-            job, problems = inspect_job(incoming / name)
+            job, problems = self._inspect(incoming / name)
             text = io.StringIO()
-            write_text(problems, 1, text)
-            report = text.getvalue().replace(str(incoming / name), shown.rstrip("/"))
+            write_text(relocate(problems, incoming / name, shown), 1, text)
+            report = text.getvalue()
             if job is None or errors_only(problems):
                 log.info("refused a job from %s: %d problem(s)", admin, len(errors_only(problems)))
                 return {"ok": False, "report": report}
-            custom = _custom_files(job, "server")
-            if custom and not self.kit.allow_custom_code:
-                return {"ok": False, "report": (
-                    f"{shown}: the server does not run custom code ({custom}); its operator can allow "
-                    f"it with \"allow_custom_code\": true in {self.kit.startup / 'kit.json'}\n")}
             job_id = str(uuid.uuid4())
             folder = self.workspace / job_id
             folder.mkdir(parents=True)
@@ -542,12 +536,20 @@ class DeployServer:
             for record in self.store.queued()[:free]:
                 self._admit(record)
 
-    def _admit(self, record: st.JobRecord) -> None:
+    def _inspect(self, folder: Path) -> tuple[Any, list[Any]]:
+        """The submitted job at ``folder`` checked as this server runs it: no environment,
+        and no custom code unless its kit allows it (the job's server app then holding
+        custom code, or naming a class of the job folder, is an error of validate's report)."""
         from ..config.job import inspect_job
 
+        return inspect_job(folder, participant="server", allow_custom_code=self.kit.allow_custom_code)
+
+    def _admit(self, record: st.JobRecord) -> None:
+        from ..errors import errors_only
+
         folder = self.workspace / record.id
-        job, _ = inspect_job(folder / JOB_FOLDER)
-        if job is None:
+        job, problems = self._inspect(folder / JOB_FOLDER)
+        if job is None or errors_only(problems):
             self.store.set_state(record.id, st.FAILED, error="the stored job folder no longer loads")
             return
         self.store.set_state(record.id, st.WAITING)
@@ -708,19 +710,3 @@ def _last_line(path: Path) -> str:
     except OSError:
         return ""
     return lines[-1][:500] if lines else ""
-
-
-def _custom_files(job: Any, site: str) -> str:
-    """A short description of the custom code ``site``'s app of ``job`` holds, or ""."""
-    try:
-        config = job.config_for(site)
-    except Exception:
-        return ""
-    app = job.apps.get(config.app)
-    folder = app.custom_dir if app is not None else None
-    if folder is None or not folder.is_dir():
-        return ""
-    files = [p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
-    if not files:
-        return ""
-    return f"{config.app}/custom holds {len(files)} file(s)"

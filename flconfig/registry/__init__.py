@@ -10,8 +10,10 @@ schema for them. Classes come from five places:
 * FLARE class paths, through the alias table :mod:`flconfig.registry.aliases`;
 * plugins: the entry-point group ``flconfig.components`` of installed
   packages (entry name = short name, value ``module:Class``);
-* the job's ``custom/`` folders (``custom/my_trainer.py`` gives
-  ``my_trainer.SimpleTrainer``, as in FLARE);
+* the ``custom/`` folder of the app deployed to the participant the registry
+  is for (``custom/my_trainer.py`` gives ``my_trainer.SimpleTrainer``, as in
+  FLARE) — never another app's, and none at all when the participant does not
+  run custom code;
 * modules the user allows explicitly (``allowed_modules``, or the
   ``FLCONFIG_ALLOW_MODULES`` environment variable).
 
@@ -176,7 +178,9 @@ class ResolveError(FlconfigError):
     """A component's ``path`` or ``name`` does not resolve to a class flconfig may build.
 
     ``code`` is ``path-not-allowed``, ``unknown-component``,
-    ``ambiguous-name`` or ``unresolvable``; ``hint`` says what to do;
+    ``ambiguous-name``, ``unresolvable``, ``custom-code-not-allowed`` (the participant
+    runs no custom code) or ``custom-not-deployed`` (the class is in the ``custom/`` of
+    an app not deployed to the participant); ``hint`` says what to do;
     ``candidates`` are paths or names the user may have meant.
     """
 
@@ -212,8 +216,20 @@ class Registry:
         allowed_modules: Sequence[str],
         job_roots: Sequence[Path] = (),
         python_path: Sequence[Path] = (),
+        *,
+        allow_custom_code: bool = True,
+        participant: str = "this participant",
+        other_custom: Mapping[str, Path] | None = None,
     ) -> None:
         self.custom_dirs: tuple[Path, ...] = tuple(custom_dirs)
+        #: Whether the participant runs the job's own code: with False, no class whose
+        #: file lies in the job folder resolves, and none is ever imported.
+        self.allow_custom_code = allow_custom_code
+        #: How messages name the participant this registry resolves for ("the server").
+        self.participant = participant
+        #: The custom/ folders of the job's other apps, by app name: never searched for
+        #: classes, only named when a config refers into one of them.
+        self.other_custom: Mapping[str, Path] = MappingProxyType(dict(other_custom or {}))
         #: Folders the user allowed with ``--python-path``: their modules are importable and
         #: their classes allowed, like the job's own (a class's real file must lie inside).
         self.python_path: tuple[Path, ...] = tuple(python_path)
@@ -236,18 +252,26 @@ class Registry:
         environ: Mapping[str, str] | None = None,
         job_root: Path | None = None,
         python_path: Sequence[Path] = (),
+        *,
+        allow_custom_code: bool = True,
+        participant: str = "this participant",
+        other_custom: Mapping[str, Path] | None = None,
     ) -> Registry:
-        """A registry for one job.
+        """A registry for one participant of a job (the server, or the sites of one app).
 
-        ``custom_dirs`` are the job's ``custom/`` folders (missing ones are
-        skipped); ``job_root`` is the job folder, which a module in them may
-        link into (its real file must lie in a custom folder or the job
-        folder). ``allowed_modules`` are dotted module prefixes whose
-        classes configs may name, added to those in ``FLCONFIG_ALLOW_MODULES``
-        of ``environ`` (default ``os.environ``). Raises ValueError for a
-        prefix that is not a dotted module name. ``python_path`` are folders (after
-        ``custom/``, in order) whose modules a config may name, as FLARE imports what is
-        on ``PYTHONPATH``.
+        ``custom_dirs`` are the ``custom/`` folder of the app deployed to the participant
+        (missing ones are skipped); ``job_root`` is the job folder, which a module in them
+        may link into (its real file must lie in that custom folder or elsewhere in the
+        job folder, never in another app's ``custom/``). ``allowed_modules`` are dotted
+        module prefixes whose classes configs may name, added to those in
+        ``FLCONFIG_ALLOW_MODULES`` of ``environ`` (default ``os.environ``). Raises
+        ValueError for a prefix that is not a dotted module name. ``python_path`` are
+        folders (after ``custom/``, in order) whose modules a config may name, as FLARE
+        imports what is on ``PYTHONPATH``. With ``allow_custom_code`` False the
+        participant runs no code of the job folder: such a class does not resolve
+        (``custom-code-not-allowed``) and :meth:`load_class` never imports one.
+        ``other_custom`` maps the job's other apps to their ``custom/`` folders, only to
+        say so when a config names a class in one of them (``custom-not-deployed``).
         """
         env = os.environ if environ is None else environ
         prefixes: list[str] = []
@@ -262,7 +286,10 @@ class Registry:
         dirs = [Path(d).resolve() for d in custom_dirs]
         roots = [job_root.resolve()] if job_root is not None else []
         extra = [Path(d).resolve() for d in python_path]
-        return cls([d for d in dirs if d.is_dir()], prefixes, roots, [d for d in extra if d.is_dir()])
+        others = {app: Path(d).resolve() for app, d in (other_custom or {}).items()}
+        return cls([d for d in dirs if d.is_dir()], prefixes, roots, [d for d in extra if d.is_dir()],
+                   allow_custom_code=allow_custom_code, participant=participant,
+                   other_custom={app: d for app, d in others.items() if d.is_dir()})
 
     # -- resolving ------------------------------------------------------------
 
@@ -323,6 +350,7 @@ class Registry:
         custom = self._resolve_custom(value)
         if custom is not None:
             return custom
+        self._check_not_in_other_app(value)
         if self._is_allowed(value):
             return self._resolve_allowed(value)
         raise self._not_allowed(value)
@@ -376,6 +404,36 @@ class Registry:
                 )
             return self._homed(value, description, "custom")
         return None
+
+    def is_job_code(self, file: str | os.PathLike[str] | None) -> bool:
+        """True if ``file`` (links followed) lies in the job folder: the job's own code."""
+        return file is not None and any(is_within(file, root) for root in self.job_roots)
+
+    def _refuse_job_code(self, value: str, file: str) -> ResolveError:
+        return ResolveError(
+            "custom-code-not-allowed",
+            f"{value!r} is the job's own code ({_short(file)}), and {self.participant} does not "
+            "run custom code",
+            "use a built-in component, a FLARE class flconfig provides or an installed plugin; "
+            "or, if this participant should run the job's code, its operator sets "
+            '"allow_custom_code": true in its kit (flconfig provision)',
+        )
+
+    def _check_not_in_other_app(self, value: str) -> None:
+        """Raise ``custom-not-deployed`` if ``value`` names a module in the ``custom/`` of
+        another app of the job (never searched: that app is not deployed here)."""
+        parts = value.split(".")
+        for app, folder in self.other_custom.items():
+            for cut in range(len(parts) - 1, 0, -1):
+                file = _module_file_in(folder, parts[:cut])
+                if file is not None:
+                    raise ResolveError(
+                        "custom-not-deployed",
+                        f"{value!r} is in the custom/ folder of app {app!r} ({_short(file)}), "
+                        f"which is not deployed to {self.participant}",
+                        f"a participant imports classes only from the custom/ folder of its own app: "
+                        f"move {Path(file).name} into that app's custom/ folder",
+                    )
 
     def _check_not_shadowing(self, module: str, file: str) -> None:
         """A custom module named like a standard-library or installed one is never custom:
@@ -437,13 +495,17 @@ class Registry:
         class really lives."""
         if origin == "custom":
             # Its real file (links followed) inside the job: custom/ itself, or a file
-            # elsewhere in the job folder that custom/ links to.
+            # elsewhere in the job folder that custom/ links to — never another app's
+            # custom/ folder.
             home = description.file is not None and any(
                 is_within(description.file, folder)
                 for folder in (*self.custom_dirs, *self.job_roots, *self.python_path)
-            )
+            ) and not any(is_within(description.file, other) for other in self.other_custom.values())
         else:
             home = self._is_allowed(description.path)
+        if home and description.file is not None and not self.allow_custom_code \
+                and self.is_job_code(description.file):
+            raise self._refuse_job_code(value, description.file)
         if home:
             return self._remember(description, origin)
         builtin = self._builtin_info(description.path)
@@ -537,8 +599,9 @@ class Registry:
 
         The only place flconfig imports a component. ``info`` must come from
         this registry (anything else is refused); for a ``custom`` class the
-        job's ``custom/`` folders are appended to ``sys.path`` first, as
-        FLARE does. Raises :class:`ResolveError`.
+        participant's ``custom/`` folder is appended to ``sys.path`` first, as
+        FLARE does. A participant that runs no custom code imports nothing from
+        the job folder. Raises :class:`ResolveError`.
         """
         if self._infos.get(info.path) is not info:
             raise ResolveError(
@@ -548,9 +611,13 @@ class Registry:
             )
         from ..runtime.loader import ImportFailure, import_class
 
+        if not self.allow_custom_code and (info.origin == "custom" or self.is_job_code(info.file)):
+            raise self._refuse_job_code(info.path, info.file or info.path)
         try:
             return import_class(info.path, info.module, info.qualname, info.origin, info.file,
-                                (*self.custom_dirs, *self.python_path))
+                                (*self.custom_dirs, *self.python_path),
+                                job_root=self.job_roots[0] if self.job_roots else None,
+                                allow_job_code=self.allow_custom_code)
         except ImportFailure as exc:
             raise ResolveError("unresolvable", exc.message, exc.hint) from exc.__cause__
 
@@ -800,6 +867,17 @@ def _builtin_modules() -> list[str]:
             if module not in _NOT_COMPONENT_MODULES:
                 modules.append(module)
     return modules
+
+
+def _module_file_in(folder: Path, parts: Sequence[str]) -> str | None:
+    """The file of the module ``parts`` (``a/b.py`` or ``a/b/__init__.py``) under ``folder``."""
+    if not parts or not all(p.isidentifier() for p in parts):
+        return None
+    base = folder.joinpath(*parts)
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return str(candidate)
+    return None
 
 
 def _split_env(value: str) -> list[str]:

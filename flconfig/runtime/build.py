@@ -74,7 +74,7 @@ def build_from_plan(run_plan: RunPlan, site: str) -> BuiltSite:
             kwargs[arg] = make(child)
         cls = classes.get(component.cls)
         if cls is None:
-            cls = classes[component.cls] = _import(component, run_plan.custom_dirs)
+            cls = classes[component.cls] = _import(component, run_plan, plan)
         try:
             obj = cls(**kwargs)
         except ConfigError:
@@ -123,12 +123,16 @@ def flare_adapted(component: Any) -> Any:
     return adapt(component)
 
 
-def _import(component: PlannedComponent, custom_dirs: tuple[str, ...]) -> type:
+def _import(component: PlannedComponent, run_plan: RunPlan, plan: SitePlan) -> type:
+    """The class of ``component``: from built-ins, plugins, allowed modules and the site's
+    own ``custom/`` folder; nothing of the job folder when the site runs no custom code."""
     from .loader import ImportFailure, import_class
 
     ref = component.cls
+    folders = ([plan.custom_dir] if plan.custom_dir and plan.allow_custom_code else []) + list(run_plan.python_path)
     try:
-        return import_class(ref.path, ref.module, ref.qualname, ref.origin, ref.file, custom_dirs)
+        return import_class(ref.path, ref.module, ref.qualname, ref.origin, ref.file, folders,
+                            job_root=run_plan.job_root, allow_job_code=plan.allow_custom_code)
     except ImportFailure as exc:  # its module failed to import: the real cause, not the args
         raise ConfigError([Problem("error", "import-failed", f"{component.label}: {exc.message}",
                                    component.position, component.json_path, exc.hint)]) from None

@@ -11,12 +11,15 @@ read; anything else is refused.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from ..validate.containment import is_within
 
 
 class ImportFailure(Exception):
@@ -29,12 +32,19 @@ class ImportFailure(Exception):
 
 
 def import_class(path: str, module_name: str, qualname: str, origin: str, file: str | None,
-                 custom_dirs: Sequence[str | Path] = ()) -> type:
+                 custom_dirs: Sequence[str | Path] = (), *, job_root: str | Path | None = None,
+                 allow_job_code: bool = True) -> type:
     """Import ``module_name`` and return its class ``qualname``; raises :class:`ImportFailure`.
 
-    For a ``custom`` class the job's ``custom_dirs`` are appended to ``sys.path``
-    first, as FLARE does, and the module must be the ``file`` the registry read.
+    For a ``custom`` class the participant's ``custom_dirs`` are appended to ``sys.path``
+    first, as FLARE does, and the module must be the ``file`` the registry read. With
+    ``allow_job_code`` False (a participant that runs no custom code) nothing of the job
+    folder ``job_root`` is imported: a ``custom`` class is refused, and so is a module
+    that Python would find inside the job folder (the working folder or ``PYTHONPATH``
+    leading there), before any of its code runs.
     """
+    if not allow_job_code:
+        _refuse_job_code(path, module_name, origin, file, job_root)
     if origin == "custom":
         from ..compat import flare_installed, install
 
@@ -82,6 +92,37 @@ def import_class(path: str, module_name: str, qualname: str, origin: str, file: 
             "a component path must name a class, or a factory function that returns one",
         )
     return obj  # type: ignore[return-value]  # a factory function builds like a class
+
+
+def _refuse_job_code(path: str, module_name: str, origin: str, file: str | None,
+                     job_root: str | Path | None) -> None:
+    """Raise :class:`ImportFailure` if importing ``module_name`` would run code of the job
+    folder ``job_root`` (found without importing anything: the top-level package's spec)."""
+    why = "this participant does not run custom code"
+    hint = ("its operator can allow the job's code with \"allow_custom_code\": true in its kit; "
+            "or use built-in components, FLARE classes flconfig provides and installed plugins")
+    if origin == "custom":
+        raise ImportFailure(f"{path!r} is the job's own code, and {why}", hint)
+    if job_root is None:
+        return
+    top = module_name.split(".", 1)[0]
+    module = sys.modules.get(top)
+    locations: list[str] = []
+    if module is not None:
+        locations = [getattr(module, "__file__", None) or "", *list(getattr(module, "__path__", []) or [])]
+    else:
+        try:
+            spec = importlib.util.find_spec(top)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is not None:
+            locations = [spec.origin or "", *list(spec.submodule_search_locations or [])]
+    for location in (loc for loc in locations if loc):
+        if is_within(location, job_root):
+            raise ImportFailure(f"module {module_name!r} for {path!r} would be imported from the job "
+                                f"folder ({short_path(location)}), and {why}", hint)
+    if file is not None and is_within(file, job_root):
+        raise ImportFailure(f"{path!r} is the job's own code ({short_path(file)}), and {why}", hint)
 
 
 _SAID_FLARE: list[bool] = []

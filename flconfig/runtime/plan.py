@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from ..config.job import ComponentSpec, ConfigFile, Job
 
 #: Version of the JSON form; a plan of another version is refused when read.
-PLAN_FORMAT = 1
+PLAN_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,12 @@ class SitePlan:
     workflows: tuple[str, ...]  # workflow ids, in the config's order
     executors: tuple[ExecutorPlan, ...] = ()
     filters: tuple[FilterPlan, ...] = ()
-    custom_dir: str | None = None  # the app's custom/ folder (resolved), where its scripts are
+    #: The app's custom/ folder (resolved), where its classes and scripts are; None when
+    #: it has none, or when the participant runs no custom code.
+    custom_dir: str | None = None
+    #: Whether the participant runs the job's own code: with False, building imports
+    #: nothing from the job folder (:func:`flconfig.runtime.build.build_from_plan`).
+    allow_custom_code: bool = True
 
 
 @dataclass(frozen=True)
@@ -94,7 +99,10 @@ class RunPlan:
     job: str  # the job's name
     job_id: str
     workspace: str
-    custom_dirs: tuple[str, ...]  # custom/ folders, then --python-path ones: appended to sys.path
+    #: The job folder (resolved): with custom code off, nothing in it is imported.
+    job_root: str
+    #: --python-path folders, appended to sys.path after the site's own custom/ folder.
+    python_path: tuple[str, ...]
     configs: tuple[SitePlan, ...]
     sites: Mapping[str, int]  # "server" and each client site -> index into ``configs``
 
@@ -120,7 +128,8 @@ def plan_from_json(text: str) -> RunPlan:
         job=data["job"],
         job_id=data["job_id"],
         workspace=data["workspace"],
-        custom_dirs=tuple(data["custom_dirs"]),
+        job_root=data["job_root"],
+        python_path=tuple(data["python_path"]),
         configs=tuple(_site_plan(c) for c in data["configs"]),
         sites=dict(data["sites"]),
     )
@@ -157,9 +166,10 @@ def plan_run(job: Job, sites: Sequence[str], workspace: str | Path, job_id: str,
         key = (config.role, config.app, json.dumps(config.doc.data, sort_keys=True, default=str))
         if key not in by_key:  # sites whose resolved configuration is the same share one plan
             by_key[key] = len(configs)
-            app = job.apps.get(config.app)
-            custom = app.custom_dir if app is not None else None
-            configs.append(_site_plan_of(config, str(custom.resolve()) if custom else None))
+            app = job.apps[config.app]
+            custom = app.custom_dir if app.runs_custom_code else None
+            configs.append(_site_plan_of(config, str(custom.resolve()) if custom else None,
+                                         app.runs_custom_code))
         index[site] = by_key[key]
 
     if server:
@@ -180,9 +190,9 @@ def plan_run(job: Job, sites: Sequence[str], workspace: str | Path, job_id: str,
     errors = errors_only(problems)
     if errors:
         raise ConfigError(errors)
-    custom_dirs = tuple(str(a.custom_dir.resolve()) for a in job.apps.values() if a.custom_dir)
-    custom_dirs += tuple(str(folder) for folder in job.python_path)
-    return RunPlan(job.name, job_id, str(workspace), custom_dirs, tuple(configs), index)
+    python_path = tuple(str(folder) for folder in job.python_path)
+    return RunPlan(job.name, job_id, str(workspace), str(job.folder.resolve()), python_path,
+                   tuple(configs), index)
 
 
 def _resolve_site(job: Job, site: str, workspace: str | Path, job_id: str,
@@ -197,7 +207,7 @@ def _resolve_site(job: Job, site: str, workspace: str | Path, job_id: str,
     config = resolve_config(template.raw, template.file, template.role, job.apps[template.app],
                             site, problems, workspace=workspace, job_id=job_id, environ=environ)
     if config is not None:
-        config, found = config.resolve_components(job.registry)
+        config, found = config.resolve_components(job.registry_for(template.app))
         problems += found
         problems += check_components(config)
         problems += check_wiring(config)
@@ -217,7 +227,8 @@ def _site_free(job: Job, template: ConfigFile, environ: Mapping[str, str] | None
     return seen[0] is not None and seen[0] == seen[1]
 
 
-def _site_plan_of(config: ConfigFile, custom_dir: str | None = None) -> SitePlan:
+def _site_plan_of(config: ConfigFile, custom_dir: str | None = None,
+                  allow_custom_code: bool = True) -> SitePlan:
     from ..validate.wiring import build_order
 
     by_id = config.by_id()
@@ -233,6 +244,7 @@ def _site_plan_of(config: ConfigFile, custom_dir: str | None = None) -> SitePlan
                                  _planned(spec))
                       for section, tasks, direction, spec in config.filters),
         custom_dir=custom_dir,
+        allow_custom_code=allow_custom_code,
     )
 
 
@@ -283,5 +295,5 @@ def _site_plan(data: Mapping[str, Any]) -> SitePlan:
                         for e in data["executors"]),
         filters=tuple(FilterPlan(f["section"], f["chain"], tuple(f["tasks"]), f["direction"],
                                  _component(f["filter"])) for f in data["filters"]),
-        custom_dir=data.get("custom_dir"),
+        custom_dir=data.get("custom_dir"), allow_custom_code=bool(data["allow_custom_code"]),
     )  # fmt: skip
