@@ -45,7 +45,7 @@ def provision_project(out: Path, sites: dict[str, bool], port: int, project: str
              f"allow_custom_code: {str(server_custom).lower()}}}"]
     lines += [f"  - {{name: {name}, type: client, allow_custom_code: {str(custom).lower()}}}"
               for name, custom in sites.items()]
-    lines.append(f"  - {{name: '{ADMIN}', type: admin}}")
+    lines.append(f"  - {{name: '{ADMIN}', type: admin, role: project_admin}}")
     out.mkdir(parents=True, exist_ok=True)
     project_file = out / "project.yaml"
     project_file.write_text("\n".join(lines) + "\n")

@@ -169,7 +169,7 @@ def test_callers_without_a_valid_certificate_are_refused_logged_and_the_server_s
             pytest.raises(AdminError):
         admin.jobs()
     system.wait_for(lambda: all(f"refused a TLS connection: {why}" in system.log() for why in (
-        "the caller sent no certificate", "its certificate is not signed by the project CA",
+        "the caller sent no certificate", "its certificate is signed by another CA, not the project CA",
         "its certificate has expired")), "the refusals to be logged")
     # An admin command with a site's certificate.
     with Admin(load_kit(system.root / "site-1")) as admin, \

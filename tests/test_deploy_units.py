@@ -184,7 +184,8 @@ def test_the_name_an_admin_gives_its_job_folder_is_only_for_show(tmp_path: Path,
         assert answer["ok"], answer
         assert (workspace / answer["job_id"] / "job" / "meta.json").is_file()
         assert sorted(p.name for p in workspace.iterdir()) == sorted([".incoming", answer["job_id"], "jobs.db",
-                                                                      "jobs.db-shm", "jobs.db-wal"])
+                                                                      "jobs.db-shm", "jobs.db-wal",
+                                                                      "server.lock"])
         assert not list((workspace / ".incoming").iterdir())
     finally:
         service.stop()

@@ -90,6 +90,13 @@ def test_a_revoked_participant_is_on_the_crl_the_server_kit_holds(tmp_path: Path
     ("name: example\nparticipants:\n  - {name: s, type: server, port: 99999}\n", "must be a TCP port"),
     ("name: example\nparticipants:\n  - {name: ../evil, type: client}\n  - {name: s, type: server}\n", "'name' must"),
     ("name: example\nparticipants:\n  - {name: s, type: servr}\n", "'type' must be one of server, client, admin"),
+    # a host that cannot be a host name or an IP address, at the host's own line:col
+    ('name: example\nparticipants:\n  - {name: s, type: server, host: "fl\\nevil"}\n', "3:35: error: participant "
+     "'s': 'host' must be a host name or an IP address, not 'fl\\nevil'"),
+    ("name: example\nparticipants:\n  - {name: s, type: server, host: fl server}\n", "3:35: error: participant "
+     "'s': 'host' must be a host name or an IP address, not 'fl server'"),
+    ("name: example\nparticipants:\n  - {name: s, type: server, host: 'x;y'}\n", "'host' must be a host name"),
+    ("name: example\nparticipants:\n  - {name: s, type: server, host: -x.org}\n", "'host' must be a host name"),
 ])
 def test_a_bad_project_file_is_one_line_at_its_place(tmp_path: Path, project: str, said: str) -> None:
     proc = provision(tmp_path, project)
@@ -97,6 +104,14 @@ def test_a_bad_project_file_is_one_line_at_its_place(tmp_path: Path, project: st
     assert said in proc.stderr and "project.yaml:" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()  # nothing is written for a bad project
+    assert len([line for line in proc.stderr.splitlines() if ": error: " in line]) == 1
+
+
+@pytest.mark.parametrize("host", ["fl.example.org", "10.0.0.7", "fl-server_1", "localhost"])
+def test_a_host_name_or_address_is_accepted(tmp_path: Path, host: str) -> None:
+    proc = provision(tmp_path, PROJECT.replace("host: localhost", f"host: {host}"))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "out" / "site-1" / "startup" / "kit.json").read_text())["server"]["host"] == host
 
 
 def test_the_kits_authenticate_each_other_over_mutual_tls(tmp_path: Path) -> None:

@@ -8,7 +8,9 @@ prints errors and exits; library code raises.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -35,6 +37,78 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The ``run`` extra's packages a command may import, by module: the name pip knows each by.
+RUN_PACKAGES = {"grpc": "grpcio", "cryptography": "cryptography", "google": "protobuf", "torch": "torch",
+                "tensorboard": "tensorboard", "safetensors": "safetensors", "numpy": "numpy",
+                "google_crc32c": "google-crc32c"}
+#: The exit status of a command whose output was closed (``| head``), as a shell shows SIGPIPE.
+EXIT_PIPE_CLOSED = 128 + 13
+
+
+def _extra_line(command: str, packages: Sequence[str]) -> str:
+    verb = "is" if len(packages) == 1 else "are"
+    return (f"{command}: needs the 'run' extra, and {' and '.join(packages)} {verb} not installed: "
+            "pip install 'flconfig[run]'")
+
+
+def lacks_run_extra(command: str, modules: Sequence[str]) -> bool:
+    """Whether one of ``modules`` (of the ``run`` extra) is not installed; if so, one line on
+    stderr says which and how to install it. Looked up, not imported, before ``command``
+    does anything."""
+    import importlib.util
+
+    missing = []
+    for module in modules:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing.append(RUN_PACKAGES.get(module, module))
+    if missing:
+        print(_extra_line(command, missing), file=sys.stderr)
+    return bool(missing)
+
+
+def shown_path(path: str | os.PathLike[str]) -> str:
+    """A path as a message shows it: each very long name in it cut to its start and its length."""
+    text = os.fspath(path)
+    return "/".join(part if len(part) <= 60 else f"{part[:40]}...({len(part)} characters)"
+                    for part in text.split("/"))
+
+
+def path_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why ``path`` cannot be looked at at all (a name too long for the file system, a
+    loop of links): one line naming it; None if it can be (whether or not it exists)."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        return f"{shown_path(path)}: {_why(exc)}"
+    except ValueError:  # a NUL byte
+        return f"{shown_path(path)}: not a path (it holds a NUL character)"
+    return None
+
+
+def _why(exc: OSError) -> str:
+    if exc.errno == errno.ENAMETOOLONG:
+        return "the name is too long for the file system"
+    return (exc.strerror or str(exc)).lower()
+
+
+def _output_closed() -> bool:
+    """Whether stdout is a pipe whose reader has gone."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(event & select.POLLERR for _, event in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``flconfig`` console script; returns the exit code."""
     parser = build_parser()
@@ -42,11 +116,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(ns, "func", None):
         parser.print_help(sys.stderr)
         return 2
+    name = f"flconfig {ns.command}"
     try:
-        return int(ns.func(ns))
+        code = int(ns.func(ns))
+        sys.stdout.flush()  # output still buffered meets a closed pipe here, not at exit
+        return code
     except KeyboardInterrupt:
         print("flconfig: interrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as exc:  # the run extra is not installed
+        package = RUN_PACKAGES.get((exc.name or "").split(".")[0])
+        if package is None:
+            raise
+        print(_extra_line(name, [package]), file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if isinstance(exc, BrokenPipeError) and _output_closed():
+            # The reader of our output has gone (`| head`): stop quietly, as Unix tools do;
+            # stdout goes to devnull so that the flush at exit does not fail again.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return EXIT_PIPE_CLOSED
+        # Whatever a command did not say itself: which file, and why, in one line.
+        where = f"{shown_path(exc.filename)}: " if exc.filename else ""
+        print(f"{name}: {where}{_why(exc)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

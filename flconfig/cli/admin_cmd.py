@@ -56,6 +56,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _admin(ns: argparse.Namespace, command: str) -> Any:
+    # gRPC's own log of a failed handshake would be a second, raw line: the error says why
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    from . import lacks_run_extra
+
+    if lacks_run_extra(f"flconfig {command}", ("grpc",)):
+        return None
     from ..deploy.admin import Admin
     from ..deploy.kit import KitError, load_kit
     from ..deploy.poc import ADMIN, poc_dir
@@ -134,6 +140,8 @@ def run_jobs(ns: argparse.Namespace) -> int:
                   + (f"  sites: {', '.join(job['sites'])}" if job["sites"] else ""))
             if job["error"]:
                 print(f"    {job['error']}")
+            if job.get("note"):
+                print(f"    ({job['note']})")
         return 0
 
     return _run(ns, "jobs", body)
@@ -163,9 +171,39 @@ def run_logs(ns: argparse.Namespace) -> int:
     return _run(ns, "logs", body)
 
 
+def _output_problem(folder: Path) -> str | None:
+    """Why the results cannot go into ``folder`` (made if missing), or None."""
+    from . import path_problem, shown_path
+
+    problem = path_problem(folder)
+    if problem:
+        return problem
+    existing = folder
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    where = f"{shown_path(folder)}: " + ("" if existing == folder else f"{shown_path(existing)} ")
+    if not existing.is_dir():
+        return where + ("is " if existing != folder else "") + "a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return where + ("is " if existing != folder else "") + "a folder this user cannot write in"
+    return None
+
+
 def run_download(ns: argparse.Namespace) -> int:
+    problem = _output_problem(ns.output)
+    if problem:
+        print(f"flconfig download: -o {problem}", file=sys.stderr)
+        return 2
+
     def body(admin: Any) -> int:
-        folder = admin.download(admin.resolve(ns.job_id), ns.output)
+        from ..errors import storage_message
+
+        job_id = admin.resolve(ns.job_id)
+        try:
+            folder = admin.download(job_id, ns.output)
+        except OSError as exc:  # the results are the server's; the disk they go to is ours
+            print(f"flconfig download: {storage_message(exc, ns.output / job_id)}", file=sys.stderr)
+            return 1
         files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
         print(f"flconfig: downloaded {len(files)} file(s) into {folder}")
         for name in files[:40]:

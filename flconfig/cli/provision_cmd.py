@@ -22,13 +22,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def run(ns: argparse.Namespace) -> int:
     from ..errors import ConfigError
+    from . import lacks_run_extra
 
-    try:
-        from ..deploy.provision import provision
-    except ImportError as exc:  # cryptography is part of the run extra
-        print(f"flconfig provision: needs the 'run' extra ({exc.name} is not installed): "
-              "pip install 'flconfig[run]'", file=sys.stderr)
+    if lacks_run_extra("flconfig provision", ("cryptography",)):
         return 2
+    from ..deploy.provision import provision
+
     if not ns.project.is_file():
         print(f"flconfig provision: {ns.project}: no such project file", file=sys.stderr)
         return 2
@@ -42,6 +41,8 @@ def run(ns: argparse.Namespace) -> int:
         return 1
     parts = [f"added {', '.join(result.added)}" if result.added else "",
              f"kept {', '.join(result.kept)}" if result.kept else "",
+             f"reissued {', '.join(result.reissued)} (a new role; the old certificate is revoked)"
+             if result.reissued else "",
              f"revoked {', '.join(result.revoked)}" if result.revoked else ""]
     print(f"flconfig: provisioned into {result.out}: " + "; ".join(p for p in parts if p))
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -54,15 +55,38 @@ def _kit(path: Path, kind: str):  # type: ignore[no-untyped-def]
         return None
 
 
+def _usage_error(ns: argparse.Namespace) -> str | None:
+    """What is wrong with ``flconfig server``'s values, or None."""
+    import math
+
+    from .launch_cmd import MAX_TIMEOUT_S
+
+    if ns.port is not None and not 0 < ns.port <= 65535:  # the kit's sites connect to it: no "any"
+        return f"--port must be a TCP port, 1 to 65535, got {ns.port}"
+    if not 0 <= ns.tensorboard_port <= 65535:
+        return f"--tensorboard-port must be 0 to 65535 (0: any free port), got {ns.tensorboard_port}"
+    if ns.max_jobs < 1:
+        return "--max-jobs must be at least 1"
+    if not (math.isfinite(ns.site_wait) and 0 <= ns.site_wait <= MAX_TIMEOUT_S):
+        return (f"--site-wait must be a number of seconds, 0 to {MAX_TIMEOUT_S} (a year), "
+                f"got {ns.site_wait:g}")
+    return None
+
+
 def run_server(ns: argparse.Namespace) -> int:
+    from . import lacks_run_extra
+
+    problem = _usage_error(ns)
+    if problem is not None:
+        print(f"flconfig server: {problem}", file=sys.stderr)
+        return 2
+    if lacks_run_extra("flconfig server", ("grpc", "cryptography")):
+        return 2
     from ..deploy.grpclog import watch_handshakes
     from ..deploy.server import DeployServer, ServiceError
 
     kit = _kit(ns.kit, "server")
     if kit is None:
-        return 2
-    if ns.max_jobs < 1:
-        print("flconfig server: --max-jobs must be at least 1", file=sys.stderr)
         return 2
     job_ports = None
     if ns.job_ports:
@@ -76,23 +100,49 @@ def run_server(ns: argparse.Namespace) -> int:
     workspace = ns.workspace or kit.startup.parent / "workspace"
     service = DeployServer(kit, workspace, host=ns.host, port=ns.port, max_jobs=ns.max_jobs,
                            site_wait=ns.site_wait, job_ports=job_ports)
-    watch_handshakes(lambda why: service.say(f"refused a TLS connection: {why}"))
+    if ns.tensorboard and ns.tensorboard_port and not _port_free("127.0.0.1", ns.tensorboard_port):
+        print(f"flconfig server: --tensorboard-port {ns.tensorboard_port}: the port is in use on 127.0.0.1",
+              file=sys.stderr)
+        return 1
+    watch = watch_handshakes(lambda why: service.say(f"refused a TLS connection: {why}"))
     try:
-        service.start()
+        return _serve(service, ns)
     except ServiceError as exc:
         print(f"flconfig server: {exc}", file=sys.stderr)
         return 1
+    finally:
+        watch.close()  # every line said so far reaches the terminal before the exit
+
+
+def _serve(service, ns: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
     import signal
 
+    from ..deploy.server import ServiceError
+
+    service.start()
     signal.signal(signal.SIGTERM, lambda *_: service.stop_soon())
     tensorboard = None
     if ns.tensorboard:
         tensorboard = _tensorboard(service, ns.tensorboard_port)
+        if tensorboard is None:
+            service.stop("TensorBoard did not start")
+            raise ServiceError("TensorBoard did not start (see above); the server stopped")
     try:
-        return service.serve()
+        return int(service.serve())
     finally:
         if tensorboard is not None:
             tensorboard.terminate()
+
+
+def _port_free(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def _tensorboard(service, port: int):  # type: ignore[no-untyped-def]
@@ -104,12 +154,19 @@ def _tensorboard(service, port: int):  # type: ignore[no-untyped-def]
         url = _wait_for_tensorboard(proc, log_file, 90.0)
     except LaunchError as exc:
         service.say(str(exc))
+        proc.terminate()
         return None
     service.say(f"TensorBoard at {url} (every job's tb_events under {service.workspace})")
     return proc
 
 
 def run_client(ns: argparse.Namespace) -> int:
+    # gRPC's own log of a failed handshake would be a second, raw line: the site says why
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    from . import lacks_run_extra
+
+    if lacks_run_extra("flconfig client", ("grpc", "cryptography")):
+        return 2
     from ..deploy.client import SiteService
 
     kit = _kit(ns.kit, "client")

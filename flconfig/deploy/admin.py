@@ -16,6 +16,7 @@ from typing import Any
 from ..errors import FlconfigError
 from . import wire
 from .archive import ArchiveError, pack_folder, unpack
+from .grpclog import caller_reason
 from .kit import Kit
 
 
@@ -48,6 +49,10 @@ class Admin:
         code = exc.code()
         details = (exc.details() or "").splitlines()[0][:300] if exc.details() else str(code)
         if code == grpc.StatusCode.UNAVAILABLE:
+            why = caller_reason(exc.details() or "", self.kit.cert_file, self.kit.ca_file)
+            if why:
+                return AdminError(f"the TLS handshake with the server at {self.kit.server_address} "
+                                  f"failed: {why}")
             return AdminError(f"cannot reach the server at {self.kit.server_address}: {details}")
         if code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
             return AdminError(f"the server refuses this kit ({self.kit.name}): {details}")

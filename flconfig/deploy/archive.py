@@ -7,6 +7,7 @@ and the total size and number of files are capped before and while extracting.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import shutil
@@ -20,6 +21,9 @@ from ..errors import FlconfigError
 #: Folders never packed: caches and version control.
 SKIPPED = frozenset({"__pycache__", ".git", ".mypy_cache", ".pytest_cache", ".ipynb_checkpoints"})
 MAX_FILES = 20_000
+#: Errors of writing a member that its name causes, not the disk.
+_MEMBER_ERRNOS = frozenset({errno.EEXIST, errno.EISDIR, errno.ENOTDIR, errno.ENAMETOOLONG,
+                            errno.EILSEQ, errno.EINVAL})
 
 
 class ArchiveError(FlconfigError):
@@ -85,20 +89,72 @@ def unpack(data: bytes, dest: Path, *, max_bytes: int, max_files: int = MAX_FILE
         for info in infos:
             safe_name(info.filename.rstrip("/") if info.is_dir() else info.filename)
             mode = info.external_attr >> 16
-            if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-                raise ArchiveError(f"archive member {info.filename!r}: not a plain file or folder")
+            if stat.S_IFMT(mode) and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                raise ArchiveError(f"archive member {_shown(info.filename)}: not a plain file or folder")
             declared += info.file_size
         if declared > max_bytes:
             raise ArchiveError(f"the archive unpacks to {declared // 2**20} MiB, more than "
                                f"{max_bytes // 2**20} MiB")
+        _check_layout(infos, dest)
         dest.mkdir(parents=True, exist_ok=False)
         try:
             return _extract(zf, infos, dest, max_bytes)
-        except (zipfile.BadZipFile, zlib.error, EOFError, ArchiveError) as exc:
+        except BaseException as exc:
             shutil.rmtree(dest, ignore_errors=True)  # nothing half-written is left behind
-            if isinstance(exc, ArchiveError):
-                raise
-            raise ArchiveError(f"a damaged archive ({exc})") from None
+            if isinstance(exc, (zipfile.BadZipFile, zlib.error, EOFError)):
+                raise ArchiveError(f"a damaged archive ({exc})") from None
+            raise
+
+
+def _shown(name: str) -> str:
+    """A member's name for a message: quoted, and cut short when it is very long."""
+    return repr(name) if len(name) <= 120 else f"{name[:100]!r}... ({len(name)} characters)"
+
+
+def _check_layout(infos: list[zipfile.ZipInfo], dest: Path) -> None:
+    """:class:`ArchiveError` naming the first member that cannot be written under ``dest``:
+    a name given twice, a file that another member needs as a folder, a name (or a part
+    of it) too long for the file system."""
+    try:
+        where = _existing(dest)
+        name_max, path_max = os.pathconf(where, "PC_NAME_MAX"), os.pathconf(where, "PC_PATH_MAX")
+    except (OSError, ValueError):
+        name_max, path_max = 255, 4096
+    base = len(os.fsencode(str(dest.absolute()))) + 1
+    seen: dict[tuple[str, ...], str] = {}
+    files: dict[tuple[str, ...], str] = {}
+    folders: dict[tuple[str, ...], str] = {}  # every folder a member needs -> the first such member
+    for info in infos:
+        name = info.filename
+        parts = safe_name(name.rstrip("/")).parts
+        for part in parts:
+            if len(os.fsencode(part)) > name_max:
+                raise ArchiveError(f"archive member {_shown(name)}: a name of {len(os.fsencode(part))} "
+                                   f"bytes, longer than the {name_max} a file name may have")
+        if base + len(os.fsencode("/".join(parts))) >= path_max:
+            raise ArchiveError(f"archive member {_shown(name)}: its path is longer than the "
+                               f"{path_max} bytes a path may have here")
+        if parts in seen:
+            if seen[parts].endswith("/") != name.endswith("/"):
+                raise ArchiveError(f"archive member {_shown(name)}: the archive has "
+                                   f"{_shown(seen[parts])} too: a file and a folder of one name")
+            raise ArchiveError(f"archive member {_shown(name)}: given twice in the archive")
+        seen[parts] = name
+        (folders if info.is_dir() else files)[parts] = name
+        for depth in range(1, len(parts)):
+            folders.setdefault(parts[:depth], name)
+    for parts, name in files.items():
+        if parts in folders:
+            raise ArchiveError(f"archive member {_shown(name)}: the archive has "
+                               f"{_shown(folders[parts])} too: a file and a folder of one name")
+
+
+def _existing(path: Path) -> Path:
+    """``path`` or the nearest of its parents that exists (for the file system's limits)."""
+    path = path.absolute()
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    return path
 
 
 def _extract(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], dest: Path, max_bytes: int) -> list[str]:
@@ -106,15 +162,22 @@ def _extract(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], dest: Path, max_
     names = []
     for info in infos:
         target = dest.joinpath(*safe_name(info.filename.rstrip("/")).parts)
-        if info.is_dir():
-            target.mkdir(parents=True, exist_ok=True)
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with zf.open(info) as src, open(target, "xb") as out:
-            while chunk := src.read(1 << 20):
-                written += len(chunk)
-                if written > max_bytes:  # a member larger than it said
-                    raise ArchiveError(f"the archive unpacks to more than {max_bytes // 2**20} MiB")
-                out.write(chunk)
+        try:
+            if info.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(info) as src, open(target, "xb") as out:
+                while chunk := src.read(1 << 20):
+                    written += len(chunk)
+                    if written > max_bytes:  # a member larger than it said
+                        raise ArchiveError(f"the archive unpacks to more than {max_bytes // 2**20} MiB")
+                    out.write(chunk)
+        except OSError as exc:
+            if exc.errno not in _MEMBER_ERRNOS:
+                raise  # the disk's own fault (full, read-only): the caller says so
+            # what the checks before could not see, e.g. two names one on a case-blind disk
+            raise ArchiveError(f"archive member {_shown(info.filename)}: cannot be written here "
+                               f"({exc.strerror or exc})") from None
         names.append(info.filename)
     return names

@@ -27,6 +27,7 @@ from typing import Any
 
 from . import wire
 from .archive import ArchiveError, unpack
+from .grpclog import caller_reason
 from .kit import Kit
 from .server import JOB_FOLDER
 
@@ -102,7 +103,9 @@ class SiteService:
                     if code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
                         self.say(f"the server refuses this site: {exc.details()}")
                         return 1
-                    why = (exc.details() or str(code)).splitlines()[0][:200]
+                    handshake = caller_reason(exc.details() or "", self.kit.cert_file, self.kit.ca_file)
+                    why = (f"the TLS handshake failed: {handshake}" if handshake
+                           else (exc.details() or str(code)).splitlines()[0][:200])
                     self.say(f"server {self.kit.server_address} unreachable ({why}); retrying in {backoff:g} s"
                              if connected or backoff == BACKOFF_START_S else
                              f"still unreachable; retrying in {backoff:g} s")

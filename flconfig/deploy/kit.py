@@ -43,6 +43,8 @@ class Kit:
     server_port: int
     #: Whether this participant runs the ``custom/`` code of the jobs it is given.
     allow_custom_code: bool = False
+    #: An admin's role (its certificate holds it; this copy is for show).
+    role: str = ""
 
     @property
     def key_file(self) -> Path:
@@ -131,7 +133,8 @@ def load_kit(path: str | Path, expect: str | None = None) -> Kit:
         server = data["server"]
         kit = Kit(startup, str(data["project"]), str(data["name"]), str(data["type"]),
                   str(data.get("org", "")), str(server["name"]), str(server["host"]),
-                  int(server["port"]), bool(data.get("allow_custom_code", False)))
+                  int(server["port"]), bool(data.get("allow_custom_code", False)),
+                  str(data.get("role", "")))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise KitError(f"{kit_file}: not a valid kit file ({exc})") from None
     if kit.type not in TYPES:
@@ -155,6 +158,8 @@ class Identity:
     name: str
     type: str  # the certificate's OU: server | client | admin
     serial: int
+    org: str = ""  # the certificate's O
+    role: str = ""  # an admin's role: the certificate's unstructuredName (as FLARE writes it)
 
 
 class CertificateGate:
@@ -219,9 +224,13 @@ class CertificateGate:
 
         try:
             cert = x509.load_pem_x509_certificate(pem)
-            cn = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-            ou = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
-            return Identity(str(cn[0].value), str(ou[0].value) if ou else "", cert.serial_number)
+            subject = cert.subject
+            cn = subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+            ou = subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
+            org = subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+            role = subject.get_attributes_for_oid(NameOID.UNSTRUCTURED_NAME)
+            return Identity(str(cn[0].value), str(ou[0].value) if ou else "", cert.serial_number,
+                            str(org[0].value) if org else "", str(role[0].value) if role else "")
         except (ValueError, IndexError):
             return None
 

@@ -6,7 +6,7 @@
     participants:
       - {name: server1, type: server, host: localhost, port: 8002, org: nvidia}
       - {name: site-1, type: client, org: hospital-a}
-      - {name: admin@nvidia.com, type: admin, org: nvidia}
+      - {name: admin@nvidia.com, type: admin, org: nvidia, role: project_admin}
 
 Provisioning into ``DIR`` makes the project CA once (``DIR/ca/``: its key never leaves
 that folder) and, for each participant not provisioned before, a key and a certificate
@@ -18,8 +18,12 @@ revocation list (``DIR/ca/crl.pem``, copied into the server's kit) names its
 certificate, and the server refuses it.
 
 A certificate's common name is the participant's name, its organizational unit its type
-(``server``, ``client``, ``admin``): the server takes a caller's identity and role from
-its certificate, never from what the caller says.
+(``server``, ``client``, ``admin``), its organization the participant's ``org``, and an
+admin's certificate also holds the admin's ``role`` (FLARE's: ``project_admin``,
+``org_admin``, ``lead`` — the default — or ``member``; see :mod:`.authz`): the server
+takes a caller's identity, org and role from its certificate, never from what the
+caller says. An admin whose role changes in the project file gets a new certificate
+on the next run, and the old one is revoked.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ from ..errors import ConfigError, Position, Problem
 
 #: The participant types, and the name a certificate's OU gives each.
 TYPES = ("server", "client", "admin")
+#: An admin's role when the project file names none.
+DEFAULT_ROLE = "lead"
 #: What a participant name may hold (it names files and folders, and a certificate).
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 #: Where the CA lives under the output folder, and its files.
@@ -55,6 +61,8 @@ class Participant:
     position: Position | None = None
     #: Whether this participant runs the custom/ code of the jobs it is given (kit.json).
     allow_custom_code: bool = False
+    #: An admin's role (in its certificate); "" for servers and sites.
+    role: str = ""
 
 
 @dataclass
@@ -71,6 +79,27 @@ class ProvisionResult:
     added: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
     revoked: list[str] = field(default_factory=list)
+    #: Admins given a new certificate because their role changed (the old one is revoked).
+    reissued: list[str] = field(default_factory=list)
+
+
+#: One label of a host name (RFC 1123): letters, digits and inner hyphens, 1-63 of them
+#: (and '_', which container networks' service names hold).
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
+
+
+def is_host(text: str) -> bool:
+    """Whether ``text`` can be a server's address in a kit and its certificate: an IP
+    address or a host name (dot-separated labels, at most 253 characters)."""
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        pass
+    name = text[:-1] if text.endswith(".") else text
+    return 0 < len(name) <= 253 and all(_HOST_LABEL.match(label) for label in name.split("."))
 
 
 def load_project(path: Path) -> Project:
@@ -125,12 +154,29 @@ def load_project(path: Path) -> Project:
         if ptype == "server" and (not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536):
             bad(f"server {pname!r}: 'port' must be a TCP port (1-65535)", (*where, "port"))
             continue
+        host = entry.get("host", "localhost")
+        if not isinstance(host, str) or not is_host(host):
+            bad(f"participant {pname!r}: 'host' must be a host name or an IP address, not {host!r}",
+                (*where, "host"), "a host name is letters, digits, '-' and '.' (e.g. fl.example.org)")
+            continue
         custom = entry.get("allow_custom_code", False)
         if not isinstance(custom, bool):
             bad(f"participant {pname!r}: 'allow_custom_code' must be true or false", (*where, "allow_custom_code"))
             continue
-        participants.append(Participant(pname, ptype, str(entry.get("org", "")), str(entry.get("host", "localhost")),
-                                        int(port), doc.position(where), custom))
+        from .authz import ROLES
+
+        role = entry.get("role", DEFAULT_ROLE if ptype == "admin" else "")
+        if ptype != "admin" and "role" in entry:
+            bad(f"participant {pname!r}: only admins have a role", (*where, "role"),
+                "remove 'role': a server's and a site's rights come from their type")
+            continue
+        if ptype == "admin" and role not in ROLES:
+            bad(f"admin {pname!r}: 'role' must be one of {', '.join(ROLES)}, not {role!r}", (*where, "role"),
+                "project_admin may do everything; org_admin manages its org's jobs; lead submits and "
+                "manages its own jobs; member only looks")
+            continue
+        participants.append(Participant(pname, ptype, str(entry.get("org", "")), host,
+                                        int(port), doc.position(where), custom, str(role)))
     servers = [p for p in participants if p.type == "server"]
     if entries and len(servers) != 1 and not problems:
         bad(f"a project has exactly one server; this one has {len(servers)}", ("participants",))
@@ -150,14 +196,21 @@ def provision(project_file: Path, out: Path, revoke: list[str] | tuple[str, ...]
     result = ProvisionResult(out)
     server = next(p for p in project.participants if p.type == "server")
     for participant in project.participants:
-        if participant.name in state["participants"]:
+        known = state["participants"].get(participant.name)
+        if known is not None and known.get("role", "") == participant.role:
             result.kept.append(participant.name)
             if (out / participant.name / "startup").is_dir():
                 _write_kit(out, participant, project, server)
             continue
+        if known is not None:  # an admin's role changed: its certificate says the old one
+            state.setdefault("superseded", []).append(
+                {"serial": known["serial"], "when": _now().isoformat(timespec="seconds")})
+            result.reissued.append(participant.name)
         serial = _issue(out, participant, project, server, ca_key, ca_cert)
-        state["participants"][participant.name] = {"type": participant.type, "serial": serial}
-        result.added.append(participant.name)
+        state["participants"][participant.name] = {"type": participant.type, "serial": serial,
+                                                   "role": participant.role}
+        if known is None:
+            result.added.append(participant.name)
     for name in revoke:
         if name not in state["participants"]:
             raise ConfigError([Problem("error", "usage", f"--revoke {name}: no participant of that name was "
@@ -265,6 +318,8 @@ def _issue(out: Path, participant: Participant, project: Project, server: Partic
                   x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, participant.type)]
     if participant.org:
         attributes.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, participant.org))
+    if participant.role:  # as FLARE does: the role in the subject's unstructuredName
+        attributes.append(x509.NameAttribute(NameOID.UNSTRUCTURED_NAME, participant.role))
     now = _now()
     builder = (x509.CertificateBuilder().subject_name(x509.Name(attributes)).issuer_name(ca_cert.subject)
                .public_key(key.public_key()).serial_number(x509.random_serial_number())
@@ -299,6 +354,8 @@ def _write_kit(out: Path, participant: Participant, project: Project, server: Pa
            "server": {"name": server.name, "host": server.host, "port": server.port}}
     if participant.type != "admin":
         kit["allow_custom_code"] = participant.allow_custom_code
+    else:
+        kit["role"] = participant.role
     _write_public(startup / "kit.json", (json.dumps(kit, indent=2) + "\n").encode())
     _write_public(out / participant.name / "README.md", _readme(participant, project, server).encode())
 
@@ -311,7 +368,7 @@ def _write_crl(out: Path, ca_dir: Path, server: str, state: dict[str, Any], ca_k
     now = _now()
     builder = (x509.CertificateRevocationListBuilder().issuer_name(ca_cert.subject).last_update(now)
                .next_update(now + datetime.timedelta(days=CERT_DAYS)))
-    for entry in state["revoked"].values():
+    for entry in [*state["revoked"].values(), *state.get("superseded", [])]:
         when = datetime.datetime.fromisoformat(entry["when"])
         builder = builder.add_revoked_certificate(
             x509.RevokedCertificateBuilder().serial_number(int(entry["serial"], 16)).revocation_date(when).build())

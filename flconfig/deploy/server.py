@@ -42,10 +42,11 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ..errors import FlconfigError
+from . import authz, wire
 from . import store as st
-from . import wire
 from .archive import ArchiveError, pack_folder, unpack
 from .kit import CertificateGate, Kit
+from .provision import DEFAULT_ROLE
 
 log = logging.getLogger("flconfig.deploy.server")
 JOB_FOLDER = "job"  # WORKSPACE/JOB_ID/job: the job as submitted
@@ -61,6 +62,8 @@ ALL_SETTLE_S = 3.0
 #: Largest download (the zip of a job's results).
 MAX_DOWNLOAD_BYTES = 4 * 1024**3
 _REFUSALS_LOGGED = 20
+#: Seconds between two checks that every job the store has as active has a run here.
+RECONCILE_S = 5.0
 #: Threads answering calls; at most POLL_SLOTS of them hold a site's poll, so admins and
 #: the sites' other calls always find one free. Beyond that, polls are answered at once
 #: and the site asked to come back in RETRY_AFTER_S (more sites: slower reactions, never
@@ -93,6 +96,10 @@ class _Run:
     proc: subprocess.Popen[bytes] | None = None
     abort: str = ""  # why it is to be aborted (an admin, a shutdown)
     site_reports: dict[str, str] = field(default_factory=dict)  # site -> final state/reason
+    #: (state, why) once the job ended; it stays among the runs until the store records it.
+    ended: tuple[str, str] | None = None
+    #: Why the store could not record the end yet ("" once said, or when it could).
+    unrecorded: str = ""
 
 
 class DeployServer:
@@ -124,6 +131,10 @@ class DeployServer:
         self._server: Any = None
         self._refusals = 0
         self._store: st.JobStore | None = None
+        self._lock_file: Any = None
+        self._scheduler: threading.Thread | None = None
+        self._store_said: set[str] = set()  # store failures logged once each
+        self._reconciled_at = 0.0
         self.bound_port: int | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -133,16 +144,49 @@ class DeployServer:
         self._say(f"flconfig server: {message}")
 
     def start(self) -> DeployServer:
+        """Take the workspace (one server at a time), bind the port (refused when in use),
+        then open the job store, fail what was running when the server last stopped, and
+        clear submissions that were being unpacked then."""
         import grpc
+
+        self._take_workspace()
+        try:
+            return self._start(grpc)
+        except BaseException:
+            self._release_workspace()
+            raise
+
+    def _take_workspace(self) -> None:
+        import fcntl
 
         try:
             self.workspace.mkdir(parents=True, exist_ok=True)
-            self._store = st.JobStore(self.workspace / "jobs.db")
-        except (OSError, Exception) as exc:  # sqlite3.Error too
-            raise ServiceError(f"cannot open the job store in {self.workspace}: {exc}") from None
-        for record in self._store.recover():
-            self.say(f"job {record.id} ({record.name}) was {record.state} when the server stopped: "
-                     "reported failed")
+            lock = open(self.workspace / "server.lock", "a+")  # noqa: SIM115 - held while serving
+        except OSError as exc:
+            from ..errors import storage_message
+
+            raise ServiceError(f"cannot use the workspace: {storage_message(exc, self.workspace)}") from None
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.seek(0)
+            holder = lock.read().strip()
+            lock.close()
+            raise ServiceError(f"another flconfig server uses the workspace {self.workspace}"
+                               + (f" (pid {holder})" if holder.isdigit() else "")
+                               + "; stop it first, or give this one another --workspace") from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"{os.getpid()}\n")
+        lock.flush()
+        self._lock_file = lock
+
+    def _release_workspace(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()  # closing releases the lock
+            self._lock_file = None
+
+    def _start(self, grpc: Any) -> DeployServer:
         handlers = {name: self._wrap(name, getattr(self, f"_{name.lower()}"), "client")
                     for name in wire.SITE_METHODS}
         handlers.update({name: self._wrap(name, getattr(self, f"_{name.lower()}"), "admin")
@@ -153,13 +197,25 @@ class DeployServer:
         target = f"{self.host}:{self.port}"
         try:
             bound = server.add_secure_port(target, self.kit.server_credentials())
-        except RuntimeError as exc:
-            raise ServiceError(f"cannot listen on {target}: {exc}") from None
+        except RuntimeError:
+            bound = 0
         if not bound:
-            raise ServiceError(f"cannot listen on {target}: the address is in use or invalid")
+            raise ServiceError(f"cannot listen on {target}: {_bind_problem(self.host, self.port)}")
+        try:
+            self._store = st.JobStore(self.workspace / "jobs.db")
+            recovered = self._store.recover()
+        except st.StoreError as exc:
+            server.stop(None)
+            raise ServiceError(str(exc)) from None
+        for record in recovered:
+            self.say(f"job {record.id} ({record.name}) was {record.state} when the server stopped: "
+                     "reported failed")
+        # Submissions being unpacked when the server stopped: never accepted, nothing to keep.
+        shutil.rmtree(self.workspace / ".incoming", ignore_errors=True)
         server.start()
         self._server, self.bound_port = server, bound
-        threading.Thread(target=self._schedule, name="flconfig-scheduler", daemon=True).start()
+        self._scheduler = threading.Thread(target=self._schedule, name="flconfig-scheduler", daemon=True)
+        self._scheduler.start()
         queued = len(self._store.queued())
         self.say(f"project {self.kit.project!r}: listening on {self.host}:{bound} (mutual TLS); "
                  f"workspace {self.workspace}; {queued} job(s) queued; at most {self.max_jobs} "
@@ -185,8 +241,11 @@ class DeployServer:
         """Abort running jobs (reported aborted), stop serving, close the store."""
         self._stop.set()
         with self._cond:
-            runs = list(self._runs.values())
             self._cond.notify_all()
+        if self._scheduler is not None and self._scheduler is not threading.current_thread():
+            self._scheduler.join(timeout=30)  # its step in progress ends before the store closes
+        with self._cond:
+            runs = list(self._runs.values())
         for run in runs:
             self._end_run(run, st.ABORTED, reason)
         if self._server is not None:
@@ -196,6 +255,7 @@ class DeployServer:
             self._store.close()
             self._store = None
             self.say("stopped")
+        self._release_workspace()
 
     @property
     def store(self) -> st.JobStore:
@@ -207,13 +267,25 @@ class DeployServer:
     def _wrap(self, method: str, fn: Callable[..., Any], role: str) -> Any:
         import grpc
 
-        def check(context: Any) -> str:
+        def check(context: Any) -> Any:
+            """The caller: a site's name, or an admin (name, org, role) whose role allows
+            the call (the rights on one job are checked by the call itself)."""
             ident, why = self._gate.check(context, role)
             if ident is None:
                 self._refused(method, context, why)
                 context.abort(grpc.StatusCode.PERMISSION_DENIED, why)
                 raise AssertionError("unreachable")  # context.abort raises
-            return ident.name
+            if role != "admin":
+                return ident.name
+            admin = authz.Admin(ident.name, ident.org, ident.role or DEFAULT_ROLE)
+            right = authz.RIGHT_OF[method]
+            if right in (authz.SUBMIT, authz.VIEW, authz.OPERATE):
+                refused = authz.refusal(admin, right, site_org=self.kit.org)
+                if refused is not None:
+                    self._refused(method, context, refused)
+                    context.abort(grpc.StatusCode.PERMISSION_DENIED, refused)
+                    raise AssertionError("unreachable")
+            return admin
 
         def bad(context: Any, why: str) -> NoReturn:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, why)
@@ -236,19 +308,23 @@ class DeployServer:
                 header, blob = wire.decode(request)
             except wire.FrameError as exc:
                 bad(context, str(exc))
+            name = getattr(caller, "name", caller)
             try:
                 reply = fn(caller, header, blob, context)
             except (KeyError, TypeError, ValueError) as exc:
-                log.warning("%s from %s: bad request (%s)", method, caller, exc)
+                log.warning("%s from %s: bad request (%s)", method, name, exc)
                 bad(context, f"bad {method} request: {exc}")
+            except st.StoreError as exc:  # the job store's disk: one line, and an answer
+                log.error("%s from %s failed: %s", method, name, exc)
+                context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
             except FlconfigError as exc:  # e.g. a stored job that cannot be packed
-                log.warning("%s from %s: %s", method, caller, exc)
+                log.warning("%s from %s: %s", method, name, exc)
                 context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
             except OSError as exc:  # the server's disk: full, or a folder it cannot write
                 from ..errors import storage_message
 
                 why = storage_message(exc, self.workspace)
-                log.error("%s from %s failed: %s", method, caller, why)
+                log.error("%s from %s failed: %s", method, name, why)
                 context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, why)
             return reply if isinstance(reply, bytes) else wire.encode(reply)
 
@@ -299,7 +375,7 @@ class DeployServer:
     def _work_for(self, site: str, known: dict[str, Any]) -> dict[str, Any]:
         deploy, start, abort = [], [], []
         for job_id, run in self._runs.items():
-            if site not in run.sites or run.abort:
+            if site not in run.sites or run.abort or run.ended:
                 continue
             have = known.get(job_id)
             if run.state == st.DEPLOYING and site not in run.answers and have is None:
@@ -312,7 +388,7 @@ class DeployServer:
         for job_id, have in known.items():
             current = self._runs.get(job_id)
             if have in ("deployed", "accepted", "running") and (
-                    current is None or current.abort or site not in current.sites
+                    current is None or current.abort or current.ended or site not in current.sites
                     or (current.state == st.RUNNING and site not in current.accepted)):
                 abort.append(job_id)
         return {"deploy": deploy, "start": start, "abort": abort, "shutdown": self._stop_sites}
@@ -368,7 +444,7 @@ class DeployServer:
 
     # --- admin methods
 
-    def _submit(self, admin: str, header: dict[str, Any], blob: bytes, context: Any) -> dict[str, Any]:
+    def _submit(self, admin: authz.Admin, header: dict[str, Any], blob: bytes, context: Any) -> dict[str, Any]:
         from ..cli.report import write_text
         from ..errors import errors_only, relocate
 
@@ -389,56 +465,73 @@ class DeployServer:
             write_text(relocate(problems, incoming / name, shown), 1, text)
             report = text.getvalue()
             if job is None or errors_only(problems):
-                log.info("refused a job from %s: %d problem(s)", admin, len(errors_only(problems)))
+                log.info("refused a job from %s: %d problem(s)", admin.name, len(errors_only(problems)))
                 return {"ok": False, "report": report}
             job_id = str(uuid.uuid4())
             folder = self.workspace / job_id
             folder.mkdir(parents=True)
             (incoming / name).rename(folder / JOB_FOLDER)
-            record = self.store.add(job_id, job.name or name, admin)
+            record = self.store.add(job_id, job.name or name, admin.name, admin.org)
         finally:
             shutil.rmtree(incoming, ignore_errors=True)
         queued = len(self.store.queued())
-        self.say(f"job {job_id} ({record.name}) submitted by {admin}; {queued} queued")
+        self.say(f"job {job_id} ({record.name}) submitted by {admin.name}; {queued} queued")
         with self._cond:
             self._cond.notify_all()
         return {"ok": True, "job_id": job_id, "report": report, "queued": queued}
 
-    def _jobs(self, admin: str, header: dict[str, Any], blob: bytes, context: Any) -> dict[str, Any]:
+    def _jobs(self, admin: authz.Admin, header: dict[str, Any], blob: bytes, context: Any) -> dict[str, Any]:
         now = time.monotonic()
         with self._lock:
             sites = sorted(s for s, seen in self._sites.items()
                            if self._polling.get(s) or now - seen < SITE_TIMEOUT_S)
-            live = {job_id: run.state for job_id, run in self._runs.items()}
+            live = {job_id: run for job_id, run in self._runs.items()}
         jobs = []
         for record in self.store.all():
             data = record.to_json()
-            if record.id in live and record.state in st.ACTIVE:
-                data["state"] = live[record.id]
+            run = live.get(record.id)
+            if run is not None and record.state in st.ACTIVE:
+                data["state"] = run.ended[0] if run.ended else run.state
+                if run.ended:
+                    data["error"] = run.ended[1]
+                if run.unrecorded:
+                    data["note"] = f"not recorded in the job store yet: {run.unrecorded}"
             jobs.append(data)
         wanted = header.get("job_id")
         if wanted:
             jobs = [j for j in jobs if j["id"] == wanted]
         return {"jobs": jobs, "sites": sites, "max_jobs": self.max_jobs}
 
-    def _abort(self, admin: str, header: dict[str, Any], blob: bytes, context: Any) -> dict[str, Any]:
+    def _may(self, admin: authz.Admin, right: str, record: st.JobRecord, context: Any) -> str | None:
+        """Why ``admin`` may not exercise ``right`` on the job of ``record`` (logged as a
+        refusal), or None."""
+        why = authz.refusal(admin, right, submitter=record.submitter, submitter_org=record.submitter_org,
+                            job_id=record.id)
+        if why is not None:
+            self._refused(right, context, why)
+        return why
+
+    def _abort(self, admin: authz.Admin, header: dict[str, Any], blob: bytes, context: Any) -> dict[str, Any]:
         job_id = str(header["job_id"])
         record = self.store.get(job_id)
         if record is None:
             return {"ok": False, "error": f"no job {job_id}"}
+        refused = self._may(admin, authz.MANAGE, record, context)
+        if refused:
+            return {"ok": False, "error": refused}
         if record.state in st.ENDED:
             return {"ok": False, "error": f"job {job_id} has already ended ({record.state})"}
         with self._cond:
             active = self._runs.get(job_id)
             if active is not None:
-                active.abort = f"aborted by {admin}"
+                active.abort = f"aborted by {admin.name}"
             self._cond.notify_all()
         if active is None:
-            self.store.set_state(job_id, st.ABORTED, error=f"aborted by {admin} before it started")
-        self.say(f"job {job_id}: abort asked by {admin}")
+            self.store.set_state(job_id, st.ABORTED, error=f"aborted by {admin.name} before it started")
+        self.say(f"job {job_id}: abort asked by {admin.name}")
         return {"ok": True}
 
-    def _logs(self, admin: str, header: dict[str, Any], blob: bytes, context: Any) -> dict[str, Any] | bytes:
+    def _logs(self, admin: authz.Admin, header: dict[str, Any], blob: bytes, context: Any) -> dict[str, Any] | bytes:
         job_id = str(header["job_id"])
         site = str(header.get("site") or "server")
         offset = max(0, int(header.get("offset", 0)))
@@ -446,6 +539,9 @@ class DeployServer:
         record = self.store.get(job_id)
         if folder is None or record is None:
             return {"error": f"no job {job_id}"}
+        refused = self._may(admin, authz.DOWNLOAD, record, context)
+        if refused:
+            return {"error": refused}
         if site != "server" and site not in record.sites:
             return {"error": f"job {job_id} has no site {site!r} (its sites: "
                              f"{', '.join(record.sites) or 'none yet'})"}
@@ -458,11 +554,16 @@ class DeployServer:
         return wire.encode({"offset": offset + len(data), "ended": record.state in st.ENDED,
                             "state": record.state}, data)
 
-    def _download(self, admin: str, header: dict[str, Any], blob: bytes, context: Any) -> Iterator[bytes]:
+    def _download(self, admin: authz.Admin, header: dict[str, Any], blob: bytes, context: Any) -> Iterator[bytes]:
         job_id = str(header["job_id"])
         folder = self._job_folder(job_id)
-        if folder is None:
+        record = self.store.get(job_id) if folder is not None else None
+        if folder is None or record is None:
             yield wire.encode({"error": f"no job {job_id}"})
+            return
+        refused = self._may(admin, authz.DOWNLOAD, record, context)
+        if refused:
+            yield wire.encode({"error": refused})
             return
         try:
             data = pack_folder(folder, max_bytes=MAX_DOWNLOAD_BYTES, skip=frozenset({CONTROL, JOB_FOLDER}))
@@ -473,9 +574,9 @@ class DeployServer:
         for start in range(0, len(data), wire.CHUNK_BYTES):
             yield wire.encode({}, data[start:start + wire.CHUNK_BYTES])
 
-    def _shutdown(self, admin: str, header: dict[str, Any], blob: bytes, context: Any) -> dict[str, Any]:
+    def _shutdown(self, admin: authz.Admin, header: dict[str, Any], blob: bytes, context: Any) -> dict[str, Any]:
         sites = bool(header.get("sites"))
-        self.say(f"shutdown asked by {admin}" + (" (and the sites)" if sites else ""))
+        self.say(f"shutdown asked by {admin.name}" + (" (and the sites)" if sites else ""))
         with self._cond:
             self._stop_sites = sites
             self._cond.notify_all()
@@ -513,6 +614,10 @@ class DeployServer:
         while not self._stop.is_set():
             try:
                 self._step()
+            except st.StoreError as exc:  # a full disk: said once per cause, tried again
+                if str(exc) not in self._store_said:
+                    self._store_said.add(str(exc))
+                    log.error("%s; trying again", exc)
             except Exception:  # a bug here must not stop the service
                 log.exception("scheduler step failed")
             with self._cond:
@@ -522,7 +627,9 @@ class DeployServer:
         with self._lock:
             runs = list(self._runs.values())
         for run in runs:
-            if run.abort:
+            if run.ended is not None:
+                self._end_run(run, *run.ended)  # the store could not record it yet
+            elif run.abort:
                 self._end_run(run, st.ABORTED, run.abort)
             elif run.state == st.WAITING:
                 self._try_deploy(run)
@@ -531,10 +638,13 @@ class DeployServer:
             elif run.state == st.RUNNING:
                 self._check_running(run)
         with self._lock:
-            free = self.max_jobs - len(self._runs)
+            free = self.max_jobs - sum(r.ended is None for r in self._runs.values())
         if free > 0 and not self._stop.is_set():
             for record in self.store.queued()[:free]:
                 self._admit(record)
+        if time.monotonic() - self._reconciled_at > RECONCILE_S:
+            self._reconciled_at = time.monotonic()
+            self._reconcile()
 
     def _inspect(self, folder: Path) -> tuple[Any, list[Any]]:
         """The submitted job at ``folder`` checked as this server runs it: no environment,
@@ -671,20 +781,69 @@ class DeployServer:
             self._end_run(run, st.FAILED, f"{where}{status.get('error', 'failed')}")
 
     def _end_run(self, run: _Run, state: str, error: str) -> None:
-        if run.proc is not None and run.proc.poll() is None:
-            run.proc.send_signal(signal.SIGTERM)
-            try:
-                run.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                run.proc.kill()
-                run.proc.wait()
-        with self._cond:
-            if self._runs.pop(run.record.id, None) is None:
-                return
-            self._cond.notify_all()
-        if self._store is not None:
+        """End ``run`` (its processes stopped) as ``state``, and record that in the store.
+        A run the store cannot record yet (a full or unwritable disk) stays here, ended,
+        and the scheduler tries again: never a job left "running" with no process."""
+        if run.ended is None:
+            if run.proc is not None and run.proc.poll() is None:
+                run.proc.send_signal(signal.SIGTERM)
+                try:
+                    run.proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    run.proc.kill()
+                    run.proc.wait()
+            with self._cond:
+                if self._runs.get(run.record.id) is not run:
+                    return
+                run.ended = (state, error)
+                self._cond.notify_all()
+            self.say(f"job {run.record.id} ({run.record.name}) {state}" + (f": {error}" if error else ""))
+        state, error = run.ended
+        if self._store is None:
+            return
+        try:
             self._store.set_state(run.record.id, state, error=error)
-        self.say(f"job {run.record.id} ({run.record.name}) {state}" + (f": {error}" if error else ""))
+        except st.StoreError as exc:
+            if not run.unrecorded:
+                log.error("job %s %s, but the job store cannot record it yet (%s); trying again",
+                          run.record.id, state, exc)
+            run.unrecorded = str(exc)
+            return
+        if run.unrecorded:
+            self.say(f"job {run.record.id}: recorded as {state} in the job store")
+        with self._cond:
+            if self._runs.get(run.record.id) is run:
+                del self._runs[run.record.id]
+            self._cond.notify_all()
+
+    def _reconcile(self) -> None:
+        """Every job the store has as waiting, deploying or running has a run here; one
+        without (its processes are gone) is recorded as failed, saying so."""
+        with self._lock:
+            known = set(self._runs)
+        for record in self.store.all():
+            if record.state in (st.WAITING, st.DEPLOYING, st.RUNNING) and record.id not in known:
+                why = (f"the server lost track of the job while it was {record.state}: no process of "
+                       "it is left")
+                if self.store.set_state(record.id, st.FAILED, error=why):
+                    self.say(f"job {record.id} ({record.name}) failed: {why}")
+
+
+def _bind_problem(host: str, port: int) -> str:
+    """Why ``host:port`` cannot be listened on, as one phrase."""
+    import errno
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+            sock.bind((host, port))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return "the port is in use (another flconfig server, or another program)"
+        return exc.strerror or str(exc)
+    except (OverflowError, ValueError) as exc:
+        return str(exc)
+    return "the address is in use or invalid"
 
 
 def _free_port(host: str, ports: range | None = None, taken: set[int] | frozenset[int] = frozenset()) -> int | None:

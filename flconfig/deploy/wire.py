@@ -88,4 +88,7 @@ def options() -> list[tuple[str, int]]:
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
         ("grpc.use_local_subchannel_pool", 1),
+        # A second server on a port in use fails to bind instead of sharing it (gRPC sets
+        # SO_REUSEPORT by default, and two services would then split the calls).
+        ("grpc.so_reuseport", 0),
     ]
