@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,14 @@ def launch(job: Path, ws: Path, *args: str, timeout: float = 220) -> subprocess.
     """``python -m flconfig launch JOB -w WS ARGS``, its output captured."""
     return subprocess.run([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws), *args],
                           capture_output=True, text=True, timeout=timeout)
+
+
+def sigint_at_default() -> None:
+    """``preexec_fn`` for a child the test sends Ctrl-C (SIGINT) to: the child starts with
+    SIGINT at its default. A test process that ignores SIGINT (a suite started as a
+    background job, ``pytest &`` in a non-interactive shell) would pass that on, and
+    Python installs its KeyboardInterrupt handler only where SIGINT is not ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def scalars(folder: Path, tag: str) -> list[tuple[int, float]]:

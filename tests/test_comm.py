@@ -653,6 +653,63 @@ def test_losing_a_site_below_min_responses_raises_naming_it(make_server, start_s
         hung.join(10)
 
 
+def _mark_lost_after_two_results(server: CommServer, site: str, reason: str) -> Callable[..., None]:
+    """An on_result callback: once two results are in, ``site``'s process "died"."""
+    got: list[str] = []
+
+    def on_result(name: str, result: FLModel) -> None:
+        got.append(name)
+        if len(got) == 2:
+            assert server.mark_lost([site], reason) == [site]
+
+    return on_result
+
+
+def test_a_site_whose_process_died_fails_the_task_at_once_with_the_reason(
+    make_server, start_sites
+) -> None:
+    # An hour's heartbeat timeout: the task fails only because it is told the process died.
+    server = make_server(heartbeat_timeout=3600)
+    start_sites(server, _silent_site("site-3"))
+    with pytest.raises(JobError, match=r"\(2 received\) because these sites are lost: "
+                       r"site-3: its process died \(killed by SIGKILL\)") as err:
+        server.broadcast_and_wait(
+            "train", FLModel(params={"w": np.zeros(1)}), None, 3,
+            on_result=_mark_lost_after_two_results(server, "site-3", "its process died (killed by SIGKILL)"),
+        )  # fmt: skip
+    assert err.value.site == "site-3"
+    # Its late calls (its link still heartbeats here) do not make it alive again.
+    heartbeat = pb.HeartbeatRequest().SerializeToString()
+    raw_call(server.address, "Heartbeat", heartbeat, "site-3", TOKENS["site-3"])
+    assert server.alive_sites() == ["site-1", "site-2"]
+
+
+def test_a_site_whose_process_died_ends_the_round_with_the_others(make_server, start_sites) -> None:
+    server = make_server(heartbeat_timeout=3600)
+    start_sites(server, _silent_site("site-3"))
+    # Returns before the hour's grace ends only because site-3 can no longer answer.
+    results = server.broadcast_and_wait(
+        "train", FLModel(params={"w": np.zeros(1)}), None, 2, wait_time_after_min_received=3600,
+        on_result=_mark_lost_after_two_results(server, "site-3", "its process died (exited with code 1)"),
+    )  # fmt: skip
+    assert sorted(results) == ["site-1", "site-2"]
+
+
+def test_a_site_that_said_bye_or_never_existed_is_not_marked_lost(make_server, start_sites) -> None:
+    server = make_server()
+    start_sites(server, add_site_number, n=2)
+    assert server.end_run(timeout=10) == []  # both said Bye
+    assert server.mark_lost(["site-1", "site-2", "site-9"], "its process died (killed by SIGKILL)") == []
+
+
+def test_wait_for_sites_stops_waiting_for_a_site_whose_process_died(make_server, start_sites) -> None:
+    server = make_server()
+    start_sites(server, add_site_number, n=2)
+    assert server.mark_lost(["site-3", "site-4"], "its process died (exited with code 1)") == ["site-3", "site-4"]
+    # Returns at all only because sites 3 and 4 will not come: an hour's wait otherwise.
+    assert server.wait_for_sites(4, timeout=3600) == ["site-1", "site-2"]
+
+
 def test_a_long_task_is_kept_alive_by_the_heartbeat(make_server, start_sites) -> None:
     server = make_server(heartbeat_timeout=0.6)
     start_sites(server, _slow_site("site-1", 1.0), n=1, heartbeat_interval=0.1)

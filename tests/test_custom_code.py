@@ -171,6 +171,17 @@ def test_a_site_process_has_only_its_own_apps_custom_folder_on_its_path(tmp_path
     assert out[1] == str((job / "app2" / "custom" / "trainer.py").resolve())
 
 
+def test_a_launch_worker_process_hosts_the_sites_of_one_app_only() -> None:
+    from flconfig.launch.launcher import plan_workers
+
+    sites = [f"site-{i}" for i in range(1, 41)]
+    apps = {site: "app_a" if i % 3 else "app_b" for i, site in enumerate(sites)}
+    groups = plan_workers(sites, cores=4, apps=apps)
+    assert sorted(s for g in groups for s in g) == sorted(sites)
+    assert all(len({apps[s] for s in group}) == 1 for group in groups)
+    assert {apps[g[0]] for g in groups} == {"app_a", "app_b"}
+
+
 # --- a participant that runs no custom code: validate's view of it --------------------------
 
 

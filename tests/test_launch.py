@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from launching import sigint_at_default
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "configs" / "tensorboard-streaming"
@@ -104,7 +105,8 @@ def test_ctrl_c_stops_every_process_it_started(tmp_path: Path) -> None:
     job = make_job(tmp_path, num_rounds=50)
     ws = tmp_path / "ws"
     proc = subprocess.Popen([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=sigint_at_default)  # it gets Ctrl-C
     assert proc.stdout is not None
     for line in proc.stdout:
         if "round 1/50" in line:
@@ -137,26 +139,76 @@ def _kill_site_when_training(proc: subprocess.Popen[str], ws: Path, site: str) -
 def test_a_client_that_dies_mid_run_is_noticed_and_the_round_completes(tmp_path: Path) -> None:
     job = make_job(tmp_path, num_rounds=3, min_clients=2, epochs=1)
     ws = tmp_path / "ws"
+    # A 600 s heartbeat timeout, as FLARE jobs may have: the death is known at once, from
+    # the launcher, or the job would outlast this test's timeout (240 s) waiting for it.
     proc = subprocess.Popen([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws),
-                             "-n", "3", "--processes", "3", "--heartbeat-timeout", "3"],
+                             "-n", "3", "--processes", "3", "--heartbeat-timeout", "600"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     output = _kill_site_when_training(proc, ws, "site-3")
-    assert proc.wait(timeout=120) == 0, output
+    assert proc.wait(timeout=200) == 0, output
     assert "the process of site-3 exited with code -9" in output
-    assert "lost contact with site-3" in output
+    assert "site-3's process died (killed by SIGKILL): continuing with 2 of 3 sites" in output
+    assert "lost contact with site-3" not in output  # not from the heartbeat
     assert "round 3/3: results from site-1, site-2" in output
+    assert "job finished" in output
 
 
 def test_the_job_fails_naming_the_lost_site_when_min_clients_no_longer_holds(tmp_path: Path) -> None:
     job = make_job(tmp_path, num_rounds=3, min_clients=3, epochs=1)
     ws = tmp_path / "ws"
     proc = subprocess.Popen([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws),
-                             "-n", "3", "--processes", "3", "--heartbeat-timeout", "3"],
+                             "-n", "3", "--processes", "3", "--heartbeat-timeout", "600"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     output = _kill_site_when_training(proc, ws, "site-3")
-    assert proc.wait(timeout=120) == 1, output
-    assert "job failed" in output
-    assert "site-3" in output.split("job failed", 1)[1]
+    assert proc.wait(timeout=200) == 1, output
+    assert ("site-3's process died (killed by SIGKILL): 2 of 3 sites left, fewer than "
+            "min_clients (3); stopping the job") in output
+    failed = output.split("flconfig: job failed", 1)[1].splitlines()[0]
+    assert failed.endswith(": site-3: its process died (killed by SIGKILL); "
+                           "the job needs 3 sites (min_clients), 2 left"), output
+    assert "round 3/3" not in output
+    assert "Traceback" not in output
+
+
+def test_a_pooled_process_that_dies_names_its_sites_when_started_without_the_zygote(
+        tmp_path: Path) -> None:
+    # --spawn: every process a new interpreter (the launcher's other way to start them);
+    # four sites in two processes, site-2 and site-4 sharing one.
+    job = make_job(tmp_path, num_rounds=3, min_clients=3, epochs=1)
+    ws = tmp_path / "ws"
+    proc = subprocess.Popen([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws),
+                             "-n", "4", "--processes", "2", "--spawn", "--heartbeat-timeout", "600"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = _kill_site_when_training(proc, ws, "site-2,site-4")
+    assert proc.wait(timeout=200) == 1, output
+    assert ("the process of site-2, site-4 died (killed by SIGKILL): 2 of 4 sites left, fewer "
+            "than min_clients (3); stopping the job") in output
+    failed = output.split("flconfig: job failed", 1)[1].splitlines()[0]
+    assert failed.endswith(": the process of site-2, site-4 died (killed by SIGKILL); "
+                           "the job needs 3 sites (min_clients), 2 left"), output
+
+
+def test_a_site_whose_process_dies_while_the_sites_connect_fails_the_job_at_once(tmp_path: Path) -> None:
+    job = make_job(tmp_path, num_rounds=1, min_clients=2, epochs=1)
+    ws = tmp_path / "ws"
+    proc = subprocess.Popen([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws),
+                             "-n", "2", "--spawn", "--heartbeat-timeout", "600"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    seen = ""
+    for line in proc.stdout:  # the workers are started; the server waits for their Hello
+        seen += line
+        if "waiting for 2 of 2 sites" in line:
+            out = subprocess.run(["ps", "-eww", "-o", "pid=,args="], capture_output=True, text=True).stdout
+            for row in out.splitlines():
+                if "flconfig.runtime.worker" in row and "--sites site-2" in row:
+                    os.kill(int(row.split()[0]), signal.SIGKILL)
+            break
+    output = seen + proc.stdout.read()
+    # Not after the sites' connect timeout (120 s): it is known that site-2 will not come.
+    assert proc.wait(timeout=100) == 1, output
+    failed = output.split("flconfig: job failed", 1)[1].splitlines()[0]
+    assert "site-2" in failed and "its process died" in failed and "killed by SIGKILL" in failed, output
 
 
 def test_many_sites_share_a_bounded_pool_of_worker_processes(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from launching import sigint_at_default
 
 from flconfig.runtime.fed_events import records_to_events
 from flconfig.runtime.live_metrics import LiveMetrics
@@ -183,8 +184,10 @@ def assert_all_gone(ws: Path, timeout: float = 10) -> None:
 
 
 def launch(job: Path, ws: Path, *args: str) -> subprocess.Popen[str]:
+    # Started with SIGINT at its default: a test sends it Ctrl-C.
     return subprocess.Popen([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=sigint_at_default)
 
 
 def stop(proc: subprocess.Popen[str], ws: Path) -> None:

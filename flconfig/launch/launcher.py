@@ -26,13 +26,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
 from ..errors import ConfigError, Problem, errors_only
 from ..files import write_atomic
+from ..runtime.process_events import SPEC_KEY as PROCESS_EVENTS_KEY
+from ..runtime.process_events import process_ended_line
 from .processes import Process, Zygote, popen_or_fork
 
 MAX_SOLO_SITES = 8
@@ -85,20 +87,30 @@ class LaunchError(Exception):
         self.problems = list(problems)
 
 
-def plan_workers(sites: Sequence[str], cores: int, processes: int | None = None) -> list[list[str]]:
+def plan_workers(sites: Sequence[str], cores: int, processes: int | None = None,
+                 apps: Mapping[str, str] | None = None) -> list[list[str]]:
     """Group sites into worker processes: one each while there are no more sites than cores
     (and at most MAX_SOLO_SITES), else a pool of one process per core (at most MAX_SOLO_SITES).
 
     Each process imports torch once (seconds of CPU): more processes than cores only
-    makes them wait for each other.
+    makes them wait for each other. With ``apps`` (site -> the app deployed to it), a
+    process hosts the sites of one app only, so no site has another app's ``custom/``
+    folder on its import path; each app gets at least one process.
     """
     if processes is None:
         solo = len(sites) <= min(max(1, cores), MAX_SOLO_SITES)
         processes = len(sites) if solo else max(2, min(cores, MAX_SOLO_SITES))
     processes = max(1, min(processes, len(sites)))
-    groups: list[list[str]] = [[] for _ in range(processes)]
-    for i, site in enumerate(sites):
-        groups[i % processes].append(site)
+    by_app: dict[str, list[str]] = {}
+    for site in sites:
+        by_app.setdefault(apps.get(site, "") if apps else "", []).append(site)
+    groups: list[list[str]] = []
+    for members in by_app.values():
+        share = max(1, min(len(members), round(processes * len(members) / len(sites))))
+        mine: list[list[str]] = [[] for _ in range(share)]
+        for i, site in enumerate(members):
+            mine[i % share].append(site)
+        groups.extend(mine)
     return groups
 
 
@@ -186,7 +198,8 @@ def _launch(opts: LaunchOptions, zygote: Zygote | None) -> int:
                           f"got {heartbeat:g}")
 
     cores = os.cpu_count() or 1
-    groups = plan_workers(sites, cores, opts.processes)
+    groups = plan_workers(sites, cores, opts.processes,
+                          apps={site: job.meta.app_for(site) or "" for site in sites})
     threads = opts.threads or threads_per_process(cores, len(groups) + 1)
     workspace = opts.workspace.resolve()
     receiver_folder = tb_folder(job)
@@ -224,6 +237,8 @@ def _launch(opts: LaunchOptions, zygote: Zygote | None) -> int:
         # A site's wait to connect grows with the number of sites starting at once.
         "startup_timeout": CONNECT_TIMEOUT + CONNECT_TIMEOUT_PER_SITE * len(sites),
         "end_timeout": END_TIMEOUT,
+        # The server reads on its stdin what _watch tells it: a site's process died.
+        PROCESS_EVENTS_KEY: True,
     }
     spec_file = control / "spec.json"
     _write_private(spec_file, json.dumps(spec))
@@ -246,7 +261,8 @@ def _launch(opts: LaunchOptions, zygote: Zygote | None) -> int:
             tb_log = control / "tensorboard.log"
             tensorboard = _start_tensorboard(tb_dir, opts.tensorboard_port, tb_log)
             procs.append(tensorboard)
-        server = popen_or_fork(zygote, ["server", "--spec", str(spec_file)], pipe_stdout=True)
+        server = popen_or_fork(zygote, ["server", "--spec", str(spec_file)], pipe_stdout=True,
+                               pipe_stdin=True)
         procs.append(server)
         server_status: dict[str, object] = {}
         pump = threading.Thread(target=_pump, args=(server.stdout, out, server_status), daemon=True)
@@ -302,8 +318,9 @@ def _launch(opts: LaunchOptions, zygote: Zygote | None) -> int:
 
 def _watch(server: Process, workers: list[tuple[Process, list[str], Path]],
            out: TextIO, grace: float = 15.0, tensorboard: subprocess.Popen[str] | None = None) -> None:
-    """Wait for the server; say when a worker (or TensorBoard) dies, and stop a server no
-    site is left to talk to."""
+    """Wait for the server; say when a worker (or TensorBoard) dies, and tell the server
+    at once which sites it hosted (:mod:`flconfig.runtime.process_events`); stop a
+    server no site is left to talk to."""
     reported: set[int] = set()
     all_gone_since: float | None = None
     said_waiting = False
@@ -318,6 +335,7 @@ def _watch(server: Process, workers: list[tuple[Process, list[str], Path]],
             if rc not in (None, 0) and i not in reported:
                 reported.add(i)
                 print(f"flconfig: the process of {', '.join(group)} exited with code {rc}", file=out, flush=True)
+                _tell_server(server, process_ended_line(group, rc))
         if all(proc.poll() is not None for proc, _, _ in workers):
             if all_gone_since is None:
                 all_gone_since = time.monotonic()
@@ -330,6 +348,17 @@ def _watch(server: Process, workers: list[tuple[Process, list[str], Path]],
                 print("flconfig: the server did not finish; stopping it", file=out, flush=True)
                 server.terminate()
                 server.wait()
+
+
+def _tell_server(server: Process, line: str) -> None:
+    """Write ``line`` to the server's stdin; nothing if it is gone (its own end says why)."""
+    if server.stdin is None:
+        return
+    try:
+        server.stdin.write(line)
+        server.stdin.flush()
+    except (OSError, ValueError):
+        pass
 
 
 def _make_workspace(workspace: Path, control: Path) -> None:

@@ -3,7 +3,7 @@ once (:mod:`flconfig.runtime.zygote`), or, where that cannot be, each started af
 
 :class:`Forked` gives a forked process the part of :class:`subprocess.Popen` the launcher
 uses (``pid``, ``poll``, ``wait``, ``send_signal``, ``terminate``, ``kill``,
-``returncode``, ``stdout``), so the launcher watches, stops and reaps both kinds alike.
+``returncode``, ``stdin``, ``stdout``), so the launcher watches, stops and reaps both kinds alike.
 """
 
 from __future__ import annotations
@@ -26,10 +26,12 @@ _PR_SET_CHILD_SUBREAPER = 36
 class Forked:
     """A process the zygote forked for us; ours to wait for (we are its subreaper)."""
 
-    def __init__(self, pid: int, args: Sequence[str], stdout: TextIO | None = None) -> None:
+    def __init__(self, pid: int, args: Sequence[str], stdout: TextIO | None = None,
+                 stdin: TextIO | None = None) -> None:
         self.pid = pid
         self.args = list(args)
         self.stdout = stdout
+        self.stdin = stdin
         self.returncode: int | None = None
 
     def poll(self) -> int | None:
@@ -173,30 +175,60 @@ def _become_subreaper() -> bool:
 
 
 def popen_or_fork(zygote: Zygote | None, argv: list[str], *, env: Mapping[str, str] | None = None,
-                  stdout: Any = None, pipe_stdout: bool = False) -> Process:
+                  stdout: Any = None, pipe_stdout: bool = False, pipe_stdin: bool = False) -> Process:
     """Start ``python -m flconfig.runtime.worker ARGV``: forked from ``zygote`` when there
     is one that works, else as a new interpreter. ``pipe_stdout``: its stdout and stderr
-    go to a pipe, readable as text from ``.stdout``; else both go to ``stdout`` (a file)."""
+    go to a pipe, readable as text from ``.stdout``; else both go to ``stdout`` (a file).
+    ``pipe_stdin``: its stdin is a pipe, written to as text through ``.stdin`` (which
+    only this process holds: closing it, or exiting, is the end of its input)."""
     extra = {k: v for k, v in (env or {}).items() if os.environ.get(k) != v}
-    if zygote is not None:
-        if pipe_stdout:
-            read, write = os.pipe()
-            text = open(read, encoding="utf-8", errors="replace", newline=None)  # noqa: SIM115
-            with open(os.devnull, "rb") as null:
-                proc = zygote.fork(argv, extra, null.fileno(), write, write, text)
-            os.close(write)
-            if proc is not None:
-                return proc
-            text.close()
-        else:
-            with open(os.devnull, "rb") as null:
-                out = stdout.fileno()
-                proc = zygote.fork(argv, extra, null.fileno(), out, out)
-            if proc is not None:
-                return proc
+    if zygote is not None and pipe_stdout:
+        read, write = os.pipe()
+        text = open(read, encoding="utf-8", errors="replace", newline=None)  # noqa: SIM115
+        stdin = _Stdin(pipe_stdin)
+        proc = zygote.fork(argv, extra, stdin.child, write, write, text)
+        os.close(write)
+        if proc is not None:
+            proc.stdin = stdin.opened()
+            return proc
+        stdin.close()
+        text.close()
+    elif zygote is not None:
+        stdin = _Stdin(pipe_stdin)
+        out = stdout.fileno()
+        proc = zygote.fork(argv, extra, stdin.child, out, out)
+        if proc is not None:
+            proc.stdin = stdin.opened()
+            return proc
+        stdin.close()
     command = [sys.executable, "-m", "flconfig.runtime.worker", *argv]
+    pipe = subprocess.PIPE if pipe_stdin else None
     if pipe_stdout:
-        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        return subprocess.Popen(command, stdin=pipe, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, bufsize=1, env=None if env is None else dict(env))
-    return subprocess.Popen(command, stdout=stdout, stderr=subprocess.STDOUT, text=True,
-                            env=None if env is None else dict(env))
+    return subprocess.Popen(command, stdin=pipe, stdout=stdout, stderr=subprocess.STDOUT, text=True,
+                            bufsize=1 if pipe_stdin else -1, env=None if env is None else dict(env))
+
+
+class _Stdin:
+    """The stdin of a process the zygote forks: a pipe whose write end we keep, or
+    /dev/null. :attr:`child` is the descriptor to send; after the fork, :meth:`opened`
+    closes our copy of it and gives the write end as text (None for /dev/null)."""
+
+    def __init__(self, pipe: bool) -> None:
+        if pipe:
+            self.child, self._write = os.pipe()  # neither is inherited by what we start next
+        else:
+            self.child, self._write = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC), -1
+
+    def opened(self) -> TextIO | None:
+        os.close(self.child)
+        if self._write < 0:
+            return None
+        return open(self._write, "w", encoding="utf-8", buffering=1)  # noqa: SIM115
+
+    def close(self) -> None:
+        """The fork failed: close both ends."""
+        for fd in (self.child, self._write):
+            if fd >= 0:
+                os.close(fd)

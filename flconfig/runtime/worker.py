@@ -83,6 +83,7 @@ def run_server(spec: dict[str, Any]) -> int:
     from .fed_events import records_to_events
     from .live_metrics import LiveMetrics
     from .plan import load_plan
+    from .process_events import SPEC_KEY, SiteProcesses
 
     workspace = Path(spec["workspace"])
     job_id = spec["job_id"]
@@ -102,6 +103,7 @@ def run_server(spec: dict[str, Any]) -> int:
 
     comm = None
     ctx = None
+    deaths: SiteProcesses | None = None  # what the launcher says of the sites' processes
     # The latest value of each site's scalars, printed every few seconds; 0 turns it off.
     interval = spec.get("live_metrics_interval", 2.0)
     live = LiveMetrics(progress, interval) if interval else None
@@ -154,6 +156,9 @@ def run_server(spec: dict[str, Any]) -> int:
         port_file.with_suffix(".tmp").replace(port_file)  # whole, for the workers polling it
         sites = spec["sites"]
         need = min(len(sites), spec.get("min_clients") or len(sites))
+        deaths = SiteProcesses(comm, progress, ctx.abort_signal, sites, need)
+        if spec.get(SPEC_KEY):  # the launcher says at once when a site's process dies
+            deaths.listen(open(0, encoding="utf-8", errors="replace", closefd=False))  # noqa: SIM115
         progress(
             f"server listening on {comm.address}{' (mutual TLS)' if tls else ''}; waiting for {need} of {len(sites)} sites"
         )
@@ -161,11 +166,14 @@ def run_server(spec: dict[str, Any]) -> int:
         for failed, reason in comm.failed_sites().items():
             raise JobError(f"failed: {reason}", failed)
         if len(joined) < need:
+            missing = [s for s in sites if s not in joined]
             raise JobError(
                 f"only {len(joined)} of {need} sites connected: missing "
-                f"{', '.join(s for s in sites if s not in joined)}"
+                + ", ".join(s if deaths.reason(s) is None else f"{s} (its process died: {deaths.reason(s)})"
+                            for s in missing)
             )
         progress(f"{len(joined)} sites connected: {_short_list(joined)}")
+        deaths.started()
         if live is not None:
             live.start()
         ctx.fire_event(EventType.ABOUT_TO_START_RUN)
@@ -181,6 +189,9 @@ def run_server(spec: dict[str, Any]) -> int:
             finally:
                 workflow.stop_controller(ctx)
             progress(f"workflow {name} done")
+        deaths.ended()
+        if deaths.failure is not None:
+            raise JobError(deaths.failure[1])  # the status says it, below
         for failed, reason in comm.failed_sites().items():
             raise JobError(f"failed: {reason}", failed)
         status = {"ok": True}
@@ -193,11 +204,17 @@ def run_server(spec: dict[str, Any]) -> int:
         site = getattr(exc, "site", None)
         error = getattr(exc, "message", None) if site else None
         status = {"ok": False, "site": site or "server", "error": error or str(exc)}
+        if deaths is not None and deaths.failure is not None:
+            # A site's process died and too few are left: that is why, whatever the
+            # workflow made of it (a round that could no longer get its results).
+            status = {"ok": False, "site": deaths.failure[0], "error": deaths.failure[1]}
         log.error("job failed: %s", exc)
     except Exception as exc:  # a component's bug: keep the traceback in the log, say what in status
         log.error("job failed:\n%s", traceback.format_exc())
         status = {"ok": False, "site": "server", "error": f"{type(exc).__name__}: {exc}"}
     finally:
+        if deaths is not None:
+            deaths.ended()
         if ctx is not None:
             ctx.fire_event(EventType.ABOUT_TO_END_RUN)
         if comm is not None:

@@ -88,6 +88,9 @@ class _Site:
     stream: str = ""
     last_seq: int = 0
     failure: str = ""  # why the site stopped, if it said Bye because it failed
+    # Why its process ended, when whoever started it says so (mark_lost): a site
+    # whose process is gone is never made alive again by a late call.
+    process_ended: str = ""
     events_lock: threading.Lock = field(default_factory=threading.Lock)
     # Wakes this site's long polls only (it shares the server's lock): a task for
     # one site, or a result, does not wake every site's waiting GetTask.
@@ -351,11 +354,13 @@ class CommServer:
             with self._cond:
                 alive = [name for name, st in self._sites.items() if st.state == _ALIVE]
                 failed = any(st.failure for st in self._sites.values())
+                # Sites whose process has ended will not come: no use waiting for them.
+                gone = sum(1 for st in self._sites.values() if st.process_ended and st.state != _ALIVE)
             if len(alive) > seen:  # progress: the wait follows it, so many sites get time
                 seen = len(alive)
                 deadline = time.monotonic() + timeout
             remaining = deadline - time.monotonic()
-            if len(alive) >= n or remaining <= 0 or failed:
+            if len(alive) >= n or len(alive) + gone >= n or remaining <= 0 or failed:
                 break
             # Counted at most 50 times a second, outside the lock: thousands of Hellos
             # must not each make the server walk every site while they wait for it.
@@ -394,6 +399,33 @@ class CommServer:
                         self.on_site_lost(name)
                     except Exception:
                         log.exception("on_site_lost(%s) failed", name)
+
+    def mark_lost(self, sites: Iterable[str], reason: str) -> list[str]:
+        """Mark ``sites`` lost at once, because their process ended (``reason`` says how):
+        what the heartbeat monitor does for a silent site, without waiting for the
+        timeout. A task waiting on them then ends or fails per its ``min_responses``, with
+        ``reason`` in its message. Sites that said Bye, and unknown names, are left as
+        they are; returns the sites this marked lost. ``on_site_lost`` is not called: the
+        caller knows, and says, why."""
+        marked: list[str] = []
+        with self._cond:
+            for name in dict.fromkeys(sites):
+                if name not in self._tokens:
+                    continue
+                st = self._site(name)
+                if st.state == _LEFT or st.process_ended:
+                    continue
+                st.state = _LOST
+                st.lost_reason = reason
+                st.process_ended = reason
+                marked.append(name)
+            if marked:
+                self._state_changes += 1
+                self._cond.notify_all()
+                self._wake_polls(self._sites[name] for name in marked)
+        for name in marked:
+            log.warning("site %s lost: %s", name, reason)
+        return marked
 
     # ------------------------------------------------------------------ tasks
 
@@ -717,7 +749,7 @@ class CommServer:
                     grpc.StatusCode.FAILED_PRECONDITION,
                     f"site {site} must say Hello first",
                 )
-            if st.state == _LOST and method != "Bye":
+            if st.state == _LOST and method != "Bye" and not st.process_ended:
                 st.state, back = _ALIVE, True
                 self._state_changes += 1
                 self._cond.notify_all()
