@@ -230,7 +230,8 @@ def test_a_script_not_in_custom_is_an_error_at_its_line(tmp_path: Path) -> None:
     _, problems = inspect_job(job, environ={})
     [problem] = [p for p in problems if p.is_error]
     assert problem.code == "script-not-found"
-    assert "task_script_path 'trian.py' is not in the app's custom/ folder" in problem.message
+    # the value a variable gave is named by the reference, never shown
+    assert "task_script_path {app_script} is not in the app's custom/ folder" in problem.message
     assert problem.hint == "did you mean 'train.py'?"
     assert problem.position.file.endswith("config_fed_client.conf")
     assert problem.position.line == 16  # task_script_path = "{app_script}"

@@ -1,4 +1,6 @@
-"""HOCON (.conf) as FLARE writes it: flconfig's own reader, with positions, gives pyhocon's data."""
+"""HOCON (.conf): flconfig's one reader, with positions, gives pyhocon's data, and reads
+nothing of the machine that parses it (no file outside the job folder, no URL, no
+environment variable it was not given)."""
 
 from __future__ import annotations
 
@@ -45,6 +47,36 @@ CASES = {
     "dotted key into an existing object": "args { a = 1 }\nargs.b = 2\n",
     "a value replacing an object": "b { x = 1 }\nb = 2\n",
     "backslashes as pyhocon keeps them": 'a = "C:\\data\\new"\nb = "\\u00e9 \\q"\nc = x\\#y\n',
+    # substitutions, resolved as HOCON (and pyhocon) resolve them
+    "a substitution as a whole value keeps its type": "lr = 0.1\nargs { lr = ${lr}, on = ${flag} }\nflag = true\n",
+    "a substitution of an object and of a list": "base { a = 1, b = [1, 2] }\ncopy = ${base}\nitems = ${base.b}\n",
+    "substitutions inside text": 'root = /data\npath = ${root}"/x"\nmsg = run ${root} now\nq = "a"${root}\n',
+    "substitutions as list items": "x = 1\ny { z = 2 }\nl = [${x}, ${y}, ${y.z}]\n",
+    "a substitution sees the final value": "b = ${a}\na = 1\na = 2\n",
+    "an optional substitution of nothing leaves the key as it was": "a = 1\na = ${?nothing}\nb = ${?nothing}\n",
+    "a key that refers to itself sees its earlier value": "a = [1]\na = ${a} [2]\np = /bin\np = ${p}\":/usr/bin\"\n",
+    "an object merged onto a substitution": "base { lr = 0.1, epochs = 2 }\ntrain = ${base} { epochs = 5 }\nval = ${train.epochs}\n",
+    "lists joined": "a = [1] [2]\nb = ${a} [3] ${a}\n",
+    "objects written side by side merge": "a = { x = 1 } { y = 2 }\n",
+    "a key set again merges with what it refers to": "a { x = 1 }\na = ${a} { y = 2 }\na { z = 3 }\n",
+    "a dotted key into a substituted object": "x { c = 1 }\na = ${x}\na.d = 2\nb = ${x}\n",
+    "a substitution of a sibling through a dotted key": "a { b = 1 }\na.c = ${a.b}\n",
+    "a quoted ${...} is text": 'x = 1\na = "${x}"\n',
+    "numbers and words joined by a substitution": "n = 10\na = ${n} apples\nb = ${n}${n}\n",
+}
+
+# Included files for INCLUDE_CASES, relative to the folder of the including file.
+INCLUDED = {
+    "common.conf": "lr = 0.1\nmodel { path = \"a.Net\", args { n = 2 } }\nref = ${top}\n",
+    "sub/inner.conf": "deep = true\ninclude \"../common.conf\"\n",
+}
+INCLUDE_CASES = {
+    "include": 'top = 1\ninclude "common.conf"\nlr = 0.2\n',
+    "include file()": 'top = 1\ninclude file("common.conf")\n',
+    "include required(file())": 'top = 1\ninclude required(file("common.conf"))\nmodel.args.n = 3\n',
+    "an include that includes": 'top = 1\ninclude "sub/inner.conf"\n',
+    "a missing include that is not required": 'top = 1\ninclude "nothere.conf"\n',
+    "an include merges into what is there": 'top = 1\nmodel { args { m = 1 } }\ninclude "common.conf"\n',
 }
 
 
@@ -56,6 +88,17 @@ def test_flconfig_reads_what_pyhocon_reads(name: str) -> None:
     ours = parse_hocon(text, "x.conf")
     assert ours.data == theirs
     assert ours.problems == []  # read by flconfig itself: positions at every value
+
+
+@pytest.mark.parametrize("name", sorted(INCLUDE_CASES))
+def test_includes_read_what_pyhocon_reads(name: str, tmp_path: Path) -> None:
+    pyhocon = pytest.importorskip("pyhocon")
+    for rel, text in INCLUDED.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    (tmp_path / "main.conf").write_text(INCLUDE_CASES[name])
+    theirs = _plain(pyhocon.ConfigFactory.parse_string(INCLUDE_CASES[name], basedir=str(tmp_path)))
+    assert load_document(tmp_path / "main.conf").data == theirs
 
 
 def _plain(value: object) -> object:
@@ -121,13 +164,126 @@ def test_bad_hocon_is_one_located_error(text: str, line: int, column: int, words
     assert (problem.position.line, problem.position.column) == (line, column), problem
 
 
-def test_hocon_outside_the_subset_is_read_with_pyhocon_and_says_so() -> None:
-    pytest.importorskip("pyhocon")
-    doc = parse_hocon("a = 1\nb = ${a}\n", "subst.conf")
-    assert doc.data == {"a": 1, "b": 1}
-    (note,) = doc.problems
-    assert note.severity == "warning" and "${...}" in note.message and "line" in note.message
-    assert (note.position.line, note.position.column) == (2, 5)
+def test_a_substituted_value_is_at_its_expression_and_named_by_it() -> None:
+    text = "base { lr = 0.1, net { depth = 2 } }\ntrain = ${base} { epochs = 5 }\npath = ${root}\"/x\"\nroot = /d\n"
+    doc = parse_hocon(text, "s.conf")
+    where = {path: (p.line, p.column) for path, p in doc.values.items()}
+    assert where[("train", "lr")] == where[("train", "net", "depth")] == (2, 9)  # the ${base}
+    assert where[("train", "epochs")] == (2, 28)  # written here: its own place
+    assert where[("base", "lr")] == (1, 13)
+    assert doc.sources[("train", "lr")] == doc.sources[("train", "net", "depth")] == "${base}"
+    assert ("train", "epochs") not in doc.sources and ("base", "lr") not in doc.sources
+    assert doc.sources[("path",)] == '${root}"/x"' and doc.data["path"] == "/d/x"
+    assert doc.problems == []
+
+
+def test_plus_equals_appends_as_hocon_says() -> None:
+    """``a += b`` is ``a = ${?a} [b]`` (the HOCON spec; pyhocon 0.3 replaces the list instead)."""
+    doc = parse_hocon("a = [1]\na += 2\na += [3]\nb += x\n", "p.conf")
+    assert doc.data == {"a": [1, 2, [3]], "b": ["x"]}
+    assert (doc.values[("a", 0)].line, doc.values[("a", 1)].line) == (1, 2)  # each where it is written
+
+
+@pytest.mark.parametrize("text, line, column, code, words", [
+    ("a = ${b}\n", 1, 5, "undefined-variable", "${b} is not defined"),
+    ("a = ${a}\n", 1, 5, "undefined-variable", "refers to the key it sets"),
+    ("a = ${b}\nb = ${a}\n", 2, 5, "variable-cycle", "cycle"),
+    ("a { b = ${a} }\n", 1, 9, "variable-cycle", "cycle"),
+    ("x = [1]\ny = ${x} foo\n", 2, 10, "syntax", "cannot join a list and text"),
+    ('x = "s"\nx += 1\n', 2, 1, "syntax", "+= appends to a list"),
+    ("a = ${}\n", 1, 5, "syntax", "names no key"),
+    ("a = 1\nb = ${a\n", 2, 5, "syntax", "never closed"),
+])
+def test_a_substitution_that_cannot_resolve_is_one_error_at_its_line(
+        text: str, line: int, column: int, code: str, words: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_hocon(text, "bad.conf")
+    (problem,) = err.value.problems
+    assert problem.code == code and words in problem.message, problem
+    assert (problem.position.line, problem.position.column) == (line, column), problem
+
+
+def test_an_undefined_substitution_reads_only_the_environment_it_is_given(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATA_ROOT", "/srv/private-data")
+    with pytest.raises(ConfigError) as err:
+        parse_hocon("path = ${DATA_ROOT}\"/x\"\n", "e.conf")  # no environ: none, not this process's
+    (problem,) = err.value.problems
+    assert "/srv/private-data" not in str(problem) and "--env DATA_ROOT" in (problem.hint or "")
+    doc = parse_hocon("path = ${DATA_ROOT}\"/x\"\nopt = ${?NOPE}\n", "e.conf", environ={"DATA_ROOT": "/given"})
+    assert doc.data == {"path": "/given/x"}
+    assert doc.sources[("path",)] == '${DATA_ROOT}"/x"' and doc.secrets == {"/given": "${DATA_ROOT}"}
+    inside = parse_hocon("DATA_ROOT = /doc\npath = ${DATA_ROOT}\n", "e.conf", environ={"DATA_ROOT": "/given"})
+    assert inside.data["path"] == "/doc"  # the document's own key wins, as in HOCON
+
+
+def _job_with_conf(tmp_path: Path, text: str) -> tuple[Path, Path]:
+    """A job folder whose client config is ``text``; (job folder, config file)."""
+    job = tmp_path / "job"
+    config = job / "app" / "config"
+    config.mkdir(parents=True)
+    file = config / "config_fed_client.conf"
+    file.write_text(text)
+    return job, file
+
+
+@pytest.mark.parametrize("include, words", [
+    ('include url("http://127.0.0.1:9/x.conf")', "is refused: a job's configs read only files inside the job folder"),
+    ('include classpath("reference.conf")', "never a URL or a class path resource"),
+    ('include "{outside}"', "is refused: an absolute path"),
+    ('include file("../../../outside.conf")', "is refused: it leads outside the job folder"),
+    ('include required("linked/outside.conf")', "is refused: it is a link that leads outside the job folder"),
+    ('include required("missing.conf")', "no such file in the job folder"),
+])
+def test_an_include_reaches_only_files_inside_the_job_folder(tmp_path: Path, include: str, words: str) -> None:
+    outside = tmp_path / "outside.conf"
+    outside.write_text("secret = hunter2-password\n{{{ not even HOCON\n")
+    job, file = _job_with_conf(tmp_path, "format_version = 2\n" + include.format(outside=outside) + "\n")
+    (file.parent / "linked").symlink_to(tmp_path)
+    with pytest.raises(ConfigError) as err:
+        load_document(file, root=job)
+    (problem,) = err.value.problems
+    assert problem.code == "include" and words in problem.message, problem
+    assert (problem.position.line, problem.position.column) == (2, 1), problem
+    # nothing of the outside file was read: its broken text would have been a syntax error
+    assert "hunter2" not in str(problem) and str(tmp_path) not in problem.message.replace(str(outside), "")
+
+
+def test_a_job_validated_as_a_folder_includes_from_anywhere_inside_it(tmp_path: Path) -> None:
+    job, file = _job_with_conf(tmp_path, 'format_version = 2\ninclude required("../../shared.conf")\n')
+    (job / "shared.conf").write_text("executors = []\n")
+    assert load_document(file, root=job).data == {"format_version": 2, "executors": []}
+    with pytest.raises(ConfigError):  # the same file alone: its folder is the limit
+        load_document(file)
+
+
+def test_include_cycles_and_depth_are_errors_at_the_include(tmp_path: Path) -> None:
+    job, file = _job_with_conf(tmp_path, 'a = 1\ninclude "one.conf"\n')
+    (file.parent / "one.conf").write_text('b = 2\ninclude "two.conf"\n')
+    (file.parent / "two.conf").write_text('c = 3\n\ninclude "one.conf"\n')
+    with pytest.raises(ConfigError) as err:
+        load_document(file, root=job)
+    (problem,) = err.value.problems
+    assert "one.conf -> two.conf -> one.conf" in problem.message, problem
+    assert problem.position.file.endswith("two.conf") and problem.position.line == 3
+    for i in range(30):
+        (file.parent / f"d{i}.conf").write_text(f'k{i} = {i}\ninclude "d{i + 1}.conf"\n')
+    file.write_text('include "d0.conf"\n')
+    with pytest.raises(ConfigError) as err:
+        load_document(file, root=job)
+    assert "includes nest more than 16 levels deep" in err.value.problems[0].message
+
+
+def test_an_included_value_keeps_its_own_position_and_is_marked(tmp_path: Path) -> None:
+    job, file = _job_with_conf(tmp_path, 'format_version = 2\ninclude "common.conf"\nlr = ${rate}\n')
+    (file.parent / "common.conf").write_text("# shared\nrate = 0.5\nopts { seed = 7 }\n")
+    doc = load_document(file, f"{job.name}/app/config/config_fed_client.conf", root=job)
+    assert doc.data == {"format_version": 2, "rate": 0.5, "opts": {"seed": 7}, "lr": 0.5}
+    seed = doc.values[("opts", "seed")]
+    assert (seed.file, seed.line, seed.column) == ("job/app/config/common.conf", 3, 15)
+    assert doc.keys[("rate",)].file == "job/app/config/common.conf"
+    assert doc.sources[("opts", "seed")] == 'a value from include "common.conf"'
+    assert doc.sources[("lr",)] == "${rate}" and doc.values[("lr",)].line == 3
 
 
 def test_conf_files_need_no_pyhocon(tmp_path: Path) -> None:

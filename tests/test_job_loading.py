@@ -360,8 +360,10 @@ def test_flares_system_variables_are_defined(tmp_path: Path, monkeypatch: pytest
     names = ["ROOT_URL", "CP_URL", "RELAY_URL", "SECURE_MODE", "JOB_CONFIG_DIR", "PYTHONPATH"]
     uses = "".join(f'"uses_{n.lower()}": "{{{n}}}", ' for n in names)
     job_dir = copy_job(tmp_path, {CLIENT: ('"format_version": 2,', f'"format_version": 2, {uses}')})
-    monkeypatch.setenv("PYTHONPATH", "/opt/flare-examples")
-    job, problems = inspect_job(job_dir)
+    monkeypatch.setenv("PYTHONPATH", "/opt/process-path")  # this process's: never read
+    unset, _ = inspect_job(job_dir)
+    assert unset is not None and unset.apps["app"].client.doc.data["uses_pythonpath"] == ""  # type: ignore[union-attr]
+    job, problems = inspect_job(job_dir, environ={"PYTHONPATH": "/opt/flare-examples"})
     assert problems == [] and job is not None
     data = job.apps["app"].client.doc.data  # type: ignore[union-attr]
     assert data["uses_root_url"] == data["uses_cp_url"] == data["uses_relay_url"] == "grpc://127.0.0.1"

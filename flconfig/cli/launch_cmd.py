@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import argparse
 import errno
-import os
 import sys
 from pathlib import Path
 
-from .validate_cmd import ALLOW_HELP, KEEP_UNDEFINED_HELP, PYTHON_PATH_HELP
+from .validate_cmd import (
+    ALLOW_HELP,
+    KEEP_UNDEFINED_HELP,
+    PYTHON_PATH_HELP,
+    add_env_option,
+    job_environment,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -42,6 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser.add_argument("--allow-module", action="append", default=[], metavar="PREFIX", help=ALLOW_HELP)
     parser.add_argument("--python-path", action="append", default=[], metavar="DIR", help=PYTHON_PATH_HELP)
     parser.add_argument("--keep-undefined", action="store_true", help=KEEP_UNDEFINED_HELP)
+    add_env_option(parser)
     seeing = parser.add_argument_group("watching the run")
     seeing.add_argument("--tensorboard", action="store_true",
                         help="serve the run's TensorBoard files on 127.0.0.1 while it runs, and after "
@@ -108,12 +114,14 @@ def run(ns: argparse.Namespace) -> int:
         return 2
     from ..launch.launcher import LaunchError, LaunchOptions, launch
 
-    if ns.keep_undefined:  # the launcher's site processes inherit it
-        from ..config.variables import KEEP_UNDEFINED_ENV
+    try:  # what the job may read of this machine's environment: only what the user passes
+        environ = job_environment(ns.env, ns.keep_undefined)
+    except ValueError as exc:
+        print(f"flconfig launch: {exc}", file=sys.stderr)
+        return 2
+    from . import path_problem
 
-        os.environ[KEEP_UNDEFINED_ENV] = "1"
-
-    problem = _usage_error(ns)
+    problem = _usage_error(ns) or path_problem(ns.job) or path_problem(ns.workspace)
     if problem is not None:
         print(f"flconfig launch: {problem}", file=sys.stderr)
         return 2
@@ -126,7 +134,7 @@ def run(ns: argparse.Namespace) -> int:
         job=Path(ns.job), workspace=Path(ns.workspace), clients=clients, num_clients=ns.num_clients,
         job_id=ns.job_id, device=ns.device, threads=ns.threads, processes=ns.processes, fork=not ns.spawn,
         heartbeat_timeout=ns.heartbeat_timeout, allowed_modules=ns.allow_module,
-        python_path=[Path(d) for d in ns.python_path],
+        python_path=[Path(d) for d in ns.python_path], environ=environ,
         tensorboard=ns.tensorboard or ns.tensorboard_port is not None or ns.tensorboard_exit,
         tensorboard_port=ns.tensorboard_port or 0, tensorboard_exit=ns.tensorboard_exit,
         live_metrics=not ns.quiet_metrics)

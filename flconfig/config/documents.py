@@ -1,9 +1,11 @@
 """Parse config files into plain data that remembers where every value came from.
 
 A :class:`Document` holds the parsed value (dicts, lists, str, int, float,
-bool, None — the same for JSON and YAML) plus a map from each JSON path to
+bool, None — the same for JSON, YAML and HOCON) plus a map from each JSON path to
 the line and column of the value and of its key, so that any later check can
-say ``file:line:column``.
+say ``file:line:column``, and the expression that produced each value a substitution
+or an include gave, so that messages show that expression instead of the value.
+Every format has one limit on how far a document may expand (:mod:`.limits`).
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ import bisect
 import json
 import math
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from json.decoder import scanstring  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, JsonPath, Position, Problem
+from .limits import MAX_VALUES, Budget, TooLarge
 
 JSON_SUFFIXES = (".json",)
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -39,6 +43,14 @@ class Document:
     notes: dict[JsonPath, str] = field(default_factory=dict)
     #: Problems that do not stop parsing (warnings).
     problems: list[Problem] = field(default_factory=list)
+    #: How messages name a value that a substitution, a variable or an include produced,
+    #: by path: the expression as written (``${DATA_ROOT}``, ``{$HOME}``, ``{WORKSPACE}/x``)
+    #: or the include (``a value from include "common.conf"``). Never the value itself.
+    sources: dict[JsonPath, str] = field(default_factory=dict)
+    #: Text that came from the environment or the machine (a variable's value), and the
+    #: expression that brought it in: no message may show it.
+    secrets: dict[str, str] = field(default_factory=dict)
+    _inner: set[JsonPath] | None = field(default=None, init=False, repr=False, compare=False)
 
     def position(self, path: JsonPath) -> Position:
         """Where the value at ``path`` starts, or its nearest known ancestor."""
@@ -58,6 +70,35 @@ class Document:
                 return default
         return node
 
+    def source(self, path: JsonPath) -> str | None:
+        """The expression that produced the value at ``path`` (or a value holding it), or
+        None when it is written as it is."""
+        if not self.sources:
+            return None
+        for end in range(len(path), -1, -1):
+            found = self.sources.get(tuple(path[:end]))
+            if found is not None:
+                return found
+        return None
+
+    def hides(self, path: JsonPath) -> bool:
+        """Whether the value at ``path`` is, or holds, a value that an expression produced."""
+        if not self.sources:
+            return False
+        if self._inner is None:
+            self._inner = set()
+            for sourced in self.sources:
+                self._inner.update(sourced[:end] for end in range(len(sourced)))
+        return tuple(path) in self._inner or self.source(path) is not None
+
+    def shown(self, path: JsonPath, value: Any, describe: Callable[[Any], str] = repr) -> str:
+        """How a message shows the value at ``path``: ``describe(value)``; the expression
+        that produced it when there is one; its type when it holds such values."""
+        found = self.source(path)
+        if found is not None:
+            return found
+        return type_name(value) if self.hides(path) else describe(value)
+
     def key_position(self, path: JsonPath) -> Position:
         """Where the key naming ``path`` is written (falls back to the value)."""
         pos = self.keys.get(tuple(path))
@@ -73,12 +114,39 @@ class Document:
         severity: str = "error",
         at_key: bool = False,
     ) -> Problem:
-        """A :class:`Problem` located at ``path`` in this document."""
+        """A :class:`Problem` located at ``path`` in this document.
+
+        A value that a substitution, a variable or an include produced is never shown:
+        where the message or hint spells the value at ``path``, or any text that came
+        from the environment or the machine, it shows the expression instead."""
         where = self.key_position(path) if at_key else self.position(path)
         note = self.notes.get(tuple(path))
         if note and not hint:
             hint = note
+        if self.sources or self.secrets:
+            message = self.conceal(message, () if at_key else path)
+            hint = self.conceal(hint, () if at_key else path) if hint else hint
         return Problem(severity, code, message, where, tuple(path), hint)  # type: ignore[arg-type]
+
+    def conceal(self, text: str, path: JsonPath = ()) -> str:
+        """``text`` with the value at ``path`` (when an expression produced it) and every
+        text from the environment or the machine replaced by the expression that brought it."""
+        swaps: dict[str, str] = {}
+        expr = self.source(path) if path else None
+        value = self.data_at(path) if expr is not None else None
+        if expr is not None and isinstance(value, str) and value:
+            for form in (repr(value), json.dumps(value, ensure_ascii=False), f"'{value}'",
+                         repr(value[:37] + "...")):
+                swaps[form] = expr
+            if len(value) >= _MIN_SECRET:
+                swaps[value] = expr
+        for secret, secret_expr in self.secrets.items():
+            if len(secret) >= _MIN_SECRET:
+                swaps.setdefault(secret, secret_expr)
+        for form in sorted(swaps, key=len, reverse=True):
+            if form in text:
+                text = text.replace(form, swaps[form])
+        return text
 
 
 def type_name(value: Any) -> str:
@@ -96,6 +164,10 @@ def type_name(value: Any) -> str:
     if value is None:
         return "null"
     return "an object"
+
+
+#: Shortest text replaced wherever it appears in a message (shorter is too likely elsewhere).
+_MIN_SECRET = 4
 
 
 class _Lines:
@@ -117,8 +189,9 @@ class _SyntaxFailure(Exception):
 _WS = re.compile(r"[ \t\n\r]*")
 #: Longest integer a config may spell (Python refuses to convert beyond 4300 digits).
 _MAX_INT_DIGITS = 1000
-#: Most values one YAML file may expand to (aliases repeat what they name).
-MAX_YAML_VALUES = 200_000
+#: Most values one YAML file may expand to (aliases repeat what they name): the limit of
+#: every format (:data:`flconfig.config.limits.MAX_VALUES`).
+MAX_YAML_VALUES = MAX_VALUES
 _NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(\.\d+)?([eE][-+]?\d+)?")
 _LITERALS = {"true": True, "false": False, "null": None}
 
@@ -339,16 +412,17 @@ def parse_yaml(text: str, file: str) -> Document:
                                  hint="a config file holds one mapping")
 
     constructor = yaml.SafeLoader("")
-    count = [0]
+    budget = Budget()
 
     def build(node: Any, path: JsonPath, depth: int) -> Any:
-        count[0] += 1
-        if count[0] > MAX_YAML_VALUES:
+        text = node.value if isinstance(node, yaml.ScalarNode) else ""
+        try:
+            budget.take(1, len(text) + (len(path[-1]) if path and isinstance(path[-1], str) else 0))
+        except TooLarge as exc:
             raise ConfigError.single(
-                "syntax", f"the YAML expands to more than {MAX_YAML_VALUES:,} values",
-                pos(node.start_mark), path[:8],
+                "too-large", exc.message("YAML"), pos(node.start_mark), path[:8],
                 hint="aliases (*name) repeat what they refer to; aliases of aliases multiply: "
-                     "write the values out, or use fewer nested aliases")
+                     "write the values out, or use fewer nested aliases") from None
         if depth > 200:
             raise ConfigError.single("syntax", "the YAML nests too deeply (or an alias refers to itself)",
                                      pos(node.start_mark))
@@ -419,61 +493,49 @@ def _float_spelling(raw: str) -> str:
     return f"{mantissa}e{exp}"
 
 
-def parse_hocon(text: str, file: str) -> Document:
+def parse_hocon(text: str, file: str, *, folder: str | Path | None = None,
+                root: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Document:
     """Parse HOCON (``.conf``) with the position of every key and value.
 
-    flconfig's own reader (:mod:`flconfig.config.hocon`) covers the HOCON that FLARE's
-    job folders use and gives the same data as pyhocon, which FLARE parses them with.
-    A file that uses more (``include``, ``${...}``, ``+=``) is read with pyhocon
-    (``pip install 'flconfig[hocon]'``), with a warning that its positions are per file.
+    flconfig's own reader (:mod:`flconfig.config.hocon`) gives the data pyhocon gives
+    (FLARE reads ``.conf`` with pyhocon) and resolves includes and substitutions itself:
+    an include reads only a file inside ``root`` (the job folder; default ``folder``,
+    the file's own folder), and a ``${X}`` the file does not define reads only
+    ``environ`` (default: nothing). The values a substitution or an include produced are
+    named in :attr:`Document.sources`.
     """
     from . import hocon
 
     try:
-        data, values, keys = hocon.parse(text, file)
-    except hocon.HoconSyntaxError as exc:
-        raise ConfigError.single("syntax", f"invalid HOCON: {exc.message}",
-                                 exc.position or Position(file, 1, 1), hint=exc.hint) from None
+        parsed = hocon.parse(text, file, folder=folder, root=root, environ=environ)
+    except hocon.HoconError as exc:
+        message = exc.message if exc.code != "syntax" else f"invalid HOCON: {exc.message}"
+        raise ConfigError.single(exc.code, message, exc.position, hint=exc.hint) from None
     except RecursionError:
         raise ConfigError.single("syntax", "the HOCON nests too deeply", Position(file, 1, 1)) from None
-    except hocon.Unsupported as exc:
-        return _parse_hocon_with_pyhocon(text, file, exc.feature, exc.position or Position(file, 1, 1))
-    return Document(file, data, values, keys)
+    return Document(file, parsed.data, parsed.values, parsed.keys, sources=parsed.sources,
+                    secrets=parsed.secrets)
 
 
-def _parse_hocon_with_pyhocon(text: str, file: str, feature: str, where: Position) -> Document:
-    try:
-        from pyhocon import ConfigFactory
-    except ImportError:
-        raise ConfigError.single(
-            "unsupported-format", f"this .conf file uses {feature}, which flconfig's HOCON reader does "
-            "not cover; reading it needs the pyhocon package", where,
-            hint="install it with: pip install 'flconfig[hocon]'") from None
-    try:
-        tree = ConfigFactory.parse_string(text)
-        data = json.loads(json.dumps(tree.as_plain_ordered_dict()))
-    except Exception as exc:  # pyhocon raises many unrelated types on bad input
-        raise ConfigError.single("syntax", f"invalid HOCON: {exc}", Position(file, 1, 1)) from None
-    doc = Document(file, data)
-    doc.problems.append(Problem(
-        "warning", "hocon-positions", f"this file uses {feature}: it was read with pyhocon, so "
-        "problems in it are located at the file only, not at a line", where))
-    return doc
-
-
-def parse_text(text: str, file: str) -> Document:
-    """Parse ``text`` by the suffix of ``file`` (``x.conf.default`` is HOCON)."""
+def parse_text(text: str, file: str, *, folder: str | Path | None = None, root: str | Path | None = None,
+               environ: Mapping[str, str] | None = None) -> Document:
+    """Parse ``text`` by the suffix of ``file`` (``x.conf.default`` is HOCON); ``folder``,
+    ``root`` and ``environ`` are :func:`parse_hocon`'s."""
     name = Path(file).name.lower()
     suffix = Path(name.removesuffix(DEFAULT_SUFFIX)).suffix
     if suffix in YAML_SUFFIXES:
         return parse_yaml(text, file)
     if suffix in HOCON_SUFFIXES:
-        return parse_hocon(text, file)
+        return parse_hocon(text, file, folder=folder, root=root, environ=environ)
     return parse_json(text, file)
 
 
-def load_document(path: str | Path, display: str | None = None) -> Document:
-    """Read and parse a config file. ``display`` is the name used in positions."""
+def load_document(path: str | Path, display: str | None = None, *, root: str | Path | None = None,
+                  environ: Mapping[str, str] | None = None) -> Document:
+    """Read and parse a config file. ``display`` is the name used in positions; ``root``
+    is the job folder a HOCON include must stay inside (default: the file's folder), and
+    ``environ`` what a HOCON ``${X}`` the file does not define may read (default: nothing).
+    """
     file = display or str(path)
     try:
         raw = Path(path).read_bytes()
@@ -487,4 +549,5 @@ def load_document(path: str | Path, display: str | None = None) -> Document:
         column = len(raw[line_start : exc.start].decode("utf-8-sig", "replace")) + 1
         raise ConfigError.single("syntax", f"the file is not UTF-8 text (byte 0x{raw[exc.start]:02x})",
                                  Position(file, line, column), hint="save the file as UTF-8") from None
-    return parse_text(text, file)
+    folder = Path(path).parent
+    return parse_text(text, file, folder=folder, root=root if root is not None else folder, environ=environ)

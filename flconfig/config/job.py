@@ -12,7 +12,6 @@ it could be read) and every problem found. :func:`load_job` raises
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -293,10 +292,13 @@ def find_config(folder: Path, basename: str) -> tuple[Path | None, list[Problem]
     return (found[0] if found else None), []
 
 
-def _load(file: Path, problems: list[Problem]) -> Document | None:
-    """Parse a file, adding its syntax errors and warnings to ``problems``; None when unreadable."""
+def _load(file: Path, problems: list[Problem], *, root: Path | None = None,
+          environ: Mapping[str, str] | None = None) -> Document | None:
+    """Parse a file, adding its syntax errors and warnings to ``problems``; None when unreadable.
+    ``root`` is the job folder a HOCON include stays inside; ``environ`` what a HOCON
+    ``${X}`` the file does not define may read (None: nothing)."""
     try:
-        doc = load_document(file, _display(file))
+        doc = load_document(file, _display(file), root=root, environ=environ)
     except ConfigError as exc:
         problems.extend(exc.problems)
         return None
@@ -318,8 +320,9 @@ def system_variables(site: str, workspace: str | Path, job_id: str, custom_dir: 
                      environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The variables FLARE defines for every config (its ``SystemVarName``), as this run has
     them: a client also gets the server's URLs and its app's config folder; ``SECURE_MODE``
-    is false (the simulator is not provisioned); ``PYTHONPATH`` is the environment's."""
-    env = os.environ if environ is None else environ
+    is false (the simulator is not provisioned); ``PYTHONPATH`` is ``environ``'s (None: no
+    environment, so ""), never this process's."""
+    env: Mapping[str, str] = {} if environ is None else environ
     found: dict[str, Any] = {
         "SITE_NAME": site,
         "WORKSPACE": str(workspace),
@@ -336,9 +339,11 @@ def system_variables(site: str, workspace: str | Path, job_id: str, custom_dir: 
 
 def read_config(file: Path, role: str, app: App, site: str, problems: list[Problem], *,
                 workspace: str | Path = VALIDATION_WORKSPACE, job_id: str = VALIDATION_JOB_ID,
-                environ: Mapping[str, str] | None = None) -> ConfigFile | None:
-    """Parse, resolve variables and schema-check one config; extract its component specs."""
-    raw = _load(file, problems)
+                environ: Mapping[str, str] | None = None, root: Path | None = None) -> ConfigFile | None:
+    """Parse, resolve variables and schema-check one config; extract its component specs.
+    ``root`` is the job folder (a HOCON include stays inside it; default: the file's folder);
+    ``environ`` is all of the environment the config may read (None: none)."""
+    raw = _load(file, problems, root=root, environ=environ)
     if raw is None:
         return None
     return resolve_config(raw, file, role, app, site, problems, workspace=workspace,
@@ -358,11 +363,13 @@ def resolve_config(raw: Document, file: Path, role: str, app: App, site: str,
         problems.append(raw.problem("schema", "a config file must hold a mapping (an object) at the top", (),
                                     "start the file with '{' (JSON) or 'key: value' lines (YAML)"))
         return None
-    env = os.environ if environ is None else environ
+    env: Mapping[str, str] = {} if environ is None else environ
     config_dir = app.folder / "config" if app.folder is not None else None
     doc, var_problems = resolve(raw, system_variables(site, workspace, job_id, app.custom_dir,
                                                       config_dir, env), env)
     problems.extend(var_problems)
+    if any(p.code == "too-large" for p in var_problems):
+        return None  # nothing of it is usable: the one problem says why
     if check:
         problems.extend(check_document(doc, role))
     return _config_of(role, app.name, file, raw, doc)
@@ -476,7 +483,10 @@ def inspect_job(path: str | Path, *, allowed_modules: Sequence[str] = (),
     from that app's own ``custom/`` folder only. With ``allow_custom_code`` False the job
     is checked for a participant that runs no custom code (``participant``: ``"server"``
     or a site name; None: every participant): custom code in the app deployed to it, a
-    class it names from the job folder, is an error.
+    class it names from the job folder, is an error. ``environ`` is all of the environment
+    the job may read (HOCON ``${X}``, FLARE ``{$X}``, ``PYTHONPATH``, and flconfig's own
+    ``FLCONFIG_ALLOW_MODULES`` and ``FLCONFIG_KEEP_UNDEFINED``): None reads none, never
+    this process's environment, as a submitted job is checked on the server and the sites.
     """
     from ..validate.checks import check_job
 
@@ -650,14 +660,15 @@ def _single_file_job(file: Path, problems: list[Problem], policy: _Policy,
     role = "server" if "server" in stem else "client" if "client" in stem else None
     if role is None:
         try:
-            probe = load_document(file, _display(file))
+            probe = load_document(file, _display(file), root=file.parent, environ=environ)
             role = "server" if isinstance(probe.data, dict) and "workflows" in probe.data else "client"
         except ConfigError:
             role = "client"
     folder = file.parent.parent if file.parent.name == "config" else file.parent
     app = _checked_app(folder.name or "app", folder, folder, problems)
     meta = default_meta(app.name)
-    config = read_config(file, role, app, "server" if role == "server" else "site-1", problems, environ=environ)
+    config = read_config(file, role, app, "server" if role == "server" else "site-1", problems, environ=environ,
+                         root=file.parent)
     if config is not None:
         app = _with_config(app, role, config)
     return _make_job(app.name, folder, meta, None, {app.name: app}, policy, environ, problems)
@@ -686,7 +697,7 @@ def _folder_job(folder: Path, kind: str, problems: list[Problem], policy: _Polic
         if linked:
             problems.extend(linked)
             return None
-        meta_doc = _load(meta_file, problems)
+        meta_doc = _load(meta_file, problems, root=folder, environ=environ)
         if meta_doc is None:
             return None
         schema_problems = check_document(meta_doc, "meta")
@@ -740,7 +751,7 @@ def _folder_job(folder: Path, kind: str, problems: list[Problem], policy: _Polic
                 problems.extend(linked)
                 continue
             site = "server" if role == "server" else first_client
-            config = read_config(file, role, app, site, problems, environ=environ)
+            config = read_config(file, role, app, site, problems, environ=environ, root=folder)
             if config is not None:
                 app = apps[name] = _with_config(app, role, config)
     name = meta.name or folder.resolve().name

@@ -16,15 +16,20 @@ environment variables from its string values (FLARE's ``_EnvUpdater``):
     ``"{}"``, JSON text) are left as they are.
 
 Unlike FLARE, an undefined variable is an error (FLARE leaves the reference as
-written); with ``FLCONFIG_KEEP_UNDEFINED=1`` in the environment (``--keep-undefined``)
+written); with ``FLCONFIG_KEEP_UNDEFINED=1`` in the ``environ`` given (``--keep-undefined``)
 it is a warning and the text stays as written, as in FLARE. A cycle is reported with
 the variables in it; and every problem points at the string that holds the reference.
+
+``{$NAME}`` reads only the ``environ`` mapping given, never the process environment:
+a submitted job is resolved with none. Every value a reference produced is named in the
+document's ``sources`` by the string that produced it (``{WORKSPACE}/x``), and messages
+show that string, never the value. The expanded document counts against the one limit
+of :mod:`.limits`: past it, one problem at the string that expands.
 """
 
 from __future__ import annotations
 
 import copy
-import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -32,12 +37,20 @@ from typing import Any
 
 from ..errors import JsonPath, Problem, closest
 from .documents import Document, type_name
+from .limits import Budget, TooLarge, size_of
 
 #: Set (to anything but "" or "0") to leave undefined variables as written, as FLARE does.
 KEEP_UNDEFINED_ENV = "FLCONFIG_KEEP_UNDEFINED"
 
 #: The deepest chain of references followed (FLARE gives up after 20 rounds).
 MAX_DEPTH = 20
+
+#: System variables whose values are this machine's paths: no message may show them.
+MACHINE_VARIABLES = ("WORKSPACE", "JOB_CUSTOM_DIR", "JOB_CONFIG_DIR", "PYTHONPATH")
+
+#: How an undefined ``{$NAME}``'s hint says to pass it.
+ENV_HINT = ("pass it from your environment with --env {name} (flconfig validate and launch; "
+            "a submitted job never reads the environment of the server or a site)")
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_-]*"
 _NAME = r"[@$]?" + _IDENT
@@ -80,25 +93,32 @@ def resolve(
 
     ``system`` holds the variables flconfig sets (``SITE_NAME``, ``WORKSPACE``,
     ``JOB_ID``, ``SECURE_MODE``, ``JOB_CUSTOM_DIR`` ...); they win over
-    top-level keys of the same name. ``environ`` (default: ``os.environ``)
-    provides ``{$NAME}``. Returns a new Document for the same file — top-level
+    top-level keys of the same name. ``environ`` (default: empty; never the
+    process environment) provides ``{$NAME}``. Returns a new Document for the same file — top-level
     ``@`` definitions removed — whose positions still point into that file: a
     substituted value, and every part of an inserted dict or list, has the
     position of the string that referred to it. The parse warnings of ``doc``
     are carried over; the returned list holds only the problems found here.
     ``doc`` is not changed, and bad input gives problems, never an exception.
     """
-    env = os.environ if environ is None else environ
-    resolver = _Resolver(doc, system, env)
+    resolver = _Resolver(doc, system, {} if environ is None else environ)
     try:
         data = resolver.run()
-    except RecursionError:
-        problem = Problem("error", "syntax", "the config nests too deeply to resolve its variables",
-                          doc.position(()), ())
+    except (RecursionError, _TooLarge) as exc:
+        problem = exc.problem if isinstance(exc, _TooLarge) else Problem(
+            "error", "syntax", "the config nests too deeply to resolve its variables", doc.position(()), ())
         same = Document(doc.file, doc.data, dict(doc.values), dict(doc.keys), dict(doc.notes),
-                        list(doc.problems))
+                        list(doc.problems), dict(doc.sources), dict(doc.secrets))
         return same, [problem]
     return resolver.document(data), resolver.problems
+
+
+class _TooLarge(Exception):
+    """The document expands past the limit: resolving stops, with this one problem."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(problem.message)
+        self.problem = problem
 
 
 def _coerce(text: str) -> Any:
@@ -155,6 +175,10 @@ class _Resolver:
         self.values = dict(doc.values)
         self.keys = dict(doc.keys)
         self.notes = dict(doc.notes)
+        self.sources = dict(doc.sources)
+        self.secrets = dict(doc.secrets)
+        self.budget = Budget()
+        self.sizes: dict[Any, tuple[int, int]] = {}  # top-level name -> size of its value
 
     # --- the document ------------------------------------------------------------------
 
@@ -182,15 +206,40 @@ class _Resolver:
             return not (isinstance(self.doc.data, dict) and path and isinstance(path[0], str)
                         and path[0].startswith("@"))
 
+        def exists(path: JsonPath) -> bool:
+            node = data
+            for part in path:
+                try:
+                    node = node[part]
+                except (KeyError, IndexError, TypeError):
+                    return False
+            return True
+
         return Document(
             self.doc.file, data,
             {p: pos for p, pos in self.values.items() if kept(p)},
             {p: pos for p, pos in self.keys.items() if kept(p)},
             {p: note for p, note in self.notes.items() if kept(p)},
             list(self.doc.problems),
+            {p: expr for p, expr in self.sources.items() if kept(p) and exists(p)},
+            self.secrets,
         )
 
+    def take(self, values: int, chars: int, path: JsonPath, scope: _Scope) -> None:
+        """Count what is about to be built; past the limit, stop with one problem here."""
+        try:
+            self.budget.take(values, chars)
+        except TooLarge as exc:
+            if scope.call_path is not None:
+                path = scope.call_path
+            raise _TooLarge(self.doc.problem(
+                "too-large", exc.message("config"), path,
+                "each {name} and {@name:k=v} copies what it names, and nested ones multiply: "
+                "write the values out, or nest fewer references")) from None
+
     def walk(self, value: Any, path: JsonPath, scope: _Scope) -> Any:
+        key = path[-1] if path and isinstance(path[-1], str) else ""
+        self.take(1, len(key) + (len(value) if isinstance(value, str) else 0), path, scope)
         if isinstance(value, str):
             return self.string(value, path, scope)
         if isinstance(value, dict):
@@ -222,12 +271,19 @@ class _Resolver:
         match = _WHOLE_REF.fullmatch(stripped)
         if match:
             value, origin = self.lookup(match.group(1), path, scope, in_text=False)
-            return text if value is _FAILED else self.insert(value, origin, path, scope)
+            if value is _FAILED:
+                return text
+            return self.insert(value, origin, path, scope, stripped)
         match = _CALL.fullmatch(stripped)
         if match:
             value = self.call(match.group(1), match.group(2)[1:].split(":"), stripped, path, scope)
-            return text if value is _FAILED else self.insert(value, None, path, scope)
-        return self.format(text, path, scope)
+            if value is _FAILED:
+                return text
+            return self.insert(value, None, path, scope, stripped, fresh=True)
+        result = self.format(text, path, scope)
+        if result != text and scope.call_path is None:
+            self.mark(path, text)
+        return result
 
     def format(self, text: str, path: JsonPath, scope: _Scope) -> str:
         """Substitute ``{name}`` refs in a longer string; ``{{``/``}}`` are literal braces.
@@ -279,7 +335,9 @@ class _Resolver:
             i += 1
         if foreign and not refs:
             return text
-        return "".join(raw if foreign else cooked)
+        pieces = raw if foreign else cooked
+        self.take(0, sum(map(len, pieces)), path, scope)
+        return "".join(pieces)
 
     def substitute(self, match: re.Match[str], text: str, path: JsonPath,
                    scope: _Scope) -> str | None:
@@ -307,32 +365,51 @@ class _Resolver:
             return format(value, spec or "")
         except Exception as exc:  # any __format__ may fail; bad specs raise ValueError
             self.report(
-                "variable-syntax", f"cannot format variable '{name}' ({value!r}) with ':{spec}': {exc}",
+                "variable-syntax", f"cannot format variable '{name}' ({type_name(value)}) with ':{spec}': {exc}",
                 path, "use a Python format spec that fits the value, e.g. {lr:.3f} for a number",
                 scope)
             return None
 
-    def insert(self, value: Any, origin: Any, path: JsonPath, scope: _Scope) -> Any:
-        value = _copy(value)
+    def insert(self, value: Any, origin: Any, path: JsonPath, scope: _Scope, expr: str,
+               *, fresh: bool = False) -> Any:
+        """A copy of ``value`` (what ``expr`` refers to) for ``path``, counted before it is made."""
+        if not fresh and isinstance(value, (dict, list)):
+            size = self.sizes.get(origin) if origin is not None else None
+            if size is None:
+                size = size_of(value)
+                if origin is not None:
+                    self.sizes[origin] = size
+            self.take(*size, path, scope)
+            value = copy.deepcopy(value)
         if scope.call_path is None:
-            self.record(path, value, origin)
+            self.record(path, value, origin, expr)
         return value
 
-    def record(self, path: JsonPath, value: Any, origin: Any) -> None:
-        """Give an inserted value's parts the position of the string it replaced."""
+    def mark(self, path: JsonPath, expr: str) -> None:
+        """Name ``expr`` as what produced the value at ``path`` (and its parts)."""
+        self.sources[tuple(path)] = self.doc.source(path) or expr
+
+    def record(self, path: JsonPath, value: Any, origin: Any, expr: str) -> None:
+        """Give an inserted value's parts the position of the string it replaced, and name
+        that string as what produced them."""
+        self.mark(path, expr)
         if isinstance(value, (dict, list)):
             where = self.doc.position(path)
             for sub, has_key in _children(value, path):
                 self.values[sub] = where
+                self.sources[sub] = expr
                 if has_key:
                     self.keys[sub] = where
         if origin is None:
             return
-        # Spelling notes (YAML 1.1 traps) on the definition also explain the inserted copy.
+        # Spelling notes (YAML 1.1 traps) on the definition also explain the inserted copy:
+        # where to look, not the value (a message never shows what a reference gave).
         for note_path, note in list(self.notes.items()):
             if note_path[:1] == (origin,):
                 if "(from the variable " not in note:
-                    note = f"{note} (from the variable '{origin}')"
+                    line = self.doc.position(note_path).line
+                    note = (f"YAML 1.1 reads the value of this reference differently from how it looks "
+                            f"where it is written: see line {line} (from the variable '{origin}')")
                 self.notes.setdefault((*path, *note_path[1:]), note)
 
     # --- variables -----------------------------------------------------------------------
@@ -346,12 +423,18 @@ class _Resolver:
         if name in scope.local:
             return scope.local[name], None
         if name in self.system:
-            return self.system[name], None
+            value = self.system[name]
+            if name in MACHINE_VARIABLES and isinstance(value, str) and value:
+                self.secrets[value] = f"{{{name}}}"
+            return value, None
         if name in self.config:
             value = self.variable(name, path, scope)
             return value, (None if value is _FAILED else name)
         if name.startswith("$") and name[1:] in self.environ:
-            return self.environ[name[1:]], None
+            value = self.environ[name[1:]]
+            if value:
+                self.secrets[value] = f"{{{name}}}"
+            return value, None
         self.undefined(name, path, scope, in_text)
         return _FAILED, None
 
@@ -398,11 +481,12 @@ class _Resolver:
                 continue
             ref = _WHOLE_REF.fullmatch(raw.strip())
             if ref:
-                value, _ = self.lookup(ref.group(1), path, scope, in_text=False)
+                value, origin = self.lookup(ref.group(1), path, scope, in_text=False)
                 if value is _FAILED:
                     ok = False
                     continue
-                local[key] = _copy(value)
+                inner = _Scope(call_path=path if scope.call_path is None else scope.call_path)
+                local[key] = self.insert(value, origin, path, inner, ref.group(0))
             else:
                 local[key] = _coerce(raw)
         if not ok or not self.enter(name, path, scope):
@@ -447,10 +531,10 @@ class _Resolver:
             names += [f"${n}" for n in self.environ]
         match = closest(name, names)
         if name.startswith("$"):
-            message = f"undefined variable '{name}': the environment variable {name[1:]} is not set"
-            hint = f"set the environment variable {name[1:]}"
+            message = f"undefined variable '{name}': no environment variable {name[1:]} was given"
+            hint = ENV_HINT.format(name=name[1:])
             if match:
-                hint += f", or did you mean '{match}'?"
+                hint += f"; or did you mean '{match}'?"
         else:
             message = f"undefined variable '{name}'"
             if match:

@@ -67,6 +67,9 @@ class LaunchOptions:
     heartbeat_timeout: float | None = None
     allowed_modules: Sequence[str] = ()
     python_path: Sequence[Path] = ()  # folders the job may import from (--python-path)
+    #: All of this machine's environment the job's configs may read (--env; flconfig's own
+    #: FLCONFIG_* settings): HOCON ${X}, FLARE {$X}, PYTHONPATH. Empty: none.
+    environ: Mapping[str, str] = field(default_factory=dict)
     tensorboard: bool = False  # serve the run's TensorBoard files while it runs
     tensorboard_port: int = 0  # 0: any free port
     tensorboard_exit: bool = False  # stop TensorBoard with the job instead of at Ctrl-C
@@ -177,7 +180,7 @@ def _launch(opts: LaunchOptions, zygote: Zygote | None) -> int:
 
     out = opts.out
     job, problems = inspect_job(opts.job, allowed_modules=opts.allowed_modules,
-                                python_path=opts.python_path)
+                                python_path=opts.python_path, environ=opts.environ)
     if job is None or errors_only(problems):
         write_text(problems, 1, out)
         print("flconfig: the job is invalid; nothing was started", file=out)
@@ -213,7 +216,7 @@ def _launch(opts: LaunchOptions, zygote: Zygote | None) -> int:
     from ..runtime.plan import plan_run
 
     try:
-        run_plan = plan_run(job, sites, workspace, opts.job_id)
+        run_plan = plan_run(job, sites, workspace, opts.job_id, environ=opts.environ)
     except ConfigError as exc:
         write_text(exc.problems, 1, out)
         print("flconfig: the job is invalid for this run; nothing was started", file=out)

@@ -264,7 +264,8 @@ class Registry:
         may link into (its real file must lie in that custom folder or elsewhere in the
         job folder, never in another app's ``custom/``). ``allowed_modules`` are dotted
         module prefixes whose classes configs may name, added to those in
-        ``FLCONFIG_ALLOW_MODULES`` of ``environ`` (default ``os.environ``). Raises
+        ``FLCONFIG_ALLOW_MODULES`` of ``environ`` (default: none; never this process's
+        environment: the CLI passes it). Raises
         ValueError for a prefix that is not a dotted module name. ``python_path`` are
         folders (after ``custom/``, in order) whose modules a config may name, as FLARE
         imports what is on ``PYTHONPATH``. With ``allow_custom_code`` False the
@@ -273,7 +274,7 @@ class Registry:
         ``other_custom`` maps the job's other apps to their ``custom/`` folders, only to
         say so when a config names a class in one of them (``custom-not-deployed``).
         """
-        env = os.environ if environ is None else environ
+        env: Mapping[str, str] = {} if environ is None else environ
         prefixes: list[str] = []
         for prefix in list(allowed_modules) + _split_env(env.get(ALLOW_ENV, "")):
             prefix = prefix.strip()

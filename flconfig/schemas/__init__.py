@@ -207,9 +207,17 @@ class _Check:
     arguments of that component.
     """
 
-    def __init__(self, root: JsonPath = (), args_label: str | None = None):
+    def __init__(self, root: JsonPath = (), args_label: str | None = None, doc: Document | None = None):
         self.root = root
         self.args_label = args_label
+        self.doc = doc
+
+    def hidden(self, rel: JsonPath) -> str | None:
+        """The expression that produced the value at ``rel`` (or part of it): messages show
+        it, never the value (which may come from the environment or the machine)."""
+        if self.doc is None or not self.doc.hides(self.root + rel):
+            return None
+        return self.doc.source(self.root + rel) or "a substituted value"
 
     # naming ---------------------------------------------------------------------------
     def subject(self, rel: JsonPath) -> str:
@@ -334,31 +342,33 @@ class _Check:
         kw, expected, value = error.validator, _validator_value(error), error.instance
         subject = self.subject(rel)
         hint = _first_sentence(schema.get("description"))
+        expr = self.hidden(rel)  # when set, messages name the expression, never the value it gave
+        given = _short(value) if expr is None else expr
         types = _branch_types(expected) if kw in ("anyOf", "oneOf") else []
         if kw == "type":
             types = [expected] if isinstance(expected, str) else list(expected)
         if types:
             wanted = _or_list([_TYPE_NAMES.get(t, t) for t in types], quote=False)
-            unquoted = _unquoted(value, types)
+            unquoted = _unquoted(value, types) if expr is None else None
             if unquoted is not None:
                 hint = f"write it without quotes: {unquoted}"
             if self.args_label is not None and rel:
-                message = f"{subject} must be {wanted}, got {_show(value)}"
+                message = f"{subject} must be {wanted}, got {_show(value, expr)}"
             else:
-                message = f"expected {wanted}, got {_describe(value)}"
+                message = f"expected {wanted}, got {_describe(value, expr)}"
         elif kw == "const":
-            message = f"{subject} must be {_json(expected)}, not {_short(value)}"
-            unquoted = _unquoted(value, [_json_type(expected)])
+            message = f"{subject} must be {_json(expected)}, not {given}"
+            unquoted = _unquoted(value, [_json_type(expected)]) if expr is None else None
             hint = f"set it to {_json(expected)}" + (" (without quotes)" if unquoted is not None else "")
         elif kw == "enum":
             choices = _or_list([_short(v) for v in expected], quote=False)
             one = "" if len(expected) == 1 else "one of "
-            message = f"{subject} must be {one}{choices}, not {_short(value)}"
+            message = f"{subject} must be {one}{choices}, not {given}"
         elif kw == "pattern":
             rule = schema.get("patternErrorMessage") or f"a string matching {expected!r}"
-            message = f"{subject} must be {rule}, not {_short(value)}"
+            message = f"{subject} must be {rule}, not {given}"
         elif kw == "format":
-            message = f"{subject} must be {_FORMATS.get(expected, repr(expected))}, not {_short(value)}"
+            message = f"{subject} must be {_FORMATS.get(expected, repr(expected))}, not {given}"
         elif kw in ("minLength", "minItems", "minProperties") and expected == 1:
             message = f"{subject} must not be empty"
         elif kw in ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties"):
@@ -366,7 +376,7 @@ class _Check:
             bound = "at least" if kw.startswith("min") else "at most"
             message = f"{subject} must have {bound} {expected} {what}"
         elif kw in _BOUNDS:
-            message = f"{subject} must be {_BOUNDS[kw]} {_short(expected)}, not {_short(value)}"
+            message = f"{subject} must be {_BOUNDS[kw]} {_short(expected)}, not {given}"
         else:
             message = f"{subject}: {error.message}"
         code = "schema" if self.args_label is None else "bad-arg"
@@ -396,7 +406,7 @@ def check_document(doc: Document, kind: str) -> list[Problem]:
     _checktype_name(kind)
     instance = doc.data
     schema = load_schema(kind)
-    check = _Check()
+    check = _Check(doc=doc)
     issues = list(check.issues(_validator(kind).iter_errors(instance)))
     if isinstance(instance, Mapping) and schema.get("additionalProperties", True) is not False:
         issues += _misspelt_top_keys(instance, schema, strict=kind in ("client", "server"))
@@ -427,7 +437,7 @@ def check_args(
         validator = _args_validator(json.dumps(args_schema))
     except (TypeError, ValueError):  # not JSON text (e.g. a tuple default): check uncached
         validator = _new_args_validator(args_schema)
-    check = _Check(tuple(args_path), component_label)
+    check = _Check(tuple(args_path), component_label, doc)
     issues = check.issues(validator.iter_errors(args))
     return _to_problems(doc, issues)
 
@@ -586,18 +596,20 @@ def _short(value: Any) -> str:
     return "a list" if isinstance(value, list) else "an object"
 
 
-def _describe(value: Any) -> str:
-    """``a string ('train')``, ``an integer (3)``, ``a list``."""
+def _describe(value: Any, expr: str | None = None) -> str:
+    """``a string ('train')``, ``an integer (3)``, ``a list``; ``a string (${X})`` for a
+    value the expression ``expr`` produced."""
     if isinstance(value, (list, dict)) or value is None:
         return type_name(value)
-    return f"{type_name(value)} ({_short(value)})"
+    return f"{type_name(value)} ({expr or _short(value)})"
 
 
-def _show(value: Any) -> str:
-    """``'5' (a string)``, ``3 (an integer)``, ``a list``."""
+def _show(value: Any, expr: str | None = None) -> str:
+    """``'5' (a string)``, ``3 (an integer)``, ``a list``; ``${X} (a string)`` for a value
+    the expression ``expr`` produced."""
     if isinstance(value, (list, dict)) or value is None:
         return type_name(value)
-    return f"{_short(value)} ({type_name(value)})"
+    return f"{expr or _short(value)} ({type_name(value)})"
 
 
 def _unquoted(value: Any, types: list[str]) -> str | None:

@@ -336,14 +336,14 @@ def _tasks_known(client: ConfigFile) -> bool:
 
 
 def _from_variable(config: ConfigFile, path: JsonPath) -> str:
-    """`` (from the variable 'x' at line N)`` when the value at ``path`` is written as "{x}"."""
+    """`` (the variable 'x' at line N)`` when the value at ``path`` is written as "{x}"."""
     written = config.raw.data_at(path)
     if not isinstance(written, str):
         return ""
     name = written.strip()[1:-1] if written.strip().startswith("{") and written.strip().endswith("}") else ""
     if not name or not isinstance(config.raw.data, dict) or name not in config.raw.data:
         return ""
-    return f" (from the variable '{name}' at line {config.raw.key_position((name,)).line})"
+    return f" (the variable '{name}' at line {config.raw.key_position((name,)).line})"
 
 
 def _handles(client: ConfigFile, task: str) -> bool:
@@ -369,9 +369,11 @@ def check_clients_and_tasks(job: Job) -> list[Problem]:
         value, explicit = _arg_value(spec, "min_clients") if "min_clients" in spec.info.args else (None, False)
         if isinstance(value, int) and not isinstance(value, bool):
             path = (*spec.args_path, "min_clients") if explicit else spec.json_path
+            # a value a reference gave is named by the reference, never shown
+            shown = server.doc.shown(path, value, str) if explicit else str(value)
             if named and value > len(named):
                 problems.append(server.doc.problem(
-                    "min-clients", f"{spec.label} waits for {value} clients{_from_variable(server, path)}, "
+                    "min-clients", f"{spec.label} waits for {shown} clients{_from_variable(server, path)}, "
                     "but the deploy_map deploys "
                     f"only {len(named)}: {', '.join(named)}", path,
                     f"set min_clients to at most {len(named)}, or deploy more sites"))
@@ -381,7 +383,7 @@ def check_clients_and_tasks(job: Job) -> list[Problem]:
             elif meta_min is not None and value < meta_min and job.meta_doc is not None:
                 meta_where = f" at {job.meta_doc.position(('min_clients',))}"
                 problems.append(server.doc.problem(
-                    "min-clients", f"{spec.label} has min_clients {value}{_from_variable(server, path)}, "
+                    "min-clients", f"{spec.label} has min_clients {shown}{_from_variable(server, path)}, "
                     f"but meta says {meta_min}{meta_where}",
                     path, "make them agree: the job starts with meta's min_clients sites, the workflow "
                     "waits for its own", severity="warning"))
