@@ -95,3 +95,36 @@ def python_command(command: str | list[str], custom: Path) -> tuple[list[str], P
         if candidate.is_file() and (root in candidate.parents):
             return options, candidate, args
     raise ValueError(f"the command's script {written!r} is not a file of the app's custom/ folder")
+
+
+class FolderInUse(Exception):
+    """Another process holds the folder's lock; ``holder`` is its pid, if it said."""
+
+    def __init__(self, folder: Path, holder: int | None) -> None:
+        super().__init__(str(folder))
+        self.folder = folder
+        self.holder = holder
+
+
+def lock_folder(folder: Path, name: str) -> object:
+    """Take the exclusive lock ``folder/name`` (made with the folder if missing) for as long
+    as this process lives or until the returned handle is closed; the file holds our pid.
+    Raises :class:`FolderInUse` when another process holds it, OSError when the folder
+    cannot be made or written."""
+    import fcntl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = open(folder / name, "a+")  # noqa: SIM115 - held while the caller runs
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        text = handle.read().strip()
+        handle.close()
+        raise FolderInUse(folder, int(text) if text.isdigit() else None) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+

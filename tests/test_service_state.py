@@ -217,3 +217,41 @@ def test_poc_prepare_refuses_a_file_and_a_folder_that_is_no_poc(tmp_path: Path) 
     assert "is not empty and holds no POC" in result.stderr
     assert (folder / "thesis.tex").read_text() == "keep me"
     shutil.rmtree(folder)
+
+
+def test_one_instance_of_a_site_at_a_time_the_other_waits_and_takes_over(tmp_path: Path) -> None:
+    dep = Deployment(tmp_path / "kits", {"site-1": True}).start()
+    kit = dep.root / "site-1"
+    second: subprocess.Popen[bytes] | None = None
+    try:
+        # A second instance on the same workspace: refused at once.
+        same = flconfig("client", str(kit), timeout=60)
+        assert same.returncode == 1
+        assert (f"flconfig client site-1: another instance of site-1 uses the workspace {kit / 'workspace'} "
+                f"(pid {dep.clients['site-1'].pid}); stop it first") in same.stdout
+        # Another machine's copy of the kit: the server refuses it while the first is there.
+        other = tmp_path / "other-machine"
+        other.mkdir()
+        log = other / "service.log"
+        with open(log, "wb") as out:
+            second = subprocess.Popen([sys.executable, "-m", "flconfig", "client", str(kit), "--workspace",
+                                       str(other / "workspace")], stdout=out, stderr=subprocess.STDOUT)
+        dep.wait_for(lambda: "the server refuses this instance: site-1 is already connected from another "
+                             "instance" in log.read_text(), "the second instance to be told why")
+        job = job_variant(SEED_JOB, tmp_path / "seed", rounds=1, epochs=1, sites=["site-1"], min_clients=1)
+        first_job = dep.submit(job)
+        assert dep.wait_state(first_job, ("finished", "failed"))["state"] == "finished"
+        assert (kit / "workspace" / first_job).is_dir() and not (other / "workspace" / first_job).exists()
+        # The first instance dies: the second takes its place.
+        dep.clients["site-1"].kill()
+        dep.clients["site-1"].wait()
+        dep.wait_for(lambda: "site site-1: a new instance took over" in dep.log(), "the takeover")
+        second_job = dep.submit(job)
+        assert dep.wait_state(second_job, ("finished", "failed"))["state"] == "finished"
+        assert (other / "workspace" / second_job).is_dir()
+        assert log.read_text().count("the server refuses this instance") == 1  # said once
+    finally:
+        if second is not None and second.poll() is None:
+            second.terminate()
+            second.wait(timeout=30)
+        dep.stop()

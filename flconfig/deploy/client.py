@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ from .server import JOB_FOLDER
 
 log = logging.getLogger("flconfig.deploy.client")
 BACKOFF_START_S, BACKOFF_MAX_S = 1.0, 30.0
+#: Seconds between two tries of an instance the server refuses because another is connected.
+STANDBY_RETRY_S = 5.0
 
 
 class RefusedError(Exception):
@@ -63,6 +66,9 @@ class SiteService:
         self._channel: Any = None
         self._stop = False
         self.poll_wait = poll_wait
+        #: This instance's id: the server lets one instance of a site speak for it at a time.
+        self.session = uuid.uuid4().hex
+        self._lock: Any = None
 
     def say(self, message: str) -> None:
         log.info("%s", message)
@@ -76,17 +82,31 @@ class SiteService:
         if self._channel is None:
             self._channel = grpc.secure_channel(self.kit.server_address, self.kit.channel_credentials(),
                                                 options=wire.options())
+        header = {**header, "session": self.session}
         reply = self._channel.unary_unary(wire.method_path(method))(wire.encode(header, blob), timeout=timeout)
         return wire.decode(reply)
 
     def run(self) -> int:
-        """Serve until the server says shut down, SIGTERM or Ctrl-C; 1 if the server refuses us."""
+        """Serve until the server says shut down, SIGTERM or Ctrl-C; 1 if the server refuses us
+        or another instance of this site uses the workspace."""
         import grpc
 
-        self.workspace.mkdir(parents=True, exist_ok=True)
+        from ..errors import storage_message
+        from ..files import FolderInUse, lock_folder
+
+        try:
+            self._lock = lock_folder(self.workspace, "site.lock")
+        except FolderInUse as exc:
+            self.say(f"another instance of {self.site} uses the workspace {self.workspace}"
+                     + (f" (pid {exc.holder})" if exc.holder else "") + "; stop it first")
+            return 1
+        except OSError as exc:
+            self.say(f"cannot use the workspace: {storage_message(exc, self.workspace)}")
+            return 1
         signal.signal(signal.SIGTERM, lambda *_: self._request_stop())
         backoff = BACKOFF_START_S
         connected = False
+        standby = False
         self.say(f"connecting to {self.kit.server_address} (project {self.kit.project!r}); "
                  f"custom code {'allowed' if self.kit.allow_custom_code else 'not allowed'}; "
                  f"workspace {self.workspace}")
@@ -103,6 +123,12 @@ class SiteService:
                     if code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
                         self.say(f"the server refuses this site: {exc.details()}")
                         return 1
+                    if code == grpc.StatusCode.FAILED_PRECONDITION and "another instance" in (exc.details() or ""):
+                        if not standby:  # said once; it takes over when the other is gone
+                            self.say(f"the server refuses this instance: {exc.details()}")
+                            standby = True
+                        self._sleep(STANDBY_RETRY_S)
+                        continue
                     handshake = caller_reason(exc.details() or "", self.kit.cert_file, self.kit.ca_file)
                     why = (f"the TLS handshake failed: {handshake}" if handshake
                            else (exc.details() or str(code)).splitlines()[0][:200])
@@ -116,7 +142,7 @@ class SiteService:
                     continue
                 if not connected:
                     self.say(f"connected to {self.kit.server_address}")
-                    connected, backoff = True, BACKOFF_START_S
+                    connected, backoff, standby = True, BACKOFF_START_S, False
                 try:
                     self._handle(header)
                     self._check_jobs()
@@ -322,8 +348,6 @@ def _one_line(problem: Any) -> str:
 
 def _is_job_id(value: object) -> bool:
     """True for a job id as the server makes them (a UUID): it names a folder here."""
-    import uuid
-
     try:
         return isinstance(value, str) and str(uuid.UUID(value)) == value
     except ValueError:

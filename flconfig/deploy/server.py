@@ -69,6 +69,9 @@ RECONCILE_S = 5.0
 #: and the site asked to come back in RETRY_AFTER_S (more sites: slower reactions, never
 #: a stalled server).
 HANDLER_THREADS, POLL_SLOTS, RETRY_AFTER_S = 128, 96, 2.0
+#: A site's instance (its ``session``) counts as gone once it has no poll open and made no
+#: call for this many seconds; another instance of the site may then take its place.
+SESSION_GONE_S = 15.0
 #: Largest copy of one site's log of one job the server keeps.
 MAX_SITE_LOG_BYTES = 256 * 1024 * 1024
 
@@ -125,6 +128,8 @@ class DeployServer:
         self._cond = threading.Condition(self._lock)
         self._sites: dict[str, float] = {}  # site -> last poll (monotonic)
         self._polling: dict[str, int] = {}  # site -> polls open now
+        #: site -> (the session of the instance that speaks for it, when it last called)
+        self._sessions: dict[str, tuple[str, float]] = {}
         self._runs: dict[str, _Run] = {}
         self._stop = threading.Event()
         self._stop_sites = False
@@ -157,29 +162,17 @@ class DeployServer:
             raise
 
     def _take_workspace(self) -> None:
-        import fcntl
+        from ..errors import storage_message
+        from ..files import FolderInUse, lock_folder
 
         try:
-            self.workspace.mkdir(parents=True, exist_ok=True)
-            lock = open(self.workspace / "server.lock", "a+")  # noqa: SIM115 - held while serving
-        except OSError as exc:
-            from ..errors import storage_message
-
-            raise ServiceError(f"cannot use the workspace: {storage_message(exc, self.workspace)}") from None
-        try:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            lock.seek(0)
-            holder = lock.read().strip()
-            lock.close()
+            self._lock_file = lock_folder(self.workspace, "server.lock")
+        except FolderInUse as exc:
             raise ServiceError(f"another flconfig server uses the workspace {self.workspace}"
-                               + (f" (pid {holder})" if holder.isdigit() else "")
+                               + (f" (pid {exc.holder})" if exc.holder else "")
                                + "; stop it first, or give this one another --workspace") from None
-        lock.seek(0)
-        lock.truncate()
-        lock.write(f"{os.getpid()}\n")
-        lock.flush()
-        self._lock_file = lock
+        except OSError as exc:
+            raise ServiceError(f"cannot use the workspace: {storage_message(exc, self.workspace)}") from None
 
     def _release_workspace(self) -> None:
         if self._lock_file is not None:
@@ -291,6 +284,12 @@ class DeployServer:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, why)
             raise AssertionError("unreachable")
 
+        def one_instance(site: str, header: dict[str, Any], context: Any) -> None:
+            why = self._session_refusal(site, header.get("session"))
+            if why is not None:
+                self._refused(method, context, why)
+                context.abort(grpc.StatusCode.FAILED_PRECONDITION, why)
+
         if method in wire.STREAMING_REPLIES:
             def stream(request: bytes, context: Any) -> Iterator[bytes]:
                 caller = check(context)
@@ -298,6 +297,8 @@ class DeployServer:
                     header, blob = wire.decode(request)
                 except wire.FrameError as exc:
                     bad(context, str(exc))
+                if role == "client":
+                    one_instance(caller, header, context)
                 yield from fn(caller, header, blob, context)
 
             return grpc.unary_stream_rpc_method_handler(stream)
@@ -308,6 +309,8 @@ class DeployServer:
                 header, blob = wire.decode(request)
             except wire.FrameError as exc:
                 bad(context, str(exc))
+            if role == "client":
+                one_instance(caller, header, context)
             name = getattr(caller, "name", caller)
             try:
                 reply = fn(caller, header, blob, context)
@@ -329,6 +332,28 @@ class DeployServer:
             return reply if isinstance(reply, bytes) else wire.encode(reply)
 
         return grpc.unary_unary_rpc_method_handler(unary)
+
+    def _session_refusal(self, site: str, session: Any) -> str | None:
+        """Why this call of ``site`` comes from an instance that may not speak for it (another
+        instance of the site, with its certificate, is connected), or None. One instance at
+        a time: two would race on the same jobs. The one connected keeps its place until it
+        has been gone for SESSION_GONE_S."""
+        session = str(session or "")
+        now = time.monotonic()
+        with self._lock:
+            current = self._sessions.get(site)
+            if current is None or current[0] == session:
+                self._sessions[site] = (session, now)
+                return None
+            other, seen = current
+            if self._polling.get(site) or now - seen < SESSION_GONE_S:
+                ago = now - seen
+                return (f"{site} is already connected from another instance (its last call {ago:.0f} s ago); "
+                        "one instance of a site at a time: this one waits until the other has stopped "
+                        f"for {SESSION_GONE_S:g} s")
+            self._sessions[site] = (session, now)
+        self.say(f"site {site}: a new instance took over from one gone for {now - seen:.0f} s")
+        return None
 
     def _refused(self, method: str, context: Any, why: str) -> None:
         with self._lock:
