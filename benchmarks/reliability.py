@@ -241,6 +241,40 @@ def custom_import_fails(tmp: Path) -> dict[str, Any]:
             "last_line": last_line(text)[:160]}
 
 
+def site_process_killed(tmp: Path) -> dict[str, Any]:
+    """site-3's worker process SIGKILLed in round 1, with a 600 s heartbeat timeout: how long
+    until the server knows (it used to wait for the heartbeat) and how the job ends."""
+    import os
+    import signal
+
+    from test_launch import make_job as make_launch_job
+
+    job = make_launch_job(tmp, num_rounds=3, min_clients=2, epochs=1)
+    ws = tmp / "ws"
+    started = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws), "-n", "3",
+                             "--processes", "3", "--heartbeat-timeout", "600", "--quiet-metrics"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    killed_at = noticed_at = None
+    text = ""
+    for line in proc.stdout:
+        text += line
+        if killed_at is None and "round 1/" in line:
+            rows = subprocess.run(["ps", "-eww", "-o", "pid=,args="], capture_output=True, text=True).stdout
+            for row in rows.splitlines():
+                if "flconfig.runtime.worker" in row and "--sites site-3" in row and str(ws) in row:
+                    os.kill(int(row.split()[0]), signal.SIGKILL)
+                    killed_at = time.monotonic()
+        if killed_at is not None and noticed_at is None and "site-3's process died" in line:
+            noticed_at = time.monotonic()
+    rc = proc.wait(timeout=300)
+    said = next((ln.split("] ", 1)[-1] for ln in text.splitlines() if "site-3's process died" in ln), "")
+    return {"exit": rc, "wall_s": round(time.monotonic() - started, 1),
+            "noticed_after_kill_s": round(noticed_at - killed_at, 2) if killed_at and noticed_at else None,
+            "server_said": said, "left_over": left_over(ws), "last_line": last_line(text)}
+
+
 SCENARIOS: dict[str, Callable[[Path], dict[str, Any]]] = {
     "baseline (no fault)": baseline,
     "site-2 sends _end_run/_about_to_end_run": hostile_site,
@@ -248,6 +282,7 @@ SCENARIOS: dict[str, Callable[[Path], dict[str, Any]]] = {
     "disk fills mid-run and stays full": disk_stays_full,
     "disk fills mid-run, space returns": disk_full_then_free,
     "custom/ module imports a missing package": custom_import_fails,
+    "a site's process killed, heartbeat 600 s": site_process_killed,
 }
 
 
