@@ -37,6 +37,16 @@ def free_ports(n: int) -> range:
         return range(base, base + n)
 
 
+def wait_for(condition, what: str, timeout: float = 180, context=lambda: "") -> None:  # type: ignore[no-untyped-def]
+    """Wait until ``condition()``: a guard against a hang (the test then fails saying what
+    never happened, and ``context()``), not a time budget: the budgets are benchmarks'."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} never happened\n{context()}")
+        time.sleep(0.2)
+
+
 def provision_project(out: Path, sites: dict[str, bool], port: int, project: str = "test",
                       server_custom: bool = True) -> Path:
     """Provision server, ``sites`` (name -> allow_custom_code) and ADMIN into ``out``."""
@@ -140,13 +150,7 @@ class Deployment:
                 proc.wait()
 
     def wait_for(self, condition, what: str, timeout: float = 180) -> None:  # type: ignore[no-untyped-def]
-        # A guard against a hang (the test then fails saying what never happened), not a
-        # time budget: the budgets are benchmarks/deploy_*.py's.
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{what} never happened\n--- server\n{self.log()[-3000:]}")
-            time.sleep(0.2)
+        wait_for(condition, what, timeout, lambda: f"--- server\n{self.log()[-3000:]}")
 
     def admin(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
         return flconfig(*args, env=self.env, check=check)

@@ -8,11 +8,10 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from deployment import SEED_JOB, flconfig, free_port, job_variant
+from deployment import SEED_JOB, flconfig, free_port, job_variant, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -48,14 +47,6 @@ def _as(root: Path, admin: str, *args: str) -> subprocess.CompletedProcess[str]:
     return flconfig(*args, "--kit", str(root / admin))
 
 
-def _wait(condition, what: str, timeout: float = 240) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout  # a hang guard, not a time budget
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} never happened")
-        time.sleep(0.2)
-
-
 def test_each_role_may_do_what_flare_lets_it_and_is_told_in_one_line_what_not(tmp_path: Path) -> None:
     root = tmp_path / "kits"
     port = free_port()
@@ -74,8 +65,8 @@ def test_each_role_may_do_what_flare_lets_it_and_is_told_in_one_line_what_not(tm
             with socket.socket() as s:
                 return s.connect_ex(("127.0.0.1", port)) == 0
 
-        _wait(listening, "the server to listen")
-        _wait(lambda: "site-1" in json.loads(_as(root, "member@a", "jobs", "--json").stdout or "{}").get(
+        wait_for(listening, "the server to listen")
+        wait_for(lambda: "site-1" in json.loads(_as(root, "member@a", "jobs", "--json").stdout or "{}").get(
             "sites", []), "site-1 to connect")
 
         # member: looks, nothing more
@@ -96,7 +87,7 @@ def test_each_role_may_do_what_flare_lets_it_and_is_told_in_one_line_what_not(tm
         listing = json.loads(_as(root, "member@a", "jobs", "--json").stdout)  # every role may list
         assert [(j["id"], j["submitter"], j["submitter_org"]) for j in listing["jobs"]] == [
             (job_id, "lead@a", "a")]
-        _wait(lambda: json.loads(_as(root, "member@a", "jobs", "--json").stdout)["jobs"][0]["state"]
+        wait_for(lambda: json.loads(_as(root, "member@a", "jobs", "--json").stdout)["jobs"][0]["state"]
               in ("finished", "failed"), "the job to end")
 
         # another org's lead: not its job

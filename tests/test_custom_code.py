@@ -68,6 +68,15 @@ def job_with_module(tmp_path: Path, app: str, deploy: list[str] | None, marker: 
     return job
 
 
+def two_app_job(tmp_path: Path, deploy_map: dict[str, list[str]], copy_to: str) -> Path:
+    """The seed job with its app copied to ``copy_to`` and ``deploy_map`` as its meta's."""
+    job = tmp_path / "job"
+    shutil.copytree(SEED_JOB, job)
+    shutil.copytree(job / "app", job / copy_to)
+    _edit_json(job / "meta.json", lambda m: m.__setitem__("deploy_map", deploy_map))
+    return job
+
+
 def line_of(file: Path, text: str) -> int:
     return next(i for i, line in enumerate(file.read_text().splitlines(), 1) if text in line)
 
@@ -92,11 +101,7 @@ def test_validate_reports_a_class_from_another_apps_custom_folder_at_its_line(
 
 
 def test_a_site_config_cannot_name_a_class_of_the_server_apps_custom_folder(tmp_path: Path) -> None:
-    job = tmp_path / "job"
-    shutil.copytree(SEED_JOB, job)
-    shutil.copytree(job / "app", job / "server_app")
-    _edit_json(job / "meta.json", lambda m: m.__setitem__(
-        "deploy_map", {"server_app": ["server"], "app": ["site-1", "site-2"]}))
+    job = two_app_job(tmp_path, {"server_app": ["server"], "app": ["site-1", "site-2"]}, "server_app")
     custom = job / "server_app" / "custom"
     custom.mkdir()
     (custom / "evil_mod.py").write_text(EVIL.format(marker=str(tmp_path / "marker")))
@@ -121,11 +126,7 @@ def test_launch_of_a_job_naming_another_apps_class_runs_nothing(tmp_path: Path) 
 
 def test_each_app_resolves_its_own_module_of_a_shared_name(tmp_path: Path) -> None:
     """Two apps may each have custom/trainer.py: each participant gets its own app's."""
-    job = tmp_path / "job"
-    shutil.copytree(SEED_JOB, job)
-    shutil.copytree(job / "app", job / "app2")
-    _edit_json(job / "meta.json", lambda m: m.__setitem__(
-        "deploy_map", {"app": ["server", "site-1"], "app2": ["site-2"]}))
+    job = two_app_job(tmp_path, {"app": ["server", "site-1"], "app2": ["site-2"]}, "app2")
     for app, base in (("app", "DigitsLearner"), ("app2", "NotAClass")):
         (job / app / "custom").mkdir()
         (job / app / "custom" / "trainer.py").write_text(
@@ -144,11 +145,7 @@ def test_each_app_resolves_its_own_module_of_a_shared_name(tmp_path: Path) -> No
 
 
 def test_a_site_process_has_only_its_own_apps_custom_folder_on_its_path(tmp_path: Path) -> None:
-    job = tmp_path / "job"
-    shutil.copytree(SEED_JOB, job)
-    shutil.copytree(job / "app", job / "app2")
-    _edit_json(job / "meta.json", lambda m: m.__setitem__(
-        "deploy_map", {"app": ["server", "site-1"], "app2": ["site-2"]}))
+    job = two_app_job(tmp_path, {"app": ["server", "site-1"], "app2": ["site-2"]}, "app2")
     for app in ("app", "app2"):
         (job / app / "custom").mkdir()
         (job / app / "custom" / "trainer.py").write_text(

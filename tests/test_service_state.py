@@ -11,7 +11,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -20,14 +19,6 @@ from deployment import SEED_JOB, Deployment, flconfig, free_port, job_variant
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _wait(condition, what: str, timeout: float = 180) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout  # a hang guard, not a time budget
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} never happened")
-        time.sleep(0.2)
 
 
 def _job_processes(marker: str) -> list[str]:
