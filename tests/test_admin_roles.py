@@ -111,6 +111,18 @@ def test_each_role_may_do_what_flare_lets_it_and_is_told_in_one_line_what_not(tm
         assert downloaded.returncode == 0, downloaded.stderr
         assert (tmp_path / "dl" / job_id / "log.txt").is_file()
 
+        # why a job ended is for those who may read its logs
+        aborted = _as(root, "lead@a", "submit", str(job_variant(SEED_JOB, tmp_path / "long", rounds=200,
+                                                                  epochs=1, sites=["site-1"], min_clients=1)))
+        aborted_id = aborted.stdout.strip().splitlines()[-1].split()[2]
+        assert _as(root, "lead@a", "abort", aborted_id).returncode == 0
+        wait_for(lambda: json.loads(_as(root, "lead@a", "jobs", aborted_id, "--json").stdout)["jobs"][0]["state"]
+                 == "aborted", "the abort")
+        seen = {who: json.loads(_as(root, who, "jobs", aborted_id, "--json").stdout)["jobs"][0]["error"]
+                for who in ("lead@a", "member@a", "lead@b", "orgadmin@a")}
+        assert seen["lead@a"].startswith("aborted by lead@a") and seen["orgadmin@a"] == seen["lead@a"]
+        assert seen["member@a"] == seen["lead@b"] == "(the reason is shown to those who may read the job's logs)"
+
         # shutting the server down: not another org's lead
         assert "admin 'lead@b' (lead, org 'b') may shut down only a server of its own org (this one is " \
                "of org 'a')" in _as(root, "lead@b", "shutdown").stderr

@@ -85,6 +85,17 @@ def flare_string_doubling(folder: Path) -> Path:
     return _write(folder / "config_fed_client.json", json.dumps(config, indent=1))
 
 
+def flare_string_aliases(folder: Path) -> Path:
+    """A 2-million-character string made by FLARE references, then named 10⁵ times through
+    YAML aliases: each name shares it, but each place it lands is written out later."""
+    lines = ["format_version: 2", "s0: xxxxxxxxxxxxxxxx"]
+    lines += [f's{k}: "{{s{k - 1}}}{{s{k - 1}}}"' for k in range(1, 18)]
+    lines += ['a: &a [' + ", ".join(['"{s17}"'] * 10) + "]"]
+    lines += [f"{name}: &{name} [" + ", ".join([f"*{prev}"] * 10) + "]"
+              for prev, name in zip("abcd", "bcde", strict=True)]
+    return _write(folder / "config_fed_client.yaml", "\n".join(lines) + "\n")
+
+
 def _write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
@@ -105,6 +116,8 @@ BOMBS: dict[str, tuple[Callable[[Path], Path], str, str]] = {
     "FLARE {var} dicts inserted ten-fold": (flare_dict_insertion, f"the config expands to {VALUES}",
                                             '"k0": "{v4}"'),
     "a FLARE string doubled 30 times": (flare_string_doubling, f"the config expands to {CHARS}", '"s20"'),
+    "a FLARE string named 10^5 times through YAML aliases": (flare_string_aliases,
+                                                             f"the config expands to {CHARS}", "a: &a"),
 }
 
 
@@ -138,3 +151,74 @@ def test_a_document_under_the_limit_is_read_whole(tmp_path: Path) -> None:
     yaml_lines = ["a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]"]
     yaml_lines += [f"{n}: &{n} [" + ", ".join([f"*{p}"] * 10) + "]" for p, n in zip("abc", "bcd", strict=True)]
     assert len(load_document(_write(tmp_path / "big.yaml", "\n".join(yaml_lines) + "\n")).data["d"]) == 10
+
+
+@pytest.mark.timeout(60)
+def test_an_included_file_larger_than_the_limit_is_refused_at_the_include_unread(tmp_path: Path) -> None:
+    big = tmp_path / "big.conf"
+    with open(big, "w") as f:  # 21 million characters of "a = 1"
+        for _ in range(700):
+            f.write("a = 1\n" * 5000)
+    main = _write(tmp_path / "config_fed_client.conf", 'format_version = 2\ninclude "big.conf"\n')
+    proc = validate_capped(main, cwd=tmp_path)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    errors = [line for line in proc.stdout.splitlines() if ": error: " in line]
+    assert errors == [f"config_fed_client.conf:2:1: error: the HOCON expands to {CHARS}"], proc.stdout
+
+
+@pytest.mark.timeout(60)
+def test_a_chain_of_yaml_merge_keys_is_counted_before_it_is_merged(tmp_path: Path) -> None:
+    """Each mapping merges the one before (<<: *prev): 3,000 levels hold 4.5 million entries."""
+    lines = ["format_version: 2", "base0: &a0 {k0: 1}"]
+    lines += [f"base{i}: &a{i}\n  <<: *a{i - 1}\n  k{i}: 1" for i in range(1, 3000)]
+    file = _write(tmp_path / "config_fed_client.yaml", "\n".join(lines) + "\n")
+    proc = validate_capped(file, cwd=tmp_path)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    errors = [line for line in proc.stdout.splitlines() if ": error: " in line]
+    assert len(errors) == 1 and f"the YAML expands to {VALUES}" in errors[0], proc.stdout
+
+
+def test_yaml_merge_keys_read_as_yaml_says(tmp_path: Path) -> None:
+    """A key written in the mapping wins over a merged one, an earlier merged mapping over a
+    later one; no duplicate-key error for an override."""
+    import yaml
+
+    from flconfig.config.documents import parse_yaml
+
+    text = "a: &a {x: 1, y: 2}\nb:\n  <<: *a\n  y: 3\nc:\n  <<: [*a, {z: 9, x: 7}]\n  w: 0\n"
+    assert parse_yaml(text, "t.yaml").data == yaml.safe_load(text)
+
+
+@pytest.mark.timeout(60)
+def test_yaml_nested_fifty_thousand_deep_is_one_line(tmp_path: Path) -> None:
+    file = _write(tmp_path / "config_fed_client.yaml", "a: " + "[" * 50_000 + "]" * 50_000 + "\n")
+    proc = validate_capped(file, cwd=tmp_path)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert "config_fed_client.yaml:1:1: error: the YAML nests too deeply" in proc.stdout, proc.stdout
+
+
+@pytest.mark.timeout(60)
+def test_a_pattern_in_a_jobs_own_args_schema_is_never_run(tmp_path: Path) -> None:
+    """A custom class's ARGS_SCHEMA pattern with exponential backtracking, and a config value
+    made to trigger it: the checker never runs a regular expression the job wrote."""
+    import shutil
+
+    job = tmp_path / "job"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "configs" / "tensorboard-streaming", job)
+    (job / "app" / "custom").mkdir()
+    (job / "app" / "custom" / "slow_mod.py").write_text(
+        "from nvflare.apis.fl_component import FLComponent\n\n\nclass Slow(FLComponent):\n"
+        "    ARGS_SCHEMA = {'x': {'type': 'string', 'pattern': '^(a|a)+$', 'maxLength': 100}}\n\n"
+        "    def __init__(self, x: str = ''):\n        super().__init__()\n        self.x = x\n")
+    client = job / "app" / "config" / "config_fed_client.json"
+    config = json.loads(client.read_text())
+    config["components"].append({"id": "slow", "path": "slow_mod.Slow", "args": {"x": "a" * 60 + "!"}})
+    client.write_text(json.dumps(config, indent=2))
+    proc = validate_capped(job, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout
+    # the bounded keywords still apply
+    config["components"][-1]["args"]["x"] = "a" * 101
+    client.write_text(json.dumps(config, indent=2))
+    proc = validate_capped(job, cwd=tmp_path)
+    assert proc.returncode == 1 and "argument 'x' of Slow" in proc.stdout, proc.stdout
+

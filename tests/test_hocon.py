@@ -344,3 +344,17 @@ def test_a_config_file_beats_its_default(tmp_path: Path) -> None:
     assert found == config / "config_fed_client.conf" and problems == []
     doc = load_document(config / "config_fed_client.json.default")
     assert doc.data == {"format_version": 1}  # a .json.default is JSON, a .conf.default HOCON
+
+
+def test_a_key_set_again_and_again_is_one_error_at_the_line_past_the_cap(tmp_path: Path) -> None:
+    """Each `a += 1` refers to the value before it: 5,000 of them used to end in Python's
+    recursion limit ("nests too deeply" at 1:1); a hundred are fine."""
+    from flconfig.config.hocon import MAX_OVERRIDES
+
+    fine = parse_hocon("a = [0]\n" + "a += 1\n" * MAX_OVERRIDES, "x.conf")
+    assert fine.data["a"] == [0] + [1] * MAX_OVERRIDES
+    with pytest.raises(ConfigError) as caught:
+        parse_hocon("a = [0]\n" + "a += 1\n" * 5000, "x.conf")
+    [problem] = caught.value.problems
+    assert str(problem.position) == f"x.conf:{MAX_OVERRIDES + 2}:1"
+    assert problem.message == f"'a' is set or appended to (+=) more than {MAX_OVERRIDES} times"

@@ -84,6 +84,30 @@ def test_a_revoked_participant_is_on_the_crl_the_server_kit_holds(tmp_path: Path
     assert bad.returncode == 1 and "--revoke site-9: no participant of that name was provisioned here" in bad.stderr
 
 
+def test_a_new_role_or_org_reissues_the_certificate_and_revokes_the_old_one(tmp_path: Path) -> None:
+    """The server trusts an admin's certificate for its role and org: when the project file
+    changes either, a kit that still said the old one would keep the old rights."""
+    assert provision(tmp_path, PROJECT).returncode == 0
+    out = tmp_path / "out"
+    old = cert(out / "admin@nvidia.com" / "startup" / "admin.crt")
+    assert old.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == "nvidia"
+    assert old.subject.get_attributes_for_oid(NameOID.UNSTRUCTURED_NAME)[0].value == "lead"  # the default
+    for change in ("org: nvidia}", "org: other, role: member}"):
+        project = PROJECT.replace("{name: admin@nvidia.com, type: admin, org: nvidia}",
+                                  "{name: admin@nvidia.com, type: admin, " + change)
+        proc = provision(tmp_path, project)
+        assert proc.returncode == 0, proc.stderr
+    assert "reissued admin@nvidia.com (a new role or org; the old certificate is revoked)" in proc.stdout
+    new = cert(out / "admin@nvidia.com" / "startup" / "admin.crt")
+    assert new.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == "other"
+    assert new.subject.get_attributes_for_oid(NameOID.UNSTRUCTURED_NAME)[0].value == "member"
+    crl = x509.load_pem_x509_crl((out / "server1" / "startup" / "crl.pem").read_bytes())
+    assert crl.get_revoked_certificate_by_serial_number(old.serial_number) is not None
+    assert crl.get_revoked_certificate_by_serial_number(new.serial_number) is None
+    # the server and the site were not touched
+    assert "kept server1, site-1" in proc.stdout
+
+
 @pytest.mark.parametrize(("project", "said"), [
     ("name: example\nparticipants:\n  - {name: s, type: server}\n  - {name: s, type: client}\n", "used twice"),
     ("name: example\nparticipants:\n  - {name: site-1, type: client}\n", "exactly one server"),

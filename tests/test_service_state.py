@@ -246,3 +246,29 @@ def test_one_instance_of_a_site_at_a_time_the_other_waits_and_takes_over(tmp_pat
             second.terminate()
             second.wait(timeout=30)
         dep.stop()
+
+
+def test_a_site_that_finds_the_job_invalid_for_itself_says_so_in_one_line_without_its_paths(
+        tmp_path: Path) -> None:
+    """Valid as checked (for the first site), invalid once resolved for site-2 on its own
+    machine: the refusal the admin reads is one line, with the job's paths only, and no part
+    of site-2's workspace path (here reached through {WORKSPACE:.25})."""
+    dep = Deployment(tmp_path / "kits", {"site-1": True, "site-2": True}).start()
+    try:
+        job = job_variant(SEED_JOB, tmp_path / "seed", rounds=1, epochs=1, sites=["site-1", "site-2"],
+                          min_clients=2)
+        client = job / "app" / "config" / "config_fed_client.json"
+        config = json.loads(client.read_text())
+        config["components"][0]["id"] = "{WORKSPACE:.25}{SITE_NAME}"
+        config["executors"][0]["executor"]["args"]["learner_id"] = "{WORKSPACE:.25}site-1"
+        client.write_text(json.dumps(config, indent=2))
+        job_id = dep.submit(job)
+        record = dep.wait_state(job_id, ("finished", "failed"))
+        assert record["state"] == "failed"
+        error = record["error"]
+        assert "site-2 refused it: the job is invalid here: app/config/config_fed_client.json:" in error, error
+        assert "\n" not in error and "Traceback" not in error
+        assert str(dep.root) not in error and str(dep.root)[:25] not in error, error
+        assert "{WORKSPACE:.25}" in error
+    finally:
+        dep.stop()

@@ -41,7 +41,7 @@ def run(ns: argparse.Namespace) -> int:
         return 1
     parts = [f"added {', '.join(result.added)}" if result.added else "",
              f"kept {', '.join(result.kept)}" if result.kept else "",
-             f"reissued {', '.join(result.reissued)} (a new role; the old certificate is revoked)"
+             f"reissued {', '.join(result.reissued)} (a new role or org; the old certificate is revoked)"
              if result.reissued else "",
              f"revoked {', '.join(result.revoked)}" if result.revoked else ""]
     print(f"flconfig: provisioned into {result.out}: " + "; ".join(p for p in parts if p))

@@ -406,6 +406,8 @@ def parse_yaml(text: str, file: str) -> Document:
         raise ConfigError.single("syntax", f"invalid YAML: {message}", where, hint=hint) from None
     except yaml.YAMLError as exc:
         raise ConfigError.single("syntax", f"invalid YAML: {exc}", Position(file, 1, 1)) from None
+    except RecursionError:  # PyYAML's composer recurses once per level of nesting
+        raise ConfigError.single("syntax", "the YAML nests too deeply", Position(file, 1, 1)) from None
     del lines
     if root is None:
         raise ConfigError.single("syntax", "the file is empty", Position(file, 1, 1),
@@ -428,7 +430,7 @@ def parse_yaml(text: str, file: str) -> Document:
                                      pos(node.start_mark))
         doc.values[path] = pos(node.start_mark)
         if isinstance(node, yaml.MappingNode):
-            constructor.flatten_mapping(node)
+            _flatten_merges(node, budget, pos, path)
             out: dict[str, Any] = {}
             for key_node, value_node in node.value:
                 if not isinstance(key_node, yaml.ScalarNode):
@@ -484,6 +486,60 @@ def parse_yaml(text: str, file: str) -> Document:
         raise ConfigError.single("syntax", f"invalid YAML: {getattr(exc, 'problem', None) or exc}",
                                  pos(mark) if mark else Position(file, 1, 1)) from None
     return doc
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _flatten_merges(node: Any, budget: Budget, pos: Callable[[Any], Position], path: JsonPath,
+                    depth: int = 0) -> None:
+    """Resolve the mapping ``node``'s merge keys (``<<: *base``) in place, as PyYAML's
+    ``flatten_mapping`` does, counting every entry a merge copies against ``budget`` before
+    it is copied: a chain of merges of merges, each holding the one before, grows with the
+    square of its length."""
+    import yaml
+
+    if depth > 200:
+        raise ConfigError.single("syntax", "the YAML's merge keys nest too deeply (or one refers to itself)",
+                                 pos(node.start_mark), path[:8])
+    merged: list[Any] = []
+    kept: list[Any] = []
+    for key_node, value_node in node.value:
+        if key_node.tag != _MERGE_TAG:
+            if key_node.tag == "tag:yaml.org,2002:value":
+                key_node.tag = "tag:yaml.org,2002:str"
+            kept.append((key_node, value_node))
+            continue
+        sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+        parts = []
+        for source in sources:
+            if not isinstance(source, yaml.MappingNode):
+                raise ConfigError.single("syntax", "a merge key (<<) takes a mapping or a list of mappings",
+                                         pos(source.start_mark), path[:8])
+            _flatten_merges(source, budget, pos, path, depth + 1)
+            parts.append(source.value)
+        for part in reversed(parts):  # the first mapping named wins, as in PyYAML
+            try:
+                budget.take(len(part))
+            except TooLarge as exc:
+                raise ConfigError.single(
+                    "too-large", exc.message("YAML"), pos(value_node.start_mark), path[:8],
+                    hint="merge keys (<<: *name) copy what they name, and merges of merges multiply: "
+                         "write the values out, or merge fewer levels") from None
+            merged.extend(part)
+    if merged:
+        # A key written in the mapping wins over a merged one, and an earlier mapping of
+        # the merge over a later one (YAML's merge rule): no duplicate is left to report.
+        written = {k.value for k, _ in kept if isinstance(k, yaml.ScalarNode)}
+        latest: dict[Any, Any] = {}
+        for key_node, value_node in merged:  # the first-named mapping's entries come last
+            name = key_node.value if isinstance(key_node, yaml.ScalarNode) else id(key_node)
+            if name not in written:
+                latest.pop(name, None)
+                latest[name] = (key_node, value_node)
+        node.value = [*latest.values(), *kept]
+    elif len(kept) != len(node.value):
+        node.value = kept
 
 
 def _float_spelling(raw: str) -> str:

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import JsonPath, Position
-from .limits import MAX_CHARS, MAX_INCLUDE_DEPTH, MAX_VALUES, Budget, TooLarge
+from .limits import MAX_INCLUDE_DEPTH, MAX_VALUES, Budget, TooLarge
 
 __all__ = ["HoconError", "Parsed", "parse"]
 
@@ -59,6 +59,8 @@ _ESCAPE = re.compile(r"\\.", re.DOTALL)
 # `include` starts an include statement when a file name or file(...) etc. follows it.
 _INCLUDE = re.compile(r'include[ \t]*(?="|(?:file|url|classpath|required)[ \t]*\()')
 _INCLUDE_CALL = re.compile(r"(file|url|classpath|required)[ \t]*\([ \t]*")
+#: Most times one key may be set again (each later value may refer to the one before).
+MAX_OVERRIDES = 100
 # Longest expression a message quotes in place of a value.
 _MAX_EXPR = 80
 _TOO_LARGE_HINT = ("substitutions (${...}) and includes repeat what they refer to, and nested ones "
@@ -147,11 +149,12 @@ class _Lit(_Node):
 
 
 class _Field:
-    __slots__ = ("key_pos", "node")
+    __slots__ = ("key_pos", "node", "overrides")
 
     def __init__(self, node: _Node, key_pos: Position) -> None:
         self.node = node
         self.key_pos = key_pos
+        self.overrides = 0  # how many later values stand on this one (each may refer to it)
 
 
 class _Obj(_Node):
@@ -634,6 +637,10 @@ class _Scope:
             for name, item in node.fields.items():
                 self.put(old, name, item.node, item.key_pos)
             return
+        found.overrides += 1
+        if found.overrides > MAX_OVERRIDES:  # each one sees the one before: a chain to resolve
+            raise HoconError(f"{key!r} is set or appended to (+=) more than {MAX_OVERRIDES} times",
+                             key_pos, "write its value once (a list in one place)", "too-large")
         for subst in _direct_substs(node):
             if subst.previous is None:
                 subst.previous = old
@@ -706,7 +713,7 @@ class _V:
     """A resolved value with its position, the positions of its keys (an object's), the
     expression it came from, and its size (values and characters, itself included)."""
 
-    __slots__ = ("chars", "count", "keys", "pos", "source", "value")
+    __slots__ = ("chars", "count", "keys", "pos", "source", "tag", "value")
 
     def __init__(self, value: Any, pos: Position, source: str | None = None,
                  keys: dict[str, Position] | None = None) -> None:
@@ -714,6 +721,9 @@ class _V:
         self.pos = pos
         self.source = source
         self.keys = keys
+        #: (position, source) every part below this one has too: a substituted copy shares
+        #: the parts of what it copies instead of copying them (see :func:`_retag`).
+        self.tag: tuple[Position, str] | None = None
         if isinstance(value, dict):
             self.count = 1 + sum(v.count for v in value.values())
             self.chars = sum(len(k) + v.chars for k, v in value.items())
@@ -726,14 +736,30 @@ class _V:
 
 
 def _retag(value: _V, pos: Position, source: str) -> _V:
-    """A copy of ``value`` whose every part has ``pos`` and ``source``."""
+    """``value`` as a substitution copies it: every part with ``pos`` and ``source``. Its
+    parts are shared, not copied (a copy costs nothing however large it is); they take the
+    tag when they are reached (:func:`_parts`, :func:`_plain`)."""
+    out = _V.__new__(_V)
+    out.value, out.pos, out.source = value.value, pos, source
+    out.keys = dict.fromkeys(value.value, pos) if isinstance(value.value, dict) else None
+    out.count, out.chars, out.tag = value.count, value.chars, (pos, source)
+    return out
+
+
+def _part(item: _V, tag: tuple[Position, str] | None) -> _V:
+    """A part of a value whose parts carry ``tag``, as that value has it."""
+    return item if tag is None else _retag(item, *tag)
+
+
+def _parts(value: _V) -> Any:
+    """The parts of an object's or a list's ``value`` (a dict or a list of :class:`_V`), with
+    the tag of a substituted copy applied."""
     inner = value.value
+    if value.tag is None:
+        return inner
     if isinstance(inner, dict):
-        return _V({k: _retag(v, pos, source) for k, v in inner.items()}, pos, source,
-                  dict.fromkeys(inner, pos))
-    if isinstance(inner, list):
-        return _V([_retag(v, pos, source) for v in inner], pos, source)
-    return _V(inner, pos, source)
+        return {k: _retag(v, *value.tag) for k, v in inner.items()}
+    return [_retag(v, *value.tag) for v in inner]
 
 
 def _kind(value: Any) -> str:
@@ -810,8 +836,8 @@ class _Reader:
             raise refused(f": cannot read the file: {exc.strerror}", None) from None
         if not stat.S_ISREG(info.st_mode):
             raise refused(": not a file", "include a config file")
-        if info.st_size > 4 * MAX_CHARS:
-            raise HoconError(TooLarge(f"{MAX_CHARS:,} characters").message("HOCON"), include.pos,
+        if info.st_size > self.read.max_chars - self.read.chars:  # never read past the limit
+            raise HoconError(TooLarge(f"{self.read.max_chars:,} characters").message("HOCON"), include.pos,
                              _TOO_LARGE_HINT, "too-large")
         display = posixpath.normpath(posixpath.join(posixpath.dirname(include.pos.file),
                                                     name.replace("\\", "/")))
@@ -829,7 +855,9 @@ class _Reader:
         except UnicodeDecodeError as exc:
             raise HoconError(f"the file is not UTF-8 text (byte {exc.start})", Position(display),
                              "save the file as UTF-8") from None
-        parser = _Parser(text, display, None, Path(real).parent)
+        # Its nodes are counted as it is parsed (a file of more values than the limit stops
+        # here); what it adds to the document is counted again where it is placed.
+        parser = _Parser(text, display, Budget(), Path(real).parent)
         self.files[real] = (parser.document(), parser)
         return self.files[real]
 
@@ -931,9 +959,9 @@ class _Reader:
 
     def merge(self, older: _V, newer: _V, node: _Node, pos: Position) -> _V:
         """Two objects merged: the newer one's keys win, objects in both merge."""
-        out = dict(older.value)
+        out = dict(_parts(older))
         keys = dict(older.keys or {})
-        for name, value in newer.value.items():
+        for name, value in _parts(newer).items():
             before = out.get(name)
             if before is not None and isinstance(before.value, dict) and isinstance(value.value, dict):
                 value = self.merge(before, value, node, before.pos)
@@ -969,7 +997,7 @@ class _Reader:
                 return merged
             self.take(node, 1, 0)
             self.step(node, sum(len(value.value) for _, value, _ in present))
-            items = [item for _, value, _ in present for item in value.value]
+            items = [item for _, value, _ in present for item in _parts(value)]
             return _V(items, node.pos)
         pieces = [(before, part.text if isinstance(part, _Lit) else _text(value.value))
                   for before, value, part in present]
@@ -1046,7 +1074,8 @@ class _Reader:
             for part in path[i:]:
                 if value is None or not isinstance(value.value, dict):
                     return None
-                value = value.value.get(part)
+                found = value.value.get(part)
+                value = None if found is None else _part(found, value.tag)
             return value
         return self.build(node)
 
@@ -1066,20 +1095,24 @@ class _Reader:
                           "variable-cycle")
 
 
-def _plain(value: _V, path: JsonPath, out: Parsed) -> Any:
-    """``value`` as plain data; its positions and sources go into ``out``."""
-    out.values[path] = value.pos
-    if value.source:
-        out.sources[path] = value.source
+def _plain(value: _V, path: JsonPath, out: Parsed, tag: tuple[Position, str] | None = None) -> Any:
+    """``value`` as plain data (new containers: a part shared by several copies is written
+    out once per copy); its positions and sources go into ``out``. ``tag``: the position
+    and source every part here has, from a substituted copy above it."""
+    pos, source = tag if tag is not None else (value.pos, value.source)
+    tag = tag or value.tag
+    out.values[path] = pos
+    if source:
+        out.sources[path] = source
     inner = value.value
     if isinstance(inner, dict):
         result = {}
         keys = value.keys or {}
         for name, item in inner.items():
             child = (*path, name)
-            out.keys[child] = keys.get(name, item.pos)
-            result[name] = _plain(item, child, out)
+            out.keys[child] = tag[0] if tag is not None else keys.get(name, item.pos)
+            result[name] = _plain(item, child, out, tag)
         return result
     if isinstance(inner, list):
-        return [_plain(item, (*path, i), out) for i, item in enumerate(inner)]
+        return [_plain(item, (*path, i), out, tag) for i, item in enumerate(inner)]
     return inner

@@ -362,13 +362,17 @@ class _Resolver:
                         path, "use a width below 1000", scope)
             return None
         try:
-            return format(value, spec or "")
+            text = format(value, spec or "")
         except Exception as exc:  # any __format__ may fail; bad specs raise ValueError
             self.report(
                 "variable-syntax", f"cannot format variable '{name}' ({type_name(value)}) with ':{spec}': {exc}",
                 path, "use a Python format spec that fits the value, e.g. {lr:.3f} for a number",
                 scope)
             return None
+        if spec and name in MACHINE_VARIABLES and len(text) >= 4:
+            # A part of this machine's path ({WORKSPACE:.25}): as secret as the whole.
+            self.secrets.setdefault(text, f"{{{name}:{spec}}}")
+        return text
 
     def insert(self, value: Any, origin: Any, path: JsonPath, scope: _Scope, expr: str,
                *, fresh: bool = False) -> Any:
@@ -381,6 +385,10 @@ class _Resolver:
                     self.sizes[origin] = size
             self.take(*size, path, scope)
             value = copy.deepcopy(value)
+        elif not fresh and isinstance(value, str):
+            # Shared, not copied, here; but every place it lands is written out later
+            # (a plan, a message): each counts.
+            self.take(1, len(value), path, scope)
         if scope.call_path is None:
             self.record(path, value, origin, expr)
         return value

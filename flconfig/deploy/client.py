@@ -203,7 +203,7 @@ class SiteService:
 
     def _deploy(self, job_id: str, name: str) -> _Job | None:
         from ..config.job import inspect_job
-        from ..errors import errors_only, relocate
+        from ..errors import ConfigError, errors_only, relocate
         from ..runtime.plan import plan_run
 
         folder = self.workspace / job_id
@@ -233,18 +233,23 @@ class SiteService:
                 elif checked is None or errors:
                     reason = f"the job is invalid here: {_one_line(errors[0]) if errors else 'it does not load'}"
                 else:
+                    # Resolved for this site: its name, workspace and job id substituted.
                     job.plan = plan_run(checked, [self.site], self.workspace, job_id, server=False)
                     job.name = checked.name or name
         except ArchiveError as exc:
             reason = f"the job archive is unsafe: {exc}"
+        except ConfigError as exc:  # invalid as resolved for this site: its first problem, job paths only
+            reason = f"the job is invalid here: {_one_line(relocate(exc.problems, folder / JOB_FOLDER, '')[0])}"
         except Exception as exc:  # any check failing refuses the job, saying why
             import grpc
 
             if isinstance(exc, grpc.RpcError):
                 reason = f"could not fetch the job: {exc.details()}"
             else:
+                # This machine's trouble (its disk ...): logged here in full; the server is
+                # told what kind of trouble, not this machine's paths or values.
                 log.exception("job %s: check failed", job_id)
-                reason = f"the job could not be checked here: {type(exc).__name__}: {exc}"
+                reason = f"the job could not be checked here ({type(exc).__name__}); see the site's log"
         job.state = "refused" if reason else "accepted"
         try:
             self._call("Report", {"job_id": job_id, "state": job.state, "reason": reason})

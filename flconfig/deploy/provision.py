@@ -197,18 +197,22 @@ def provision(project_file: Path, out: Path, revoke: list[str] | tuple[str, ...]
     server = next(p for p in project.participants if p.type == "server")
     for participant in project.participants:
         known = state["participants"].get(participant.name)
-        if known is not None and known.get("role", "") == participant.role:
+        # What its certificate says besides its name: a change needs a new certificate.
+        # (A state written before orgs were recorded keeps its certificates' orgs.)
+        same = known is not None and known.get("role", "") == participant.role \
+            and known.get("org", participant.org) == participant.org
+        if same:
             result.kept.append(participant.name)
             if (out / participant.name / "startup").is_dir():
                 _write_kit(out, participant, project, server)
             continue
-        if known is not None:  # an admin's role changed: its certificate says the old one
+        if known is not None:  # its role or org changed: its certificate says the old one
             state.setdefault("superseded", []).append(
                 {"serial": known["serial"], "when": _now().isoformat(timespec="seconds")})
             result.reissued.append(participant.name)
         serial = _issue(out, participant, project, server, ca_key, ca_cert)
         state["participants"][participant.name] = {"type": participant.type, "serial": serial,
-                                                   "role": participant.role}
+                                                   "role": participant.role, "org": participant.org}
         if known is None:
             result.added.append(participant.name)
     for name in revoke:

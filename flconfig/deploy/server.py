@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ..errors import FlconfigError
+from ..errors import ConfigError, FlconfigError, relocate
 from . import authz, wire
 from . import store as st
 from .archive import ArchiveError, pack_folder, unpack
@@ -521,6 +521,10 @@ class DeployServer:
                     data["error"] = run.ended[1]
                 if run.unrecorded:
                     data["note"] = f"not recorded in the job store yet: {run.unrecorded}"
+            if data["error"] and authz.refusal(admin, authz.DOWNLOAD, submitter=record.submitter,
+                                               submitter_org=record.submitter_org):
+                # Why a job failed can quote its logs: for those who may read them.
+                data["error"] = "(the reason is shown to those who may read the job's logs)"
             jobs.append(data)
         wanted = header.get("job_id")
         if wanted:
@@ -748,9 +752,16 @@ class DeployServer:
             return
         try:
             self._start_process(run, accepted)
+        except ConfigError as exc:  # invalid as resolved for this run: its first problem, job paths only
+            first = relocate(exc.problems, run.folder / JOB_FOLDER, "")[0]
+            self._end_run(run, st.FAILED, f"the job is invalid for this run: {str(first).splitlines()[0]}")
+        except (ServiceError, OSError) as exc:  # it did not start listening; this machine's disk
+            log.error("job %s could not start: %s", run.record.id, exc)
+            self._end_run(run, st.FAILED, f"the job's server could not start: {str(exc).splitlines()[0]}")
         except Exception as exc:
             log.exception("job %s could not start", run.record.id)
-            self._end_run(run, st.FAILED, f"the job's server could not start: {exc}")
+            self._end_run(run, st.FAILED, f"the job's server could not start ({type(exc).__name__}); "
+                                          "see the server's log")
 
     def _start_process(self, run: _Run, sites: list[str]) -> None:
         from ..files import write_atomic
@@ -785,7 +796,10 @@ class DeployServer:
         if not listening:
             raise ServiceError(_last_line(run.folder / "server.out") or "it did not start listening")
         run.state = st.RUNNING
-        self.store.set_state(run.record.id, st.RUNNING, sites=sites)
+        try:
+            self.store.set_state(run.record.id, st.RUNNING, sites=sites)
+        except st.StoreError as exc:  # it runs all the same; its end is recorded when it can be
+            log.error("job %s is running, but the job store cannot record it yet: %s", run.record.id, exc)
         self.say(f"job {run.record.id}: running on {', '.join(sites)} (port {run.port})")
         with self._cond:
             self._cond.notify_all()

@@ -760,6 +760,8 @@ def _info_from(description: ClassDescription, origin: str) -> ComponentInfo:
     args_schema_extra = attributes.get("ARGS_SCHEMA")
     if not isinstance(args_schema_extra, dict):
         args_schema_extra = {}
+    if origin == "custom":  # a job's own code: its schema may not make the checker do unbounded work
+        args_schema_extra = {name: _bounded(fragment) for name, fragment in args_schema_extra.items()}
 
     kind = description.kind or ("plain" if description.complete else "unknown")
     args: dict[str, ArgSpec] = {}
@@ -803,6 +805,36 @@ def _info_from(description: ClassDescription, origin: str) -> ComponentInfo:
         attributes=description.attributes,
         line=description.line,
     )
+
+
+#: The schema keywords a job's own ARGS_SCHEMA may use: none that runs a regular expression
+#: the job wrote (a pattern can take exponential time on a string the job also wrote) or
+#: that refers to other documents.
+_BOUNDED_KEYWORDS = frozenset({
+    "type", "enum", "const", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+    "multipleOf", "minLength", "maxLength", "minItems", "maxItems", "uniqueItems", "minProperties",
+    "maxProperties", "required", "description", "title", "default", "examples", "items",
+    "properties", "additionalProperties", "anyOf", "oneOf", "allOf", "not", "patternErrorMessage",
+})
+
+
+def _bounded(fragment: Any) -> Any:
+    """``fragment`` (a job's schema) with only :data:`_BOUNDED_KEYWORDS`, at every level."""
+    if isinstance(fragment, list):
+        return [_bounded(item) for item in fragment]
+    if not isinstance(fragment, dict):
+        return fragment
+    out: dict[str, Any] = {}
+    for key, value in fragment.items():
+        if key not in _BOUNDED_KEYWORDS:
+            continue
+        if key == "properties" and isinstance(value, dict):
+            out[key] = {name: _bounded(sub) for name, sub in value.items()}
+        elif key in ("items", "additionalProperties", "not", "anyOf", "oneOf", "allOf"):
+            out[key] = _bounded(value)
+        else:
+            out[key] = value
+    return out
 
 
 def _arg_spec(param: Param, references: Mapping[str, Any]) -> ArgSpec:
