@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-SUBCOMMANDS = ("validate", "schema", "launch", "provision", "poc", "server", "admin")
+SUBCOMMANDS = ("validate", "schema", "launch", "run", "provision", "poc", "server", "admin")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -32,6 +32,21 @@ COMPAT_ROOT = Path(__file__).resolve().parent / "nvflare"
 _lock = threading.Lock()
 _installed: _NvflareFinder | None = None
 _flare: bool | None = None
+_standins_served = False
+
+
+def serve_standins(on: bool = True) -> None:
+    """Serve FLARE's component modules (``nvflare.app_common.workflows.fedavg`` ...) as
+    modules of stand-ins (:mod:`flconfig.compat.jobapi.standins`): on while a job script
+    authors a job (``flconfig run job.py``), off where a job runs, so that job code there
+    never gets a stand-in for a class."""
+    global _standins_served
+    _standins_served = on
+
+
+def serving_standins() -> bool:
+    """Whether :func:`serve_standins` is on."""
+    return _standins_served
 
 
 def flare_installed() -> bool:
@@ -58,18 +73,23 @@ def provides(module: str) -> bool:
     return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
 
 
-def install() -> bool:
-    """Serve ``import nvflare...`` from flconfig's FLARE API, unless FLARE is installed.
+def install(*, force: bool = False) -> bool:
+    """Serve ``import nvflare...`` from flconfig's FLARE API, unless FLARE is installed
+    (with ``force``, even then: ``flconfig run job.py`` authors the job with flconfig's API
+    in its own process, whatever else is installed).
 
     Returns True when flconfig's modules are (now) what ``nvflare`` means in this
     process. Safe to call any number of times, from any thread.
     """
-    global _installed
+    global _installed, _flare
     with _lock:
         if _installed is not None:
             return True
-        if flare_installed():
+        if not force and flare_installed():
             return False
+        if any(name == "nvflare" or name.startswith("nvflare.") for name in sys.modules):
+            return False  # FLARE's own modules are in use in this process already
+        _flare = False
         _installed = _NvflareFinder()
         sys.meta_path.insert(0, _installed)
         return True
@@ -83,6 +103,9 @@ class _NvflareFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         if fullname != "nvflare" and not fullname.startswith("nvflare."):
             return None
         if not provides(fullname):
+            if _standins_served and _standins().is_standin_module(fullname):  # a module of FLARE's components
+                return importlib.machinery.ModuleSpec(
+                    fullname, self, is_package=_standins().is_standin_package(fullname))
             raise ModuleNotFoundError(
                 f"No module named {fullname!r}: flconfig's FLARE API does not provide it yet "
                 "(FLARE itself is not installed; docs/flare-support.md lists what is supported)",
@@ -97,7 +120,22 @@ class _NvflareFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return spec
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
+        if not provides(spec.name):
+            module = ModuleType(spec.name)
+            if spec.submodule_search_locations is not None:
+                module.__path__ = []
+            _standins().populate(module)
+            return module
         return importlib.import_module(COMPAT_PACKAGE + spec.name[len("nvflare"):])
 
     def exec_module(self, module: ModuleType) -> None:
-        """Nothing to run: :meth:`create_module` returned the imported compat module."""
+        """Nothing to run: :meth:`create_module` returned the imported compat module (or
+        the module of stand-ins it made)."""
+
+
+def _standins() -> ModuleType:
+    """:mod:`flconfig.compat.jobapi.standins`, imported when a job script first asks for a
+    module of FLARE's components."""
+    from .jobapi import standins
+
+    return standins

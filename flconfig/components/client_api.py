@@ -366,9 +366,12 @@ class ClientAPIExecutor(Executor):
             namespace: dict[str, Any] = {"__name__": "__main__", "__file__": str(script),
                                          "__builtins__": __builtins__, "__package__": None,
                                          "print": _printer(_logger(ctx))}
-            folder = str(script.parent)
-            if folder not in sys.path:
-                sys.path.append(folder)
+            # As in FLARE: the app's custom/ folder, then the script's own, on the path (a
+            # script in custom/src/ imports the modules the job put flat in custom/)
+            custom = getattr(ctx, "custom_dir", None)
+            for folder in dict.fromkeys([str(custom) if custom else "", str(script.parent)]):
+                if folder and folder not in sys.path:
+                    sys.path.append(folder)
             with _argv_lock:  # what the script reads first (argparse) sees its own arguments
                 saved, sys.argv = sys.argv, argv
             try:

@@ -277,7 +277,7 @@ class SiteService:
         write_atomic(control / "spec.json", json.dumps(spec).encode(), mode=0o600)
         with open(job.folder / "worker.err", "wb") as err:
             job.proc = subprocess.Popen(
-                [sys.executable, "-m", "flconfig.runtime.worker", "clients", "--spec", str(control / "spec.json"),
+                [sys.executable, "-P", "-m", "flconfig.runtime.worker", "clients", "--spec", str(control / "spec.json"),
                  "--sites", self.site], stdin=subprocess.DEVNULL, stdout=err, stderr=subprocess.STDOUT)
         job.state = "running"
         self.say(f"job {job.job_id} ({job.name}) started")

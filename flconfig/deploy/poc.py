@@ -44,15 +44,31 @@ def poc_dir(given: Path | None = None) -> Path:
 
 
 def sites_of(folder: Path) -> list[str]:
-    """The site kits prepared in ``folder``, in order."""
-    names = [p.name for p in folder.iterdir() if p.name.startswith("site-") and (p / "startup").is_dir()]
+    """The site kits prepared in ``folder``, in order (``site-2`` before ``site-10``)."""
+    import json
+
+    names = []
+    for entry in folder.iterdir():
+        try:
+            kit = json.loads((entry / "startup" / "kit.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(kit, dict) and kit.get("type") == "client":
+            names.append(entry.name)
     return sorted(names, key=lambda n: (len(n), n))
 
 
-def prepare(folder: Path, n: int, port: int = 8002, force: bool = False) -> list[str]:
-    """Provision the POC project into ``folder``; the participants made."""
-    from .provision import provision
+def prepare(folder: Path, n: int, port: int = 8002, force: bool = False,
+            sites: list[str] | None = None) -> list[str]:
+    """Provision the POC project into ``folder`` (sites ``site-1`` … ``site-N``, or the
+    ``sites`` named); the participants made."""
+    from .provision import NAME_RE, provision
 
+    if sites:
+        bad = [s for s in sites if not NAME_RE.match(s) or s in (SERVER, ADMIN, "ca")]
+        if bad:
+            raise PocError(f"{bad[0]!r} cannot name a POC site")
+        n = len(sites)
     if n < 1 or n > 100:
         raise PocError(f"-n must be between 1 and 100, not {n}")
     if folder.exists() and not folder.is_dir():
@@ -76,10 +92,11 @@ def prepare(folder: Path, n: int, port: int = 8002, force: bool = False) -> list
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise PocError(f"cannot make the POC folder {folder}: {exc.strerror or exc}") from None
-    names = [SERVER, *(f"site-{i}" for i in range(1, n + 1)), ADMIN]
+    site_names = list(sites) if sites else [f"site-{i}" for i in range(1, n + 1)]
+    names = [SERVER, *site_names, ADMIN]
     lines = [f"name: {PROJECT}", "participants:",
              f"  - {{name: {SERVER}, type: server, host: {LOOPBACK}, port: {port}, allow_custom_code: true}}"]
-    lines += [f"  - {{name: site-{i}, type: client, allow_custom_code: true}}" for i in range(1, n + 1)]
+    lines += [f"  - {{name: {site}, type: client, allow_custom_code: true}}" for site in site_names]
     lines += [f"  - {{name: '{ADMIN}', type: admin, role: project_admin}}"]
     project = folder / "project.yaml"
     project.write_text("\n".join(lines) + "\n")

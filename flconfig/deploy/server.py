@@ -786,7 +786,7 @@ class DeployServer:
         write_atomic(control / "spec.json", json.dumps(spec).encode(), mode=0o600)
         with open(run.folder / "server.out", "ab") as out:
             run.proc = subprocess.Popen(
-                [sys.executable, "-m", "flconfig.runtime.worker", "server", "--spec", str(control / "spec.json")],
+                [sys.executable, "-P", "-m", "flconfig.runtime.worker", "server", "--spec", str(control / "spec.json")],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 120
         listening = False

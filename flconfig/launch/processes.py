@@ -100,7 +100,7 @@ class Zygote:
         room = " " * (COMMAND_LINE_ROOM + 2 * len(workspace))
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "flconfig.runtime.zygote", str(theirs.fileno()), workspace, room],
+                [sys.executable, "-P", "-m", "flconfig.runtime.zygote", str(theirs.fileno()), workspace, room],
                 pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         except OSError:
@@ -201,7 +201,7 @@ def popen_or_fork(zygote: Zygote | None, argv: list[str], *, env: Mapping[str, s
             proc.stdin = stdin.opened()
             return proc
         stdin.close()
-    command = [sys.executable, "-m", "flconfig.runtime.worker", *argv]
+    command = [sys.executable, "-P", "-m", "flconfig.runtime.worker", *argv]
     pipe = subprocess.PIPE if pipe_stdin else None
     if pipe_stdout:
         return subprocess.Popen(command, stdin=pipe, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -1,4 +1,5 @@
-"""FLARE's ``nvflare.app_opt.pt``: what PyTorch job code imports from it.
+"""FLARE's ``nvflare.app_opt.pt``: what PyTorch job code imports from it, and (for a job
+script) the components FLARE exports from this package, as stand-ins.
 
 Loaded lazily, so that importing the package does not import torch.
 """
@@ -13,6 +14,12 @@ _LAZY = {"PTFedProxLoss": "fedproxloss"}
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
+        from .... import serving_standins
+        from ....jobapi.standins import lookup
+
+        found = lookup("nvflare.app_opt.pt", name) if serving_standins() else None
+        if found is not None:
+            return found
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     import importlib
 

@@ -1,0 +1,1 @@
+"""FLARE's ``nvflare.app_common.np.recipes.lr``: federated logistic regression."""

@@ -1,0 +1,54 @@
+"""FLARE's ``nvflare.recipe.prod_env``: ``ProdEnv``, a recipe's job on a deployed server.
+
+``startup_kit_location`` is an admin's startup kit (from ``flconfig provision``); the job is
+checked here, then submitted with it (``flconfig submit``); the result is the job's files,
+downloaded into the kit's ``transfer/`` folder once the job has ended.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .spec import ExecEnv
+
+
+class ProdEnv(ExecEnv):
+    """See the module docstring (FLARE 2.9's signature)."""
+
+    def __init__(self, startup_kit_location: str, login_timeout: float = 5.0, username: str = "admin@nvidia.com",
+                 study: str = "default", extra: dict[str, Any] | None = None) -> None:
+        super().__init__(extra)
+        if not Path(startup_kit_location).exists():
+            raise ValueError(f"startup_kit_location {startup_kit_location} does not exist")
+        if not login_timeout > 0:
+            raise ValueError("login_timeout must be above 0")
+        self.kit = Path(startup_kit_location)
+        self.login_timeout = login_timeout
+        self.username = username
+        self.study = study
+
+    def deploy(self, job: Any) -> str:
+        from ...jobapi.running import submit
+
+        with tempfile.TemporaryDirectory(prefix="flconfig-job-") as tmp:
+            folder, provenance, problems = job.write(Path(tmp))
+            return submit(folder, provenance, problems, self.kit)
+
+    def get_job_status(self, job_id: str) -> str | None:
+        from ...jobapi.running import FLARE_STATUS, job_state
+
+        state = job_state(self.kit, job_id).get("state")
+        return FLARE_STATUS.get(state, state) if state else None
+
+    def abort_job(self, job_id: str) -> None:
+        from ...jobapi.running import abort
+
+        abort(self.kit, job_id)
+
+    def get_job_result(self, job_id: str, timeout: float = 0.0) -> str | None:
+        from ...jobapi.running import wait_and_download
+
+        found = wait_and_download(self.kit, job_id, self.kit / "transfer", timeout)
+        return str(found) if found is not None else None
