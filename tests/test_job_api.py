@@ -399,3 +399,32 @@ def test_prod_env_submits_to_a_deployed_server_and_downloads_the_results(tmp_pat
     assert [s for s, _ in scalars(results / "tb_events" / "site-2", "train_loss")] == list(range(8))
     [job] = jobs
     assert job["name"] == "deployed" and job["state"] == "finished"
+
+
+# --- flconfig run --check: every job checked, none run ----------------------------------------------
+
+
+def test_check_validates_each_job_and_runs_none(tmp_path: Path) -> None:
+    sim = example_copy(tmp_path)
+    kept = tmp_path / "kept"
+    result = subprocess.run([sys.executable, "-m", "flconfig", "run", "--check", "--keep", str(kept), str(sim),
+                             "--workspace_root", str(tmp_path / "sim")], capture_output=True, text=True,
+                            cwd=sim.parent, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"flconfig: job fedavg_tensorboard is valid, written to {kept / 'fedavg_tensorboard'}; not run (--check)" \
+        in result.stdout
+    assert "Job Status is: CHECKED:NOT_RUN" in result.stdout
+    assert (kept / "fedavg_tensorboard" / "app" / "custom" / "client.py").is_file()
+    assert not (tmp_path / "sim").exists()
+
+
+def test_check_prepares_no_poc_and_says_an_invalid_job_is_invalid(tmp_path: Path) -> None:
+    job_py = example_copy(tmp_path, POC_JOB.format(env_class="PocEnv", env="PocEnv(num_clients=2)").replace(
+        '"tb_events"', "7"))
+    poc = tmp_path / "poc"
+    result = subprocess.run([sys.executable, "-m", "flconfig", "run", "--check", str(job_py)], capture_output=True,
+                            text=True, cwd=job_py.parent, timeout=120, env={**os.environ, "FLCONFIG_POC_DIR": str(poc)})
+    assert result.returncode == 1
+    assert f"job.py:{line_of(job_py, 'add_experiment_tracking(recipe')}:1: error: " in result.stderr
+    assert "flconfig run: the job is invalid: 1 error(s)" in result.stderr
+    assert not poc.exists()

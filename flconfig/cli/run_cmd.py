@@ -36,6 +36,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                     "running it, as with FLARE. Exit 0: the script ended well; 1: the job was "
                     "invalid or failed, or the script raised; 2: usage error; else the script's "
                     "own exit status.")
+    parser.add_argument("--check", action="store_true",
+                        help="check every job the script would run, and run none: each is written, "
+                             "validated and reported at the script's lines (exit 1 if one is invalid); "
+                             "a POC is neither prepared nor started, nothing is submitted")
+    parser.add_argument("--keep", metavar="DIR",
+                        help="with --check: keep each job checked as a folder in DIR")
     parser.add_argument("script", metavar="SCRIPT", help="the job script (job.py)")
     parser.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS",
                         help="the script's arguments")
@@ -52,14 +58,26 @@ def run(ns: argparse.Namespace) -> int:
         what = "a folder, not a job script" if script.is_dir() else "no such file"
         print(f"flconfig run: {shown_path(script)}: {what}", file=sys.stderr)
         return 2
+    if ns.keep and not ns.check:
+        print("flconfig run: --keep is for --check", file=sys.stderr)
+        return 2
+    keep = Path(ns.keep) if ns.keep else None
+    if keep is not None and (path_problem(keep) or (keep.exists() and not keep.is_dir())):
+        print(f"flconfig run: --keep {shown_path(keep)}: " + (path_problem(keep) or "not a folder"),
+              file=sys.stderr)
+        return 2
     from ..compat import install, serve_standins
-    from ..compat.jobapi import writer
+    from ..compat.jobapi import running, writer
 
     if not install(force=True):
         print("flconfig run: FLARE's own modules are imported in this process already; run the "
               "script in a new one", file=sys.stderr)
         return 2
     serve_standins(True)
+    if ns.check:
+        if keep is not None:
+            keep.mkdir(parents=True, exist_ok=True)
+        running.check_only(keep.resolve() if keep else None)
     path = script.resolve()
     writer.SCRIPT_DIR[:] = [path.parent]
     saved_argv, saved_path = sys.argv, list(sys.path)
@@ -74,6 +92,7 @@ def run(ns: argparse.Namespace) -> int:
     finally:
         sys.argv, sys.path[:] = saved_argv, saved_path
         serve_standins(False)
+        running.check_only(on=False)
     return 0
 
 

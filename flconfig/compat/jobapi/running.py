@@ -22,6 +22,42 @@ class JobFailed(FlconfigError, RuntimeError):
     """The job ran and failed (the run's output said why); a RuntimeError, as in FLARE."""
 
 
+#: ``flconfig run --check``: every job the script would run is checked and (where a folder
+#: is given) kept there, and none runs. ``[]``: off; ``[None]``: on, nothing kept.
+_CHECK_ONLY: list[Path | None] = []
+#: What a job only checked reads as (its status, for ``Run.get_status``).
+CHECKED = "CHECKED:NOT_RUN"
+
+
+def check_only(keep: Path | None = None, *, on: bool = True) -> None:
+    """Turn checking-only on (keeping the written jobs in ``keep``) or off."""
+    _CHECK_ONLY[:] = [keep] if on else []
+
+
+def checking_only() -> bool:
+    """Whether jobs are only checked, never run (``flconfig run --check``)."""
+    return bool(_CHECK_ONLY)
+
+
+def _checked_only(folder: Path, provenance: dict[str, Provenance], export_problems: Sequence[Problem],
+                  where: str) -> None:
+    """Check the job; keep a copy if asked; say that it was not run."""
+    import shutil
+
+    checked(folder, provenance, export_problems)
+    keep = _CHECK_ONLY[0]
+    kept = ""
+    if keep is not None:
+        target = keep / folder.name
+        n = 1
+        while target.exists():
+            n += 1
+            target = keep / f"{folder.name}-{n}"
+        shutil.copytree(folder, target)
+        kept = f", written to {target}"
+    print(f"flconfig: job {folder.name} is valid{kept}; not {where} (--check)")
+
+
 def checked(folder: Path, provenance: dict[str, Provenance], export_problems: Sequence[Problem]) -> None:
     """Check the written job; print its problems; :class:`JobInvalid` if any is an error."""
     problems = check(folder, provenance, export_problems)
@@ -37,6 +73,9 @@ def simulate(folder: Path, provenance: dict[str, Provenance], export_problems: S
     in ``workspace/server/<job_id>/`` as FLARE's simulator has them; the exit code."""
     from ...launch.launcher import LaunchError, LaunchOptions, launch
 
+    if checking_only():
+        _checked_only(folder, provenance, export_problems, "run")
+        return 0
     checked(folder, provenance, export_problems)
     sites = list(clients) if clients else None
     processes = max(1, min(threads, len(sites) if sites else (num_clients or threads))) if threads else None
@@ -58,6 +97,9 @@ def submit(folder: Path, provenance: dict[str, Provenance], export_problems: Seq
     from ...deploy.admin import Admin
     from ...deploy.kit import load_kit
 
+    if checking_only():
+        _checked_only(folder, provenance, export_problems, "submitted")
+        return f"{CHECKED}:{folder.name}"
     checked(folder, provenance, export_problems)
     with Admin(load_kit(kit, "admin")) as admin:
         answer = admin.submit(folder, shown=str(folder))
@@ -72,7 +114,7 @@ def submit(folder: Path, provenance: dict[str, Provenance], export_problems: Seq
 #: What an ended job's state reads as in FLARE's terms.
 FLARE_STATUS = {"finished": "FINISHED:COMPLETED", "failed": "FINISHED:EXECUTION_EXCEPTION",
                 "aborted": "FINISHED:ABORTED", "running": "RUNNING", "deploying": "DISPATCHED",
-                "waiting": "SUBMITTED", "submitted": "SUBMITTED"}
+                "waiting": "SUBMITTED", "submitted": "SUBMITTED", "checked": CHECKED}
 
 
 def job_state(kit: Path, job_id: str) -> dict[str, Any]:
@@ -80,6 +122,8 @@ def job_state(kit: Path, job_id: str) -> dict[str, Any]:
     from ...deploy.admin import Admin
     from ...deploy.kit import load_kit
 
+    if job_id.startswith(CHECKED):
+        return {"state": "checked"}
     with Admin(load_kit(kit, "admin")) as admin:
         jobs = admin.jobs(job_id)["jobs"]
     return jobs[0] if jobs else {}
@@ -91,6 +135,8 @@ def wait_and_download(kit: Path, job_id: str, dest: Path, timeout: float = 0.0) 
     from ...deploy.admin import Admin
     from ...deploy.kit import load_kit
 
+    if job_id.startswith(CHECKED):
+        return None
     deadline = time.monotonic() + timeout if timeout > 0 else None
     while True:
         state = job_state(kit, job_id).get("state", "")
@@ -108,6 +154,9 @@ def wait_and_download(kit: Path, job_id: str, dest: Path, timeout: float = 0.0) 
 
 
 def abort(kit: Path, job_id: str) -> None:
+    """Abort the job on the server."""
+    if job_id.startswith(CHECKED):
+        return
     from ...deploy.admin import Admin
     from ...deploy.kit import load_kit
 

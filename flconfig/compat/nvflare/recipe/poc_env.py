@@ -46,8 +46,12 @@ class PocEnv(ExecEnv):
 
     def deploy(self, job: Any) -> str:
         from ....deploy import poc
-        from ...jobapi.running import submit
+        from ...jobapi.running import checking_only, submit
 
+        if checking_only():  # nothing of the POC is prepared or started
+            with tempfile.TemporaryDirectory(prefix="flconfig-job-") as tmp:
+                folder, provenance, problems = job.write(Path(tmp))
+                return submit(folder, provenance, problems, self.kit)
         prepared = (self.folder / poc.SERVER).is_dir() and sorted(poc.sites_of(self.folder)) == sorted(self.clients)
         if not prepared:  # none, or one of other sites: made afresh for this job's sites
             if poc.running(self.folder):
@@ -80,6 +84,10 @@ class PocEnv(ExecEnv):
 
     def stop(self, clean_up: bool = False) -> None:
         from ....deploy import poc
+        from ...jobapi.running import checking_only
+
+        if checking_only():
+            return
 
         stopped = poc.stop(self.folder)
         if stopped:

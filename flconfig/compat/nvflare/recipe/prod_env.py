@@ -20,8 +20,13 @@ class ProdEnv(ExecEnv):
     def __init__(self, startup_kit_location: str, login_timeout: float = 5.0, username: str = "admin@nvidia.com",
                  study: str = "default", extra: dict[str, Any] | None = None) -> None:
         super().__init__(extra)
+        from ...jobapi.running import checking_only
+
         if not Path(startup_kit_location).exists():
-            raise ValueError(f"startup_kit_location {startup_kit_location} does not exist")
+            if not checking_only():
+                raise ValueError(f"startup_kit_location {startup_kit_location} does not exist")
+            print(f"flconfig: startup_kit_location {startup_kit_location} does not exist (the job is only "
+                  "checked: --check)")
         if not login_timeout > 0:
             raise ValueError("login_timeout must be above 0")
         self.kit = Path(startup_kit_location)
