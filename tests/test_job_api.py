@@ -279,7 +279,12 @@ def test_a_wrong_value_is_reported_at_the_line_that_gave_it(tmp_path: Path) -> N
     errors = [x for x in result.stderr.splitlines() if ": error:" in x]
     assert len(errors) == 1, result.stderr
     assert errors[0].startswith(f"job.py:{line}:1: error: ")
-    assert "tb_folder" in errors[0] and "config_fed_server.json" in errors[0]
+    assert "argument 'tb_folder' of TBAnalyticsReceiver must be a string, got 5" in errors[0]
+    # the generated config the report points into is kept for the user to read
+    written = Path(result.stderr.split("(written to ", 1)[1].split(")", 1)[0])
+    config = written / "app" / "config" / "config_fed_server.json"
+    assert f"(in {config}:" in errors[0]
+    assert json.loads(config.read_text())["components"][5]["args"]["tb_folder"] == 5
     assert not (job_py.parent / "sim").exists()
 
 
@@ -428,3 +433,12 @@ def test_check_prepares_no_poc_and_says_an_invalid_job_is_invalid(tmp_path: Path
     assert f"job.py:{line_of(job_py, 'add_experiment_tracking(recipe')}:1: error: " in result.stderr
     assert "flconfig run: the job is invalid: 1 error(s)" in result.stderr
     assert not poc.exists()
+
+
+def test_a_flare_module_flconfig_does_not_serve_is_one_line_at_its_import(tmp_path: Path) -> None:
+    job_py = write(tmp_path, {"job.py": "import os\n\nfrom nvflare.app_opt.tf.recipes.fedavg import FedAvgRecipe\n"}) / "job.py"
+    result = flconfig_run(job_py)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "job.py:3: error: ModuleNotFoundError: No module named 'nvflare.app_opt.tf': flconfig's FLARE API does "
+        "not provide it yet (docs/flare-support.md lists what it serves)"]

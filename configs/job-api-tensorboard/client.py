@@ -66,7 +66,7 @@ def main():
             # (5) train on the received model
             net.load_state_dict(input_model.params)
             criterion = nn.CrossEntropyLoss()
-            optimizer = optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+            optimizer = optim.SGD(net.parameters(), lr=0.02, momentum=0.9)
             steps_per_epoch = (len(y) + args.batch_size - 1) // args.batch_size
             step = input_model.current_round * args.local_epochs * steps_per_epoch
             net.train()

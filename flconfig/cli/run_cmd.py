@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import runpy
 import sys
-import traceback
 from pathlib import Path
 from types import TracebackType
 
 from . import path_problem, shown_path
 
 #: Exceptions flconfig's job API raises for a script's mistake: one line at the script's call.
-_USAGE_ERRORS = (ValueError, TypeError, RuntimeError, KeyError, FileNotFoundError, NotImplementedError)
+_USAGE_ERRORS = (ValueError, TypeError, RuntimeError, KeyError, FileNotFoundError, NotImplementedError,
+                 ModuleNotFoundError)
 _FLCONFIG_DIR = str(Path(__file__).resolve().parents[1]) + os.sep
 
 
@@ -83,6 +82,8 @@ def run(ns: argparse.Namespace) -> int:
     saved_argv, saved_path = sys.argv, list(sys.path)
     sys.argv = [str(script), *ns.args]
     sys.path.insert(0, str(path.parent))
+    import runpy
+
     try:
         runpy.run_path(str(script), run_name="__main__")
     except SystemExit as exc:
@@ -113,6 +114,9 @@ def _report(exc: BaseException) -> int:
     call; anything else raised in the script's own code, its traceback as Python shows it,
     less the frames of flconfig that ran the script.
     """
+    import runpy
+    import traceback
+
     from ..compat.jobapi.checking import JobInvalid
     from ..compat.jobapi.running import JobFailed
 
@@ -123,6 +127,12 @@ def _report(exc: BaseException) -> int:
     if isinstance(exc, JobFailed):
         print(f"flconfig run: {exc}", file=sys.stderr)
         return 1
+    from . import RUN_PACKAGES, _extra_line
+
+    package = RUN_PACKAGES.get((getattr(exc, "name", None) or "").split(".")[0])
+    if isinstance(exc, ModuleNotFoundError) and package is not None:
+        print(_extra_line("flconfig run", [package]), file=sys.stderr)
+        return 2
     from ..compat.jobapi.writer import job_roots
 
     frames = _frames(exc.__traceback__)

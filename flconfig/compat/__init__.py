@@ -108,7 +108,7 @@ class _NvflareFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
                     fullname, self, is_package=_standins().is_standin_package(fullname))
             raise ModuleNotFoundError(
                 f"No module named {fullname!r}: flconfig's FLARE API does not provide it yet "
-                "(FLARE itself is not installed; docs/flare-support.md lists what is supported)",
+                "(docs/flare-support.md lists what it serves)",
                 name=fullname,
             )
         real = importlib.util.find_spec(COMPAT_PACKAGE + fullname[len("nvflare"):])

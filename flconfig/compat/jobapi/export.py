@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...errors import JsonPath, Position, Problem
+from ...errors import JsonPath, Position, Problem, display_path
 from .standins import Standin
 
 #: The stand-ins' modules are served as ``nvflare.*`` from this package.
@@ -59,7 +59,7 @@ class Authored:
         return cls(*site) if site else cls()
 
     def position(self) -> Position | None:
-        return Position(self.file, self.line or 0, 1) if self.file else None
+        return Position(display_path(self.file), self.line or 0, 1) if self.file else None
 
 
 @dataclass

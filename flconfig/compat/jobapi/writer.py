@@ -9,11 +9,13 @@ beside its final place and renamed into it, so a failed export leaves the last o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -97,6 +99,24 @@ def write_job(job: FedJob, job_root: Path) -> tuple[Path, dict[str, Provenance],
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return final, provenance, problems
+
+
+@contextlib.contextmanager
+def staged(job: FedJob) -> Iterator[tuple[Path, dict[str, Provenance], list[Problem]]]:
+    """``job`` written into a new temporary folder, for checking and running: removed
+    afterwards, unless the job was found invalid (its report points into it: kept)."""
+    from .checking import JobInvalid
+
+    tmp = Path(tempfile.mkdtemp(prefix="flconfig-job-"))
+    keep = False
+    try:
+        yield write_job(job, tmp)
+    except JobInvalid:
+        keep = True
+        raise
+    finally:
+        if not keep:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _check_replaceable(folder: Path, name: str) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -364,6 +363,7 @@ class FedJob:
         """Check the job, then run it with flconfig's launcher in ``workspace``; the exit code
         (a job that fails raises RuntimeError, as FLARE does)."""
         from ...jobapi.running import simulate
+        from ...jobapi.writer import staged
 
         if clients and n_clients:
             raise ValueError("give n_clients or clients, not both")
@@ -372,8 +372,7 @@ class FedJob:
             raise ValueError("the job names its sites: n_clients cannot be given")
         if ALL_SITES in self.clients and not (n_clients or clients):
             raise ValueError("the job's clients are @ALL: give n_clients (or clients)")
-        with tempfile.TemporaryDirectory(prefix="flconfig-job-") as tmp:
-            folder, provenance, problems = self.write(Path(tmp))
+        with staged(self) as (folder, provenance, problems):
             code = simulate(folder, provenance, problems, Path(workspace), clients=clients or named or None,
                             num_clients=n_clients, threads=threads, gpu=gpu)
         if code != 0:

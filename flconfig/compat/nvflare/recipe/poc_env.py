@@ -9,7 +9,6 @@ the job's files, downloaded into the admin kit's ``transfer/`` folder once it ha
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +46,10 @@ class PocEnv(ExecEnv):
     def deploy(self, job: Any) -> str:
         from ....deploy import poc
         from ...jobapi.running import checking_only, submit
+        from ...jobapi.writer import staged
 
         if checking_only():  # nothing of the POC is prepared or started
-            with tempfile.TemporaryDirectory(prefix="flconfig-job-") as tmp:
-                folder, provenance, problems = job.write(Path(tmp))
+            with staged(job) as (folder, provenance, problems):
                 return submit(folder, provenance, problems, self.kit)
         prepared = (self.folder / poc.SERVER).is_dir() and sorted(poc.sites_of(self.folder)) == sorted(self.clients)
         if not prepared:  # none, or one of other sites: made afresh for this job's sites
@@ -61,8 +60,7 @@ class PocEnv(ExecEnv):
         if not poc.running(self.folder):
             started = poc.start(self.folder)
             print(f"flconfig: POC started: {', '.join(started)}")
-        with tempfile.TemporaryDirectory(prefix="flconfig-job-") as tmp:
-            folder, provenance, problems = job.write(Path(tmp))
+        with staged(job) as (folder, provenance, problems):
             return submit(folder, provenance, problems, self.kit)
 
     def get_job_status(self, job_id: str) -> str | None:

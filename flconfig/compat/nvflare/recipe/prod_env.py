@@ -7,7 +7,6 @@ downloaded into the kit's ``transfer/`` folder once the job has ended.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +35,9 @@ class ProdEnv(ExecEnv):
 
     def deploy(self, job: Any) -> str:
         from ...jobapi.running import submit
+        from ...jobapi.writer import staged
 
-        with tempfile.TemporaryDirectory(prefix="flconfig-job-") as tmp:
-            folder, provenance, problems = job.write(Path(tmp))
+        with staged(job) as (folder, provenance, problems):
             return submit(folder, provenance, problems, self.kit)
 
     def get_job_status(self, job_id: str) -> str | None:

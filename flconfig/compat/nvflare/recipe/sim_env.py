@@ -9,7 +9,6 @@ simulator has them. ``deploy`` returns once the run has ended; the job's status 
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -46,12 +45,12 @@ class SimEnv(ExecEnv):
 
     def deploy(self, job: Any) -> str:
         from ...jobapi.running import JobFailed, simulate
+        from ...jobapi.writer import staged
 
         workspace = Path(self.workspace_root) / job.name
         named = [t for t in job.clients if t != "@ALL"]
         clients = self.clients or (named or None)
-        with tempfile.TemporaryDirectory(prefix="flconfig-job-") as tmp:
-            folder, provenance, problems = job.write(Path(tmp))
+        with staged(job) as (folder, provenance, problems):
             code = simulate(folder, provenance, problems, workspace, clients=clients,
                             num_clients=None if clients else self.num_clients, threads=self.num_threads,
                             gpu=self.gpu_config)
