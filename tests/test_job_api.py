@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -442,3 +443,47 @@ def test_a_flare_module_flconfig_does_not_serve_is_one_line_at_its_import(tmp_pa
     assert result.stderr.splitlines() == [
         "job.py:3: error: ModuleNotFoundError: No module named 'nvflare.app_opt.tf': flconfig's FLARE API does "
         "not provide it yet (docs/flare-support.md lists what it serves)"]
+
+
+# --- with FLARE installed: nothing shadowed, and FLARE's export runs under flconfig -------------------
+
+
+FLARE_EXPORT = Path(__file__).resolve().parent / "fixtures" / "flare29-export-tensorboard"
+
+
+def _flare_on_path(tmp_path: Path) -> dict[str, str]:
+    """FLARE 2.9.0's package, unpacked from its wheel onto ``PYTHONPATH``: Python finds it
+    installed (its dependencies are not needed: flconfig never imports it)."""
+    import zipfile
+
+    wheels = tmp_path / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--dest", str(wheels),
+                    "nvflare==2.9.0"], check=True, capture_output=True, timeout=600)
+    [wheel] = wheels.glob("nvflare-2.9.0-*.whl")
+    site = tmp_path / "flare-site"
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(site)
+    env = {"PYTHONPATH": os.pathsep.join([str(site), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    found = subprocess.run([sys.executable, "-c", "import importlib.util; print(importlib.util.find_spec('nvflare').origin)"],
+                           capture_output=True, text=True, env={**os.environ, **env}, check=True)
+    assert found.stdout.strip() == str(site / "nvflare" / "__init__.py")
+    return env
+
+
+@pytest.mark.slow
+def test_with_flare_installed_flares_export_launches_and_job_py_runs(tmp_path: Path) -> None:
+    env = _flare_on_path(tmp_path)
+    job = tmp_path / "fedavg_tensorboard"
+    shutil.copytree(FLARE_EXPORT, job, ignore=shutil.ignore_patterns("README.md"))
+    (job / "app" / "custom").mkdir()
+    for name in ("client.py", "model.py"):
+        shutil.copy(EXAMPLE / name, job / "app" / "custom" / name)
+    launched = subprocess.run([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(tmp_path / "ws")],
+                              capture_output=True, text=True, timeout=300, env={**os.environ, **env})
+    assert launched.returncode == 0, launched.stdout + launched.stderr
+    for site in ("site-1", "site-2"):  # FLARE's export runs 5 rounds of 20 steps
+        losses = scalars(tmp_path / "ws" / "server" / "simulate_job" / "tb_events" / site, "train_loss")
+        assert [s for s, _ in losses] == list(range(100)), site
+    ran = flconfig_run(EXAMPLE / "job.py", "--num_rounds", "1", "--workspace_root", str(tmp_path / "sim"), env=env)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "Job Status is: FINISHED:COMPLETED" in ran.stdout

@@ -1,4 +1,4 @@
-"""FLARE's API for job code: ``import nvflare...`` served by flconfig when FLARE is not installed.
+"""FLARE's API for job code: ``import nvflare...`` served by flconfig in flconfig's processes.
 
 A FLARE job's own code (a Client API training script, a model in ``custom/``)
 imports ``nvflare``. :func:`install` puts a finder first on ``sys.meta_path``
@@ -7,9 +7,12 @@ two names are one module object, so ``nvflare.client.FLModel`` *is*
 ``flconfig.compat.nvflare.client.FLModel``. A module flconfig does not provide
 yet fails to import with a line that says so (and where the support matrix is).
 
-With the real ``nvflare`` package installed, :func:`install` does nothing: job
-code gets FLARE's own classes, never flconfig's in their place, and
-:func:`flare_installed` lets callers say so.
+Where job code runs — a flconfig site's or server's process, the process of an external
+Client API script, ``flconfig run job.py`` — the finder is installed even where FLARE is
+(``install(force=True)``): that code talks to flconfig's runtime, which FLARE's own
+classes know nothing of. Nowhere else is FLARE shadowed: ``python job.py`` and any
+other program get FLARE's own package, and :func:`install` without ``force`` does
+nothing where FLARE is installed.
 
 Nothing here imports torch, tensorboard or grpc.
 """

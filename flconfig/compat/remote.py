@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args or not address:
         print("flconfig.compat.remote: run by a flconfig site, with the script to run", file=sys.stderr)
         return 2
-    install()
+    install(force=True)  # the script talks to a flconfig site: its nvflare is flconfig's
     session = RemoteSession(address)
     client_api.register(session)  # type: ignore[arg-type]
     script = args[0]

@@ -230,13 +230,10 @@ class ClientAPIExecutor(Executor):
                 self._start_process(ctx)
 
     def _open_session(self, ctx: RunContext) -> None:
-        from ..compat import client_api, flare_installed, install
+        from ..compat import client_api, install
         from ..tracking.senders import AnalyticsSender
 
-        if not install() and flare_installed():
-            _logger(ctx).warning(
-                "FLARE is installed here: the script's 'import nvflare' gets FLARE's own "
-                "package, whose Client API flconfig cannot serve; uninstall nvflare to run it")
+        install(force=True)  # the script's 'import nvflare.client' is this site's Client API
         event_type, fed = self._records_event(ctx)
         self._sender = sender = AnalyticsSender(event_type=event_type)
         sender.fed_events = fed

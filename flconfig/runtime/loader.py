@@ -46,11 +46,10 @@ def import_class(path: str, module_name: str, qualname: str, origin: str, file: 
     if not allow_job_code:
         _refuse_job_code(path, module_name, origin, file, job_root)
     if origin == "custom":
-        from ..compat import flare_installed, install
+        from ..compat import install
 
-        # job code may import nvflare: flconfig serves it when FLARE is not installed
-        if not install() and flare_installed():
-            _say_flare_is_installed()
+        # job code may import nvflare: flconfig's FLARE API, the one that talks to this site
+        install(force=True)
         for folder in custom_dirs:
             if str(folder) not in sys.path:
                 sys.path.append(str(folder))
@@ -123,22 +122,6 @@ def _refuse_job_code(path: str, module_name: str, origin: str, file: str | None,
                                 f"folder ({short_path(location)}), and {why}", hint)
     if file is not None and is_within(file, job_root):
         raise ImportFailure(f"{path!r} is the job's own code ({short_path(file)}), and {why}", hint)
-
-
-_SAID_FLARE: list[bool] = []
-
-
-def _say_flare_is_installed() -> None:
-    """Once per process: FLARE's own package, not flconfig's FLARE API, is what the job's
-    ``import nvflare`` gets (flconfig never shadows an installed FLARE)."""
-    if not _SAID_FLARE:
-        _SAID_FLARE.append(True)
-        import logging
-
-        logging.getLogger("flconfig.runtime").warning(
-            "NVIDIA FLARE is installed here: the job's 'import nvflare' gets FLARE's own package, "
-            "not flconfig's FLARE API, so its Learners, Executors and other FLARE-API classes are "
-            "not adapted to flconfig's sites; uninstall nvflare in this environment to run them")
 
 
 def short_path(file: str) -> str:

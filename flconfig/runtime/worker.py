@@ -588,6 +588,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sites", default="")
     ns = parser.parse_args(argv)
     _watch_parent()
+    from ..compat import install
+
+    # The job's code here talks to this process's site or server: its 'import nvflare' is
+    # flconfig's FLARE API, FLARE installed or not (FLARE's own would find no FLARE runtime).
+    install(force=True)
     spec = json.loads(Path(ns.spec).read_text())
     _set_threads(spec.get("threads", 1))
     if ns.role == "server":
