@@ -23,7 +23,7 @@ from launching import scalars
 from flconfig.deploy.poc import ADMIN as POC_ADMIN
 
 REPO = Path(__file__).resolve().parents[1]
-EXAMPLE = REPO / "configs" / "job-api-tensorboard"
+EXAMPLE = REPO / "examples" / "job-api-tensorboard"
 
 
 def flconfig_run(script: Path, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
