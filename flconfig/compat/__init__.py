@@ -41,8 +41,8 @@ _standins_served = False
 def serve_standins(on: bool = True) -> None:
     """Serve FLARE's component modules (``nvflare.app_common.workflows.fedavg`` ...) as
     modules of stand-ins (:mod:`flconfig.compat.jobapi.standins`): on while a job script
-    authors a job (``flconfig run job.py``), off where a job runs, so that job code there
-    never gets a stand-in for a class."""
+    authors a job (``flconfig run job.py``). Off (where a job runs), those modules hold the
+    classes flconfig runs for FLARE's, never a stand-in."""
     global _standins_served
     _standins_served = on
 
@@ -106,7 +106,7 @@ class _NvflareFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         if fullname != "nvflare" and not fullname.startswith("nvflare."):
             return None
         if not provides(fullname):
-            if _standins_served and _standins().is_standin_module(fullname):  # a module of FLARE's components
+            if _standins().is_standin_module(fullname):  # a module of FLARE's components
                 return importlib.machinery.ModuleSpec(
                     fullname, self, is_package=_standins().is_standin_package(fullname))
             raise ModuleNotFoundError(
@@ -127,7 +127,7 @@ class _NvflareFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
             module = ModuleType(spec.name)
             if spec.submodule_search_locations is not None:
                 module.__path__ = []
-            _standins().populate(module)
+            _standins().populate(module, authoring=_standins_served)
             return module
         return importlib.import_module(COMPAT_PACKAGE + spec.name[len("nvflare"):])
 
@@ -137,8 +137,8 @@ class _NvflareFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 
 def _standins() -> ModuleType:
-    """:mod:`flconfig.compat.jobapi.standins`, imported when a job script first asks for a
-    module of FLARE's components."""
+    """:mod:`flconfig.compat.jobapi.standins`, imported when job code first asks for a
+    module of FLARE's components flconfig has no file for."""
     from .jobapi import standins
 
     return standins

@@ -158,24 +158,44 @@ def lookup(module: str, name: str) -> type[Standin] | None:
     return standin_class(path) if path else None
 
 
-def populate(module: Any) -> None:
-    """Fill the synthesized module ``module`` (named like a FLARE module) with its
-    stand-ins, made on first use."""
-    classes = modules().get(module.__name__, {})
+def populate(module: Any, *, authoring: bool) -> None:
+    """Fill the synthesized module ``module`` (named like a FLARE module) with its classes,
+    found on first use: while a job is authored, stand-ins (:func:`lookup`); where a job
+    runs, the classes flconfig runs for FLARE's (:func:`runtime_class`)."""
+    name_of = module.__name__
+    find = lookup if authoring else runtime_class
 
     def __getattr__(name: str) -> Any:  # noqa: N807 - a module's __getattr__
-        path = classes.get(name)
-        found = standin_class(path) if path else None
+        found = find(name_of, name)
         if found is None:
-            raise AttributeError(f"module {module.__name__!r} has no attribute {name!r}")
+            raise AttributeError(f"module {name_of!r} has no attribute {name!r}")
         setattr(module, name, found)
         return found
 
     module.__getattr__ = __getattr__
-    module.__all__ = sorted(classes)
-    module.__doc__ = (f"FLARE's {module.__name__}, served by flconfig while a job is authored: "
-                      "its classes are stand-ins for the ones flconfig runs.")
-    module.FLCONFIG_STANDINS = True
+    module.__all__ = sorted(modules().get(name_of, {}))
+    module.__doc__ = (f"FLARE's {name_of}, served by flconfig: its classes are "
+                      + ("stand-ins for the ones flconfig runs (a job is authored here)." if authoring
+                         else "the ones flconfig runs for FLARE's."))
+    module.FLCONFIG_STANDINS = authoring
+
+
+def runtime_class(module: str, name: str) -> type | None:
+    """The class flconfig runs for FLARE's ``module.name`` (``FedAvg`` of
+    ``nvflare.app_common.workflows.fedavg``), imported; None if it runs none. What job code
+    gets where a job runs: ``from nvflare.app_common.workflows.fedavg import FedAvg`` in a
+    module of ``custom/`` is flconfig's FedAvg."""
+    import importlib
+
+    from ...registry.aliases import FLARE_ALIASES
+
+    path = modules().get(module, {}).get(name)
+    target = FLARE_ALIASES.get(path) if path else None
+    if not target:
+        return None
+    owner, _, attr = target.rpartition(".")
+    found = getattr(importlib.import_module(owner), attr, None)
+    return found if isinstance(found, type) else None
 
 
 def is_standin_module(name: str) -> bool:

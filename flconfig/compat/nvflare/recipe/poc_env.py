@@ -9,13 +9,12 @@ the job's files, downloaded into the admin kit's ``transfer/`` folder once it ha
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from .spec import ExecEnv
+from .prod_env import KitEnv
 
 
-class PocEnv(ExecEnv):
+class PocEnv(KitEnv):
     """See the module docstring (FLARE 2.9's signature; ``gpu_ids``, ``use_he``,
     ``docker_image`` and ``project_conf_path`` are not used by flconfig's POC)."""
 
@@ -33,24 +32,17 @@ class PocEnv(ExecEnv):
         self.clients = list(clients) if clients else [f"site-{i}" for i in range(1, num_clients + 1)]
         self.username = username
         self.study = study
-        from ....deploy.poc import poc_dir
+        from ....deploy.poc import ADMIN, poc_dir
 
         self.folder = poc_dir(None)
-
-    @property
-    def kit(self) -> Path:
-        from ....deploy.poc import ADMIN
-
-        return self.folder / ADMIN
+        self.kit = self.folder / ADMIN
 
     def deploy(self, job: Any) -> str:
         from ....deploy import poc
-        from ...jobapi.running import checking_only, submit
-        from ...jobapi.writer import staged
+        from ...jobapi.running import checking_only
 
         if checking_only():  # nothing of the POC is prepared or started
-            with staged(job) as (folder, provenance, problems):
-                return submit(folder, provenance, problems, self.kit)
+            return super().deploy(job)
         prepared = (self.folder / poc.SERVER).is_dir() and sorted(poc.sites_of(self.folder)) == sorted(self.clients)
         if not prepared:  # none, or one of other sites: made afresh for this job's sites
             if poc.running(self.folder):
@@ -60,25 +52,7 @@ class PocEnv(ExecEnv):
         if not poc.running(self.folder):
             started = poc.start(self.folder)
             print(f"flconfig: POC started: {', '.join(started)}")
-        with staged(job) as (folder, provenance, problems):
-            return submit(folder, provenance, problems, self.kit)
-
-    def get_job_status(self, job_id: str) -> str | None:
-        from ...jobapi.running import FLARE_STATUS, job_state
-
-        state = job_state(self.kit, job_id).get("state")
-        return FLARE_STATUS.get(state, state) if state else None
-
-    def abort_job(self, job_id: str) -> None:
-        from ...jobapi.running import abort
-
-        abort(self.kit, job_id)
-
-    def get_job_result(self, job_id: str, timeout: float = 0.0) -> str | None:
-        from ...jobapi.running import wait_and_download
-
-        found = wait_and_download(self.kit, job_id, self.kit / "transfer", timeout)
-        return str(found) if found is not None else None
+        return super().deploy(job)
 
     def stop(self, clean_up: bool = False) -> None:
         from ....deploy import poc
@@ -86,7 +60,6 @@ class PocEnv(ExecEnv):
 
         if checking_only():
             return
-
         stopped = poc.stop(self.folder)
         if stopped:
             print(f"flconfig: POC stopped: {', '.join(stopped)}")

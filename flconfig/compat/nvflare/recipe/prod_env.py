@@ -13,25 +13,11 @@ from typing import Any
 from .spec import ExecEnv
 
 
-class ProdEnv(ExecEnv):
-    """See the module docstring (FLARE 2.9's signature)."""
+class KitEnv(ExecEnv):
+    """An environment whose jobs go to a server with an admin's kit (``self.kit``): checked
+    here, submitted, asked after, aborted, and downloaded into the kit's ``transfer/`` folder."""
 
-    def __init__(self, startup_kit_location: str, login_timeout: float = 5.0, username: str = "admin@nvidia.com",
-                 study: str = "default", extra: dict[str, Any] | None = None) -> None:
-        super().__init__(extra)
-        from ...jobapi.running import checking_only
-
-        if not Path(startup_kit_location).exists():
-            if not checking_only():
-                raise ValueError(f"startup_kit_location {startup_kit_location} does not exist")
-            print(f"flconfig: startup_kit_location {startup_kit_location} does not exist (the job is only "
-                  "checked: --check)")
-        if not login_timeout > 0:
-            raise ValueError("login_timeout must be above 0")
-        self.kit = Path(startup_kit_location)
-        self.login_timeout = login_timeout
-        self.username = username
-        self.study = study
+    kit: Path
 
     def deploy(self, job: Any) -> str:
         from ...jobapi.running import submit
@@ -56,3 +42,24 @@ class ProdEnv(ExecEnv):
 
         found = wait_and_download(self.kit, job_id, self.kit / "transfer", timeout)
         return str(found) if found is not None else None
+
+
+class ProdEnv(KitEnv):
+    """See the module docstring (FLARE 2.9's signature)."""
+
+    def __init__(self, startup_kit_location: str, login_timeout: float = 5.0, username: str = "admin@nvidia.com",
+                 study: str = "default", extra: dict[str, Any] | None = None) -> None:
+        super().__init__(extra)
+        from ...jobapi.running import checking_only
+
+        if not Path(startup_kit_location).exists():
+            if not checking_only():
+                raise ValueError(f"startup_kit_location {startup_kit_location} does not exist")
+            print(f"flconfig: startup_kit_location {startup_kit_location} does not exist (the job is only "
+                  "checked: --check)")
+        if not login_timeout > 0:
+            raise ValueError("login_timeout must be above 0")
+        self.kit = Path(startup_kit_location)
+        self.login_timeout = login_timeout
+        self.username = username
+        self.study = study

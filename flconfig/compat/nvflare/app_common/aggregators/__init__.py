@@ -8,9 +8,9 @@ from typing import Any
 
 def __getattr__(name: str) -> Any:
     from .... import serving_standins
-    from ....jobapi.standins import lookup
+    from ....jobapi.standins import lookup, runtime_class
 
-    found = lookup("nvflare.app_common.aggregators", name) if serving_standins() else None
+    found = lookup("nvflare.app_common.aggregators", name) if serving_standins() else runtime_class("nvflare.app_common.aggregators", name)
     if found is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return found

@@ -15,9 +15,9 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         from .... import serving_standins
-        from ....jobapi.standins import lookup
+        from ....jobapi.standins import lookup, runtime_class
 
-        found = lookup("nvflare.app_opt.pt", name) if serving_standins() else None
+        found = lookup("nvflare.app_opt.pt", name) if serving_standins() else runtime_class("nvflare.app_opt.pt", name)
         if found is not None:
             return found
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
