@@ -183,7 +183,7 @@ class SiteWeights(Executor):
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("method", ["client", "first"])
 def test_initialize_global_weights_starts_training_from_a_sites_weights(tmp_path: Path, method: str) -> None:
-    from safetensors.numpy import load_file
+    import torch
 
     job = write_job(tmp_path)
     (job / "app" / "custom").mkdir()
@@ -212,8 +212,8 @@ def test_initialize_global_weights_starts_training_from_a_sites_weights(tmp_path
     site = said[0].rsplit(" ", 1)[1]
     assert site == "site-2" if method == "client" else site in ("site-1", "site-2")
     start = 10.0 if site == "site-1" else 20.0
-    final = load_file(str(ws / "server" / "simulate_job" / "FL_global_model.pt"))["numpy_key"]
-    np.testing.assert_array_equal(final, np.full((2, 2), start + 2))  # two rounds of +1
+    final = torch.load(ws / "server" / "simulate_job" / "FL_global_model.pt", weights_only=True)["model"]
+    np.testing.assert_array_equal(final["numpy_key"].numpy(), np.full((2, 2), start + 2))  # two rounds of +1
 
 
 @pytest.mark.slow
@@ -390,3 +390,69 @@ def test_a_dict_whose_name_cannot_be_a_class_is_plain_data_as_in_flare(tmp_path:
     server_file.write_text(json.dumps(server))
     _, problems = inspect_job(job, environ={})
     assert any("no component is named 'ScatterAndGatherr'" in p.message for p in problems)
+
+
+# Job code that extends FLARE's own NPTrainer, as two of FLARE's integration jobs do: one
+# overrides _train to send the weight difference (np_sag_weights_diff), one wraps it
+# (slow_job's SlowTrainer). Both import nvflare.app_common.np.np_trainer, served by flconfig.
+DIFF_TRAINER = """
+from nvflare.apis.dxo import DXO, DataKind, from_shareable
+from nvflare.apis.fl_context import FLContext
+from nvflare.apis.shareable import Shareable
+from nvflare.apis.signal import Signal
+from nvflare.app_common.np.constants import NPConstants
+from nvflare.app_common.np.np_trainer import NPTrainer as BaseNPTrainer
+
+
+class NPTrainer(BaseNPTrainer):
+    def _train(self, shareable: Shareable, fl_ctx: FLContext, abort_signal: Signal):
+        weights = from_shareable(shareable).data
+        new = {NPConstants.NUMPY_KEY: weights[NPConstants.NUMPY_KEY] + self._delta}
+        self._save_local_model(fl_ctx, new)
+        diff = {k: new[k] - weights[k] for k in new}
+        return DXO(data_kind=DataKind.WEIGHT_DIFF, data=diff, meta={}).to_shareable()
+"""
+WRAPPING_TRAINER = """
+from nvflare.app_common.np.np_trainer import NPTrainer
+
+
+class CountingTrainer(NPTrainer):
+    def _train(self, shareable, fl_ctx, abort_signal):
+        self.log_info(fl_ctx, f"CountingTrainer: round {shareable.get_header('current_round')}")
+        return super()._train(shareable, fl_ctx, abort_signal)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("form", ["overrides _train (WEIGHT_DIFF)", "wraps _train"])
+def test_job_code_extending_flares_np_trainer_runs(tmp_path: Path, form: str) -> None:
+    diff = "DIFF" in form
+    job = write_job(tmp_path)
+    custom = job / "app" / "custom"
+    custom.mkdir()
+    (custom / "np_trainer.py").write_text(DIFF_TRAINER)
+    (custom / "counting.py").write_text(WRAPPING_TRAINER)
+    client = json.loads(json.dumps(CLIENT))
+    client["executors"][0]["executor"] = {"path": "np_trainer.NPTrainer" if diff else "counting.CountingTrainer",
+                                          "args": {"delta": 2}}
+    server = json.loads(json.dumps(SERVER))
+    server["workflows"] = server["workflows"][:1]
+    if diff:
+        server["components"][2]["args"]["expected_data_kind"] = "WEIGHT_DIFF"
+    (job / "app" / "config" / "config_fed_client.json").write_text(json.dumps(client))
+    (job / "app" / "config" / "config_fed_server.json").write_text(json.dumps(server))
+    _, problems = inspect_job(job, environ={})
+    assert [p.message for p in problems] == []
+    ws = tmp_path / "ws"
+    proc = launch(job, ws)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    final = np.load(ws / "server" / "simulate_job" / "models" / "server.npy", allow_pickle=False)
+    np.testing.assert_array_equal(final, DEFAULT + 3 * 2)  # three rounds of +delta
+    for site in ("site-1", "site-2"):
+        kept = np.load(ws / site / "simulate_job" / "model" / "best_numpy.npy", allow_pickle=False)
+        np.testing.assert_array_equal(kept, DEFAULT + 3 * 2)  # the trainer's own local model file
+        if not diff:
+            log = (ws / site / "simulate_job" / "log.txt").read_text()
+            assert [line.rsplit(" ", 1)[1] for line in log.splitlines() if "CountingTrainer: round" in line] == [
+                "0", "1", "2"]

@@ -1062,7 +1062,7 @@ def test_the_built_in_components_declare_themselves_in_literals() -> None:
 
     root = Path(__file__).resolve().parent.parent / "flconfig"
     lost = []
-    for file in [*(root / "components").glob("*.py"), *(root / "tracking").rglob("*.py")]:
+    for file in [*(root / "components").rglob("*.py"), *(root / "tracking").rglob("*.py")]:
         for cls in (n for n in ast.parse(file.read_text()).body if isinstance(n, ast.ClassDef)):
             for node in cls.body:
                 target = node.target if isinstance(node, ast.AnnAssign) else (

@@ -45,6 +45,13 @@ therefore be plain literals (strings, lists, dicts) written in the class body:
 ``LISTENS_ARG`` / ``DEFAULT_EVENTS``
     On receivers: the argument listing the events received, and the events
     received when the config leaves it out.
+``DEFAULT_REF_OPTIONAL``
+    ``{"arg_id": "other_arg"}``: the default of ``arg_id`` may name no component when
+    ``other_arg`` is written (``"*"``: always) — the class does without it (FedAvg's
+    ``persistor_id`` when its ``model`` is given).
+``PLAIN_DICT_ARGS``
+    Arguments that take a plain dict even when it holds a ``path`` (FedOpt's
+    ``optimizer_args``): never built as a nested component.
 
 The event checker follows event names through these attributes, so a sender
 whose event no converter or receiver handles is reported before anything runs.
@@ -79,6 +86,9 @@ class AppEventType:
     BEFORE_AGGREGATION = "_before_aggregation"
     #: Aggregation is done; data: the aggregated :class:`FLModel`.
     END_AGGREGATION = "_end_aggregation"
+    #: Fired right after ``END_AGGREGATION`` with the same data, under the name FLARE 2.9's
+    #: workflows use (``MetricsArtifactWriter`` and FLARE-API widgets listen to it).
+    AFTER_AGGREGATION = "_after_aggregation"
     #: The global model sent this round validated better than any before;
     #: data: that model, with ``meta["validation_metric"]`` set. Persistors save it as "best".
     GLOBAL_BEST_MODEL_AVAILABLE = "_global_best_model_available"

@@ -32,7 +32,9 @@ class PTFedOptModelShareableGenerator(FullModelShareableGenerator):
     one's representation (numpy arrays, or tensors).
 
     ``optimizer_args`` and ``lr_scheduler_args`` are FLARE's dicts ``{"path":
-    "torch.optim.SGD", "args": {...}}`` (``class_path`` or ``name`` also name the class);
+    "torch.optim.SGD", "args": {...}}`` (``class_path`` or ``name`` also name the class;
+    with both ``path`` and ``class_path``, as FLARE 2.9's recipe writes them, ``path`` wins;
+    ``"config_type": "dict"`` may be there or not);
     the class must be one of ``torch.optim`` (the scheduler one of
     ``torch.optim.lr_scheduler``), so a config runs no other code through them.
     Aggregated results must be weight differences (``WEIGHT_DIFF``; the aggregator's
@@ -40,6 +42,9 @@ class PTFedOptModelShareableGenerator(FullModelShareableGenerator):
     """
 
     REFERENCES: ClassVar[dict[str, str]] = {"source_model": "model"}
+    #: FLARE exports the default optimizer spec without ``"config_type": "dict"`` (§1.4 of its
+    #: job API); both args are the generator's plain dicts, never components to build.
+    PLAIN_DICT_ARGS: ClassVar[list[str]] = ["optimizer_args", "lr_scheduler_args"]
     ARGS_SCHEMA: ClassVar[dict[str, Any]] = {
         "optimizer_args": {
             "anyOf": [

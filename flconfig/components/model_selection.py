@@ -161,6 +161,13 @@ class IntimeModelSelector(Widget):
         shown = -metric if self.negate_key_metric else metric
         _log(ctx).info("new best global model at round %s: %s %.4g", self.best_round,
                        self.key_metric, shown)
+        if isinstance(props, dict):  # what the choice was, for MetricsArtifactWriter (FLARE 2.9's)
+            name = type(self).__name__
+            props["metrics_selection_info"] = {
+                "source": name, "metric_source": self.validation_metric_name,
+                "key_metric": {"name": self.key_metric, "mode": "min" if self.negate_key_metric else "max",
+                               "mode_source": f"{name}.negate_key_metric"},
+                "best_round": self.best_round, "best_metrics": {self.key_metric: shown}}
         if isinstance(model, FLModel) and model.params:
             best = FLModel(params=model.params, meta={**model.meta, "validation_metric": metric},
                            metrics=dict(model.metrics), params_type=model.params_type)

@@ -253,12 +253,14 @@ class NPModelLocator(ModelLocator):
     """FLARE's ``NPModelLocator``: the server's saved NumPy models for cross-site evaluation.
 
     ``model_name`` is one file (offered as ``server``) or ``{name: file}``, inside
-    ``<server run folder>/<model_dir>``.
+    ``<server run folder>/<model_dir>``. As in FLARE 2.9, an absolute ``model_dir`` or file is
+    a path on the server (``NumpyCrossSiteEvalRecipe``'s pretrained models, such as
+    ``/tmp/nvflare/server_pretrain_models``): the file is read as ``.npy``, never unpickled.
     """
 
     ARGS_SCHEMA: ClassVar[dict[str, Any]] = {
-        "model_dir": {"minLength": 1, "pattern": r"^(?![/\\])(?!.:)(?!(.*[/\\])?\.\.([/\\]|$))", "patternErrorMessage": "a relative path inside the run folder (no leading '/', drive or '..')"},
-        "model_name": {"anyOf": [{"minLength": 1, "pattern": r"^(?![/\\])(?!.:)(?!(.*[/\\])?\.\.([/\\]|$))", "patternErrorMessage": "a relative path inside the run folder (no leading '/', drive or '..')"}, {"type": "object", "additionalProperties": {"minLength": 1, "pattern": r"^(?![/\\])(?!.:)(?!(.*[/\\])?\.\.([/\\]|$))", "patternErrorMessage": "a relative path inside the run folder (no leading '/', drive or '..')"},
+        "model_dir": {"minLength": 1, "pattern": r"^(?!(.*[/\\])?\.\.([/\\]|$))", "patternErrorMessage": "a folder inside the run folder, or an absolute path on the server (no '..')"},
+        "model_name": {"anyOf": [{"minLength": 1, "pattern": r"^(?!(.*[/\\])?\.\.([/\\]|$))", "patternErrorMessage": "a file inside model_dir, or an absolute path on the server (no '..')"}, {"type": "object", "additionalProperties": {"minLength": 1, "pattern": r"^(?!(.*[/\\])?\.\.([/\\]|$))", "patternErrorMessage": "a file inside model_dir, or an absolute path on the server (no '..')"},
                                                  "minProperties": 1}, {"type": "null"}]},
         "model_names": {"anyOf": [{"type": "object", "additionalProperties": {"minLength": 1, "pattern": r"^(?![/\\])(?!.:)(?!(.*[/\\])?\.\.([/\\]|$))", "patternErrorMessage": "a relative path inside the run folder (no leading '/', drive or '..')"},
                                    "minProperties": 1}, {"type": "null"}]},
@@ -290,7 +292,9 @@ class NPModelLocator(ModelLocator):
         file = self._files.get(name)
         if file is None:
             return None
-        path = inside(inside(ctx.run_dir, self.model_dir), file)
+        folder = Path(self.model_dir)
+        path = (Path(file) if Path(file).is_absolute()
+                else inside(folder if folder.is_absolute() else inside(ctx.run_dir, self.model_dir), file))
         try:
             return FLModel(params={NUMPY_KEY: _load(path)}, params_type="FULL")
         except (OSError, ValueError) as exc:

@@ -132,35 +132,52 @@ class SKLearnExecutor(Executor):
 class JoblibModelParamPersistor(ModelPersistor):
     """The global parameters of a scikit-learn job (FLARE's ``JoblibModelParamPersistor``).
 
-    The first global model is ``initial_params`` (settings such as ``{"n_clusters":
-    3}``), or the parameters saved under ``save_name`` in the server's run folder by an
-    earlier run. Each saved model replaces that file atomically.
+    The first global model is the file ``model_path`` names (FLARE 2.9; an absolute path on
+    the server), else the parameters saved under ``save_name`` in the server's run folder by
+    an earlier run, else ``initial_params`` (settings such as ``{"n_clusters": 3}``; a
+    ``model_path`` key there is read as the argument, as FLARE does). Each saved model
+    replaces that file atomically.
 
     **File format: flconfig's model format, never pickle.** The file keeps FLARE's name
     (``model_param.joblib``) but holds the parameters as flconfig sends them (a JSON
-    header and safetensors arrays); a joblib file left there by FLARE is not read.
+    header and safetensors arrays); a joblib file left there by FLARE is not read, nor is a
+    joblib or pickle file ``model_path`` names (it is refused: never unpickled).
     """
 
     ARGS_SCHEMA: ClassVar[dict[str, Any]] = {
-        "initial_params": {"type": "object"},
+        "initial_params": {"anyOf": [{"type": "null"}, {"type": "object"}]},
         "save_name": {"minLength": 1, "pattern": r"^(?!\.\.?$)[^/\\]+$",
                       "patternErrorMessage": "a file name without a folder"},
+        "model_path": {"anyOf": [{"type": "null"}, {
+            "type": "string", "pattern": r"^([/\\]|[A-Za-z]:)",
+            "patternErrorMessage": "an absolute path of a file on the server (as FLARE requires)"}]},
     }
 
-    def __init__(self, initial_params: dict, save_name: str = "model_param.joblib") -> None:
+    def __init__(self, initial_params: dict | None = None, save_name: str = "model_param.joblib",
+                 model_path: str | None = None) -> None:
         """
         Args:
             initial_params: the first global parameters (the learners' settings).
             save_name: the file name the global parameters are saved under.
+            model_path: an absolute path of saved parameters to start from (a file
+                flconfig saved; FLARE 2.9).
         """
-        self.initial_params = initial_params
+        self.initial_params = initial_params if initial_params is not None else {}
         self.save_name = save_name
+        self.model_path = model_path
 
     def load(self, ctx: RunContext) -> FLModel:
         """The saved parameters, or ``initial_params``; JobError for a file flconfig did not write."""
         from ..transport.codec import ProtocolError, decode_model
 
-        path = inside(ctx.run_dir, self.save_name)
+        initial = dict(self.initial_params or {})
+        given = self.model_path or initial.pop("model_path", None)
+        if given:
+            source = Path(str(given))
+            if not source.is_absolute() or not source.is_file():
+                raise JobError(f"persistor: model_path {str(given)!r} is not an absolute path of a file "
+                               "on the server")
+        path = Path(source) if given else inside(ctx.run_dir, self.save_name)
         if path.is_file():
             try:
                 model = decode_model(path.read_bytes())
@@ -168,7 +185,10 @@ class JoblibModelParamPersistor(ModelPersistor):
                 raise JobError(f"persistor: {path} is not a model flconfig saved ({exc}); it is never "
                                "unpickled: remove it to start from initial_params") from None
             return FLModel(params=model.params, params_type="FULL")
-        return FLModel(params=dict(self.initial_params), params_type="FULL")
+        if not initial:
+            raise JobError("persistor: no initial parameters: give initial_params (the learners' settings, "
+                           "such as {\"n_clusters\": 3}) or model_path")
+        return FLModel(params=initial, params_type="FULL")
 
     def save(self, model: FLModel, ctx: RunContext) -> None:
         """Write the global parameters to ``save_name`` in the server's run folder."""
@@ -265,6 +285,12 @@ class CollectAndAssembleAggregator(Aggregator):
         """Forget the round's collection."""
         if self._assembler is not None:
             self._assembler.reset()
+
+
+class CollectAndAssembleModelAggregator(CollectAndAssembleAggregator):
+    """FLARE 2.9's ``CollectAndAssembleModelAggregator``: the same collection and assembly,
+    as the ``aggregator`` of a FedAvg workflow (a nested spec, as the k-means and SVM
+    recipes export it) rather than a ScatterAndGather's ``aggregator_id``."""
 
 
 def _fl_ctx(ctx: RunContext, current_round: Any = None) -> Any:

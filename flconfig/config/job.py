@@ -98,8 +98,26 @@ class ComponentSpec:
         except ResolveError as exc:
             problems.append(self.doc.problem(exc.code, exc.message,
                                              (*self.json_path, self.key), exc.hint))
-        nested = {name: child.resolved(registry, problems) for name, child in self.nested.items()}
+        # Args the class takes as plain dicts (``PLAIN_DICT_ARGS``: FedOpt's optimizer_args,
+        # which FLARE exports without config_type) hold no component.
+        plain = info.attributes.get("PLAIN_DICT_ARGS", ()) if info is not None else ()
+        nested = {name: child.resolved(registry, problems) for name, child in self.nested.items()
+                  if not (isinstance(plain, list) and name in plain) and child._is_component(registry)}
         return replace(self, info=info, nested=MappingProxyType(nested) if nested else _EMPTY)
+
+    def _is_component(self, registry: Registry) -> bool:
+        """FLARE's rule for a nested dict: a ``name`` that names no class leaves it a plain
+        dict (W&B's ``wandb_args: {"name": "n"}``). A name written like a class (capitalized)
+        stays a component, so that a misspelt one is reported; a path always names one."""
+        from ..registry import ResolveError
+
+        if self.key != "name" or self.ref[:1].isupper():
+            return True
+        try:
+            registry.resolve(self.key, self.ref)
+        except ResolveError as exc:
+            return exc.code != "unknown-component"
+        return True
 
 
 #: An executor entry: the tasks it handles and its spec.

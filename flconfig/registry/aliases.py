@@ -40,6 +40,12 @@ FLARE_ALIASES: Mapping[str, str] = MappingProxyType(
         "nvflare.app_common.workflows.cyclic_ctl.CyclicController": f"{_C}.cyclic.CyclicController",
         "nvflare.app_common.workflows.cyclic.Cyclic": f"{_C}.cyclic.Cyclic",
         "nvflare.app_common.workflows.initialize_global_weights.InitializeGlobalWeights": f"{_C}.initialize_global_weights.InitializeGlobalWeights",
+        # FLARE 2.9's one-task workflows (FedTaskRecipe, FedEvalRecipe) and its Newton-Raphson
+        # logistic regression (FedAvgLrRecipe)
+        "nvflare.app_common.workflows.cmd_task_controller.CmdTaskController": f"{_C}.task_controllers.CmdTaskController",
+        "nvflare.app_opt.pt.recipes.fedeval.EvalController": f"{_C}.task_controllers.EvalController",
+        "nvflare.app_common.workflows.lr.fedavg.FedAvgLR": f"{_C}.logistic_regression.FedAvgLR",
+        "nvflare.app_common.workflows.lr.np_persistor.LRModelPersistor": f"{_C}.logistic_regression.LRModelPersistor",
         # Aggregators and shareable generators
         "nvflare.app_common.aggregators.intime_accumulate_model_aggregator.InTimeAccumulateWeightedAggregator": f"{_C}.aggregators.InTimeAccumulateWeightedAggregator",
         "nvflare.app_common.aggregators.InTimeAccumulateWeightedAggregator": f"{_C}.aggregators.InTimeAccumulateWeightedAggregator",
@@ -66,6 +72,17 @@ FLARE_ALIASES: Mapping[str, str] = MappingProxyType(
         "nvflare.app_opt.sklearn.sklearn_executor.SKLearnExecutor": f"{_C}.sklearn_family.SKLearnExecutor",
         "nvflare.app_opt.sklearn.joblib_model_param_persistor.JoblibModelParamPersistor": f"{_C}.sklearn_family.JoblibModelParamPersistor",
         "nvflare.app_common.aggregators.collect_and_assemble_aggregator.CollectAndAssembleAggregator": f"{_C}.sklearn_family.CollectAndAssembleAggregator",
+        "nvflare.app_common.aggregators.collect_and_assemble_model_aggregator.CollectAndAssembleModelAggregator": f"{_C}.sklearn_family.CollectAndAssembleModelAggregator",
+        "nvflare.app_opt.sklearn.kmeans_assembler.KMeansAssembler": f"{_C}.sklearn_assemblers.KMeansAssembler",
+        "nvflare.app_opt.sklearn.svm_assembler.SVMAssembler": f"{_C}.sklearn_assemblers.SVMAssembler",
+        # Federated statistics
+        "nvflare.app_common.workflows.statistics_controller.StatisticsController": f"{_C}.statistics.controller.StatisticsController",
+        "nvflare.app_common.executors.statistics.statistics_executor.StatisticsExecutor": f"{_C}.statistics.executor.StatisticsExecutor",
+        "nvflare.app_common.statistics.json_stats_file_persistor.JsonStatsFileWriter": f"{_C}.statistics.writer.JsonStatsFileWriter",
+        "nvflare.app_common.filters.statistics_privacy_filter.StatisticsPrivacyFilter": f"{_C}.statistics.privacy.StatisticsPrivacyFilter",
+        "nvflare.app_common.statistics.min_count_cleanser.MinCountCleanser": f"{_C}.statistics.privacy.MinCountCleanser",
+        "nvflare.app_common.statistics.min_max_cleanser.AddNoiseToMinMax": f"{_C}.statistics.privacy.AddNoiseToMinMax",
+        "nvflare.app_common.statistics.histogram_bins_cleanser.HistogramBinsCleanser": f"{_C}.statistics.privacy.HistogramBinsCleanser",
         # Privacy filters
         "nvflare.app_common.filters.exclude_vars.ExcludeVars": f"{_C}.privacy.ExcludeVars",
         "nvflare.app_common.filters.ExcludeVars": f"{_C}.privacy.ExcludeVars",
@@ -84,6 +101,14 @@ FLARE_ALIASES: Mapping[str, str] = MappingProxyType(
         "nvflare.app_common.widgets.intime_model_selector.IntimeModelSelector": f"{_C}.model_selection.IntimeModelSelector",
         "nvflare.app_common.widgets.intime_model_selection_handler.IntimeModelSelectionHandler": f"{_C}.model_selection.IntimeModelSelector",
         "nvflare.app_common.widgets.convert_to_fed_event.ConvertToFedEvent": f"{_T}.senders.ConvertToFedEvent",
+        "nvflare.app_common.widgets.metrics_artifact_writer.MetricsArtifactWriter": f"{_C}.metrics_artifacts.MetricsArtifactWriter",
+        # Accepted, nothing to do: flconfig keeps every site's log and sends it to the server,
+        # has no FOBS to register decomposers with, and streams large models in chunks itself
+        "nvflare.app_common.logging.job_log_streamer.JobLogStreamer": f"{_C}.job_logs.JobLogStreamer",
+        "nvflare.app_common.logging.job_log_receiver.JobLogReceiver": f"{_C}.job_logs.JobLogReceiver",
+        "nvflare.app_common.widgets.decomposer_reg.DecomposerRegister": f"{_C}.serialization.DecomposerRegister",
+        "nvflare.app_opt.tensor_stream.server.TensorServerStreamer": f"{_C}.serialization.TensorServerStreamer",
+        "nvflare.app_opt.tensor_stream.client.TensorClientStreamer": f"{_C}.serialization.TensorClientStreamer",
         # Experiment tracking: senders
         "nvflare.app_common.widgets.streaming.AnalyticsSender": f"{_T}.senders.AnalyticsSender",
         "nvflare.app_opt.tracking.tb.tb_writer.TBWriter": f"{_T}.senders.TBWriter",

@@ -108,7 +108,8 @@ def run_server(spec: dict[str, Any]) -> int:
     interval = spec.get("live_metrics_interval", 2.0)
     live = LiveMetrics(progress, interval) if interval else None
     try:
-        built = build_from_plan(load_plan(spec["plan"]), "server")
+        run_plan = load_plan(spec["plan"])
+        built = build_from_plan(run_plan, "server")
         ctx = SiteContext(
             "server",
             job_id,
@@ -120,6 +121,7 @@ def run_server(spec: dict[str, Any]) -> int:
             client_sites=spec["sites"],
             run_dir=run_dir,
         )
+        ctx.props["job_name"] = run_plan.job  # the job's name (meta), for what components write
 
         storage_said: list[str] = []
 

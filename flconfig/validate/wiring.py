@@ -85,6 +85,10 @@ def check_wiring(config: ConfigFile) -> list[Problem]:
             hint = f"did you mean '{guess}'?" if guess else (
                 f"ids defined in this file: {', '.join(ids)}" if ids else "this file defines no components")
             severity = "error"
+            optional = (ref.source.info.attributes.get("DEFAULT_REF_OPTIONAL") or {}) if ref.source.info else {}
+            when = optional.get(ref.arg) if isinstance(optional, dict) else None
+            if ref.by_default and (when == "*" or (isinstance(when, str) and when in ref.source.args)):
+                continue  # the class does without it (FedAvg given its initial model)
             if ref.by_default:
                 message = (f"{what} defaults to '{ref.target_id}', but no component has that id")
                 hint = (f"set '{ref.arg}' to the id of {_a(ref.expected_kind)}, "

@@ -42,7 +42,7 @@ class ValidateType:
 
 
 class DefaultCheckpointFileName:
-    """The file names FLARE's PyTorch persistor saves under (flconfig's are safetensors)."""
+    """The file names FLARE's PyTorch persistor saves under (flconfig's too, in FLARE's format)."""
 
     GLOBAL_MODEL = "FL_global_model.pt"
     BEST_GLOBAL_MODEL = "best_FL_global_model.pt"
@@ -71,3 +71,38 @@ class AlgorithmConstants:
     SCAFFOLD_CTRL_DIFF = "scaffold_c_diff"
     SCAFFOLD_CTRL_GLOBAL = "scaffold_c_global"
     SCAFFOLD_CTRL_AGGREGATOR_ID = "scaffold_ctrl_aggregator"
+
+
+class StatisticsConstants(AppConstants):
+    """The names federated statistics use (FLARE's ``StatisticsConstants``)."""
+
+    STATS_COUNT = "count"
+    STATS_FAILURE_COUNT = "failure_count"
+    STATS_MEAN = "mean"
+    STATS_SUM = "sum"
+    STATS_VAR = "var"
+    STATS_STDDEV = "stddev"
+    STATS_HISTOGRAM = "histogram"
+    STATS_QUANTILE = "quantile"
+    STATS_MAX = "max"
+    STATS_MIN = "min"
+    STATS_FEATURES = "stats_features"
+    STATS_GLOBAL_MEAN = "global_mean"
+    STATS_GLOBAL_COUNT = "global_count"
+    STATS_BINS = "bins"
+    STATS_BIN_RANGE = "range"
+    STATS_TARGET_STATISTICS = "statistics"
+    STATS_DIGEST_COORD = "digest_coord"
+    FED_STATS_PRE_RUN = "fed_stats_pre_run"
+    FED_STATS_TASK = "fed_stats"
+    STATISTICS_TASK_KEY = "fed_stats_task_key"
+    STATS_1st_STATISTICS = "fed_stats_1st_statistics"
+    STATS_2nd_STATISTICS = "fed_stats_2nd_statistics"
+    GLOBAL = "Global"
+    LOCAL = "Local"
+    NAME = "Name"
+    ordered_statistics = {
+        STATS_1st_STATISTICS: [STATS_COUNT, STATS_SUM, STATS_MEAN, STATS_MIN, STATS_MAX, STATS_QUANTILE],
+        STATS_2nd_STATISTICS: [STATS_FAILURE_COUNT, STATS_HISTOGRAM, STATS_VAR, STATS_STDDEV],
+    }
+    PRE_RUN_RESULT = "fed_stats_pre_run_result"

@@ -6,6 +6,7 @@ from __future__ import annotations
 class AppEventType:
     BEFORE_AGGREGATION = "_before_aggregation"
     END_AGGREGATION = "_end_aggregation"
+    AFTER_AGGREGATION = "_after_aggregation"
     ROUND_STARTED = "_round_started"
     ROUND_DONE = "_round_done"
     INITIAL_MODEL_LOADED = "_initial_model_loaded"

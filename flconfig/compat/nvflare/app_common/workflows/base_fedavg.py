@@ -77,8 +77,24 @@ class BaseFedAvg(ModelController):
             raise JobError(f"{self._owner()}: aggregation failed: {type(exc).__name__}: {exc}") from None
         self.fl_ctx.set_prop(AppConstants.AGGREGATION_RESULT, aggregated, private=True, sticky=False)
         self.event(AppEventType.END_AGGREGATION, None)
+        self.event(AppEventType.AFTER_AGGREGATION, _described(aggregated, self.current_round))
         return aggregated
 
     def update_model(self, model: FLModel, aggr_result: FLModel) -> FLModel:
         """``model`` updated by the aggregate (FULL replaces, DIFF adds)."""
         return FLModelUtils.update_model(model, aggr_result)
+
+
+def _described(aggregated: FLModel, current_round: Any) -> Any:
+    """The aggregate as flconfig's widgets take it (MetricsArtifactWriter): its metrics, its
+    round, and FLARE 2.9's description of a weighted mean by ``NUM_STEPS_CURRENT_ROUND``."""
+    from flconfig.types import FLModel as OurModel
+
+    meta = dict(aggregated.meta or {})
+    meta.setdefault("current_round", aggregated.current_round if aggregated.current_round is not None
+                    else current_round)
+    meta.setdefault("metrics_aggregation_info", {
+        "metric_source": "client_reported_flmodel_metrics",
+        "aggregation": {"method": "weighted_average", "weight_key": FLMetaKey.NUM_STEPS_CURRENT_ROUND,
+                        "metric_policy": "finite_numeric_metrics_only_per_key_denominator"}})
+    return OurModel(metrics=dict(aggregated.metrics or {}), meta=meta)

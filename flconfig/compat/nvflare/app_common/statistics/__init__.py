@@ -1,0 +1,1 @@
+"""FLARE's ``nvflare.app_common.statistics`` (the helpers statistics generators use)."""

@@ -1,0 +1,1 @@
+"""FLARE's ``nvflare.app_opt.statistics`` (statistics generators with optional dependencies)."""

@@ -1,0 +1,1 @@
+"""FLARE's ``nvflare.app_opt.statistics.df`` (statistics of pandas DataFrames)."""
