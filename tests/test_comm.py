@@ -240,10 +240,12 @@ def test_model_round_trip_keeps_dtypes_values_order_and_metadata() -> None:
     assert list(back.params) == list(params)
     for name, value in params.items():
         got = back.params[name]
-        if name == "bf16":
-            assert got.dtype == torch.bfloat16 and torch.equal(got, value)
+        if isinstance(value, torch.Tensor):  # a tensor comes back a tensor (FLARE's pytorch exchange)
+            assert isinstance(got, torch.Tensor) and got.dtype == value.dtype
+            assert torch.equal(got, value.detach()) and not got.requires_grad
+            got.add_(0)  # writable: in-place aggregation needs it
             continue
-        want = value.detach().numpy() if isinstance(value, torch.Tensor) else value
+        want = value
         assert isinstance(got, np.ndarray)
         assert got.dtype == want.dtype.newbyteorder("=") and got.shape == want.shape
         np.testing.assert_array_equal(got, want)
@@ -277,8 +279,18 @@ def test_arrays_in_meta_round_trip_in_the_blob() -> None:
     back = decode_model(frame)
     np.testing.assert_array_equal(back.meta["scaffold_c_diff"]["fc.weight"], controls["fc.weight"])
     np.testing.assert_array_equal(back.meta["scaffold_c_diff"]["fc.bias"], [1.0, 1.0])
+    assert isinstance(back.meta["scaffold_c_diff"]["fc.bias"], torch.Tensor)
+    assert isinstance(back.meta["scaffold_c_diff"]["fc.weight"], np.ndarray)
     np.testing.assert_array_equal(back.meta["history"][0], [1, 2])
     assert back.meta["steps"] == 3 and list(back.params) == ["w"]
+
+
+def test_a_tensor_list_naming_no_array_is_refused() -> None:
+    frame = encode_model(FLModel(params={"a": torch.ones(2), "b": np.ones(2)}))
+    forged = frame.replace(b'"torch":["a"]', b'"torch":["c"]')
+    assert forged != frame
+    with pytest.raises(ProtocolError, match="'torch'"):
+        decode_model(forged)
 
 
 def test_a_meta_array_reference_naming_nothing_is_refused() -> None:

@@ -487,3 +487,46 @@ def test_with_flare_installed_flares_export_launches_and_job_py_runs(tmp_path: P
     ran = flconfig_run(EXAMPLE / "job.py", "--num_rounds", "1", "--workspace_root", str(tmp_path / "sim"), env=env)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert "Job Status is: FINISHED:COMPLETED" in ran.stdout
+
+
+# --- a class of the job script itself, and FLARE's component modules where the job runs ------------
+
+
+JOB_WITH_OWN_COMPONENT = """
+    from nvflare.apis.event_type import EventType
+    from nvflare.apis.fl_component import FLComponent
+    from nvflare.app_common.np.recipes.fedavg import NumpyFedAvgRecipe
+    from nvflare.app_common.workflows.fedavg import FedAvg
+    from nvflare.recipe import SimEnv
+
+
+    class RunWatcher(FLComponent):
+        \"\"\"Defined in the job script: FLARE (and flconfig) copy job.py into custom/.\"\"\"
+
+        def __init__(self, label: str = "watcher"):
+            super().__init__()
+            self.label = label
+
+        def handle_event(self, event_type, fl_ctx):
+            if event_type == EventType.START_RUN:
+                self.log_info(fl_ctx, f"{self.label}: the server's FedAvg is {FedAvg.__module__}.{FedAvg.__name__}")
+
+
+    if __name__ == "__main__":
+        recipe = NumpyFedAvgRecipe(name="watched", min_clients=2, num_rounds=1, model=[1.0, 2.0],
+                                   train_script="client.py")
+        recipe.job.to_server(RunWatcher(label="seen"), id="watcher")
+        run = recipe.execute(SimEnv(num_clients=2, workspace_root="sim"))
+        print("Job Status is:", run.get_status())
+"""
+
+
+@pytest.mark.slow
+def test_a_class_of_the_job_script_runs_and_imports_flares_modules_where_the_job_runs(tmp_path: Path) -> None:
+    folder = write(tmp_path / "job", {"client.py": NUMPY_CLIENT, "job.py": JOB_WITH_OWN_COMPONENT})
+    result = flconfig_run(folder / "job.py")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Job Status is: FINISHED:COMPLETED" in result.stdout
+    log = (folder / "sim" / "watched" / "server" / "simulate_job" / "log.txt").read_text()
+    # on the server, job.py (copied into custom/) imported FLARE's FedAvg: flconfig's class
+    assert "seen: the server's FedAvg is flconfig.components.fedavg.FedAvg" in log

@@ -4,7 +4,8 @@ The server is a real CommServer on 127.0.0.1; each site is a thread with its
 own CommClient running a real LearnerExecutor on a real Learner (the
 example's DigitsLearner, or a tiny learner whose arithmetic the tests can
 check exactly). The persistor, locator, generator and JSON files are the real
-ones, read back with safetensors and json.
+ones, read back as a FLARE user reads them (``torch.load(weights_only=True)``) and
+with json.
 """
 
 from __future__ import annotations
@@ -19,9 +20,6 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from safetensors import safe_open
-from safetensors.numpy import load_file
-from safetensors.torch import load_file as load_torch_file
 from torch import nn
 
 from flconfig.components.aggregators import InTimeAccumulateWeightedAggregator
@@ -45,6 +43,20 @@ from flconfig.types import Event, EventType, FLModel, ReturnCode, Signal
 pytestmark = pytest.mark.timeout(60)
 
 TOKENS = {f"site-{i}": f"token-{i}" for i in range(1, 4)}
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A global model file as a FLARE user reads it: ``torch.load(weights_only=True)``, which
+    must find FLARE 2.9's checkpoint dict (state dict under ``model``, plain ``meta_props``)."""
+    checkpoint = torch.load(path, weights_only=True)
+    assert list(checkpoint)[:2] == ["model", "meta_props"]
+    assert all(isinstance(v, torch.Tensor) for v in checkpoint["model"].values())
+    return checkpoint
+
+
+def load_file(path: str) -> dict[str, np.ndarray]:
+    """The parameters of a global model file as numpy arrays."""
+    return {name: value.numpy() for name, value in load_checkpoint(Path(path))["model"].items()}
 
 
 # --------------------------------------------------------------------------- sites
@@ -279,8 +291,7 @@ def test_rounds_average_the_sites_results_and_persist_the_global_model(
     best = load_file(str(ctx.run_dir / "best_FL_global_model.pt"))
     for name, value in start.items():
         np.testing.assert_allclose(best[name], value + 2 * 5 / 3, rtol=1e-5)
-    with safe_open(str(ctx.run_dir / "best_FL_global_model.pt"), framework="np") as f:
-        metric = json.loads(f.metadata()["validation_metric"])
+    metric = load_checkpoint(ctx.run_dir / "best_FL_global_model.pt")["meta_props"]["validation_metric"]
     assert metric == pytest.approx(float(np.mean(start["weight"])) + 2 * 5 / 3, rel=1e-5)
 
     types = parts["events"].types()
@@ -389,8 +400,7 @@ def test_persist_every_n_rounds(tmp_path, server, sites) -> None:
                 if not path.exists():
                     saved_after.append(None)
                     return
-                with safe_open(str(path), framework="np") as f:
-                    saved_after.append(f.metadata()["current_round"])
+                saved_after.append(load_checkpoint(path)["meta_props"]["current_round"])
 
     ctx = SiteContext(
         "server", "job", tmp_path, parts, [*parts.values(), FileWatcher()],
@@ -398,7 +408,7 @@ def test_persist_every_n_rounds(tmp_path, server, sites) -> None:
     )  # fmt: skip
     run_workflow(parts["scatter_and_gather"], ctx)
     # Not after round 1; after round 2 (every 2nd); after round 3 (the last).
-    assert saved_after == [None, "1", "2"]
+    assert saved_after == [None, 1, 2]
 
 
 def test_min_clients_holds_when_a_site_stops_mid_round(tmp_path, server, sites) -> None:
@@ -558,8 +568,13 @@ def test_fedavg_with_digits_then_cross_site_evaluation(tmp_path, server, sites) 
 
     final = parts["scatter_and_gather"].global_model.params
     assert any(not np.array_equal(final[name], start[name]) for name in start)
+    # As a notebook loads it: FLARE 2.9's checkpoint dict, the class named in its train_conf.
+    checkpoint = torch.load(ctx.run_dir / "FL_global_model.pt", weights_only=True)
+    assert checkpoint["train_conf"] == {"train": {"model": "DigitsCNN"}}
     reloaded = DigitsCNN()
-    reloaded.load_state_dict(load_torch_file(str(ctx.run_dir / "FL_global_model.pt")))
+    reloaded.load_state_dict(checkpoint["model"])
+    for name, value in reloaded.state_dict().items():
+        np.testing.assert_array_equal(value.numpy(), final[name])
 
     results_file = ctx.run_dir / "cross_site_val" / "cross_val_results.json"
     results = json.loads(results_file.read_text())
@@ -643,24 +658,65 @@ def test_persistor_checks_a_checkpoint_against_the_model(tmp_path) -> None:
         missing.load(persistor_ctx(tmp_path))
 
 
-def test_persistor_saves_safetensors_that_it_can_start_from_again(tmp_path) -> None:
+def test_persistor_saves_flares_checkpoint_that_it_can_start_from_again(tmp_path) -> None:
     ctx = persistor_ctx(tmp_path, net=linear_model())
     persistor = PTFileModelPersistor(model="net", exclude_vars="bias")
     persistor.handle_event(Event(EventType.START_RUN), ctx)  # resolves the id
     model = persistor.load(ctx)
     assert set(model.params) == {"weight"}
-    persistor.save(FLModel(params={"weight": model.params["weight"] * 2, "bias": np.ones(1)}), ctx)
+    persistor.save(FLModel(params={"weight": model.params["weight"] * 2, "bias": np.ones(1)},
+                           meta={"current_round": 3, "scaffold": {"c": np.ones(1)},
+                                 "nr_aggregated": np.int64(2), "loss": np.float32(0.5)}), ctx)
     path = ctx.run_dir / "FL_global_model.pt"
-    with open(path, "rb") as f:
-        assert f.read(2) != b"PK"  # not torch's zip/pickle format
-    assert set(load_file(str(path))) == {"weight"}  # excluded on save too
+    checkpoint = load_checkpoint(path)
+    assert set(checkpoint["model"]) == {"weight"}  # excluded on save too
+    # plain values only, as Python's types: weights_only loading takes nothing else
+    assert checkpoint["meta_props"] == {"current_round": 3, "nr_aggregated": 2, "loss": 0.5}
+    assert type(checkpoint["meta_props"]["nr_aggregated"]) is int
+    assert checkpoint["train_conf"] == {"train": {"model": "Linear"}}
     assert persistor.model_names(ctx) == ["FL_global_model.pt"]
+    assert not [p for p in os.listdir(ctx.run_dir) if p.endswith(".tmp")]
     again = PTFileModelPersistor(source_ckpt_file_full_name=str(path)).load(ctx)
     np.testing.assert_array_equal(again.params["weight"], model.params["weight"] * 2)
     assert PTFileModelLocator("persistor").locate_model(
         "FL_global_model.pt", persistor_ctx(tmp_path, persistor=persistor)
     ).params.keys() == {"weight"}
     assert persistor.get_model("../../etc/passwd", ctx) is None
+
+
+def test_persistor_reads_the_safetensors_files_earlier_versions_wrote_and_keeps_that_format_by_name(
+        tmp_path) -> None:
+    from safetensors.numpy import load_file as load_safetensors
+    from safetensors.numpy import save_file
+
+    ctx = persistor_ctx(tmp_path)
+    old = ctx.run_dir / "FL_global_model.pt"  # what flconfig wrote before: safetensors in a .pt
+    old.parent.mkdir(parents=True, exist_ok=True)
+    save_file({"weight": np.full((1, 2), 3.0, np.float32)}, str(old),
+              metadata={"format": "flconfig.global_model", "validation_metric": "0.75"})
+    persistor = PTFileModelPersistor(source_ckpt_file_full_name=str(old))
+    np.testing.assert_array_equal(persistor.load(ctx).params["weight"], [[3.0, 3.0]])
+    assert persistor.get_model("FL_global_model.pt", ctx).meta["validation_metric"] == 0.75
+
+    named = PTFileModelPersistor(model=nn.Linear(2, 1), global_model_file_name="global.safetensors")
+    named.save(FLModel(params={"weight": np.ones((1, 2), np.float32), "bias": np.zeros(1, np.float32)},
+                       meta={"current_round": 1}), ctx)
+    assert set(load_safetensors(str(ctx.run_dir / "global.safetensors"))) == {"weight", "bias"}
+    assert named.get_model("global.safetensors", ctx).params["weight"].tolist() == [[1.0, 1.0]]
+
+
+def test_persistor_keeps_a_flare_checkpoints_train_conf_and_may_keep_tensors(tmp_path) -> None:
+    model = linear_model()
+    torch.save({"model": model.state_dict(), "train_conf": {"epochs": 1}, "epoch": 7}, tmp_path / "ckpt.pt")
+    persistor = PTFileModelPersistor(model=nn.Linear(2, 1), source_ckpt_file_full_name=str(tmp_path / "ckpt.pt"),
+                                     allow_numpy_conversion=False)
+    ctx = persistor_ctx(tmp_path)
+    loaded = persistor.load(ctx)
+    assert all(isinstance(v, torch.Tensor) for v in loaded.params.values())  # as FLARE: no numpy
+    persistor.save(loaded, ctx)
+    checkpoint = load_checkpoint(ctx.run_dir / "FL_global_model.pt")
+    assert checkpoint["train_conf"] == {"epochs": 1} and checkpoint["epoch"] == 7
+    assert isinstance(persistor.get_model("FL_global_model.pt", ctx).params["weight"], torch.Tensor)
 
 
 def test_persistor_needs_its_model_component(tmp_path) -> None:

@@ -88,15 +88,13 @@ def encode_flare_model(model: Any) -> tuple[dict[str, Any], bytes]:
     return fields, payload
 
 
-def decode_flare_model(fields: dict[str, Any], payload: bytes, torch_params: bool) -> Any:
+def decode_flare_model(fields: dict[str, Any], payload: bytes) -> Any:
+    """The FLARE FLModel :func:`encode_flare_model` sent: tensors come back tensors, arrays
+    arrays (the site gives the script the exchange format, and converts what it sends)."""
     from ..transport.codec import decode_model
     from .nvflare.app_common.abstract.fl_model import FLModel
 
     params = decode_model(payload).params if fields.get("has_params") else None
-    if params is not None and torch_params:
-        from ..components.client_api import _to_torch
-
-        params = _to_torch(params)
     return FLModel(params_type=fields.get("params_type"), params=params, metrics=fields.get("metrics"),
                    start_round=fields.get("start_round"), current_round=fields.get("current_round"),
                    total_rounds=fields.get("total_rounds"), meta=fields.get("meta"))
@@ -177,8 +175,7 @@ class Bridge:
             fields, data = encode_flare_model(model)
             return {"model": fields}, data
         if method == "send":
-            exchange = session.get_config().get("TASK_EXCHANGE", {}).get("exchange_format")
-            model = decode_flare_model(request["model"], payload, torch_params=exchange == "pytorch")
+            model = decode_flare_model(request["model"], payload)
             session.send(model, bool(request.get("clear_cache", True)))
             return {}, b""
         if method == "log":
@@ -210,7 +207,6 @@ class RemoteSession:
         reply, _ = read_frame(self._sock)
         if not reply.get("ok"):
             raise RuntimeError("the site refused this process's Client API connection")
-        self._torch = False
 
     def _ask(self, request: dict[str, Any], payload: bytes = b"") -> tuple[dict[str, Any], bytes]:
         with self._lock:
@@ -226,13 +222,11 @@ class RemoteSession:
 
     def init(self, rank: Any = None, config: Any = None) -> None:
         self._ask({"method": "init", "rank": None if rank is None else str(rank), "config": config})
-        exchange = self.get_config().get("TASK_EXCHANGE", {}).get("exchange_format")
-        self._torch = exchange == "pytorch"
 
     def receive(self, timeout: float | None = None) -> Any:
         reply, data = self._ask({"method": "receive", "timeout": timeout})
         fields = reply.get("model")
-        return None if fields is None else decode_flare_model(fields, data, self._torch)
+        return None if fields is None else decode_flare_model(fields, data)
 
     def is_running(self) -> bool:
         return bool(self._value("is_running"))
@@ -273,7 +267,9 @@ def main(argv: list[str] | None = None) -> int:
         print("flconfig.compat.remote: run by a flconfig site, with the script to run", file=sys.stderr)
         return 2
     install(force=True)  # the script talks to a flconfig site: its nvflare is flconfig's
-    session = RemoteSession(address)
+    from .nvflare.client.cell.api import CellClientAPI  # FLARE's name for this side of the channel
+
+    session = CellClientAPI(address)
     client_api.register(session)  # type: ignore[arg-type]
     script = args[0]
     sys.argv = [script, *args[1:]]

@@ -10,10 +10,15 @@ process, when the run starts, and hands it each task routed to the executor;
   whose path ends with ``task_script_path``) and runs as ``__main__`` with
   ``sys.argv = [script, *task_script_args.split()]`` (the process's, while it
   runs). It may import the other modules of ``custom/``; what it prints goes to
-  the site's log; ``import nvflare`` is served by :mod:`flconfig.compat` when
-  FLARE is not installed.
-- ``params_exchange_format``: ``pytorch`` gives the script torch tensors,
-  ``numpy`` and ``raw`` numpy arrays; a result may hold either.
+  the site's log; ``import nvflare`` is served by :mod:`flconfig.compat`, FLARE
+  installed or not.
+- ``params_exchange_format`` is what the script gets (``pytorch``: torch tensors,
+  ``numpy``: numpy arrays, ``raw``: the task's params as they came), and
+  ``server_expected_format`` what its results are sent as (``numpy`` by default, or
+  ``pytorch``); with ``raw`` on either side, or the two the same, nothing is converted, as
+  in FLARE 2.9. Tensors stay tensors on the wire, so with ``pytorch`` on both sides (and
+  the server's ``PTFileModelPersistor`` with ``allow_numpy_conversion = false``) the
+  job's filters, the server's aggregator and persistor all get torch tensors.
 - ``params_transfer_type = "DIFF"``: a FULL result is sent as the trained
   weights minus the received ones (what the server's aggregator expects with
   ``expected_data_kind = "WEIGHT_DIFF"``).
@@ -53,6 +58,19 @@ END_WAIT_SECONDS = 60.0
 _POLL_SECONDS = 0.2
 
 _argv_lock = threading.Lock()
+
+
+class _Script:
+    """One start of the training script: the session it talks to, how it runs (a thread of
+    the site, or a process with its channel), and how it ended (``done``, ``error``)."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+        self.done = threading.Event()
+        self.error: str | None = None
+        self.thread: threading.Thread | None = None
+        self.process: Any = None
+        self.bridge: Any = None
 
 
 class ClientAPIExecutor(Executor):
@@ -150,9 +168,10 @@ class ClientAPIExecutor(Executor):
             train_with_evaluation: told to the script (``get_config()``): it validates the
                 received model before training and sends the metrics with its result.
             params_exchange_format: what the script gets: ``pytorch`` (torch tensors),
-                ``numpy`` or ``raw`` (numpy arrays, as sent).
-            server_expected_format: what the server takes: results are sent as numpy
-                arrays or tensors either way.
+                ``numpy`` (numpy arrays) or ``raw`` (the params as the task brought them).
+            server_expected_format: what results are sent as: ``numpy`` arrays, ``pytorch``
+                tensors, or ``raw`` (as the script sent them); nothing is converted when
+                either format is ``raw`` or both are the same.
             params_transfer_type: ``FULL`` or ``DIFF`` (results sent as trained minus received).
             memory_gc_rounds: run the garbage collector after every this many tasks (0: never).
             cuda_empty_cache: empty torch's CUDA cache after each task.
@@ -192,45 +211,45 @@ class ClientAPIExecutor(Executor):
         self.params_transfer_type = params_transfer_type
         self.memory_gc_rounds = memory_gc_rounds
         self.cuda_empty_cache = cuda_empty_cache
-        self._session: Any = None
         self._sender: Any = None
-        self._thread: threading.Thread | None = None
-        self._process: Any = None  # the script's process (external_process)
-        self._bridge: Any = None  # serves nvflare.client to that process
-        self._script_error: str | None = None
-        self._script_done = threading.Event()
+        self._script: _Script | None = None  # the script the next task goes to
+        self._scripts: list[_Script] = []  # every start of it, for END_RUN
         self._start_lock = threading.Lock()
         self._tasks_done = 0
 
     # -- lifecycle ---------------------------------------------------------------------
 
     def handle_event(self, event: Event, ctx: RunContext) -> None:
-        """START_RUN starts the script; END_RUN tells it the run is over and waits for it;
-        ABORT_TASK makes its next Client API call raise."""
+        """START_RUN starts the script (unless it starts once per task); END_RUN tells it the
+        run is over and waits for it; ABORT_TASK makes its next Client API call raise."""
         if event.scope != "local":
             return
         if event.type == EventType.START_RUN and (self.execution_mode == "in_process"
                                                   or self._launch_once(ctx)):
             self._start(ctx)
-        elif event.type == EventType.ABORT_TASK and self._session is not None:
-            self._session.abort("ABORT_TASK received")
+        elif event.type == EventType.ABORT_TASK and self._script is not None:
+            self._script.session.abort("ABORT_TASK received")
         elif event.type == EventType.END_RUN:
             self._end(ctx)  # first: what the script logs on its way out is still sent
         if self._sender is not None:
             self._sender.handle_event(event, ctx)  # its own records: started, flushed, stopped
 
-    def _start(self, ctx: RunContext) -> None:
+    def _start(self, ctx: RunContext, fresh: bool = False) -> _Script:
+        """The script the next task goes to: the one started for the run, started now if it
+        is not yet; with ``fresh``, a new start of it (``launch_once`` false: one per task)."""
         with self._start_lock:
-            if self._session is None:
-                self._open_session(ctx)
-            if self.execution_mode == "in_process":
-                if self._thread is None:
-                    self._start_thread(ctx)
-            elif self._process is None or (self._process.poll() is not None and not self._launch_once(ctx)):
-                self._start_process(ctx)
+            if self._sender is None:
+                self._open_sender(ctx)
+            if self._script is None or fresh:
+                self._script = (self._start_thread(ctx) if self.execution_mode == "in_process"
+                                else self._start_process(ctx))
+                # a process that has exited (its output read, its channel closed) is done with
+                self._scripts = [r for r in self._scripts if r.process is None or not r.done.is_set()]
+                self._scripts.append(self._script)
+            return self._script
 
-    def _open_session(self, ctx: RunContext) -> None:
-        from ..compat import client_api, install
+    def _open_sender(self, ctx: RunContext) -> None:
+        from ..compat import install
         from ..tracking.senders import AnalyticsSender
 
         install(force=True)  # the script's 'import nvflare.client' is this site's Client API
@@ -239,10 +258,12 @@ class ClientAPIExecutor(Executor):
         sender.fed_events = fed
         sender.id = f"{self.id or 'executor'}.script"
         sender.handle_event(Event(EventType.START_RUN, None, "local", ctx.site_name), ctx)
-        self._session = client_api.ClientAPISession(
+
+    def _new_session(self, ctx: RunContext) -> Any:
+        from ..compat import client_api
+
+        return client_api.ClientAPISession(
             ctx.site_name, ctx.job_id, self._client_config(), self._log_record, _params_diff)
-        if self.execution_mode == "in_process":
-            client_api.register(self._session)
 
     def _records_event(self, ctx: RunContext) -> tuple[str, bool]:
         """The event the script's records are fired as, and whether it goes to the server as is:
@@ -257,14 +278,18 @@ class ClientAPIExecutor(Executor):
                 return ANALYTIC_EVENT_TYPE, False
         return "fed." + ANALYTIC_EVENT_TYPE, True
 
-    def _start_thread(self, ctx: RunContext) -> None:
+    def _start_thread(self, ctx: RunContext) -> _Script:
+        from ..compat import client_api
         from ..runtime.logs import site_thread_name
 
         script = self._find_script(ctx)
-        self._thread = threading.Thread(  # named for the site: its lines go to the site's log
-            target=self._run_script, args=(script, ctx), daemon=True,
+        run = _Script(self._new_session(ctx))
+        client_api.register(run.session)
+        run.thread = threading.Thread(  # named for the site: its lines go to the site's log
+            target=self._run_script, args=(run, script, ctx), daemon=True,
             name=site_thread_name(ctx.site_name, "script"))
-        self._thread.start()
+        run.thread.start()
+        return run
 
     # -- external process ---------------------------------------------------------------
 
@@ -275,9 +300,11 @@ class ClientAPIExecutor(Executor):
     def _launch_once(self, ctx: RunContext) -> bool:
         return self.launch_once
 
-    def _start_process(self, ctx: RunContext) -> None:
+    def _start_process(self, ctx: RunContext) -> _Script:
         """Start the script's process: the command's Python script, run by this Python with
-        ``nvflare.client`` served by this site over an authenticated local channel."""
+        ``nvflare.client`` served by this site over an authenticated local channel of its
+        own (a session and a token per start: a task goes only to the process started for
+        it, never to an earlier one on its way out)."""
         import os
         import subprocess
 
@@ -293,29 +320,32 @@ class ClientAPIExecutor(Executor):
             options, script, args = python_command(self._command(ctx), Path(custom))
         except ValueError as exc:
             raise JobError(str(exc), ctx.site_name) from None
-        if self._bridge is None:
-            logger = _logger(ctx)
+        logger = _logger(ctx)
 
-            def closed(reason: str) -> None:
-                if "refused" in reason:  # someone else on this machine knocked: say so
-                    logger.warning("%s: Client API channel: %s", ctx.site_name, reason)
+        def closed(reason: str) -> None:
+            if "refused" in reason:  # someone else on this machine knocked: say so
+                logger.warning("%s: Client API channel: %s", ctx.site_name, reason)
 
-            self._bridge = Bridge(self._session, closed)
-            self._bridge.start(site_thread_name(ctx.site_name, "client-api"))
-        env = {**os.environ, ENV: self._bridge.env_value, "PYTHONUNBUFFERED": "1"}
+        run = _Script(self._new_session(ctx))
+        run.bridge = Bridge(run.session, closed)
+        run.bridge.start(site_thread_name(ctx.site_name, "client-api"))
+        env = {**os.environ, ENV: run.bridge.env_value, "PYTHONUNBUFFERED": "1"}
         argv = [sys.executable, *options, "-m", "flconfig.compat.remote", str(script), *args]
-        self._script_error = None
-        self._script_done.clear()
-        process = subprocess.Popen(argv, cwd=str(ctx.run_dir), env=env, stdin=subprocess.DEVNULL,
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        self._process = process
-        threading.Thread(target=self._watch, args=(process, script, ctx), daemon=True,
+        try:
+            run.process = subprocess.Popen(argv, cwd=str(ctx.run_dir), env=env, stdin=subprocess.DEVNULL,
+                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        except OSError as exc:
+            run.bridge.close()
+            raise JobError(f"cannot start the training script {script.name}: {exc}", ctx.site_name) from None
+        threading.Thread(target=self._watch, args=(run, script, ctx), daemon=True,
                          name=site_thread_name(ctx.site_name, "script")).start()
+        return run
 
-    def _watch(self, process: Any, script: Path, ctx: RunContext) -> None:
+    def _watch(self, run: _Script, script: Path, ctx: RunContext) -> None:
         """The script's output, line by line, into the site's log; its exit status at the end."""
         logger = _logger(ctx)
         tail: list[str] = []
+        process = run.process
         assert process.stdout is not None
         for raw in process.stdout:
             line = raw.decode("utf-8", "replace").rstrip("\n")
@@ -324,9 +354,10 @@ class ClientAPIExecutor(Executor):
         code = process.wait()
         if code != 0:
             last = next((t for t in reversed(tail) if t.strip()), "")
-            self._script_error = (f"the training script {script.name} exited with code {code}"
-                                  + (f": {last.strip()}" if last else ""))
-        self._script_done.set()
+            run.error = (f"the training script {script.name} exited with code {code}"
+                         + (f": {last.strip()}" if last else ""))
+        run.bridge.close()
+        run.done.set()
 
     def _find_script(self, ctx: RunContext) -> Path:
         """The script: a file of the app's custom/ folder whose path ends with task_script_path."""
@@ -353,10 +384,10 @@ class ClientAPIExecutor(Executor):
             "submit_model_task_name": self.submit_model_task_name,
         }}
 
-    def _run_script(self, script: Path, ctx: RunContext) -> None:
+    def _run_script(self, run: _Script, script: Path, ctx: RunContext) -> None:
         from ..compat import client_api
 
-        client_api.bind(self._session)
+        client_api.bind(run.session)
         argv = [str(script), *self.task_script_args.split()]
         try:
             code = compile(script.read_bytes(), str(script), "exec")
@@ -385,52 +416,60 @@ class ClientAPIExecutor(Executor):
             else:
                 _logger(ctx).error("%s: the training script %s failed:\n%s", ctx.site_name,
                                    script.name, traceback.format_exc())
-                self._script_error = (f"the training script {script.name} failed: "
-                                      f"{type(exc).__name__}: {exc}")
+                run.error = (f"the training script {script.name} failed: "
+                             f"{type(exc).__name__}: {exc}")
         finally:
             client_api.bind(None)
-            self._script_done.set()
+            run.done.set()
 
     def _end(self, ctx: RunContext) -> None:
-        session = self._session
-        if session is None:
-            return
         from ..compat import client_api
 
-        session.stop("END_RUN received")
-        if self._thread is not None:
-            self._thread.join(END_WAIT_SECONDS)
-            if self._thread.is_alive():
-                _logger(ctx).warning("%s: the training script did not return within %g s of the "
-                                     "run's end; it is left running until the process exits",
-                                     ctx.site_name, END_WAIT_SECONDS)
-        process = self._process
-        if process is not None:
-            import subprocess
+        for run in self._scripts:
+            run.session.stop("END_RUN received")
+        for run in self._scripts:
+            if run.thread is not None:
+                run.thread.join(END_WAIT_SECONDS)
+                if run.thread.is_alive():
+                    _logger(ctx).warning("%s: the training script did not return within %g s of "
+                                         "the run's end; it is left running until the process exits",
+                                         ctx.site_name, END_WAIT_SECONDS)
+            if run.process is not None:
+                import subprocess
 
-            try:
-                process.wait(END_WAIT_SECONDS)
-            except subprocess.TimeoutExpired:
-                _logger(ctx).warning("%s: the training script's process did not exit within %g s "
-                                     "of the run's end: stopped", ctx.site_name, END_WAIT_SECONDS)
-                process.kill()
-                process.wait()
-            self._script_done.wait(10)  # its last output is in the log
-        if self._bridge is not None:
-            self._bridge.close()
-        client_api.unregister(session)
+                try:
+                    run.process.wait(END_WAIT_SECONDS)
+                except subprocess.TimeoutExpired:
+                    _logger(ctx).warning("%s: the training script's process did not exit within %g s "
+                                         "of the run's end: stopped", ctx.site_name, END_WAIT_SECONDS)
+                    run.process.kill()
+                    run.process.wait()
+                run.done.wait(10)  # its last output is in the log
+                run.bridge.close()
+            client_api.unregister(run.session)
 
     # -- tasks -------------------------------------------------------------------------
 
     def execute(self, task_name: str, data: FLModel, ctx: RunContext, abort_signal: Signal) -> FLModel:
-        """Give the task to the script and return what it sends."""
+        """Give the task to the script and return what it sends. With ``launch_once`` false
+        the script is started for this task, and its session ends with it: the script's
+        ``flare.is_running()`` turns False once its result is taken, as in FLARE."""
         if self.execution_mode == "attach":
             return FLModel.error(ReturnCode.EXECUTION_EXCEPTION,
                                  "execution_mode 'attach' is not supported yet")
-        self._start(ctx)
-        session = self._session
-        if self._script_error or self._script_done.is_set():
-            return self._script_gone(task_name)
+        per_task = self.execution_mode == "external_process" and not self._launch_once(ctx)
+        run = self._start(ctx, fresh=per_task)
+        try:
+            return self._run_task(run, task_name, data, ctx, abort_signal)
+        finally:
+            if per_task:
+                run.session.stop(f"its task '{task_name}' is done (launch_once is false)")
+
+    def _run_task(self, run: _Script, task_name: str, data: FLModel, ctx: RunContext,
+                  abort_signal: Signal) -> FLModel:
+        session = run.session
+        if run.error or run.done.is_set():
+            return self._script_gone(run, task_name)
         session.give(task_name, self._to_script(data, ctx))
         waited = 0.0
         while True:
@@ -440,10 +479,10 @@ class ClientAPIExecutor(Executor):
             if abort_signal.triggered:
                 session.abort("the task was aborted")
                 return FLModel.error(ReturnCode.TASK_ABORTED, f"task '{task_name}' aborted")
-            if self._script_done.is_set():
+            if run.done.is_set():
                 result = session.wait_result(0)
                 if result is None:
-                    return self._script_gone(task_name)
+                    return self._script_gone(run, task_name)
                 break
             waited += _POLL_SECONDS
             if self.result_wait_timeout and waited >= self.result_wait_timeout:
@@ -459,8 +498,8 @@ class ClientAPIExecutor(Executor):
         finally:
             self._after_task()
 
-    def _script_gone(self, task_name: str) -> FLModel:
-        reason = self._script_error or (
+    def _script_gone(self, run: _Script, task_name: str) -> FLModel:
+        reason = run.error or (
             f"the training script returned before taking task '{task_name}' "
             "(it should loop while flare.is_running())")
         return FLModel.error(ReturnCode.EXECUTION_EXCEPTION, reason)
@@ -483,6 +522,8 @@ class ClientAPIExecutor(Executor):
         params: Any = dict(data.params) if data.params else None
         if params is not None and self.params_exchange_format == "pytorch":
             params = _to_torch(params)
+        elif params is not None and self.params_exchange_format == "numpy":
+            params = _to_numpy(params)
         meta = {k: v for k, v in data.meta.items() if k not in ("current_round", "num_rounds")}
         meta.update({"job_id": ctx.job_id, "site_name": ctx.site_name})
         if "_validate_type" in data.meta:
@@ -507,6 +548,9 @@ class ClientAPIExecutor(Executor):
         if "current_round" in data.meta:
             meta["current_round"] = data.meta["current_round"]
         params = dict(result.params) if result.params is not None else {}
+        exchange, server = self.params_exchange_format, self.server_expected_format
+        if params and exchange != server and "raw" not in (exchange, server):
+            params = _to_torch(params) if server == "pytorch" else _to_numpy(params)
         if params and metrics:
             meta["initial_metrics"] = metrics  # the received model's validation, as FLARE sends it
         params_type = result.params_type.value if result.params_type is not None else "FULL"
@@ -649,6 +693,7 @@ def _printer(logger: logging.Logger) -> Any:
 
 
 def _to_torch(params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with their numpy arrays as torch tensors (sharing memory where they may)."""
     import numpy as np
     import torch
 
@@ -656,6 +701,23 @@ def _to_torch(params: dict[str, Any]) -> dict[str, Any]:
     for name, value in params.items():
         if isinstance(value, np.ndarray):
             value = torch.from_numpy(value if value.flags.writeable else value.copy())
+        out[name] = value
+    return out
+
+
+def _to_numpy(params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with their torch tensors as numpy arrays (on the CPU); dtypes numpy lacks
+    (bf16, fp8) stay tensors."""
+    from ..types import is_torch_tensor
+
+    out: dict[str, Any] = {}
+    for name, value in params.items():
+        if is_torch_tensor(value):
+            tensor = value.detach().cpu()
+            try:
+                value = tensor.numpy()
+            except TypeError:  # no numpy dtype for it
+                value = tensor
         out[name] = value
     return out
 

@@ -98,6 +98,12 @@ class ClientAPILauncherExecutor(ClientAPIExecutor):
         params_exchange_format: str = "numpy",
         params_transfer_type: str = "FULL",
         config_file_name: str = "client_api_config.json",
+        server_expected_format: str = "numpy",
+        memory_gc_rounds: int = 0,
+        cuda_empty_cache: bool = False,
+        submit_result_timeout: float = 300.0,
+        max_resends: int | None = 3,
+        download_complete_timeout: float = 1800.0,
     ) -> None:
         """
         Args:
@@ -122,13 +128,24 @@ class ClientAPILauncherExecutor(ClientAPIExecutor):
             params_exchange_format: ``numpy``/``raw`` arrays or ``pytorch`` tensors for the script.
             params_transfer_type: ``FULL`` or ``DIFF``.
             config_file_name: accepted (the script gets its configuration over the channel).
+            server_expected_format: what the server's side takes (FLARE 2.7+), as ClientAPIExecutor.
+            memory_gc_rounds: as ClientAPIExecutor (FLARE 2.7+).
+            cuda_empty_cache: as ClientAPIExecutor (FLARE 2.7+).
+            submit_result_timeout: accepted (FLARE 2.8).
+            max_resends: accepted (FLARE 2.8; flconfig's channel acknowledges every result).
+            download_complete_timeout: accepted (FLARE 2.8).
         """
         super().__init__(
             "external_process", command="", result_wait_timeout=task_wait_timeout,
             train_task_name=train_task_name, evaluate_task_name=evaluate_task_name,
             submit_model_task_name=submit_model_task_name, train_with_evaluation=train_with_evaluation,
             params_exchange_format=params_exchange_format, params_transfer_type=params_transfer_type,
+            server_expected_format=server_expected_format, memory_gc_rounds=memory_gc_rounds,
+            cuda_empty_cache=cuda_empty_cache,
         )
+        self.submit_result_timeout = submit_result_timeout
+        self.max_resends = max_resends
+        self.download_complete_timeout = download_complete_timeout
         self.pipe_id = pipe_id
         self.launcher_id = launcher_id
         self.launch_timeout = launch_timeout  # type: ignore[assignment]
@@ -192,6 +209,12 @@ class PTClientAPILauncherExecutor(ClientAPILauncherExecutor):
         params_exchange_format: str = "pytorch",
         params_transfer_type: str = "FULL",
         config_file_name: str = "client_api_config.json",
+        server_expected_format: str = "numpy",
+        memory_gc_rounds: int = 0,
+        cuda_empty_cache: bool = False,
+        submit_result_timeout: float = 300.0,
+        max_resends: int | None = 3,
+        download_complete_timeout: float = 1800.0,
     ) -> None:
         """
         Args:
@@ -216,6 +239,12 @@ class PTClientAPILauncherExecutor(ClientAPILauncherExecutor):
             params_exchange_format: ``pytorch`` tensors (default) or ``numpy`` arrays.
             params_transfer_type: ``FULL`` or ``DIFF``.
             config_file_name: accepted (the script gets its configuration over the channel).
+            server_expected_format: what the server's side takes (FLARE 2.7+), as ClientAPIExecutor.
+            memory_gc_rounds: as ClientAPIExecutor (FLARE 2.7+).
+            cuda_empty_cache: as ClientAPIExecutor (FLARE 2.7+).
+            submit_result_timeout: accepted (FLARE 2.8).
+            max_resends: accepted (FLARE 2.8; flconfig's channel acknowledges every result).
+            download_complete_timeout: accepted (FLARE 2.8).
         """
         super().__init__(
             pipe_id, launcher_id, launch_timeout, task_wait_timeout, last_result_transfer_timeout,
@@ -223,6 +252,8 @@ class PTClientAPILauncherExecutor(ClientAPILauncherExecutor):
             heartbeat_interval, heartbeat_timeout, workers, train_with_evaluation, train_task_name,
             evaluate_task_name, submit_model_task_name, from_nvflare_converter_id,
             to_nvflare_converter_id, params_exchange_format, params_transfer_type, config_file_name,
+            server_expected_format, memory_gc_rounds, cuda_empty_cache, submit_result_timeout, max_resends,
+            download_complete_timeout,
         )
 
 

@@ -6,13 +6,15 @@ import json
 import logging
 import math
 import re
+from collections import OrderedDict
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import JobError
 from ..files import inside
-from ..types import Event, EventType, FLModel, RunContext
+from ..types import Event, EventType, FLModel, RunContext, is_torch_tensor
 from .base import (
     AppEventType,
     Filter,
@@ -29,21 +31,32 @@ log = logging.getLogger(__name__)
 
 #: Meta key holding a model's validation metric (higher is better).
 VALIDATION_METRIC_KEY = "validation_metric"
+#: The keys of FLARE's PyTorch checkpoint dict (``PTModelPersistenceFormatManager``'s).
+CHECKPOINT_MODEL, CHECKPOINT_META, CHECKPOINT_TRAIN_CONF = "model", "meta_props", "train_conf"
 
 
 class PTFileModelPersistor(ModelPersistor):
     """Provides the initial global model and saves the global model (and the best
     one) under the server's run directory (FLARE's ``PTFileModelPersistor``).
 
-    **File format: safetensors, never pickle.** The saved files keep FLARE's
-    names (``FL_global_model.pt``, ``best_FL_global_model.pt``) but hold
-    safetensors data: read them with ``safetensors.torch.load_file`` (not
-    ``torch.load``) and load the result with ``model.load_state_dict``. Each
-    file is written to a temporary file first and renamed into place, so a
-    reader never sees half a model. ``source_ckpt_file_full_name`` may be a
-    ``.safetensors`` file or a PyTorch checkpoint, which is read with
-    ``torch.load(weights_only=True)``: tensors only, nothing is unpickled
-    into arbitrary objects.
+    **File format: PyTorch's own, as FLARE 2.9 writes it.** ``FL_global_model.pt``
+    and ``best_FL_global_model.pt`` hold ``torch.save`` of a dict
+    ``{"model": OrderedDict(name -> tensor), "meta_props": {...}, "train_conf":
+    {"train": {"model": "<model class>"}}}`` with nothing but tensors and plain
+    values in it, so ``torch.load(path, weights_only=True)`` reads them (no
+    arbitrary unpickling) and ``model.load_state_dict(ckpt["model"])`` loads
+    them, as FLARE's own locators and users' notebooks do. ``meta_props`` holds
+    the model's plain meta values (``current_round``, ``validation_metric`` for
+    the best model ...). Each file is written to a temporary file first and
+    renamed into place, so a reader never sees half a model. A file name ending
+    in ``.safetensors`` is written as safetensors instead (its metadata holds
+    the same meta values, as JSON).
+
+    Every file is read with ``torch.load(weights_only=True)``: a dict with a
+    ``"model"`` key (FLARE's checkpoint; its ``train_conf`` and other keys are
+    kept in the files saved later) or a plain state dict, or a safetensors
+    file (by content: the ``.pt`` files earlier flconfig versions wrote are
+    safetensors). ``source_ckpt_file_full_name`` is read the same way.
 
     The best model is saved when the workflow reports that the global model
     it sent validated better than any before (the
@@ -51,6 +64,10 @@ class PTFileModelPersistor(ModelPersistor):
     ``meta["validation_metric"]``; ScatterAndGather fires it from the
     ``initial_metrics`` the sites return), or when :meth:`save` is given a
     model whose ``meta["validation_metric"]`` beats the best so far.
+
+    ``allow_numpy_conversion`` (FLARE's switch): true (the default) gives the
+    workflow numpy arrays; false keeps torch tensors from the model or the
+    checkpoint to the sites and back (``server_expected_format = "pytorch"``).
     """
 
     REFERENCES: ClassVar[dict[str, str]] = {"model": "model"}
@@ -100,14 +117,15 @@ class PTFileModelPersistor(ModelPersistor):
             global_model_file_name: file name of the saved global model.
             best_global_model_file_name: file name of the best global model.
             source_ckpt_file_full_name: checkpoint file to start from instead of
-                the model's initial weights: a safetensors file, or a PyTorch
-                state dict read with ``torch.load(weights_only=True)``.
+                the model's initial weights: a PyTorch checkpoint read with
+                ``torch.load(weights_only=True)`` (FLARE's ``{"model": ...}`` dict or a
+                plain state dict), or a safetensors file.
             filter_id: id of a filter applied to the model when it is saved
                 and loaded.
             load_weights_only: FLARE's switch for unpickling whole checkpoints.
                 flconfig always reads tensors only; ``false`` is refused.
-            allow_numpy_conversion: accepted for FLARE's configs: flconfig sends
-                weights as safetensors either way, so it changes nothing.
+            allow_numpy_conversion: true: the workflow gets numpy arrays; false: torch
+                tensors, kept so to the sites and back (FLARE's switch).
             load_device: accepted for FLARE's configs: the server holds its
                 models on the CPU.
         """
@@ -127,6 +145,8 @@ class PTFileModelPersistor(ModelPersistor):
         self.filter_id = filter_id
         self._exclude = re.compile(exclude_vars) if exclude_vars else None
         self._best_metric: float | None = None
+        #: what a FLARE checkpoint read at start holds besides the model: kept in the saved files
+        self._kept: dict[str, Any] = {}
 
     # -- events ---------------------------------------------------------------------
 
@@ -154,7 +174,12 @@ class PTFileModelPersistor(ModelPersistor):
         """
         module = self._module(ctx)
         if self.source_ckpt_file_full_name:
-            params = _read_checkpoint(Path(self.source_ckpt_file_full_name).expanduser())
+            path = Path(self.source_ckpt_file_full_name).expanduser()
+            if not path.is_file():
+                raise JobError(f"source_ckpt_file_full_name: no such file {path}")
+            checkpoint = read_model_file(path, "source_ckpt_file_full_name")
+            params = checkpoint.params
+            self._kept = checkpoint.kept
             if module is not None:
                 _check_fits(params, module, self.source_ckpt_file_full_name)
             source = self.source_ckpt_file_full_name
@@ -169,7 +194,7 @@ class PTFileModelPersistor(ModelPersistor):
             )
             return FLModel(params_type="FULL")
         model = FLModel(
-            params={n: _to_numpy(v) for n, v in params.items() if not self._excluded(n)},
+            params={n: self._converted(v) for n, v in params.items() if not self._excluded(n)},
             meta={"source": source},
             params_type="FULL",
         )
@@ -180,13 +205,12 @@ class PTFileModelPersistor(ModelPersistor):
         if name not in self.model_names(ctx):
             return None
         path = Path(ctx.run_dir) / name
-        params, metadata = _read_safetensors(path)
+        saved = read_model_file(path, "persistor")
         meta: dict[str, Any] = {"source": str(path)}
-        if VALIDATION_METRIC_KEY in metadata:
-            try:
-                meta[VALIDATION_METRIC_KEY] = float(metadata[VALIDATION_METRIC_KEY])
-            except ValueError:
-                pass
+        metric = saved.meta.get(VALIDATION_METRIC_KEY)
+        if isinstance(metric, (int, float)) and not isinstance(metric, bool):
+            meta[VALIDATION_METRIC_KEY] = float(metric)
+        params = {n: self._converted(v) for n, v in saved.params.items()}
         return FLModel(params=params, meta=meta, params_type="FULL")
 
     def model_names(self, ctx: RunContext) -> list[str]:
@@ -197,7 +221,7 @@ class PTFileModelPersistor(ModelPersistor):
     # -- saving ---------------------------------------------------------------------
 
     def save(self, model: FLModel, ctx: RunContext) -> None:
-        """Write ``model`` to ``ctx.run_dir / global_model_file_name`` (safetensors, atomically).
+        """Write ``model`` to ``ctx.run_dir / global_model_file_name`` (atomically; see the class).
 
         Also writes ``best_global_model_file_name`` when
         ``model.meta["validation_metric"]`` is higher than any seen before.
@@ -228,12 +252,22 @@ class PTFileModelPersistor(ModelPersistor):
 
     def _write(self, path: Path, model: FLModel) -> None:
         params = {n: v for n, v in model.params.items() if not self._excluded(n)}
-        metadata = {"format": "flconfig.global_model", "params_type": model.params_type}
-        for key in ("current_round", VALIDATION_METRIC_KEY):
-            value = model.meta.get(key)
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                metadata[key] = json.dumps(value)
-        write_atomic(path, _safetensors_bytes(params, metadata))
+        meta = plain_meta(model.meta)
+        if path.suffix == ".safetensors":
+            metadata = {"format": "flconfig.global_model", "params_type": model.params_type}
+            metadata.update({k: json.dumps(v) for k, v in meta.items()})
+            write_atomic(path, _safetensors_bytes(params, metadata))
+            return
+        module = self.model if self.model is not None and not isinstance(self.model, str) else None
+        train_conf = {"train": {"model": type(module).__name__}} if module is not None else None
+        write_atomic(path, checkpoint_bytes(params, meta, train_conf, self._kept))
+
+    def _converted(self, value: Any) -> Any:
+        """A parameter read from a model or a file, as the workflow gets it: a numpy array,
+        or (``allow_numpy_conversion`` false) a CPU tensor of its own."""
+        if self.allow_numpy_conversion:
+            return _to_numpy(value)
+        return _to_tensor(value)
 
     # -- helpers --------------------------------------------------------------------
 
@@ -308,12 +342,33 @@ def _to_numpy(value: Any) -> Any:
     return np.array(value, copy=True)
 
 
-def _read_checkpoint(path: Path) -> dict[str, Any]:
-    """Tensors by name from a ``.safetensors`` file or a weights-only PyTorch checkpoint."""
-    if not path.is_file():
-        raise JobError(f"source_ckpt_file_full_name: no such file {path}")
-    if _looks_like_safetensors(path):  # by content: our own ".pt" outputs are safetensors
-        return _read_safetensors(path)[0]
+@dataclass
+class ModelFile:
+    """What a model file holds: its parameters (as read: tensors, or numpy arrays from a
+    safetensors file), its plain meta values, and (a FLARE checkpoint) its other keys."""
+
+    params: dict[str, Any]
+    meta: dict[str, Any] = field(default_factory=dict)
+    kept: dict[str, Any] = field(default_factory=dict)
+
+
+def read_model_file(path: Path, what: str) -> ModelFile:
+    """A model file as FLARE's ``PTFileModelPersistor`` reads one, never unpickling objects:
+    ``torch.load(weights_only=True)`` of a checkpoint dict with a ``"model"`` key (its
+    ``meta_props`` as the meta, its ``train_conf`` and other keys kept) or of a plain state
+    dict; or a safetensors file (told by its content, whatever its name). ``what`` names the
+    reader in the JobError a bad file raises."""
+    if _looks_like_safetensors(path):
+        params, metadata = _read_safetensors(path)
+        meta: dict[str, Any] = {}
+        for key, text in metadata.items():
+            if key in ("format", "params_type"):
+                continue
+            try:
+                meta[key] = json.loads(text)
+            except ValueError:
+                meta[key] = text
+        return ModelFile(params, meta)
     import pickle
 
     import torch
@@ -323,25 +378,99 @@ def _read_checkpoint(path: Path) -> dict[str, Any]:
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise JobError(
-            f"source_ckpt_file_full_name: cannot read {path} as a weights-only PyTorch "
-            f"checkpoint ({first_line}); flconfig never unpickles arbitrary objects: save "
-            "the model's state_dict (torch.save(model.state_dict(), ...)) or a .safetensors file"
+            f"{what}: cannot read {path} as a weights-only PyTorch checkpoint ({first_line}); "
+            "flconfig never unpickles arbitrary objects: save the model's state_dict "
+            "(torch.save(model.state_dict(), ...)) or a .safetensors file"
         ) from None
-    # FLARE's own checkpoints wrap the state dict: {"model": state_dict, "train_conf": ...}.
-    if isinstance(data, Mapping) and isinstance(data.get("model"), Mapping):
-        data = data["model"]
+    meta = {}
+    kept: dict[str, Any] = {}
+    if isinstance(data, Mapping) and isinstance(data.get(CHECKPOINT_MODEL), Mapping):
+        meta_props = data.get(CHECKPOINT_META)
+        meta = dict(meta_props) if isinstance(meta_props, Mapping) else {}
+        kept = {k: v for k, v in data.items() if k not in (CHECKPOINT_MODEL, CHECKPOINT_META)}
+        data = data[CHECKPOINT_MODEL]
     if not isinstance(data, Mapping) or not data:
         raise JobError(
-            f"source_ckpt_file_full_name: {path} holds a {type(data).__name__}, not a "
-            "state dict (a non-empty mapping of parameter names to tensors)"
+            f"{what}: {path} holds a {type(data).__name__}, not a state dict (a non-empty "
+            "mapping of parameter names to tensors) nor FLARE's {'model': state_dict} checkpoint"
         )
     bad = [str(k) for k, v in data.items() if not isinstance(k, str) or not torch.is_tensor(v)]
     if bad:
         raise JobError(
-            f"source_ckpt_file_full_name: {path} is not a plain state dict; "
+            f"{what}: {path} is not a plain state dict; "
             f"these entries are not named tensors: {', '.join(bad[:5])}"
         )
-    return dict(data)
+    return ModelFile(dict(data), meta, kept)
+
+
+def checkpoint_bytes(params: Mapping[str, Any], meta: Mapping[str, Any],
+                     train_conf: Mapping[str, Any] | None, kept: Mapping[str, Any]) -> bytes:
+    """``torch.save`` of FLARE 2.9's checkpoint dict: ``{"model": OrderedDict of CPU tensors,
+    "meta_props": meta, "train_conf": ...}`` plus the ``kept`` keys of the checkpoint the
+    model started from (its own ``train_conf`` wins). Raises JobError for a parameter that
+    is not numbers."""
+    import io
+
+    import torch
+
+    tensors: OrderedDict[str, Any] = OrderedDict()
+    for name, value in params.items():
+        tensors[name] = _to_tensor(value, name)
+    checkpoint: OrderedDict[str, Any] = OrderedDict()
+    checkpoint[CHECKPOINT_MODEL] = tensors
+    checkpoint[CHECKPOINT_META] = dict(meta)
+    if train_conf is not None and CHECKPOINT_TRAIN_CONF not in kept:
+        checkpoint[CHECKPOINT_TRAIN_CONF] = dict(train_conf)
+    checkpoint.update(kept)
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    return buffer.getvalue()
+
+
+def plain_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of a model's meta that are plain values (numbers, strings, booleans, None,
+    and lists and str-keyed dicts of them), as Python's own types (a numpy scalar becomes a
+    number): what ``weights_only`` loading accepts besides tensors. Arrays (SCAFFOLD's
+    control terms) and other objects are left out."""
+    skip = object()
+
+    def plain(value: Any, depth: int = 0) -> Any:
+        if value is None or type(value) in (bool, int, float, str):
+            return value
+        if isinstance(value, (bool, int, float, str)):  # subclasses (np.float64, IntEnum): the base type
+            return next(t(value) for t in (bool, int, float, str) if isinstance(value, t))
+        if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0 and value.dtype.kind in "biuf":
+            return value.item()
+        if depth > 32:
+            return skip
+        if isinstance(value, (list, tuple)):
+            items = [plain(v, depth + 1) for v in value]
+            return skip if any(v is skip for v in items) else items
+        if isinstance(value, dict):
+            pairs = {k: plain(v, depth + 1) for k, v in value.items()}
+            return skip if any(not isinstance(k, str) or v is skip for k, v in pairs.items()) else pairs
+        return skip
+
+    out: dict[str, Any] = {}
+    for key, value in meta.items():
+        converted = plain(value)
+        if converted is not skip:
+            out[str(key)] = converted
+    return out
+
+
+def _to_tensor(value: Any, name: str = "") -> Any:
+    """A parameter as a CPU tensor with storage of its own (a view of a bigger tensor would
+    save the whole of it; a read-only numpy array cannot back a tensor)."""
+    import numpy as np
+    import torch
+
+    if is_torch_tensor(value):
+        return value.detach().to("cpu").clone(memory_format=torch.contiguous_format)
+    array = np.asarray(value)
+    if array.dtype.kind not in "biufc":
+        raise JobError(f"persistor: params[{name!r}] has dtype {array.dtype}, not a number")
+    return torch.from_numpy(np.array(array, copy=True, order="C"))
 
 
 def _looks_like_safetensors(path: Path) -> bool:
@@ -374,19 +503,7 @@ def _read_safetensors(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
 
 
 def _safetensors_bytes(params: Mapping[str, Any], metadata: dict[str, str]) -> bytes:
-    import numpy as np
-    import torch
     from safetensors.torch import save
 
-    # Private copies: safetensors refuses tensors that share memory (tied
-    # weights, views), and read-only numpy buffers cannot back a tensor.
-    tensors: dict[str, torch.Tensor] = {}
-    for name, value in params.items():
-        if type(value).__module__.startswith("torch") and hasattr(value, "detach"):
-            tensors[name] = value.detach().to("cpu", copy=True).contiguous()
-            continue
-        array = np.asarray(value)
-        if array.dtype.kind not in "biufc":
-            raise JobError(f"persistor: params[{name!r}] has dtype {array.dtype}, not a number")
-        tensors[name] = torch.from_numpy(np.array(array, copy=True, order="C"))
-    return save(tensors, metadata=metadata)
+    # Private copies: safetensors refuses tensors that share memory (tied weights, views).
+    return save({name: _to_tensor(value, name) for name, value in params.items()}, metadata=metadata)

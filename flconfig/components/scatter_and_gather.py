@@ -181,18 +181,44 @@ class ScatterAndGather(Controller):
         )
         return aggregator, generator
 
+    def _find_persistor(self, ctx: SiteContext) -> ModelPersistor | None:
+        """The persistor ``persistor_id`` names; None when it is empty."""
+        if not self.persistor_id:
+            return None
+        return lookup_component(ctx, self._owner(), "persistor_id", self.persistor_id, ModelPersistor)
+
+    def _initial_model(self, ctx: SiteContext) -> FLModel | None:
+        """The first global model: the persistor's."""
+        return self._persistor.load(ctx) if self._persistor is not None else None
+
+    def _task_meta(self) -> dict[str, Any]:
+        """What the train task's meta carries besides the round (FedAvg adds ``fedprox_mu``)."""
+        return {}
+
+    def _persist_now(self, current: int, aggregated: FLModel) -> bool:
+        """Whether the global model of round ``current`` is saved: every
+        ``persist_every_n_rounds`` rounds and after the last."""
+        every = self.persist_every_n_rounds
+        return current == self._end_round() - 1 or (every > 0 and (current + 1) % every == 0)
+
+    def _save(self, model: FLModel, ctx: SiteContext) -> None:
+        """Save the global model through the persistor, if there is one."""
+        if self._persistor is not None:
+            self._persistor.save(model, ctx)
+
+    def _stop_after(self, current: int, aggregated: FLModel, ctx: SiteContext) -> bool:
+        """Whether the run ends after round ``current`` although rounds remain (FedAvg's
+        ``stop_cond``)."""
+        return False
+
     def start_controller(self, ctx: SiteContext) -> None:  # type: ignore[override]
         """Look up the aggregator, shareable generator and persistor; load the initial model."""
         owner = self._owner()
         self._aggregator, self._generator = self._parts(ctx)
-        self._persistor = (
-            lookup_component(ctx, owner, "persistor_id", self.persistor_id, ModelPersistor)
-            if self.persistor_id
-            else None
-        )
+        self._persistor = self._find_persistor(ctx)
         # A component that chooses the best model (IntimeModelSelector) replaces our own choice.
         self._selector = any(getattr(c, "SELECTS_BEST_MODEL", False) for c in ctx.components.values())
-        model = self._persistor.load(ctx) if self._persistor is not None else None
+        model = self._initial_model(ctx)
         if model is not None and not isinstance(model, FLModel):
             raise JobError(
                 f"{owner}: persistor '{self.persistor_id}' loaded a {type(model).__name__}, "
@@ -247,7 +273,8 @@ class ScatterAndGather(Controller):
             )
 
     def _round(self, current: int, abort_signal: Signal, ctx: SiteContext) -> bool:
-        """Run round ``current``; False when it was aborted before completing."""
+        """Run round ``current``; False when the run ends with it: aborted before completing,
+        or stopped early after it (:meth:`_stop_after`)."""
         assert self._aggregator is not None and self._generator is not None
         assert self.global_model is not None
         started = time.monotonic()
@@ -258,7 +285,8 @@ class ScatterAndGather(Controller):
         )
         self._aggregator.reset(ctx)
         data = self._generator.learnable_to_shareable(self.global_model, ctx)
-        data.meta = {**data.meta, "current_round": current, "num_rounds": self._end_round()}
+        data.meta = {**data.meta, **self._task_meta(), "current_round": current,
+                     "num_rounds": self._end_round()}
 
         targets = self._wait_for_sites(label, abort_signal, ctx)
         if targets is None:
@@ -290,16 +318,15 @@ class ScatterAndGather(Controller):
         )
         aggregated = self._aggregator.aggregate(ctx)
         ctx.fire_event(AppEventType.END_AGGREGATION, aggregated)
+        ctx.fire_event(AppEventType.AFTER_AGGREGATION, aggregated)
         model = self._generator.shareable_to_learnable(aggregated, ctx)
         model.meta = {**model.meta, "current_round": current}
         model.meta.pop("validation_metric", None)  # describes the previous model, not this one
         self.global_model = model
         ctx.props[GLOBAL_MODEL_PROP] = model
 
-        last = current == self._end_round() - 1
-        every = self.persist_every_n_rounds
-        if self._persistor is not None and (last or (every > 0 and (current + 1) % every == 0)):
-            self._persistor.save(model, ctx)
+        if self._persist_now(current, aggregated):
+            self._save(model, ctx)
         ctx.fire_event(
             EventType.ROUND_DONE, {"current_round": current, "num_rounds": self._end_round()}
         )
@@ -313,7 +340,7 @@ class ScatterAndGather(Controller):
                 f"{label}: {len(gathered.unusable)} result(s) not used: "
                 f"{_sites(list(gathered.unusable))} (e.g. {first[0]}: {first[1]})"
             )
-        return True
+        return not self._stop_after(current, aggregated, ctx)
 
     def _wait_for_sites(
         self, label: str, abort_signal: Signal, ctx: SiteContext

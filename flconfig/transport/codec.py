@@ -8,7 +8,10 @@ Model frame (:func:`encode_model`)::
     b"FLCM" | u16 version | u32 header length | UTF-8 JSON header | safetensors blob
 
 The header holds ``meta``, ``metrics``, ``rc``, ``params_type``, the
-parameter names in their original order, and under ``plain`` the parameters
+parameter names in their original order, under ``torch`` the names of the arrays that
+were torch tensors (they come back as tensors: a job exchanging PyTorch tensors end to
+end gets tensors on both sides, as FLARE's tensor decomposers give them), and under
+``plain`` the parameters
 that are plain values rather than arrays (``None``, numbers, strings, lists and
 dicts: scikit-learn settings such as ``{"n_clusters": 3}``); the blob holds the
 arrays. Arrays inside ``meta`` (SCAFFOLD's control terms) travel in the blob too, under
@@ -190,9 +193,21 @@ def _param_array(name: str, value: Any) -> tuple[str, tuple[int, ...], np.ndarra
 
 
 def _torch() -> Any:
-    import torch  # only models with bf16/fp8 tensors need it
+    import torch  # only models with torch tensors need it
 
     return torch
+
+
+def _as_tensor(array: Any) -> Any:
+    """A decoded array that was sent as a torch tensor, as one again (sharing its memory); an
+    array stays one where torch is not installed, as nothing here could hold a tensor."""
+    if not isinstance(array, np.ndarray):
+        return array  # bf16/fp8: already a tensor
+    try:
+        torch = _torch()
+    except ImportError:
+        return array
+    return torch.from_numpy(array)
 
 
 #: Prefix of the blob names of arrays that live in a model's meta.
@@ -242,6 +257,7 @@ def encode_model(model: FLModel) -> bytes:
     """
     meta_arrays: dict[str, Any] = {}
     meta = _lift_arrays(model.meta, meta_arrays) if isinstance(model.meta, dict) else model.meta
+    tensors: list[str] = []  # the blob names of torch tensors numpy can hold (bf16/fp8 say so themselves)
     header: dict[str, Any] = {
         "meta": meta,
         "metrics": model.metrics,
@@ -273,18 +289,24 @@ def encode_model(model: FLModel) -> bytes:
             continue
         dtype_name, shape, arr = _param_array(name, value)
         keep_alive.append(arr)
+        if is_torch_tensor(value) and dtype_name not in _TORCH_ONLY:
+            tensors.append(name)
         specs[name] = TensorSpec(
             dtype=dtype_name, shape=list(shape), data_ptr=arr.ctypes.data, data_len=arr.nbytes
         )
     for name, value in meta_arrays.items():
         dtype_name, shape, arr = _param_array(name, value)
         keep_alive.append(arr)
+        if is_torch_tensor(value) and dtype_name not in _TORCH_ONLY:
+            tensors.append(name)
         specs[name] = TensorSpec(dtype=dtype_name, shape=list(shape), data_ptr=arr.ctypes.data, data_len=arr.nbytes)
     header["keys"] = keys
     if plain:
         header["plain"] = plain
     if meta_arrays:
         header["meta_arrays"] = list(meta_arrays)
+    if tensors:
+        header["torch"] = tensors
     blob = serialize(specs)
     del keep_alive
     head = _dumps(header)
@@ -323,8 +345,8 @@ def _param_from_view(name: str, info: Mapping[str, Any]) -> Any:
 def decode_model(data: bytes | bytearray | memoryview) -> FLModel:
     """Parse bytes from :func:`encode_model`; raise :class:`ProtocolError` for anything else.
 
-    Params come back as writable numpy arrays, except bf16/fp8 ones, which
-    numpy cannot hold and which come back as CPU torch tensors.
+    Params come back as writable numpy arrays, except those sent as torch tensors
+    (and bf16/fp8 ones, which numpy cannot hold), which come back as CPU torch tensors.
     """
     header, blob = _read_frame(data, MODEL_MAGIC, "model")
     meta, metrics = header.get("meta"), header.get("metrics")
@@ -362,11 +384,18 @@ def decode_model(data: bytes | bytearray | memoryview) -> FLModel:
             f"model: header names {len(arrays) + len(meta_names)} arrays but the data holds {len(views)}, "
             "or other names"
         )
-    params = {name: plain[name] if name in plain else _param_from_view(name, tensors[name])
-              for name in keys}
+    as_torch = header.get("torch", [])
+    if not isinstance(as_torch, list) or not set(as_torch) <= set(tensors):
+        raise ProtocolError("model: header 'torch' must list some of the arrays")
+
+    def array(name: str) -> Any:
+        value = _param_from_view(name, tensors[name])
+        return _as_tensor(value) if name in as_torch else value
+
+    params = {name: plain[name] if name in plain else array(name) for name in keys}
     if meta_names:
         used: set[str] = set()
-        meta = _drop_arrays(meta, {n: _param_from_view(n, tensors[n]) for n in meta_names}, used)
+        meta = _drop_arrays(meta, {n: array(n) for n in meta_names}, used)
         if used != set(meta_names):
             raise ProtocolError("model: header lists meta arrays its meta does not refer to")
     return FLModel(params=params, meta=meta, metrics=metrics, params_type=params_type, rc=rc)

@@ -143,31 +143,71 @@ class _SiteEvents:
     #: A class of the job's code fires events itself (``send_analytic_dxo``, ``fire_event``):
     #: any event may come from it.
     dynamic: bool = False
+    #: Events sent here only by a class that may send them (a Client API script may log
+    #: nothing), never by a component configured to send them.
+    maybe: set[str] = field(default_factory=set)
+    #: Converters written exactly as FLARE's BaseFedJob adds them to every client.
+    default_converters: list[ComponentSpec] = field(default_factory=list)
+
+
+#: The events FLARE 2.9 writes out for a receiver left to its default (``AnalyticsReceiver``'s:
+#: the local event and its fed twin). A receiver listing them waits for no event in particular.
+FLARE_DEFAULT_RECEIVER_EVENTS = ("analytix_log_stats", "fed.analytix_log_stats")
+#: ``events_to_convert`` of the ConvertToFedEvent FLARE 2.9's BaseFedJob adds to every client.
+FLARE_DEFAULT_CONVERTED = ("analytix_log_stats",)
 
 
 def _collect(config: ConfigFile) -> _SiteEvents:
     out = _SiteEvents([], [], [])
-    for spec in config.all_specs():
-        if spec.info is None or spec.disabled:
-            continue
-        out.dynamic = out.dynamic or _fires_events(spec.info)
-        attrs = spec.info.attributes
-        if isinstance(attrs.get("EMITS_ARG"), str):
-            out.sent += _names(spec, attrs["EMITS_ARG"])
-        direct = _fed_emitted_if(spec, attrs.get("FED_EMITS_IF"))
-        if direct:  # it sends this fed event itself, not its local one (the Client API's processes)
-            out.fed += direct
-        elif isinstance(attrs.get("EMITS"), str) and attrs["EMITS"]:  # a constant event name
-            out.sent.append(EventUse(attrs["EMITS"], spec, spec.json_path, False))
+    specs = [s for s in config.all_specs() if s.info is not None and not s.disabled]
+    for spec in specs:
+        attrs = spec.info.attributes  # type: ignore[union-attr]
         if isinstance(attrs.get("CONVERTS_ARG"), str):
-            prefix, _ = _arg_value(spec, str(attrs.get("PREFIX_ARG", "")))
+            prefix, prefix_given = _arg_value(spec, str(attrs.get("PREFIX_ARG", "")))
             prefix = prefix if isinstance(prefix, str) else "fed."
-            out.converted += [(use, prefix + use.event) for use in _names(spec, attrs["CONVERTS_ARG"])]
+            uses = _names(spec, attrs["CONVERTS_ARG"])
+            out.converted += [(use, prefix + use.event) for use in uses]
+            if tuple(u.event for u in uses) == FLARE_DEFAULT_CONVERTED and prefix == "fed.":
+                out.default_converters.append(spec)
+    converted = {use.event for use, _ in out.converted}
+    configured: set[str] = set()
+    for spec in specs:
+        info = spec.info
+        assert info is not None
+        out.dynamic = out.dynamic or _fires_events(info)
+        attrs = info.attributes
+        if isinstance(attrs.get("EMITS_ARG"), str):
+            uses = _names(spec, attrs["EMITS_ARG"])
+            out.sent += uses
+            configured |= {u.event for u in uses}
+        direct = _fed_emitted_if(spec, attrs.get("FED_EMITS_IF"))
+        emits = attrs.get("EMITS") if isinstance(attrs.get("EMITS"), str) else ""
+        # It sends this fed event itself (the Client API's processes), unless a converter on the
+        # site takes its local event: then the local one, converted (as the runtime does).
+        if direct and emits not in converted:
+            out.fed += direct
+        elif emits:  # a constant event name
+            out.sent.append(EventUse(emits, spec, spec.json_path, False))
+            out.maybe.add(emits)
         if isinstance(attrs.get("FED_EMITS_ARG"), str):
             out.fed += _names(spec, attrs["FED_EMITS_ARG"])
         if isinstance(attrs.get("LISTENS_ARG"), str):
-            out.received += _names(spec, attrs["LISTENS_ARG"], attrs.get("DEFAULT_EVENTS"))
+            out.received += [_as_default(use, attrs.get("DEFAULT_EVENTS"))
+                             for use in _names(spec, attrs["LISTENS_ARG"], attrs.get("DEFAULT_EVENTS"))]
+    out.maybe -= configured
     return out
+
+
+def _as_default(use: EventUse, default: Any) -> EventUse:
+    """A receiver's event as not chosen by the user when its list is the default written out:
+    the class's own, or what FLARE 2.9 exports for a receiver left to its default."""
+    if not use.explicit:
+        return use
+    written = use.spec.args.get(use.spec.info.attributes.get("LISTENS_ARG", "")) if use.spec.info else None
+    if isinstance(written, list) and (tuple(written) == FLARE_DEFAULT_RECEIVER_EVENTS
+                                      or (isinstance(default, list) and written == default)):
+        return EventUse(use.event, use.spec, use.json_path, False)
+    return use
 
 
 #: FLARE's calls that fire an event named at run time.
@@ -230,6 +270,9 @@ def check_event_flow(job: Job) -> list[Problem]:
     server_events = _collect(server) if server is not None else _SiteEvents([], [], [])
     fed_sent: list[tuple[EventUse, str, ConfigFile]] = []
     implicit: list[EventUse] = []  # fed events a component sends by itself (FED_EMITS_IF)
+    # What FLARE's BaseFedJob converts on every client, when only a script may send it: with
+    # no receiver on the server the recipe simply tracks nothing (not a mistake).
+    optional: list[EventUse] = []
     unknown_client = any(_unresolved(c) for c in clients)
     explained: set[str] = set()  # fed events missing because a converter's error says why
 
@@ -254,6 +297,8 @@ def check_event_flow(job: Job) -> list[Problem]:
                     f"events sent here: {', '.join(sorted(local))}"))
             elif use.event in local:
                 fed_sent.append((use, fed_name, client))
+                if use.spec in site.default_converters and use.event in site.maybe:
+                    optional.append(use)
         fed_sent += [(use, use.event, client) for use in site.fed]
         implicit.extend(use for use in site.fed if not use.explicit)
         converted = {u.event for u, _ in site.converted}
@@ -278,6 +323,8 @@ def check_event_flow(job: Job) -> list[Problem]:
         for use, fed_name, client in fed_sent:
             if use in implicit:
                 continue  # sent whether or not anyone listens (a script may log nothing)
+            if use in optional and not server_events.received:
+                continue  # FLARE's default converter, and the job tracks nothing
             # A receiver waiting for a near miss of this name is reported on the server.
             if fed_name not in listened and (unknown_client or not closest(fed_name, awaited)):
                 problems.append(client.doc.problem(
@@ -404,9 +451,15 @@ MAX_CUSTOM_FILES = 300
 
 
 def check_custom_imports(job: Job) -> list[Problem]:
-    """Warn at file:line about top-level imports in the job's custom/ code that cannot
-    be found in this environment. Found by looking, never by importing; a warning,
-    not an error, since the sites may have packages this machine lacks.
+    """Top-level imports in the job's custom/ code that cannot be found, at file:line.
+    Found by looking, never by importing.
+
+    Job code always gets flconfig's FLARE API where flconfig runs it, FLARE installed or
+    not. A FLARE module (or name) flconfig does not serve is an **error** in a file the
+    sites import when the job starts (the module of a custom
+    class the configs name, a Client API script, and what those import at their top
+    level): that import will fail at run time. Elsewhere in custom/ it is a warning. A
+    package that is not installed here is a warning: the sites may have it.
 
     Imports guarded by ``try:`` (optional dependencies) and relative imports are
     left alone.
@@ -414,14 +467,12 @@ def check_custom_imports(job: Job) -> list[Problem]:
     import ast
     import sys
 
-    from ..compat import flare_installed, provides
     from ..registry.introspect import installed_location, parse_module
 
     folders = [app.custom_dir for app in job.apps.values() if app.custom_dir is not None]
     searched = [*folders, *job.python_path]
     problems: list[Problem] = []
     cache: dict[str, bool] = {}
-    served = not flare_installed()  # flconfig serves 'import nvflare...' to job code
 
     def findable(top: str) -> bool:
         if top not in cache:
@@ -429,17 +480,19 @@ def check_custom_imports(job: Job) -> list[Problem]:
                 cache[top] = True
             elif any((f / f"{top}.py").is_file() or (f / top).is_dir() for f in searched):
                 cache[top] = True
-            elif top == "nvflare" and served:
+            elif top == "nvflare":  # flconfig serves 'import nvflare...' to job code
                 cache[top] = True
             else:
                 cache[top] = installed_location(top) is not None
         return cache[top]
 
     files = sorted({file for folder in folders for file in folder.rglob("*.py")})
+    run = files_imported_at_start(job)
     for file in files[:MAX_CUSTOM_FILES]:
         tree = parse_module(file)
         if tree is None:
             continue
+        fails = file.resolve() in run
         for node in tree.body:  # top level only: not inside try, if, def
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
@@ -449,20 +502,19 @@ def check_custom_imports(job: Job) -> list[Problem]:
                 continue
             for name in names:
                 top = name.split(".", 1)[0]
-                if top == "nvflare" and served:
-                    missing = (None if not provides(name) else
+                if top == "nvflare":
+                    missing = (None if not flare_module_served(name) else
                                _names_not_served(name, node) if isinstance(node, ast.ImportFrom) else [])
                     if missing is None or missing:
                         what = (f"{name!r} is imported here" if missing is None else
                                 f"{', '.join(repr(n) for n in missing)} {'is' if len(missing) == 1 else 'are'} "
                                 f"imported here from {name!r}")
                         problems.append(Problem(
-                            "warning", "flare-api-not-supported",
-                            f"{what}, but flconfig's FLARE API does not provide it yet "
-                            "(FLARE is not installed)",
+                            "error" if fails else "warning", "flare-api-not-supported",
+                            f"{what}, but flconfig's FLARE API does not provide it yet"
+                            + (": the sites fail when they import this file" if fails else ""),
                             Position(display_path(file), node.lineno, node.col_offset + 1),
-                            hint="docs/flare-support.md lists the FLARE modules flconfig serves; "
-                                 "or install nvflare on the sites",
+                            hint="docs/flare-support.md lists the FLARE modules and classes flconfig serves",
                         ))  # fmt: skip
                     continue
                 if findable(top):
@@ -477,26 +529,148 @@ def check_custom_imports(job: Job) -> list[Problem]:
     return problems
 
 
-def _names_not_served(module: str, node: Any) -> list[str]:
-    """The names ``from module import ...`` takes that flconfig's module of that name
-    does not define (read from its source, never imported)."""
-    from ..compat import COMPAT_ROOT, provides
+def files_imported_at_start(job: Job) -> set[Path]:
+    """The custom/ files a participant imports when the job starts, resolved: the modules of
+    the custom classes the configs name, the Client API scripts (``SCRIPT_ARG``, the
+    ``COMMAND_ARG`` command's script), and, transitively, the custom/ modules and packages
+    those import at their top level (not inside ``try:``, ``if`` or a function)."""
+    from ..files import find_script, python_command
     from ..registry.introspect import parse_module
 
+    reached: set[Path] = set()
+    for name, app in job.apps.items():
+        custom = app.custom_dir
+        if custom is None:
+            continue
+        root = custom.resolve()
+        entries: set[Path] = set()
+        for config in job.configs():
+            if config.app != name:
+                continue
+            for spec in config.all_specs():
+                if spec.disabled or spec.info is None:
+                    continue
+                if spec.info.origin == "custom" and spec.info.file:
+                    entries.add(Path(spec.info.file).resolve())
+                script_arg = spec.info.attributes.get("SCRIPT_ARG")
+                value = spec.args.get(script_arg) if isinstance(script_arg, str) else None
+                if isinstance(value, str) and value.endswith(".py"):
+                    found = find_script(custom, Path(value))
+                    if found is not None:
+                        entries.add(found.resolve())
+                command_arg = spec.info.attributes.get("COMMAND_ARG")
+                command = spec.args.get(command_arg) if isinstance(command_arg, str) else None
+                if command and isinstance(command, (str, list)):
+                    try:
+                        entries.add(python_command(command, custom)[1].resolve())
+                    except ValueError:
+                        pass  # check_task_scripts says why
+        # a script's folder is on sys.path while it runs, as custom/ is for every module
+        bases = [root, *sorted({e.parent for e in entries if e.parent != root})]
+        todo = sorted(e for e in entries if e == root or root in e.parents)
+        while todo:
+            file = todo.pop()
+            if file in reached:
+                continue
+            reached.add(file)
+            tree = parse_module(file)
+            if tree is None:
+                continue
+            for module in _top_level_imports(tree, file, root):
+                todo.extend(f for f in _module_files(module, bases) if f not in reached)
+    return reached
+
+
+def _top_level_imports(tree: Any, file: Path, root: Path) -> list[str]:
+    """The dotted modules a file imports at its top level (``from a import b`` gives ``a``
+    and ``a.b``: b may be a module); relative imports resolved inside ``root``."""
+    import ast
+
+    modules: list[str] = []
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            modules.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                package = file.parent
+                for _ in range(node.level - 1):
+                    package = package.parent
+                if package != root and root not in package.parents:
+                    continue
+                prefix = ".".join(package.relative_to(root).parts)
+                base = ".".join(p for p in (prefix, base) if p)
+            if base:
+                modules.append(base)
+            modules.extend(f"{base}.{alias.name}" if base else alias.name
+                           for alias in node.names if alias.name != "*")
+    return modules
+
+
+def _module_files(module: str, bases: list[Path]) -> list[Path]:
+    """The files importing ``module`` runs, in the first of ``bases`` that holds it: each
+    package's ``__init__.py`` on the way, then the module itself."""
+    parts = module.split(".")
+    for base in bases:
+        folder, files = base, []
+        for i, part in enumerate(parts):
+            if i == len(parts) - 1 and (folder / f"{part}.py").is_file():
+                files.append((folder / f"{part}.py").resolve())
+            elif (folder / part / "__init__.py").is_file():
+                files.append((folder / part / "__init__.py").resolve())
+            elif not (folder / part).is_dir():  # not here (a namespace package's folder goes on)
+                files = []
+                break
+            folder = folder / part
+        if files:
+            return files
+    return []
+
+
+def flare_module_served(module: str) -> bool:
+    """Whether job code can import the FLARE module ``module`` where flconfig runs it: a
+    module of flconfig's FLARE API, or one holding FLARE components flconfig runs
+    (``nvflare.app_common.workflows.fedavg``), served from the registry's aliases."""
+    from ..compat import provides
+    from ..compat.jobapi.standins import is_standin_module
+
+    return provides(module) or is_standin_module(module)
+
+
+def _names_not_served(module: str, node: Any) -> list[str]:
+    """The names ``from module import ...`` takes that flconfig's module of that name
+    does not define (read from its source, never imported) and that are not FLARE
+    components flconfig runs."""
+    from ..compat import COMPAT_ROOT, provides
+    from ..compat.jobapi.standins import modules
+    from ..registry.introspect import parse_module
+
+    components = modules().get(module, {})
+    if not provides(module):  # a module of components only
+        return [alias.name for alias in node.names
+                if alias.name != "*" and alias.name not in components
+                and not flare_module_served(f"{module}.{alias.name}")]
     path = COMPAT_ROOT.joinpath(*module.split(".")[1:])
     file = path / "__init__.py" if (path / "__init__.py").is_file() else path.with_suffix(".py")
     tree = parse_module(file)
     if tree is None:
         return []
-    defined = _top_level_names(tree)
+    defined = _top_level_names(tree) | set(components)
     return [alias.name for alias in node.names
-            if alias.name != "*" and alias.name not in defined and not provides(f"{module}.{alias.name}")]
+            if alias.name != "*" and alias.name not in defined and not flare_module_served(f"{module}.{alias.name}")]
 
 
 def _top_level_names(tree: Any) -> set[str]:
+    """The names a module defines at its top level; with a module ``__getattr__``, the
+    literal ``__all__`` too (names it makes on first use, as FLARE's packages import them)."""
     import ast
 
     names: set[str] = set()
+    lazy = any(isinstance(s, ast.FunctionDef) and s.name == "__getattr__" for s in tree.body)
+    for stmt in tree.body if lazy else ():
+        if (isinstance(stmt, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in stmt.targets)
+                and isinstance(stmt.value, (ast.List, ast.Tuple))):
+            names.update(e.value for e in stmt.value.elts if isinstance(e, ast.Constant) and isinstance(e.value, str))
     for stmt in tree.body:
         if isinstance(stmt, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
             names.add(stmt.name)

@@ -1,5 +1,5 @@
-"""flconfig's stand-in for the ``nvflare`` package, served as ``nvflare`` to job code when
-FLARE is not installed (see :mod:`flconfig.compat`). It holds the part of FLARE's API that
+"""flconfig's stand-in for the ``nvflare`` package, served as ``nvflare`` to job code in
+flconfig's processes, FLARE installed or not (see :mod:`flconfig.compat`). It holds the part of FLARE's API that
 training scripts and job code use; ``docs/flare-support.md`` lists what is there."""
 
 #: True in flconfig's stand-in, absent from FLARE's own package.
@@ -7,6 +7,8 @@ FLCONFIG_COMPAT = True
 
 #: The version of FLARE's API this package follows.
 __version__ = "2.9.0"
+
+__all__ = ["FedJob", "FilterType"]
 
 
 def __getattr__(name: str) -> object:

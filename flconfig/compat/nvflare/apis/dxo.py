@@ -57,9 +57,13 @@ class DXO:
     def update_meta_props(self, meta: dict[str, Any]) -> None:
         self.meta.update(meta)
 
+    def to_dict(self) -> dict[str, Any]:
+        """``{"kind", "data", "meta"}``: what a Shareable holds, and :func:`from_dict` reads."""
+        return {"kind": self.data_kind, "data": self.data, "meta": self.meta}
+
     def update_shareable(self, shareable: Shareable) -> Shareable:
         shareable.set_header(ReservedHeaderKey.CONTENT_TYPE, _DXO)
-        shareable[_DXO] = {"kind": self.data_kind, "data": self.data, "meta": self.meta}
+        shareable[_DXO] = self.to_dict()
         return shareable
 
     def to_shareable(self) -> Shareable:
@@ -77,4 +81,11 @@ def from_shareable(shareable: Shareable) -> DXO:
     encoded = shareable.get(_DXO)
     if not isinstance(encoded, dict):
         raise ValueError("the shareable is not a valid DXO - missing content")
+    return from_dict(encoded)
+
+
+def from_dict(encoded: dict[str, Any]) -> DXO:
+    """The DXO that :meth:`DXO.to_dict` wrote; ValueError when ``encoded`` is not a dict."""
+    if not isinstance(encoded, dict):
+        raise ValueError(f"encoded value must be dict but got {type(encoded)}")
     return DXO(encoded.get("kind"), encoded.get("data"), encoded.get("meta"))  # type: ignore[arg-type]

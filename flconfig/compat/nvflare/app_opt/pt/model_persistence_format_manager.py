@@ -1,8 +1,8 @@
 """FLARE's ``PTModelPersistenceFormatManager``: a PyTorch checkpoint dict as a ModelLearnable.
 
 ``data`` is a state dict, or FLARE's checkpoint ``{"model": state_dict, "train_conf": ...,
-"meta_props": ...}`` (other keys are kept). flconfig's own model files are safetensors:
-read them with ``safetensors.torch.load_file`` before handing them here.
+"meta_props": ...}`` (other keys are kept): what ``torch.load(path, weights_only=True)``
+returns for FLARE's and flconfig's ``FL_global_model.pt`` alike.
 """
 
 from __future__ import annotations
