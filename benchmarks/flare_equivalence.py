@@ -12,7 +12,7 @@ by its site number, so each tool's run is deterministic.
 FLARE runs ``nvflare simulator JOB -n 2 -t 2`` in a venv of its own (``--setup`` makes it:
 ``torch==2.13.0``, ``nvflare==2.9.0``, ``scikit-learn``, ``tensorboard``); flconfig runs
 ``flconfig launch JOB``. Both global models are read back (FLARE's ``FL_global_model.pt`` with
-``torch.load(weights_only=True)``, flconfig's with safetensors) and compared parameter by
+``torch.load(weights_only=True)``, flconfig's the same way) and compared parameter by
 parameter. The bar: every parameter equal to within float32 rounding of the aggregation
 (FLARE sums the sites' float32 differences in float32, flconfig in float64): max absolute
 difference <= 1e-5 and max relative difference <= 1e-4, with the weights having moved from the
@@ -109,9 +109,10 @@ def flare_weights(ws: Path, venv: Path) -> dict[str, np.ndarray]:
 
 
 def flconfig_weights(ws: Path) -> dict[str, np.ndarray]:
-    from safetensors.numpy import load_file
+    import torch
 
-    return load_file(str(ws / "server" / "simulate_job" / "FL_global_model.pt"))
+    checkpoint = torch.load(ws / "server" / "simulate_job" / "FL_global_model.pt", weights_only=True)
+    return {k: v.numpy() for k, v in checkpoint["model"].items()}
 
 
 def initial_weights(job: Path) -> dict[str, np.ndarray]:
