@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 SITE_WAIT_S = 60.0
 
 
-def _wait_for_sites(owner: str, need: int, abort_signal: Signal, ctx: SiteContext) -> list[str] | None:
+def wait_for_sites(owner: str, need: int, abort_signal: Signal, ctx: SiteContext) -> list[str] | None:
     """The connected sites once ``need`` are; None when aborted first; JobError after a minute."""
     deadline = time.monotonic() + SITE_WAIT_S
     while True:
@@ -120,7 +120,7 @@ class CmdTaskController(Controller):
 
         sites = len(ctx.client_sites) or 1
         wanted = min(self.num_clients or sites, sites)
-        alive = _wait_for_sites(self._owner(), wanted, abort_signal, ctx)
+        alive = wait_for_sites(self._owner(), wanted, abort_signal, ctx)
         if alive is None:
             return
         targets = sorted(random.sample(alive, wanted)) if len(alive) > wanted else sorted(alive)
@@ -180,7 +180,7 @@ class EvalController(Controller):
         if not isinstance(model, FLModel) or not model.params:
             raise JobError(f"{self._owner()}: persistor '{self.persistor_id}' gave no model to evaluate")
         sites = len(ctx.client_sites) or 1
-        alive = _wait_for_sites(self._owner(), sites, abort_signal, ctx)
+        alive = wait_for_sites(self._owner(), sites, abort_signal, ctx)
         if alive is None:
             return
         data = FLModel(params=model.params, params_type=model.params_type,

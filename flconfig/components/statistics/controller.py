@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from ...errors import JobError
 from ...types import FLModel, ReturnCode, Signal
 from ..base import Controller
+from ..task_controllers import wait_for_sites
 from ._values import (
     COUNT,
     FEATURES,
@@ -38,10 +39,6 @@ if TYPE_CHECKING:
     from ...runtime.context import SiteContext
 
 log = logging.getLogger(__name__)
-
-#: How long the workflow waits for the sites it needs to connect.
-SITE_WAIT_S = 60.0
-
 
 class StatisticsController(Controller):
     """Federated statistics (FLARE's ``StatisticsController``): each site's and the global
@@ -130,7 +127,7 @@ class StatisticsController(Controller):
     def control_flow(self, abort_signal: Signal, ctx: SiteContext) -> None:  # type: ignore[override]
         """The optional hand-shake, the two rounds of statistics, then the combined result saved."""
         need = self.min_clients or len(ctx.client_sites) or 1
-        sites = self._wait_for_sites(need, abort_signal, ctx)
+        sites = wait_for_sites(self._owner(), need, abort_signal, ctx)
         if sites is None:
             return
         if self.enable_pre_run_task:
@@ -161,19 +158,6 @@ class StatisticsController(Controller):
         ctx.progress(f"statistics of {len(self.client_features) or len(sites)} site(s) saved by '{self.writer_id}'")
 
     # -- tasks ----------------------------------------------------------------------
-
-    def _wait_for_sites(self, need: int, abort_signal: Signal, ctx: SiteContext) -> list[str] | None:
-        deadline = time.monotonic() + SITE_WAIT_S
-        while True:
-            alive = list(ctx.comm.alive_sites())
-            if len(alive) >= need:
-                return alive
-            if abort_signal.triggered:
-                return None
-            if time.monotonic() >= deadline:
-                raise JobError(f"{self._owner()}: min_clients is {need} but only {len(alive)} site(s) are "
-                               f"connected after {SITE_WAIT_S:g} s ({', '.join(alive) or 'none'})")
-            abort_signal.wait(0.1)
 
     def _broadcast(self, task: str, data: FLModel, sites: list[str], need: int, abort_signal: Signal,
                    ctx: SiteContext) -> dict[str, FLModel]:
