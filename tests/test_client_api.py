@@ -309,7 +309,9 @@ def test_the_flare_modules_real_jobs_import_are_served(tmp_path: Path) -> None:
                       "from nvflare.apis.utils.format_check import name_check  # noqa\n"
                       "from nvflare.app_opt.sklearn import SklearnFedAvgRecipe  # noqa\n"
                       "from nvflare.app_common.workflows.fedavg import FedAvg  # noqa\n"
-                      "from nvflare.app_opt.pt import PTFileModelPersistor  # noqa\n" + script.read_text())
+                      "from nvflare.app_opt.pt import PTFileModelPersistor  # noqa\n"
+                      "from nvflare.app_opt.pt.decomposers import TensorDecomposer  # noqa\n"
+                      "from nvflare.fuel.utils import fobs  # noqa\n" + script.read_text())
     _, problems = inspect_job(job, environ={})
     assert [p.message for p in problems] == []
 
@@ -350,6 +352,69 @@ def test_flares_small_helpers_behave_as_flares() -> None:
         "WEIGHTS {'w': 1} {'round': 2}",
         "False True",
         "True",
+    ]
+
+
+def test_fobs_keeps_a_models_meta_in_a_file_and_reads_it_back_without_unpickling(tmp_path: Path) -> None:
+    # FLARE's tutorial FedAvg controllers: torch.save the params, fobs.dumpf the rest
+    code = textwrap.dedent(f"""
+        import flconfig.compat
+        assert flconfig.compat.install()
+        import numpy as np, torch
+        from nvflare.app_common.abstract.fl_model import FLModel, ParamsType
+        from nvflare.app_opt.pt.decomposers import TensorDecomposer
+        from nvflare.fuel.utils import fobs
+        from nvflare.fuel.utils.fobs import Decomposer
+
+        fobs.register(TensorDecomposer)
+        model = FLModel(params={{"w": torch.tensor([[1.5, 2.0]]), "b": np.array([3], dtype=np.int64)}},
+                        metrics={{"accuracy": 0.75}}, current_round=3, total_rounds=5,
+                        meta={{"NUM_STEPS_CURRENT_ROUND": 12, "shape": (2, 1), "raw": b"\\x00\\xff"}})
+        path = "{tmp_path / 'model.metadata'}"
+        fobs.dumpf(model, path)
+        back = fobs.loadf(path)
+        print(type(back).__name__, back.params_type is ParamsType.FULL, back.current_round, back.total_rounds)
+        print(type(back.params["w"]).__name__, back.params["w"].tolist(), back.params["b"].dtype, back.params["b"].tolist())
+        print(back.metrics, back.meta)
+
+        class Point:
+            def __init__(self, x, y):
+                self.x, self.y = x, y
+
+        class PointDecomposer(Decomposer):
+            def supported_type(self):
+                return Point
+            def decompose(self, target, manager=None):
+                return [target.x, target.y]
+            def recompose(self, data, manager=None):
+                return Point(*data)
+
+        try:
+            fobs.dumps(Point(1, 2))
+        except TypeError as exc:
+            print(exc)
+        fobs.register(PointDecomposer)
+        data = fobs.dumps({{"p": Point(1, 2)}})
+        print(vars(fobs.loads(data)["p"]))
+        fobs.reset()
+        for bad in (data, b"\\x80\\x04 a pickle"):
+            try:
+                fobs.loads(bad)
+            except (TypeError, ValueError) as exc:
+                print(type(exc).__name__, str(exc).split(" (")[0])
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "FLModel True 3 5",
+        "Tensor [[1.5, 2.0]] int64 [3]",
+        "{'accuracy': 0.75} {'NUM_STEPS_CURRENT_ROUND': 12, 'shape': (2, 1), 'raw': b'\\x00\\xff'}",
+        "fobs: cannot write a __main__.Point: flconfig writes plain values, arrays, tensors and FLModel; "
+        "register a Decomposer for this type",
+        "{'x': 1, 'y': 2}",
+        "TypeError fobs: the data holds a __main__.Point, and no Decomposer for it is registered in this "
+        "process: register it before loading",
+        "ValueError fobs: not data fobs.dumps wrote",
     ]
 
 

@@ -1,1 +1,1 @@
-"""FLARE's ``nvflare.fuel.utils``: ``import_utils`` (``fobs``, FLARE's serializer, is not served)."""
+"""FLARE's ``nvflare.fuel.utils``: ``import_utils``, ``log_utils``, ``fobs`` (flconfig's own format: nothing unpickled)."""
