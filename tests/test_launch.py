@@ -132,7 +132,8 @@ def _kill_site_when_training(proc: subprocess.Popen[str], ws: Path, site: str) -
         if "round 1/" in line:
             out = subprocess.run(["ps", "-eww", "-o", "pid=,args="], capture_output=True, text=True).stdout
             for row in out.splitlines():
-                if "flconfig.runtime.worker" in row and f"--sites {site}" in row:
+                # only this test's worker: other flconfig runs on the machine are not ours to kill
+                if "flconfig.runtime.worker" in row and f"--sites {site}" in row and str(ws) in row:
                     os.kill(int(row.split()[0]), signal.SIGKILL)
             break
     return seen + proc.stdout.read()
@@ -203,7 +204,7 @@ def test_a_site_whose_process_dies_while_the_sites_connect_fails_the_job_at_once
         if "waiting for 2 of 2 sites" in line:
             out = subprocess.run(["ps", "-eww", "-o", "pid=,args="], capture_output=True, text=True).stdout
             for row in out.splitlines():
-                if "flconfig.runtime.worker" in row and "--sites site-2" in row:
+                if "flconfig.runtime.worker" in row and "--sites site-2" in row and str(ws) in row:
                     os.kill(int(row.split()[0]), signal.SIGKILL)
             break
     output = seen + proc.stdout.read()
