@@ -46,8 +46,14 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int = 0o644) -
 
 def find_script(custom: Path, wanted: Path) -> Path | None:
     """The file of ``custom`` whose path ends with ``wanted`` (FLARE's lookup), nearest the top;
-    only a regular file that really lies inside ``custom`` (no link out)."""
-    if wanted.is_absolute() or ".." in wanted.parts:
+    only a regular file that really lies inside ``custom`` (no link out).
+
+    An absolute ``wanted`` (FLARE's ScriptRunner writes the script's absolute path when
+    ``job.py`` gives one, and copies the file into ``custom/``) is that copy: the file of
+    its name in ``custom`` (nearest the top), never the path itself."""
+    if wanted.is_absolute():
+        wanted = Path(wanted.name)
+    if ".." in wanted.parts:
         return None
     root = custom.resolve()
     candidates = sorted(root.rglob(wanted.name), key=lambda p: (len(p.parts), str(p)))

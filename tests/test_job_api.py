@@ -231,6 +231,26 @@ def test_a_numpy_recipe_runs_as_flares_hello_numpy_does(tmp_path: Path) -> None:
     assert scalars(run / "tb_events" / "site-2", "weight_mean") == [(0, 6.0), (1, 7.0), (2, 8.0)]
 
 
+@pytest.mark.slow
+def test_a_train_script_given_by_its_absolute_path_runs_from_the_jobs_copy(tmp_path: Path) -> None:
+    # FLARE's ScriptRunner writes an absolute train_script as it is and copies the file into
+    # custom/; the job runs the copy (the absolute path is never read where the job runs)
+    job = NUMPY_JOB.replace('train_script="client.py"',
+                            'train_script=str(Path(__file__).resolve().with_name("client.py"))')
+    job = "    from pathlib import Path\n" + job.lstrip("\n")
+    folder = write(tmp_path / "hello", {"client.py": NUMPY_CLIENT, "job.py": job})
+    export = flconfig_run(folder / "job.py", "--export", "--export-dir", str(tmp_path / "out"))
+    assert export.returncode == 0, export.stdout + export.stderr
+    client = json.loads((tmp_path / "out" / "hello-numpy" / "app" / "config" / "config_fed_client.json").read_text())
+    assert client["executors"][0]["executor"]["args"]["task_script_path"] == str(folder.resolve() / "client.py")
+    workspace = tmp_path / "sim"
+    result = flconfig_run(folder / "job.py", env={"NVFLARE_SIMULATOR_WORKSPACE_ROOT": str(workspace)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Job Status is: FINISHED:COMPLETED" in result.stdout
+    final = np.load(workspace / "hello-numpy" / "server" / "simulate_job" / "models" / "server.npy")
+    assert final.tolist() == [[4, 5, 6], [7, 8, 9], [10, 11, 12]]
+
+
 # --- mistakes: caught before anything runs, said at the script's line ------------------------------
 
 
@@ -287,6 +307,28 @@ def test_a_wrong_value_is_reported_at_the_line_that_gave_it(tmp_path: Path) -> N
     assert f"(in {config}:" in errors[0]
     assert json.loads(config.read_text())["components"][5]["args"]["tb_folder"] == 5
     assert not (job_py.parent / "sim").exists()
+
+
+def test_a_problem_in_an_executor_the_recipe_makes_later_is_reported_at_the_scripts_line(tmp_path: Path) -> None:
+    # the recipe makes each site's executor only when the job is written (FLARE's
+    # client-api-attach): the line is job.py's, never one of the standard library's
+    job_py = example_copy(tmp_path, """
+        from model import SimpleNetwork
+
+        from nvflare.app_opt.pt.recipes.fedavg import FedAvgRecipe
+        from nvflare.recipe import SimEnv
+
+        recipe = FedAvgRecipe(name="bad", min_clients=2, num_rounds=2, model=SimpleNetwork(),
+                              train_script="client.py", launch_external_process=True,
+                              command="torchrun --nproc_per_node 2")
+        recipe.execute(SimEnv(num_clients=2, workspace_root="sim"))
+    """)
+    result = flconfig_run(job_py)
+    assert result.returncode == 1
+    errors = [x for x in result.stderr.splitlines() if ": error:" in x]
+    assert errors and all(x.startswith("job.py:") for x in errors), result.stderr
+    assert "the command runs 'torchrun'" in errors[0]
+    assert "contextlib" not in result.stderr and "python3." not in result.stderr
 
 
 def test_a_recipe_refusing_an_argument_is_one_line_at_the_call(tmp_path: Path) -> None:

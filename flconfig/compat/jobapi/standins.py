@@ -19,12 +19,16 @@ import enum
 import functools
 import inspect
 import os
+import sysconfig
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-#: The flconfig package folder: frames inside it are not the job script's.
+#: The flconfig package folder and the standard library's: frames inside them are not the
+#: job script's (a recipe built inside a ``with`` block runs through contextlib).
 _FLCONFIG_DIR = str(Path(__file__).resolve().parents[2]) + os.sep
+_NOT_THE_SCRIPTS = (_FLCONFIG_DIR, *{os.path.abspath(sysconfig.get_paths()[k]) + os.sep
+                                     for k in ("stdlib", "platstdlib")})
 
 
 def authored_at(skip: int = 1) -> tuple[str, int] | None:
@@ -36,7 +40,7 @@ def authored_at(skip: int = 1) -> tuple[str, int] | None:
         frame = frame.f_back if frame is not None else None
     while frame is not None:
         file = frame.f_code.co_filename
-        if not os.path.abspath(file).startswith(_FLCONFIG_DIR) and not file.startswith("<"):
+        if not os.path.abspath(file).startswith(_NOT_THE_SCRIPTS) and not file.startswith("<"):
             return os.path.abspath(file), frame.f_lineno
         frame = frame.f_back
     return None
