@@ -368,7 +368,8 @@ def do_check(script: Script, tree: Path, keep: Path, flconfig: list[str], timeou
                                       "submitted" if envs else "")}
     if proc.rc == 0 and not proc.timed_out and not kept:
         # a script that only exports (export_job / recipe.export) writes where it likes: find it
-        exported = [j for j in exported_since(tree / "examples", started) if keep not in j.parents]
+        exported = exported_by(proc.out, cwd) or [
+            j for j in exported_since(tree / "examples", started) if keep not in j.parents]
         result["exported_only"] = True
         checks = [(j, *validate(flconfig, j)) for j in exported]
         bad = [f"{j.name}: {why}" for j, ok, why in checks if not ok]
@@ -394,6 +395,16 @@ def exported_since(root: Path, started: float) -> list[Path]:
         if base.is_dir():
             found += [p.parent for p in base.rglob("meta.json") if p.stat().st_mtime >= started - 1]
     return sorted(set(found))
+
+
+#: What FLARE's (and flconfig's) ``export_job`` prints: where the job folder was written.
+EXPORTED_AT = re.compile(r"^job-config is at\s+(\S+)\s*$", re.M)
+
+
+def exported_by(out: str, cwd: Path) -> list[Path]:
+    """The job folders a script said it exported (``job-config is at PATH``)."""
+    folders = [(cwd / m.group(1)).resolve() for m in EXPORTED_AT.finditer(out)]
+    return sorted({f for f in folders if (f / "meta.json").is_file()})
 
 
 def do_run(script: Script, tree: Path, flconfig: list[str], timeout: float) -> None:
