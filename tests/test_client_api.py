@@ -396,8 +396,16 @@ def test_fobs_keeps_a_models_meta_in_a_file_and_reads_it_back_without_unpickling
         fobs.register(PointDecomposer)
         data = fobs.dumps({{"p": Point(1, 2)}})
         print(vars(fobs.loads(data)["p"]))
+        # FLARE's keywords; a numpy scalar stays a scalar, bfloat16 stays bfloat16
+        back = fobs.loads(fobs.dumps({{"acc": np.float32(0.5), "bf": torch.tensor([1.5], dtype=torch.bfloat16)}},
+                                     max_value_size=None, fobs_ctx={{}}), fobs_ctx={{}})
+        print("%.3f" % back["acc"], type(back["acc"]).__name__, back["bf"].dtype, back["bf"].tolist())
+        try:
+            fobs.dumps(np.array([object()]))
+        except TypeError as exc:
+            print(exc)
         fobs.reset()
-        for bad in (data, b"\\x80\\x04 a pickle"):
+        for bad in (data, b"\\x80\\x04 a pickle", b'{{"__fobs__": 1, "value": {{"__fobs__": "bytes"}}}}'):
             try:
                 fobs.loads(bad)
             except (TypeError, ValueError) as exc:
@@ -412,8 +420,12 @@ def test_fobs_keeps_a_models_meta_in_a_file_and_reads_it_back_without_unpickling
         "fobs: cannot write a __main__.Point: flconfig writes plain values, arrays, tensors and FLModel; "
         "register a Decomposer for this type",
         "{'x': 1, 'y': 2}",
+        "0.500 float32 torch.bfloat16 [1.5]",
+        "fobs: cannot write an array of Python objects (dtype object): nothing is pickled; convert it to "
+        "numbers or strings first",
         "TypeError fobs: the data holds a __main__.Point, and no Decomposer for it is registered in this "
         "process: register it before loading",
+        "ValueError fobs: not data fobs.dumps wrote",
         "ValueError fobs: not data fobs.dumps wrote",
     ]
 

@@ -291,6 +291,11 @@ def test_a_tensor_list_naming_no_array_is_refused() -> None:
     assert forged != frame
     with pytest.raises(ProtocolError, match="'torch'"):
         decode_model(forged)
+    # a name that is not a string (a hostile peer's) is the same one clear refusal
+    unhashable = frame.replace(b'"torch":["a"]', b'"torch":[[1]]')
+    assert unhashable != frame
+    with pytest.raises(ProtocolError, match="'torch'"):
+        decode_model(unhashable)
 
 
 def test_a_meta_array_reference_naming_nothing_is_refused() -> None:

@@ -524,3 +524,7 @@ def test_fedavg_takes_a_flare_model_aggregator_of_the_jobs_code(tmp_path: Path) 
         "key_metric": {"name": "accuracy", "mode": "max", "mode_source": "derived_from_stop_condition"}}
     with pytest.raises(JobError, match="aggregator is a str, not an aggregator"):
         FedAvg(aggregator="aggregator")._parts(ctx)  # type: ignore[arg-type]
+    # an aggregator that returns nothing never replaces the global model with an empty one
+    inner.aggregate_model = lambda: None  # type: ignore[method-assign]
+    with pytest.raises(JobError, match=r"aggregate_model\(\) returned None: the global model is kept"):
+        aggregator.aggregate(ctx)

@@ -459,9 +459,13 @@ def _flare_model(site: str, result: FLModel, ctx: RunContext) -> Any:
 
 
 def _from_flare_model(model: Any) -> FLModel:
-    """What a FLARE ModelAggregator returned, as flconfig's FLModel."""
+    """What a FLARE ModelAggregator returned, as flconfig's FLModel; JobError for nothing, or a
+    model without params (it would replace the global model with an empty one)."""
     if isinstance(model, FLModel):
         return model
+    if model is None or not getattr(model, "params", None):
+        raise JobError(f"the aggregator's aggregate_model() returned {'None' if model is None else 'a model without params'}"
+                       ": the global model is kept as it was; the round cannot be aggregated")
     params_type = getattr(model, "params_type", None)
     params_type = getattr(params_type, "value", params_type) or "FULL"
     return FLModel(params=dict(getattr(model, "params", None) or {}), params_type=str(params_type),

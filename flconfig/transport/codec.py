@@ -141,7 +141,8 @@ def _read_frame(data: bytes | bytearray | memoryview, magic: bytes, what: str) -
         raise ProtocolError(f"{what}: truncated ({len(view)} bytes, need at least {_FRAME.size})")
     got_magic, version, header_len = _FRAME.unpack_from(view)
     if got_magic != magic:
-        raise ProtocolError(f"{what}: bad magic {bytes(got_magic)!r}, expected {magic!r}")
+        # the bytes found are not echoed: a file read by mistake says nothing of its content
+        raise ProtocolError(f"{what}: bad magic (not {magic.decode(errors='replace')!r} data)")
     if version != VERSION:
         raise ProtocolError(
             f"{what}: unsupported format version {version} (this side reads {VERSION})"
@@ -385,7 +386,8 @@ def decode_model(data: bytes | bytearray | memoryview) -> FLModel:
             "or other names"
         )
     as_torch = header.get("torch", [])
-    if not isinstance(as_torch, list) or not set(as_torch) <= set(tensors):
+    if (not isinstance(as_torch, list) or not all(isinstance(n, str) for n in as_torch)
+            or not set(as_torch) <= set(tensors)):
         raise ProtocolError("model: header 'torch' must list some of the arrays")
 
     def array(name: str) -> Any:
@@ -438,7 +440,7 @@ def decode_records(data: bytes | memoryview) -> list[dict[str, Any]]:
         raise ProtocolError(f"records: truncated ({len(view)} bytes)")
     magic, version = _RECORDS_PREFIX.unpack_from(view)
     if magic != RECORDS_MAGIC:
-        raise ProtocolError(f"records: bad magic {bytes(magic)!r}, expected {RECORDS_MAGIC!r}")
+        raise ProtocolError(f"records: bad magic (not {RECORDS_MAGIC.decode(errors='replace')!r} data)")
     if version != VERSION:
         raise ProtocolError(
             f"records: unsupported format version {version} (this side reads {VERSION})"

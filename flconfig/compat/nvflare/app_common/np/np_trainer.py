@@ -135,11 +135,17 @@ class NPTrainer(Executor):
             return None
 
     def _save_local_model(self, fl_ctx: FLContext, model: dict[str, Any]) -> None:
+        import io
+
         import numpy as np
+
+        from flconfig.files import write_atomic
 
         path = self._model_path(fl_ctx)
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, model[NPConstants.NUMPY_KEY], allow_pickle=False)
+        buffer = io.BytesIO()  # the file under its own name (np.save would add .npy), whole or not at all
+        np.save(buffer, np.asarray(model[NPConstants.NUMPY_KEY]), allow_pickle=False)
+        write_atomic(path, buffer.getvalue())
         self.log_info(fl_ctx, f"Saved numpy model to: {path}")
 
 

@@ -95,8 +95,11 @@ def _encode(value: Any) -> Any:
             "total_rounds", "meta")}}
     array = _as_array(value)
     if array is not None:
-        kind, data = array
-        return {_TAG: kind, "dtype": data.dtype.str, "shape": list(data.shape),
+        kind, data, dtype = array
+        if data.dtype.hasobject:
+            raise TypeError("fobs: cannot write an array of Python objects (dtype object): "
+                            "nothing is pickled; convert it to numbers or strings first")
+        return {_TAG: kind, "dtype": dtype, "shape": list(data.shape),
                 "b64": base64.b64encode(data.tobytes()).decode()}
     with _lock:
         decomposer = _decomposers.get(_type_name(type(value)))
@@ -108,16 +111,28 @@ def _encode(value: Any) -> Any:
                     "arrays, tensors and FLModel; register a Decomposer for this type")
 
 
-def _as_array(value: Any) -> tuple[str, Any] | None:
-    """("ndarray"|"tensor", a numpy array) for a numpy array or scalar, or a torch tensor."""
+def _as_array(value: Any) -> tuple[str, Any, str] | None:
+    """``(kind, numpy array, dtype name)`` for a numpy array (``ndarray``), a numpy scalar
+    (``scalar``: read back a scalar) or a torch tensor (``tensor``; bfloat16 and float8 kept
+    as their raw bytes under torch's dtype name)."""
+    from flconfig.types import is_torch_tensor
+
     module = type(value).__module__
     if module == "numpy" or module.startswith("numpy."):
         import numpy as np
 
-        return "ndarray", np.ascontiguousarray(value)
-    if module == "torch" and type(value).__name__ in ("Tensor", "Parameter") or \
-            module.startswith("torch.") and hasattr(value, "detach"):
-        return "tensor", value.detach().cpu().contiguous().numpy()
+        array = np.asarray(value)
+        kind = "ndarray" if isinstance(value, np.ndarray) else "scalar"
+        return kind, np.ascontiguousarray(array) if array.ndim else array, array.dtype.str
+    if is_torch_tensor(value):
+        tensor = value.detach().cpu().contiguous()
+        name = str(tensor.dtype).removeprefix("torch.")
+        if name == "bfloat16" or name.startswith("float8"):
+            import torch
+
+            raw = tensor.view(torch.int16 if name == "bfloat16" else torch.uint8)
+            return "tensor", raw.numpy(), name
+        return "tensor", tensor.numpy(), tensor.numpy().dtype.str
     return None
 
 
@@ -150,15 +165,22 @@ def _decode(value: Any) -> Any:
 
             model.params_type = ParamsType(model.params_type)
         return model
-    if tag in ("ndarray", "tensor"):
+    if tag in ("ndarray", "scalar", "tensor"):
         import numpy as np
 
-        array = np.frombuffer(base64.b64decode(value["b64"]), dtype=np.dtype(value["dtype"]))
-        array = array.reshape(value["shape"]).copy()
+        name = value["dtype"]
+        raw = name == "bfloat16" or name.startswith("float8")
+        dtype = np.dtype(np.int16 if name == "bfloat16" else np.uint8) if raw else np.dtype(name)
+        if dtype.hasobject:
+            raise ValueError("fobs: an array of Python objects: not data fobs.dumps wrote")
+        array = np.frombuffer(base64.b64decode(value["b64"]), dtype=dtype).reshape(value["shape"]).copy()
+        if tag == "scalar":
+            return array[()]
         if tag == "tensor":
             import torch
 
-            return torch.from_numpy(array)
+            tensor = torch.from_numpy(array)
+            return tensor.view(getattr(torch, name)) if raw else tensor
         return array
     if tag == "custom":
         with _lock:
@@ -170,40 +192,50 @@ def _decode(value: Any) -> Any:
     raise ValueError(f"fobs: unknown tag {tag!r}: not data fobs.dumps wrote")
 
 
-def dumps(obj: Any, max_value_size: int | None = None) -> bytes:
-    """``obj`` serialized (flconfig's format: JSON, arrays as raw bytes, nothing pickled)."""
+def dumps(obj: Any, buffer_list: bool = False, max_value_size: int | None = None,
+          fobs_ctx: dict[str, Any] | None = None) -> bytes:
+    """``obj`` serialized (flconfig's format: JSON, arrays as raw bytes, nothing pickled).
+    FLARE's ``buffer_list``, ``max_value_size`` and ``fobs_ctx`` are accepted; one bytes
+    object is returned."""
     return json.dumps({_TAG: 1, "value": _encode(obj)}, separators=(",", ":")).encode()
 
 
-def loads(data: bytes) -> Any:
-    """The object :func:`dumps` wrote; ValueError for anything else."""
+def loads(data: bytes, fobs_ctx: dict[str, Any] | None = None) -> Any:
+    """The object :func:`dumps` wrote; ValueError for anything else (TypeError for a type
+    whose decomposer is not registered here)."""
     try:
         document = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"fobs: not data fobs.dumps wrote ({exc})") from None
     if not isinstance(document, dict) or document.get(_TAG) != 1 or "value" not in document:
         raise ValueError("fobs: not data fobs.dumps wrote")
-    return _decode(document["value"])
+    try:
+        return _decode(document["value"])
+    except (KeyError, IndexError, AttributeError) as exc:
+        raise ValueError(f"fobs: not data fobs.dumps wrote ({type(exc).__name__}: {exc})") from None
+    except TypeError as exc:
+        if str(exc).startswith("fobs:"):
+            raise
+        raise ValueError(f"fobs: not data fobs.dumps wrote ({exc})") from None
 
 
-def dump(obj: Any, stream: BinaryIO) -> None:
+def dump(obj: Any, stream: BinaryIO, max_value_size: int | None = None, fobs_ctx: dict[str, Any] | None = None) -> None:
     """Write ``obj`` to a binary stream."""
     stream.write(dumps(obj))
 
 
-def load(stream: BinaryIO) -> Any:
+def load(stream: BinaryIO, fobs_ctx: dict[str, Any] | None = None) -> Any:
     """Read the object :func:`dump` wrote to a binary stream."""
     return loads(stream.read())
 
 
-def dumpf(obj: Any, file_path: str) -> None:
-    """Write ``obj`` to the file ``file_path`` (whole, or not at all: a temporary file renamed)."""
-    path = Path(file_path)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_bytes(dumps(obj))
-    temporary.replace(path)
+def dumpf(obj: Any, file_path: str, max_value_size: int | None = None, fobs_ctx: dict[str, Any] | None = None) -> None:
+    """Write ``obj`` to the file ``file_path`` (whole, or not at all: written aside, then renamed)."""
+    from flconfig.files import write_atomic
+
+    write_atomic(Path(file_path), dumps(obj))
 
 
-def loadf(file_path: str) -> Any:
+def loadf(file_path: str, fobs_ctx: dict[str, Any] | None = None) -> Any:
     """Read the object :func:`dumpf` wrote to ``file_path``."""
     return loads(Path(file_path).read_bytes())
