@@ -6,6 +6,7 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 
 def inside(base: str | os.PathLike[str], relative: str) -> Path:
@@ -19,6 +20,29 @@ def inside(base: str | os.PathLike[str], relative: str) -> Path:
     if path != root and root not in path.parents:
         raise ValueError(f"{relative!r} leaves the run directory {root}")
     return path
+
+
+def outside_file(ctx: Any, value: str, what: str) -> Path:
+    """The file an argument names by absolute path outside the job (``what``: the argument,
+    for the message), if the participant lets jobs read such files (``ctx.outside_files``:
+    a run on the user's own machine does; a deployed server or site only where its kit says
+    ``"allow_outside_files": true``). A path inside the participant's run folder is always
+    allowed. Raises :class:`~flconfig.errors.JobError` saying so otherwise; the file is
+    never opened to say it."""
+    from .errors import JobError
+
+    path = Path(value)
+    if getattr(ctx, "outside_files", True):
+        return path.expanduser()
+    run_dir = getattr(ctx, "run_dir", None)
+    if run_dir is not None:
+        root = Path(run_dir).resolve()
+        resolved = path.resolve()
+        if resolved == root or root in resolved.parents:
+            return resolved
+    raise JobError(f"{what}: {value!r} is a file of this machine outside the job, and this participant "
+                   "does not let jobs read such files (its operator can allow it with "
+                   "\"allow_outside_files\": true in its kit)")
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int = 0o644) -> None:

@@ -102,6 +102,26 @@ def test_a_site_that_does_not_allow_custom_code_refuses_the_job_and_the_server_s
     assert "site-3 refused it" in system.log()
 
 
+def test_a_submitted_job_cannot_read_the_servers_files_by_absolute_path(system: Deployment, tmp_path: Path) -> None:
+    # a checkpoint "path" naming a file of the server machine: refused before it is opened
+    secret = tmp_path / "server-only" / "weights.pt"
+    secret.parent.mkdir()
+    secret.write_bytes(b"not for the job")
+    job = job_variant(SEED_JOB, tmp_path / "reader", rounds=1, epochs=1, sites=["site-1", "site-2"])
+    server = job / "app" / "config" / "config_fed_server.json"
+    config = json.loads(server.read_text())
+    persistor = next(c for c in config["components"] if c["id"] == "persistor")
+    persistor["args"]["source_ckpt_file_full_name"] = str(secret)
+    server.write_text(json.dumps(config, indent=2))
+    job_id = system.submit(job)
+    record = system.wait_state(job_id, ("finished", "failed"))
+    assert record["state"] == "failed"
+    assert (f"source_ckpt_file_full_name: {str(secret)!r} is a file of this machine outside the job, and this "
+            "participant does not let jobs read such files") in record["error"], record
+    assert "allow_outside_files" in record["error"]
+    assert "not for the job" not in json.dumps(record) + system.log()
+
+
 def test_abort_stops_a_running_job_and_its_sites(system: Deployment, tmp_path: Path) -> None:
     job = job_variant(SEED_JOB, tmp_path / "long", rounds=200, epochs=1, sites=["site-1", "site-2"])
     job_id = system.submit(job)
@@ -302,6 +322,10 @@ def test_poc_prepare_start_submit_stop(tmp_path: Path) -> None:
     assert "server, site-1, site-2, admin@flconfig" in prepared
     again = flconfig("poc", "prepare", "-n", "2", env=env)
     assert again.returncode == 1 and "already a POC folder; add --force" in again.stderr
+    # a POC is the user's own machine: its jobs read FLARE's pretrained files as FLARE's POC does
+    kits = [p.parent.parent for p in (tmp_path / "poc").rglob("startup/kit.json")]
+    assert {load_kit(k).name: load_kit(k).allow_outside_files for k in kits if load_kit(k).type != "admin"} == {
+        "server": True, "site-1": True, "site-2": True}
     try:
         started = flconfig("poc", "start", env=env, check=True).stdout
         assert "POC started: server, site-1, site-2" in started

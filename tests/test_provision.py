@@ -167,3 +167,17 @@ def test_the_kits_authenticate_each_other_over_mutual_tls(tmp_path: Path) -> Non
     thread.join(5)
     listener.close()
     assert seen == ["site-1"]  # the server knows the site by its certificate
+
+
+def test_reading_files_outside_the_job_is_off_unless_the_project_turns_it_on(tmp_path: Path) -> None:
+    from flconfig.deploy.kit import load_kit
+
+    project = PROJECT + "  - {name: site-2, type: client, org: hospital-b, allow_outside_files: true}\n"
+    assert provision(tmp_path, project).returncode == 0
+    assert load_kit(tmp_path / "out" / "site-1").allow_outside_files is False
+    assert load_kit(tmp_path / "out" / "server1").allow_outside_files is False
+    assert load_kit(tmp_path / "out" / "site-2").allow_outside_files is True
+    (tmp_path / "x").mkdir()
+    wrong = provision(tmp_path / "x", PROJECT.replace("org: hospital-a}", "org: hospital-a, allow_outside_files: 1}"))
+    assert wrong.returncode != 0
+    assert "'allow_outside_files' must be true or false" in wrong.stdout + wrong.stderr

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..files import inside, write_atomic
+from ..files import inside, outside_file, write_atomic
 from ..types import FLModel, ReturnCode, RunContext, Signal
 from .base import Executor, ModelLocator, ModelPersistor, Widget
 
@@ -100,7 +100,8 @@ class NPModelPersistor(ModelPersistor):
         import numpy as np
 
         path = self._path(ctx)
-        source = Path(self.source_ckpt_file_full_name).expanduser() if self.source_ckpt_file_full_name else None
+        source = (outside_file(ctx, self.source_ckpt_file_full_name, "source_ckpt_file_full_name")
+                  if self.source_ckpt_file_full_name else None)
         if source is not None and source.is_file():
             path = source
         try:
@@ -293,8 +294,9 @@ class NPModelLocator(ModelLocator):
         if file is None:
             return None
         folder = Path(self.model_dir)
-        path = (Path(file) if Path(file).is_absolute()
-                else inside(folder if folder.is_absolute() else inside(ctx.run_dir, self.model_dir), file))
+        path = (outside_file(ctx, file, "model_name") if Path(file).is_absolute()
+                else inside(outside_file(ctx, self.model_dir, "model_dir") if folder.is_absolute()
+                            else inside(ctx.run_dir, self.model_dir), file))
         try:
             return FLModel(params={NUMPY_KEY: _load(path)}, params_type="FULL")
         except (OSError, ValueError) as exc:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import JobError
-from ..files import inside
+from ..files import inside, outside_file
 from ..types import Event, EventType, FLModel, RunContext, is_torch_tensor
 from .base import (
     AppEventType,
@@ -174,7 +174,7 @@ class PTFileModelPersistor(ModelPersistor):
         """
         module = self._module(ctx)
         if self.source_ckpt_file_full_name:
-            path = Path(self.source_ckpt_file_full_name).expanduser()
+            path = outside_file(ctx, self.source_ckpt_file_full_name, "source_ckpt_file_full_name")
             if not path.is_file():
                 raise JobError(f"source_ckpt_file_full_name: no such file {path}")
             checkpoint = read_model_file(path, "source_ckpt_file_full_name")

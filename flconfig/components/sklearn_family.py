@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..errors import JobError
-from ..files import inside, write_atomic
+from ..files import inside, outside_file, write_atomic
 from ..types import Event, EventType, FLModel, ReturnCode, RunContext, Signal
 from .aggregators import KIND_OF_PARAMS_TYPE, NUM_STEPS_KEY
 from .base import Aggregator, Executor, ModelPersistor, flare_learner
@@ -174,6 +174,8 @@ class JoblibModelParamPersistor(ModelPersistor):
         given = self.model_path or initial.pop("model_path", None)
         if given:
             source = Path(str(given))
+            if source.is_absolute():
+                source = outside_file(ctx, str(given), "model_path")
             if not source.is_absolute() or not source.is_file():
                 raise JobError(f"persistor: model_path {str(given)!r} is not an absolute path of a file "
                                "on the server")

@@ -234,7 +234,8 @@ class SiteService:
                     reason = f"the job is invalid here: {_one_line(errors[0]) if errors else 'it does not load'}"
                 else:
                     # Resolved for this site: its name, workspace and job id substituted.
-                    job.plan = plan_run(checked, [self.site], self.workspace, job_id, server=False)
+                    job.plan = plan_run(checked, [self.site], self.workspace, job_id, server=False,
+                                        outside_files=self.kit.allow_outside_files)
                     job.name = checked.name or name
         except ArchiveError as exc:
             reason = f"the job archive is unsafe: {exc}"

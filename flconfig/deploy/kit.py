@@ -45,6 +45,9 @@ class Kit:
     allow_custom_code: bool = False
     #: An admin's role (its certificate holds it; this copy is for show).
     role: str = ""
+    #: Whether the jobs run here may read files outside the job folder by absolute path
+    #: (pretrained checkpoints a config names): off unless the operator turns it on.
+    allow_outside_files: bool = False
 
     @property
     def key_file(self) -> Path:
@@ -134,7 +137,7 @@ def load_kit(path: str | Path, expect: str | None = None) -> Kit:
         kit = Kit(startup, str(data["project"]), str(data["name"]), str(data["type"]),
                   str(data.get("org", "")), str(server["name"]), str(server["host"]),
                   int(server["port"]), bool(data.get("allow_custom_code", False)),
-                  str(data.get("role", "")))
+                  str(data.get("role", "")), allow_outside_files=data.get("allow_outside_files", False) is True)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise KitError(f"{kit_file}: not a valid kit file ({exc})") from None
     if kit.type not in TYPES:

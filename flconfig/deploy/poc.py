@@ -95,8 +95,9 @@ def prepare(folder: Path, n: int, port: int = 8002, force: bool = False,
     site_names = list(sites) if sites else [f"site-{i}" for i in range(1, n + 1)]
     names = [SERVER, *site_names, ADMIN]
     lines = [f"name: {PROJECT}", "participants:",
-             f"  - {{name: {SERVER}, type: server, host: {LOOPBACK}, port: {port}, allow_custom_code: true}}"]
-    lines += [f"  - {{name: {site}, type: client, allow_custom_code: true}}" for site in site_names]
+             f"  - {{name: {SERVER}, type: server, host: {LOOPBACK}, port: {port}, allow_custom_code: true, "
+             "allow_outside_files: true}"]
+    lines += [f"  - {{name: {site}, type: client, allow_custom_code: true, allow_outside_files: true}}" for site in site_names]
     lines += [f"  - {{name: '{ADMIN}', type: admin, role: project_admin}}"]
     project = folder / "project.yaml"
     project.write_text("\n".join(lines) + "\n")

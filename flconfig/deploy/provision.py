@@ -63,6 +63,8 @@ class Participant:
     allow_custom_code: bool = False
     #: An admin's role (in its certificate); "" for servers and sites.
     role: str = ""
+    #: Whether the jobs it runs may read files outside the job by absolute path (kit.json).
+    allow_outside_files: bool = False
 
 
 @dataclass
@@ -133,9 +135,10 @@ def load_project(path: Path) -> Project:
             bad("a participant is a mapping {name, type, org, host, port}", where)
             continue
         unknown = sorted(set(entry) - {"name", "type", "org", "host", "port", "role",
-                                        "allow_custom_code"})
+                                        "allow_custom_code", "allow_outside_files"})
         for key in unknown:
-            bad(f"unknown key {key!r} in a participant", (*where, key), "keys: name, type, org, host, port, role, allow_custom_code")
+            bad(f"unknown key {key!r} in a participant", (*where, key),
+                "keys: name, type, org, host, port, role, allow_custom_code, allow_outside_files")
         pname, ptype = entry.get("name"), entry.get("type")
         if not isinstance(pname, str) or not NAME_RE.match(pname):
             bad("a participant's 'name' must be 1-64 letters, digits, . _ @ - (it names its kit folder)",
@@ -163,6 +166,10 @@ def load_project(path: Path) -> Project:
         if not isinstance(custom, bool):
             bad(f"participant {pname!r}: 'allow_custom_code' must be true or false", (*where, "allow_custom_code"))
             continue
+        outside = entry.get("allow_outside_files", False)
+        if not isinstance(outside, bool):
+            bad(f"participant {pname!r}: 'allow_outside_files' must be true or false", (*where, "allow_outside_files"))
+            continue
         from .authz import ROLES
 
         role = entry.get("role", DEFAULT_ROLE if ptype == "admin" else "")
@@ -176,7 +183,7 @@ def load_project(path: Path) -> Project:
                 "manages its own jobs; member only looks")
             continue
         participants.append(Participant(pname, ptype, str(entry.get("org", "")), host,
-                                        int(port), doc.position(where), custom, str(role)))
+                                        int(port), doc.position(where), custom, str(role), outside))
     servers = [p for p in participants if p.type == "server"]
     if entries and len(servers) != 1 and not problems:
         bad(f"a project has exactly one server; this one has {len(servers)}", ("participants",))
@@ -358,6 +365,7 @@ def _write_kit(out: Path, participant: Participant, project: Project, server: Pa
            "server": {"name": server.name, "host": server.host, "port": server.port}}
     if participant.type != "admin":
         kit["allow_custom_code"] = participant.allow_custom_code
+        kit["allow_outside_files"] = participant.allow_outside_files
     else:
         kit["role"] = participant.role
     _write_public(startup / "kit.json", (json.dumps(kit, indent=2) + "\n").encode())

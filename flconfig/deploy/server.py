@@ -769,7 +769,8 @@ class DeployServer:
 
         control = run.folder / CONTROL
         control.mkdir(parents=True, exist_ok=True)
-        plan = plan_run(run.job, sites, self.workspace, run.record.id, server=True)
+        plan = plan_run(run.job, sites, self.workspace, run.record.id, server=True,
+                        outside_files=self.kit.allow_outside_files)
         write_atomic(control / "plan.json", plan.to_json().encode(), mode=0o600)
         run.accepted = list(sites)
         port_file = control / "server.port"

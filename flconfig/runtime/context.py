@@ -42,6 +42,7 @@ class SiteContext:
         client_sites: Sequence[str] = (),
         custom_dir: str | Path | None = None,
         run_dir: str | Path | None = None,
+        outside_files: bool = True,
     ) -> None:
         self.site_name = site_name
         self.job_id = job_id
@@ -60,6 +61,9 @@ class SiteContext:
         self.client_sites = tuple(client_sites)
         #: The site's app's ``custom/`` folder (FLARE's ``get_app_custom_dir``), or None.
         self.custom_dir = Path(custom_dir) if custom_dir is not None else None
+        #: Whether components may read files outside the job by absolute path
+        #: (:func:`flconfig.files.outside_file`): the participant's choice.
+        self.outside_files = outside_files
         #: Free-form run state shared between components (e.g. ``current_round``).
         self.props: dict[str, Any] = {}
         self._components = dict(components)

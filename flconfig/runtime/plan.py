@@ -90,6 +90,10 @@ class SitePlan:
     #: Whether the participant runs the job's own code: with False, building imports
     #: nothing from the job folder (:func:`flconfig.runtime.build.build_from_plan`).
     allow_custom_code: bool = True
+    #: Whether the participant lets the job's components read files outside the job by
+    #: absolute path (FLARE's pretrained checkpoints and model folders): true for a run
+    #: on the user's own machine; on a deployed participant, only where its kit allows it.
+    outside_files: bool = True
 
 
 @dataclass(frozen=True)
@@ -144,7 +148,8 @@ def load_plan(path: str | Path) -> RunPlan:
 
 
 def plan_run(job: Job, sites: Sequence[str], workspace: str | Path, job_id: str, *,
-             server: bool = True, environ: Mapping[str, str] | None = None) -> RunPlan:
+             server: bool = True, environ: Mapping[str, str] | None = None,
+             outside_files: bool = True) -> RunPlan:
     """Resolve the configuration of the server (with ``server``) and of each of ``sites``.
 
     ``job`` is a checked :class:`~flconfig.config.job.Job`. Each site's variables
@@ -169,7 +174,7 @@ def plan_run(job: Job, sites: Sequence[str], workspace: str | Path, job_id: str,
             app = job.apps[config.app]
             custom = app.custom_dir if app.runs_custom_code else None
             configs.append(_site_plan_of(config, str(custom.resolve()) if custom else None,
-                                         app.runs_custom_code))
+                                         app.runs_custom_code, outside_files))
         index[site] = by_key[key]
 
     if server:
@@ -228,7 +233,7 @@ def _site_free(job: Job, template: ConfigFile, environ: Mapping[str, str] | None
 
 
 def _site_plan_of(config: ConfigFile, custom_dir: str | None = None,
-                  allow_custom_code: bool = True) -> SitePlan:
+                  allow_custom_code: bool = True, outside_files: bool = True) -> SitePlan:
     from ..validate.wiring import build_order
 
     by_id = config.by_id()
@@ -245,6 +250,7 @@ def _site_plan_of(config: ConfigFile, custom_dir: str | None = None,
                       for section, tasks, direction, spec in config.filters),
         custom_dir=custom_dir,
         allow_custom_code=allow_custom_code,
+        outside_files=outside_files,
     )
 
 
@@ -296,4 +302,5 @@ def _site_plan(data: Mapping[str, Any]) -> SitePlan:
         filters=tuple(FilterPlan(f["section"], f["chain"], tuple(f["tasks"]), f["direction"],
                                  _component(f["filter"])) for f in data["filters"]),
         custom_dir=data.get("custom_dir"), allow_custom_code=bool(data["allow_custom_code"]),
+        outside_files=bool(data.get("outside_files", False)),
     )  # fmt: skip

@@ -120,6 +120,7 @@ def run_server(spec: dict[str, Any]) -> int:
             progress=progress,
             client_sites=spec["sites"],
             run_dir=run_dir,
+            outside_files=built.plan.outside_files,
         )
         ctx.props["job_name"] = run_plan.job  # the job's name (meta), for what components write
 
@@ -380,6 +381,7 @@ async def run_site(spec: dict[str, Any], site: str, errors: dict[str, str],
                 client_sites=spec["sites"],
                 custom_dir=built.plan.custom_dir,
                 run_dir=_run_dir(spec, site),
+                outside_files=built.plan.outside_files,
             ),
         )
         await job.call(site, _start_run, ctx)
