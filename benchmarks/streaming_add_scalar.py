@@ -25,9 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from flconfig.components.tracking import ConvertToFedEvent, TBWriter  # noqa: E402
 from flconfig.runtime.context import SiteContext  # noqa: E402
 from flconfig.runtime.fed_events import event_to_records  # noqa: E402
+from flconfig.tracking.senders import ConvertToFedEvent, TBWriter  # noqa: E402
 from flconfig.transport.codec import encode_record  # noqa: E402
 from flconfig.types import EventType  # noqa: E402
 

@@ -65,9 +65,9 @@ CLIENT_CONFIG = (
 
 
 def run_server(workspace: Path) -> None:
-    from flconfig.components.tracking import TBAnalyticsReceiver
     from flconfig.runtime.context import SiteContext
     from flconfig.runtime.fed_events import records_to_events
+    from flconfig.tracking.receivers.tensorboard import TBAnalyticsReceiver
     from flconfig.transport.server import CommServer
     from flconfig.types import EventType
 
@@ -140,10 +140,10 @@ class Trainer:
     def __init__(self, workspace: Path, port: int, epochs: int) -> None:
         import torch
 
-        from flconfig.components.tracking import ConvertToFedEvent, TBWriter
         from flconfig.examples.digits import DigitsLearner, build_model, params_to_numpy
         from flconfig.runtime.context import SiteContext
         from flconfig.runtime.fed_events import event_to_records
+        from flconfig.tracking.senders import ConvertToFedEvent, TBWriter
         from flconfig.transport.client import CommClient
 
         self._learner_class = DigitsLearner

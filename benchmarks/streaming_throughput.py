@@ -72,9 +72,9 @@ def provision_kits(folder: Path) -> Path:
 
 
 def run_server(workspace: Path, kits: Path | None = None) -> None:
-    from flconfig.components.tracking import TBAnalyticsReceiver
     from flconfig.runtime.context import SiteContext
     from flconfig.runtime.fed_events import records_to_events
+    from flconfig.tracking.receivers.tensorboard import TBAnalyticsReceiver
     from flconfig.transport.server import CommServer
     from flconfig.types import EventType
 
@@ -105,9 +105,9 @@ def run_server(workspace: Path, kits: Path | None = None) -> None:
 
 def run_client(workspace: Path, port: int, scalars: int, paced: int, rate: int,
                kits: Path | None = None) -> None:
-    from flconfig.components.tracking import ConvertToFedEvent, TBWriter
     from flconfig.runtime.context import SiteContext
     from flconfig.runtime.fed_events import event_to_records
+    from flconfig.tracking.senders import ConvertToFedEvent, TBWriter
     from flconfig.transport.client import CommClient
     from flconfig.types import EventType
 

@@ -19,11 +19,12 @@ from typing import Any
 import pytest
 
 from flconfig.cli import main as cli_main
-from flconfig.components.tracking import ConvertToFedEvent, TBAnalyticsReceiver, TBWriter
 from flconfig.config.job import inspect_job
 from flconfig.runtime.context import SiteContext
 from flconfig.runtime.fed_events import event_to_records, records_to_events
 from flconfig.tracking import records as rec
+from flconfig.tracking.receivers.tensorboard import TBAnalyticsReceiver
+from flconfig.tracking.senders import ConvertToFedEvent, TBWriter
 from flconfig.transport.client import CommClient
 from flconfig.transport.server import CommServer
 from flconfig.types import Event, EventType
@@ -493,8 +494,8 @@ def test_validate_warns_at_the_line_of_an_import_that_is_not_installed(tmp_path:
 
 
 def test_the_json_lines_receiver_rolls_back_a_failed_write(tmp_path: Path) -> None:
-    from flconfig.components.tracking import JsonLinesReceiver
     from flconfig.errors import StorageError
+    from flconfig.tracking.receivers.jsonl import JsonLinesReceiver
 
     receiver = JsonLinesReceiver(events=["fed.analytix_log_stats"])
     ctx = SiteContext("server", "job", tmp_path, {}, [receiver], role="server")

@@ -78,8 +78,8 @@ def test_the_server_builds_real_components_wired_by_id(job: Job) -> None:
     from flconfig.components.model_locators import PTFileModelLocator
     from flconfig.components.persistors import PTFileModelPersistor
     from flconfig.components.scatter_and_gather import ScatterAndGather
-    from flconfig.components.tracking import TBAnalyticsReceiver
     from flconfig.examples.models import DigitsCNN
+    from flconfig.tracking.receivers.tensorboard import TBAnalyticsReceiver
 
     server = job.build("server")
     assert server.role == "server"
@@ -124,8 +124,8 @@ def test_the_server_is_built_in_dependency_order(job: Job) -> None:
 
 def test_a_client_site_builds_its_executor_learner_and_sender(job: Job) -> None:
     from flconfig.components.learner_executor import LearnerExecutor
-    from flconfig.components.tracking import ConvertToFedEvent, TBWriter
     from flconfig.examples.digits import DigitsLearner
+    from flconfig.tracking.senders import ConvertToFedEvent, TBWriter
 
     site = job.build("site-1")
     assert (site.site, site.role) == ("site-1", "client")

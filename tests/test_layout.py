@@ -1,44 +1,40 @@
-"""The package layout: every module's old path still imports, as the module itself."""
+"""The package layout: docs/architecture.md names every package and top-level module
+flconfig has, and nothing it lacks; the old paths of moved modules are gone."""
 
 from __future__ import annotations
 
 import importlib
+import re
+from pathlib import Path
 
 import pytest
 
-MOVED = {
-    "flconfig.api": "flconfig.types",
-    "flconfig.documents": "flconfig.config.documents",
-    "flconfig.variables": "flconfig.config.variables",
-    "flconfig.meta": "flconfig.config.meta",
-    "flconfig.job": "flconfig.config.job",
-    "flconfig.schema": "flconfig.schemas",
-    "flconfig.checks": "flconfig.validate.checks",
-    "flconfig.wiring": "flconfig.validate.wiring",
-    "flconfig.containment": "flconfig.validate.containment",
-    "flconfig.aliases": "flconfig.registry.aliases",
-    "flconfig.introspect": "flconfig.registry.introspect",
-    "flconfig.arg_schema": "flconfig.registry.arg_schema",
-    "flconfig.plugins": "flconfig.registry.plugins",
-    "flconfig.launcher": "flconfig.launch.launcher",
-    "flconfig.build": "flconfig.runtime.build",
-    "flconfig.report": "flconfig.cli.report",
-    "flconfig.runtime.comm": "flconfig.transport.contract",
-    "flconfig.runtime.codec": "flconfig.transport.codec",
-    "flconfig.runtime.comm_server": "flconfig.transport.server",
-    "flconfig.runtime.comm_client": "flconfig.transport.client",
-}
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "flconfig"
 
 
-@pytest.mark.parametrize("old, new", sorted(MOVED.items()))
-def test_an_old_module_path_is_the_moved_module(old: str, new: str) -> None:
-    assert importlib.import_module(old) is importlib.import_module(new)
+def documented_tree() -> set[str]:
+    """The names in the tree block of docs/architecture.md ("config/", "errors.py" ...)."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    block = text.split("## Packages", 1)[1].split("```", 2)[1]
+    return set(re.findall(r"^  (\S+)", block, re.M))
 
 
-def test_names_users_import_from_old_paths_still_work() -> None:
-    from flconfig.api import FLModel
-    from flconfig.job import Job, load_job
-    from flconfig.types import FLModel as NewFLModel
+def built_tree() -> set[str]:
+    packages = {f"{p.name}/" for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
+    modules = {p.name for p in PACKAGE.glob("*.py")}
+    return packages | modules
 
-    assert FLModel is NewFLModel
-    assert load_job.__module__ == "flconfig.config.job" and Job.__module__ == "flconfig.config.job"
+
+def test_the_architecture_page_names_every_package_and_module_that_exists() -> None:
+    assert documented_tree() == built_tree()
+
+
+@pytest.mark.parametrize("old", [
+    "flconfig.api", "flconfig.job", "flconfig.launcher", "flconfig.schema", "flconfig.report",
+    "flconfig.runtime.comm", "flconfig.runtime.comm_server", "flconfig.components.tracking",
+])
+def test_a_moved_modules_old_path_is_gone(old: str) -> None:
+    # Nothing was released under these paths; one place for each module.
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module(old)

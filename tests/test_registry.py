@@ -13,19 +13,19 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from flconfig import introspect
 from flconfig.components.persistors import PTFileModelPersistor
 from flconfig.components.scatter_and_gather import ScatterAndGather
-from flconfig.components.tracking import TBWriter
 from flconfig.registry import (
     MISSING,
     ComponentInfo,
     Registry,
     ResolveError,
     annotation_schema,
+    introspect,
     read_entry_points,
 )
 from flconfig.registry.aliases import FLARE_ALIASES
+from flconfig.tracking.senders import TBWriter
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_JOB = REPO.parent / "shared" / "flare-jobs" / "tensorboard-streaming"
@@ -273,7 +273,7 @@ def test_os_system_is_refused_and_never_imported(registry: Registry) -> None:
 
 
 def test_load_class_refuses_what_the_registry_did_not_resolve(registry: Registry) -> None:
-    genuine = registry.resolve("path", "flconfig.components.tracking.TBWriter")
+    genuine = registry.resolve("path", "flconfig.tracking.senders.TBWriter")
     forged = ComponentInfo(
         **{**genuine.__dict__, "path": "os.system", "module": "os", "qualname": "system"}
     )
@@ -306,9 +306,9 @@ def test_malformed_paths_are_unresolvable(registry: Registry, value: object) -> 
 
 def test_a_misspelt_builtin_class_gets_candidates(registry: Registry) -> None:
     with pytest.raises(ResolveError) as err:
-        registry.resolve("path", "flconfig.components.tracking.TBRiter")
+        registry.resolve("path", "flconfig.tracking.senders.TBRiter")
     assert err.value.code == "unresolvable"
-    assert err.value.candidates[0] == "flconfig.components.tracking.TBWriter"
+    assert err.value.candidates[0] == "flconfig.tracking.senders.TBWriter"
 
 
 # --------------------------------------------------------------------------
@@ -370,7 +370,7 @@ def plugin_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         from typing import ClassVar
 
         from flconfig.components.base import Widget
-        from flconfig.components.tracking import AnalyticsSender
+        from flconfig.tracking.senders import AnalyticsSender
 
 
         class FancyWidget(Widget):
@@ -629,7 +629,7 @@ def test_a_class_imported_into_custom_is_judged_where_it_lives(custom_dir: Path)
         """
         from subprocess import Popen
 
-        from flconfig.components.tracking import TBWriter
+        from flconfig.tracking.senders import TBWriter
         """,
     )
     registry = Registry.create(custom_dirs=[custom_dir], environ={})
@@ -830,7 +830,7 @@ def test_validating_the_example_job_imports_nothing_heavy(tmp_path: Path) -> Non
         f"""
         import json, sys, time
         sys.path.insert(0, {str(pypath)!r})
-        from flconfig import introspect
+        from flconfig.registry import introspect
         from flconfig.registry import Registry
 
         job = {str(job) if job else None!r}
@@ -1026,21 +1026,16 @@ def test_constructors_keep_flare_defaults(registry: Registry) -> None:
                 assert getattr(obj, name) == spec.default, (info.name, name)
 
 
-def test_the_tracking_components_old_paths_still_resolve_for_one_release(registry: Registry) -> None:
-    for old, new in [
-        ("flconfig.components.tracking.TBWriter", "flconfig.tracking.senders.TBWriter"),
-        ("flconfig.components.tracking.TBAnalyticsReceiver",
-         "flconfig.tracking.receivers.tensorboard.TBAnalyticsReceiver"),
-        ("flconfig.components.tracking.JsonLinesReceiver",
-         "flconfig.tracking.receivers.jsonl.JsonLinesReceiver"),
-    ]:
-        info = registry.resolve("path", old)
-        assert (info.origin, info.path) == ("builtin", new)
-        assert registry.load_class(info).__module__ + "." + registry.load_class(info).__name__ == new
+def test_a_module_that_is_gone_is_not_a_way_in(registry: Registry) -> None:
+    # flconfig.components.tracking held re-exports before the first release; it is gone,
+    # and a config naming it is told where the class lives now.
     with pytest.raises(ResolveError) as err:
-        registry.resolve("path", "flconfig.components.tracking.TBWritr")
+        registry.resolve("path", "flconfig.components.tracking.TBWriter")
     assert err.value.code == "unresolvable"
-    assert err.value.candidates[0] == "flconfig.components.tracking.TBWriter"
+    assert err.value.message == (
+        "'flconfig.components.tracking.TBWriter': flconfig has no module 'flconfig.components.tracking'"
+    )
+    assert err.value.candidates[0] == "flconfig.tracking.senders.TBWriter"
 
 
 def test_the_flare_support_matrix_lists_every_flare_class_flconfig_builds() -> None:

@@ -26,19 +26,16 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
 
-from flconfig.components.tracking import (
-    AnalyticsReceiver,
-    ConvertToFedEvent,
-    JsonLinesReceiver,
-    MLflowReceiver,
-    TBAnalyticsReceiver,
-    TBWriter,
-)
 from flconfig.errors import JobError
 from flconfig.runtime.context import SiteContext
 from flconfig.runtime.fed_events import event_to_records, records_to_events
 from flconfig.tracking.crc32c import masked_crc32c_many
+from flconfig.tracking.receivers import AnalyticsReceiver
+from flconfig.tracking.receivers.jsonl import JsonLinesReceiver
+from flconfig.tracking.receivers.mlflow import MLflowReceiver
+from flconfig.tracking.receivers.tensorboard import TBAnalyticsReceiver
 from flconfig.tracking.records import RECORD_KEYS, AnalyticsBatch
+from flconfig.tracking.senders import ConvertToFedEvent, TBWriter
 from flconfig.types import Event, EventType
 
 pytestmark = pytest.mark.timeout(60)

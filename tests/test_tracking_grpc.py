@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from flconfig.components.tracking import ConvertToFedEvent, TBAnalyticsReceiver, TBWriter
 from flconfig.runtime.context import SiteContext
 from flconfig.runtime.fed_events import event_to_records, records_to_events
+from flconfig.tracking.receivers.tensorboard import TBAnalyticsReceiver
+from flconfig.tracking.senders import ConvertToFedEvent, TBWriter
 from flconfig.transport.client import CommClient
 from flconfig.transport.server import CommServer
 from flconfig.types import EventType

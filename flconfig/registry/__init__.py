@@ -86,15 +86,11 @@ ID_REFERENCE_KINDS: Mapping[str, str] = MappingProxyType(
 )
 
 _BUILTIN_PACKAGES = ("flconfig.components", "flconfig.tracking", "flconfig.examples")
-#: Modules whose components moved, kept for one release: old module -> the new package.
-#: Their classes are listed where they live now.
-_MOVED_MODULES = {"flconfig.components.tracking": "flconfig.tracking"}
 _NOT_COMPONENT_MODULES = frozenset({
     "flconfig.components.base",
     "flconfig.tracking.records",
     "flconfig.tracking.tb_files",
     "flconfig.tracking.crc32c",
-    *_MOVED_MODULES,
 })
 _FLCONFIG_DIR = Path(__file__).resolve().parent.parent  # the flconfig package
 _ENTRY_VALUE = re.compile(
@@ -360,14 +356,19 @@ class Registry:
         info = self._builtin_info(value)
         if info is not None:
             return info
-        module, _, _ = value.rpartition(".")
-        moved = _MOVED_MODULES.get(module)
-        if self._is_builtin_module(module) or moved is not None:
-            classes = [
-                c.path if moved is None else f"{module}.{c.qualname}"
-                for c in self._builtin_infos()
-                if c.module == module or (moved is not None and c.module.startswith(moved + "."))
-            ]
+        module, _, name = value.rpartition(".")
+        if self._is_builtin_module(module) and self._introspector.module_file(module) is None:
+            # No such module (a path from before a move, a typo): the class where it lives.
+            same_name = [c.path for c in self._builtin_infos() if c.qualname == name]
+            classes = same_name or [c.path for c in self._builtin_infos()]
+            raise ResolveError(
+                "unresolvable",
+                f"{value!r}: flconfig has no module {module!r}",
+                "check the module path" + _did_you_mean(value, classes),
+                _close(value, classes),
+            )
+        if self._is_builtin_module(module):
+            classes = [c.path for c in self._builtin_infos() if c.module == module]
             raise ResolveError(
                 "unresolvable",
                 f"{value!r}: module {module!r} has no component class {value.rpartition('.')[2]!r}",

@@ -10,7 +10,5 @@
 - :mod:`.logs` routes each site's log lines to its own file.
 - :mod:`.live_metrics` prints the metric lines a launch shows while it runs.
 
-The link between the server and its sites lives in :mod:`flconfig.transport`;
-``runtime.comm``, ``runtime.codec``, ``runtime.comm_server`` and
-``runtime.comm_client`` are its old paths, kept for one release.
+The link between the server and its sites lives in :mod:`flconfig.transport`.
 """

@@ -9,7 +9,6 @@ files, and their machinery.
 - :mod:`.tb_files`: TensorBoard event files, one run folder per site;
 - :mod:`.crc32c`: the checksum those files need, fast for many small records.
 
-:mod:`flconfig.components.tracking`, where the components lived before, re-exports
-them for one release. This package imports nothing heavy at import time (numpy,
+This package imports nothing heavy at import time (numpy,
 Pillow and tensorboard are imported by the functions that need them).
 """

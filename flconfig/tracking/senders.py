@@ -38,7 +38,7 @@ from ..types import Event, EventType, RunContext
 from . import records as rec
 from .records import AnalyticsBatch, as_number, as_step, as_walltime, check_tag
 
-log = logging.getLogger("flconfig.components.tracking")
+log = logging.getLogger(__name__)
 
 #: The local event a sender fires for each batch of records (FLARE's name).
 ANALYTICS_EVENT = "analytix_log_stats"

@@ -26,7 +26,7 @@ from ..senders import ANALYTICS_EVENT
 
 __all__ = ["ANALYTICS_EVENT", "AnalyticsReceiver"]
 
-log = logging.getLogger("flconfig.components.tracking")
+log = logging.getLogger(__name__)
 
 
 

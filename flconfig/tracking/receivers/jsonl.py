@@ -12,7 +12,7 @@ from ...files import inside
 from ...types import RunContext
 from . import AnalyticsReceiver
 
-log = logging.getLogger("flconfig.components.tracking")
+log = logging.getLogger(__name__)
 
 
 class JsonLinesReceiver(AnalyticsReceiver):

@@ -15,7 +15,7 @@ from ...types import RunContext
 from .. import records as rec
 from . import AnalyticsReceiver
 
-log = logging.getLogger("flconfig.components.tracking")
+log = logging.getLogger(__name__)
 
 
 _MLFLOW_MISSING = (

@@ -11,7 +11,7 @@ from ...transport.contract import is_valid_site_name
 from ...types import RunContext
 from . import AnalyticsReceiver
 
-log = logging.getLogger("flconfig.components.tracking")
+log = logging.getLogger(__name__)
 
 
 class TBAnalyticsReceiver(AnalyticsReceiver):

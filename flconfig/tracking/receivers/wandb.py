@@ -11,7 +11,7 @@ from ...types import RunContext
 from .. import records as rec
 from . import AnalyticsReceiver
 
-log = logging.getLogger("flconfig.components.tracking")
+log = logging.getLogger(__name__)
 
 _WANDB_MISSING = "WandBReceiver needs Weights & Biases, which is not installed: pip install 'flconfig[wandb]'"
 
