@@ -87,7 +87,8 @@ def run_server(workspace: Path, kits: Path | None = None) -> None:
 
     tls: dict[str, Any] = {}
     if kits is not None:
-        from flconfig.deploy.kit import job_server_tls, load_kit
+        from flconfig.deploy.kit import load_kit
+        from flconfig.transport.tls import job_server_tls
 
         credentials, check = job_server_tls(load_kit(kits / "server").tls_files())
         tls = {"host": "localhost", "server_credentials": credentials, "peer_check": check}

@@ -9,6 +9,14 @@ from pathlib import Path
 from typing import Any
 
 
+def is_within(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> bool:
+    """True if ``path``'s real location (links followed) lies inside the real ``root``."""
+    try:
+        return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(root))
+    except (OSError, ValueError):
+        return False
+
+
 def inside(base: str | os.PathLike[str], relative: str) -> Path:
     """``base / relative``, resolved; ValueError if it leaves ``base``.
 

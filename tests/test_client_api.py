@@ -860,9 +860,10 @@ def test_job_code_in_flconfigs_runtime_gets_flconfigs_api_even_with_flare_instal
     code = textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {str(site_packages)!r})
-        from flconfig.runtime.loader import import_class
+        from flconfig.registry.loader import import_class
+        from flconfig.runtime.build import prepare_job_code
         cls = import_class("job_code.Thing", "job_code", "Thing", "custom", {str(custom / "job_code.py")!r},
-                           [{str(custom)!r}])
+                           [{str(custom)!r}], prepare_job_code=prepare_job_code)
         print("served:", cls.served)
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -24,7 +24,8 @@ from launching import scalars
 
 from flconfig.deploy import wire
 from flconfig.deploy.admin import Admin, AdminError
-from flconfig.deploy.kit import job_server_tls, load_kit
+from flconfig.deploy.kit import load_kit
+from flconfig.transport.tls import job_server_tls
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent

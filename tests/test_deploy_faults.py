@@ -12,9 +12,10 @@ import pytest
 from deployment import SEED_JOB, Deployment, job_variant, provision_project
 from test_comm import Collector, FlakyProxy
 
-from flconfig.deploy.kit import job_server_tls, load_kit
+from flconfig.deploy.kit import load_kit
 from flconfig.transport.client import CommClient
 from flconfig.transport.server import CommServer
+from flconfig.transport.tls import job_server_tls
 
 TOKENS = {"site-1": "token-one", "site-2": "token-two"}
 

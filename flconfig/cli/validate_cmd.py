@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ..errors import Problem
-from .report import write_json, write_text
+from ..validate.report import write_json, write_text
 
 ALLOW_HELP = ("also allow component paths under this dotted module prefix "
               "(repeatable; the environment variable FLCONFIG_ALLOW_MODULES does the same)")

@@ -279,8 +279,8 @@ class ClientAPIExecutor(Executor):
         return "fed." + ANALYTIC_EVENT_TYPE, True
 
     def _start_thread(self, ctx: RunContext) -> _Script:
+        from ..common.logs import site_thread_name
         from ..compat import client_api
-        from ..runtime.logs import site_thread_name
 
         script = self._find_script(ctx)
         run = _Script(self._new_session(ctx))
@@ -308,9 +308,9 @@ class ClientAPIExecutor(Executor):
         import os
         import subprocess
 
+        from ..common.logs import site_thread_name
         from ..compat.remote import ENV, Bridge
         from ..files import python_command
-        from ..runtime.logs import site_thread_name
 
         custom = getattr(ctx, "custom_dir", None)
         if custom is None:

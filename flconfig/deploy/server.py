@@ -42,10 +42,11 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ..errors import ConfigError, FlconfigError, relocate
+from ..transport.tls import CertificateGate
 from . import authz, wire
 from . import store as st
 from .archive import ArchiveError, pack_folder, unpack
-from .kit import CertificateGate, Kit
+from .kit import Kit
 from .provision import DEFAULT_ROLE
 
 log = logging.getLogger("flconfig.deploy.server")
@@ -470,8 +471,8 @@ class DeployServer:
     # --- admin methods
 
     def _submit(self, admin: authz.Admin, header: dict[str, Any], blob: bytes, context: Any) -> dict[str, Any]:
-        from ..cli.report import write_text
         from ..errors import errors_only, relocate
+        from ..validate.report import write_text
 
         shown = str(header.get("path", "job"))[:500]
         incoming = self.workspace / ".incoming" / uuid.uuid4().hex

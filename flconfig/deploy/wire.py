@@ -1,7 +1,7 @@
 """The contract of a deployed server's control service, ``flconfig.Deploy``.
 
 Sites and admins call it over mutual TLS on the server's kit port; the caller's
-identity and role are its certificate's (see :class:`~flconfig.deploy.kit.CertificateGate`).
+identity and role are its certificate's (see :class:`~flconfig.transport.tls.CertificateGate`).
 A message is one frame: ``b"FLCD" | u32 header length | JSON object | blob`` — the
 blob carries a job folder or a download (zip archives), never pickle. Jobs' own
 traffic (tasks, results, records) goes to the job's :mod:`flconfig.transport`

@@ -175,8 +175,8 @@ def launch(opts: LaunchOptions) -> int:
 
 
 def _launch(opts: LaunchOptions, zygote: Zygote | None) -> int:
-    from ..cli.report import write_text
     from ..config.job import inspect_job
+    from ..validate.report import write_text
 
     out = opts.out
     job, problems = inspect_job(opts.job, allowed_modules=opts.allowed_modules,

@@ -18,8 +18,9 @@ schema for them. Classes come from five places:
   ``FLCONFIG_ALLOW_MODULES`` environment variable).
 
 Any other path is refused: a config cannot make flconfig import and call
-an arbitrary callable such as ``os.system``. Only :meth:`Registry.load_class`
-imports, and only classes this registry resolved.
+an arbitrary callable such as ``os.system``. Only :mod:`.loader` imports a
+component's class: through :meth:`Registry.load_class` (only classes this registry
+resolved), or for a run plan's classes when the runtime builds a site.
 """
 
 from __future__ import annotations
@@ -35,8 +36,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ..errors import FlconfigError
-from ..runtime.loader import short_path as _short
-from ..validate.containment import is_within
+from ..files import is_within
 from .aliases import FLARE_ALIASES
 from .arg_schema import annotation_schema
 from .arg_schema import union as _union
@@ -49,6 +49,8 @@ from .introspect import (
     installed_location,
     parse_error,
 )
+from .loader import ImportFailure, import_class
+from .loader import short_path as _short
 from .plugins import read_entry_points
 
 __all__ = [
@@ -611,8 +613,6 @@ class Registry:
                 f"{info.path!r} was not resolved by this registry",
                 "resolve the component's path or name with Registry.resolve first",
             )
-        from ..runtime.loader import ImportFailure, import_class
-
         if not self.allow_custom_code and (info.origin == "custom" or self.is_job_code(info.file)):
             raise self._refuse_job_code(info.path, info.file or info.path)
         try:

@@ -3,7 +3,6 @@
 - :mod:`.plan`: a checked job resolved for one run, every site's configuration
   (:func:`~.plan.plan_run`, :class:`~.plan.RunPlan`), written once by the launcher.
 - :mod:`.build`: a site's components instantiated from its plan, in dependency order.
-- :mod:`.loader`: the one place a component's class is imported.
 - :mod:`.worker` runs one process of a launch: the server, or one or more sites.
 - :mod:`.context` is the run context components see (FLARE's FLContext, reduced).
 - :mod:`.fed_events` carries events from sites to the server's components.

@@ -123,16 +123,25 @@ def flare_adapted(component: Any) -> Any:
     return adapt(component)
 
 
+def prepare_job_code() -> None:
+    """Before job code is imported: ``import nvflare`` in it is flconfig's FLARE API, the one
+    that talks to this site, even where FLARE is installed."""
+    from ..compat import install
+
+    install(force=True)
+
+
 def _import(component: PlannedComponent, run_plan: RunPlan, plan: SitePlan) -> type:
     """The class of ``component``: from built-ins, plugins, allowed modules and the site's
     own ``custom/`` folder; nothing of the job folder when the site runs no custom code."""
-    from .loader import ImportFailure, import_class
+    from ..registry.loader import ImportFailure, import_class
 
     ref = component.cls
     folders = ([plan.custom_dir] if plan.custom_dir and plan.allow_custom_code else []) + list(run_plan.python_path)
     try:
         return import_class(ref.path, ref.module, ref.qualname, ref.origin, ref.file, folders,
-                            job_root=run_plan.job_root, allow_job_code=plan.allow_custom_code)
+                            job_root=run_plan.job_root, allow_job_code=plan.allow_custom_code,
+                            prepare_job_code=prepare_job_code)
     except ImportFailure as exc:  # its module failed to import: the real cause, not the args
         raise ConfigError([Problem("error", "import-failed", f"{component.label}: {exc.message}",
                                    component.position, component.json_path, exc.hint)]) from None

@@ -3,7 +3,8 @@ exactly that site's lines.
 
 A worker process may host many sites, so a site's lines are told apart by the
 asyncio task or the thread that logged them. Every task and thread that works
-for a site is named ``flconfig:<site>:<role>`` (:func:`site_thread_name`): the
+for a site is named ``flconfig:<site>:<role>``
+(:func:`flconfig.common.logs.site_thread_name`): the
 site's own coroutine and a training thread while it runs the site's work
 (``main``), its link's helpers (``heartbeat``, ``events``), a sender's queue
 thread ... A site name never holds ``:``, so ``site-1`` and ``site-10`` can
@@ -17,14 +18,10 @@ import asyncio
 import logging
 from pathlib import Path
 
+from ..common.logs import site_of_thread
+
 #: The log line format of every worker's log files.
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(site)s %(where)s] %(name)s: %(message)s"
-_PREFIX = "flconfig:"
-
-
-def site_thread_name(site: str, role: str) -> str:
-    """The name of a thread that works for ``site`` (``role`` says what it does)."""
-    return f"{_PREFIX}{site}:{role}"
 
 
 def _where(record: logging.LogRecord) -> str:
@@ -34,14 +31,6 @@ def _where(record: logging.LogRecord) -> str:
     except RuntimeError:  # no loop runs on this thread
         task = None
     return task.get_name() if task is not None else record.threadName or ""
-
-
-def site_of_thread(name: str) -> str | None:
-    """The site a thread named by :func:`site_thread_name` works for, else None."""
-    if not name.startswith(_PREFIX):
-        return None
-    site, sep, _ = name[len(_PREFIX):].partition(":")
-    return site if sep and site else None
 
 
 class _Router(logging.Handler):

@@ -26,10 +26,11 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..common.logs import site_thread_name
 from ..errors import ConfigError, FlconfigError, JobError, StorageError, storage_message
 from ..files import write_atomic
 from ..types import EventType, FLModel, ReturnCode
-from .logs import add_log_file, site_thread_name
+from .logs import add_log_file
 
 if TYPE_CHECKING:
     from .plan import RunPlan
@@ -259,11 +260,11 @@ def _run_dir(spec: dict[str, Any], site: str) -> Path:
 
 def _server_tls(spec: dict[str, Any]) -> tuple[Any, Any]:
     """With ``tls`` in the spec (a deployed job): the server's credentials and its
-    certificate check (:func:`flconfig.deploy.kit.job_server_tls`); else (None, None)."""
+    certificate check (:func:`flconfig.transport.tls.job_server_tls`); else (None, None)."""
     files = spec.get("tls")
     if not files:
         return None, None
-    from ..deploy.kit import job_server_tls
+    from ..transport.tls import job_server_tls
 
     return job_server_tls(files)
 
@@ -425,7 +426,7 @@ def _channel_tls(spec: dict[str, Any]) -> Any:
     files = spec.get("tls")
     if not files:
         return None
-    from ..deploy.kit import channel_credentials
+    from ..transport.tls import channel_credentials
 
     return channel_credentials(files)
 

@@ -38,13 +38,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import math
 import numbers
 import operator
 import struct
 from collections.abc import Mapping
 from typing import Any
+
+from ..transport.contract import JSON_ENCODER, MAX_RECORD_BYTES
 
 #: The local event a sender fires (FLARE's name).
 ANALYTICS_EVENT = "analytix_log_stats"
@@ -78,9 +79,6 @@ MAX_HPARAMS = 1000
 MAX_STEP = 2**63 - 1
 #: Wall times are seconds since the epoch below this (the year 5138).
 MAX_WALL_TIME = 1e11
-#: Largest record, encoded as it travels (compact UTF-8 JSON); the transport
-#: refuses bigger ones, so the sender refuses them at the call.
-MAX_RECORD_BYTES = 4 * 1024 * 1024
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -214,9 +212,6 @@ def _is_wall_time(value: object) -> bool:
             and 0 <= value < MAX_WALL_TIME)
 
 
-#: How records are encoded on the wire (compact UTF-8 JSON); the transport uses it, and
-#: :func:`check_size` measures with it.
-JSON_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def check_size(kind: str, tag: str, value: Any) -> None:

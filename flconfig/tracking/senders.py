@@ -30,10 +30,11 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from ..common.logs import site_thread_name
 from ..components.base import (
     Widget,
 )
-from ..runtime.logs import site_thread_name
+from ..transport.contract import MAX_RECORD_BYTES
 from ..types import Event, EventType, RunContext
 from . import records as rec
 from .records import AnalyticsBatch, as_number, as_step, as_walltime, check_tag
@@ -233,7 +234,7 @@ class AnalyticsSender(Widget):
         """Log a text (shown in TensorBoard's Text tab, as ``<tag>/text_summary``)."""
         tag = check_tag(tag)
         text = rec.as_text(tag, text_string)
-        if len(text) * 6 > rec.MAX_RECORD_BYTES // 2:  # could be too big once JSON-escaped
+        if len(text) * 6 > MAX_RECORD_BYTES // 2:  # could be too big once JSON-escaped
             rec.check_size(rec.TEXT, tag, text)
         self._put(rec.TEXT, tag, text, global_step, walltime)
 

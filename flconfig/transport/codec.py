@@ -39,8 +39,8 @@ import numpy as np
 from safetensors import SafetensorError, TensorSpec, deserialize, serialize
 
 from ..errors import JobError
-from ..tracking.records import JSON_ENCODER
 from ..types import FLModel, is_torch_tensor
+from .contract import JSON_ENCODER
 
 MODEL_MAGIC = b"FLCM"
 RECORDS_MAGIC = b"FLCR"

@@ -19,7 +19,15 @@ are used by parts that must stay light.
 
 from __future__ import annotations
 
+import json
 import re
+
+#: How records are encoded on the wire (compact UTF-8 JSON); the codec writes with it, and
+#: :func:`flconfig.tracking.records.check_size` measures with it.
+JSON_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+#: Largest record, encoded as it travels; the transport refuses bigger ones, so the
+#: sender refuses them at the call.
+MAX_RECORD_BYTES = 4 * 1024 * 1024
 
 SERVICE = "flconfig.Comm"
 #: The service's methods, as ``flconfig.proto`` declares them (a test keeps the two equal).

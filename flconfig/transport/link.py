@@ -34,15 +34,14 @@ from typing import Any, Final
 import grpc
 import grpc.aio
 
+from ..common.logs import site_thread_name
 from ..errors import JobError
-from ..runtime.logs import site_thread_name
-from ..tracking.records import MAX_RECORD_BYTES
 from ..types import FLModel
 from . import contract
 from . import flconfig_pb2 as pb
 from . import flconfig_pb2_grpc as pb_grpc
 from .codec import ProtocolError, decode_model, encode_model, encode_record, join_records
-from .contract import wire_bytes_field
+from .contract import MAX_RECORD_BYTES, wire_bytes_field
 
 log = logging.getLogger("flconfig.transport.client")
 

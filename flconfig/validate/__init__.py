@@ -4,4 +4,6 @@
   followed from senders to receivers, tasks and ``min_clients``, ``custom/`` imports.
 - :mod:`.wiring`: references by id, duplicate ids, cycles, the build order.
 - :mod:`.containment`: the job's files and ``custom/`` code stay inside the job folder.
+- :mod:`.report`: problems printed for people (text) or for CI (JSON), by ``flconfig
+  validate`` and wherever a job is refused (launch, submit).
 """

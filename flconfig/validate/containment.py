@@ -26,20 +26,13 @@ from collections import Counter
 from pathlib import Path
 
 from ..errors import Position, Problem, display_path
+from ..files import is_within
 
 #: Most files of a job folder counted when looking for hard links (a job is small).
 #: Names beyond it are not counted, so a hard link among them is refused, never let
 #: through.
 MAX_JOB_ENTRIES = 100_000
 
-
-
-def is_within(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> bool:
-    """True if ``path``'s real location (links followed) lies inside the real ``root``."""
-    try:
-        return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(root))
-    except (OSError, ValueError):
-        return False
 
 
 def _link_problem(link: Path, what: str, root: Path) -> Problem:

@@ -15,11 +15,11 @@ import importlib.util
 import inspect
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..validate.containment import is_within
+from ..files import is_within
 
 
 class ImportFailure(Exception):
@@ -33,7 +33,8 @@ class ImportFailure(Exception):
 
 def import_class(path: str, module_name: str, qualname: str, origin: str, file: str | None,
                  custom_dirs: Sequence[str | Path] = (), *, job_root: str | Path | None = None,
-                 allow_job_code: bool = True) -> type:
+                 allow_job_code: bool = True,
+                 prepare_job_code: Callable[[], object] | None = None) -> type:
     """Import ``module_name`` and return its class ``qualname``; raises :class:`ImportFailure`.
 
     For a ``custom`` class the participant's ``custom_dirs`` are appended to ``sys.path``
@@ -41,15 +42,15 @@ def import_class(path: str, module_name: str, qualname: str, origin: str, file: 
     ``allow_job_code`` False (a participant that runs no custom code) nothing of the job
     folder ``job_root`` is imported: a ``custom`` class is refused, and so is a module
     that Python would find inside the job folder (the working folder or ``PYTHONPATH``
-    leading there), before any of its code runs.
+    leading there), before any of its code runs. ``prepare_job_code`` runs once before a
+    ``custom`` class is imported: the runtime passes the installer of flconfig's FLARE API,
+    so job code that imports ``nvflare`` gets the API that talks to this site.
     """
     if not allow_job_code:
         _refuse_job_code(path, module_name, origin, file, job_root)
     if origin == "custom":
-        from ..compat import install
-
-        # job code may import nvflare: flconfig's FLARE API, the one that talks to this site
-        install(force=True)
+        if prepare_job_code is not None:
+            prepare_job_code()
         for folder in custom_dirs:
             if str(folder) not in sys.path:
                 sys.path.append(str(folder))

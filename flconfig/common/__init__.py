@@ -1,0 +1,6 @@
+"""Helpers every layer of flconfig may use; this package imports nothing of flconfig
+above :mod:`flconfig.errors`.
+
+- :mod:`.logs`: the names of the tasks and threads that work for a site, which the
+  log router (:mod:`flconfig.runtime.logs`) reads to give each site its own lines.
+"""
