@@ -353,8 +353,8 @@ def main() -> int:
     parser.add_argument("--run-report", type=Path, metavar="FILE",
                         help="with --run: write every run's result to this JSON file")
     ns = parser.parse_args()
-    from flconfig.config.job import inspect_job
     from flconfig.errors import errors_only
+    from flconfig.validate.loader import inspect_job
 
     branches = [b for b in ns.branches.split(",") if b]
     jobs = job_folders(ns.repo, branches)

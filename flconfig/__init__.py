@@ -5,7 +5,8 @@ The public API (imported lazily, so ``import flconfig`` stays light):
 - :func:`load_job` / :func:`inspect_job`: read and check a job once (every problem at
   file:line:col); :class:`Job` is the checked job.
 - :func:`plan_run`: resolve every site's configuration for one run into a
-  serialisable :class:`RunPlan`; :func:`build_from_plan` instantiates a site's components from it.
+  serialisable :class:`RunPlan`; :func:`build_from_plan` instantiates a site's components from it,
+  and :func:`build_site` plans and builds one site of a job in one call (tests, notebooks).
 - :class:`ConfigError` (a job is invalid) and :class:`JobError` (a run failed).
 """
 
@@ -17,18 +18,20 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from .config.job import Job, inspect_job, load_job
+    from .config.job import Job
     from .errors import ConfigError, JobError
-    from .runtime.build import build_from_plan
+    from .runtime.build import build_from_plan, build_site
     from .runtime.plan import RunPlan, plan_run
+    from .validate.loader import inspect_job, load_job
 
 _PUBLIC = {
-    "Job": ".config.job", "load_job": ".config.job", "inspect_job": ".config.job",
+    "Job": ".config.job", "load_job": ".validate.loader", "inspect_job": ".validate.loader",
     "RunPlan": ".runtime.plan", "plan_run": ".runtime.plan", "build_from_plan": ".runtime.build",
+    "build_site": ".runtime.build",
     "ConfigError": ".errors", "JobError": ".errors",
 }  # fmt: skip
 __all__ = [
-    "Job", "load_job", "inspect_job", "RunPlan", "plan_run", "build_from_plan", "ConfigError",
+    "Job", "load_job", "inspect_job", "RunPlan", "plan_run", "build_from_plan", "build_site", "ConfigError",
     "JobError",
     "__version__",
 ]  # fmt: skip

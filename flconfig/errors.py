@@ -131,6 +131,23 @@ class JobError(FlconfigError):
         super().__init__(f"{site}: {message}" if site else message)
 
 
+class LaunchError(FlconfigError):
+    """A job could not be launched (bad options, an invalid job); carries the problems."""
+
+    def __init__(self, message: str, problems: Sequence[Problem] = ()):
+        super().__init__(message)
+        self.problems = list(problems)
+
+
+class ImportFailure(FlconfigError):
+    """A resolved class could not be imported; ``message`` says why, ``hint`` what to do."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
 class StorageError(JobError):
     """Records could not be written (a full disk, a read-only folder). Nothing of the
     failed write is left behind: the caller keeps the records and may try again."""

@@ -6,7 +6,7 @@ Nothing here imports torch, tensorboard or grpc.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -99,6 +99,41 @@ class RunContext(Protocol):
     def fire_event(self, event_type: str, data: Any = None) -> None: ...
 
     def fire_fed_event(self, event_type: str, data: Any = None) -> None: ...
+
+
+class TaskSender(Protocol):
+    """How a workflow on the server sends tasks to sites and gathers their results (the
+    server end of the link, :class:`flconfig.transport.server.CommServer`)."""
+
+    def alive_sites(self) -> list[str]: ...
+
+    def broadcast_and_wait(
+        self,
+        task_name: str,
+        data: FLModel,
+        targets: Sequence[str] | None,
+        min_responses: int,
+        wait_time_after_min_received: float = 0,
+        timeout: float = 0,
+        abort: Signal | None = None,
+        on_result: Callable[[str, FLModel], None] | None = None,
+    ) -> dict[str, FLModel]: ...
+
+    def send_and_wait(self, task_name: str, data: FLModel, site: str, timeout: float = 0) -> FLModel: ...
+
+
+class ServerContext(RunContext, Protocol):
+    """What a workflow may ask of the server it runs on, beyond :class:`RunContext`."""
+
+    #: Free-form run state shared between components (e.g. ``current_round``).
+    props: dict[str, Any]
+    #: Every client site of this run, in launch order.
+    client_sites: tuple[str, ...]
+
+    @property
+    def comm(self) -> TaskSender: ...
+
+    def progress(self, message: str) -> None: ...
 
 
 class EventType:

@@ -81,7 +81,7 @@ def write_job(root: Path, name: str, server: dict[str, Any], client: dict[str, A
 
 def errors(job: Path) -> list[str]:
     """The errors ``flconfig validate`` reports for ``job`` (warnings left out)."""
-    from flconfig.config.job import inspect_job
+    from flconfig.validate.loader import inspect_job
 
     _, problems = inspect_job(job, environ={})
     return [str(p) for p in problems if p.is_error]
@@ -89,7 +89,7 @@ def errors(job: Path) -> list[str]:
 
 def problems(job: Path) -> list[str]:
     """Everything ``flconfig validate`` reports for ``job``."""
-    from flconfig.config.job import inspect_job
+    from flconfig.validate.loader import inspect_job
 
     _, found = inspect_job(job, environ={})
     return [str(p) for p in found]

@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 
 from flconfig.components.client_api import ClientAPIExecutor, PTInProcessClientAPIExecutor
-from flconfig.config.job import inspect_job
 from flconfig.runtime.context import SiteContext
 from flconfig.types import Event, EventType, FLModel, ReturnCode, Signal
+from flconfig.validate.loader import inspect_job
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "configs" / "client-api"
@@ -860,7 +860,7 @@ def test_job_code_in_flconfigs_runtime_gets_flconfigs_api_even_with_flare_instal
     code = textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {str(site_packages)!r})
-        from flconfig.registry.loader import import_class
+        from flconfig.common.loader import import_class
         from flconfig.runtime.build import prepare_job_code
         cls = import_class("job_code.Thing", "job_code", "Thing", "custom", {str(custom / "job_code.py")!r},
                            [{str(custom)!r}], prepare_job_code=prepare_job_code)

@@ -1181,8 +1181,8 @@ def test_a_sites_lines_from_the_training_threads_go_to_its_own_log(tmp_path) -> 
 
     files = [add_log_file(tmp_path / site / "log.txt", site=site) for site in ("site-1", "site-2")]
     try:
-        from flconfig.config.job import load_job
         from flconfig.runtime.plan import plan_run
+        from flconfig.validate.loader import load_job
 
         example = Path(__file__).resolve().parent.parent / "configs" / "tensorboard-streaming"
         plan = plan_run(load_job(example), ["site-1"],

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from flconfig.config.job import VALIDATION_WORKSPACE, inspect_job
+from flconfig.config.job import VALIDATION_WORKSPACE
+from flconfig.validate.loader import inspect_job
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "configs" / "tensorboard-streaming"

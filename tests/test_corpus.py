@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from flconfig.config.job import inspect_job
 from flconfig.errors import Problem
+from flconfig.validate.loader import inspect_job
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 CASES = sorted(p.name for p in CORPUS.iterdir() if (p / "expected.json").is_file())

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from flconfig.config.job import inspect_job
 from flconfig.errors import ConfigError
 from flconfig.registry import Registry, ResolveError
 from flconfig.runtime.build import build_from_plan
 from flconfig.runtime.plan import RunPlan, plan_from_json, plan_run
+from flconfig.validate.loader import inspect_job
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED_JOB = ROOT / "configs" / "tensorboard-streaming"

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from flconfig.components.fedopt import PTFedOptModelShareableGenerator
-from flconfig.config.job import inspect_job
 from flconfig.errors import JobError
 from flconfig.runtime.context import SiteContext
 from flconfig.types import Event, EventType, FLModel
+from flconfig.validate.loader import inspect_job
 
 FEDOPT = "nvflare.app_opt.pt.fedopt.PTFedOptModelShareableGenerator"
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from launching import launch
 
-from flconfig.config.job import inspect_job
+from flconfig.validate.loader import inspect_job
 
 # The job's own workflows, written as FLARE 2.5's examples write theirs.
 WORKFLOWS = '''

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from launching import launch
 
-from flconfig.config.job import inspect_job
+from flconfig.validate.loader import inspect_job
 
 CODE = '''
 import os

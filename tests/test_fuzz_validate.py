@@ -19,8 +19,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flconfig.config.job import inspect_job
 from flconfig.errors import Problem
+from flconfig.validate.loader import inspect_job
 
 REPO = Path(__file__).resolve().parents[1]
 JOBS = {"json": REPO / "configs" / "tensorboard-streaming",

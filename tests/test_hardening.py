@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 
 from flconfig.cli import main as cli_main
-from flconfig.config.job import inspect_job
 from flconfig.runtime.context import SiteContext
 from flconfig.runtime.fed_events import event_to_records, records_to_events
 from flconfig.tracking import records as rec
@@ -28,6 +27,7 @@ from flconfig.tracking.senders import ConvertToFedEvent, TBWriter
 from flconfig.transport.client import CommClient
 from flconfig.transport.server import CommServer
 from flconfig.types import Event, EventType
+from flconfig.validate.loader import inspect_job
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "configs" / "tensorboard-streaming"

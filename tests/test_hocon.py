@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from flconfig.config.documents import load_document, parse_hocon
-from flconfig.config.job import inspect_job
 from flconfig.errors import ConfigError
+from flconfig.validate.loader import inspect_job
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "configs" / "tensorboard-streaming"
@@ -291,7 +291,7 @@ def test_conf_files_need_no_pyhocon(tmp_path: Path) -> None:
     script = textwrap.dedent(f"""
         import sys
         sys.modules["pyhocon"] = None  # import pyhocon now fails
-        from flconfig.config.job import inspect_job
+        from flconfig.validate.loader import inspect_job
         job, problems = inspect_job({str(ROOT / "tests" / "corpus" / "hocon-dangling-id")!r})
         print([(p.code, p.position.line) for p in problems])
         """)

@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 
-from flconfig.config.job import Job, inspect_job, load_job
+from flconfig.config.job import Job
 from flconfig.errors import ConfigError
+from flconfig.runtime.build import build_site
+from flconfig.validate.loader import inspect_job, load_job
 
 REPO = Path(__file__).resolve().parents[1]
 JSON_JOB = REPO / "configs" / "tensorboard-streaming"
@@ -64,7 +66,7 @@ def test_client_sites_are_the_deploy_maps_when_it_names_them(tmp_path: Path) -> 
     assert named.client_sites() == ["alpha", "beta"]
     assert named.client_sites(1) == ["alpha"]
     with pytest.raises(ConfigError) as err:
-        named.build("gamma")
+        build_site(named, "gamma")
     assert "no app is deployed to site 'gamma'" in str(err.value)
 
 
@@ -81,7 +83,7 @@ def test_the_server_builds_real_components_wired_by_id(job: Job) -> None:
     from flconfig.examples.models import DigitsCNN
     from flconfig.tracking.receivers.tensorboard import TBAnalyticsReceiver
 
-    server = job.build("server")
+    server = build_site(job, "server")
     assert server.role == "server"
     parts = server.components
     assert sorted(parts) == sorted(["persistor", "shareable_generator", "aggregator", "model_locator",
@@ -110,7 +112,7 @@ def test_the_server_builds_real_components_wired_by_id(job: Job) -> None:
 
 
 def test_the_server_is_built_in_dependency_order(job: Job) -> None:
-    server = job.build("server")
+    server = build_site(job, "server")
     order = list(server.components)  # filled as they are built
     assert [h.id for h in server.handlers] == order  # and they receive events in that order
     before = {"persistor": ["model_locator", "scatter_and_gather"],
@@ -127,7 +129,7 @@ def test_a_client_site_builds_its_executor_learner_and_sender(job: Job) -> None:
     from flconfig.examples.digits import DigitsLearner
     from flconfig.tracking.senders import ConvertToFedEvent, TBWriter
 
-    site = job.build("site-1")
+    site = build_site(job, "site-1")
     assert (site.site, site.role) == ("site-1", "client")
     learner = site.components["pt_learner"]
     assert isinstance(learner, DigitsLearner)
@@ -145,7 +147,7 @@ def test_a_client_site_builds_its_executor_learner_and_sender(job: Job) -> None:
 
 
 def test_each_build_is_fresh(job: Job) -> None:
-    one, two = job.build("site-1"), job.build("site-2")
+    one, two = build_site(job, "site-1"), build_site(job, "site-2")
     assert one.components["pt_learner"] is not two.components["pt_learner"]
     assert two.site == "site-2"
 
@@ -155,7 +157,7 @@ def test_system_variables_are_those_of_the_site_being_built(tmp_path: Path) -> N
         Path("app/config/config_fed_server.json"): ('"args": {"events": ["fed.analytix_log_stats"]}',
                                                     '"args": {"events": ["fed.analytix_log_stats"], '
                                                     '"tb_folder": "tb-{JOB_ID}"}')})
-    built = load_job(folder, environ={}).build("server", job_id="run42")
+    built = build_site(load_job(folder, environ={}), "server", job_id="run42")
     assert built.components["tb_analytics_receiver"].tb_folder == "tb-run42"
 
 
@@ -209,7 +211,7 @@ def test_the_args_flare_added_to_its_classes_are_accepted(tmp_path: Path) -> Non
     (folder / SERVER).write_text(text)
     loaded = load_job(folder, environ={})
     assert loaded.problems == ()
-    built = loaded.build("server")
+    built = build_site(loaded, "server")
     assert built.components["scatter_and_gather"].memory_gc_rounds == 2
     assert built.components["persistor"].allow_numpy_conversion is False
 
@@ -249,7 +251,7 @@ def test_python_path_lets_a_job_name_classes_beside_it(tmp_path: Path) -> None:
 
     loaded = load_job(folder, environ={}, python_path=[lib])
     try:
-        model = loaded.build("server").components["persistor"].model
+        model = build_site(loaded, "server").components["persistor"].model
         assert type(model).__name__ == "WideCNN" and model.features[0].out_channels == 4
         assert type(model).__module__ == "pt.nets"
     finally:  # building imported this test's 'pt': leave no trace for other tests' 'pt'
@@ -280,7 +282,7 @@ def test_a_constructor_that_rejects_its_args_fails_the_build_with_a_position(tmp
                                           '"learner_id": "pt_learner", "validate_task": "train"')})
     loaded = load_job(folder, environ={})
     with pytest.raises(ConfigError) as err:
-        loaded.build("site-1")
+        build_site(loaded, "site-1")
     [problem] = err.value.problems
     assert problem.code == "build-failed"
     assert "LearnerExecutor" in problem.message and "must be different task names" in problem.message
@@ -296,7 +298,7 @@ def test_the_yaml_twin_builds_the_same_components(job: Job, site: str) -> None:
     twin = load_job(YAML_JOB, environ={})
     assert twin.problems == ()
     assert twin.client_sites() == job.client_sites()
-    from_json, from_yaml = job.build(site), twin.build(site)
+    from_json, from_yaml = build_site(job, site), build_site(twin, site)
 
     def planned(built):  # what was built from, without where it was written
         def walk(c):
@@ -318,8 +320,8 @@ def test_the_yaml_twin_builds_the_same_components(job: Job, site: str) -> None:
 
 def test_checks_are_pure_the_job_is_the_same_after_any_number_of_them(tmp_path: Path) -> None:
     """Checks return problems and change nothing; resolving classes is part of loading."""
-    from flconfig.config.job import inspect_job
     from flconfig.validate.checks import check_job
+    from flconfig.validate.loader import inspect_job
 
     job_dir = copy_job(tmp_path, {CLIENT: ('"learner_id": "pt_learner"', '"learner_id": "pt_lerner"')})
     job, problems = inspect_job(job_dir, environ={})
@@ -355,7 +357,7 @@ def test_a_loaded_job_cannot_be_changed(job: Job) -> None:
 def test_flares_system_variables_are_defined(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """FLARE defines ROOT_URL, CP_URL, RELAY_URL, SECURE_MODE, JOB_CUSTOM_DIR, JOB_CONFIG_DIR
     and PYTHONPATH for its configs; a config naming them is valid here too."""
-    from flconfig.config.job import inspect_job
+    from flconfig.validate.loader import inspect_job
 
     names = ["ROOT_URL", "CP_URL", "RELAY_URL", "SECURE_MODE", "JOB_CONFIG_DIR", "PYTHONPATH"]
     uses = "".join(f'"uses_{n.lower()}": "{{{n}}}", ' for n in names)

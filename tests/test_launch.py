@@ -330,8 +330,8 @@ print(json.dumps({**codes, "me": os.getpid()}))
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forking from a zygote is Linux-only")
 def test_forked_processes_are_the_launchers_to_wait_for_and_to_kill(tmp_path: Path) -> None:
-    from flconfig.config.job import load_job
     from flconfig.runtime.plan import plan_run
+    from flconfig.validate.loader import load_job
 
     plan = tmp_path / "plan.json"
     plan.write_text(plan_run(load_job(EXAMPLE), ["site-1"], tmp_path, "j").to_json())

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from launching import launch
 
-from flconfig.config.job import inspect_job
+from flconfig.validate.loader import inspect_job
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "configs" / "client-api"

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from launching import launch
 
-from flconfig.config.job import inspect_job
 from flconfig.errors import JobError
+from flconfig.validate.loader import inspect_job
 
 NET = '''import torch
 

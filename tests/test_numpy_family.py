@@ -15,9 +15,9 @@ from flconfig.components.numpy_family import (
     NPTrainer,
     NPValidator,
 )
-from flconfig.config.job import inspect_job
 from flconfig.runtime.context import SiteContext
 from flconfig.types import FLModel, ReturnCode, Signal
+from flconfig.validate.loader import inspect_job
 
 DEFAULT = np.array([[1, 2, 3], [4, 5, 6], [7, 8, 9]], dtype=np.float32)
 

@@ -57,8 +57,8 @@ def test_a_checkpoint_outside_the_job_is_refused_before_it_is_opened(tmp_path: P
 
 
 def test_the_participants_choice_travels_in_the_run_plan(tmp_path: Path) -> None:
-    from flconfig.config.job import inspect_job
     from flconfig.runtime.plan import plan_from_json, plan_run
+    from flconfig.validate.loader import inspect_job
 
     root = Path(__file__).resolve().parents[1] / "configs" / "tensorboard-streaming"
     job, problems = inspect_job(root, environ={})

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from flconfig.config.job import load_job
 from flconfig.errors import ConfigError
 from flconfig.runtime.build import build_from_plan
 from flconfig.runtime.plan import plan_from_json, plan_run
+from flconfig.validate.loader import load_job
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "configs" / "tensorboard-streaming"

@@ -18,9 +18,9 @@ from flconfig.components.privacy import (
     PercentilePrivacy,
     SVTPrivacy,
 )
-from flconfig.config.job import inspect_job
 from flconfig.runtime.context import SiteContext
 from flconfig.types import FLModel, ReturnCode
+from flconfig.validate.loader import inspect_job
 
 FILTERS = "nvflare.app_common.filters"
 

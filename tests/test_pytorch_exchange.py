@@ -17,7 +17,7 @@ import pytest
 import torch
 from launching import launch
 
-from flconfig.config.job import inspect_job
+from flconfig.validate.loader import inspect_job
 
 NET = """
 import torch

@@ -12,10 +12,10 @@ from launching import launch
 from test_numpy_family import DEFAULT, write_job
 
 from flconfig.components.quantization import ModelDequantizer, ModelQuantizer
-from flconfig.config.job import inspect_job
 from flconfig.errors import JobError
 from flconfig.runtime.context import SiteContext
 from flconfig.types import FLModel
+from flconfig.validate.loader import inspect_job
 
 Q = "nvflare.app_opt.pt.quantization"
 

@@ -12,7 +12,7 @@ from launching import launch
 from test_model_learner import NET
 
 from flconfig.compat.nvflare.app_opt.pt.scaffold import PTScaffoldHelper
-from flconfig.config.job import inspect_job
+from flconfig.validate.loader import inspect_job
 
 # The job's learner, written as FLARE's CIFAR10ScaffoldModelLearner is: local SGD corrected by
 # the control terms, their change sent back in meta["scaffold_c_diff"].

@@ -17,11 +17,11 @@ from flconfig.components.sklearn_family import (
     CollectAndAssembleAggregator,
     JoblibModelParamPersistor,
 )
-from flconfig.config.job import inspect_job
 from flconfig.errors import JobError
 from flconfig.runtime.context import SiteContext
 from flconfig.transport.codec import decode_model
 from flconfig.types import FLModel, ReturnCode
+from flconfig.validate.loader import inspect_job
 
 # The job's own code, written against FLARE's API as FLARE's scikit-learn examples are: a
 # learner whose model is the mean of its rows and an assembler averaging by counts.

@@ -96,7 +96,7 @@ def test_warnings_alone_exit_0_unless_strict() -> None:
 
 
 def test_json_output_holds_the_same_problems() -> None:
-    from flconfig.config.job import inspect_job
+    from flconfig.validate.loader import inspect_job
 
     done = flconfig("validate", "--format", "json", BROKEN, YAML_JOB)
     assert done.returncode == 1

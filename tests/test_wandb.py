@@ -52,7 +52,7 @@ def test_every_record_of_every_site_is_in_its_run_even_when_steps_go_back(tmp_pa
 def test_flares_wandb_example_config_validates(tmp_path: Path) -> None:
     from test_numpy_family import write_job
 
-    from flconfig.config.job import inspect_job
+    from flconfig.validate.loader import inspect_job
 
     job = write_job(tmp_path)
     server_file = job / "app" / "config" / "config_fed_server.json"

@@ -73,6 +73,9 @@ def run(ns: argparse.Namespace) -> int:
               "script in a new one", file=sys.stderr)
         return 2
     serve_standins(True)
+    from .run_services import RunServices
+
+    running.use_services(RunServices())
     if ns.check:
         if keep is not None:
             keep.mkdir(parents=True, exist_ok=True)
@@ -94,6 +97,7 @@ def run(ns: argparse.Namespace) -> int:
         sys.argv, sys.path[:] = saved_argv, saved_path
         serve_standins(False)
         running.check_only(on=False)
+        running.use_services(None)
     return 0
 
 

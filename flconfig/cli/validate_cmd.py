@@ -80,7 +80,7 @@ def validate_paths(paths: list[str], allowed_modules: list[str],
                    environ: Mapping[str, str] | None = None) -> list[Problem]:
     """Problems of all ``paths``, sorted by file and position; ``environ`` is all the
     environment the jobs may read (None: none)."""
-    from ..config.job import inspect_job
+    from ..validate.loader import inspect_job
 
     problems: list[Problem] = []
     for path in paths:

@@ -25,12 +25,16 @@ import importlib.machinery
 import importlib.util
 import sys
 import threading
-from pathlib import Path
 from types import ModuleType
+
+from ..registry.flare_modules import (
+    is_component_module,
+    is_component_package,
+    provides,
+)
 
 #: Where the modules served as ``nvflare.*`` live.
 COMPAT_PACKAGE = "flconfig.compat.nvflare"
-COMPAT_ROOT = Path(__file__).resolve().parent / "nvflare"
 
 _lock = threading.Lock()
 _installed: _NvflareFinder | None = None
@@ -66,16 +70,6 @@ def flare_installed() -> bool:
     return _flare
 
 
-def provides(module: str) -> bool:
-    """Whether flconfig serves the FLARE module ``module`` (``nvflare.client`` ...), by looking
-    at its files, without importing anything."""
-    parts = module.split(".")
-    if parts[0] != "nvflare":
-        return False
-    path = COMPAT_ROOT.joinpath(*parts[1:])
-    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
-
-
 def install(*, force: bool = False) -> bool:
     """Serve ``import nvflare...`` from flconfig's FLARE API, unless FLARE is installed
     (with ``force``, even then: ``flconfig run job.py`` authors the job with flconfig's API
@@ -106,9 +100,9 @@ class _NvflareFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         if fullname != "nvflare" and not fullname.startswith("nvflare."):
             return None
         if not provides(fullname):
-            if _standins().is_standin_module(fullname):  # a module of FLARE's components
+            if is_component_module(fullname):  # a module of FLARE's components
                 return importlib.machinery.ModuleSpec(
-                    fullname, self, is_package=_standins().is_standin_package(fullname))
+                    fullname, self, is_package=is_component_package(fullname))
             raise ModuleNotFoundError(
                 f"No module named {fullname!r}: flconfig's FLARE API does not provide it yet "
                 "(docs/flare-support.md lists what it serves)",

@@ -20,7 +20,7 @@ from .base import (
 from .validation_json import validation_entry, write_json
 
 if TYPE_CHECKING:
-    from ..runtime.context import SiteContext
+    from ..types import ServerContext
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ class CrossSiteModelEval(Controller):
 
     # -- lifecycle ------------------------------------------------------------------
 
-    def start_controller(self, ctx: SiteContext) -> None:  # type: ignore[override]
+    def start_controller(self, ctx: ServerContext) -> None:  # type: ignore[override]
         """Look up the model locator (and check the formatter id)."""
         owner = self._owner()
         self._locator = (
@@ -143,11 +143,11 @@ class CrossSiteModelEval(Controller):
             _logger(ctx).info("%s: formatter_id is accepted for compatibility and not used", owner)
         self.results = {}
 
-    def stop_controller(self, ctx: SiteContext) -> None:  # type: ignore[override]
+    def stop_controller(self, ctx: ServerContext) -> None:  # type: ignore[override]
         """Drop the reference to the model locator."""
         self._locator = None
 
-    def control_flow(self, abort_signal: Signal, ctx: SiteContext) -> None:  # type: ignore[override]
+    def control_flow(self, abort_signal: Signal, ctx: ServerContext) -> None:  # type: ignore[override]
         """Collect the models, have every site validate each, write the results file."""
         if getattr(ctx, "comm", None) is None:
             raise JobError(f"{self._owner()}: the server has no link to the sites (ctx.comm)")
@@ -166,7 +166,7 @@ class CrossSiteModelEval(Controller):
 
     # -- steps ----------------------------------------------------------------------
 
-    def _wait_for_sites(self, abort_signal: Signal, ctx: SiteContext) -> list[str] | None:
+    def _wait_for_sites(self, abort_signal: Signal, ctx: ServerContext) -> list[str] | None:
         """The sites taking part: all connected ones, or the connected ``participating_clients``."""
         wanted = self.participating_clients
         deadline = time.monotonic() + self.wait_for_clients_timeout
@@ -194,7 +194,7 @@ class CrossSiteModelEval(Controller):
             abort_signal.wait(0.1)
 
     def _collect_models(
-        self, sites: list[str], abort_signal: Signal, ctx: SiteContext
+        self, sites: list[str], abort_signal: Signal, ctx: ServerContext
     ) -> dict[str, FLModel]:
         models: dict[str, FLModel] = {}
         if self.submit_model_task_name:
@@ -222,7 +222,7 @@ class CrossSiteModelEval(Controller):
             _logger(ctx).warning("cross-site evaluation: there is no model to validate")
         return models
 
-    def _server_models(self, ctx: SiteContext) -> dict[str, FLModel]:
+    def _server_models(self, ctx: ServerContext) -> dict[str, FLModel]:
         """The server's models to validate, by their name in the results (``SRV_<name>``)."""
         models: dict[str, FLModel] = {}
         if self._locator is not None:
@@ -237,7 +237,7 @@ class CrossSiteModelEval(Controller):
         return models
 
     def _validate(
-        self, name: str, model: FLModel, sites: list[str], abort_signal: Signal, ctx: SiteContext
+        self, name: str, model: FLModel, sites: list[str], abort_signal: Signal, ctx: ServerContext
     ) -> None:
         data = FLModel(
             params=model.params, params_type=model.params_type, meta={"model_owner": name}
@@ -273,7 +273,7 @@ class CrossSiteModelEval(Controller):
         sites: list[str],
         timeout: int,
         abort_signal: Signal,
-        ctx: SiteContext,
+        ctx: ServerContext,
     ) -> dict[str, FLModel]:
         # One result is enough to go on; the others are waited for until they
         # arrive, their site is lost, or the timeout passes (0: no limit).
@@ -287,7 +287,7 @@ class CrossSiteModelEval(Controller):
             abort=abort_signal,
         )
 
-    def _write_results(self, ctx: SiteContext) -> None:
+    def _write_results(self, ctx: ServerContext) -> None:
         path = inside(ctx.run_dir, self.cross_val_dir) / RESULTS_FILE_NAME
         write_json(path, self.results)
         ctx.props[RESULTS_PROP] = self.results
@@ -345,13 +345,13 @@ class CrossSiteEval(CrossSiteModelEval):
         self.allow_empty_global_weights = allow_empty_global_weights
         self._persistor: ModelPersistor | None = None
 
-    def start_controller(self, ctx: SiteContext) -> None:  # type: ignore[override]
+    def start_controller(self, ctx: ServerContext) -> None:  # type: ignore[override]
         """Look up the persistor."""
         super().start_controller(ctx)
         self._persistor = (lookup_component(ctx, self._owner(), "persistor_id", self.persistor_id, ModelPersistor)
                            if self.persistor_id else None)
 
-    def _server_models(self, ctx: SiteContext) -> dict[str, FLModel]:
+    def _server_models(self, ctx: ServerContext) -> dict[str, FLModel]:
         models: dict[str, FLModel] = {}
         if self._persistor is None:
             return models

@@ -25,7 +25,7 @@ from .scatter_and_gather import GLOBAL_MODEL_PROP, SITE_WAIT_S
 from .shareable_generators import FullModelShareableGenerator
 
 if TYPE_CHECKING:
-    from ..runtime.context import SiteContext
+    from ..types import ServerContext
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +47,10 @@ class _Relay(Controller):
     def _owner(self) -> str:
         return f"workflow {self.id or type(self).__name__}"
 
-    def _generator_of(self, ctx: SiteContext) -> ShareableGenerator:
+    def _generator_of(self, ctx: ServerContext) -> ShareableGenerator:
         return FullModelShareableGenerator()
 
-    def start_controller(self, ctx: SiteContext) -> None:  # type: ignore[override]
+    def start_controller(self, ctx: ServerContext) -> None:  # type: ignore[override]
         """Look up the persistor (and generator); load the initial model (an earlier
         workflow's, e.g. InitializeGlobalWeights', when the persistor gives none)."""
         owner = self._owner()
@@ -69,14 +69,14 @@ class _Relay(Controller):
         ctx.props[GLOBAL_MODEL_PROP] = self.global_model
         ctx.fire_event(AppEventType.INITIAL_MODEL_LOADED, self.global_model)
 
-    def stop_controller(self, ctx: SiteContext) -> None:  # type: ignore[override]
+    def stop_controller(self, ctx: ServerContext) -> None:  # type: ignore[override]
         """Save the final model."""
         model = getattr(self, "global_model", None)
         if self._persistor is not None and isinstance(model, FLModel) and model.params:
             self._persistor.save(model, ctx)
             ctx.props[GLOBAL_MODEL_PROP] = model
 
-    def _alive(self, abort_signal: Signal, ctx: SiteContext, wanted: int) -> list[str] | None:
+    def _alive(self, abort_signal: Signal, ctx: ServerContext, wanted: int) -> list[str] | None:
         """The connected client sites, once ``wanted`` are; None if aborted first."""
         deadline = time.monotonic() + SITE_WAIT_S
         while True:
@@ -92,7 +92,7 @@ class _Relay(Controller):
             abort_signal.wait(0.1)
 
     def _relay(self, current: int, end: int, targets: list[str], abort_signal: Signal,
-               ctx: SiteContext) -> bool:
+               ctx: ServerContext) -> bool:
         """One round through ``targets``; False when it ended the workflow (aborted, or a
         site asked to stop early)."""
         started = time.monotonic()
@@ -184,11 +184,11 @@ class CyclicController(_Relay):
         self.allow_early_termination = allow_early_termination
         self._last: str | None = None
 
-    def _generator_of(self, ctx: SiteContext) -> ShareableGenerator:
+    def _generator_of(self, ctx: ServerContext) -> ShareableGenerator:
         return lookup_component(ctx, self._owner(), "shareable_generator_id",
                                 self.shareable_generator_id, ShareableGenerator)
 
-    def control_flow(self, abort_signal: Signal, ctx: SiteContext) -> None:  # type: ignore[override]
+    def control_flow(self, abort_signal: Signal, ctx: ServerContext) -> None:  # type: ignore[override]
         """Relay the model through the sites, round after round."""
         for current in range(self.num_rounds):
             alive = self._alive(abort_signal, ctx, 2)
@@ -259,7 +259,7 @@ class Cyclic(_Relay):
         self.allow_empty_global_weights = allow_empty_global_weights
         self.task_check_period = task_check_period
 
-    def control_flow(self, abort_signal: Signal, ctx: SiteContext) -> None:  # type: ignore[override]
+    def control_flow(self, abort_signal: Signal, ctx: ServerContext) -> None:  # type: ignore[override]
         """Relay through ``num_clients`` sites a round; save after each round."""
         end = self.start_round + self.num_rounds
         for current in range(self.start_round, end):

@@ -35,7 +35,7 @@ from .scatter_and_gather import ScatterAndGather
 from .shareable_generators import FullModelShareableGenerator
 
 if TYPE_CHECKING:
-    from ..runtime.context import SiteContext
+    from ..types import ServerContext
     from .base import ModelPersistor, ShareableGenerator
 
 log = logging.getLogger(__name__)
@@ -323,7 +323,7 @@ class FedAvg(ScatterAndGather):
     def _end_round(self) -> int:
         return self.start_round + self.num_rounds
 
-    def _min_sites(self, ctx: SiteContext) -> int:
+    def _min_sites(self, ctx: ServerContext) -> int:
         """``num_clients``, or every site of the run when it has fewer (FLARE trains all then)."""
         sites = len(getattr(ctx, "client_sites", ()) or ())
         return min(self.num_clients, sites) if sites else self.num_clients
@@ -333,7 +333,7 @@ class FedAvg(ScatterAndGather):
             return alive
         return sorted(random.sample(alive, self.num_clients))
 
-    def _parts(self, ctx: SiteContext) -> tuple[Aggregator, ShareableGenerator]:
+    def _parts(self, ctx: ServerContext) -> tuple[Aggregator, ShareableGenerator]:
         aggregator: Aggregator
         if self.aggregator is not None:
             if not isinstance(self.aggregator, Aggregator) and not callable(
@@ -363,14 +363,14 @@ class FedAvg(ScatterAndGather):
         return {"name": self._stop[0], "mode": "max" if op.startswith(">") else "min",
                 "mode_source": "derived_from_stop_condition"}
 
-    def _find_persistor(self, ctx: SiteContext) -> ModelPersistor | None:
+    def _find_persistor(self, ctx: ServerContext) -> ModelPersistor | None:
         """The persistor; with an initial ``model``, a ``persistor_id`` that names nothing means
         none (FLARE saves to ``save_filename`` then)."""
         if self.model is not None and (not self.persistor_id or ctx.get_component(self.persistor_id) is None):
             return None
         return super()._find_persistor(ctx)
 
-    def _initial_model(self, ctx: SiteContext) -> FLModel | None:
+    def _initial_model(self, ctx: ServerContext) -> FLModel | None:
         """``model`` when given, else the persistor's."""
         if self.model is None:
             return super()._initial_model(ctx)
@@ -405,7 +405,7 @@ class FedAvg(ScatterAndGather):
         self._rounds_without_improvement += 1
         return False
 
-    def _save(self, model: FLModel, ctx: SiteContext) -> None:
+    def _save(self, model: FLModel, ctx: ServerContext) -> None:
         """Through the persistor; without one, to ``save_filename`` in the run folder."""
         if self._persistor is not None:
             self._persistor.save(model, ctx)
@@ -417,7 +417,7 @@ class FedAvg(ScatterAndGather):
                 k: v for k, v in model.meta.items() if isinstance(v, (str, int, float, bool))})))
             _logger(ctx).info("%s: saved the global model to %s", self._owner(), path)
 
-    def _stop_after(self, current: int, aggregated: FLModel, ctx: SiteContext) -> bool:
+    def _stop_after(self, current: int, aggregated: FLModel, ctx: ServerContext) -> bool:
         """``stop_cond`` met by the round's aggregated metrics, or ``patience`` rounds without
         improvement."""
         if self._stop is None or current >= self._end_round() - 1:

@@ -21,7 +21,7 @@ from .base import AppEventType, Controller
 from .scatter_and_gather import GLOBAL_MODEL_PROP, SITE_WAIT_S
 
 if TYPE_CHECKING:
-    from ..runtime.context import SiteContext
+    from ..types import ServerContext
 
 log = logging.getLogger(__name__)
 
@@ -78,13 +78,13 @@ class InitializeGlobalWeights(Controller):
     def _owner(self) -> str:
         return f"workflow {self.id or type(self).__name__}"
 
-    def start_controller(self, ctx: SiteContext) -> None:  # type: ignore[override]
+    def start_controller(self, ctx: ServerContext) -> None:  # type: ignore[override]
         """Nothing to look up."""
 
-    def stop_controller(self, ctx: SiteContext) -> None:  # type: ignore[override]
+    def stop_controller(self, ctx: ServerContext) -> None:  # type: ignore[override]
         """Nothing to release."""
 
-    def control_flow(self, abort_signal: Signal, ctx: SiteContext) -> None:  # type: ignore[override]
+    def control_flow(self, abort_signal: Signal, ctx: ServerContext) -> None:  # type: ignore[override]
         """Ask the sites for their weights; the chosen ones become the global model."""
         targets = self._targets(abort_signal, ctx)
         if targets is None:
@@ -113,7 +113,7 @@ class InitializeGlobalWeights(Controller):
         ctx.fire_event(AppEventType.INITIAL_MODEL_LOADED, model)
         ctx.progress(f"{self._owner()}: the global model starts from the weights of {site}")
 
-    def _targets(self, abort_signal: Signal, ctx: SiteContext) -> list[str] | None:
+    def _targets(self, abort_signal: Signal, ctx: ServerContext) -> list[str] | None:
         """The sites to ask, once connected; None if aborted first."""
         named = self.weights_client_name
         wanted = ([named] if isinstance(named, str) else list(named) if named

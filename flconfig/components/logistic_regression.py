@@ -23,7 +23,7 @@ from .numpy_family import NUMPY_KEY, NPModelPersistor
 from .shareable_generators import FullModelShareableGenerator
 
 if TYPE_CHECKING:
-    from ..runtime.context import SiteContext
+    from ..types import ServerContext
     from .base import Aggregator, ModelPersistor, ShareableGenerator
 
 
@@ -153,13 +153,13 @@ class FedAvgLR(FedAvg):
         self.lr_aggregator = aggregator
         self.persistor = persistor
 
-    def _parts(self, ctx: SiteContext) -> tuple[Aggregator, ShareableGenerator]:
+    def _parts(self, ctx: ServerContext) -> tuple[Aggregator, ShareableGenerator]:
         aggregator, _ = super()._parts(ctx)
         step = _NewtonRaphsonStep(self.damping_factor, self.epsilon)
         step.id = f"{self.id or 'FedAvgLR'}.newton_raphson"
         return aggregator, step
 
-    def _find_persistor(self, ctx: SiteContext) -> ModelPersistor | None:
+    def _find_persistor(self, ctx: ServerContext) -> ModelPersistor | None:
         from .base import ModelPersistor
 
         if isinstance(self.persistor, ModelPersistor):

@@ -20,7 +20,7 @@ from .base import (
 )
 
 if TYPE_CHECKING:
-    from ..runtime.context import SiteContext
+    from ..types import ServerContext
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ class ScatterAndGather(Controller):
         """The round after the last one."""
         return self.num_rounds
 
-    def _min_sites(self, ctx: SiteContext) -> int:
+    def _min_sites(self, ctx: ServerContext) -> int:
         """How many sites a round waits for: connected before it starts, results after."""
         return self.min_clients
 
@@ -172,7 +172,7 @@ class ScatterAndGather(Controller):
         """The sites a round's task goes to, of the connected ones."""
         return alive
 
-    def _parts(self, ctx: SiteContext) -> tuple[Aggregator, ShareableGenerator]:
+    def _parts(self, ctx: ServerContext) -> tuple[Aggregator, ShareableGenerator]:
         """The aggregator and shareable generator the config names."""
         owner = self._owner()
         aggregator = lookup_component(ctx, owner, "aggregator_id", self.aggregator_id, Aggregator)
@@ -181,13 +181,13 @@ class ScatterAndGather(Controller):
         )
         return aggregator, generator
 
-    def _find_persistor(self, ctx: SiteContext) -> ModelPersistor | None:
+    def _find_persistor(self, ctx: ServerContext) -> ModelPersistor | None:
         """The persistor ``persistor_id`` names; None when it is empty."""
         if not self.persistor_id:
             return None
         return lookup_component(ctx, self._owner(), "persistor_id", self.persistor_id, ModelPersistor)
 
-    def _initial_model(self, ctx: SiteContext) -> FLModel | None:
+    def _initial_model(self, ctx: ServerContext) -> FLModel | None:
         """The first global model: the persistor's."""
         return self._persistor.load(ctx) if self._persistor is not None else None
 
@@ -201,17 +201,17 @@ class ScatterAndGather(Controller):
         every = self.persist_every_n_rounds
         return current == self._end_round() - 1 or (every > 0 and (current + 1) % every == 0)
 
-    def _save(self, model: FLModel, ctx: SiteContext) -> None:
+    def _save(self, model: FLModel, ctx: ServerContext) -> None:
         """Save the global model through the persistor, if there is one."""
         if self._persistor is not None:
             self._persistor.save(model, ctx)
 
-    def _stop_after(self, current: int, aggregated: FLModel, ctx: SiteContext) -> bool:
+    def _stop_after(self, current: int, aggregated: FLModel, ctx: ServerContext) -> bool:
         """Whether the run ends after round ``current`` although rounds remain (FedAvg's
         ``stop_cond``)."""
         return False
 
-    def start_controller(self, ctx: SiteContext) -> None:  # type: ignore[override]
+    def start_controller(self, ctx: ServerContext) -> None:  # type: ignore[override]
         """Look up the aggregator, shareable generator and persistor; load the initial model."""
         owner = self._owner()
         self._aggregator, self._generator = self._parts(ctx)
@@ -245,7 +245,7 @@ class ScatterAndGather(Controller):
         ctx.props[GLOBAL_MODEL_PROP] = model
         ctx.fire_event(AppEventType.INITIAL_MODEL_LOADED, model)
 
-    def stop_controller(self, ctx: SiteContext) -> None:  # type: ignore[override]
+    def stop_controller(self, ctx: ServerContext) -> None:  # type: ignore[override]
         """Leave the final model in ``ctx.props``; drop the per-run references."""
         if self.global_model is not None:
             ctx.props[GLOBAL_MODEL_PROP] = self.global_model
@@ -253,7 +253,7 @@ class ScatterAndGather(Controller):
 
     # -- rounds ---------------------------------------------------------------------
 
-    def control_flow(self, abort_signal: Signal, ctx: SiteContext) -> None:  # type: ignore[override]
+    def control_flow(self, abort_signal: Signal, ctx: ServerContext) -> None:  # type: ignore[override]
         """Run the rounds; return early when ``abort_signal`` is triggered.
 
         Raises JobError when a round cannot complete (see the class docstring).
@@ -272,7 +272,7 @@ class ScatterAndGather(Controller):
                 "%s stopped: %s", self._owner(), abort_signal.reason or "abort signal"
             )
 
-    def _round(self, current: int, abort_signal: Signal, ctx: SiteContext) -> bool:
+    def _round(self, current: int, abort_signal: Signal, ctx: ServerContext) -> bool:
         """Run round ``current``; False when the run ends with it: aborted before completing,
         or stopped early after it (:meth:`_stop_after`)."""
         assert self._aggregator is not None and self._generator is not None
@@ -343,7 +343,7 @@ class ScatterAndGather(Controller):
         return not self._stop_after(current, aggregated, ctx)
 
     def _wait_for_sites(
-        self, label: str, abort_signal: Signal, ctx: SiteContext
+        self, label: str, abort_signal: Signal, ctx: ServerContext
     ) -> list[str] | None:
         """The connected sites once there are ``min_clients``; None if aborted first."""
         deadline = time.monotonic() + SITE_WAIT_S
@@ -361,7 +361,7 @@ class ScatterAndGather(Controller):
                 )
             abort_signal.wait(0.1)
 
-    def _select_best(self, gathered: _Gathered, ctx: SiteContext) -> None:
+    def _select_best(self, gathered: _Gathered, ctx: ServerContext) -> None:
         """Announce the global model sent this round if its validation beats every earlier one."""
         assert self.global_model is not None
         metric = gathered.validation_metric()
@@ -390,7 +390,7 @@ def _sites(names: list[str], limit: int = 8) -> str:
 class _Gathered:
     """The results of one round as they arrive: accepted, failed or refused."""
 
-    def __init__(self, workflow: ScatterAndGather, targets: int, ctx: SiteContext):
+    def __init__(self, workflow: ScatterAndGather, targets: int, ctx: ServerContext):
         self.workflow = workflow
         self.targets = targets
         self.ctx = ctx

@@ -15,7 +15,7 @@ from ..types import FLModel, ReturnCode, Signal
 from .base import Controller, ModelPersistor, lookup_component
 
 if TYPE_CHECKING:
-    from ..runtime.context import SiteContext
+    from ..types import ServerContext
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 SITE_WAIT_S = 60.0
 
 
-def wait_for_sites(owner: str, need: int, abort_signal: Signal, ctx: SiteContext) -> list[str] | None:
+def wait_for_sites(owner: str, need: int, abort_signal: Signal, ctx: ServerContext) -> list[str] | None:
     """The connected sites once ``need`` are; None when aborted first; JobError after a minute."""
     deadline = time.monotonic() + SITE_WAIT_S
     while True:
@@ -111,10 +111,10 @@ class CmdTaskController(Controller):
     def _owner(self) -> str:
         return f"workflow {self.id or type(self).__name__}"
 
-    def start_controller(self, ctx: SiteContext) -> None:  # type: ignore[override]
+    def start_controller(self, ctx: ServerContext) -> None:  # type: ignore[override]
         """Nothing to prepare."""
 
-    def control_flow(self, abort_signal: Signal, ctx: SiteContext) -> None:  # type: ignore[override]
+    def control_flow(self, abort_signal: Signal, ctx: ServerContext) -> None:  # type: ignore[override]
         """Send the task once and gather the results."""
         import random
 
@@ -139,7 +139,7 @@ class CmdTaskController(Controller):
         ctx.progress(f"task '{self.task_name}': results from {', '.join(sorted(self.results))} "
                      f"({time.monotonic() - started:.1f}s)")
 
-    def stop_controller(self, ctx: SiteContext) -> None:  # type: ignore[override]
+    def stop_controller(self, ctx: ServerContext) -> None:  # type: ignore[override]
         """Nothing to release."""
 
 
@@ -169,11 +169,11 @@ class EvalController(Controller):
     def _owner(self) -> str:
         return f"workflow {self.id or type(self).__name__}"
 
-    def start_controller(self, ctx: SiteContext) -> None:  # type: ignore[override]
+    def start_controller(self, ctx: ServerContext) -> None:  # type: ignore[override]
         """Look up the persistor."""
         self._persistor = lookup_component(ctx, self._owner(), "persistor_id", self.persistor_id, ModelPersistor)
 
-    def control_flow(self, abort_signal: Signal, ctx: SiteContext) -> None:  # type: ignore[override]
+    def control_flow(self, abort_signal: Signal, ctx: ServerContext) -> None:  # type: ignore[override]
         """Load the model, send it to every connected site as ``validate``, report the metrics."""
         assert self._persistor is not None
         model = self._persistor.load(ctx)
@@ -196,6 +196,6 @@ class EvalController(Controller):
                               for k, v in sorted(good[site].metrics.items()))
             ctx.progress(f"evaluation of site {site}: {shown or 'no metrics'}")
 
-    def stop_controller(self, ctx: SiteContext) -> None:  # type: ignore[override]
+    def stop_controller(self, ctx: ServerContext) -> None:  # type: ignore[override]
         """Drop the persistor reference."""
         self._persistor = None

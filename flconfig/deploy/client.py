@@ -32,7 +32,7 @@ from .grpclog import caller_reason
 from .kit import Kit
 from .server import JOB_FOLDER
 
-log = logging.getLogger("flconfig.deploy.client")
+log = logging.getLogger(__name__)
 BACKOFF_START_S, BACKOFF_MAX_S = 1.0, 30.0
 #: Seconds between two tries of an instance the server refuses because another is connected.
 STANDBY_RETRY_S = 5.0
@@ -202,9 +202,9 @@ class SiteService:
     # ------------------------------------------------------------------ jobs
 
     def _deploy(self, job_id: str, name: str) -> _Job | None:
-        from ..config.job import inspect_job
         from ..errors import ConfigError, errors_only, relocate
         from ..runtime.plan import plan_run
+        from ..validate.loader import inspect_job
 
         folder = self.workspace / job_id
         job = _Job(job_id, name, folder)

@@ -20,7 +20,7 @@ from ..errors import FlconfigError
 from ..transport.tls import channel_credentials, server_credentials
 from .provision import CA_CERT, CRL, TYPES
 
-log = logging.getLogger("flconfig.deploy")
+log = logging.getLogger(__name__)
 KIT_FILE = "kit.json"
 
 

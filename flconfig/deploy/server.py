@@ -49,7 +49,7 @@ from .archive import ArchiveError, pack_folder, unpack
 from .kit import Kit
 from .provision import DEFAULT_ROLE
 
-log = logging.getLogger("flconfig.deploy.server")
+log = logging.getLogger(__name__)
 JOB_FOLDER = "job"  # WORKSPACE/JOB_ID/job: the job as submitted
 CONTROL = ".control"  # WORKSPACE/JOB_ID/.control: spec (tokens inside), plan; never downloaded
 SITE_LOGS = "sites"
@@ -680,7 +680,7 @@ class DeployServer:
         """The submitted job at ``folder`` checked as this server runs it: no environment,
         and no custom code unless its kit allows it (the job's server app then holding
         custom code, or naming a class of the job folder, is an error of validate's report)."""
-        from ..config.job import inspect_job
+        from ..validate.loader import inspect_job
 
         return inspect_job(folder, participant="server", allow_custom_code=self.kit.allow_custom_code)
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from ..errors import ConfigError, Problem, errors_only
+from ..errors import ConfigError, LaunchError, errors_only
 from ..files import write_atomic
 from ..runtime.process_events import SPEC_KEY as PROCESS_EVENTS_KEY
 from ..runtime.process_events import process_ended_line
@@ -80,14 +80,6 @@ class LaunchOptions:
     #: default; False starts each process as a new interpreter.
     fork: bool = False
     out: TextIO = field(default_factory=lambda: sys.stdout)
-
-
-class LaunchError(Exception):
-    """The job could not be launched (bad options, invalid job); carries the problems."""
-
-    def __init__(self, message: str, problems: Sequence[Problem] = ()):
-        super().__init__(message)
-        self.problems = list(problems)
 
 
 def plan_workers(sites: Sequence[str], cores: int, processes: int | None = None,
@@ -175,7 +167,7 @@ def launch(opts: LaunchOptions) -> int:
 
 
 def _launch(opts: LaunchOptions, zygote: Zygote | None) -> int:
-    from ..config.job import inspect_job
+    from ..validate.loader import inspect_job
     from ..validate.report import write_text
 
     out = opts.out

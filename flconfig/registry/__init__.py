@@ -18,9 +18,9 @@ schema for them. Classes come from five places:
   ``FLCONFIG_ALLOW_MODULES`` environment variable).
 
 Any other path is refused: a config cannot make flconfig import and call
-an arbitrary callable such as ``os.system``. Only :mod:`.loader` imports a
-component's class: through :meth:`Registry.load_class` (only classes this registry
-resolved), or for a run plan's classes when the runtime builds a site.
+an arbitrary callable such as ``os.system``. Only :mod:`flconfig.common.loader`
+imports a component's class: through :meth:`Registry.load_class` (only classes this
+registry resolved), or for a run plan's classes when the runtime builds a site.
 """
 
 from __future__ import annotations
@@ -35,7 +35,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from ..errors import FlconfigError
+from ..common.loader import import_class
+from ..common.loader import short_path as _short
+from ..errors import FlconfigError, ImportFailure
 from ..files import is_within
 from .aliases import FLARE_ALIASES
 from .arg_schema import annotation_schema
@@ -49,8 +51,6 @@ from .introspect import (
     installed_location,
     parse_error,
 )
-from .loader import ImportFailure, import_class
-from .loader import short_path as _short
 from .plugins import read_entry_points
 
 __all__ = [

@@ -134,7 +134,8 @@ def prepare_job_code() -> None:
 def _import(component: PlannedComponent, run_plan: RunPlan, plan: SitePlan) -> type:
     """The class of ``component``: from built-ins, plugins, allowed modules and the site's
     own ``custom/`` folder; nothing of the job folder when the site runs no custom code."""
-    from ..registry.loader import ImportFailure, import_class
+    from ..common.loader import import_class
+    from ..errors import ImportFailure
 
     ref = component.cls
     folders = ([plan.custom_dir] if plan.custom_dir and plan.allow_custom_code else []) + list(run_plan.python_path)

@@ -19,7 +19,7 @@ from ..errors import StorageError
 from ..tracking.records import is_reserved_event
 from ..types import Event, Signal
 
-log = logging.getLogger("flconfig.runtime")
+log = logging.getLogger(__name__)
 
 
 class SiteContext:

@@ -1,6 +1,6 @@
 """From a checked job to a run plan: every site's resolved configuration, ready to build.
 
-The launcher checks a job once (:func:`~flconfig.config.job.inspect_job`), then
+The launcher checks a job once (:func:`~flconfig.validate.loader.inspect_job`), then
 :func:`plan_run` resolves each site's configuration for this run — its site
 name, the workspace and the job id substituted, every component resolved to
 a class through the registry, its arguments checked against that class's
@@ -203,8 +203,8 @@ def plan_run(job: Job, sites: Sequence[str], workspace: str | Path, job_id: str,
 def _resolve_site(job: Job, site: str, workspace: str | Path, job_id: str,
                   environ: Mapping[str, str] | None) -> tuple[Any, list[Problem]]:
     """The site's config resolved for this run and checked: (ConfigFile or None, problems)."""
-    from ..config.job import resolve_config
     from ..validate.checks import check_components
+    from ..validate.loader import resolve_config
     from ..validate.wiring import check_wiring
 
     template = job.config_for(site)
@@ -221,7 +221,7 @@ def _resolve_site(job: Job, site: str, workspace: str | Path, job_id: str,
 
 def _site_free(job: Job, template: ConfigFile, environ: Mapping[str, str] | None) -> bool:
     """True when ``template`` (a client config) resolves the same whatever its site is called."""
-    from ..config.job import resolve_config
+    from ..validate.loader import resolve_config
 
     app = job.apps[template.app]
     seen = []

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from ..transport.server import CommServer
     from ..types import Signal
 
-log = logging.getLogger("flconfig.worker")
+log = logging.getLogger(__name__)
 
 #: The event: a process hosting these sites has ended.
 PROCESS_ENDED = "process_ended"

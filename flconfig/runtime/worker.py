@@ -35,7 +35,7 @@ from .logs import add_log_file
 if TYPE_CHECKING:
     from .plan import RunPlan
 
-log = logging.getLogger("flconfig.worker")
+log = logging.getLogger(__name__)
 STATUS_FILE = "status.json"
 
 

@@ -43,7 +43,7 @@ from . import flconfig_pb2_grpc as pb_grpc
 from .codec import ProtocolError, decode_model, encode_model, encode_record, join_records
 from .contract import MAX_RECORD_BYTES, wire_bytes_field
 
-log = logging.getLogger("flconfig.transport.client")
+log = logging.getLogger(__name__)
 
 # Worth another try: the connection dropped, the server is (re)starting, or we
 # closed the channel ourselves to reconnect.

@@ -631,21 +631,19 @@ def flare_module_served(module: str) -> bool:
     """Whether job code can import the FLARE module ``module`` where flconfig runs it: a
     module of flconfig's FLARE API, or one holding FLARE components flconfig runs
     (``nvflare.app_common.workflows.fedavg``), served from the registry's aliases."""
-    from ..compat import provides
-    from ..compat.jobapi.standins import is_standin_module
+    from ..registry.flare_modules import served
 
-    return provides(module) or is_standin_module(module)
+    return served(module)
 
 
 def _names_not_served(module: str, node: Any) -> list[str]:
     """The names ``from module import ...`` takes that flconfig's module of that name
     does not define (read from its source, never imported) and that are not FLARE
     components flconfig runs."""
-    from ..compat import COMPAT_ROOT, provides
-    from ..compat.jobapi.standins import modules
+    from ..registry.flare_modules import COMPAT_ROOT, component_modules, provides
     from ..registry.introspect import parse_module
 
-    components = modules().get(module, {})
+    components = component_modules().get(module, {})
     if not provides(module):  # a module of components only
         return [alias.name for alias in node.names
                 if alias.name != "*" and alias.name not in components

@@ -70,7 +70,7 @@ def outside_job() -> Iterator[None]:
 def check(folder: Path, provenance: dict[str, Provenance], export_problems: Sequence[Problem],
           *, participant: str | None = None, allow_custom_code: bool = True) -> list[Problem]:
     """Validate the job folder written from Python; its problems at the job script's lines."""
-    from ...config.job import inspect_job
+    from ...validate.loader import inspect_job
 
     with outside_job():
         _, problems = inspect_job(folder, participant=participant, allow_custom_code=allow_custom_code)

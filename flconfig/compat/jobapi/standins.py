@@ -24,6 +24,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+from ...registry.flare_modules import component_modules
+
 #: The flconfig package folder and the standard library's: frames inside them are not the
 #: job script's (a recipe built inside a ``with`` block runs through contextlib).
 _FLCONFIG_DIR = str(Path(__file__).resolve().parents[2]) + os.sep
@@ -140,25 +142,10 @@ def standin_class(flare_path: str) -> type[Standin] | None:
     return type(name, (Standin,), namespace)
 
 
-def modules() -> dict[str, dict[str, str]]:
-    """Every module (and package above one) that holds a FLARE class flconfig runs:
-    module -> {class name: FLARE path}."""
-    from ...registry.aliases import FLARE_ALIASES
-
-    out: dict[str, dict[str, str]] = {}
-    for path in FLARE_ALIASES:
-        module, _, name = path.rpartition(".")
-        out.setdefault(module, {})[name] = path
-        parts = module.split(".")
-        for cut in range(1, len(parts)):
-            out.setdefault(".".join(parts[:cut]), {})
-    return out
-
-
 def lookup(module: str, name: str) -> type[Standin] | None:
     """The stand-in ``name`` of ``module``, if it has one (for a compat package's
     ``__getattr__``: ``from nvflare.app_opt.pt import PTFileModelPersistor``)."""
-    path = modules().get(module, {}).get(name)
+    path = component_modules().get(module, {}).get(name)
     return standin_class(path) if path else None
 
 
@@ -177,7 +164,7 @@ def populate(module: Any, *, authoring: bool) -> None:
         return found
 
     module.__getattr__ = __getattr__
-    module.__all__ = sorted(modules().get(name_of, {}))
+    module.__all__ = sorted(component_modules().get(name_of, {}))
     module.__doc__ = (f"FLARE's {name_of}, served by flconfig: its classes are "
                       + ("stand-ins for the ones flconfig runs (a job is authored here)." if authoring
                          else "the ones flconfig runs for FLARE's."))
@@ -193,24 +180,13 @@ def runtime_class(module: str, name: str) -> type | None:
 
     from ...registry.aliases import FLARE_ALIASES
 
-    path = modules().get(module, {}).get(name)
+    path = component_modules().get(module, {}).get(name)
     target = FLARE_ALIASES.get(path) if path else None
     if not target:
         return None
     owner, _, attr = target.rpartition(".")
     found = getattr(importlib.import_module(owner), attr, None)
     return found if isinstance(found, type) else None
-
-
-def is_standin_module(name: str) -> bool:
-    """Whether ``name`` is served as a module of stand-ins (it has no compat file)."""
-    return name in modules()
-
-
-def is_standin_package(name: str) -> bool:
-    """Whether the module of stand-ins ``name`` has modules below it."""
-    prefix = name + "."
-    return any(other.startswith(prefix) for other in modules())
 
 
 @functools.cache

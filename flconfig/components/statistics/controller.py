@@ -36,7 +36,7 @@ from ._values import (
 )
 
 if TYPE_CHECKING:
-    from ...runtime.context import SiteContext
+    from ...types import ServerContext
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ class StatisticsController(Controller):
     def _owner(self) -> str:
         return f"workflow {self.id or type(self).__name__}"
 
-    def start_controller(self, ctx: SiteContext) -> None:  # type: ignore[override]
+    def start_controller(self, ctx: ServerContext) -> None:  # type: ignore[override]
         """Check the writer exists."""
         writer = ctx.get_component(self.writer_id)
         if writer is None or not callable(getattr(writer, "save", None)):
@@ -121,10 +121,10 @@ class StatisticsController(Controller):
                            "(JsonStatsFileWriter, or a FLARE StatisticsWriter)")
         self.client_statistics, self.global_statistics, self.client_features = {}, {}, {}
 
-    def stop_controller(self, ctx: SiteContext) -> None:  # type: ignore[override]
+    def stop_controller(self, ctx: ServerContext) -> None:  # type: ignore[override]
         """Nothing to release."""
 
-    def control_flow(self, abort_signal: Signal, ctx: SiteContext) -> None:  # type: ignore[override]
+    def control_flow(self, abort_signal: Signal, ctx: ServerContext) -> None:  # type: ignore[override]
         """The optional hand-shake, the two rounds of statistics, then the combined result saved."""
         need = self.min_clients or len(ctx.client_sites) or 1
         sites = wait_for_sites(self._owner(), need, abort_signal, ctx)
@@ -160,7 +160,7 @@ class StatisticsController(Controller):
     # -- tasks ----------------------------------------------------------------------
 
     def _broadcast(self, task: str, data: FLModel, sites: list[str], need: int, abort_signal: Signal,
-                   ctx: SiteContext) -> dict[str, FLModel]:
+                   ctx: ServerContext) -> dict[str, FLModel]:
         results = ctx.comm.broadcast_and_wait(task, data, sites, min_responses=need,
                                               wait_time_after_min_received=self.wait_time_after_min_received,
                                               abort=abort_signal)

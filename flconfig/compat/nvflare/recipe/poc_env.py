@@ -32,34 +32,21 @@ class PocEnv(KitEnv):
         self.clients = list(clients) if clients else [f"site-{i}" for i in range(1, num_clients + 1)]
         self.username = username
         self.study = study
-        from ....deploy.poc import ADMIN, poc_dir
+        from ...jobapi.running import services
 
-        self.folder = poc_dir(None)
-        self.kit = self.folder / ADMIN
+        self.kit = services().poc_admin_kit()
 
     def deploy(self, job: Any) -> str:
-        from ....deploy import poc
-        from ...jobapi.running import checking_only
+        from ...jobapi.running import checking_only, services
 
         if checking_only():  # nothing of the POC is prepared or started
             return super().deploy(job)
-        prepared = (self.folder / poc.SERVER).is_dir() and sorted(poc.sites_of(self.folder)) == sorted(self.clients)
-        if not prepared:  # none, or one of other sites: made afresh for this job's sites
-            if poc.running(self.folder):
-                poc.stop(self.folder)
-            poc.prepare(self.folder, len(self.clients), port=0, force=True, sites=self.clients)
-            print(f"flconfig: POC prepared in {self.folder}: {', '.join(self.clients)}")
-        if not poc.running(self.folder):
-            started = poc.start(self.folder)
-            print(f"flconfig: POC started: {', '.join(started)}")
+        services().poc_up(self.clients)
         return super().deploy(job)
 
     def stop(self, clean_up: bool = False) -> None:
-        from ....deploy import poc
-        from ...jobapi.running import checking_only
+        from ...jobapi.running import checking_only, services
 
         if checking_only():
             return
-        stopped = poc.stop(self.folder)
-        if stopped:
-            print(f"flconfig: POC stopped: {', '.join(stopped)}")
+        services().poc_down()

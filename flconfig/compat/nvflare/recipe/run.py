@@ -6,7 +6,7 @@ import logging
 import threading
 from typing import Any
 
-log = logging.getLogger("flconfig.recipe")
+log = logging.getLogger(__name__)
 
 
 class Run:

@@ -19,16 +19,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..errors import ImportFailure
 from ..files import is_within
-
-
-class ImportFailure(Exception):
-    """A resolved class could not be imported; ``message`` says why, ``hint`` what to do."""
-
-    def __init__(self, message: str, hint: str) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
 
 
 def import_class(path: str, module_name: str, qualname: str, origin: str, file: str | None,
