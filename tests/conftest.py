@@ -1,3 +1,3 @@
-"""Fixtures shared by several test modules."""
+"""Fixtures shared by the test modules; what they are built on is in :mod:`harness`."""
 
-from test_comm import make_server, start_sites  # noqa: F401  (a real CommServer, real sites)
+from harness.comm import make_server, start_sites  # noqa: F401  (a real CommServer, real sites)

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from deployment import SEED_JOB, flconfig, free_port, job_variant, wait_for
+from harness.deployment import SEED_JOB, flconfig, free_port, job_variant, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -768,7 +768,7 @@ print(f"process {os.getpid()} ends after round {current}")
 
 
 def per_task_job(tmp_path: Path, loop: bool, rounds: int) -> Path:
-    from test_numpy_family import write_job
+    from harness.numpy_job import write_job
 
     job = write_job(tmp_path)
     config = job / "app" / "config"

@@ -315,7 +315,7 @@ def test_the_registry_of_a_participant_without_custom_code_never_loads_a_job_cla
 @pytest.mark.slow
 def test_a_server_and_a_site_without_custom_code_each_refuse_it_saying_why(tmp_path: Path) -> None:
     sys.path.insert(0, str(Path(__file__).parent))
-    from deployment import Deployment
+    from harness.deployment import Deployment
 
     dep = Deployment(tmp_path / "kits", {"site-1": False}, server_custom=False).start()
     try:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from deployment import (
+from harness.deployment import (
     ADMIN,
     SEED_JOB,
     Deployment,
@@ -20,7 +20,7 @@ from deployment import (
     job_variant,
     provision_project,
 )
-from launching import scalars
+from harness.launching import scalars
 
 from flconfig.deploy import wire
 from flconfig.deploy.admin import Admin, AdminError

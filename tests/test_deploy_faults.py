@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-from deployment import SEED_JOB, Deployment, job_variant, provision_project
-from test_comm import Collector, FlakyProxy
+from harness.comm import Collector, FlakyProxy
+from harness.deployment import SEED_JOB, Deployment, job_variant, provision_project
 
 from flconfig.deploy.kit import load_kit
 from flconfig.transport.client import CommClient
@@ -156,6 +156,6 @@ def test_a_site_killed_mid_round(tmp_path: Path, min_clients: int) -> None:
 
 
 def _scalars(folder: Path) -> list[tuple[int, float]]:
-    from launching import scalars
+    from harness.launching import scalars
 
     return scalars(folder, "train_loss") if folder.is_dir() else []

@@ -11,7 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from deployment import free_port, provision_project
+from harness.deployment import free_port, provision_project
 
 from flconfig.deploy import store as st
 from flconfig.deploy import wire
@@ -101,7 +101,7 @@ def test_allow_custom_code_can_change_without_reissuing_certificates(tmp_path: P
     project = provision_project(tmp_path, {"site-1": False}, 8002)
     cert = (tmp_path / "site-1" / "startup" / "client.crt").read_bytes()
     project.write_text(project.read_text().replace("allow_custom_code: false", "allow_custom_code: true"))
-    from deployment import flconfig
+    from harness.deployment import flconfig
 
     flconfig("provision", str(project), "-o", str(tmp_path), check=True)
     assert json.loads((tmp_path / "site-1" / "startup" / "kit.json").read_text())["allow_custom_code"] is True
@@ -168,7 +168,7 @@ def test_polls_beyond_the_servers_slots_are_answered_at_once_and_admins_always_g
 
 @pytest.mark.parametrize("shown", ["..", ".", "../../etc", "/", ""])
 def test_the_name_an_admin_gives_its_job_folder_is_only_for_show(tmp_path: Path, shown: str) -> None:
-    from deployment import SEED_JOB
+    from harness.deployment import SEED_JOB
 
     from flconfig.deploy import server as server_mod
     from flconfig.deploy.admin import Admin

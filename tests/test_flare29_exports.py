@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from exported_jobs import (
+from harness.exported_jobs import (
     BASE_FED_JOB_SERVER,
     EVENT_TO_FED,
     FEDAVG,
@@ -29,7 +29,7 @@ from exported_jobs import (
     server_config,
     write_job,
 )
-from launching import launch
+from harness.launching import launch
 
 PT_PERSISTOR = "nvflare.app_opt.pt.file_model_persistor.PTFileModelPersistor"
 PT_LOCATOR = "nvflare.app_opt.pt.file_model_locator.PTFileModelLocator"
@@ -477,7 +477,7 @@ def test_per_site_apps_and_flares_accepted_widgets_run(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert rounds_run(ws) == [0, 1]
     np.testing.assert_allclose(np.load(run_dir(ws) / "models" / "server.npy"), [[3.0, 4.0]])
-    from launching import scalars
+    from harness.launching import scalars
 
     # each site's own argument reached its script; site-2's scalars are on its site too
     assert scalars(run_dir(ws) / "tb_events" / "site-1", "arg") == [(0, 1.0), (1, 1.0)]

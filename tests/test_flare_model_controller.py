@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from launching import launch
+from harness.launching import launch
 
 from flconfig.validate.loader import inspect_job
 

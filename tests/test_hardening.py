@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from harness.event_files import read_event_file
 
 from flconfig.cli import main as cli_main
 from flconfig.runtime.context import SiteContext
@@ -316,25 +317,6 @@ def test_a_failure_on_the_senders_thread_fails_the_site(tmp_path: Path) -> None:
     writer.flush(10)
     ctx.fire_event(EventType.END_RUN)
     assert ctx.failures and "failed to hand on analytics records" in ctx.failures[0]
-
-
-def read_event_file(path: Path) -> list[bytes]:
-    """The records of a TensorFlow record file; AssertionError on a torn or corrupt one."""
-    from flconfig.tracking.crc32c import masked_crc32c
-
-    data = path.read_bytes()
-    out, i = [], 0
-    while i < len(data):
-        assert i + 12 <= len(data), f"torn record header at byte {i} of {path}"
-        length = int.from_bytes(data[i:i + 8], "little")
-        assert int.from_bytes(data[i + 8:i + 12], "little") == masked_crc32c(data[i:i + 8])
-        end = i + 12 + length + 4
-        assert end <= len(data), f"torn record at byte {i} of {path}"
-        payload = data[i + 12:i + 12 + length]
-        assert int.from_bytes(data[end - 4:end], "little") == masked_crc32c(payload)
-        out.append(payload)
-        i = end
-    return out
 
 
 def test_a_failed_write_leaves_no_torn_record_and_keeps_nothing_half_written(tmp_path: Path) -> None:

@@ -22,8 +22,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_hardening import read_event_file
-from test_launch_tensorboard import (
+from harness.event_files import read_event_file
+from harness.tb_launch import (
     Output,
     check_logged,
     launch,

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from deployment import ADMIN, Deployment
-from launching import scalars
+from harness.deployment import ADMIN, Deployment
+from harness.launching import scalars
 
 from flconfig.deploy.poc import ADMIN as POC_ADMIN
 

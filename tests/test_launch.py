@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from launching import sigint_at_default
+from harness.launching import sigint_at_default
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "configs" / "tensorboard-streaming"
@@ -331,13 +331,15 @@ print(json.dumps({**codes, "me": os.getpid()}))
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forking from a zygote is Linux-only")
 def test_forked_processes_are_the_launchers_to_wait_for_and_to_kill(tmp_path: Path) -> None:
     from flconfig.runtime.plan import plan_run
+    from flconfig.runtime.spec import WorkerSpec
     from flconfig.validate.loader import load_job
 
     plan = tmp_path / "plan.json"
     plan.write_text(plan_run(load_job(EXAMPLE), ["site-1"], tmp_path, "j").to_json())
-    spec = tmp_path / "spec.json"  # a worker waiting for a server that never comes
-    spec.write_text(json.dumps({"workspace": str(tmp_path), "job_id": "j", "plan": str(plan),
-                                "port_file": str(tmp_path / "never.port"), "startup_timeout": 60}))
+    # a worker waiting for a server that never comes
+    spec = WorkerSpec(plan=str(plan), workspace=str(tmp_path), job_id="j", sites=("site-1",),
+                      credentials={"site-1": "token"}, heartbeat_timeout=60,
+                      port_file=str(tmp_path / "never.port"), startup_timeout=60).write(tmp_path / "spec.json")
     out = subprocess.run([sys.executable, "-c", ZYGOTE_SCRIPT, str(spec)], capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0, out.stderr

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from launching import launch
+from harness.launching import launch
 
 from flconfig.validate.loader import inspect_job
 

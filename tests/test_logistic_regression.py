@@ -5,8 +5,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from exported_jobs import client_config, errors, in_process, run_dir, server_config, write_job
-from launching import launch
+from harness.exported_jobs import (
+    client_config,
+    errors,
+    in_process,
+    run_dir,
+    server_config,
+    write_job,
+)
+from harness.launching import launch
 
 from flconfig.components.logistic_regression import FedAvgLR, LRModelPersistor
 from flconfig.runtime.context import SiteContext

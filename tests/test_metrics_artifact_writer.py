@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from exported_jobs import (
+from harness.exported_jobs import (
     BASE_FED_JOB_SERVER,
     EVENT_TO_FED,
     FEDAVG,
@@ -25,7 +25,7 @@ from exported_jobs import (
     server_config,
     write_job,
 )
-from launching import launch
+from harness.launching import launch
 
 from flconfig.components.base import AppEventType
 from flconfig.components.metrics_artifacts import MetricsArtifactWriter

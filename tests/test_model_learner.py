@@ -8,22 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from launching import launch
+from harness.launching import launch
+from harness.model_learner_job import NET
 
 from flconfig.errors import JobError
 from flconfig.validate.loader import inspect_job
-
-NET = '''import torch
-
-
-class Net(torch.nn.Module):
-    def __init__(self, features: int = 4):
-        super().__init__()
-        self.fc = torch.nn.Linear(features, 2)
-
-    def forward(self, x):
-        return self.fc(x)
-'''
 
 LEARNER = '''import copy
 from typing import Union

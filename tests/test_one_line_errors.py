@@ -20,7 +20,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from deployment import ADMIN, Deployment, expired_kit, flconfig, free_port, provision_project
+from harness.deployment import (
+    ADMIN,
+    Deployment,
+    expired_kit,
+    flconfig,
+    free_port,
+    provision_project,
+)
 
 from flconfig.deploy.archive import ArchiveError, unpack
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from launching import launch
-from test_numpy_family import write_job
+from harness.launching import launch
+from harness.numpy_job import write_job
 
 from flconfig.components.privacy import (
     SVT_ACCOUNTANT_KEY,

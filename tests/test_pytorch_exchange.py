@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from launching import launch
+from harness.launching import launch
 
 from flconfig.validate.loader import inspect_job
 

@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from launching import launch
-from test_model_learner import NET
+from harness.launching import launch
+from harness.model_learner_job import NET
 
 from flconfig.compat.nvflare.app_opt.pt.scaffold import PTScaffoldHelper
 from flconfig.validate.loader import inspect_job

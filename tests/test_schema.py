@@ -165,109 +165,105 @@ def test_quoted_format_version_says_to_drop_the_quotes():
     assert problem.hint == "set it to 2 (without quotes)"
 
 
-def test_missing_executors_points_at_the_object_and_shows_an_example():
-    text = '\n{\n  "format_version": 2,\n  "components": []\n}\n'
-    problem = _only(check_document(parse_json(text, "c.json"), "client"))
-    assert _where(problem) == (2, 1, "missing-key", "error")
-    assert problem.message == "missing required key 'executors'"
-    assert problem.hint.startswith('add \'executors\' — for example {"executors": [{"tasks": ["train"')
-
-
-def test_misspelt_executors_is_one_error_at_the_key_with_a_suggestion():
-    text = '{\n  "format_version": 2,\n  "excutors": []\n}\n'
-    problem = _only(check_document(parse_json(text, "c.json"), "client"))
-    assert _where(problem) == (3, 3, "unknown-key", "error")
-    assert problem.message == "unknown key 'excutors' in client config — did you mean 'executors'?"
-    assert problem.json_path == ("excutors",)
-    assert problem.hint.startswith("rename it to 'executors'")
-
-
-def test_misspelt_optional_key_in_yaml_is_an_error_too():
-    text = "format_version: 2\nexecutors:\n  - tasks: [train]\n    executor: {path: a.B}\ncomponets: []\n"
-    problem = _only(check_document(parse_yaml(text, "c.yaml"), "client"))
-    assert _where(problem) == (5, 1, "unknown-key", "error")
-    assert "did you mean 'components'?" in problem.message
-
-
-def test_a_variable_next_to_the_key_it_resembles_is_only_a_warning():
-    text = '{"format_version": 2, "workflows": [{"path": "a.B"}], "workflow": "x"}'
-    problem = _only(check_document(parse_json(text, "s.json"), "server"))
-    assert _where(problem) == (1, 55, "unknown-key", "warning")
-    assert problem.message == "key 'workflow' looks like a misspelling of 'workflows', which is also set"
-
-
-def test_tasks_not_a_list():
-    text = '{\n  "format_version": 2,\n  "executors": [\n    {"tasks": "train", "executor": {"path": "a.B"}}\n  ]\n}\n'
-    problem = _only(check_document(parse_json(text, "c.json"), "client"))
-    assert _where(problem) == (4, 15, "schema", "error")
-    assert problem.message == "expected a list, got a string ('train')"
-    assert problem.json_path == ("executors", 0, "tasks")
-
-
-def test_empty_tasks():
-    text = '{"format_version": 2,\n "executors": [{"tasks": [], "executor": {"path": "a.B"}}]}'
-    problem = _only(check_document(parse_json(text, "c.json"), "client"))
-    assert _where(problem) == (2, 26, "schema", "error")
-    assert problem.message == "'tasks' must not be empty"
-
-
-def test_component_without_id():
-    text = '{"format_version": 2, ' + CLIENT_OK_EXECUTORS + ',\n "components": [\n   {"path": "a.B"}\n ]}'
-    problem = _only(check_document(parse_json(text, "c.json"), "client"))
-    assert _where(problem) == (3, 4, "missing-key", "error")
-    assert problem.message == "missing required key 'id' in component"
-    assert problem.json_path == ("components", 0)
-    assert problem.hint.startswith("add 'id' — The name other components use")
-
-
-def test_component_with_neither_path_nor_name():
-    text = '{"format_version": 2, ' + CLIENT_OK_EXECUTORS + ',\n "components": [{"id": "x", "args": {}}]}'
-    problem = _only(check_document(parse_json(text, "c.json"), "client"))
-    assert _where(problem) == (2, 17, "missing-key", "error")
-    assert problem.message == "component needs one of 'path', 'class_path' or 'name'"
-    assert 'add "path": "package.module.ClassName"' in problem.hint
-
-
-def test_arg_instead_of_args():
-    text = ('{"format_version": 2, ' + CLIENT_OK_EXECUTORS + ',\n "components": [\n'
-            '  {"id": "x", "path": "a.B",\n   "arg": {"lr": 0.1}}]}')
-    problem = _only(check_document(parse_json(text, "c.json"), "client"))
-    assert _where(problem) == (4, 4, "unknown-key", "error")
-    assert problem.message == "unknown key 'arg' in component — did you mean 'args'?"
-    assert problem.json_path == ("components", 0, "arg")
-    assert problem.hint == "rename it to 'args'"
-
-
-def test_an_unknown_spec_key_is_a_warning_as_flare_ignores_it():
+# One mistake, one problem: where it is, what it says, what to do. (text, parser, kind,
+# (line, col, code, severity), message, json_path or None, the hint's start or None)
+ONE_PROBLEM = {
+    "missing executors: at the object, with an example": (
+        '\n{\n  "format_version": 2,\n  "components": []\n}\n', "json", "client",
+        (2, 1, "missing-key", "error"), "missing required key 'executors'", None,
+        'add \'executors\' — for example {"executors": [{"tasks": ["train"'),
+    "misspelt executors: one error at the key, with a suggestion": (
+        '{\n  "format_version": 2,\n  "excutors": []\n}\n', "json", "client",
+        (3, 3, "unknown-key", "error"), "unknown key 'excutors' in client config — did you mean 'executors'?",
+        ("excutors",), "rename it to 'executors'"),
+    "a misspelt optional key in YAML is an error too": (
+        "format_version: 2\nexecutors:\n  - tasks: [train]\n    executor: {path: a.B}\ncomponets: []\n", "yaml",
+        "client", (5, 1, "unknown-key", "error"),
+        "unknown key 'componets' in client config — did you mean 'components'?", ("componets",), None),
+    "a variable next to the key it resembles is only a warning": (
+        '{"format_version": 2, "workflows": [{"path": "a.B"}], "workflow": "x"}', "json", "server",
+        (1, 55, "unknown-key", "warning"), "key 'workflow' looks like a misspelling of 'workflows', which is also set",
+        None, None),
+    "tasks not a list": (
+        '{\n  "format_version": 2,\n  "executors": [\n    {"tasks": "train", "executor": {"path": "a.B"}}\n  ]\n}\n',
+        "json", "client", (4, 15, "schema", "error"), "expected a list, got a string ('train')",
+        ("executors", 0, "tasks"), None),
+    "empty tasks": (
+        '{"format_version": 2,\n "executors": [{"tasks": [], "executor": {"path": "a.B"}}]}', "json", "client",
+        (2, 26, "schema", "error"), "'tasks' must not be empty", None, None),
+    "a component without id": (
+        '{"format_version": 2, ' + CLIENT_OK_EXECUTORS + ',\n "components": [\n   {"path": "a.B"}\n ]}', "json",
+        "client", (3, 4, "missing-key", "error"), "missing required key 'id' in component", ("components", 0),
+        "add 'id' — The name other components use"),
+    "a component with neither path nor name": (
+        '{"format_version": 2, ' + CLIENT_OK_EXECUTORS + ',\n "components": [{"id": "x", "args": {}}]}', "json",
+        "client", (2, 17, "missing-key", "error"), "component needs one of 'path', 'class_path' or 'name'", None,
+        'add "path": "package.module.ClassName"'),
+    "arg instead of args": (
+        '{"format_version": 2, ' + CLIENT_OK_EXECUTORS + ',\n "components": [\n  {"id": "x", "path": "a.B",\n'
+        '   "arg": {"lr": 0.1}}]}', "json", "client", (4, 4, "unknown-key", "error"),
+        "unknown key 'arg' in component — did you mean 'args'?", ("components", 0, "arg"), "rename it to 'args'"),
     # One of FLARE's examples has a stray "args.events" beside "args" (newton_raphson, 2.5).
-    text = ('{"format_version": 2, ' + CLIENT_OK_EXECUTORS + ',\n "components": [\n'
-            '  {"id": "x", "path": "a.B", "args": {},\n   "args.events": ["e"]}]}')
-    problem = _only(check_document(parse_json(text, "c.json"), "client"))
-    assert _where(problem) == (4, 4, "unknown-key", "warning")
-    assert problem.message == "unknown key 'args.events' in component is ignored, as FLARE ignores it"
-    assert problem.hint == "to pass 'events' to the component, put it inside 'args'; else remove it"
+    "an unknown spec key is a warning, as FLARE ignores it": (
+        '{"format_version": 2, ' + CLIENT_OK_EXECUTORS + ',\n "components": [\n  {"id": "x", "path": "a.B", '
+        '"args": {},\n   "args.events": ["e"]}]}', "json", "client", (4, 4, "unknown-key", "warning"),
+        "unknown key 'args.events' in component is ignored, as FLARE ignores it", None,
+        "to pass 'events' to the component, put it inside 'args'; else remove it"),
+    "a misspelt path is reported once, not also as a missing path": (
+        '{"format_version": 2, "workflows": [{"pth": "a.B"}]}', "json", "server",
+        (1, 38, "unknown-key", "error"), "unknown key 'pth' in component — did you mean 'path'?", None, None),
+    "a path without a dot": (
+        '{"format_version": 2, "workflows": [{"path": "ScatterAndGather"}]}', "json", "server",
+        (1, 46, "schema", "error"),
+        "'path' must be a dotted class path such as 'package.module.ClassName', not 'ScatterAndGather'", None, None),
+    "a bad filter direction": (
+        '{"format_version": 2, ' + CLIENT_OK_EXECUTORS + ',\n "task_result_filters": [\n  {"tasks": ["train"], '
+        '"filters": [{"path": "a.F"}], "direction": "both"}]}', "json", "client", (3, 67, "schema", "error"),
+        "'direction' must be one of 'in', 'out' or 'inout', not 'both'", None, None),
+    "a negative heart_beat_timeout": (
+        '{\n  "format_version": 2,\n  "server": {"heart_beat_timeout": -5},\n  "workflows": [{"path": "a.B"}]\n}',
+        "json", "server", (3, 36, "schema", "error"), "'heart_beat_timeout' must be greater than 0, not -5",
+        ("server", "heart_beat_timeout"), None),
+    "a YAML 1.1 trap: its note becomes the hint": (
+        "format_version: 2\nserver:\n  heart_beat_timeout: 6e2\nworkflows:\n  - path: a.B\n", "yaml", "server",
+        (3, 23, "schema", "error"), "expected a number, got a string ('6e2')", None,
+        "YAML 1.1 reads 6e2 as the string"),
+    "an empty deploy_map": (
+        '{\n  "name": "job",\n  "deploy_map": {}\n}', "json", "meta", (3, 17, "schema", "error"),
+        "'deploy_map' must not be empty", None, None),
+    "min_clients 0": (
+        '{"min_clients": 0, "deploy_map": {"app": ["@ALL"]}}', "json", "meta", (1, 17, "schema", "error"),
+        "'min_clients' must be at least 1, not 0", None, None),
+    "a bad app name, at the key": (
+        '{"deploy_map": {\n  "app": ["server"],\n  "my app": ["site-1"]\n}}', "json", "meta",
+        (3, 3, "schema", "error"), None, None, None),
+    "meta's unknown keys are allowed, but near misses warn": (
+        '{"deploy_map": {"app": ["@ALL"]}, "min_client": 2, "owner": "me", "job_id": "abc"}', "json", "meta",
+        (1, 35, "unknown-key", "warning"), "unknown key 'min_client' in job meta — did you mean 'min_clients'?",
+        None, None),
+    "a document that is not an object": (
+        "[1, 2]", "json", "meta", (1, 1, "schema", "error"), "expected an object, got a list", None, None),
+}
 
 
-def test_misspelt_path_is_reported_once_not_also_as_missing_path():
-    text = '{"format_version": 2, "workflows": [{"pth": "a.B"}]}'
-    problem = _only(check_document(parse_json(text, "s.json"), "server"))
-    assert problem.message == "unknown key 'pth' in component — did you mean 'path'?"
+@pytest.mark.parametrize("case", sorted(ONE_PROBLEM))
+def test_one_mistake_is_one_problem_at_its_place_saying_what_and_how(case: str) -> None:
+    text, parser, kind, where, message, json_path, hint = ONE_PROBLEM[case]
+    parse = parse_json if parser == "json" else parse_yaml
+    problem = _only(check_document(parse(text, f"c.{parser}"), kind))
+    assert _where(problem) == where
+    if message is not None:
+        assert problem.message == message
+    if json_path is not None:
+        assert problem.json_path == json_path
+    if hint is not None:
+        assert problem.hint.startswith(hint)
 
 
-def test_path_without_a_dot():
-    text = '{"format_version": 2, "workflows": [{"path": "ScatterAndGather"}]}'
-    problem = _only(check_document(parse_json(text, "s.json"), "server"))
-    assert _where(problem) == (1, 46, "schema", "error")
-    assert problem.message == ("'path' must be a dotted class path such as 'package.module.ClassName',"
-                               " not 'ScatterAndGather'")
-
-
-def test_bad_filter_direction():
-    text = ('{"format_version": 2, ' + CLIENT_OK_EXECUTORS + ',\n "task_result_filters": [\n'
-            '  {"tasks": ["train"], "filters": [{"path": "a.F"}], "direction": "both"}]}')
-    problem = _only(check_document(parse_json(text, "c.json"), "client"))
-    assert _where(problem) == (3, 67, "schema", "error")
-    assert problem.message == "'direction' must be one of 'in', 'out' or 'inout', not 'both'"
+def test_a_bad_app_names_message_says_what_an_app_name_is() -> None:
+    text = ONE_PROBLEM["a bad app name, at the key"][0]
+    problem = _only(check_document(parse_json(text, "meta.json"), "meta"))
+    assert problem.message.startswith("key 'my app' in 'deploy_map' must be an app folder name")
 
 
 def test_filter_direction_ignores_case_like_flare():
@@ -276,46 +272,9 @@ def test_filter_direction_ignores_case_like_flare():
     assert check_document(parse_json(text, "c.json"), "client") == []
 
 
-def test_negative_heart_beat_timeout():
-    text = '{\n  "format_version": 2,\n  "server": {"heart_beat_timeout": -5},\n  "workflows": [{"path": "a.B"}]\n}'
-    problem = _only(check_document(parse_json(text, "s.json"), "server"))
-    assert _where(problem) == (3, 36, "schema", "error")
-    assert problem.message == "'heart_beat_timeout' must be greater than 0, not -5"
-    assert problem.json_path == ("server", "heart_beat_timeout")
-
-
-def test_yaml_11_trap_note_becomes_the_hint():
-    text = "format_version: 2\nserver:\n  heart_beat_timeout: 6e2\nworkflows:\n  - path: a.B\n"
-    problem = _only(check_document(parse_yaml(text, "s.yaml"), "server"))
-    assert _where(problem) == (3, 23, "schema", "error")
-    assert problem.message == "expected a number, got a string ('6e2')"
-    assert problem.hint.startswith("YAML 1.1 reads 6e2 as the string")
-
-
 def test_a_whole_variable_reference_is_not_judged_by_type():
     text = '{"format_version": 2, "hb": 600, "server": {"heart_beat_timeout": "{hb}"}, "workflows": [{"path": "a.B"}]}'
     assert check_document(parse_json(text, "s.json"), "server") == []
-
-
-def test_empty_deploy_map():
-    text = '{\n  "name": "job",\n  "deploy_map": {}\n}'
-    problem = _only(check_document(parse_json(text, "meta.json"), "meta"))
-    assert _where(problem) == (3, 17, "schema", "error")
-    assert problem.message == "'deploy_map' must not be empty"
-
-
-def test_min_clients_zero():
-    text = '{"min_clients": 0, "deploy_map": {"app": ["@ALL"]}}'
-    problem = _only(check_document(parse_json(text, "meta.json"), "meta"))
-    assert _where(problem) == (1, 17, "schema", "error")
-    assert problem.message == "'min_clients' must be at least 1, not 0"
-
-
-def test_bad_app_name_is_reported_at_the_key():
-    text = '{"deploy_map": {\n  "app": ["server"],\n  "my app": ["site-1"]\n}}'
-    problem = _only(check_document(parse_json(text, "meta.json"), "meta"))
-    assert _where(problem) == (3, 3, "schema", "error")
-    assert problem.message.startswith("key 'my app' in 'deploy_map' must be an app folder name")
 
 
 def test_deploy_map_sites_objects_and_their_misspelling():
@@ -327,13 +286,6 @@ def test_deploy_map_sites_objects_and_their_misspelling():
         "unknown key 'site' in deploy_map entry — did you mean 'sites'?",
         "expected a string or an object, got an integer (5)",
     ]
-
-
-def test_meta_unknown_keys_are_allowed_but_near_misses_warn():
-    text = '{"deploy_map": {"app": ["@ALL"]}, "min_client": 2, "owner": "me", "job_id": "abc"}'
-    problem = _only(check_document(parse_json(text, "meta.json"), "meta"))
-    assert _where(problem) == (1, 35, "unknown-key", "warning")
-    assert problem.message == "unknown key 'min_client' in job meta — did you mean 'min_clients'?"
 
 
 def test_all_problems_in_one_pass_sorted_by_position():
@@ -348,11 +300,6 @@ def test_all_problems_in_one_pass_sorted_by_position():
         "'id' must not be empty",
         "'default_task_fetch_interval' must be greater than 0, not 0",
     ]
-
-
-def test_a_document_that_is_not_an_object():
-    problem = _only(check_document(parse_json("[1, 2]", "meta.json"), "meta"))
-    assert (_where(problem), problem.message) == ((1, 1, "schema", "error"), "expected an object, got a list")
 
 
 def test_unknown_kind_is_a_value_error():

@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from deployment import SEED_JOB, Deployment, flconfig, free_port, job_variant
+from harness.deployment import SEED_JOB, Deployment, flconfig, free_port, job_variant
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent

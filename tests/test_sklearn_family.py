@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from launching import launch
+from harness.launching import launch
 
 from flconfig.components.sklearn_family import (
     CollectAndAssembleAggregator,

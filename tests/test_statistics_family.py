@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from exported_jobs import client_config, errors, problems, run_dir, server_config, write_job
-from launching import launch
+from harness.exported_jobs import client_config, errors, problems, run_dir, server_config, write_job
+from harness.launching import launch
 
 from flconfig.compat.nvflare.app_common.abstract.statistics_spec import (
     Bin,

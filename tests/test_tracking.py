@@ -747,7 +747,7 @@ def test_an_idle_sender_sleeps_and_the_next_record_wakes_it(
 ) -> None:
     """A thousand idle sites in one process must cost nothing: an idle sender's thread
     sleeps until a record arrives (no poll), and that record is sent without a flush."""
-    from test_comm import wait_until
+    from harness.comm import wait_until
 
     from flconfig.tracking import senders
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from test_comm import TOKENS, FlakyProxy, raw_call
+from harness.comm import TOKENS, FlakyProxy, raw_call
 
 from flconfig.errors import JobError
 from flconfig.transport import contract

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from wandb_files import runs
+from harness.wandb_files import runs
 
 from flconfig.runtime.context import SiteContext
 from flconfig.tracking.receivers.wandb import WandBReceiver
@@ -50,7 +50,7 @@ def test_every_record_of_every_site_is_in_its_run_even_when_steps_go_back(tmp_pa
 
 
 def test_flares_wandb_example_config_validates(tmp_path: Path) -> None:
-    from test_numpy_family import write_job
+    from harness.numpy_job import write_job
 
     from flconfig.validate.loader import inspect_job
 

@@ -13,19 +13,18 @@ connected to the job's server with the site's certificate; its files are
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..runtime.spec import WorkerSpec, worker_command
 from . import wire
 from .archive import ArchiveError, unpack
 from .grpclog import caller_reason
@@ -266,20 +265,17 @@ class SiteService:
         control.mkdir(parents=True, exist_ok=True)
         write_atomic(control / "plan.json", job.plan.to_json().encode(), mode=0o600)
         heartbeat = float(item.get("heartbeat_timeout", 60.0))
-        spec = {
-            "job": str(job.folder / JOB_FOLDER), "plan": str(control / "plan.json"),
-            "workspace": str(self.workspace), "run_dir": str(job.folder), "job_id": job.job_id,
-            "sites": list(item.get("sites") or [self.site]),
-            "credentials": {self.site: str(item["token"])},
-            "heartbeat_timeout": heartbeat, "heartbeat_interval": max(0.2, min(5.0, heartbeat / 4)),
-            "threads": max(1, os.cpu_count() or 1), "address": f"{self.kit.server_host}:{int(item['port'])}",
-            "startup_timeout": 120.0, "retry_timeout": 60.0, "tls": self.kit.tls_files(),
-        }
-        write_atomic(control / "spec.json", json.dumps(spec).encode(), mode=0o600)
+        spec = WorkerSpec(
+            plan=str(control / "plan.json"), workspace=str(self.workspace), run_dir=str(job.folder),
+            job_id=job.job_id, sites=tuple(item.get("sites") or [self.site]),
+            credentials={self.site: str(item["token"])}, heartbeat_timeout=heartbeat,
+            threads=max(1, os.cpu_count() or 1), address=f"{self.kit.server_host}:{int(item['port'])}",
+            tls=self.kit.tls_files(),
+        )
+        spec_file = spec.write(control / "spec.json")
         with open(job.folder / "worker.err", "wb") as err:
-            job.proc = subprocess.Popen(
-                [sys.executable, "-P", "-m", "flconfig.runtime.worker", "clients", "--spec", str(control / "spec.json"),
-                 "--sites", self.site], stdin=subprocess.DEVNULL, stdout=err, stderr=subprocess.STDOUT)
+            job.proc = subprocess.Popen(worker_command("clients", spec_file, [self.site]),
+                                        stdin=subprocess.DEVNULL, stdout=err, stderr=subprocess.STDOUT)
         job.state = "running"
         self.say(f"job {job.job_id} ({job.name}) started")
 

@@ -31,7 +31,6 @@ import secrets
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -42,6 +41,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ..errors import ConfigError, FlconfigError, relocate
+from ..runtime.spec import STARTUP_TIMEOUT, WorkerSpec, wait_for_port, worker_command
 from ..transport.tls import CertificateGate
 from . import authz, wire
 from . import store as st
@@ -776,26 +776,20 @@ class DeployServer:
         run.accepted = list(sites)
         port_file = control / "server.port"
         port_file.unlink(missing_ok=True)
-        spec = {
-            "job": str(run.folder / JOB_FOLDER), "plan": str(control / "plan.json"),
-            "workspace": str(self.workspace), "run_dir": str(run.folder), "job_id": run.record.id,
-            "sites": sites, "min_clients": run.need, "credentials": {s: run.tokens[s] for s in sites},
-            "heartbeat_timeout": self._heartbeat(run), "threads": max(1, (os.cpu_count() or 2) - 1),
-            "port_file": str(port_file), "live_metrics_interval": 2.0 if self.live_metrics else 0,
-            "startup_timeout": 120.0, "end_timeout": 60.0, "host": self.host, "port": run.port,
-            "tls": self.kit.tls_files(),
-        }
-        write_atomic(control / "spec.json", json.dumps(spec).encode(), mode=0o600)
+        spec = WorkerSpec(
+            plan=str(control / "plan.json"), workspace=str(self.workspace), run_dir=str(run.folder),
+            job_id=run.record.id, sites=tuple(sites), min_clients=run.need,
+            credentials={s: run.tokens[s] for s in sites}, heartbeat_timeout=self._heartbeat(run),
+            threads=max(1, (os.cpu_count() or 2) - 1), port_file=str(port_file),
+            live_metrics_interval=2.0 if self.live_metrics else 0, host=self.host, port=run.port or 0,
+            tls=self.kit.tls_files(),
+        )
+        spec_file = spec.write(control / "spec.json")
         with open(run.folder / "server.out", "ab") as out:
-            run.proc = subprocess.Popen(
-                [sys.executable, "-P", "-m", "flconfig.runtime.worker", "server", "--spec", str(control / "spec.json")],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 120
-        listening = False
-        while time.monotonic() < deadline and run.proc.poll() is None and not listening:
-            listening = port_file.exists() and port_file.read_text().strip().isdigit()
-            time.sleep(0.05)
-        if not listening:
+            run.proc = subprocess.Popen(worker_command("server", spec_file),
+                                        stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        proc = run.proc
+        if wait_for_port(port_file, STARTUP_TIMEOUT, alive=lambda: proc.poll() is None) is None:
             raise ServiceError(_last_line(run.folder / "server.out") or "it did not start listening")
         run.state = st.RUNNING
         try:

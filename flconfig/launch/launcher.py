@@ -33,8 +33,8 @@ from typing import TextIO
 
 from ..errors import ConfigError, LaunchError, errors_only
 from ..files import write_atomic
-from ..runtime.process_events import SPEC_KEY as PROCESS_EVENTS_KEY
 from ..runtime.process_events import process_ended_line
+from ..runtime.spec import STARTUP_TIMEOUT, WorkerSpec, wait_for_port
 from .processes import Process, Zygote, popen_or_fork
 
 MAX_SOLO_SITES = 8
@@ -215,28 +215,25 @@ def _launch(opts: LaunchOptions, zygote: Zygote | None) -> int:
         return 1
     plan_file = control / "plan.json"
     _write_private(plan_file, run_plan.to_json())
-    spec = {
-        "job": str(Path(opts.job).resolve()),
-        "plan": str(plan_file),
-        "workspace": str(workspace),
-        "job_id": opts.job_id,
-        "sites": sites,
-        "min_clients": job.meta.min_clients,
-        "credentials": {site: secrets.token_urlsafe(32) for site in sites},
-        "heartbeat_timeout": heartbeat,
-        "heartbeat_interval": max(0.2, min(5.0, heartbeat / 4)),
-        "threads": threads,
-        "device": opts.device,
-        "port_file": str(port_file),
-        "live_metrics_interval": LIVE_METRICS_INTERVAL if opts.live_metrics else 0,
+    spec = WorkerSpec(
+        plan=str(plan_file),
+        workspace=str(workspace),
+        job_id=opts.job_id,
+        sites=tuple(sites),
+        min_clients=job.meta.min_clients,
+        credentials={site: secrets.token_urlsafe(32) for site in sites},
+        heartbeat_timeout=heartbeat,
+        threads=threads,
+        device=opts.device,
+        port_file=str(port_file),
+        live_metrics_interval=LIVE_METRICS_INTERVAL if opts.live_metrics else 0,
         # A site's wait to connect grows with the number of sites starting at once.
-        "startup_timeout": CONNECT_TIMEOUT + CONNECT_TIMEOUT_PER_SITE * len(sites),
-        "end_timeout": END_TIMEOUT,
+        startup_timeout=CONNECT_TIMEOUT + CONNECT_TIMEOUT_PER_SITE * len(sites),
+        end_timeout=END_TIMEOUT,
         # The server reads on its stdin what _watch tells it: a site's process died.
-        PROCESS_EVENTS_KEY: True,
-    }
-    spec_file = control / "spec.json"
-    _write_private(spec_file, json.dumps(spec))
+        process_events=True,
+    )
+    spec_file = spec.write(control / "spec.json")
 
     print(f"flconfig: launching job '{job.name}' with {len(sites)} client site(s) in "
           f"{len(groups)} worker process(es), {threads} torch thread(s) each; workspace {workspace}",
@@ -269,7 +266,7 @@ def _launch(opts: LaunchOptions, zygote: Zygote | None) -> int:
             workers = _start_workers(groups, spec_file, control, procs, zygote)
             if zygote is not None:
                 zygote.close()  # all forked: its memory goes back now
-        port = _wait_for_port(port_file, server, timeout=120)
+        port = wait_for_port(port_file, STARTUP_TIMEOUT, alive=lambda: server.poll() is None)
         if port is None:
             server.wait(timeout=30)
             pump.join(timeout=5)
@@ -280,8 +277,7 @@ def _launch(opts: LaunchOptions, zygote: Zygote | None) -> int:
             tb_url = _wait_for_tensorboard(tensorboard, tb_log, TENSORBOARD_START_TIMEOUT)
             print(f"flconfig: TensorBoard at {tb_url}", file=out, flush=True)
         if not workers:
-            spec["address"] = f"127.0.0.1:{port}"
-            _write_private(spec_file, json.dumps(spec))
+            spec.with_address(f"127.0.0.1:{port}").write(spec_file)
             workers = _start_workers(groups, spec_file, control, procs, zygote)
             if zygote is not None:
                 zygote.close()
@@ -424,19 +420,6 @@ def _pump(stream: TextIO | None, out: TextIO, status: dict[str, object] | None =
             continue
         out.write(line)
         out.flush()
-
-
-def _wait_for_port(port_file: Path, server: Process, timeout: float) -> int | None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if port_file.exists():
-            text = port_file.read_text().strip()
-            if text.isdigit():
-                return int(text)
-        if server.poll() is not None:
-            return None
-        time.sleep(0.05)
-    return None
 
 
 _TB_URL = re.compile(r"^TensorBoard \S+ at (http://\S+) ", re.MULTILINE)

@@ -3,6 +3,8 @@
 - :mod:`.plan`: a checked job resolved for one run, every site's configuration
   (:func:`~.plan.plan_run`, :class:`~.plan.RunPlan`), written once by the launcher.
 - :mod:`.build`: a site's components instantiated from its plan, in dependency order.
+- :mod:`.spec`: :class:`~.spec.WorkerSpec`, what a worker process is started with (one
+  typed, frozen spec, written once), and the one wait for the server's port.
 - :mod:`.worker` runs one process of a launch: the server, or one or more sites.
 - :mod:`.context` is the run context components see (FLARE's FLContext, reduced).
 - :mod:`.fed_events` carries events from sites to the server's components.

@@ -15,7 +15,8 @@ line, UTF-8::
 that ended the process), ``reason`` the same in words. The end of the stream
 means the launcher is gone (the server then exits by itself: it watches its
 parent). A line that is not such an object is logged and skipped. The server
-reads its stdin only when its spec says so (:data:`SPEC_KEY`): a server started
+reads its stdin only when its spec says so
+(:attr:`flconfig.runtime.spec.WorkerSpec.process_events`): a server started
 any other way leaves its stdin alone.
 """
 
@@ -36,8 +37,6 @@ log = logging.getLogger(__name__)
 
 #: The event: a process hosting these sites has ended.
 PROCESS_ENDED = "process_ended"
-#: The server spec's key that says the server reads these events from its stdin.
-SPEC_KEY = "process_events_on_stdin"
 #: Longest line read (a pooled process hosts at most thousands of short site names).
 MAX_LINE = 1 << 20
 

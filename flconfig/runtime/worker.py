@@ -31,6 +31,7 @@ from ..errors import ConfigError, FlconfigError, JobError, StorageError, storage
 from ..files import write_atomic
 from ..types import EventType, FLModel, ReturnCode
 from .logs import add_log_file
+from .spec import WorkerSpec, wait_for_port
 
 if TYPE_CHECKING:
     from .plan import RunPlan
@@ -77,18 +78,18 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 # --- server ----------------------------------------------------------------------------------
 
 
-def run_server(spec: dict[str, Any]) -> int:
+def run_server(spec: WorkerSpec) -> int:
     from ..transport.server import CommServer
     from .build import build_from_plan
     from .context import SiteContext
     from .fed_events import records_to_events
     from .live_metrics import LiveMetrics
     from .plan import load_plan
-    from .process_events import SPEC_KEY, SiteProcesses
+    from .process_events import SiteProcesses
 
-    workspace = Path(spec["workspace"])
-    job_id = spec["job_id"]
-    run_dir = _run_dir(spec, "server")
+    workspace = Path(spec.workspace)
+    job_id = spec.job_id
+    run_dir = spec.run_dir_of("server")
     started = time.monotonic()
     status: dict[str, Any] = {"ok": False}
     try:
@@ -106,10 +107,10 @@ def run_server(spec: dict[str, Any]) -> int:
     ctx = None
     deaths: SiteProcesses | None = None  # what the launcher says of the sites' processes
     # The latest value of each site's scalars, printed every few seconds; 0 turns it off.
-    interval = spec.get("live_metrics_interval", 2.0)
+    interval = spec.live_metrics_interval
     live = LiveMetrics(progress, interval) if interval else None
     try:
-        run_plan = load_plan(spec["plan"])
+        run_plan = load_plan(spec.plan)
         built = build_from_plan(run_plan, "server")
         ctx = SiteContext(
             "server",
@@ -119,7 +120,7 @@ def run_server(spec: dict[str, Any]) -> int:
             [*built.handlers, live] if live is not None else built.handlers,
             role="server",
             progress=progress,
-            client_sites=spec["sites"],
+            client_sites=spec.sites,
             run_dir=run_dir,
             outside_files=built.plan.outside_files,
         )
@@ -143,30 +144,31 @@ def run_server(spec: dict[str, Any]) -> int:
 
         tls, peer_check = _server_tls(spec)
         comm = CommServer(
-            spec["credentials"],
-            host=spec.get("host", "127.0.0.1"),
-            port=spec.get("port", 0),
+            spec.credentials,
+            host=spec.host,
+            port=spec.port,
             server_credentials=tls,
             peer_check=peer_check,
-            heartbeat_timeout=spec["heartbeat_timeout"],
+            heartbeat_timeout=spec.heartbeat_timeout,
             on_events=on_events,
             on_site_lost=lambda site: progress(f"lost contact with {site}"),
             on_site_failed=lambda site, reason: ctx.abort_signal.trigger(f"{site} failed: {reason}"),
         )
         comm.start()
         ctx.comm = FilteredComm(comm, built.filters, ctx) if built.filters else comm
-        port_file = Path(spec["port_file"])
-        port_file.with_suffix(".tmp").write_text(str(comm.port))
-        port_file.with_suffix(".tmp").replace(port_file)  # whole, for the workers polling it
-        sites = spec["sites"]
-        need = min(len(sites), spec.get("min_clients") or len(sites))
+        if spec.port_file:
+            port_file = Path(spec.port_file)
+            port_file.with_suffix(".tmp").write_text(str(comm.port))
+            port_file.with_suffix(".tmp").replace(port_file)  # whole, for the workers polling it
+        sites = spec.sites
+        need = min(len(sites), spec.min_clients or len(sites))
         deaths = SiteProcesses(comm, progress, ctx.abort_signal, sites, need)
-        if spec.get(SPEC_KEY):  # the launcher says at once when a site's process dies
+        if spec.process_events:  # the launcher says at once when a site's process dies
             deaths.listen(open(0, encoding="utf-8", errors="replace", closefd=False))  # noqa: SIM115
         progress(
             f"server listening on {comm.address}{' (mutual TLS)' if tls else ''}; waiting for {need} of {len(sites)} sites"
         )
-        joined = comm.wait_for_sites(len(sites), timeout=spec.get("startup_timeout", 120))
+        joined = comm.wait_for_sites(len(sites), timeout=spec.startup_timeout)
         for failed, reason in comm.failed_sites().items():
             raise JobError(f"failed: {reason}", failed)
         if len(joined) < need:
@@ -222,7 +224,7 @@ def run_server(spec: dict[str, Any]) -> int:
         if ctx is not None:
             ctx.fire_event(EventType.ABOUT_TO_END_RUN)
         if comm is not None:
-            missing = comm.end_run(timeout=spec.get("end_timeout", 60))
+            missing = comm.end_run(timeout=spec.end_timeout)
             if missing:
                 progress(f"sites that did not finish cleanly: {', '.join(missing)}")
         if ctx is not None:
@@ -250,18 +252,10 @@ def run_server(spec: dict[str, Any]) -> int:
     return 0 if status["ok"] else 1
 
 
-def _run_dir(spec: dict[str, Any], site: str) -> Path:
-    """Where ``site`` keeps this run's files: ``run_dir`` in the spec (a deployed job's
-    folder), else ``WORKSPACE/SITE/JOB_ID``."""
-    if spec.get("run_dir"):
-        return Path(spec["run_dir"])
-    return Path(spec["workspace"]) / site / spec["job_id"]
-
-
-def _server_tls(spec: dict[str, Any]) -> tuple[Any, Any]:
+def _server_tls(spec: WorkerSpec) -> tuple[Any, Any]:
     """With ``tls`` in the spec (a deployed job): the server's credentials and its
     certificate check (:func:`flconfig.transport.tls.job_server_tls`); else (None, None)."""
-    files = spec.get("tls")
+    files = spec.tls
     if not files:
         return None, None
     from ..transport.tls import job_server_tls
@@ -325,7 +319,7 @@ class _ProcessJob:
             return build_from_plan(self._plan, site)
 
 
-async def run_site(spec: dict[str, Any], site: str, errors: dict[str, str],
+async def run_site(spec: WorkerSpec, site: str, errors: dict[str, str],
                    job: _ProcessJob) -> None:
     """Run one client site, a coroutine on the worker's loop, until the server ends the run."""
     from ..transport.link import SiteLink, Task
@@ -333,23 +327,24 @@ async def run_site(spec: dict[str, Any], site: str, errors: dict[str, str],
     from .context import SiteContext
     from .fed_events import event_to_records
 
-    workspace = Path(spec["workspace"])
-    job_id = spec["job_id"]
+    workspace = Path(spec.workspace)
+    job_id = spec.job_id
     link = None
     ctx = None
+    assert spec.address is not None, "run_clients learns the server's address first"
     try:
         link = SiteLink(
-            spec["address"],
+            spec.address,
             site,
-            spec["credentials"][site],
-            heartbeat_interval=spec.get("heartbeat_interval", 5.0),
+            spec.credentials[site],
+            heartbeat_interval=spec.heartbeat_interval,
             share_channel=job.shared,
             channel_credentials=_channel_tls(spec),
-            retry_timeout=spec.get("retry_timeout", 60.0),
+            retry_timeout=spec.retry_timeout,
         )
         # Connected first, then built: the server's first round starts while the sites
         # still import torch and build their components, instead of after it.
-        await link.connect(timeout=spec.get("startup_timeout", 120))
+        await link.connect(timeout=spec.startup_timeout)
         try:
             built: BuiltSite = await job.build(site)
         except Exception as exc:
@@ -378,10 +373,10 @@ async def run_site(spec: dict[str, Any], site: str, errors: dict[str, str],
                 built.handlers,
                 role="client",
                 fed_sink=lambda event: sink(event_to_records(event)),
-                device=spec.get("device"),
-                client_sites=spec["sites"],
+                device=spec.device,
+                client_sites=spec.sites,
                 custom_dir=built.plan.custom_dir,
-                run_dir=_run_dir(spec, site),
+                run_dir=spec.run_dir_of(site),
                 outside_files=built.plan.outside_files,
             ),
         )
@@ -421,9 +416,9 @@ async def run_site(spec: dict[str, Any], site: str, errors: dict[str, str],
             errors.setdefault(site, ctx.failures[0])
 
 
-def _channel_tls(spec: dict[str, Any]) -> Any:
+def _channel_tls(spec: WorkerSpec) -> Any:
     """The site's TLS credentials from ``tls`` in the spec (a deployed job), else None."""
-    files = spec.get("tls")
+    files = spec.tls
     if not files:
         return None
     from ..transport.tls import channel_credentials
@@ -533,28 +528,28 @@ def _applies(chain: Any, task_name: str) -> bool:
     )
 
 
-def run_clients(spec: dict[str, Any], sites: list[str]) -> int:
+def run_clients(spec: WorkerSpec, sites: list[str]) -> int:
     """Run ``sites`` in this process: one event loop, each site a coroutine on it. Without
     an ``address`` in ``spec``, the server's port is read from its ``port_file`` once this
     process is ready to connect."""
-    workspace = Path(spec["workspace"])
+    workspace = Path(spec.workspace)
     errors: dict[str, str] = {}
     for site in sites:
         try:
-            add_log_file(_run_dir(spec, site) / "log.txt", site=site)
+            add_log_file(spec.run_dir_of(site) / "log.txt", site=site)
         except OSError as exc:
             errors[site] = storage_message(exc, workspace)
     from .plan import load_plan
 
-    job = _ProcessJob(load_plan(spec["plan"]), slots=spec.get("threads", 1),
+    job = _ProcessJob(load_plan(spec.plan), slots=spec.threads,
                       shared=len(sites) > 1)
-    if "address" not in spec:  # started beside the server, ready before it: wait for its port
-        port = _wait_for_port_file(Path(spec["port_file"]), spec.get("startup_timeout", 120))
+    if spec.address is None:  # started beside the server, ready before it: wait for its port
+        port = wait_for_port(Path(spec.port_file), spec.startup_timeout) if spec.port_file else None
         if port is None:
             job.close()
             print("the server did not start listening", file=sys.stderr, flush=True)
             return 1
-        spec = {**spec, "address": f"127.0.0.1:{port}"}
+        spec = spec.with_address(f"127.0.0.1:{port}")
 
     async def run_all() -> None:
         # Each a task named for its site: its lines, and its link's, go to the site's log.
@@ -598,8 +593,12 @@ def main(argv: list[str] | None = None) -> int:
     # The job's code here talks to this process's site or server: its 'import nvflare' is
     # flconfig's FLARE API, FLARE installed or not (FLARE's own would find no FLARE runtime).
     install(force=True)
-    spec = json.loads(Path(ns.spec).read_text())
-    _set_threads(spec.get("threads", 1))
+    try:
+        spec = WorkerSpec.load(ns.spec)
+    except JobError as exc:
+        print(f"flconfig worker: {exc}", file=sys.stderr, flush=True)
+        return 2
+    _set_threads(spec.threads)
     if ns.role == "server":
         return run_server(spec)
     return run_clients(spec, [s for s in ns.sites.split(",") if s])
@@ -614,19 +613,6 @@ def _warm_up() -> None:
 
     layer = torch.nn.Linear(1, 1)
     torch.optim.SGD(layer.parameters(), lr=0.1)
-
-
-def _wait_for_port_file(port_file: Path, timeout: float) -> int | None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            text = port_file.read_text().strip()
-        except OSError:
-            text = ""
-        if text.isdigit():
-            return int(text)
-        time.sleep(0.02)
-    return None
 
 
 def _exit(code: int) -> None:

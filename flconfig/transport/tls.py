@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,14 +19,14 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
-def channel_credentials(files: dict[str, str]) -> Any:
+def channel_credentials(files: Mapping[str, str]) -> Any:
     """gRPC channel credentials from TLS file paths (``ca``, ``cert``, ``key``)."""
     import grpc
 
     return grpc.ssl_channel_credentials(_read(files["ca"]), _read(files["key"]), _read(files["cert"]))
 
 
-def server_credentials(files: dict[str, str]) -> Any:
+def server_credentials(files: Mapping[str, str]) -> Any:
     """gRPC server credentials requiring a client certificate signed by ``files['ca']``."""
     import grpc
 
@@ -33,7 +34,7 @@ def server_credentials(files: dict[str, str]) -> Any:
                                        root_certificates=_read(files["ca"]), require_client_auth=True)
 
 
-def job_server_tls(files: dict[str, str]) -> tuple[Any, Any]:
+def job_server_tls(files: Mapping[str, str]) -> tuple[Any, Any]:
     """A job's server over mutual TLS: its gRPC credentials, and the ``peer_check`` of
     :class:`~flconfig.transport.server.CommServer` that refuses any call whose certificate
     is not a (not revoked) client certificate naming the site the call claims."""

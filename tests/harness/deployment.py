@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository
 SEED_JOB = ROOT / "configs" / "tensorboard-streaming"
 ADMIN = "admin@test"
 
