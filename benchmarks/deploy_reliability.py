@@ -1,7 +1,7 @@
 """Faults and attacks against a deployment (issues 10 and 21), measured: records sent vs
 written, processes left, time to recover, what the server's memory did. The same
-scenarios as tests/test_deploy.py, tests/test_deploy_faults.py, tests/test_custom_code.py,
-tests/test_service_state.py and tests/test_expansion_limits.py, on real `flconfig server`
+scenarios as tests/e2e/test_deploy.py, tests/e2e/test_deploy_faults.py, tests/validate/test_custom_code.py,
+tests/e2e/test_service_state.py and tests/config/test_expansion_limits.py, on real `flconfig server`
 / `client` / `poc` processes and the real mutual-TLS link, with the figures
 docs/reliability.md quotes.
 
@@ -228,7 +228,7 @@ def attacks(tmp: Path) -> dict[str, Any]:
             "admin command with a site certificate": call(kit_creds(dep.root / "site-1")),
             "site call with an admin certificate": call(kit_creds(dep.root / ADMIN), "Poll"),
         }
-        # site-1's certificate claiming to be site-2 on a job's link: tests/test_deploy.py
+        # site-1's certificate claiming to be site-2 on a job's link: tests/e2e/test_deploy.py
         served = False
         with Admin(load_kit(dep.root / ADMIN)) as admin:
             try:

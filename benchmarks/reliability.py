@@ -3,7 +3,7 @@ processes left over, time to recover, and what the user saw.
 
 Each scenario launches the example job for real (``flconfig launch``: server and sites
 as processes over gRPC on loopback) with the same set-ups as
-``tests/test_hardening_e2e.py``, then reads the server's TensorBoard files back with
+``tests/e2e/test_hardening_e2e.py``, then reads the server's TensorBoard files back with
 tensorboard's own reader. The disk scenarios mount a small tmpfs (root only; skipped
 otherwise).
 

@@ -7,3 +7,9 @@ against (no mocks). Fixtures are registered in ``tests/conftest.py``.
 - :mod:`.exported_jobs`: FLARE 2.9's exported job folders, as FLARE writes them.
 - :mod:`.wandb_files`: W&B's offline run files, read back.
 """
+
+from pathlib import Path
+
+#: The repository, and its tests folder.
+REPO = Path(__file__).resolve().parents[2]
+TESTS = REPO / "tests"

@@ -11,12 +11,13 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from harness import REPO
 
 from flconfig.config.documents import load_document, parse_hocon
 from flconfig.errors import ConfigError
 from flconfig.validate.loader import inspect_job
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 EXAMPLE = ROOT / "configs" / "tensorboard-streaming"
 SHARED_FLARE_JOBS = ROOT.parent / "shared" / "flare-jobs"
 

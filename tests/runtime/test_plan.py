@@ -10,13 +10,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from harness import REPO
 
 from flconfig.errors import ConfigError
 from flconfig.runtime.build import build_from_plan
 from flconfig.runtime.plan import plan_from_json, plan_run
 from flconfig.validate.loader import load_job
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 EXAMPLE = ROOT / "configs" / "tensorboard-streaming"
 SITES = [f"site-{i}" for i in range(1, 1001)]
 

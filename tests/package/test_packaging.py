@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import tomllib
 import yaml
+from harness import REPO
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 HEAVY = ("torch", "tensorboard", "grpc", "numpy", "safetensors", "sklearn", "PIL")
 
 

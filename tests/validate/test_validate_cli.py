@@ -10,8 +10,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from harness import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO / "tests" / "corpus"
 JSON_JOB = "configs/tensorboard-streaming"
 YAML_JOB = "configs/tensorboard-streaming-yaml"

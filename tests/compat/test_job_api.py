@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from harness import REPO, TESTS
 from harness.deployment import ADMIN, Deployment
 from harness.launching import scalars
 
 from flconfig.deploy.poc import ADMIN as POC_ADMIN
 
-REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "job-api-tensorboard"
 
 
@@ -490,7 +490,7 @@ def test_a_flare_module_flconfig_does_not_serve_is_one_line_at_its_import(tmp_pa
 # --- with FLARE installed: nothing shadowed, and FLARE's export runs under flconfig -------------------
 
 
-FLARE_EXPORT = Path(__file__).resolve().parent / "fixtures" / "flare29-export-tensorboard"
+FLARE_EXPORT = TESTS / "fixtures" / "flare29-export-tensorboard"
 
 
 def _flare_on_path(tmp_path: Path) -> dict[str, str]:

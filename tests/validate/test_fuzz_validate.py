@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from harness import REPO
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flconfig.errors import Problem
 from flconfig.validate.loader import inspect_job
 
-REPO = Path(__file__).resolve().parents[1]
 JOBS = {"json": REPO / "configs" / "tensorboard-streaming",
         "yaml": REPO / "configs" / "tensorboard-streaming-yaml"}
 FILES = {"meta": "meta", "client": "app/config/config_fed_client", "server": "app/config/config_fed_server"}

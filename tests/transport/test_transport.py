@@ -16,6 +16,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+from harness import REPO
 from harness.comm import TOKENS, FlakyProxy, raw_call
 
 from flconfig.errors import JobError
@@ -27,7 +28,7 @@ from flconfig.types import FLModel, Signal
 
 pytestmark = pytest.mark.timeout(120)
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 PROTO = ROOT / "flconfig" / "transport" / "flconfig.proto"
 #: Several hundred MB: far above one gRPC message (16 MiB by default).
 BIG_FLOATS = 80_000_000  # 320 MB of float32

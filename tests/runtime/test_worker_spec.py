@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from harness import REPO
 
 from flconfig.errors import JobError
 from flconfig.runtime.spec import WorkerSpec, heartbeat_interval_for, wait_for_port, worker_command
@@ -66,7 +67,7 @@ def test_a_worker_given_a_broken_spec_says_so_in_one_line(tmp_path: Path) -> Non
     file = tmp_path / "spec.json"
     file.write_text('{"plan": "p"')
     proc = subprocess.run(worker_command("server", file), capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
     assert proc.returncode == 2
     assert proc.stderr.startswith(f"flconfig worker: cannot read the worker spec {file}: ")
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from harness import REPO
 
 from flconfig.errors import ConfigError
 from flconfig.registry import Registry, ResolveError
@@ -24,7 +25,7 @@ from flconfig.runtime.build import build_from_plan
 from flconfig.runtime.plan import RunPlan, plan_from_json, plan_run
 from flconfig.validate.loader import inspect_job
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 SEED_JOB = ROOT / "configs" / "tensorboard-streaming"
 CLIENT_API_JOB = ROOT / "configs" / "client-api"
 
@@ -314,7 +315,6 @@ def test_the_registry_of_a_participant_without_custom_code_never_loads_a_job_cla
 
 @pytest.mark.slow
 def test_a_server_and_a_site_without_custom_code_each_refuse_it_saying_why(tmp_path: Path) -> None:
-    sys.path.insert(0, str(Path(__file__).parent))
     from harness.deployment import Deployment
 
     dep = Deployment(tmp_path / "kits", {"site-1": False}, server_custom=False).start()

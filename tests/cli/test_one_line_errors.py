@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from harness import REPO
 from harness.deployment import (
     ADMIN,
     Deployment,
@@ -31,7 +32,7 @@ from harness.deployment import (
 
 from flconfig.deploy.archive import ArchiveError, unpack
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 JOB = ROOT / "configs" / "tensorboard-streaming"
 LONG = "a" * 300
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from harness import REPO
 from jsonschema import Draft7Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
@@ -16,7 +16,6 @@ from flconfig.cli import main
 from flconfig.config.documents import load_document, parse_json, parse_yaml
 from flconfig.schemas import SCHEMA_KINDS, bundle_schema, check_args, check_document, load_schema
 
-REPO = Path(__file__).resolve().parent.parent
 PACKAGE_SCHEMAS = REPO / "flconfig" / "schemas"
 TOP_SCHEMAS = REPO / "schemas"
 FLARE_JOB = REPO / ".." / "shared" / "flare-jobs" / "tensorboard-streaming"

@@ -15,10 +15,11 @@ import uuid
 from pathlib import Path
 
 import pytest
+from harness import REPO
 from harness.deployment import SEED_JOB, Deployment, flconfig, free_port, job_variant
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 
 
 def _job_processes(marker: str) -> list[str]:

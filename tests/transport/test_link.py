@@ -11,12 +11,12 @@ import struct
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
 import torch
+from harness import REPO
 from harness.comm import (
     TOKENS,
     Collector,
@@ -1009,7 +1009,7 @@ def test_a_sites_lines_from_the_training_threads_go_to_its_own_log(tmp_path) -> 
         from flconfig.runtime.plan import plan_run
         from flconfig.validate.loader import load_job
 
-        example = Path(__file__).resolve().parent.parent / "configs" / "tensorboard-streaming"
+        example = REPO / "configs" / "tensorboard-streaming"
         plan = plan_run(load_job(example), ["site-1"],
                         tmp_path / "ws", "run-1")
         job = _ProcessJob(plan, slots=1)

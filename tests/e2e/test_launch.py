@@ -12,9 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
+from harness import REPO
 from harness.launching import sigint_at_default
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 EXAMPLE = ROOT / "configs" / "tensorboard-streaming"
 MODEL_SEED = 0
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from harness import REPO
 
 from flconfig.config.limits import MAX_CHARS, MAX_VALUES
 
@@ -204,7 +205,7 @@ def test_a_pattern_in_a_jobs_own_args_schema_is_never_run(tmp_path: Path) -> Non
     import shutil
 
     job = tmp_path / "job"
-    shutil.copytree(Path(__file__).resolve().parent.parent / "configs" / "tensorboard-streaming", job)
+    shutil.copytree(REPO / "configs" / "tensorboard-streaming", job)
     (job / "app" / "custom").mkdir()
     (job / "app" / "custom" / "slow_mod.py").write_text(
         "from nvflare.apis.fl_component import FLComponent\n\n\nclass Slow(FLComponent):\n"

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from harness import REPO
 from harness.event_files import read_event_file
 
 from flconfig.cli import main as cli_main
@@ -30,7 +31,7 @@ from flconfig.transport.server import CommServer
 from flconfig.types import Event, EventType
 from flconfig.validate.loader import inspect_job
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 EXAMPLE = ROOT / "configs" / "tensorboard-streaming"
 STDLIB = Path(os.__file__).resolve().parent
 

@@ -7,11 +7,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+from harness import REPO
 from harness.launching import launch
 
 from flconfig.validate.loader import inspect_job
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 EXAMPLE = ROOT / "configs" / "client-api"
 
 LIT_NET = '''

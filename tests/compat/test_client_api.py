@@ -17,13 +17,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+from harness import REPO
 
 from flconfig.components.client_api import ClientAPIExecutor, PTInProcessClientAPIExecutor
 from flconfig.runtime.context import SiteContext
 from flconfig.types import Event, EventType, FLModel, ReturnCode, Signal
 from flconfig.validate.loader import inspect_job
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 EXAMPLE = ROOT / "configs" / "client-api"
 
 SCRIPT = """
@@ -847,7 +848,7 @@ def test_an_external_process_job_without_a_receiver_is_fine(tmp_path: Path) -> N
 
 
 def test_job_code_in_flconfigs_runtime_gets_flconfigs_api_even_with_flare_installed(tmp_path: Path) -> None:
-    # A package named nvflare on the path stands for an installed FLARE (tests/test_job_api.py
+    # A package named nvflare on the path stands for an installed FLARE (tests/compat/test_job_api.py
     # runs jobs beside FLARE's real wheel). Job code imported by flconfig's runtime talks to
     # flconfig's sites, so its 'import nvflare' is flconfig's FLARE API; any other program
     # still gets FLARE's own package.

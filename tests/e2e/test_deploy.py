@@ -10,6 +10,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from harness import REPO
 from harness.deployment import (
     ADMIN,
     SEED_JOB,
@@ -28,7 +29,7 @@ from flconfig.deploy.kit import load_kit
 from flconfig.transport.tls import job_server_tls
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 
 
 @pytest.fixture(scope="module")

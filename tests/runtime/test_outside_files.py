@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from harness import REPO
 
 from flconfig.components.numpy_family import NPModelLocator, NPModelPersistor
 from flconfig.components.persistors import PTFileModelPersistor
@@ -60,7 +61,7 @@ def test_the_participants_choice_travels_in_the_run_plan(tmp_path: Path) -> None
     from flconfig.runtime.plan import plan_from_json, plan_run
     from flconfig.validate.loader import inspect_job
 
-    root = Path(__file__).resolve().parents[1] / "configs" / "tensorboard-streaming"
+    root = REPO / "configs" / "tensorboard-streaming"
     job, problems = inspect_job(root, environ={})
     assert job is not None, problems
     for allowed in (True, False):

@@ -18,11 +18,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from harness import REPO
 
 from flconfig.config.job import VALIDATION_WORKSPACE
 from flconfig.validate.loader import inspect_job
 
-REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "configs" / "tensorboard-streaming"
 SECRET = "hunter2-password"
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from harness import REPO
 
 from flconfig.components.persistors import PTFileModelPersistor
 from flconfig.components.scatter_and_gather import ScatterAndGather
@@ -27,7 +28,6 @@ from flconfig.registry import (
 from flconfig.registry.aliases import FLARE_ALIASES
 from flconfig.tracking.senders import TBWriter
 
-REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_JOB = REPO.parent / "shared" / "flare-jobs" / "tensorboard-streaming"
 needs_example_job = pytest.mark.skipif(
     not EXAMPLE_JOB.is_dir(), reason="FLARE example job folder not present"
@@ -1041,7 +1041,7 @@ def test_a_module_that_is_gone_is_not_a_way_in(registry: Registry) -> None:
 def test_the_flare_support_matrix_lists_every_flare_class_flconfig_builds() -> None:
     from flconfig.registry.aliases import FLARE_ALIASES
 
-    matrix = (Path(__file__).resolve().parent.parent / "docs" / "flare-support.md").read_text()
+    matrix = (REPO / "docs" / "flare-support.md").read_text()
     table, not_yet = matrix.split("### Not supported yet", 1)
     for flare_path in FLARE_ALIASES:
         name = flare_path.rsplit(".", 1)[1]
@@ -1055,7 +1055,7 @@ def test_the_built_in_components_declare_themselves_in_literals() -> None:
     # without importing it: one that names a constant instead of writing it out is lost.
     import ast
 
-    root = Path(__file__).resolve().parent.parent / "flconfig"
+    root = REPO / "flconfig"
     lost = []
     for file in [*(root / "components").rglob("*.py"), *(root / "tracking").rglob("*.py")]:
         for cls in (n for n in ast.parse(file.read_text()).body if isinstance(n, ast.ClassDef)):

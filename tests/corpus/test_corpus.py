@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from harness import TESTS
 
 from flconfig.errors import Problem
 from flconfig.validate.loader import inspect_job
 
-CORPUS = Path(__file__).resolve().parent / "corpus"
+CORPUS = TESTS / "corpus"
 CASES = sorted(p.name for p in CORPUS.iterdir() if (p / "expected.json").is_file())
 
 #: Files a case would create if flconfig ever called what its config names.

@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from harness import REPO
 
 from flconfig.config.job import Job
 from flconfig.errors import ConfigError
 from flconfig.runtime.build import build_site
 from flconfig.validate.loader import inspect_job, load_job
 
-REPO = Path(__file__).resolve().parents[1]
 JSON_JOB = REPO / "configs" / "tensorboard-streaming"
 YAML_JOB = REPO / "configs" / "tensorboard-streaming-yaml"
 CORPUS = REPO / "tests" / "corpus"
