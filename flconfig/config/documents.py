@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from json.decoder import scanstring  # type: ignore[attr-defined]
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from ..errors import ConfigError, JsonPath, Position, Problem
 from .limits import MAX_VALUES, Budget, TooLarge
@@ -259,9 +259,9 @@ class _JsonParser:
             hint = f"JSON spells it {json.dumps({'True': True, 'False': False, 'None': None}[word])}"
         elif ch == "'":
             hint = "JSON strings use double quotes"
-        return self._fail(i, f"expected a value, found {word or ch!r}", hint)
+        self._fail(i, f"expected a value, found {word or ch!r}", hint)
 
-    def _fail(self, i: int, message: str, hint: str | None = None) -> Any:
+    def _fail(self, i: int, message: str, hint: str | None = None) -> NoReturn:
         if i >= len(self.text) and hint is None and self.open:
             where = self.pos(self.open[-1])
             hint = (f"the '{self.text[self.open[-1]]}' at line {where.line}, column {where.column} "
@@ -270,9 +270,10 @@ class _JsonParser:
 
     def string(self, i: int) -> tuple[str, int]:
         try:
-            return scanstring(self.text, i + 1, True)
+            text, end = scanstring(self.text, i + 1, True)
         except json.JSONDecodeError as exc:
             raise _SyntaxFailure(exc.pos, exc.msg) from None
+        return str(text), int(end)
 
     def obj(self, i: int, path: JsonPath) -> tuple[dict[str, Any], int]:
         out: dict[str, Any] = {}

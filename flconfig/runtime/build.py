@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ConfigError, Problem
 
 if TYPE_CHECKING:
+    from ..components.base import Executor, Filter
     from ..config.job import Job
     from .plan import ClassRef, PlannedComponent, RunPlan, SitePlan
 
@@ -28,7 +29,7 @@ class FilterChain:
     section: str
     tasks: list[str]
     direction: str
-    filters: list[Any]
+    filters: list[Filter]
 
 
 @dataclass
@@ -39,13 +40,13 @@ class BuiltSite:
     role: str
     plan: SitePlan
     components: dict[str, Any] = field(default_factory=dict)
-    executors: list[tuple[list[str], Any]] = field(default_factory=list)
+    executors: list[tuple[list[str], Executor]] = field(default_factory=list)
     workflows: list[Any] = field(default_factory=list)
     filters: list[FilterChain] = field(default_factory=list)
     #: Every built object, nested ones included, in build order: they receive events in this order.
     handlers: list[Any] = field(default_factory=list)
 
-    def executor_for(self, task: str) -> Any | None:
+    def executor_for(self, task: str) -> Executor | None:
         """The executor whose task list names ``task`` (exact names first, then patterns)."""
         for tasks, executor in self.executors:
             if task in tasks:

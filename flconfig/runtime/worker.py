@@ -34,6 +34,8 @@ from .logs import add_log_file
 from .spec import WorkerSpec, wait_for_port
 
 if TYPE_CHECKING:
+    from .build import BuiltSite
+    from .context import SiteContext
     from .plan import RunPlan
 
 log = logging.getLogger(__name__)
@@ -323,7 +325,6 @@ async def run_site(spec: WorkerSpec, site: str, errors: dict[str, str],
                    job: _ProcessJob) -> None:
     """Run one client site, a coroutine on the worker's loop, until the server ends the run."""
     from ..transport.link import SiteLink, Task
-    from .build import BuiltSite
     from .context import SiteContext
     from .fed_events import event_to_records
 
@@ -453,7 +454,7 @@ def _as_site(site: str, fn: Any, *args: Any) -> Any:
         thread.name = name
 
 
-def _execute(built: Any, ctx: Any, task_name: str, data: FLModel) -> FLModel:
+def _execute(built: BuiltSite, ctx: SiteContext, task_name: str, data: FLModel) -> FLModel:
     executor = built.executor_for(task_name)
     if executor is None:
         handled = sorted({t for tasks, _ in built.executors for t in tasks})

@@ -105,7 +105,7 @@ def bundle_schema(kind: str) -> dict[str, Any]:
     ``$ref`` from one local file to another. It has no ``$id``.
     """
     own = schema_filename(kind)
-    bundle = _local_refs(load_schema(kind), own, own)
+    bundle: dict[str, Any] = _local_refs(load_schema(kind), own, own)
     bundle.pop("$id", None)
     definitions = bundle.setdefault("definitions", {})
     pending = sorted(_external_files(load_schema(kind), own))

@@ -48,8 +48,8 @@ _REQUESTS: dict[str, type[Message]] = {
     "SendEvents": pb.SendEventsRequest,
     "Bye": pb.ByeRequest,
 }
-_NO_TASK = pb.TaskReply(kind=pb.TaskReply.NONE).SerializeToString()
-_END = pb.TaskReply(kind=pb.TaskReply.END).SerializeToString()
+_NO_TASK: bytes = pb.TaskReply(kind=pb.TaskReply.NONE).SerializeToString()
+_END: bytes = pb.TaskReply(kind=pb.TaskReply.END).SerializeToString()
 #: Most refusals in progress at once; calls beyond it are turned away by gRPC's
 #: own thread without a handler thread (status UNIMPLEMENTED).
 MAX_REFUSALS_IN_FLIGHT = 8
@@ -117,7 +117,7 @@ def _parse(method: str, data: bytes) -> Any:
         raise ProtocolError(f"{method}: not a valid {kind.__name__} ({exc})") from None
 
 
-class _Gatekeeper(grpc.ServerInterceptor):
+class _Gatekeeper(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc ships no types
     """Authenticates every call on its metadata, before any request body is read.
 
     gRPC runs this on its polling thread as soon as a call's headers arrive. A
