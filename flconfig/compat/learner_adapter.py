@@ -15,7 +15,7 @@ from typing import Any
 
 from ..components.base import Executor, Learner
 from ..types import FLModel, ReturnCode, RunContext, Signal
-from .client_api import plain_number, plain_value
+from .client_session import plain_number, plain_value
 
 
 def is_flare_component(obj: object) -> bool:

@@ -4,7 +4,7 @@ The site (parent) listens on 127.0.0.1 for one child at a time and hands the chi
 the address and a random token in the environment variable ``FLCONFIG_CLIENT_API``;
 a connection whose first frame does not carry the token is closed unanswered. Each
 ``nvflare.client`` call in the child is one request to the parent, answered by the
-site's :class:`~flconfig.compat.client_api.ClientAPISession`: the semantics are those
+site's :class:`~flconfig.compat.client_session.ClientAPISession`: the semantics are those
 of the in-process API, call for call.
 
 A frame is a 4-byte big-endian length and a JSON header, then a 4-byte length and a
@@ -73,7 +73,7 @@ def encode_flare_model(model: Any) -> tuple[dict[str, Any], bytes]:
     """A FLARE FLModel as (header fields, payload): params in the payload."""
     from ..transport.codec import encode_model
     from ..types import FLModel as Plain
-    from .client_api import plain_value
+    from .client_session import plain_value
 
     fields = {
         "params_type": model.params_type.value if model.params_type is not None else None,
@@ -240,7 +240,7 @@ class RemoteSession:
         self._ask({"method": "send", "model": fields, "clear_cache": clear_cache}, data)
 
     def log(self, key: str, value: Any, data_type: Any, **kwargs: Any) -> None:
-        from .client_api import plain_value
+        from .client_session import plain_value
 
         self._ask({"method": "log", "key": key, "value": plain_value(value),
                    "data_type": getattr(data_type, "value", data_type), "kwargs": plain_value(kwargs)})
@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run a Client API script in this process, its ``nvflare.client`` calls served by the site."""
     import runpy
 
-    from . import client_api, install
+    from . import client_session, install
 
     args = sys.argv[1:] if argv is None else argv
     address = os.environ.pop(ENV, "")
@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     from .nvflare.client.cell.api import CellClientAPI  # FLARE's name for this side of the channel
 
     session = CellClientAPI(address)
-    client_api.register(session)  # type: ignore[arg-type]
+    client_session.register(session)  # type: ignore[arg-type]
     script = args[0]
     sys.argv = [script, *args[1:]]
     sys.path.insert(0, os.path.dirname(os.path.abspath(script)))

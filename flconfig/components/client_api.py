@@ -260,9 +260,9 @@ class ClientAPIExecutor(Executor):
         sender.handle_event(Event(EventType.START_RUN, None, "local", ctx.site_name), ctx)
 
     def _new_session(self, ctx: RunContext) -> Any:
-        from ..compat import client_api
+        from ..compat import client_session
 
-        return client_api.ClientAPISession(
+        return client_session.ClientAPISession(
             ctx.site_name, ctx.job_id, self._client_config(), self._log_record, _params_diff)
 
     def _records_event(self, ctx: RunContext) -> tuple[str, bool]:
@@ -280,11 +280,11 @@ class ClientAPIExecutor(Executor):
 
     def _start_thread(self, ctx: RunContext) -> _Script:
         from ..common.logs import site_thread_name
-        from ..compat import client_api
+        from ..compat import client_session
 
         script = self._find_script(ctx)
         run = _Script(self._new_session(ctx))
-        client_api.register(run.session)
+        client_session.register(run.session)
         run.thread = threading.Thread(  # named for the site: its lines go to the site's log
             target=self._run_script, args=(run, script, ctx), daemon=True,
             name=site_thread_name(ctx.site_name, "script"))
@@ -385,9 +385,9 @@ class ClientAPIExecutor(Executor):
         }}
 
     def _run_script(self, run: _Script, script: Path, ctx: RunContext) -> None:
-        from ..compat import client_api
+        from ..compat import client_session
 
-        client_api.bind(run.session)
+        client_session.bind(run.session)
         argv = [str(script), *self.task_script_args.split()]
         try:
             code = compile(script.read_bytes(), str(script), "exec")
@@ -408,7 +408,7 @@ class ClientAPIExecutor(Executor):
                 with _argv_lock:
                     if sys.argv is argv:
                         sys.argv = saved
-        except client_api.ScriptStopped:
+        except client_session.ScriptStopped:
             pass
         except BaseException as exc:  # SystemExit too: a script ending itself mid-run fails the task
             if isinstance(exc, SystemExit) and exc.code in (None, 0):
@@ -419,11 +419,11 @@ class ClientAPIExecutor(Executor):
                 run.error = (f"the training script {script.name} failed: "
                              f"{type(exc).__name__}: {exc}")
         finally:
-            client_api.bind(None)
+            client_session.bind(None)
             run.done.set()
 
     def _end(self, ctx: RunContext) -> None:
-        from ..compat import client_api
+        from ..compat import client_session
 
         for run in self._scripts:
             run.session.stop("END_RUN received")
@@ -446,7 +446,7 @@ class ClientAPIExecutor(Executor):
                     run.process.wait()
                 run.done.wait(10)  # its last output is in the log
                 run.bridge.close()
-            client_api.unregister(run.session)
+            client_session.unregister(run.session)
 
     # -- tasks -------------------------------------------------------------------------
 
@@ -541,7 +541,7 @@ class ClientAPIExecutor(Executor):
 
     def _from_script(self, result: Any, data: FLModel) -> FLModel:
         """FLARE's FLModel the script sent, as flconfig's result."""
-        from ..compat.client_api import plain_number, plain_value
+        from ..compat.client_session import plain_number, plain_value
 
         metrics = {str(k): plain_number(v) for k, v in (result.metrics or {}).items()}
         meta = {k: v for k, v in plain_value(result.meta or {}, keep_arrays=True).items() if k not in ("job_id", "site_name")}

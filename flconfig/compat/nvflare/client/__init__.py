@@ -10,7 +10,7 @@ A training script written for FLARE runs unchanged::
                                  meta={"NUM_STEPS_CURRENT_ROUND": steps}))
 
 Each call goes to the session of the site whose script is calling
-(:mod:`flconfig.compat.client_api`).
+(:mod:`flconfig.compat.client_session`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from ...client_api import current
+from ...client_session import current
 from ..apis.analytix import AnalyticsDataType
 from ..app_common.abstract.fl_model import FLModel, ParamsType
 
