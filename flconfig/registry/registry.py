@@ -31,17 +31,6 @@ from .introspect import (
 )
 from .plugins import read_entry_points
 
-__all__ = [
-    "ALLOW_ENV",
-    "ENTRY_POINT_GROUP",
-    "ID_REFERENCE_KINDS",
-    "MISSING",
-    "ArgSpec",
-    "ComponentInfo",
-    "Registry",
-    "ResolveError",
-]
-
 #: The entry-point group plugins register components in.
 ENTRY_POINT_GROUP = "flconfig.components"
 #: Environment variable listing allowed module prefixes (``,`` or ``os.pathsep``).
