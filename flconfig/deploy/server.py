@@ -890,6 +890,10 @@ def _free_port(host: str, ports: range | None = None, taken: set[int] | frozense
         if port in taken:
             continue
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+            # As gRPC binds it: a port whose last job's connections are still in TIME_WAIT is
+            # free (a job could not start for a minute after another ended); one a process
+            # listens on is not.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind((host, port))
             except OSError:

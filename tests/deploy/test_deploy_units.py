@@ -199,3 +199,23 @@ def test_a_site_ignores_work_whose_job_id_would_name_a_folder_outside_its_worksp
     site._handle({"deploy": [{"job_id": "../../escape", "port": 1, "token": "t"}], "start": [{"job_id": "/etc"}],
                   "abort": ["../x"]})
     assert site._jobs == {} and not (tmp_path / "escape").exists()
+
+
+def test_a_job_port_is_free_again_as_soon_as_its_last_job_ended() -> None:
+    # A job's server that had sites connected leaves its port's connections in TIME_WAIT for
+    # a minute; gRPC binds such a port, so the next job may have it at once. A port some
+    # process listens on is never handed out.
+    import socket
+
+    from flconfig.deploy.server import _free_port
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    assert _free_port("127.0.0.1", range(port, port + 1)) is None
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = listener.accept()
+    accepted.close()  # the server's side closes first: its end waits in TIME_WAIT
+    client.close()
+    listener.close()
+    assert _free_port("127.0.0.1", range(port, port + 1)) == port
+    assert _free_port("127.0.0.1", range(port, port + 1), taken={port}) is None

@@ -1063,9 +1063,12 @@ def test_three_hundred_sites_on_one_event_loop_need_no_thread_of_their_own() -> 
         while len(server.alive_sites()) < len(names):
             await asyncio.sleep(0.05)
         threads_while_polling.append([t.name for t in threading.enumerate()
-                                      if not t.name.startswith("flconfig-comm")])
+                                      if not t.name.startswith("flconfig-comm") and t not in before])
         return await asyncio.gather(*running)
 
+    # Threads other tests of this process left running (a W&B manager, an accept loop) are
+    # not this test's: only the threads that appear while the sites run count.
+    before = set(threading.enumerate())
     try:
         runner = threading.Thread(target=lambda: left.extend(asyncio.run(sites())), name="loop")
         left: list[float] = []
@@ -1081,5 +1084,5 @@ def test_three_hundred_sites_on_one_event_loop_need_no_thread_of_their_own() -> 
     assert {site: float(r.params["w"][0]) for site, r in results.items()} == {
         name: float(name.removeprefix("site-")) for name in names}
     assert received == {name: [float(name.removeprefix("site-"))] for name in names}
-    # Besides the server's handler threads: the test's own, the loop's, gRPC's few.
-    assert len(threads_while_polling[0]) < 12, threads_while_polling[0]
+    # Besides the server's handler threads: the loop's and gRPC's few, never one per site.
+    assert len(threads_while_polling[0]) < 10, threads_while_polling[0]
