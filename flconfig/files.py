@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from .errors import JobError
+
 
 def is_within(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> bool:
     """True if ``path``'s real location (links followed) lies inside the real ``root``."""
@@ -36,18 +38,13 @@ def outside_file(ctx: Any, value: str, what: str) -> Path:
     a run on the user's own machine does; a deployed server or site only where its kit says
     ``"allow_outside_files": true``). A path inside the participant's run folder is always
     allowed. Raises :class:`~flconfig.errors.JobError` saying so otherwise; the file is
-    never opened to say it."""
-    from .errors import JobError
-
+    never opened to say it. A context that does not say is taken to allow nothing."""
     path = Path(value)
-    if getattr(ctx, "outside_files", True):
+    if getattr(ctx, "outside_files", False):
         return path.expanduser()
     run_dir = getattr(ctx, "run_dir", None)
-    if run_dir is not None:
-        root = Path(run_dir).resolve()
-        resolved = path.resolve()
-        if resolved == root or root in resolved.parents:
-            return resolved
+    if run_dir is not None and is_within(path, run_dir):
+        return path.resolve()
     raise JobError(f"{what}: {value!r} is a file of this machine outside the job, and this participant "
                    "does not let jobs read such files (its operator can allow it with "
                    "\"allow_outside_files\": true in its kit)")

@@ -34,7 +34,7 @@ from typing import TextIO
 from ..errors import ConfigError, LaunchError, errors_only
 from ..files import write_atomic
 from ..runtime.process_events import process_ended_line
-from ..runtime.spec import STARTUP_TIMEOUT, WorkerSpec, wait_for_port
+from ..runtime.spec import END_TIMEOUT, STARTUP_TIMEOUT, WorkerSpec, wait_for_port
 from .processes import Process, Zygote, popen_or_fork
 
 MAX_SOLO_SITES = 8
@@ -43,11 +43,9 @@ DEFAULT_JOB_ID = "simulate_job"
 DEFAULT_TB_FOLDER = "tb_events"
 #: Seconds TensorBoard may take to start and answer HTTP.
 TENSORBOARD_START_TIMEOUT = 90.0
-#: Seconds a site (and the server) waits for the connection, plus this much per site.
-CONNECT_TIMEOUT = 120.0
+#: Seconds a site (and the server) waits for the connection beyond the worker spec's
+#: STARTUP_TIMEOUT, per site starting at once.
 CONNECT_TIMEOUT_PER_SITE = 0.25
-#: Seconds the server waits for the sites' Bye at the end of the run.
-END_TIMEOUT = 60.0
 #: Seconds between two live metric summaries in the terminal.
 LIVE_METRICS_INTERVAL = 2.0
 
@@ -228,8 +226,7 @@ def _launch(opts: LaunchOptions, zygote: Zygote | None) -> int:
         port_file=str(port_file),
         live_metrics_interval=LIVE_METRICS_INTERVAL if opts.live_metrics else 0,
         # A site's wait to connect grows with the number of sites starting at once.
-        startup_timeout=CONNECT_TIMEOUT + CONNECT_TIMEOUT_PER_SITE * len(sites),
-        end_timeout=END_TIMEOUT,
+        startup_timeout=STARTUP_TIMEOUT + CONNECT_TIMEOUT_PER_SITE * len(sites),
         # The server reads on its stdin what _watch tells it: a site's process died.
         process_events=True,
     )
