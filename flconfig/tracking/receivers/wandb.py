@@ -127,5 +127,14 @@ class WandBReceiver(AnalyticsReceiver):
             log.warning("WandBReceiver: W&B gets no %s records; they are left out", kind)
 
     def finalize(self, ctx: RunContext) -> None:
+        """Finishes every site's run and waits until W&B has written them all: ``run.finish``
+        returns before W&B's writer has flushed a run's file, ``wandb.teardown`` only after."""
         for run in self._runs.values():
             run.finish()
+        if self._runs:
+            try:
+                self._wandb.teardown()
+            except SystemExit as exc:  # W&B's service reports a failure by exiting
+                log.warning("WandBReceiver: W&B ended with exit code %s; its run files may be incomplete",
+                            exc.code)
+        self._runs.clear()
