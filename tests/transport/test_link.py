@@ -32,8 +32,8 @@ from hypothesis import strategies as st
 
 from flconfig.errors import JobError
 from flconfig.transport import contract as comm
+from flconfig.transport import dispatch as comm_dispatch_module
 from flconfig.transport import flconfig_pb2 as pb
-from flconfig.transport import server as comm_server_module
 from flconfig.transport.client import END, CommClient, Task
 from flconfig.transport.codec import (
     ProtocolError,
@@ -353,13 +353,13 @@ def test_broadcast_reaches_three_sites_and_gathers_their_results(
     make_server, start_sites, monkeypatch
 ) -> None:
     encodes: list[int] = []
-    real_encode = comm_server_module.encode_model
+    real_encode = comm_dispatch_module.encode_model
 
     def counting_encode(model: FLModel) -> bytes:
         encodes.append(1)
         return real_encode(model)
 
-    monkeypatch.setattr(comm_server_module, "encode_model", counting_encode)
+    monkeypatch.setattr(comm_dispatch_module, "encode_model", counting_encode)
     server = make_server()
     workers = start_sites(server, add_site_number)
     seen: list[str] = []
@@ -982,7 +982,7 @@ def test_a_get_task_waiting_in_its_long_poll_receives_the_task(make_server) -> N
         got: list[object] = []
         poller = threading.Thread(target=lambda: got.append(client.get_task()), daemon=True)
         poller.start()
-        assert wait_until(lambda: server._sites["site-1"].active_calls > 0)
+        assert wait_until(lambda: server._state.sites["site-1"].active_calls > 0)
         gathered: dict[str, FLModel] = {}
         sender = threading.Thread(
             target=lambda: gathered.update(server.broadcast_and_wait(

@@ -208,7 +208,7 @@ def test_hostile_chunked_results_are_refused_and_the_server_keeps_working(
                                     timeout=20)))
     thread.start()
     assert held.wait(10)
-    task_id = server._tasks and next(iter(server._tasks))
+    task_id = server._state.tasks and next(iter(server._state.tasks))
     frame = encode_model(FLModel(params={"w": np.full(3, 7.0)}))
 
     # More bytes than announced, fewer than announced, a size above the limit.
@@ -254,7 +254,7 @@ def test_fetching_a_model_from_an_offset_returns_the_rest(make_server, start_sit
     )
     thread.start()
     assert held.wait(10)
-    task_id = next(iter(server._tasks))
+    task_id = next(iter(server._state.tasks))
     options = contract.client_options(contract.DEFAULT_MAX_MESSAGE_MB)
     with grpc.insecure_channel(server.address, options=options) as channel:
         call = channel.unary_stream(contract.method_path("FetchModel"))

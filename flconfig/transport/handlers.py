@@ -1,0 +1,322 @@
+"""What the job server does for each call a site makes: Hello, GetTask, FetchModel,
+SubmitResult and PushResult, Heartbeat, SendEvents, Bye.
+
+Each handler is given the authenticated site's name and the parsed request (see
+:mod:`.rpc`, which turns them into gRPC handlers); it reads and changes the
+server's :class:`~.state.ServerState` and nothing else of the server.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from ..errors import StorageError
+from . import contract
+from . import flconfig_pb2 as pb
+from .codec import ProtocolError, decode_model, decode_records
+from .rpc import Handler, abort
+from .state import ALIVE, LEFT, NEW, ServerState, Task
+
+log = logging.getLogger(__name__)
+
+_NO_TASK: bytes = pb.TaskReply(kind=pb.TaskReply.NONE).SerializeToString()
+_END: bytes = pb.TaskReply(kind=pb.TaskReply.END).SerializeToString()
+
+#: ``on_events(site, records)``: receives a site's event records, once each and in order.
+EventsCallback = Callable[[str, list[dict[str, Any]]], None]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What the server tells its sites at Hello, and the largest model it takes."""
+
+    heartbeat_timeout: float
+    long_poll: float  # longest a GetTask is held open
+    max_model_mb: int
+
+
+class SiteHandlers:
+    """The handlers of the methods a site calls, over ``state``.
+
+    ``on_events`` and ``on_site_failed`` may be set after construction (the
+    server's attributes of the same names forward to them).
+    """
+
+    def __init__(
+        self,
+        state: ServerState,
+        limits: Limits,
+        on_events: EventsCallback | None = None,
+        on_site_failed: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self._state = state
+        self._limits = limits
+        self.on_events = on_events
+        self.on_site_failed = on_site_failed
+
+    def by_method(self) -> dict[str, Handler]:
+        """The handler of each method of the contract, by method name."""
+        return {
+            "Hello": self.hello,
+            "GetTask": self.get_task,
+            "FetchModel": self.fetch_model,
+            "SubmitResult": self.submit_result,
+            "PushResult": self.push_result,
+            "Heartbeat": self.heartbeat,
+            "SendEvents": self.send_events,
+            "Bye": self.bye,
+        }
+
+    def hello(self, site: str, request: Any, context: grpc.ServicerContext) -> pb.HelloReply:
+        """Hello: the site is alive; a new client instance starts its event sequence again."""
+        if request.version != contract.PROTOCOL_VERSION:
+            abort(
+                context,
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"site {site} speaks protocol version {request.version}; this server speaks "
+                f"{contract.PROTOCOL_VERSION} (run the same flconfig version on both ends)",
+            )
+        stream = request.stream
+        if not 0 < len(stream) <= 64:
+            raise ProtocolError("Hello: 'stream' must be 1 to 64 characters")
+        state = self._state
+        with state.cond:
+            st = state.site(site)
+            st.state = ALIVE
+            state.changed()
+        with st.events_lock:
+            if st.stream != stream:
+                # A new client instance: its event sequence starts again at 1.
+                st.stream, st.last_seq = stream, 0
+        log.info("site %s connected from %s", site, context.peer())
+        limits = self._limits
+        return pb.HelloReply(
+            heartbeat_timeout=limits.heartbeat_timeout,
+            long_poll=limits.long_poll,
+            chunk_bytes=contract.CHUNK_BYTES,
+            max_model_bytes=limits.max_model_mb * 1024 * 1024,
+        )
+
+    def get_task(self, site: str, request: Any, context: grpc.ServicerContext) -> bytes:
+        """GetTask, a long poll: the site's next task, "end" once the run ended, or none."""
+        wait = request.wait
+        if wait != wait:
+            raise ProtocolError("GetTask: 'wait' must be a number")
+        deadline = time.monotonic() + min(max(wait, 0.0), self._limits.long_poll)
+        state = self._state
+        st = state.sites[site]
+
+        def caller_gone() -> None:  # the call ended (cancelled, connection lost): stop waiting
+            with state.cond:
+                assert st.polls is not None
+                st.polls.notify_all()
+
+        context.add_callback(caller_gone)
+        with state.cond:
+            while True:
+                if state.ended:
+                    return _END
+                while st.tasks and st.tasks[0].closed:
+                    st.tasks.popleft()
+                if st.tasks:
+                    task = st.tasks.popleft()
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or state.stopping or not context.is_active():
+                    return _NO_TASK
+                assert st.polls is not None
+                st.polls.wait(remaining)
+        log.debug("site %s fetched task %s (%s)", site, task.name, task.task_id)
+        return task.reply
+
+    def fetch_model(
+        self, site: str, request: Any, context: grpc.ServicerContext
+    ) -> Iterator[bytes]:
+        """The model frame of an open task sent to ``site``, in chunks, from ``offset``."""
+        with self._state.cond:
+            task = self._state.tasks.get(request.task_id)
+            if task is None or task.closed or site not in task.targets:
+                abort(context, grpc.StatusCode.NOT_FOUND,
+                      f"task {request.task_id[:64]!r} is not open for site {site}")
+        model = memoryview(task.model)
+        if request.offset > len(model):
+            raise ProtocolError(
+                f"FetchModel: offset {request.offset} is beyond the model's {len(model)} bytes"
+            )
+        for start in range(request.offset, len(model), contract.CHUNK_BYTES):
+            if not context.is_active():
+                return
+            # A serialised Chunk, built without a message object: one copy of the data.
+            yield contract.wire_bytes_field(1, model[start : start + contract.CHUNK_BYTES])
+        log.debug("site %s fetched the %d-byte model of task %s", site, len(model), task.name)
+
+    def submit_result(
+        self, site: str, request: Any, context: grpc.ServicerContext
+    ) -> pb.SubmitResultReply:
+        """SubmitResult: a result that fits in one message."""
+        return self._take_result(site, request.task_id, lambda: request.model)
+
+    def push_result(
+        self, site: str, parts: Iterator[Any], context: grpc.ServicerContext
+    ) -> pb.SubmitResultReply:
+        """PushResult: a result in parts; the first names the task and the size."""
+        first = next(parts, None)
+        if first is None:
+            raise ProtocolError("PushResult: no parts")
+        size = first.model_bytes
+        max_model_mb = self._limits.max_model_mb
+        if size > max_model_mb * 1024 * 1024:
+            log.warning("site %s pushed a result of %.1f MiB, above max_model_mb=%d; refused",
+                        site, size / 2**20, max_model_mb)
+            abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                  f"a result of {size / 2**20:.1f} MiB is above this server's "
+                  f"max_model_mb={max_model_mb}")
+
+        def read() -> bytes | bytearray:
+            frame = bytearray(first.data)
+            for part in parts:
+                if len(frame) + len(part.data) > size:
+                    raise ProtocolError(f"PushResult: more than the {size} bytes announced")
+                frame += part.data
+            if len(frame) != size:
+                raise ProtocolError(f"PushResult: {len(frame)} of the {size} bytes announced")
+            return frame
+
+        return self._take_result(site, first.task_id, read)
+
+    def _take_result(
+        self, site: str, task_id: str, read: Callable[[], bytes | bytearray]
+    ) -> pb.SubmitResultReply:
+        """Store the result ``read()`` returns, unless the task is late, unknown or done."""
+        state = self._state
+        with state.cond:
+            verdict, task = self._check_result(site, task_id)
+        if task is None:  # not read at all: nothing of it would be kept
+            return pb.SubmitResultReply(accepted=verdict)
+        result = decode_model(read())
+        with state.cond:
+            verdict, task = self._check_result(site, task_id)
+            if task is None:
+                return pb.SubmitResultReply(accepted=verdict)
+            task.results[site] = result
+            task.arrivals.append(site)
+            state.cond.notify_all()
+        log.debug("site %s returned task %s (%s), rc=%s", site, task.name, task_id, result.rc)
+        return pb.SubmitResultReply(accepted=True)
+
+    def _check_result(self, site: str, task_id: str) -> tuple[bool, Task | None]:
+        """(accepted, task to store the result in); no task means do not store it."""
+        task = self._state.tasks.get(task_id)
+        if task is None or task.closed:
+            log.warning(
+                "ignored a result from site %s for late or unknown task %s", site, task_id[:64]
+            )
+            return False, None
+        if site not in task.targets:
+            log.warning(
+                "ignored a result from site %s for task %s, which was not sent to it",
+                site,
+                task.name,
+            )
+            return False, None
+        if site in task.results:
+            # A retry after a dropped reply: the first copy counts.
+            log.debug("site %s resent its result for task %s", site, task.name)
+            return True, None
+        return True, task
+
+    def heartbeat(
+        self, site: str, request: Any, context: grpc.ServicerContext
+    ) -> pb.HeartbeatReply:
+        """Heartbeat: the call itself says the site is there; the reply, whether the run ended."""
+        return pb.HeartbeatReply(ended=self._state.ended)
+
+    def send_events(
+        self, site: str, request: Any, context: grpc.ServicerContext
+    ) -> pb.SendEventsReply:
+        """SendEvents: deliver the records next in the site's sequence; acknowledge the last
+        one written (never one that was not)."""
+        stream = request.stream
+        records = decode_records(request.records)
+        for record in records:
+            seq = record.get("seq")
+            if type(seq) is not int or seq < 1:
+                raise ProtocolError("SendEvents: every record needs an int 'seq' >= 1")
+        state = self._state
+        with state.cond:
+            st = state.sites[site]
+        with st.events_lock:
+            if stream != st.stream:
+                abort(
+                    context,
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"stale event stream: site {site} has reconnected as a new client",
+                )
+            expected = st.last_seq + 1
+            fresh: list[dict[str, Any]] = []
+            for record in records:
+                seq = record["seq"]
+                if seq < expected:  # already delivered: a resend after a lost ack
+                    continue
+                if seq > expected:
+                    # A gap: refuse the rest; the ack tells the client where to resume.
+                    log.debug("site %s: event gap at seq %d (expected %d)", site, seq, expected)
+                    break
+                fresh.append(record)
+                expected += 1
+            refused = None
+            if fresh:
+                try:
+                    if self.on_events is not None:
+                        self.on_events(site, fresh)
+                except StorageError as exc:
+                    # Not written, so not acknowledged: the site keeps the records and
+                    # sends them again; nothing is lost while the disk is full.
+                    refused = exc.message
+                    state.note_storage(refused)
+                except Exception:
+                    # A receiver's bug: the records cannot be saved by sending them
+                    # again, so they count as delivered, and the run fails loudly.
+                    log.exception("on_events failed for %d records from site %s", len(fresh), site)
+                    st.last_seq = expected - 1
+                    state.note_failure(f"saving the records of site {site} failed (see the log)")
+                else:
+                    st.last_seq = expected - 1
+                    state.note_storage(None)
+            ack = st.last_seq
+        return pb.SendEventsReply(ack=ack, error=refused or "")
+
+    def bye(self, site: str, request: Any, context: grpc.ServicerContext) -> pb.ByeReply:
+        """Bye: the site leaves; with a reason, because it failed."""
+        reason = request.reason
+        if len(reason) > 1000:
+            raise ProtocolError("Bye: 'reason' must be at most 1000 characters")
+        state = self._state
+        with state.cond:
+            st = state.site(site)
+            if reason:
+                st.state = LEFT
+                state.state_changes += 1
+                st.lost_reason = f"failed: {reason}"
+                st.failure = reason
+            elif st.state != NEW:
+                st.state = LEFT
+                state.state_changes += 1
+                st.lost_reason = "said Bye"
+            state.cond.notify_all()
+        if reason:
+            log.error("site %s failed: %s", site, reason)
+            if self.on_site_failed is not None:
+                try:
+                    self.on_site_failed(site, reason)
+                except Exception:
+                    log.exception("on_site_failed(%s) failed", site)
+        else:
+            log.info("site %s said Bye", site)
+        return pb.ByeReply()

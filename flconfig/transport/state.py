@@ -1,0 +1,149 @@
+"""What the job server knows of its sites and open tasks, under one lock.
+
+:class:`ServerState` is the one piece of state the server's parts share: the
+RPC handlers (:mod:`.handlers`), the call accounting (:mod:`.rpc`), the task
+dispatch (:mod:`.dispatch`) and the server's lifecycle (:mod:`.server`). Each
+reads and changes it holding :attr:`ServerState.cond`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from ..types import FLModel
+
+log = logging.getLogger(__name__)
+
+# Site states. NEW: named as a target but never said Hello; LOST: no call within
+# the heartbeat timeout (becomes ALIVE again on its next call); LEFT: said Bye.
+NEW, ALIVE, LOST, LEFT = "new", "alive", "lost", "left"
+#: Methods a site may call before Hello (or after Bye).
+SESSIONLESS = ("Hello", "Bye")
+
+
+@dataclass(eq=False)
+class Task:
+    """A task sent to some sites, and the results they returned."""
+
+    name: str
+    task_id: str
+    model: bytes  # the task's model frame, encoded once and shared by every target
+    reply: bytes  # the GetTask reply: the frame inside when it fits in one message
+    targets: tuple[str, ...]
+    results: dict[str, FLModel] = field(default_factory=dict)
+    arrivals: list[str] = field(default_factory=list)  # result order, for on_result
+    closed: bool = False
+
+
+@dataclass(eq=False)
+class Site:
+    """One site as the server sees it: its state, its calls, its tasks, its event stream."""
+
+    name: str
+    state: str = NEW
+    last_seen: float = 0.0
+    active_calls: int = 0
+    lost_reason: str = "never connected"
+    tasks: deque[Task] = field(default_factory=deque)
+    # Event stream: the client instance's stream id and the last seq delivered.
+    stream: str = ""
+    last_seq: int = 0
+    failure: str = ""  # why the site stopped, if it said Bye because it failed
+    # Why its process ended, when whoever started it says so (mark_lost): a site
+    # whose process is gone is never made alive again by a late call.
+    process_ended: str = ""
+    events_lock: threading.Lock = field(default_factory=threading.Lock)
+    # Wakes this site's long polls only (it shares the server's lock): a task for
+    # one site, or a result, does not wake every site's waiting GetTask.
+    polls: threading.Condition | None = None
+
+
+class ServerState:
+    """The sites (``known``: the names that may authenticate) and open tasks of one job's
+    server, and how its run stands; guarded by :attr:`cond`."""
+
+    def __init__(self, known: Iterable[str]) -> None:
+        #: The sites of the job: the only names that may authenticate.
+        self.known = frozenset(known)
+        self.lock = threading.RLock()
+        self.cond = threading.Condition(self.lock)
+        self.sites: dict[str, Site] = {}
+        self.tasks: dict[str, Task] = {}
+        #: Counts changes of any site's state (alive, lost, left).
+        self.state_changes = 0
+        self.ended = False  # end_run: every GetTask answers "end"
+        self.stopping = False
+        #: Set while the latest records could not be written (a full disk), else None.
+        self.storage_error: str | None = None
+        #: Failures of the server's receivers that fail the run.
+        self.failures: list[str] = []
+
+    def site(self, name: str) -> Site:
+        """The site ``name``, added as NEW on first mention; hold :attr:`cond`."""
+        st = self.sites.get(name)
+        if st is None:
+            st = self.sites[name] = Site(name, polls=threading.Condition(self.lock))
+        return st
+
+    def changed(self) -> None:
+        """Note that a site's state changed and wake the waiters; hold :attr:`cond`."""
+        self.state_changes += 1
+        self.cond.notify_all()
+
+    def wake_polls(self, sites: Iterable[Site] | None = None) -> None:
+        """Wake the long polls of ``sites`` (all sites if None); hold :attr:`cond`."""
+        for st in self.sites.values() if sites is None else sites:
+            if st.polls is not None:
+                st.polls.notify_all()
+
+    def alive(self) -> list[str]:
+        """The sites now alive, sorted."""
+        with self.cond:
+            return sorted(name for name, st in self.sites.items() if st.state == ALIVE)
+
+    def begin_call(self, site: str, method: str) -> str | None:
+        """Count a call of ``site`` as started; why it is refused (no Hello yet), or None.
+
+        A lost site's call makes it alive again, unless its process has ended.
+        """
+        back = False
+        with self.cond:
+            st = self.site(site)
+            if method not in SESSIONLESS and st.state in (NEW, LEFT):
+                return f"site {site} must say Hello first"
+            if st.state == LOST and method != "Bye" and not st.process_ended:
+                st.state, back = ALIVE, True
+                self.changed()
+            st.active_calls += 1
+            st.last_seen = time.monotonic()
+        if back:
+            log.warning("site %s is back", site)
+        return None
+
+    def end_call(self, site: str) -> None:
+        """Count a call of ``site`` as ended."""
+        with self.cond:
+            st = self.sites[site]
+            st.active_calls -= 1
+            st.last_seen = time.monotonic()
+
+    def note_storage(self, message: str | None) -> None:
+        """Note that records cannot be written (``message`` says why), or can again (None)."""
+        with self.cond:
+            if message is not None and self.storage_error is None:
+                log.error("records not written: %s; the sites keep them and send them again",
+                          message)
+            elif message is None and self.storage_error is not None:
+                log.warning("records are written again (after: %s)", self.storage_error)
+            self.storage_error = message
+
+    def note_failure(self, message: str) -> None:
+        """Note a failure of the server's receivers, which fails the run (once each)."""
+        with self.cond:
+            if message not in self.failures:
+                self.failures.append(message)
