@@ -20,6 +20,7 @@ import grpc
 from ..types import FLModel
 from . import contract
 from .link import END, SiteLink, Task, _EndOfRun
+from .retry import RetryPolicy
 
 __all__ = ["END", "CommClient", "Task"]
 
@@ -77,13 +78,14 @@ class CommClient:
         max_outbox_bytes: int = 256 * 1024 * 1024,
         channel_credentials: grpc.ChannelCredentials | None = None,
         share_channel: bool = False,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self._link = SiteLink(
             address, site, token, heartbeat_interval,
             max_message_mb=max_message_mb, max_model_mb=max_model_mb,
             retry_timeout=retry_timeout, batch_max=batch_max, batch_linger=batch_linger,
             max_outbox_records=max_outbox_records, max_outbox_bytes=max_outbox_bytes,
-            channel_credentials=channel_credentials, share_channel=share_channel,
+            channel_credentials=channel_credentials, share_channel=share_channel, retry=retry,
         )  # fmt: skip
 
     @property
@@ -105,6 +107,11 @@ class CommClient:
     def retry_timeout(self) -> float:
         """How long calls keep retrying while the server is unreachable."""
         return self._link.retry_timeout
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """How calls are retried (its deadline is :attr:`retry_timeout`)."""
+        return self._link.retry
 
     @property
     def unacked(self) -> int:

@@ -9,7 +9,6 @@ imported: this module does not import gRPC.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -19,13 +18,18 @@ from typing import Any
 RETRYABLE_CODES: frozenset[str] = frozenset({"UNAVAILABLE", "CANCELLED", "DEADLINE_EXCEEDED"})
 
 
+class Retryable(Exception):
+    """A call failed in a way worth retrying (the message says how)."""
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """Which failures are retried, the backoff between tries, and how long to keep trying.
 
     The wait starts at ``first_delay`` seconds and grows by ``factor`` up to
     ``max_delay``; a series of tries gives up once the next wait would end more
-    than ``deadline`` seconds after the first try (``math.inf``: never).
+    than ``deadline`` seconds after the first try (``math.inf``: never; a caller
+    that retries until told to stop just does not ask).
     """
 
     #: Names of the ``grpc.StatusCode`` values worth another try.
@@ -55,10 +59,6 @@ class RetryPolicy:
     def backoff(self) -> Backoff:
         """The schedule of one series of tries, starting now."""
         return Backoff(self)
-
-
-#: Never gives up: waits 0.05 s doubling to 1 s (the link's event stream, until it stops).
-FOREVER = RetryPolicy(deadline=math.inf)
 
 
 class Backoff:
