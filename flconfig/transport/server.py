@@ -69,8 +69,8 @@ class CommServer:
         server_credentials: grpc.ServerCredentials | None = None,
         peer_check: PeerCheck | None = None,
     ) -> None:
-        #: With mutual TLS: ``peer_check(context, site)`` says why the caller's certificate
-        #: does not prove it is ``site`` (None: it does); checked on every call.
+        # With mutual TLS, ``peer_check(context, site)`` says why the caller's certificate
+        # does not prove it is ``site`` (None: it does); checked on every call.
         self._tokens = SiteTokens(credentials, peer_check)
         if heartbeat_timeout <= 0:
             raise ValueError("heartbeat_timeout must be > 0")
