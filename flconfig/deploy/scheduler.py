@@ -28,6 +28,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import ConfigError, errors_only, relocate
 from ..files import write_atomic
@@ -126,10 +127,11 @@ class Scheduler:
             self._reconciled_at = time.monotonic()
             self.reconcile()
 
-    def _heartbeat(self, job: object) -> float:
+    def _heartbeat(self, job: Any) -> float:
+        """Seconds of silence after which the job's server counts a site lost."""
         if self._settings.heartbeat_timeout is not None:
             return self._settings.heartbeat_timeout
-        config = getattr(job, "server_config", None)
+        config = job.server_config
         value = config.doc.data_at(("server", "heart_beat_timeout")) if config is not None else None
         return float(value) if isinstance(value, (int, float)) and value > 0 else 60.0
 
