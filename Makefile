@@ -34,8 +34,11 @@ lint: venv
 bench: venv
 	$(BIN)/python benchmarks/run_all.py
 
-# Regenerate the wire contract's Python modules from flconfig/transport/flconfig.proto
-# (grpcio-tools is in the test extra; tests/test_transport.py checks they match).
+# Regenerate the wire contracts' Python modules from flconfig/transport/flconfig.proto and
+# flconfig/deploy/deploy.proto (grpcio-tools is in the test extra; tests/transport/test_transport.py
+# and tests/deploy/test_deploy_units.py check they match).
 proto: venv
 	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. \
 		flconfig/transport/flconfig.proto
+	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. \
+		flconfig/deploy/deploy.proto

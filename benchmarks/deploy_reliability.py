@@ -209,7 +209,10 @@ def attacks(tmp: Path) -> dict[str, Any]:
         def call(creds: Any, method: str = "Jobs") -> str:
             channel = grpc.secure_channel(address, creds, options=wire.options())
             try:
-                channel.unary_unary(wire.method_path(method))(wire.encode({"jobs": {}, "wait": 0}), timeout=10)
+                request = wire.REQUESTS[method]()
+                if method == "Poll":
+                    request.wait = 0  # answered at once
+                channel.unary_unary(wire.method_path(method))(request.SerializeToString(), timeout=10)
                 return "ACCEPTED"
             except grpc.RpcError as exc:
                 return exc.code().name

@@ -11,13 +11,18 @@ import io
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from google.protobuf.message import Message
 
 from ..errors import FlconfigError
+from . import deploy_pb2 as pb
 from . import wire
 from .archive import ArchiveError, pack_folder, unpack
 from .grpclog import caller_reason
 from .kit import Kit
+
+M = TypeVar("M", bound=Message)
 
 
 class AdminError(FlconfigError):
@@ -60,22 +65,21 @@ class Admin:
             return AdminError(f"the server at {self.kit.server_address} did not answer in time")
         return AdminError(f"the server answered {code.name}: {details}")
 
-    def call(self, method: str, header: dict[str, Any], blob: bytes = b"",
-             timeout: float | None = None) -> tuple[dict[str, Any], bytes]:
+    def call(self, method: str, request: Message, reply: type[M], timeout: float | None = None) -> M:
+        """The server's ``reply`` to ``request``, a call of ``method``; an
+        :class:`AdminError` if the call fails or the reply says an error."""
         import grpc
 
         try:
-            reply = self._channel.unary_unary(wire.method_path(method))(
-                wire.encode(header, blob), timeout=timeout or self.timeout)
+            data = self._channel.unary_unary(wire.method_path(method))(
+                request.SerializeToString(), timeout=timeout or self.timeout)
         except grpc.RpcError as exc:
             raise self._error(exc) from None
-        try:
-            answer, data = wire.decode(reply)
-        except wire.FrameError as exc:
-            raise AdminError(f"the server's reply is not understood: {exc}") from None
-        if answer.get("error"):
-            raise AdminError(str(answer["error"]))
-        return answer, data
+        answer = _understood(reply, data)
+        error = getattr(answer, "error", "")
+        if error:
+            raise AdminError(str(error))
+        return answer
 
     # ------------------------------------------------------------------ commands
 
@@ -87,12 +91,16 @@ class Admin:
             data = pack_folder(folder, max_bytes=wire.MAX_JOB_BYTES)
         except (ArchiveError, OSError) as exc:
             raise AdminError(f"cannot send {folder}: {exc}") from None
-        answer, _ = self.call("Submit", {"path": shown or str(folder)}, data, timeout=max(self.timeout, 300))
-        return answer
+        answer = self.call("Submit", pb.SubmitRequest(path=shown or str(folder), job=data), pb.SubmitReply,
+                           timeout=max(self.timeout, 300))
+        return submitted(answer)
 
     def jobs(self, job_id: str | None = None) -> dict[str, Any]:
-        answer, _ = self.call("Jobs", {"job_id": job_id} if job_id else {})
-        return answer
+        """The server's jobs (or the one of ``job_id``): ``jobs`` (a dict each, as
+        ``flconfig jobs --json`` shows them), ``sites`` connected, ``max_jobs``."""
+        answer = self.call("Jobs", pb.JobsRequest(job_id=job_id or ""), pb.JobsReply)
+        return {"jobs": [_job(info) for info in answer.jobs], "sites": list(answer.sites),
+                "max_jobs": answer.max_jobs}
 
     def resolve(self, prefix: str) -> str:
         """The id of the one job whose id starts with ``prefix``."""
@@ -104,9 +112,9 @@ class Admin:
         return ids[0]
 
     def abort(self, job_id: str) -> None:
-        answer, _ = self.call("Abort", {"job_id": job_id})
-        if not answer.get("ok"):
-            raise AdminError(str(answer.get("error", "not aborted")))
+        answer = self.call("Abort", pb.AbortRequest(job_id=job_id), pb.AbortReply)
+        if not answer.ok:
+            raise AdminError(answer.error or "not aborted")
 
     def logs(self, job_id: str, site: str = "server", follow: bool = False,
              write: Callable[[bytes], None] | None = None, interval: float = 1.0) -> str:
@@ -114,14 +122,14 @@ class Admin:
         the job's state at the end."""
         offset = 0
         while True:
-            answer, data = self.call("Logs", {"job_id": job_id, "site": site, "offset": offset})
-            if data and write is not None:
-                write(data)
-            offset = int(answer["offset"])
-            if data:
+            answer = self.call("Logs", pb.LogsRequest(job_id=job_id, site=site, offset=offset), pb.LogsReply)
+            if answer.data and write is not None:
+                write(answer.data)
+            offset = answer.offset
+            if answer.data:
                 continue
-            if not follow or answer.get("ended"):
-                return str(answer.get("state", ""))
+            if not follow or answer.ended:
+                return answer.state
             time.sleep(interval)
 
     def download(self, job_id: str, dest: Path) -> Path:
@@ -135,15 +143,17 @@ class Admin:
         buf = io.BytesIO()
         try:
             replies: Iterator[bytes] = self._channel.unary_stream(wire.method_path("Download"))(
-                wire.encode({"job_id": job_id}), timeout=3600)
+                pb.DownloadRequest(job_id=job_id).SerializeToString(), timeout=3600)
             size = None
-            for reply in replies:
-                header, data = wire.decode(reply)
-                if header.get("error"):
-                    raise AdminError(str(header["error"]))
-                if "size" in header:
-                    size = int(header["size"])
-                buf.write(data)
+            for data in replies:
+                reply = _understood(pb.DownloadReply, data)
+                part = reply.WhichOneof("part")
+                if part == "error":
+                    raise AdminError(reply.error)
+                if part == "size":
+                    size = reply.size
+                elif part == "data":
+                    buf.write(reply.data)
         except grpc.RpcError as exc:
             raise self._error(exc) from None
         if size is None or buf.tell() != size:
@@ -155,4 +165,33 @@ class Admin:
         return target
 
     def shutdown(self, sites: bool = False) -> None:
-        self.call("Shutdown", {"sites": sites})
+        self.call("Shutdown", pb.ShutdownRequest(sites=sites), pb.ShutdownReply)
+
+
+def _understood(kind: type[M], data: bytes) -> M:
+    try:
+        return wire.parse(kind, data)
+    except wire.MessageError as exc:
+        raise AdminError(f"the server's reply is not understood: {exc}") from None
+
+
+def submitted(answer: pb.SubmitReply) -> dict[str, Any]:
+    """The server's answer to a submission: ``ok`` and validate's ``report``, and with
+    ``ok`` the ``job_id`` and how many jobs are ``queued``."""
+    if not answer.ok:
+        return {"ok": False, "report": answer.report}
+    return {"ok": True, "job_id": answer.job_id, "report": answer.report, "queued": answer.queued}
+
+
+def _job(info: pb.JobInfo) -> dict[str, Any]:
+    """A job as the server lists it (the job store's record, and a ``note`` if any)."""
+    job: dict[str, Any] = {
+        "id": info.id, "name": info.name, "state": info.state, "submitter": info.submitter,
+        "submitter_org": info.submitter_org, "submitted_at": info.submitted_at,
+        "started_at": info.started_at if info.HasField("started_at") else None,
+        "ended_at": info.ended_at if info.HasField("ended_at") else None,
+        "sites": list(info.sites), "error": info.error,
+    }  # fmt: skip
+    if info.note:
+        job["note"] = info.note
+    return job

@@ -22,19 +22,25 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from google.protobuf.message import Message
 
 from ..runtime.spec import WorkerSpec, worker_command
+from . import deploy_pb2 as pb
 from . import wire
 from .archive import ArchiveError, unpack
 from .grpclog import caller_reason
 from .kit import Kit
-from .server import JOB_FOLDER
+from .state import JOB_FOLDER
 
 log = logging.getLogger(__name__)
 BACKOFF_START_S, BACKOFF_MAX_S = 1.0, 30.0
 #: Seconds between two tries of an instance the server refuses because another is connected.
 STANDBY_RETRY_S = 5.0
+
+
+M = TypeVar("M", bound=Message)
 
 
 class RefusedError(Exception):
@@ -75,15 +81,17 @@ class SiteService:
 
     # ------------------------------------------------------------------ calls
 
-    def _call(self, method: str, header: dict[str, Any], blob: bytes = b"", timeout: float = 60.0) -> tuple[dict[str, Any], bytes]:
+    def _call(self, method: str, request: Message, reply: type[M], timeout: float = 60.0) -> M:
+        """Call ``method`` of the server with ``request`` (this instance's session set);
+        its reply, :class:`wire.MessageError` if the reply is not a ``reply``."""
         import grpc
 
         if self._channel is None:
             self._channel = grpc.secure_channel(self.kit.server_address, self.kit.channel_credentials(),
                                                 options=wire.options())
-        header = {**header, "session": self.session}
-        reply = self._channel.unary_unary(wire.method_path(method))(wire.encode(header, blob), timeout=timeout)
-        return wire.decode(reply)
+        request.session = self.session  # type: ignore[attr-defined]  # every site request has one
+        data = self._channel.unary_unary(wire.method_path(method))(request.SerializeToString(), timeout=timeout)
+        return wire.parse(reply, data)
 
     def run(self) -> int:
         """Serve until the server says shut down, SIGTERM or Ctrl-C; 1 if the server refuses us
@@ -114,9 +122,14 @@ class SiteService:
                 try:
                     self._push_logs()
                     busy = any(j.state == "running" for j in self._jobs.values())
-                    header, _ = self._call("Poll", {"jobs": {j: job.state for j, job in self._jobs.items()},
-                                                    "wait": 1.0 if busy else self.poll_wait},
-                                           timeout=wire.POLL_S + 20)
+                    work = self._call("Poll", pb.PollRequest(jobs={j: job.state for j, job in self._jobs.items()},
+                                                             wait=1.0 if busy else self.poll_wait),
+                                      pb.PollReply, timeout=wire.POLL_S + 20)
+                except wire.MessageError as exc:  # a server of another version: said, and retried
+                    self.say(f"the server's reply is not understood: {exc}; retrying in {BACKOFF_MAX_S:g} s")
+                    connected = False
+                    self._sleep(BACKOFF_MAX_S)
+                    continue
                 except grpc.RpcError as exc:
                     code = exc.code()
                     if code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
@@ -143,7 +156,7 @@ class SiteService:
                     self.say(f"connected to {self.kit.server_address}")
                     connected, backoff, standby = True, BACKOFF_START_S, False
                 try:
-                    self._handle(header)
+                    self._handle(work)
                     self._check_jobs()
                 except grpc.RpcError:
                     continue  # the next poll tells whether the server is away
@@ -153,8 +166,8 @@ class SiteService:
                     log.exception("handling the server's work failed")
                     self.say(f"could not do what the server asked: {type(exc).__name__}: {exc}")
                     self._sleep(BACKOFF_START_S)
-                if header.get("retry_after"):  # the server has many sites polling: come back later
-                    self._sleep(min(30.0, float(header["retry_after"])))
+                if work.retry_after > 0:  # the server has many sites polling: come back later
+                    self._sleep(min(30.0, work.retry_after))
         except KeyboardInterrupt:
             self.say("interrupted")
         finally:
@@ -169,32 +182,30 @@ class SiteService:
         while not self._stop and time.monotonic() < end:
             time.sleep(min(0.2, end - time.monotonic()))
 
-    def _handle(self, work: dict[str, Any]) -> None:
+    def _handle(self, work: pb.PollReply) -> None:
         self._check_jobs()  # a job that has just ended is reported as such, not aborted
-        for key in ("deploy", "start"):
-            items = [i for i in work.get(key) or [] if isinstance(i, dict) and _is_job_id(i.get("job_id"))]
-            if len(items) != len(work.get(key) or []):
+        items: dict[str, list[pb.Work]] = {}
+        for key, given in (("deploy", work.deploy), ("start", work.start)):
+            items[key] = [i for i in given if _is_job_id(i.job_id)]
+            if len(items[key]) != len(given):
                 log.warning("the server sent %s work with a bad job id; ignored", key)
-            work[key] = items
-        work["abort"] = [j for j in work.get("abort") or [] if _is_job_id(j)]
-        for job_id in work.get("abort") or []:
-            job = self._jobs.get(str(job_id))
+        for job_id in [j for j in work.abort if _is_job_id(j)]:
+            job = self._jobs.get(job_id)
             if job is not None and job.state in ("deployed", "accepted", "running"):
                 self._kill(job)
                 job.state = "aborted"
                 self.say(f"job {job_id} aborted by the server")
-        for item in work.get("deploy") or []:
-            job = self._deploy(str(item["job_id"]), str(item.get("name", "")))
-            if job is not None and job.state == "accepted" and item.get("port"):
+        for item in items["deploy"]:
+            job = self._deploy(item.job_id, item.name)
+            if job is not None and job.state == "accepted" and item.port:
                 self._start(job, item)  # connects (retrying) while the job's server starts
-        for item in work.get("start") or []:
-            job_id = str(item["job_id"])
-            job = self._jobs.get(job_id)
+        for item in items["start"]:
+            job = self._jobs.get(item.job_id)
             if job is None:  # this service restarted since it accepted the job
-                job = self._deploy(job_id, "")
+                job = self._deploy(item.job_id, "")
             if job is not None and job.state == "accepted":
                 self._start(job, item)
-        if work.get("shutdown"):
+        if work.shutdown:
             self.say("the server asks its sites to shut down")
             self._stop = True
 
@@ -210,12 +221,12 @@ class SiteService:
         self._jobs[job_id] = job
         reason = ""
         try:
-            header, blob = self._call("FetchJob", {"job_id": job_id}, timeout=300)
-            if header.get("error"):
-                reason = str(header["error"])
+            fetched = self._call("FetchJob", pb.FetchJobRequest(job_id=job_id), pb.FetchJobReply, timeout=300)
+            if fetched.error:
+                reason = fetched.error
             else:
                 shutil.rmtree(folder / JOB_FOLDER, ignore_errors=True)
-                unpack(blob, folder / JOB_FOLDER, max_bytes=wire.MAX_JOB_BYTES)
+                unpack(fetched.job, folder / JOB_FOLDER, max_bytes=wire.MAX_JOB_BYTES)
                 # Checked as this site runs it: its own app's custom/ only, and none at all
                 # unless its kit allows custom code; no environment of this machine.
                 checked, problems = inspect_job(folder / JOB_FOLDER, participant=self.site,
@@ -238,6 +249,8 @@ class SiteService:
                     job.name = checked.name or name
         except ArchiveError as exc:
             reason = f"the job archive is unsafe: {exc}"
+        except wire.MessageError as exc:
+            reason = f"could not fetch the job: the server's reply is not understood: {exc}"
         except ConfigError as exc:  # invalid as resolved for this site: its first problem, job paths only
             reason = f"the job is invalid here: {_one_line(relocate(exc.problems, folder / JOB_FOLDER, '')[0])}"
         except Exception as exc:  # any check failing refuses the job, saying why
@@ -252,24 +265,24 @@ class SiteService:
                 reason = f"the job could not be checked here ({type(exc).__name__}); see the site's log"
         job.state = "refused" if reason else "accepted"
         try:
-            self._call("Report", {"job_id": job_id, "state": job.state, "reason": reason})
+            self._call("Report", pb.ReportRequest(job_id=job_id, state=job.state, reason=reason), pb.ReportReply)
         except Exception:
             pass  # the next poll says again what this site has
         self.say(f"job {job_id}: {'refused: ' + reason if reason else 'accepted'}")
         return job
 
-    def _start(self, job: _Job, item: dict[str, Any]) -> None:
+    def _start(self, job: _Job, item: pb.Work) -> None:
         from ..files import write_atomic
 
         control = job.folder / ".control"
         control.mkdir(parents=True, exist_ok=True)
         write_atomic(control / "plan.json", job.plan.to_json().encode(), mode=0o600)
-        heartbeat = float(item.get("heartbeat_timeout", 60.0))
+        heartbeat = item.heartbeat_timeout or 60.0
         spec = WorkerSpec(
             plan=str(control / "plan.json"), workspace=str(self.workspace), run_dir=str(job.folder),
-            job_id=job.job_id, sites=tuple(item.get("sites") or [self.site]),
-            credentials={self.site: str(item["token"])}, heartbeat_timeout=heartbeat,
-            threads=max(1, os.cpu_count() or 1), address=f"{self.kit.server_host}:{int(item['port'])}",
+            job_id=job.job_id, sites=tuple(item.sites or [self.site]),
+            credentials={self.site: item.token}, heartbeat_timeout=heartbeat,
+            threads=max(1, os.cpu_count() or 1), address=f"{self.kit.server_host}:{item.port}",
             tls=self.kit.tls_files(),
         )
         spec_file = spec.write(control / "spec.json")
@@ -294,7 +307,8 @@ class SiteService:
     def _report_end(self, job: _Job, reason: str) -> None:
         try:
             self._push_logs(job)
-            self._call("Report", {"job_id": job.job_id, "state": job.state, "reason": reason})
+            self._call("Report", pb.ReportRequest(job_id=job.job_id, state=job.state, reason=reason),
+                       pb.ReportReply)
             job.reported = True
         except Exception:
             pass
@@ -316,11 +330,12 @@ class SiteService:
                     break
                 if not data:
                     break
-                header, _ = self._call("PushLog", {"job_id": job.job_id, "offset": job.log_offset}, data)
-                if "offset" not in header:
+                pushed = self._call("PushLog", pb.PushLogRequest(job_id=job.job_id, offset=job.log_offset, data=data),
+                                    pb.PushLogReply)
+                if not pushed.HasField("offset"):
                     break
-                job.log_offset = int(header["offset"])
-                if not header.get("ok") and job.log_offset >= path.stat().st_size:
+                job.log_offset = pushed.offset
+                if not pushed.ok and job.log_offset >= path.stat().st_size:
                     break
 
     def _kill(self, job: _Job) -> None:

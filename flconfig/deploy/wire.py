@@ -1,42 +1,44 @@
-"""The contract of a deployed server's control service, ``flconfig.Deploy``.
+"""The contract of a deployed server's control service, ``flconfig.deploy.Deploy``.
 
-Sites and admins call it over mutual TLS on the server's kit port; the caller's
-identity and role are its certificate's (see :class:`~flconfig.transport.tls.CertificateGate`).
-A message is one frame: ``b"FLCD" | u32 header length | JSON object | blob`` — the
-blob carries a job folder or a download (zip archives), never pickle. Jobs' own
-traffic (tasks, results, records) goes to the job's :mod:`flconfig.transport`
-server, on a port of its own, with the same certificates.
+The messages and the service are declared in ``deploy.proto`` beside this module
+(``deploy_pb2`` and ``deploy_pb2_grpc`` are generated from it by ``make proto``, and
+committed). Sites and admins call it over mutual TLS on the server's kit port; the
+caller's identity and role are its certificate's (see
+:class:`~flconfig.transport.tls.CertificateGate`). Job folders and downloads travel as
+zip archives in ``bytes`` fields, logs as raw bytes; never pickle. Jobs' own traffic
+(tasks, results, records) goes to the job's :mod:`flconfig.transport` server, on a port
+of its own, with the same certificates.
 
-Site methods (a ``client`` certificate):
-
-- ``Poll {jobs: {id: state}}`` → ``{deploy: [...], start: [...], abort: [...]}``, held up
-  to :data:`POLL_S` until there is something to do;
-- ``FetchJob {job_id}`` → blob: the job folder, as a zip;
-- ``Report {job_id, state, reason}``: ``accepted`` / ``refused`` (before a run),
-  ``finished`` / ``failed`` (after);
-- ``PushLog {job_id, offset}`` + blob: the next bytes of the site's log of the job.
+Site methods (a ``client`` certificate): ``Poll`` (held up to :data:`POLL_S` until there
+is something to do), ``FetchJob`` (the job folder, zipped), ``Report`` (``accepted`` /
+``refused`` before a run, ``finished`` / ``failed`` after), ``PushLog`` (the next bytes
+of the site's log of a job).
 
 Admin methods (an ``admin`` certificate): ``Submit``, ``Jobs``, ``Abort``, ``Logs``,
-``Download`` (streams chunks), ``Shutdown``.
+``Download`` (streams chunks of :data:`CHUNK_BYTES`), ``Shutdown``.
+
+Both ends read each other's messages with :func:`parse`: bytes that are not the
+message expected are a :class:`MessageError`, said in one line.
 """
 
 from __future__ import annotations
 
-import json
-import struct
-from typing import Any
+from typing import TypeVar
 
-SERVICE = "flconfig.Deploy"
+from google.protobuf.message import DecodeError, Message
+
+from . import deploy_pb2 as pb
+
+SERVICE = pb.DESCRIPTOR.services_by_name["Deploy"].full_name
 SITE_METHODS = ("Poll", "FetchJob", "Report", "PushLog")
 ADMIN_METHODS = ("Submit", "Jobs", "Abort", "Logs", "Download", "Shutdown")
 #: Methods whose replies stream (chunks of :data:`CHUNK_BYTES`).
 STREAMING_REPLIES = frozenset({"Download"})
-MAGIC = b"FLCD"
-#: Largest JSON header of a frame.
+#: Room for a message's fields besides its bytes.
 MAX_HEADER = 1024 * 1024
 #: Largest job folder a submission may carry, zipped.
 MAX_JOB_BYTES = 256 * 1024 * 1024
-#: Largest gRPC message of the service (a job folder plus its header).
+#: Largest gRPC message of the service (a job folder plus its other fields).
 MAX_MESSAGE_BYTES = MAX_JOB_BYTES + 2 * MAX_HEADER
 CHUNK_BYTES = 4 * 1024 * 1024
 #: Longest a site's Poll is held waiting for work.
@@ -44,34 +46,38 @@ POLL_S = 10.0
 #: Largest piece of a log one PushLog or Logs call carries.
 LOG_CHUNK = 1024 * 1024
 
+#: The request message of each method.
+REQUESTS: dict[str, type[Message]] = {
+    "Poll": pb.PollRequest, "FetchJob": pb.FetchJobRequest, "Report": pb.ReportRequest,
+    "PushLog": pb.PushLogRequest, "Submit": pb.SubmitRequest, "Jobs": pb.JobsRequest,
+    "Abort": pb.AbortRequest, "Logs": pb.LogsRequest, "Download": pb.DownloadRequest,
+    "Shutdown": pb.ShutdownRequest,
+}  # fmt: skip
+#: The reply message of each method (of each reply, for a streaming one).
+REPLIES: dict[str, type[Message]] = {
+    "Poll": pb.PollReply, "FetchJob": pb.FetchJobReply, "Report": pb.ReportReply,
+    "PushLog": pb.PushLogReply, "Submit": pb.SubmitReply, "Jobs": pb.JobsReply,
+    "Abort": pb.AbortReply, "Logs": pb.LogsReply, "Download": pb.DownloadReply,
+    "Shutdown": pb.ShutdownReply,
+}  # fmt: skip
 
-class FrameError(ValueError):
-    """Bytes that are not a frame of this contract."""
+M = TypeVar("M", bound=Message)
 
 
-def encode(header: dict[str, Any], blob: bytes = b"") -> bytes:
-    """One frame: ``header`` as JSON, then ``blob``."""
-    data = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    return b"".join((MAGIC, struct.pack(">I", len(data)), data, blob))
+class MessageError(ValueError):
+    """Bytes that are not the message of this contract they should be."""
 
 
-def decode(frame: bytes) -> tuple[dict[str, Any], bytes]:
-    """(header, blob) of ``frame``; :class:`FrameError` if it is not one."""
-    if len(frame) < 8 or frame[:4] != MAGIC:
-        raise FrameError("not a flconfig deploy frame")
-    (size,) = struct.unpack(">I", frame[4:8])
-    if size > MAX_HEADER or 8 + size > len(frame):
-        raise FrameError("bad frame header length")
+def parse(kind: type[M], data: bytes) -> M:
+    """The message ``kind`` in ``data``; :class:`MessageError` if they hold none."""
     try:
-        header = json.loads(frame[8:8 + size].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise FrameError("the frame header is not JSON") from None
-    if not isinstance(header, dict):
-        raise FrameError("the frame header is not a JSON object")
-    return header, frame[8 + size:]
+        return kind.FromString(data)
+    except DecodeError as exc:
+        raise MessageError(f"not a valid {kind.__name__} ({exc})") from None
 
 
 def method_path(method: str) -> str:
+    """The gRPC path of ``method`` of the service."""
     return f"/{SERVICE}/{method}"
 
 
@@ -92,3 +98,10 @@ def options() -> list[tuple[str, int]]:
         # SO_REUSEPORT by default, and two services would then split the calls).
         ("grpc.so_reuseport", 0),
     ]
+
+
+def required(value: str, name: str) -> str:
+    """``value`` of the field ``name`` of a request; ValueError if it is not given."""
+    if not value:
+        raise ValueError(f"no {name}")
+    return value

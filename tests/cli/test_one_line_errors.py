@@ -276,6 +276,7 @@ def test_a_closed_pipe_on_an_admin_commands_output_ends_it_quietly(server: Deplo
 
 
 def test_a_submitted_archive_that_cannot_be_unpacked_names_its_member(server: Deployment) -> None:
+    from flconfig.deploy import deploy_pb2 as pb
     from flconfig.deploy.admin import Admin
     from flconfig.deploy.kit import load_kit
 
@@ -287,9 +288,9 @@ def test_a_submitted_archive_that_cannot_be_unpacked_names_its_member(server: De
                  "job: archive member 'app': the archive has 'app/config/a.json' too: a file and a folder "
                  "of one name"),
                 (("meta.json", f"app/{'n' * 300}"), "a name of 300 bytes, longer than the 255")):
-            answer, _ = admin.call("Submit", {"path": "job"}, _zip(*names))
-            assert answer["ok"] is False and said in answer["report"]
-            assert "disk" not in answer["report"] and "space" not in answer["report"]
+            answer = admin.call("Submit", pb.SubmitRequest(path="job", job=_zip(*names)), pb.SubmitReply)
+            assert answer.ok is False and said in answer.report
+            assert "disk" not in answer.report and "space" not in answer.report
     incoming = server.workspace / ".incoming"
     assert not incoming.exists() or not any(incoming.iterdir())  # nothing half-written
 
@@ -329,13 +330,14 @@ def reissued(root: Path, source: str, name: str, *, start_days: int = 0, kind: s
 def _raw_call(server: Deployment, ca: bytes, key: bytes | None, cert: bytes | None) -> None:
     import grpc
 
+    from flconfig.deploy import deploy_pb2 as pb
     from flconfig.deploy import wire
 
     channel = grpc.secure_channel(f"localhost:{server.port}", grpc.ssl_channel_credentials(ca, key, cert),
                                   options=wire.options())
     try:
         with pytest.raises(grpc.RpcError) as refused:
-            channel.unary_unary(wire.method_path("Jobs"))(wire.encode({}), timeout=10)
+            channel.unary_unary(wire.method_path("Jobs"))(pb.JobsRequest().SerializeToString(), timeout=10)
         assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
     finally:
         channel.close()

@@ -1,10 +1,13 @@
 """The parts of distributed mode that take hostile input, on their own: job archives, the
-control service's frames, kits, and the job store across a reopen."""
+control service's messages (and their stubs, generated from deploy.proto), kits, and the
+job store across a reopen."""
 
 from __future__ import annotations
 
+import filecmp
 import io
 import json
+import shutil
 import stat
 import time
 import zipfile
@@ -13,6 +16,7 @@ from pathlib import Path
 import pytest
 from harness.deployment import free_port, provision_project
 
+from flconfig.deploy import deploy_pb2 as pb
 from flconfig.deploy import store as st
 from flconfig.deploy import wire
 from flconfig.deploy.archive import ArchiveError, pack_folder, unpack
@@ -71,15 +75,52 @@ def test_a_job_folder_with_a_link_is_not_sent(tmp_path: Path) -> None:
         "app", "app/a.txt"]
 
 
-@pytest.mark.parametrize("frame", [b"", b"FLCD", b"XXXX\0\0\0\2{}", b"FLCD\0\0\0\x09{}", b"FLCD\0\0\0\2[]",
-                                   b"FLCD\0\0\0\2\xff\xfe", b"FLCD\xff\xff\xff\xff{}"])
-def test_a_bad_control_frame_is_refused(frame: bytes) -> None:
-    with pytest.raises(wire.FrameError):
-        wire.decode(frame)
+PROTO = Path(wire.__file__).with_name("deploy.proto")
 
 
-def test_a_control_frame_round_trips() -> None:
-    assert wire.decode(wire.encode({"job_id": "x", "n": 1}, b"\0blob")) == ({"job_id": "x", "n": 1}, b"\0blob")
+@pytest.mark.parametrize("data", [b"\xff", b"\x12\x05ab", b"\x12\x02\xff\xfe", b"FLCD\0\0\0\2{}",
+                                  b"FLCD\xff\xff\xff\xff{}", b"\x0a\x02\x08"])
+def test_a_bad_control_message_is_refused(data: bytes) -> None:
+    with pytest.raises(wire.MessageError, match="not a valid FetchJobRequest"):
+        wire.parse(pb.FetchJobRequest, data)
+
+
+def test_a_control_message_round_trips() -> None:
+    sent = pb.PushLogRequest(session="s", job_id="x", offset=1, data=b"\0blob")
+    assert wire.parse(pb.PushLogRequest, sent.SerializeToString()) == sent
+
+
+def test_the_proto_declares_the_methods_the_wire_module_names() -> None:
+    service = pb.DESCRIPTOR.services_by_name["Deploy"]
+    assert service.full_name == wire.SERVICE
+    assert [m.name for m in service.methods] == [*wire.SITE_METHODS, *wire.ADMIN_METHODS]
+    assert {m.name for m in service.methods if m.server_streaming} == wire.STREAMING_REPLIES
+    assert not any(m.client_streaming for m in service.methods)
+    for method in service.methods:
+        assert method.input_type.name == wire.REQUESTS[method.name].__name__
+        assert method.output_type.name == wire.REPLIES[method.name].__name__
+    site_requests = {wire.REQUESTS[m].DESCRIPTOR for m in wire.SITE_METHODS}
+    assert all("session" in d.fields_by_name for d in site_requests)  # one instance of a site at a time
+
+
+def test_the_committed_stubs_are_generated_from_the_proto(tmp_path: Path) -> None:
+    protoc = pytest.importorskip("grpc_tools.protoc")
+    out = tmp_path / "out"
+    (out / "flconfig" / "deploy").mkdir(parents=True)
+    src = tmp_path / "src"
+    (src / "flconfig" / "deploy").mkdir(parents=True)
+    shutil.copy(PROTO, src / "flconfig" / "deploy" / "deploy.proto")
+    rc = protoc.main([
+        "protoc", f"-I{src}", f"--python_out={out}", f"--pyi_out={out}",
+        f"--grpc_python_out={out}", str(src / "flconfig" / "deploy" / "deploy.proto"),
+    ])  # fmt: skip
+    assert rc == 0
+    for name in ("deploy_pb2.py", "deploy_pb2.pyi", "deploy_pb2_grpc.py"):
+        generated = out / "flconfig" / "deploy" / name
+        committed = PROTO.parent / name
+        assert filecmp.cmp(generated, committed, shallow=False), (
+            f"{committed.name} does not match deploy.proto: run `make proto`"
+        )
 
 
 def test_kits_are_checked(tmp_path: Path) -> None:
@@ -134,9 +175,10 @@ def test_polls_beyond_the_servers_slots_are_answered_at_once_and_admins_always_g
     import grpc
 
     from flconfig.deploy import server as server_mod
+    from flconfig.deploy import site_calls
     from flconfig.deploy.admin import Admin
 
-    monkeypatch.setattr(server_mod, "POLL_SLOTS", 1)
+    monkeypatch.setattr(site_calls, "POLL_SLOTS", 1)
     port = free_port()
     provision_project(tmp_path, {"site-1": True, "site-2": True}, port)
     service = server_mod.DeployServer(load_kit(tmp_path / "server"), tmp_path / "ws", host="127.0.0.1",
@@ -145,23 +187,52 @@ def test_polls_beyond_the_servers_slots_are_answered_at_once_and_admins_always_g
         def poll(site: str, out: dict) -> None:  # type: ignore[type-arg]
             channel = grpc.secure_channel(f"localhost:{port}", load_kit(tmp_path / site).channel_credentials(),
                                           options=wire.options())
-            reply = channel.unary_unary(wire.method_path("Poll"))(wire.encode({"jobs": {}, "wait": 5}), timeout=20)
-            out.update(wire.decode(reply)[0])
+            reply = channel.unary_unary(wire.method_path("Poll"))(
+                pb.PollRequest(session=site, wait=5).SerializeToString(), timeout=20)
+            out["retry_after"] = wire.parse(pb.PollReply, reply).retry_after
             channel.close()
 
         held: dict = {}  # type: ignore[type-arg]
         first = threading.Thread(target=poll, args=("site-1", held))
         first.start()
         deadline = time.monotonic() + 10
-        while not service._polling.get("site-1") and time.monotonic() < deadline:
+        while not service.board.polling.get("site-1") and time.monotonic() < deadline:
             time.sleep(0.01)
         turned: dict = {}  # type: ignore[type-arg]
         poll("site-2", turned)  # the one slot is taken: answered at once, asked to come back
-        assert turned["retry_after"] == server_mod.RETRY_AFTER_S and first.is_alive()
+        assert turned["retry_after"] == site_calls.RETRY_AFTER_S and first.is_alive()
         with Admin(load_kit(tmp_path / "admin@test")) as admin:
             assert admin.jobs()["sites"] == ["site-1", "site-2"]
         first.join(timeout=20)
-        assert "retry_after" not in held  # the held poll simply found nothing to do
+        assert held["retry_after"] == 0  # the held poll simply found nothing to do
+    finally:
+        service.stop()
+
+
+def test_a_malformed_request_is_refused_in_one_line_and_the_server_serves_on(tmp_path: Path) -> None:
+    import grpc
+
+    from flconfig.deploy.admin import Admin
+    from flconfig.deploy.server import DeployServer
+
+    port = free_port()
+    provision_project(tmp_path, {"site-1": True}, port)
+    service = DeployServer(load_kit(tmp_path / "server"), tmp_path / "ws", host="127.0.0.1",
+                           out=lambda line: None).start()
+    try:
+        for kit, method in (("site-1", "Poll"), ("admin@test", "Jobs"), ("admin@test", "Download")):
+            channel = grpc.secure_channel(f"localhost:{port}", load_kit(tmp_path / kit).channel_credentials(),
+                                          options=wire.options())
+            call = channel.unary_stream if method in wire.STREAMING_REPLIES else channel.unary_unary
+            with pytest.raises(grpc.RpcError) as refused:
+                reply = call(wire.method_path(method))(b"FLCD\0\0\0\2{}", timeout=10)
+                list(reply) if method in wire.STREAMING_REPLIES else reply
+            channel.close()
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert refused.value.details().startswith(f"bad {method} request: not a valid {method}Request (")
+            assert "Traceback" not in refused.value.details()
+        with Admin(load_kit(tmp_path / "admin@test")) as admin:
+            assert admin.jobs() == {"jobs": [], "sites": [], "max_jobs": 1}
     finally:
         service.stop()
 
@@ -196,8 +267,8 @@ def test_a_site_ignores_work_whose_job_id_would_name_a_folder_outside_its_worksp
 
     provision_project(tmp_path, {"site-1": True}, free_port())
     site = SiteService(load_kit(tmp_path / "site-1"), tmp_path / "ws", out=lambda line: None)
-    site._handle({"deploy": [{"job_id": "../../escape", "port": 1, "token": "t"}], "start": [{"job_id": "/etc"}],
-                  "abort": ["../x"]})
+    site._handle(pb.PollReply(deploy=[pb.Work(job_id="../../escape", port=1, token="t")],
+                              start=[pb.Work(job_id="/etc")], abort=["../x"]))
     assert site._jobs == {} and not (tmp_path / "escape").exists()
 
 
@@ -207,7 +278,7 @@ def test_a_job_port_is_free_again_as_soon_as_its_last_job_ended() -> None:
     # process listens on is never handed out.
     import socket
 
-    from flconfig.deploy.server import _free_port
+    from flconfig.deploy.scheduler import free_port as _free_port
 
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf.json_format import MessageToDict
 from harness import REPO
 from harness.deployment import (
     ADMIN,
@@ -164,8 +165,11 @@ def test_the_server_serves_tensorboard_on_every_jobs_files(system: Deployment, t
 def _call(address: str, creds: grpc.ChannelCredentials, method: str = "Jobs") -> grpc.RpcError | dict:  # type: ignore[type-arg]
     channel = grpc.secure_channel(address, creds, options=wire.options())
     try:
-        reply = channel.unary_unary(wire.method_path(method))(wire.encode({"jobs": {}, "wait": 0}), timeout=10)
-        return wire.decode(reply)[0]
+        request = wire.REQUESTS[method]()
+        if method == "Poll":
+            request.wait = 0  # type: ignore[attr-defined]
+        reply = channel.unary_unary(wire.method_path(method))(request.SerializeToString(), timeout=10)
+        return MessageToDict(wire.parse(wire.REPLIES[method], reply))
     except grpc.RpcError as exc:
         return exc
     finally:
