@@ -14,6 +14,7 @@ connected to the job's server with the site's certificate; its files are
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import signal
@@ -27,6 +28,7 @@ from typing import Any, TypeVar
 from google.protobuf.message import Message
 
 from ..runtime.spec import WorkerSpec, worker_command
+from ..transport.retry import RetryPolicy
 from . import deploy_pb2 as pb
 from . import wire
 from .archive import ArchiveError, unpack
@@ -36,6 +38,8 @@ from .state import JOB_FOLDER
 
 log = logging.getLogger(__name__)
 BACKOFF_START_S, BACKOFF_MAX_S = 1.0, 30.0
+#: While the server is away: the transport's one retry policy, 1 s doubling to 30 s, for ever.
+SERVER_AWAY = RetryPolicy(first_delay=BACKOFF_START_S, max_delay=BACKOFF_MAX_S, deadline=math.inf)
 #: Seconds between two tries of an instance the server refuses because another is connected.
 STANDBY_RETRY_S = 5.0
 
@@ -111,7 +115,7 @@ class SiteService:
             self.say(f"cannot use the workspace: {storage_message(exc, self.workspace)}")
             return 1
         signal.signal(signal.SIGTERM, lambda *_: self._request_stop())
-        backoff = BACKOFF_START_S
+        backoff = SERVER_AWAY.backoff()
         connected = False
         standby = False
         self.say(f"connecting to {self.kit.server_address} (project {self.kit.project!r}); "
@@ -144,17 +148,18 @@ class SiteService:
                     handshake = caller_reason(exc.details() or "", self.kit.cert_file, self.kit.ca_file)
                     why = (f"the TLS handshake failed: {handshake}" if handshake
                            else (exc.details() or str(code)).splitlines()[0][:200])
-                    self.say(f"server {self.kit.server_address} unreachable ({why}); retrying in {backoff:g} s"
-                             if connected or backoff == BACKOFF_START_S else
-                             f"still unreachable; retrying in {backoff:g} s")
+                    delay = backoff.next()
+                    self.say(f"server {self.kit.server_address} unreachable ({why}); retrying in {delay:g} s"
+                             if connected or delay == BACKOFF_START_S else
+                             f"still unreachable; retrying in {delay:g} s")
                     connected = False
-                    self._sleep(backoff)
-                    backoff = min(BACKOFF_MAX_S, backoff * 2)
+                    self._sleep(delay)
                     self._check_jobs()
                     continue
                 if not connected:
                     self.say(f"connected to {self.kit.server_address}")
-                    connected, backoff, standby = True, BACKOFF_START_S, False
+                    connected, standby = True, False
+                    backoff.reset()
                 try:
                     self._handle(work)
                     self._check_jobs()

@@ -1,10 +1,13 @@
 """Who may call a deployed server's control service, and each call's handling around it.
 
-:class:`DeployGate` holds all of the service's gatekeeping in one place: the caller's
-certificate (a site's, an admin's), the admin's role against the method's right, one
-instance of a site at a time (its ``session``), the logging of refusals; and turns
-each call's request bytes into its message (:mod:`.wire`) and the errors of its
-handler into one-line gRPC statuses, never a traceback.
+:class:`DeployGate` holds all of the service's gatekeeping in one place. Who the caller
+is — a site's or an admin's certificate, the admin's role against the method's right —
+is found by the one :class:`~flconfig.transport.gatekeeper.Gatekeeper` the job server
+uses too, given this service's way of finding identity; it also counts and logs the
+refusals and turns away unknown methods before a body is read. Here: one instance of a
+site at a time (its ``session``), each call's request bytes into its message
+(:mod:`.wire`), and the errors of its handler into one-line gRPC statuses, never a
+traceback.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any, NoReturn
 from google.protobuf.message import Message
 
 from ..errors import FlconfigError, storage_message
+from ..transport.gatekeeper import Gatekeeper, Refusal, Refused
 from ..transport.tls import CertificateGate
 from . import authz, wire
 from . import store as st
@@ -45,51 +49,56 @@ class DeployGate:
         self._say = say  # a line to the operator, as is
         #: site -> (the session of the instance that speaks for it, when it last called)
         self._sessions: dict[str, tuple[str, float]] = {}
-        self._refusals = 0
+        self.gatekeeper: Gatekeeper[str | authz.Admin] = Gatekeeper(
+            self._identify,
+            methods=[wire.method_path(m) for m in (*wire.SITE_METHODS, *wire.ADMIN_METHODS)],
+            report=self._report, logged_per_kind=_REFUSALS_LOGGED)
 
-    def handler(self, method: str, fn: Handler, role: str) -> Any:
-        """The gRPC handler of ``method``, for callers of ``role`` (``client`` or ``admin``),
-        calling ``fn`` once the caller may."""
+    def _identify(self, context: Any, method: str) -> str | authz.Admin | Refusal:
+        """The caller: a site's name, or an admin (name, org, role) whose role allows the
+        call (the rights on one job are checked by the call itself); else why not."""
+        role = "admin" if method in wire.ADMIN_METHODS else "client"
+        ident, why = self._certificates.check(context, role)
+        if ident is None:
+            return Refusal(why, "PERMISSION_DENIED")
+        if role != "admin":
+            return ident.name
+        admin = authz.Admin(ident.name, ident.org, ident.role or DEFAULT_ROLE)
+        right = authz.RIGHT_OF[method]
+        if right in (authz.SUBMIT, authz.VIEW, authz.OPERATE):
+            refused = authz.refusal(admin, right, site_org=self._org)
+            if refused is not None:
+                return Refusal(refused, "PERMISSION_DENIED")
+        return admin
+
+    def _report(self, refused: Refused) -> None:
+        peer = refused.peer or "?"  # a refusal before the body is read has no handler's peer
+        log.warning("refused %s from %s: %s (%d refused so far)", refused.method, peer, refused.why,
+                    refused.count)
+        self._say(f"flconfig server: refused {refused.method} from {peer}: {refused.why}")
+
+    def handler(self, method: str, fn: Handler) -> Any:
+        """The gRPC handler of ``method``, calling ``fn`` once the caller may (a site's
+        method's callers are sites, an admin method's admins)."""
         import grpc
 
         request_kind = wire.REQUESTS[method]
-
-        def check(context: Any) -> Any:
-            """The caller: a site's name, or an admin (name, org, role) whose role allows
-            the call (the rights on one job are checked by the call itself)."""
-            ident, why = self._certificates.check(context, role)
-            if ident is None:
-                self.refused(method, context, why)
-                context.abort(grpc.StatusCode.PERMISSION_DENIED, why)
-                raise AssertionError("unreachable")  # context.abort raises
-            if role != "admin":
-                return ident.name
-            admin = authz.Admin(ident.name, ident.org, ident.role or DEFAULT_ROLE)
-            right = authz.RIGHT_OF[method]
-            if right in (authz.SUBMIT, authz.VIEW, authz.OPERATE):
-                refused = authz.refusal(admin, right, site_org=self._org)
-                if refused is not None:
-                    self.refused(method, context, refused)
-                    context.abort(grpc.StatusCode.PERMISSION_DENIED, refused)
-                    raise AssertionError("unreachable")
-            return admin
 
         def bad(context: Any, why: str) -> NoReturn:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, why)
             raise AssertionError("unreachable")
 
         def begin(request: bytes, context: Any) -> tuple[Any, Message]:
-            caller = check(context)
+            caller = self.gatekeeper.admit(context, method)
             try:
                 message = wire.parse(request_kind, request)
             except wire.MessageError as exc:
                 log.warning("%s from %s: %s", method, getattr(caller, "name", caller), exc)
                 bad(context, f"bad {method} request: {exc}")
-            if role == "client":
+            if isinstance(caller, str):  # a site
                 why = self.session_refusal(caller, getattr(message, "session", ""))
                 if why is not None:
-                    self.refused(method, context, why)
-                    context.abort(grpc.StatusCode.FAILED_PRECONDITION, why)
+                    self.gatekeeper.refuse(context, method, Refusal(why, "FAILED_PRECONDITION"))
             return caller, message
 
         if method in wire.STREAMING_REPLIES:
@@ -145,10 +154,6 @@ class DeployGate:
         return None
 
     def refused(self, method: str, context: Any, why: str) -> None:
-        """Log that a call of ``method`` was refused, and why (the first ones, then one in 1000)."""
-        with self._board.lock:
-            self._refusals += 1
-            count = self._refusals
-        if count <= _REFUSALS_LOGGED or count % 1000 == 0:
-            log.warning("refused %s from %s: %s (%d refused so far)", method, context.peer(), why, count)
-            self._say(f"flconfig server: refused {method} from {context.peer()}: {why}")
+        """Count and log a call of ``method`` a handler refuses itself (a job the admin has no
+        right on): the gatekeeper's accounting, the handler answers it."""
+        self.gatekeeper.note(method, why, context)

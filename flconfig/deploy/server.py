@@ -113,7 +113,7 @@ class DeployServer:
     def _start(self, grpc: Any) -> DeployServer:
         generic = grpc.method_handlers_generic_handler(wire.SERVICE, self._handlers())
         server = grpc.server(futures.ThreadPoolExecutor(HANDLER_THREADS, thread_name_prefix="flconfig-deploy"),
-                             handlers=[generic], options=wire.options())
+                             handlers=[generic], interceptors=[self._gate.gatekeeper], options=wire.options())
         target = f"{self.host}:{self.port}"
         try:
             bound = server.add_secure_port(target, self.kit.server_credentials())
@@ -160,8 +160,8 @@ class DeployServer:
             "Download": admins.download, "Shutdown": admins.shutdown,
         }
         assert tuple(site_methods) == wire.SITE_METHODS and tuple(admin_methods) == wire.ADMIN_METHODS
-        handlers = {name: self._gate.handler(name, fn, "client") for name, fn in site_methods.items()}
-        handlers.update({name: self._gate.handler(name, fn, "admin") for name, fn in admin_methods.items()})
+        handlers = {name: self._gate.handler(name, fn) for name, fn in site_methods.items()}
+        handlers.update({name: self._gate.handler(name, fn) for name, fn in admin_methods.items()})
         return handlers
 
     def serve(self) -> int:

@@ -290,3 +290,31 @@ def test_a_job_port_is_free_again_as_soon_as_its_last_job_ended() -> None:
     listener.close()
     assert _free_port("127.0.0.1", range(port, port + 1)) == port
     assert _free_port("127.0.0.1", range(port, port + 1), taken={port}) is None
+
+
+def test_an_unknown_method_is_turned_away_before_its_body_is_read_and_told_to_the_operator(tmp_path: Path) -> None:
+    # The control service shares the job server's gatekeeper: a call to a method the
+    # service lacks is refused (and counted, and said) by its interceptor, not by gRPC in silence.
+    import grpc
+
+    from flconfig.deploy.admin import Admin
+    from flconfig.deploy.server import DeployServer
+
+    port = free_port()
+    provision_project(tmp_path, {"site-1": True}, port)
+    said: list[str] = []
+    service = DeployServer(load_kit(tmp_path / "server"), tmp_path / "ws", host="127.0.0.1",
+                           out=said.append).start()
+    try:
+        channel = grpc.secure_channel(f"localhost:{port}", load_kit(tmp_path / "site-1").channel_credentials(),
+                                      options=wire.options())
+        with pytest.raises(grpc.RpcError) as refused:
+            channel.unary_unary(wire.method_path("RunAnything"))(b"x" * 1024, timeout=10)
+        channel.close()
+        assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert refused.value.details() == "unknown method"
+        assert any(f"refused {wire.method_path('RunAnything')} from ?: unknown method" in line for line in said)
+        with Admin(load_kit(tmp_path / "admin@test")) as admin:
+            assert admin.jobs()["jobs"] == []
+    finally:
+        service.stop()
