@@ -130,6 +130,11 @@ class ConfigFile:
     components: tuple[ComponentSpec, ...] = ()
     workflows: tuple[ComponentSpec, ...] = ()
     filters: tuple[FilterEntry, ...] = ()
+    #: What its variables were resolved with: the system variables (``SITE_NAME``,
+    #: ``WORKSPACE``, ``JOB_ID`` ...) and the environment. A run whose values the config
+    #: reads differently resolves it again (:func:`flconfig.validate.loader.resolves_alike`).
+    system: Mapping[str, Any] = field(default_factory=dict)
+    environ: Mapping[str, str] = field(default_factory=dict)
 
     def top_specs(self) -> list[ComponentSpec]:
         """Every top-level spec in document order."""
