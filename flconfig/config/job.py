@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, JsonPath, Position, Problem, display_path, errors_only
 from ..registry import ComponentInfo, Registry, ResolveError
-from .documents import CONFIG_SUFFIXES, DEFAULT_SUFFIX, Document, load_document
+from .documents import CONFIG_SUFFIXES, DEFAULT_SUFFIX, Document
+from .parsers import load_document
 
 if TYPE_CHECKING:
     from .meta import MetaInfo

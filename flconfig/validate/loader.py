@@ -18,7 +18,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from ..config.documents import Document, load_document
+from ..config.documents import Document
 from ..config.job import (
     CLIENT_CONFIG,
     META_NAME,
@@ -37,6 +37,7 @@ from ..config.job import (
     with_config,
 )
 from ..config.meta import NAME_RE, MetaInfo, check_meta, default_meta
+from ..config.parsers import load_document
 from ..config.variables import resolve
 from ..errors import ConfigError, Position, Problem, display_path, errors_only
 from ..registry import Registry
