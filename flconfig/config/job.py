@@ -134,8 +134,9 @@ class ConfigFile:
     #: What its variables were resolved with: the system variables (``SITE_NAME``,
     #: ``WORKSPACE``, ``JOB_ID`` ...) and the environment. A run whose values the config
     #: reads differently resolves it again (:func:`flconfig.validate.loader.resolves_alike`).
-    system: Mapping[str, Any] = field(default_factory=dict)
-    environ: Mapping[str, str] = field(default_factory=dict)
+    #: Never shown (the environment may hold secrets), and not part of a config's equality.
+    system: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def top_specs(self) -> list[ComponentSpec]:
         """Every top-level spec in document order."""
