@@ -42,7 +42,7 @@ from ...errors import ConfigError, JsonPath, Position
 from ..documents import Document
 from ..limits import MAX_INCLUDE_DEPTH, MAX_VALUES, Budget, TooLarge
 
-__all__ = ["HoconError", "Parsed", "parse"]
+__all__ = ["HoconError", "Parsed", "parse", "parse_hocon"]
 
 # A key's unquoted characters (pyhocon: letters, digits, and "._- /").
 _KEY_CHARS = re.compile(r"[\w.\- /]+", re.UNICODE)
