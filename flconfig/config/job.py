@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, JsonPath, Position, Problem, display_path, errors_only
 from ..registry import ComponentInfo, Registry, ResolveError
-from .documents import CONFIG_SUFFIXES, DEFAULT_SUFFIX, Document, load_document
+from .documents import CONFIG_SUFFIXES, DEFAULT_SUFFIX, Document
+from .parsers import load_document
 
 if TYPE_CHECKING:
     from .meta import MetaInfo
@@ -130,6 +131,12 @@ class ConfigFile:
     components: tuple[ComponentSpec, ...] = ()
     workflows: tuple[ComponentSpec, ...] = ()
     filters: tuple[FilterEntry, ...] = ()
+    #: What its variables were resolved with: the system variables (``SITE_NAME``,
+    #: ``WORKSPACE``, ``JOB_ID`` ...) and the environment. A run whose values the config
+    #: reads differently resolves it again (:func:`flconfig.validate.loader.resolves_alike`).
+    #: Never shown (the environment may hold secrets), and not part of a config's equality.
+    system: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def top_specs(self) -> list[ComponentSpec]:
         """Every top-level spec in document order."""

@@ -6,7 +6,7 @@ dropped network costs no more than a wait. For each job the server deploys to it
 the site fetches the job, checks it itself — its own registry, and whether it runs
 ``custom/`` code at all (``allow_custom_code`` in its kit) — and accepts or refuses
 it with a reason the server reports. An accepted job runs, when the server starts
-it, as a process of its own (:func:`flconfig.runtime.worker.run_clients`)
+it, as a process of its own (:func:`flconfig.runtime.site_process.run_clients`)
 connected to the job's server with the site's certificate; its files are
 ``WORKSPACE/JOB_ID/`` and its log is copied to the server as it grows.
 """

@@ -106,7 +106,7 @@ def is_host(text: str) -> bool:
 
 def load_project(path: Path) -> Project:
     """Read and check ``PROJECT.yaml``; ConfigError listing every problem at its line."""
-    from ..config.documents import load_document
+    from ..config.parsers import load_document
 
     doc = load_document(path)
     problems = [p for p in doc.problems if p.is_error]

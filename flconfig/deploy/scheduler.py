@@ -5,7 +5,7 @@
 2. *deploying*: each chosen site fetches the job, checks it itself (its own
    registry, its custom-code permission) and accepts or refuses it;
 3. *running*: the job's server runs as a process of its own (the simulator's
-   server, :func:`flconfig.runtime.worker.run_server`) on a port of its own with
+   server, :func:`flconfig.runtime.server_process.run_server`) on a port of its own with
    the same certificates; the sites that accepted connect to it. Its files are
    ``WORKSPACE/JOB_ID/``: log, global model, ``tb_events/SITE/``, cross-site
    results, and the sites' logs in ``sites/SITE/log.txt``.

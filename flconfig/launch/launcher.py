@@ -403,7 +403,7 @@ def _write_private(path: Path, text: str) -> None:
 
 def _pump(stream: TextIO | None, out: TextIO, status: dict[str, object] | None = None) -> None:
     """Copy the server's output to ``out``; its status line goes into ``status`` instead."""
-    from ..runtime.worker import STATUS_MARKER
+    from ..runtime.spec import STATUS_MARKER
 
     if stream is None:
         return

@@ -5,7 +5,9 @@
 - :mod:`.build`: a site's components instantiated from its plan, in dependency order.
 - :mod:`.spec`: :class:`~.spec.WorkerSpec`, what a worker process is started with (one
   typed, frozen spec, written once), and the one wait for the server's port.
-- :mod:`.worker` runs one process of a launch: the server, or one or more sites.
+- :mod:`.worker` is the entry point of one process of a launch: the server
+  (:mod:`.server_process`), one or more sites (:mod:`.site_process`) or TensorBoard
+  (:mod:`.tensorboard_process`); :mod:`.filters` applies a config's task filters.
 - :mod:`.context` is the run context components see (FLARE's FLContext, reduced).
 - :mod:`.fed_events` carries events from sites to the server's components.
 - :mod:`.logs` routes each site's log lines to its own file.

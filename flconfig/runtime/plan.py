@@ -1,10 +1,12 @@
 """From a checked job to a run plan: every site's resolved configuration, ready to build.
 
 The launcher checks a job once (:func:`~flconfig.validate.loader.inspect_job`), then
-:func:`plan_run` resolves each site's configuration for this run — its site
+:func:`plan_run` gives each site its configuration for this run — its site
 name, the workspace and the job id substituted, every component resolved to
 a class through the registry, its arguments checked against that class's
-argument schema — into a :class:`RunPlan`. The plan is plain data: it is
+argument schema — in a :class:`RunPlan`. Each site's configuration is resolved and
+checked once: the check of the job stands for a site whose configuration reads none
+of the values this run changes, and the others are resolved and checked here. The plan is plain data: it is
 written as JSON (:meth:`RunPlan.to_json`), and the server and worker
 processes build their components from it (:func:`flconfig.runtime.build.build_from_plan`)
 without parsing, resolving or validating the job again, and without
@@ -153,18 +155,32 @@ def plan_run(job: Job, sites: Sequence[str], workspace: str | Path, job_id: str,
     """Resolve the configuration of the server (with ``server``) and of each of ``sites``.
 
     ``job`` is a checked :class:`~flconfig.config.job.Job`. Each site's variables
-    (``SITE_NAME``, ``WORKSPACE``, ``JOB_ID`` ...) are substituted for this run,
-    and every component is resolved and its args checked again, now with their
-    final values. Raises :class:`ConfigError` with every problem, at
-    file:line:col, if any site's configuration is invalid.
+    (``SITE_NAME``, ``WORKSPACE``, ``JOB_ID`` ...) are substituted for this run. A site's
+    config is resolved and checked once: the job's own, as :func:`inspect_job` checked
+    it, when it reads no value this run changes (:func:`resolves_alike`); otherwise
+    resolved for the site and checked here (:func:`check_site_config`), and shared with
+    every other site of its app when it does not read ``SITE_NAME``. Raises
+    :class:`ConfigError` with every problem, at file:line:col, if any site's
+    configuration is invalid.
     """
+    # Here, not at the top: the processes that read a plan import this module, and never
+    # the validation code or the registry (tests/runtime/test_plan.py).
+    from ..validate.loader import check_site_config, mentioned, resolves_alike
+
     configs: list[SitePlan] = []
     index: dict[str, int] = {}
     problems: list[Problem] = []
     by_key: dict[tuple[str, str, str], int] = {}  # (role, app, resolved data) -> configs index
+    checked = not job.errors  # the job's own configs passed every check
 
     def add(site: str) -> None:
-        config, found = _resolve_site(job, site, workspace, job_id, environ)
+        template = job.config_for(site)
+        config: ConfigFile | None = template
+        found: list[Problem] = []
+        if not (checked and resolves_alike(job, template, site, workspace=workspace,
+                                           job_id=job_id, environ=environ)):
+            config, found = check_site_config(job, site, workspace=workspace, job_id=job_id,
+                                              environ=environ)
         problems.extend(found)
         if config is None or errors_only(found):
             return
@@ -186,7 +202,7 @@ def plan_run(job: Job, sites: Sequence[str], workspace: str | Path, job_id: str,
         key = (template.app, template.role)
         if key not in first_of:  # the first site of each app is always resolved in full
             first_of[key] = site
-            site_free[key] = _site_free(job, template, environ)
+            site_free[key] = not mentioned(template.raw.data, ("SITE_NAME",))
             add(site)
         elif site_free[key] and first_of[key] in index:
             index[site] = index[first_of[key]]
@@ -198,38 +214,6 @@ def plan_run(job: Job, sites: Sequence[str], workspace: str | Path, job_id: str,
     python_path = tuple(str(folder) for folder in job.python_path)
     return RunPlan(job.name, job_id, str(workspace), str(job.folder.resolve()), python_path,
                    tuple(configs), index)
-
-
-def _resolve_site(job: Job, site: str, workspace: str | Path, job_id: str,
-                  environ: Mapping[str, str] | None) -> tuple[Any, list[Problem]]:
-    """The site's config resolved for this run and checked: (ConfigFile or None, problems)."""
-    from ..validate.checks import check_components
-    from ..validate.loader import resolve_config
-    from ..validate.wiring import check_wiring
-
-    template = job.config_for(site)
-    problems: list[Problem] = []
-    config = resolve_config(template.raw, template.file, template.role, job.apps[template.app],
-                            site, problems, workspace=workspace, job_id=job_id, environ=environ)
-    if config is not None:
-        config, found = config.resolve_components(job.registry_for(template.app))
-        problems += found
-        problems += check_components(config)
-        problems += check_wiring(config)
-    return config, problems
-
-
-def _site_free(job: Job, template: ConfigFile, environ: Mapping[str, str] | None) -> bool:
-    """True when ``template`` (a client config) resolves the same whatever its site is called."""
-    from ..validate.loader import resolve_config
-
-    app = job.apps[template.app]
-    seen = []
-    for name in ("flconfig-probe-a", "flconfig-probe-b"):
-        probe = resolve_config(template.raw, template.file, template.role, app, name, [],
-                               environ=environ, check=False)
-        seen.append(None if probe is None else json.dumps(probe.doc.data, default=str))
-    return seen[0] is not None and seen[0] == seen[1]
 
 
 def _site_plan_of(config: ConfigFile, custom_dir: str | None = None,

@@ -83,7 +83,8 @@ def read_events(stream: TextIO, on_process_ended: Callable[[list[str], str], Non
         on_process_ended(sites, reason[:200])
 
 
-def _short_list(names: Sequence[str], limit: int = 8) -> str:
+def short_list(names: Sequence[str], limit: int = 8) -> str:
+    """``names``, shortest first, as "a, b, c", or the first ``limit`` and how many more."""
     names = sorted(names, key=lambda n: (len(n), n))
     if len(names) <= limit:
         return ", ".join(names)
@@ -131,7 +132,7 @@ class SiteProcesses:
                 return
             for site in marked:
                 self._reasons[site] = reason
-            who = f"{marked[0]}'s process" if len(marked) == 1 else f"the process of {_short_list(marked)}"
+            who = f"{marked[0]}'s process" if len(marked) == 1 else f"the process of {short_list(marked)}"
             if not self._running or self._ended:
                 when = "while the run was ending" if self._ended else "while the sites were connecting"
                 self._progress(f"{who} died ({reason}) {when}")
@@ -146,7 +147,7 @@ class SiteProcesses:
             if self._reasons and self._failure is None:
                 dead = sorted(self._reasons)
                 reason = self._reasons[dead[0]]
-                who = f"{dead[0]}'s process" if len(dead) == 1 else f"the process of {_short_list(dead)}"
+                who = f"{dead[0]}'s process" if len(dead) == 1 else f"the process of {short_list(dead)}"
                 if len(self._comm.alive_sites()) < self._need:
                     self._judge(who, reason, dead)
 
@@ -167,7 +168,7 @@ class SiteProcesses:
             if len(marked) == 1:
                 self._failure = (marked[0], f"its process died ({reason}); {left}")
             else:
-                self._failure = ("", f"the process of {_short_list(marked)} died ({reason}); {left}")
+                self._failure = ("", f"the process of {short_list(marked)} died ({reason}); {left}")
             self._abort.trigger(f"{who} died ({reason})")
 
     @property

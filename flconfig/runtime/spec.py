@@ -23,6 +23,12 @@ from types import MappingProxyType
 from ..errors import JobError
 from ..files import write_atomic
 
+#: The start of the server's last line on stdout: its final status as JSON, for whoever
+#: started it (the launcher reads it and does not print it); the server's ``status.json``
+#: holds the same, unless the disk is full.
+STATUS_MARKER = "@@flconfig-status "
+#: The server's final status, as JSON, in its run folder.
+STATUS_FILE = "status.json"
 #: Seconds a site waits to connect, and a server for its sites, unless the starter says.
 STARTUP_TIMEOUT = 120.0
 #: Seconds a server waits for its sites' Byes once the run is over.

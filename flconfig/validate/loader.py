@@ -12,13 +12,13 @@ it could be read) and every problem found. :func:`load_job` raises
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from ..config.documents import Document, load_document
+from ..config.documents import Document
 from ..config.job import (
     CLIENT_CONFIG,
     META_NAME,
@@ -37,12 +37,14 @@ from ..config.job import (
     with_config,
 )
 from ..config.meta import NAME_RE, MetaInfo, check_meta, default_meta
+from ..config.parsers import load_document
 from ..config.variables import resolve
 from ..errors import ConfigError, Position, Problem, display_path, errors_only
 from ..registry import Registry
 from ..schemas import check_document
-from .checks import check_job
+from .checks import check_components, check_job
 from .containment import check_custom_dir, check_path
+from .wiring import check_wiring
 
 
 def _checked_app(name: str, folder: Path, root: Path, problems: list[Problem]) -> App:
@@ -68,24 +70,83 @@ def read_config(file: Path, role: str, app: App, site: str, problems: list[Probl
 
 def resolve_config(raw: Document, file: Path, role: str, app: App, site: str,
                    problems: list[Problem], *, workspace: str | Path = VALIDATION_WORKSPACE,
-                   job_id: str = VALIDATION_JOB_ID, environ: Mapping[str, str] | None = None,
-                   check: bool = True) -> ConfigFile | None:
-    """Resolve the variables of a parsed config for ``site`` and schema-check it (``check``);
-    extract its component specs. ``raw`` is not changed."""
+                   job_id: str = VALIDATION_JOB_ID,
+                   environ: Mapping[str, str] | None = None) -> ConfigFile | None:
+    """Resolve the variables of a parsed config for ``site`` and schema-check it; extract
+    its component specs. ``raw`` is not changed."""
     if not isinstance(raw.data, dict):
         problems.append(raw.problem("schema", "a config file must hold a mapping (an object) at the top", (),
                                     "start the file with '{' (JSON) or 'key: value' lines (YAML)"))
         return None
     env: Mapping[str, str] = {} if environ is None else environ
-    config_dir = app.folder / "config" if app.folder is not None else None
-    doc, var_problems = resolve(raw, system_variables(site, workspace, job_id, app.custom_dir,
-                                                      config_dir, env), env)
+    system = _system_of(app, site, workspace, job_id, env)
+    doc, var_problems = resolve(raw, system, env)
     problems.extend(var_problems)
     if any(p.code == "too-large" for p in var_problems):
         return None  # nothing of it is usable: the one problem says why
-    if check:
-        problems.extend(check_document(doc, role))
-    return config_of(role, app.name, file, raw, doc)
+    problems.extend(check_document(doc, role))
+    return replace(config_of(role, app.name, file, raw, doc),
+                   system=MappingProxyType(system), environ=MappingProxyType(dict(env)))
+
+
+def _system_of(app: App, site: str, workspace: str | Path, job_id: str,
+               environ: Mapping[str, str]) -> dict[str, Any]:
+    """The system variables of ``app``'s configs on ``site`` in a run."""
+    config_dir = app.folder / "config" if app.folder is not None else None
+    return system_variables(site, workspace, job_id, app.custom_dir, config_dir, environ)
+
+
+def check_site_config(job: Job, site: str, *, workspace: str | Path, job_id: str,
+                      environ: Mapping[str, str] | None = None) -> tuple[ConfigFile | None, list[Problem]]:
+    """The config of ``site`` ("server" or a client site) of the checked ``job`` resolved
+    for one run and checked as :func:`inspect_job` checks each config: variables resolved
+    with this run's values and the document schema-checked, every class resolved through
+    its app's registry, each component's kind and args and the wiring checked. Returns
+    (the config or None, every problem found), never raises for bad input. Planning a run
+    calls it only for a site whose config the run resolves differently from the job's
+    own (:func:`resolves_alike`), once per site."""
+    template = job.config_for(site)
+    problems: list[Problem] = []
+    config = resolve_config(template.raw, template.file, template.role, job.apps[template.app],
+                            site, problems, workspace=workspace, job_id=job_id, environ=environ)
+    if config is not None:
+        config, found = config.resolve_components(job.registry_for(template.app))
+        problems += found
+        problems += check_components(config)
+        problems += check_wiring(config)
+    return config, problems
+
+
+def resolves_alike(job: Job, config: ConfigFile, site: str, *, workspace: str | Path,
+                   job_id: str, environ: Mapping[str, str] | None = None) -> bool:
+    """Whether ``config`` (a config of the checked ``job``) is already what resolving it
+    for ``site`` in this run gives: resolved with the same environment, and every system
+    variable that its text mentions having the same value for this run. Then the checks
+    :func:`inspect_job` ran on it hold for the run as they are."""
+    env: Mapping[str, str] = {} if environ is None else environ
+    if dict(env) != dict(config.environ):
+        return False
+    now = _system_of(job.apps[config.app], site, workspace, job_id, env)
+    names = mentioned(config.raw.data, {*now, *config.system})
+    return all(now.get(name) == config.system.get(name) for name in names)
+
+
+def mentioned(data: Any, names: Collection[str]) -> set[str]:
+    """Which of ``names`` occur in the text of any key or string of ``data``: every
+    variable a config's resolution can read is among them (a name written nowhere in
+    the config is never looked up)."""
+    found: set[str] = set()
+    stack = [data]
+    while stack and len(found) < len(names):
+        value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(value.values())
+            stack.extend(k for k in value if isinstance(k, str))
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif isinstance(value, str):
+            found.update(name for name in names if name in value)
+    return found
 
 
 def inspect_job(path: str | Path, *, allowed_modules: Sequence[str] = (),

@@ -143,7 +143,7 @@ def test_a_tiny_file_that_expands_past_the_limit_is_one_error_at_its_line(bomb: 
 
 def test_a_document_under_the_limit_is_read_whole(tmp_path: Path) -> None:
     """The limit is on size, not on the mechanism: 10⁴ values through nested references pass."""
-    from flconfig.config.documents import load_document
+    from flconfig.config.parsers import load_document
 
     lines = ["a0 = [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]"]
     lines += [f"a{k} = " + " ".join([f"${{a{k - 1}}}"] * 10) for k in range(1, 4)]
@@ -184,7 +184,7 @@ def test_yaml_merge_keys_read_as_yaml_says(tmp_path: Path) -> None:
     later one; no duplicate-key error for an override."""
     import yaml
 
-    from flconfig.config.documents import parse_yaml
+    from flconfig.config.parsers import parse_yaml
 
     text = "a: &a {x: 1, y: 2}\nb:\n  <<: *a\n  y: 3\nc:\n  <<: [*a, {z: 9, x: 7}]\n  w: 0\n"
     assert parse_yaml(text, "t.yaml").data == yaml.safe_load(text)

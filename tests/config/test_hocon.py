@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from harness import REPO
 
-from flconfig.config.documents import load_document, parse_hocon
+from flconfig.config.parsers import load_document, parse_hocon
 from flconfig.errors import ConfigError
 from flconfig.validate.loader import inspect_job
 
@@ -350,7 +350,7 @@ def test_a_config_file_beats_its_default(tmp_path: Path) -> None:
 def test_a_key_set_again_and_again_is_one_error_at_the_line_past_the_cap(tmp_path: Path) -> None:
     """Each `a += 1` refers to the value before it: 5,000 of them used to end in Python's
     recursion limit ("nests too deeply" at 1:1); a hundred are fine."""
-    from flconfig.config.hocon import MAX_OVERRIDES
+    from flconfig.config.parsers.hocon import MAX_OVERRIDES
 
     fine = parse_hocon("a = [0]\n" + "a += 1\n" * MAX_OVERRIDES, "x.conf")
     assert fine.data["a"] == [0] + [1] * MAX_OVERRIDES

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from flconfig.config.documents import Document, parse_json
+from flconfig.config.documents import Document
 from flconfig.config.meta import MetaInfo, check_meta, default_meta
+from flconfig.config.parsers import parse_json
 from flconfig.errors import Problem
 
 

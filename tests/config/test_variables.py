@@ -8,7 +8,8 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flconfig.config.documents import Document, parse_json, parse_yaml
+from flconfig.config.documents import Document
+from flconfig.config.parsers import parse_json, parse_yaml
 from flconfig.config.variables import resolve
 from flconfig.errors import Position, Problem
 

@@ -33,6 +33,7 @@ def test_the_architecture_page_names_every_package_and_module_that_exists() -> N
 @pytest.mark.parametrize("old", [
     "flconfig.api", "flconfig.job", "flconfig.launcher", "flconfig.schema", "flconfig.report",
     "flconfig.runtime.comm", "flconfig.runtime.comm_server", "flconfig.components.tracking",
+    "flconfig.config.hocon",
 ])
 def test_a_moved_modules_old_path_is_gone(old: str) -> None:
     # Nothing was released under these paths; one place for each module.

@@ -974,7 +974,7 @@ def test_parse_cache_follows_file_changes(tmp_path: Path) -> None:
 def test_bad_args_of_builtins_are_refused_by_their_schema(
     registry: Registry, name: str, args: dict, expected: str
 ) -> None:
-    from flconfig.config.documents import parse_json
+    from flconfig.config.parsers import parse_json
     from flconfig.schemas import check_args
 
     info = registry.resolve("name", name)

@@ -7,14 +7,18 @@ import json
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from harness import REPO
 
+from flconfig.config.job import ConfigFile
 from flconfig.errors import ConfigError
 from flconfig.runtime.build import build_from_plan
 from flconfig.runtime.plan import plan_from_json, plan_run
+from flconfig.validate import loader
 from flconfig.validate.loader import load_job
 
 ROOT = REPO
@@ -130,6 +134,81 @@ def test_a_class_that_fails_to_import_at_build_names_its_place(
     [problem] = err.value.problems
     assert problem.code == "import-failed" and "broken on this site" in problem.message
     assert "config_fed_client.json" in str(problem.position)
+
+
+def _count_resolutions(monkeypatch: pytest.MonkeyPatch) -> tuple[Counter[str], Counter[str]]:
+    """Spies on the real per-site steps: a config's variables resolved for a site (the
+    loader's resolve_config, which schema-checks it too) and its classes resolved; each
+    counted by the site it is for."""
+    variables: Counter[str] = Counter()
+    classes: Counter[str] = Counter()
+    resolve_config, resolve_components = loader.resolve_config, ConfigFile.resolve_components
+
+    def counted_config(*args: Any, **kwargs: Any) -> Any:
+        variables[args[4]] += 1
+        return resolve_config(*args, **kwargs)
+
+    def counted_classes(self: ConfigFile, registry: Any) -> Any:
+        classes[self.system["SITE_NAME"]] += 1
+        return resolve_components(self, registry)
+
+    monkeypatch.setattr(loader, "resolve_config", counted_config)
+    monkeypatch.setattr(ConfigFile, "resolve_components", counted_classes)
+    return variables, classes
+
+
+def test_each_sites_configuration_is_resolved_and_checked_once_per_launch(
+    job_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    set_learner_arg(job_copy, "data_path", "{SITE_NAME}/data")
+    variables, classes = _count_resolutions(monkeypatch)
+    # As the launcher does: check the job, then plan the run.
+    job = load_job(job_copy)
+    plan = plan_run(job, ["site-1", "site-2", "site-3"], tmp_path / "ws", "run-1")
+    once = {"server": 1, "site-1": 1, "site-2": 1, "site-3": 1}
+    assert variables == once and classes == once
+    (learner,) = [c for c in plan.for_site("site-2").components if c.id == "pt_learner"]
+    assert learner.args["data_path"] == "site-2/data"
+
+
+def test_a_configuration_that_reads_no_run_value_is_resolved_only_by_the_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    variables, classes = _count_resolutions(monkeypatch)
+    plan_run(load_job(EXAMPLE), SITES, tmp_path / "ws", "run-1")
+    assert variables == classes == {"server": 1, "site-1": 1}
+
+
+def test_a_configuration_that_reads_the_workspace_is_resolved_for_the_run(
+    job_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    set_learner_arg(job_copy, "data_path", "{WORKSPACE}/data")
+    variables, _ = _count_resolutions(monkeypatch)
+    plan = plan_run(load_job(job_copy), ["site-1", "site-2"], tmp_path / "ws", "run-1")
+    # The check's placeholder workspace, then the run's, shared by both sites.
+    assert variables == {"server": 1, "site-1": 2}
+    (learner,) = [c for c in plan.for_site("site-2").components if c.id == "pt_learner"]
+    assert learner.args["data_path"] == f"{tmp_path / 'ws'}/data"
+
+
+def test_a_problem_of_one_site_is_refused_at_planning_at_its_place(job_copy: Path,
+                                                                   tmp_path: Path) -> None:
+    set_learner_arg(job_copy, "dataset", "{SITE_NAME}")
+    meta = json.loads((job_copy / "meta.json").read_text())
+    meta["deploy_map"] = {"app": ["server", "digits", "cifar10", "x3"]}
+    (job_copy / "meta.json").write_text(json.dumps(meta))
+    job = load_job(job_copy)  # checked for its first site, "digits": valid
+    with pytest.raises(ConfigError) as err:
+        plan_run(job, ["digits", "cifar10", "x3"], tmp_path / "ws", "run-1")
+    [problem] = err.value.problems
+    lines = client_config(job_copy).read_text().splitlines()
+    line = next(i for i, text in enumerate(lines, 1) if '"dataset"' in text)
+    column = lines[line - 1].index('"{SITE_NAME}"') + 1
+    assert (problem.position.file, problem.position.line, problem.position.column) == (
+        str(client_config(job_copy)), line, column)
+    assert (problem.code, problem.json_path) == ("bad-arg", ("components", 0, "args", "dataset"))
+    assert problem.message == ("argument 'dataset' of DigitsLearner must be one of 'digits' or "
+                               "'cifar10', not {SITE_NAME}")
 
 
 def test_the_public_api_names_resolve() -> None:

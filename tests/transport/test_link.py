@@ -1002,7 +1002,7 @@ def test_a_sites_lines_from_the_training_threads_go_to_its_own_log(tmp_path) -> 
     import logging
 
     from flconfig.runtime.logs import _router, add_log_file
-    from flconfig.runtime.worker import _ProcessJob
+    from flconfig.runtime.site_process import ProcessJob
 
     files = [add_log_file(tmp_path / site / "log.txt", site=site) for site in ("site-1", "site-2")]
     try:
@@ -1012,7 +1012,7 @@ def test_a_sites_lines_from_the_training_threads_go_to_its_own_log(tmp_path) -> 
         example = REPO / "configs" / "tensorboard-streaming"
         plan = plan_run(load_job(example), ["site-1"],
                         tmp_path / "ws", "run-1")
-        job = _ProcessJob(plan, slots=1)
+        job = ProcessJob(plan, slots=1)
         say = logging.getLogger("learner").info
         asyncio.run(job.call("site-2", say, "trained on site-2's data"))
         asyncio.run(job.call("site-1", say, "trained on site-1's data"))

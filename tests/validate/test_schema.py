@@ -13,7 +13,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
 from flconfig.cli import main
-from flconfig.config.documents import load_document, parse_json, parse_yaml
+from flconfig.config.parsers import load_document, parse_json, parse_yaml
 from flconfig.schemas import SCHEMA_KINDS, bundle_schema, check_args, check_document, load_schema
 
 PACKAGE_SCHEMAS = REPO / "flconfig" / "schemas"

@@ -38,10 +38,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import JsonPath, Position
-from .limits import MAX_INCLUDE_DEPTH, MAX_VALUES, Budget, TooLarge
+from ...errors import ConfigError, JsonPath, Position
+from ..documents import Document
+from ..limits import MAX_INCLUDE_DEPTH, MAX_VALUES, Budget, TooLarge
 
-__all__ = ["HoconError", "Parsed", "parse"]
+__all__ = ["HoconError", "Parsed", "parse", "parse_hocon"]
 
 # A key's unquoted characters (pyhocon: letters, digits, and "._- /").
 _KEY_CHARS = re.compile(r"[\w.\- /]+", re.UNICODE)
@@ -97,6 +98,28 @@ class Parsed:
     sources: dict[JsonPath, str] = field(default_factory=dict)
     #: Text taken from ``environ``, and the expression that took it: never shown.
     secrets: dict[str, str] = field(default_factory=dict)
+
+
+def parse_hocon(text: str, file: str, *, folder: str | Path | None = None,
+                root: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Document:
+    """Parse HOCON (``.conf``) with the position of every key and value.
+
+    flconfig's own reader (:func:`parse`, this module) gives the data pyhocon gives
+    (FLARE reads ``.conf`` with pyhocon) and resolves includes and substitutions itself:
+    an include reads only a file inside ``root`` (the job folder; default ``folder``,
+    the file's own folder), and a ``${X}`` the file does not define reads only
+    ``environ`` (default: nothing). The values a substitution or an include produced are
+    named in :attr:`Document.sources`.
+    """
+    try:
+        parsed = parse(text, file, folder=folder, root=root, environ=environ)
+    except HoconError as exc:
+        message = exc.message if exc.code != "syntax" else f"invalid HOCON: {exc.message}"
+        raise ConfigError.single(exc.code, message, exc.position, hint=exc.hint) from None
+    except RecursionError:
+        raise ConfigError.single("syntax", "the HOCON nests too deeply", Position(file, 1, 1)) from None
+    return Document(file, parsed.data, parsed.values, parsed.keys, sources=parsed.sources,
+                    secrets=parsed.secrets)
 
 
 def parse(text: str, file: str, *, folder: str | Path | None = None, root: str | Path | None = None,
