@@ -760,23 +760,53 @@ class Introspector:
                 params, var_args, kwargs_name = _params_of(entry.init, entry.ref.index)
                 var_kwargs = kwargs_name is not None
                 if kwargs_name is not None:
-                    forwarded = _forwarded_super_call(entry.init, kwargs_name)
-                    if forwarded is not None:
-                        # ``super().__init__(..., **kwargs)``: the parent's
-                        # parameters are accepted too.
-                        positional, explicit = forwarded
-                        parent, _, parent_kwargs, _ = self._signature(mro, position + 1)
+                    forwarded = _forwarded_init_call(entry.init, kwargs_name, _vararg_name(entry.init))
+                    target = self._forward_target(mro, position, forwarded)
+                    if forwarded is not None and target is not None:
+                        # ``super().__init__(..., **kwargs)`` (or ``Base.__init__(self, ...,
+                        # **kwargs)``): the parent's parameters are accepted too.
+                        parent, parent_args, parent_kwargs, _ = self._signature(mro, target)
                         if parent is not None:
-                            taken = {p.name for p in params} | explicit
+                            taken = {p.name for p in params} | forwarded.keywords
                             rest = [p for p in parent if p.kind != "positional_only"]
-                            rest = rest[positional:] if positional else rest
-                            params = params + tuple(p for p in rest if p.name not in taken)
+                            # The parent's first positional slots are filled by the call.
+                            positional = [p for p in rest if p.kind == "positional_or_keyword"]
+                            filled = {p.name for p in positional[: forwarded.positional]}
+                            params = params + tuple(
+                                p for p in rest if p.name not in taken and p.name not in filled
+                            )
                             var_kwargs = parent_kwargs
+                            if forwarded.var_args:
+                                var_args = parent_args
                 return params, var_args, var_kwargs, entry.path
             if entry.is_dataclass:
                 return _dataclass_params(mro[position:]), False, False, entry.path
         return (), False, False, None
 
+
+    def _forward_target(
+        self, mro: list[_Node | _Terminal], position: int, forwarded: _Forward | None
+    ) -> int | None:
+        """Where in ``mro`` the ``__init__`` that ``mro[position]`` forwards to is looked up:
+        the next entry for ``super()``, the named base's entry for ``Base.__init__(self, ...)``
+        (None when that base is not found after ``mro[position]``)."""
+        if forwarded is None:
+            return None
+        if forwarded.explicit is None:
+            return position + 1
+        entry = mro[position]
+        assert isinstance(entry, _Node)
+        target = self._resolve_expr(entry.ref.index, forwarded.explicit, set())
+        if isinstance(target, _ClassRef):
+            path = target.path
+        elif isinstance(target, _Unresolved):
+            path = target.dotted
+        else:
+            return None
+        for later in range(position + 1, len(mro)):
+            if mro[later].path == path:
+                return later
+        return None
 
 def describe_class(
     module: str, qualname: str, search_path: Sequence[str | os.PathLike[str]] = ()
@@ -932,26 +962,68 @@ def _params_of(
     return tuple(params), args.vararg is not None, kwargs_name
 
 
-def _forwarded_super_call(func: ast.FunctionDef, kwargs_name: str) -> tuple[int, set[str]] | None:
-    """If ``__init__`` passes ``**kwargs`` on to ``super().__init__``, the number
-    of positional arguments and the keyword names it passes explicitly."""
+@dataclass(frozen=True)
+class _Forward:
+    """A call in ``__init__`` that passes its ``**kwargs`` on to a parent's ``__init__``."""
+
+    #: The class whose ``__init__`` is called, as written (``Base`` of ``Base.__init__``);
+    #: None for ``super().__init__``.
+    explicit: ast.expr | None
+    #: Positional arguments the call fills itself (a ``*args`` it forwards left out).
+    positional: int
+    #: Keyword names the call passes explicitly.
+    keywords: frozenset[str]
+    #: The call forwards the ``__init__``'s own ``*args`` too.
+    var_args: bool
+
+
+def _forwarded_init_call(
+    func: ast.FunctionDef, kwargs_name: str, vararg_name: str | None = None
+) -> _Forward | None:
+    """The call by which ``__init__`` passes ``**kwargs`` on to a parent's ``__init__``:
+    ``super().__init__(...)``, ``super(Cls, self).__init__(...)`` or
+    ``Base.__init__(self, ...)``; None if there is none."""
     for node in ast.walk(func):
         if not isinstance(node, ast.Call):
             continue
         callee = node.func
         if not (isinstance(callee, ast.Attribute) and callee.attr == "__init__"):
             continue
-        inner = callee.value
-        is_super = isinstance(inner, ast.Call) and getattr(inner.func, "id", None) == "super"
-        if not is_super:
-            continue
-        explicit = {kw.arg for kw in node.keywords if kw.arg is not None}
-        if any(
+        if not any(
             kw.arg is None and isinstance(kw.value, ast.Name) and kw.value.id == kwargs_name
             for kw in node.keywords
         ):
-            return len(node.args), explicit
+            continue
+        inner = callee.value
+        args = list(node.args)
+        explicit: ast.expr | None = None
+        if isinstance(inner, ast.Call) and getattr(inner.func, "id", None) == "super":
+            pass
+        elif isinstance(inner, (ast.Name, ast.Attribute)) and args and _is_self(args[0], func):
+            explicit, args = inner, args[1:]
+        else:
+            continue
+        var_args = any(
+            isinstance(a, ast.Starred) and isinstance(a.value, ast.Name) and a.value.id == vararg_name
+            for a in args
+        )
+        return _Forward(
+            explicit,
+            sum(1 for a in args if not isinstance(a, ast.Starred)),
+            frozenset(kw.arg for kw in node.keywords if kw.arg is not None),
+            var_args,
+        )
     return None
+
+
+def _vararg_name(func: ast.FunctionDef) -> str | None:
+    return func.args.vararg.arg if func.args.vararg is not None else None
+
+
+def _is_self(node: ast.expr, func: ast.FunctionDef) -> bool:
+    """``node`` is the method's first parameter (``self``)."""
+    first = (func.args.posonlyargs + func.args.args)[:1]
+    return bool(first) and isinstance(node, ast.Name) and node.id == first[0].arg
 
 
 def _dataclass_params(mro: Sequence[_Node | _Terminal]) -> tuple[Param, ...]:
