@@ -58,6 +58,8 @@ def component_entry(info: ComponentInfo) -> dict[str, Any]:
         "kind": info.kind,
         "kinds": sorted(info.kinds),
         "var_kwargs": info.var_kwargs,
+        # The order a job script's positional arguments are matched in (a FLARE stand-in's).
+        "order": list(info.args),
         "args": {
             name: {
                 "annotation": spec.annotation,
@@ -95,6 +97,7 @@ def compat_entries() -> dict[str, Any]:
             out[description.path] = {
                 "kind": description.kind,
                 "var_kwargs": description.var_kwargs,
+                "order": None if params is None else [p.name for p in params],
                 "params": None
                 if params is None
                 else {
