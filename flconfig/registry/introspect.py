@@ -767,14 +767,7 @@ class Introspector:
                         # **kwargs)``): the parent's parameters are accepted too.
                         parent, parent_args, parent_kwargs, _ = self._signature(mro, target)
                         if parent is not None:
-                            taken = {p.name for p in params} | forwarded.keywords
-                            rest = [p for p in parent if p.kind != "positional_only"]
-                            # The parent's first positional slots are filled by the call.
-                            positional = [p for p in rest if p.kind == "positional_or_keyword"]
-                            filled = {p.name for p in positional[: forwarded.positional]}
-                            params = params + tuple(
-                                p for p in rest if p.name not in taken and p.name not in filled
-                            )
+                            params = _merged_params(params, parent, forwarded)
                             var_kwargs = parent_kwargs
                             if forwarded.var_args:
                                 var_args = parent_args
@@ -1014,6 +1007,26 @@ def _forwarded_init_call(
             var_args,
         )
     return None
+
+
+def _merged_params(own: tuple[Param, ...], parent: tuple[Param, ...], forwarded: _Forward) -> tuple[Param, ...]:
+    """What an ``__init__`` that forwards ``**kwargs`` to ``parent``'s accepts: its own
+    parameters, then the parent's, less those the call sets itself (the first
+    ``forwarded.positional`` slots, the keywords it passes).
+
+    Where the call forwards ``*args`` too, positional arguments reach the parent in the
+    parent's order, and so a parameter the subclass restates (a changed default) keeps the
+    parent's place, with the subclass's default and hint: a FLARE stand-in matches a job
+    script's positional arguments in that order."""
+    mine = {p.name: p for p in own}
+    rest = [p for p in parent if p.kind != "positional_only"]
+    positional = [p for p in rest if p.kind == "positional_or_keyword"]
+    filled = {p.name for p in positional[: forwarded.positional]} | forwarded.keywords
+    if not forwarded.var_args:
+        return own + tuple(p for p in rest if p.name not in mine and p.name not in filled)
+    inherited = [mine.get(p.name, p) for p in rest if p.name in mine or p.name not in filled]
+    placed = {p.name for p in inherited}
+    return tuple(p for p in own if p.name not in placed) + tuple(inherited)
 
 
 def _vararg_name(func: ast.FunctionDef) -> str | None:

@@ -160,3 +160,21 @@ def test_an_unknown_argument_of_a_forwarding_subclass_is_refused(tmp_path: Path)
     assert info.args_schema["additionalProperties"] is False
     assert info.args_schema["required"] == ["path"]
     assert set(info.args) == {"depth", "width", "lr", "path", "epochs", "seed"}
+
+
+def test_a_restated_parameter_keeps_the_base_s_place_when_star_args_are_forwarded(tmp_path: Path) -> None:
+    (tmp_path / "restated.py").write_text(textwrap.dedent('''
+        from fwd import Base
+
+
+        class Restated(Base):
+            def __init__(self, *args, lr: float = 0.5, **kwargs):
+                super().__init__(*args, lr=lr, **kwargs)
+    '''))
+    (tmp_path / "fwd.py").write_text(textwrap.dedent(SOURCE))
+    d = Introspector([tmp_path]).describe("restated", "Restated")
+    assert d is not None and d.params is not None
+    # positional arguments reach Base in Base's order: ``lr`` is still second
+    assert [(p.name, p.default) for p in d.params] == [
+        ("path", NO_DEFAULT), ("lr", 0.5), ("epochs", 5), ("seed", 0)
+    ]
