@@ -97,7 +97,10 @@ def compat_entries() -> dict[str, Any]:
             out[description.path] = {
                 "kind": description.kind,
                 "var_kwargs": description.var_kwargs,
-                "order": None if params is None else [p.name for p in params],
+                # Keyword-only parameters have no order a caller can see.
+                "order": None
+                if params is None
+                else [p.name for p in params if p.kind == "positional_or_keyword"],
                 "params": None
                 if params is None
                 else {
