@@ -193,7 +193,8 @@ class PTClientAPILauncherExecutor(ClientAPILauncherExecutor):
 
         The other arguments are ClientAPILauncherExecutor's, in its order.
         """
-        super().__init__(*args, params_exchange_format=params_exchange_format, **kwargs)
+        kwargs["params_exchange_format"] = params_exchange_format
+        super().__init__(*args, **kwargs)
 
 
 class CellPipe(Component):
