@@ -8,6 +8,12 @@ not a module a config merely mentions. This module reads Python source with
 ``__init__`` signature (inherited ones included), and its literal class
 attributes.
 
+A subclass states only the parameters that differ: an ``__init__`` that passes its
+``**kwargs`` on (``super().__init__(..., **kwargs)``, ``super(Cls, self).__init__``,
+``Base.__init__(self, ..., **kwargs)``, through any number of levels) accepts its base's
+parameters too, less those the call sets itself. With ``*args`` forwarded as well, the
+base's order is kept and a restated parameter (a changed default) keeps its place.
+
 Anything it cannot see (a compiled module, a base built at run time) gives
 ``None`` fields, never an exception.
 """
