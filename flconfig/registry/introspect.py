@@ -766,8 +766,7 @@ class Introspector:
                 params, var_args, kwargs_name = _params_of(entry.init, entry.ref.index)
                 var_kwargs = kwargs_name is not None
                 if kwargs_name is not None:
-                    forwarded = _forwarded_init_call(entry.init, kwargs_name, _vararg_name(entry.init))
-                    target = self._forward_target(mro, position, forwarded)
+                    forwarded, target = self._forward(mro, position, entry.init, kwargs_name)
                     if forwarded is not None and target is not None:
                         # ``super().__init__(..., **kwargs)`` (or ``Base.__init__(self, ...,
                         # **kwargs)``): the parent's parameters are accepted too.
@@ -783,29 +782,29 @@ class Introspector:
         return (), False, False, None
 
 
-    def _forward_target(
-        self, mro: list[_Node | _Terminal], position: int, forwarded: _Forward | None
-    ) -> int | None:
-        """Where in ``mro`` the ``__init__`` that ``mro[position]`` forwards to is looked up:
-        the next entry for ``super()``, the named base's entry for ``Base.__init__(self, ...)``
-        (None when that base is not found after ``mro[position]``)."""
-        if forwarded is None:
-            return None
-        if forwarded.explicit is None:
-            return position + 1
+    def _forward(
+        self, mro: list[_Node | _Terminal], position: int, init: ast.FunctionDef, kwargs_name: str
+    ) -> tuple[_Forward | None, int | None]:
+        """The call by which ``mro[position]``'s ``__init__`` forwards its ``**kwargs`` to a
+        base's, and where in ``mro`` that base's ``__init__`` is looked up: the next entry
+        for ``super()``, the named base's entry for ``Base.__init__(self, ...)``. (None,
+        None) when it forwards to no base (a call of a class that is no base says nothing)."""
         entry = mro[position]
         assert isinstance(entry, _Node)
-        target = self._resolve_expr(entry.ref.index, forwarded.explicit, set())
-        if isinstance(target, _ClassRef):
-            path = target.path
-        elif isinstance(target, _Unresolved):
-            path = target.dotted
-        else:
-            return None
-        for later in range(position + 1, len(mro)):
-            if mro[later].path == path:
-                return later
-        return None
+        for forwarded in _forwarded_init_calls(init, kwargs_name, _vararg_name(init)):
+            if forwarded.explicit is None:
+                return forwarded, position + 1
+            target = self._resolve_expr(entry.ref.index, forwarded.explicit, set())
+            if isinstance(target, _ClassRef):
+                path = target.path
+            elif isinstance(target, _Unresolved):
+                path = target.dotted
+            else:
+                continue
+            for later in range(position + 1, len(mro)):
+                if mro[later].path == path:
+                    return forwarded, later
+        return None, None
 
 def describe_class(
     module: str, qualname: str, search_path: Sequence[str | os.PathLike[str]] = ()
@@ -976,12 +975,12 @@ class _Forward:
     var_args: bool
 
 
-def _forwarded_init_call(
+def _forwarded_init_calls(
     func: ast.FunctionDef, kwargs_name: str, vararg_name: str | None = None
-) -> _Forward | None:
-    """The call by which ``__init__`` passes ``**kwargs`` on to a parent's ``__init__``:
+) -> Iterable[_Forward]:
+    """The calls by which ``__init__`` may pass ``**kwargs`` on to a parent's ``__init__``:
     ``super().__init__(...)``, ``super(Cls, self).__init__(...)`` or
-    ``Base.__init__(self, ...)``; None if there is none."""
+    ``Base.__init__(self, ...)``, in the order :func:`ast.walk` meets them."""
     for node in ast.walk(func):
         if not isinstance(node, ast.Call):
             continue
@@ -1006,13 +1005,12 @@ def _forwarded_init_call(
             isinstance(a, ast.Starred) and isinstance(a.value, ast.Name) and a.value.id == vararg_name
             for a in args
         )
-        return _Forward(
+        yield _Forward(
             explicit,
             sum(1 for a in args if not isinstance(a, ast.Starred)),
             frozenset(kw.arg for kw in node.keywords if kw.arg is not None),
             var_args,
         )
-    return None
 
 
 def _merged_params(own: tuple[Param, ...], parent: tuple[Param, ...], forwarded: _Forward) -> tuple[Param, ...]:

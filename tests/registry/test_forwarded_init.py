@@ -70,6 +70,12 @@ class NamedOther(Base):
         Unrelated.__init__(self, **kwargs)
 
 
+class Both(Base):
+    def __init__(self, extra: int = 1, **kwargs):
+        Unrelated.__init__(self, **kwargs)
+        super().__init__(**kwargs)
+
+
 class Keeps(Base):
     def __init__(self, **options):
         self.options = options
@@ -131,6 +137,9 @@ def test_base_init_called_by_name(introspector: Introspector) -> None:
     # an ``__init__`` of a class that is no base says nothing of what is accepted
     other = describe(introspector, "NamedOther")
     assert defaults(other) == {"extra": 1} and other.var_kwargs
+
+    both = describe(introspector, "Both")  # the call of its base counts
+    assert set(defaults(both)) == {"extra", "path", "lr", "epochs", "seed"} and not both.var_kwargs
 
 
 def test_kwargs_kept_rather_than_forwarded_accept_anything(introspector: Introspector) -> None:
