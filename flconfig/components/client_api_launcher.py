@@ -186,75 +186,15 @@ class PTClientAPILauncherExecutor(ClientAPILauncherExecutor):
     """FLARE's ``PTClientAPILauncherExecutor``: as ClientAPILauncherExecutor, torch tensors
     for the script (``params_exchange_format = "pytorch"``)."""
 
-    def __init__(
-        self,
-        pipe_id: str,
-        launcher_id: str | None = None,
-        launch_timeout: float | None = None,
-        task_wait_timeout: float | None = None,
-        last_result_transfer_timeout: float = 300.0,
-        external_pre_init_timeout: float = 60.0,
-        peer_read_timeout: float | None = 60.0,
-        monitor_interval: float = 0.01,
-        read_interval: float = 0.5,
-        heartbeat_interval: float = 5.0,
-        heartbeat_timeout: float = 60.0,
-        workers: int = 4,
-        train_with_evaluation: bool = True,
-        train_task_name: str = "train",
-        evaluate_task_name: str = "validate",
-        submit_model_task_name: str = "submit_model",
-        from_nvflare_converter_id: str | None = None,
-        to_nvflare_converter_id: str | None = None,
-        params_exchange_format: str = "pytorch",
-        params_transfer_type: str = "FULL",
-        config_file_name: str = "client_api_config.json",
-        server_expected_format: str = "numpy",
-        memory_gc_rounds: int = 0,
-        cuda_empty_cache: bool = False,
-        submit_result_timeout: float = 300.0,
-        max_resends: int | None = 3,
-        download_complete_timeout: float = 1800.0,
-    ) -> None:
+    def __init__(self, *args: Any, params_exchange_format: str = "pytorch", **kwargs: Any) -> None:
         """
         Args:
-            pipe_id: FLARE's task pipe (accepted: flconfig's own channel carries the tasks).
-            launcher_id: the SubprocessLauncher that starts the script.
-            launch_timeout: accepted.
-            task_wait_timeout: seconds a task waits for the script's result (None: no limit).
-            last_result_transfer_timeout: accepted.
-            external_pre_init_timeout: accepted.
-            peer_read_timeout: accepted.
-            monitor_interval: accepted.
-            read_interval: accepted.
-            heartbeat_interval: accepted (a process that exits fails its task at once).
-            heartbeat_timeout: accepted.
-            workers: accepted.
-            train_with_evaluation: told to the script (``get_config()``).
-            train_task_name: the task ``flare.is_train()`` is true for.
-            evaluate_task_name: the task ``flare.is_evaluate()`` is true for.
-            submit_model_task_name: the task ``flare.is_submit_model()`` is true for.
-            from_nvflare_converter_id: not supported yet.
-            to_nvflare_converter_id: not supported yet.
             params_exchange_format: ``pytorch`` tensors (default) or ``numpy`` arrays.
-            params_transfer_type: ``FULL`` or ``DIFF``.
-            config_file_name: accepted (the script gets its configuration over the channel).
-            server_expected_format: what the server's side takes (FLARE 2.7+), as ClientAPIExecutor.
-            memory_gc_rounds: as ClientAPIExecutor (FLARE 2.7+).
-            cuda_empty_cache: as ClientAPIExecutor (FLARE 2.7+).
-            submit_result_timeout: accepted (FLARE 2.8).
-            max_resends: accepted (FLARE 2.8; flconfig's channel acknowledges every result).
-            download_complete_timeout: accepted (FLARE 2.8).
+
+        The other arguments are ClientAPILauncherExecutor's, in its order.
         """
-        super().__init__(
-            pipe_id, launcher_id, launch_timeout, task_wait_timeout, last_result_transfer_timeout,
-            external_pre_init_timeout, peer_read_timeout, monitor_interval, read_interval,
-            heartbeat_interval, heartbeat_timeout, workers, train_with_evaluation, train_task_name,
-            evaluate_task_name, submit_model_task_name, from_nvflare_converter_id,
-            to_nvflare_converter_id, params_exchange_format, params_transfer_type, config_file_name,
-            server_expected_format, memory_gc_rounds, cuda_empty_cache, submit_result_timeout, max_resends,
-            download_complete_timeout,
-        )
+        kwargs["params_exchange_format"] = params_exchange_format
+        super().__init__(*args, **kwargs)
 
 
 class CellPipe(Component):

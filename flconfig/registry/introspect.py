@@ -8,6 +8,12 @@ not a module a config merely mentions. This module reads Python source with
 ``__init__`` signature (inherited ones included), and its literal class
 attributes.
 
+A subclass states only the parameters that differ: an ``__init__`` that passes its
+``**kwargs`` on (``super().__init__(..., **kwargs)``, ``super(Cls, self).__init__``,
+``Base.__init__(self, ..., **kwargs)``, through any number of levels) accepts its base's
+parameters too, less those the call sets itself. With ``*args`` forwarded as well, the
+base's order is kept and a restated parameter (a changed default) keeps its place.
+
 Anything it cannot see (a compiled module, a base built at run time) gives
 ``None`` fields, never an exception.
 """
@@ -760,23 +766,45 @@ class Introspector:
                 params, var_args, kwargs_name = _params_of(entry.init, entry.ref.index)
                 var_kwargs = kwargs_name is not None
                 if kwargs_name is not None:
-                    forwarded = _forwarded_super_call(entry.init, kwargs_name)
-                    if forwarded is not None:
-                        # ``super().__init__(..., **kwargs)``: the parent's
-                        # parameters are accepted too.
-                        positional, explicit = forwarded
-                        parent, _, parent_kwargs, _ = self._signature(mro, position + 1)
+                    forwarded, target = self._forward(mro, position, entry.init, kwargs_name)
+                    if forwarded is not None and target is not None:
+                        # ``super().__init__(..., **kwargs)`` (or ``Base.__init__(self, ...,
+                        # **kwargs)``): the parent's parameters are accepted too.
+                        parent, parent_args, parent_kwargs, _ = self._signature(mro, target)
                         if parent is not None:
-                            taken = {p.name for p in params} | explicit
-                            rest = [p for p in parent if p.kind != "positional_only"]
-                            rest = rest[positional:] if positional else rest
-                            params = params + tuple(p for p in rest if p.name not in taken)
+                            params = _merged_params(params, parent, forwarded)
                             var_kwargs = parent_kwargs
+                            if forwarded.var_args:
+                                var_args = parent_args
                 return params, var_args, var_kwargs, entry.path
             if entry.is_dataclass:
                 return _dataclass_params(mro[position:]), False, False, entry.path
         return (), False, False, None
 
+
+    def _forward(
+        self, mro: list[_Node | _Terminal], position: int, init: ast.FunctionDef, kwargs_name: str
+    ) -> tuple[_Forward | None, int | None]:
+        """The call by which ``mro[position]``'s ``__init__`` forwards its ``**kwargs`` to a
+        base's, and where in ``mro`` that base's ``__init__`` is looked up: the next entry
+        for ``super()``, the named base's entry for ``Base.__init__(self, ...)``. (None,
+        None) when it forwards to no base (a call of a class that is no base says nothing)."""
+        entry = mro[position]
+        assert isinstance(entry, _Node)
+        for forwarded in _forwarded_init_calls(init, kwargs_name, _vararg_name(init)):
+            if forwarded.explicit is None:
+                return forwarded, position + 1
+            target = self._resolve_expr(entry.ref.index, forwarded.explicit, set())
+            if isinstance(target, _ClassRef):
+                path = target.path
+            elif isinstance(target, _Unresolved):
+                path = target.dotted
+            else:
+                continue
+            for later in range(position + 1, len(mro)):
+                if mro[later].path == path:
+                    return forwarded, later
+        return None, None
 
 def describe_class(
     module: str, qualname: str, search_path: Sequence[str | os.PathLike[str]] = ()
@@ -932,26 +960,87 @@ def _params_of(
     return tuple(params), args.vararg is not None, kwargs_name
 
 
-def _forwarded_super_call(func: ast.FunctionDef, kwargs_name: str) -> tuple[int, set[str]] | None:
-    """If ``__init__`` passes ``**kwargs`` on to ``super().__init__``, the number
-    of positional arguments and the keyword names it passes explicitly."""
+@dataclass(frozen=True)
+class _Forward:
+    """A call in ``__init__`` that passes its ``**kwargs`` on to a parent's ``__init__``."""
+
+    #: The class whose ``__init__`` is called, as written (``Base`` of ``Base.__init__``);
+    #: None for ``super().__init__``.
+    explicit: ast.expr | None
+    #: Positional arguments the call fills itself (a ``*args`` it forwards left out).
+    positional: int
+    #: Keyword names the call passes explicitly.
+    keywords: frozenset[str]
+    #: The call forwards the ``__init__``'s own ``*args`` too.
+    var_args: bool
+
+
+def _forwarded_init_calls(
+    func: ast.FunctionDef, kwargs_name: str, vararg_name: str | None = None
+) -> Iterable[_Forward]:
+    """The calls by which ``__init__`` may pass ``**kwargs`` on to a parent's ``__init__``:
+    ``super().__init__(...)``, ``super(Cls, self).__init__(...)`` or
+    ``Base.__init__(self, ...)``, in the order :func:`ast.walk` meets them."""
     for node in ast.walk(func):
         if not isinstance(node, ast.Call):
             continue
         callee = node.func
         if not (isinstance(callee, ast.Attribute) and callee.attr == "__init__"):
             continue
-        inner = callee.value
-        is_super = isinstance(inner, ast.Call) and getattr(inner.func, "id", None) == "super"
-        if not is_super:
-            continue
-        explicit = {kw.arg for kw in node.keywords if kw.arg is not None}
-        if any(
+        if not any(
             kw.arg is None and isinstance(kw.value, ast.Name) and kw.value.id == kwargs_name
             for kw in node.keywords
         ):
-            return len(node.args), explicit
-    return None
+            continue
+        inner = callee.value
+        args = list(node.args)
+        explicit: ast.expr | None = None
+        if isinstance(inner, ast.Call) and getattr(inner.func, "id", None) == "super":
+            pass
+        elif isinstance(inner, (ast.Name, ast.Attribute)) and args and _is_self(args[0], func):
+            explicit, args = inner, args[1:]
+        else:
+            continue
+        var_args = any(
+            isinstance(a, ast.Starred) and isinstance(a.value, ast.Name) and a.value.id == vararg_name
+            for a in args
+        )
+        yield _Forward(
+            explicit,
+            sum(1 for a in args if not isinstance(a, ast.Starred)),
+            frozenset(kw.arg for kw in node.keywords if kw.arg is not None),
+            var_args,
+        )
+
+
+def _merged_params(own: tuple[Param, ...], parent: tuple[Param, ...], forwarded: _Forward) -> tuple[Param, ...]:
+    """What an ``__init__`` that forwards ``**kwargs`` to ``parent``'s accepts: its own
+    parameters, then the parent's, less those the call sets itself (the first
+    ``forwarded.positional`` slots, the keywords it passes).
+
+    Where the call forwards ``*args`` too, positional arguments reach the parent in the
+    parent's order, and so a parameter the subclass restates (a changed default) keeps the
+    parent's place, with the subclass's default and hint: a FLARE stand-in matches a job
+    script's positional arguments in that order."""
+    mine = {p.name: p for p in own}
+    rest = [p for p in parent if p.kind != "positional_only"]
+    positional = [p for p in rest if p.kind == "positional_or_keyword"]
+    filled = {p.name for p in positional[: forwarded.positional]} | forwarded.keywords
+    if not forwarded.var_args:
+        return own + tuple(p for p in rest if p.name not in mine and p.name not in filled)
+    inherited = [mine.get(p.name, p) for p in rest if p.name in mine or p.name not in filled]
+    placed = {p.name for p in inherited}
+    return tuple(p for p in own if p.name not in placed) + tuple(inherited)
+
+
+def _vararg_name(func: ast.FunctionDef) -> str | None:
+    return func.args.vararg.arg if func.args.vararg is not None else None
+
+
+def _is_self(node: ast.expr, func: ast.FunctionDef) -> bool:
+    """``node`` is the method's first parameter (``self``)."""
+    first = (func.args.posonlyargs + func.args.args)[:1]
+    return bool(first) and isinstance(node, ast.Name) and node.id == first[0].arg
 
 
 def _dataclass_params(mro: Sequence[_Node | _Terminal]) -> tuple[Param, ...]:

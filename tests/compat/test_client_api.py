@@ -20,6 +20,7 @@ import pytest
 from harness import REPO
 
 from flconfig.components.client_api import ClientAPIExecutor, PTInProcessClientAPIExecutor
+from flconfig.components.client_api_launcher import PTClientAPILauncherExecutor
 from flconfig.runtime.context import SiteContext
 from flconfig.types import Event, EventType, FLModel, ReturnCode, Signal
 from flconfig.validate.loader import inspect_job
@@ -687,6 +688,34 @@ def test_a_launch_command_may_only_run_a_python_script_of_custom(tmp_path: Path,
     [problem] = [p for p in problems if p.is_error]
     assert problem.code == code and message in problem.message, problem
     assert problem.position.line == 29  # the launcher's script = ...
+
+
+@pytest.mark.parametrize(("original", "written", "message"), [
+    # an argument PTClientAPILauncherExecutor takes from ClientAPILauncherExecutor (**kwargs)
+    ("heartbeat_timeout", "heartbeat_timout", "unknown argument 'heartbeat_timout' for "
+                                              "PTClientAPILauncherExecutor — did you mean 'heartbeat_timeout'?"),
+    # the one it restates with its own default
+    ("params_exchange_format", "params_exchange_formt", "unknown argument 'params_exchange_formt' for "
+                                                        "PTClientAPILauncherExecutor — did you mean "
+                                                        "'params_exchange_format'?"),
+])
+def test_a_misspelt_argument_of_the_pt_launcher_executor_is_placed_and_corrected(
+        tmp_path: Path, original: str, written: str, message: str) -> None:
+    job = as_launcher_job(tmp_path)
+    config = job / "app" / "config" / "config_fed_client.conf"
+    config.write_text(config.read_text().replace(f"{original} =", f"{written} ="))
+    _, problems = inspect_job(job, environ={})
+    [problem] = [p for p in problems if p.is_error]
+    assert (problem.code, problem.message) == ("unknown-arg", message), problem
+    row = next(n for n, line in enumerate(config.read_text().splitlines(), 1) if f"{written} =" in line)
+    assert (problem.position.file, problem.position.line, problem.position.column) == (str(config), row, 11)
+
+
+def test_the_pt_launcher_executor_takes_its_base_s_arguments_in_their_order() -> None:
+    executor = PTClientAPILauncherExecutor("pipe", "launcher", 30.0, heartbeat_timeout=5.0)
+    assert (executor.pipe_id, executor.launcher_id, executor.launch_timeout) == ("pipe", "launcher", 30.0)
+    assert executor.heartbeat_timeout == 5.0 and executor.params_exchange_format == "pytorch"
+    assert PTClientAPILauncherExecutor("p", params_exchange_format="numpy").params_exchange_format == "numpy"
 
 
 @pytest.mark.slow

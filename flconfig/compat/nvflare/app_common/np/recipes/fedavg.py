@@ -15,12 +15,12 @@ class NumpyFedAvgRecipe(FedAvgRecipe):
     (the NPModelPersistor's initial model); with cross-site evaluation, an ``NPValidator``
     validates on the sites."""
 
-    def __init__(self, *, name: str = "fedavg", model: Any = None, initial_model: Any = None, **kwargs: Any) -> None:
+    def __init__(self, *, model: Any = None, initial_model: Any = None, **kwargs: Any) -> None:
         if initial_model is not None:
             warnings.warn("initial_model is deprecated: use model", FutureWarning, stacklevel=2)
             model = model if model is not None else initial_model
         kwargs.pop("framework", None)
-        super().__init__(name=name, model=model, framework=FrameworkType.NUMPY, **kwargs)
+        super().__init__(model=model, framework=FrameworkType.NUMPY, **kwargs)
         self.framework = FrameworkType.RAW  # cross-site evaluation locates NumPy models
 
     def add_cse_validator_if_needed(self) -> None:

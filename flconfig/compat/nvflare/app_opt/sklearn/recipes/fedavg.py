@@ -22,10 +22,10 @@ def joblib_persistor(initial_params: dict[str, Any], model_path: str | None) -> 
 class SklearnFedAvgRecipe(FedAvgRecipe):
     """FLARE's unified FedAvgRecipe with raw parameters kept by a ``JoblibModelParamPersistor``."""
 
-    def __init__(self, *, name: str = "sklearn_fedavg", min_clients: int, num_rounds: int = 2,
+    def __init__(self, *, name: str = "sklearn_fedavg", num_rounds: int = 2,
                  model_params: dict[str, Any] | None = None, model_path: str | None = None,
-                 train_script: str, key_metric_mode: str = "max", **kwargs: Any) -> None:
-        super().__init__(name=name, min_clients=min_clients, num_rounds=num_rounds, train_script=train_script,
+                 key_metric_mode: str = "max", **kwargs: Any) -> None:
+        super().__init__(name=name, num_rounds=num_rounds,
                          framework=FrameworkType.RAW, server_expected_format=ExchangeFormat.RAW,
                          model_persistor=joblib_persistor(model_params or {}, model_path),
                          key_metric_mode=key_metric_mode, **kwargs)

@@ -17,10 +17,10 @@ AGGREGATOR = ("nvflare.app_common.aggregators.collect_and_assemble_model_aggrega
 class KMeansFedAvgRecipe(FedAvgRecipe):
     """Each round the sites' cluster centers are collected and assembled by a ``KMeansAssembler``."""
 
-    def __init__(self, *, name: str = "kmeans_fedavg", min_clients: int, num_rounds: int = 5, n_clusters: int = 3,
-                 model_path: str | None = None, train_script: str, key_metric: str = "metrics",
+    def __init__(self, *, name: str = "kmeans_fedavg", num_rounds: int = 5, n_clusters: int = 3,
+                 model_path: str | None = None, key_metric: str = "metrics",
                  key_metric_mode: str = "max", **kwargs: Any) -> None:
-        super().__init__(name=name, min_clients=min_clients, num_rounds=num_rounds, train_script=train_script,
+        super().__init__(name=name, num_rounds=num_rounds,
                          framework=FrameworkType.RAW, server_expected_format=ExchangeFormat.RAW,
                          model_persistor=joblib_persistor({"n_clusters": n_clusters}, model_path),
                          aggregator=make(AGGREGATOR, kind="aggregator", assembler_id="kmeans_assembler"),

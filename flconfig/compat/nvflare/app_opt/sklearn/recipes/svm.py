@@ -15,12 +15,11 @@ from .kmeans import AGGREGATOR
 class SVMFedAvgRecipe(FedAvgRecipe):
     """The sites' support vectors collected and assembled by an ``SVMAssembler``; two rounds."""
 
-    def __init__(self, *, name: str = "svm_fedavg", min_clients: int, kernel: str = "rbf",
-                 model_path: str | None = None, train_script: str, key_metric: str = "AUC",
-                 key_metric_mode: str = "max", **kwargs: Any) -> None:
+    def __init__(self, *, name: str = "svm_fedavg", kernel: str = "rbf", model_path: str | None = None,
+                 key_metric: str = "AUC", key_metric_mode: str = "max", **kwargs: Any) -> None:
         if kernel not in ("linear", "poly", "rbf", "sigmoid"):
             raise ValueError(f"kernel must be linear, poly, rbf or sigmoid, not {kernel!r}")
-        super().__init__(name=name, min_clients=min_clients, num_rounds=2, train_script=train_script,
+        super().__init__(name=name, num_rounds=2,
                          framework=FrameworkType.RAW, server_expected_format=ExchangeFormat.RAW,
                          model_persistor=joblib_persistor({"kernel": kernel}, model_path),
                          aggregator=make(AGGREGATOR, kind="aggregator", assembler_id="svm_assembler"),
