@@ -27,7 +27,8 @@ sys.path.insert(0, str(ROOT))
 
 from flconfig.runtime.context import SiteContext  # noqa: E402
 from flconfig.runtime.fed_events import event_to_records  # noqa: E402
-from flconfig.tracking.senders import ConvertToFedEvent, TBWriter  # noqa: E402
+from flconfig.tracking.convert import ConvertToFedEvent  # noqa: E402
+from flconfig.tracking.senders import TBWriter  # noqa: E402
 from flconfig.transport.codec import encode_record  # noqa: E402
 from flconfig.types import EventType  # noqa: E402
 

@@ -143,7 +143,8 @@ class Trainer:
         from flconfig.examples.digits import DigitsLearner, build_model, params_to_numpy
         from flconfig.runtime.context import SiteContext
         from flconfig.runtime.fed_events import event_to_records
-        from flconfig.tracking.senders import ConvertToFedEvent, TBWriter
+        from flconfig.tracking.convert import ConvertToFedEvent
+        from flconfig.tracking.senders import TBWriter
         from flconfig.transport.client import CommClient
 
         self._learner_class = DigitsLearner

@@ -108,7 +108,8 @@ def run_client(workspace: Path, port: int, scalars: int, paced: int, rate: int,
                kits: Path | None = None) -> None:
     from flconfig.runtime.context import SiteContext
     from flconfig.runtime.fed_events import event_to_records
-    from flconfig.tracking.senders import ConvertToFedEvent, TBWriter
+    from flconfig.tracking.convert import ConvertToFedEvent
+    from flconfig.tracking.senders import TBWriter
     from flconfig.transport.client import CommClient
     from flconfig.types import EventType
 

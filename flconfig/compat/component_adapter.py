@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..components.base import (
+from ..errors import JobError
+from ..interfaces import (
+    GLOBAL_MODEL_PROP,
     Aggregator,
     Controller,
     Filter,
@@ -21,8 +23,6 @@ from ..components.base import (
     ModelPersistor,
     ShareableGenerator,
 )
-from ..components.shareable_generators import GLOBAL_MODEL_PROP
-from ..errors import JobError
 from ..types import FLModel, RunContext
 from .learner_adapter import (
     flare_context,

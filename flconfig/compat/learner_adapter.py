@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..components.base import Executor, Learner
+from ..interfaces import Executor, Learner
 from ..types import FLModel, ReturnCode, RunContext, Signal
 from .client_session import plain_number, plain_value
 

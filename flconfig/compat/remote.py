@@ -7,8 +7,8 @@ a connection whose first frame does not carry the token is closed unanswered. Ea
 site's :class:`~flconfig.compat.client_session.ClientAPISession`: the semantics are those
 of the in-process API, call for call.
 
-A frame is a 4-byte big-endian length and a JSON header, then a 4-byte length and a
-payload: models travel as flconfig's model encoding (safetensors tensors, JSON meta),
+Both sides speak in frames (:mod:`flconfig.common.framing`: a JSON header and a
+payload); models travel as flconfig's model encoding (safetensors tensors, JSON meta),
 never pickled.
 
     python -m flconfig.compat.remote SCRIPT [ARGS...]   (what the site runs)
@@ -17,53 +17,17 @@ never pickled.
 from __future__ import annotations
 
 import hmac
-import json
 import os
 import secrets
 import socket
-import struct
 import sys
 import threading
 from collections.abc import Callable
 from typing import Any
 
+from ..common.framing import ChannelClosed, read_frame, send_frame
+
 ENV = "FLCONFIG_CLIENT_API"
-_MAX_HEADER = 16 * 2**20
-_MAX_PAYLOAD = 8 * 2**30
-
-
-class ChannelClosed(Exception):
-    """The other side went away."""
-
-
-def _read_exact(sock: socket.socket, size: int) -> bytes:
-    chunks, left = [], size
-    while left:
-        chunk = sock.recv(min(left, 2**20))
-        if not chunk:
-            raise ChannelClosed("the connection closed")
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
-
-
-def send_frame(sock: socket.socket, header: dict[str, Any], payload: bytes = b"") -> None:
-    body = json.dumps(header, separators=(",", ":")).encode()
-    sock.sendall(struct.pack(">I", len(body)) + body + struct.pack(">I", len(payload)) + payload)
-
-
-def read_frame(sock: socket.socket, max_header: int = _MAX_HEADER,
-               max_payload: int = _MAX_PAYLOAD) -> tuple[dict[str, Any], bytes]:
-    (size,) = struct.unpack(">I", _read_exact(sock, 4))
-    if size > max_header:
-        raise ChannelClosed(f"a frame header of {size} bytes")
-    header = json.loads(_read_exact(sock, size))
-    if not isinstance(header, dict):
-        raise ChannelClosed("a frame header that is not an object")
-    (length,) = struct.unpack(">I", _read_exact(sock, 4))
-    if length > max_payload:
-        raise ChannelClosed(f"a payload of {length} bytes")
-    return header, _read_exact(sock, length) if length else b""
 
 
 # --------------------------------------------------------------------------- models
@@ -160,7 +124,7 @@ class Bridge:
                     send_frame(conn, {"ok": True, **reply}, data)
                 except Exception as exc:  # the script gets the error at its call
                     send_frame(conn, {"ok": False, "type": type(exc).__name__, "error": str(exc)})
-        except (ChannelClosed, OSError, ValueError, struct.error) as exc:
+        except (ChannelClosed, OSError, ValueError) as exc:
             return str(exc) or type(exc).__name__
 
     def _call(self, request: dict[str, Any], payload: bytes) -> tuple[dict[str, Any], bytes]:

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..components.base import Aggregator, ModelPersistor, ShareableGenerator
-from ..components.shareable_generators import GLOBAL_MODEL_PROP
+from ..interfaces import GLOBAL_MODEL_PROP, Aggregator, ModelPersistor, ShareableGenerator
 from .component_adapter import learnable_of, model_of
 from .learner_adapter import model_of_task, to_shareable
 from .nvflare.apis.fl_constant import ReservedKey

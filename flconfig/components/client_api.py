@@ -32,45 +32,29 @@ process, when the run starts, and hands it each task routed to the executor;
 - A script that raises fails the task it was on (and every later one) with its
   error; the traceback is in the site's log.
 
-Standard library only at import time (the registry reads this file).
+This module holds the executors; the script's runs are in
+:mod:`~flconfig.components.client_api_scripts`, the conversion of params and models to and
+from the script in :mod:`~flconfig.components.client_api_exchange`. Standard library and
+flconfig's light modules only at import time (the registry reads this file).
 """
 
 from __future__ import annotations
 
-import logging
 import sys
 import threading
-import traceback
 from pathlib import Path
 from typing import Any, ClassVar
 
 from ..errors import JobError
-from ..files import find_script
+from ..files import find_script, python_command
 from ..types import Event, EventType, FLModel, ReturnCode, RunContext, Signal
 from .base import Executor
-
-log = logging.getLogger(__name__)
+from .client_api_exchange import from_script, params_diff, to_script
+from .client_api_scripts import ScriptRun, end_runs, start_process, start_thread
 
 #: The local event the script's records are fired as (FLARE's ``ANALYTIC_EVENT_TYPE``).
 ANALYTIC_EVENT_TYPE = "analytix_log_stats"
-#: How long ``END_RUN`` waits for a script to return once told the run is over.
-END_WAIT_SECONDS = 60.0
 _POLL_SECONDS = 0.2
-
-_argv_lock = threading.Lock()
-
-
-class _Script:
-    """One start of the training script: the session it talks to, how it runs (a thread of
-    the site, or a process with its channel), and how it ended (``done``, ``error``)."""
-
-    def __init__(self, session: Any) -> None:
-        self.session = session
-        self.done = threading.Event()
-        self.error: str | None = None
-        self.thread: threading.Thread | None = None
-        self.process: Any = None
-        self.bridge: Any = None
 
 
 class ClientAPIExecutor(Executor):
@@ -212,8 +196,8 @@ class ClientAPIExecutor(Executor):
         self.memory_gc_rounds = memory_gc_rounds
         self.cuda_empty_cache = cuda_empty_cache
         self._sender: Any = None
-        self._script: _Script | None = None  # the script the next task goes to
-        self._scripts: list[_Script] = []  # every start of it, for END_RUN
+        self._script: ScriptRun | None = None  # the script the next task goes to
+        self._scripts: list[ScriptRun] = []  # every start of it, for END_RUN
         self._start_lock = threading.Lock()
         self._tasks_done = 0
 
@@ -234,7 +218,7 @@ class ClientAPIExecutor(Executor):
         if self._sender is not None:
             self._sender.handle_event(event, ctx)  # its own records: started, flushed, stopped
 
-    def _start(self, ctx: RunContext, fresh: bool = False) -> _Script:
+    def _start(self, ctx: RunContext, fresh: bool = False) -> ScriptRun:
         """The script the next task goes to: the one started for the run, started now if it
         is not yet; with ``fresh``, a new start of it (``launch_once`` false: one per task)."""
         with self._start_lock:
@@ -263,7 +247,7 @@ class ClientAPIExecutor(Executor):
         from ..compat import client_session
 
         return client_session.ClientAPISession(
-            ctx.site_name, ctx.job_id, self._client_config(), self._log_record, _params_diff)
+            ctx.site_name, ctx.job_id, self._client_config(), self._log_record, params_diff)
 
     def _records_event(self, ctx: RunContext) -> tuple[str, bool]:
         """The event the script's records are fired as, and whether it goes to the server as is:
@@ -278,18 +262,9 @@ class ClientAPIExecutor(Executor):
                 return ANALYTIC_EVENT_TYPE, False
         return "fed." + ANALYTIC_EVENT_TYPE, True
 
-    def _start_thread(self, ctx: RunContext) -> _Script:
-        from ..common.logs import site_thread_name
-        from ..compat import client_session
-
-        script = self._find_script(ctx)
-        run = _Script(self._new_session(ctx))
-        client_session.register(run.session)
-        run.thread = threading.Thread(  # named for the site: its lines go to the site's log
-            target=self._run_script, args=(run, script, ctx), daemon=True,
-            name=site_thread_name(ctx.site_name, "script"))
-        run.thread.start()
-        return run
+    def _start_thread(self, ctx: RunContext) -> ScriptRun:
+        return start_thread(self._new_session(ctx), self._find_script(ctx),
+                            self.task_script_args.split(), ctx)
 
     # -- external process ---------------------------------------------------------------
 
@@ -300,18 +275,10 @@ class ClientAPIExecutor(Executor):
     def _launch_once(self, ctx: RunContext) -> bool:
         return self.launch_once
 
-    def _start_process(self, ctx: RunContext) -> _Script:
+    def _start_process(self, ctx: RunContext) -> ScriptRun:
         """Start the script's process: the command's Python script, run by this Python with
         ``nvflare.client`` served by this site over an authenticated local channel of its
-        own (a session and a token per start: a task goes only to the process started for
-        it, never to an earlier one on its way out)."""
-        import os
-        import subprocess
-
-        from ..common.logs import site_thread_name
-        from ..compat.remote import ENV, Bridge
-        from ..files import python_command
-
+        own (a session and a token per start)."""
         custom = getattr(ctx, "custom_dir", None)
         if custom is None:
             raise JobError("the Client API command's script must be in the app's custom/ folder, "
@@ -320,44 +287,7 @@ class ClientAPIExecutor(Executor):
             options, script, args = python_command(self._command(ctx), Path(custom))
         except ValueError as exc:
             raise JobError(str(exc), ctx.site_name) from None
-        logger = _logger(ctx)
-
-        def closed(reason: str) -> None:
-            if "refused" in reason:  # someone else on this machine knocked: say so
-                logger.warning("%s: Client API channel: %s", ctx.site_name, reason)
-
-        run = _Script(self._new_session(ctx))
-        run.bridge = Bridge(run.session, closed)
-        run.bridge.start(site_thread_name(ctx.site_name, "client-api"))
-        env = {**os.environ, ENV: run.bridge.env_value, "PYTHONUNBUFFERED": "1"}
-        argv = [sys.executable, *options, "-m", "flconfig.compat.remote", str(script), *args]
-        try:
-            run.process = subprocess.Popen(argv, cwd=str(ctx.run_dir), env=env, stdin=subprocess.DEVNULL,
-                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        except OSError as exc:
-            run.bridge.close()
-            raise JobError(f"cannot start the training script {script.name}: {exc}", ctx.site_name) from None
-        threading.Thread(target=self._watch, args=(run, script, ctx), daemon=True,
-                         name=site_thread_name(ctx.site_name, "script")).start()
-        return run
-
-    def _watch(self, run: _Script, script: Path, ctx: RunContext) -> None:
-        """The script's output, line by line, into the site's log; its exit status at the end."""
-        logger = _logger(ctx)
-        tail: list[str] = []
-        process = run.process
-        assert process.stdout is not None
-        for raw in process.stdout:
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            logger.info("%s", line)
-            tail = (tail + [line])[-20:]
-        code = process.wait()
-        if code != 0:
-            last = next((t for t in reversed(tail) if t.strip()), "")
-            run.error = (f"the training script {script.name} exited with code {code}"
-                         + (f": {last.strip()}" if last else ""))
-        run.bridge.close()
-        run.done.set()
+        return start_process(self._new_session(ctx), script, options, args, ctx)
 
     def _find_script(self, ctx: RunContext) -> Path:
         """The script: a file of the app's custom/ folder whose path ends with task_script_path."""
@@ -384,69 +314,8 @@ class ClientAPIExecutor(Executor):
             "submit_model_task_name": self.submit_model_task_name,
         }}
 
-    def _run_script(self, run: _Script, script: Path, ctx: RunContext) -> None:
-        from ..compat import client_session
-
-        client_session.bind(run.session)
-        argv = [str(script), *self.task_script_args.split()]
-        try:
-            code = compile(script.read_bytes(), str(script), "exec")
-            namespace: dict[str, Any] = {"__name__": "__main__", "__file__": str(script),
-                                         "__builtins__": __builtins__, "__package__": None,
-                                         "print": _printer(_logger(ctx))}
-            # As in FLARE: the app's custom/ folder, then the script's own, on the path (a
-            # script in custom/src/ imports the modules the job put flat in custom/)
-            custom = getattr(ctx, "custom_dir", None)
-            for folder in dict.fromkeys([str(custom) if custom else "", str(script.parent)]):
-                if folder and folder not in sys.path:
-                    sys.path.append(folder)
-            with _argv_lock:  # what the script reads first (argparse) sees its own arguments
-                saved, sys.argv = sys.argv, argv
-            try:
-                exec(code, namespace)  # noqa: S102 - the job's own script, in its custom/ folder
-            finally:
-                with _argv_lock:
-                    if sys.argv is argv:
-                        sys.argv = saved
-        except client_session.ScriptStopped:
-            pass
-        except BaseException as exc:  # SystemExit too: a script ending itself mid-run fails the task
-            if isinstance(exc, SystemExit) and exc.code in (None, 0):
-                pass
-            else:
-                _logger(ctx).error("%s: the training script %s failed:\n%s", ctx.site_name,
-                                   script.name, traceback.format_exc())
-                run.error = (f"the training script {script.name} failed: "
-                             f"{type(exc).__name__}: {exc}")
-        finally:
-            client_session.bind(None)
-            run.done.set()
-
     def _end(self, ctx: RunContext) -> None:
-        from ..compat import client_session
-
-        for run in self._scripts:
-            run.session.stop("END_RUN received")
-        for run in self._scripts:
-            if run.thread is not None:
-                run.thread.join(END_WAIT_SECONDS)
-                if run.thread.is_alive():
-                    _logger(ctx).warning("%s: the training script did not return within %g s of "
-                                         "the run's end; it is left running until the process exits",
-                                         ctx.site_name, END_WAIT_SECONDS)
-            if run.process is not None:
-                import subprocess
-
-                try:
-                    run.process.wait(END_WAIT_SECONDS)
-                except subprocess.TimeoutExpired:
-                    _logger(ctx).warning("%s: the training script's process did not exit within %g s "
-                                         "of the run's end: stopped", ctx.site_name, END_WAIT_SECONDS)
-                    run.process.kill()
-                    run.process.wait()
-                run.done.wait(10)  # its last output is in the log
-                run.bridge.close()
-            client_session.unregister(run.session)
+        end_runs(self._scripts, ctx)
 
     # -- tasks -------------------------------------------------------------------------
 
@@ -465,12 +334,12 @@ class ClientAPIExecutor(Executor):
             if per_task:
                 run.session.stop(f"its task '{task_name}' is done (launch_once is false)")
 
-    def _run_task(self, run: _Script, task_name: str, data: FLModel, ctx: RunContext,
+    def _run_task(self, run: ScriptRun, task_name: str, data: FLModel, ctx: RunContext,
                   abort_signal: Signal) -> FLModel:
         session = run.session
         if run.error or run.done.is_set():
             return self._script_gone(run, task_name)
-        session.give(task_name, self._to_script(data, ctx))
+        session.give(task_name, to_script(data, ctx, self.params_exchange_format))
         waited = 0.0
         while True:
             result = session.wait_result(_POLL_SECONDS)
@@ -491,14 +360,15 @@ class ClientAPIExecutor(Executor):
                                      f"the script sent no result for task '{task_name}' within "
                                      f"{self.result_wait_timeout:g} s (result_wait_timeout)")
         try:
-            return self._from_script(result, data)
+            return from_script(result, data, self.params_exchange_format,
+                               self.server_expected_format)
         except (TypeError, ValueError) as exc:
             return FLModel.error(ReturnCode.EXECUTION_EXCEPTION,
                                  f"the script's result for task '{task_name}' cannot be sent: {exc}")
         finally:
             self._after_task()
 
-    def _script_gone(self, run: _Script, task_name: str) -> FLModel:
+    def _script_gone(self, run: ScriptRun, task_name: str) -> FLModel:
         reason = run.error or (
             f"the training script returned before taking task '{task_name}' "
             "(it should loop while flare.is_running())")
@@ -515,52 +385,11 @@ class ClientAPIExecutor(Executor):
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
 
-    def _to_script(self, data: FLModel, ctx: RunContext) -> Any:
-        """flconfig's task data as FLARE's FLModel, in the exchange format."""
-        from ..compat.nvflare.app_common.abstract.fl_model import FLModel as FlareModel
-
-        params: Any = dict(data.params) if data.params else None
-        if params is not None and self.params_exchange_format == "pytorch":
-            params = _to_torch(params)
-        elif params is not None and self.params_exchange_format == "numpy":
-            params = _to_numpy(params)
-        meta = {k: v for k, v in data.meta.items() if k not in ("current_round", "num_rounds")}
-        meta.update({"job_id": ctx.job_id, "site_name": ctx.site_name})
-        if "_validate_type" in data.meta:
-            meta["validate_type"] = data.meta["_validate_type"]
-        current = data.meta.get("current_round")
-        total = data.meta.get("num_rounds")
-        return FlareModel(
-            params_type=data.params_type if params is not None else None,
-            params=params,
-            metrics=dict(data.metrics) or None,
-            current_round=current if isinstance(current, int) and current >= 0 else None,
-            total_rounds=total if isinstance(total, int) and total >= 0 else None,
-            meta=meta,
-        )
-
-    def _from_script(self, result: Any, data: FLModel) -> FLModel:
-        """FLARE's FLModel the script sent, as flconfig's result."""
-        from ..compat.client_session import plain_number, plain_value
-
-        metrics = {str(k): plain_number(v) for k, v in (result.metrics or {}).items()}
-        meta = {k: v for k, v in plain_value(result.meta or {}, keep_arrays=True).items() if k not in ("job_id", "site_name")}
-        if "current_round" in data.meta:
-            meta["current_round"] = data.meta["current_round"]
-        params = dict(result.params) if result.params is not None else {}
-        exchange, server = self.params_exchange_format, self.server_expected_format
-        if params and exchange != server and "raw" not in (exchange, server):
-            params = _to_torch(params) if server == "pytorch" else _to_numpy(params)
-        if params and metrics:
-            meta["initial_metrics"] = metrics  # the received model's validation, as FLARE sends it
-        params_type = result.params_type.value if result.params_type is not None else "FULL"
-        return FLModel(params=params, meta=meta, metrics=metrics, params_type=params_type)
-
     # -- records -----------------------------------------------------------------------
 
     def _log_record(self, key: str, value: Any, data_type: Any, **kwargs: Any) -> None:
         """One ``flare.log`` call as records of the executor's AnalyticsSender."""
-        from ..tracking.senders import log_flare_record
+        from ..tracking.flare_log import log_flare_record
 
         log_flare_record(self._sender, key, value, data_type, **kwargs)
 
@@ -671,73 +500,3 @@ class PTInProcessClientAPIExecutor(InProcessClientAPIExecutor):
             from_nvflare_converter_id, to_nvflare_converter_id, train_with_evaluation,
             train_task_name, evaluate_task_name, submit_model_task_name,
         )
-
-
-def _logger(ctx: RunContext) -> logging.Logger:
-    return getattr(ctx, "log", None) or log
-
-
-def _printer(logger: logging.Logger) -> Any:
-    """The script's ``print``: lines for the terminal go to the site's log (as FLARE logs
-    them); a print to a file is a plain print."""
-    import builtins
-
-    def script_print(*args: Any, sep: str | None = " ", end: str | None = "\n", file: Any = None,
-                     flush: bool = False) -> None:
-        if file is not None and file is not sys.stdout:
-            builtins.print(*args, sep=sep, end=end, file=file, flush=flush)
-            return
-        logger.info("%s", (" " if sep is None else sep).join(map(str, args)))
-
-    return script_print
-
-
-def _to_torch(params: dict[str, Any]) -> dict[str, Any]:
-    """``params`` with their numpy arrays as torch tensors (sharing memory where they may)."""
-    import numpy as np
-    import torch
-
-    out: dict[str, Any] = {}
-    for name, value in params.items():
-        if isinstance(value, np.ndarray):
-            value = torch.from_numpy(value if value.flags.writeable else value.copy())
-        out[name] = value
-    return out
-
-
-def _to_numpy(params: dict[str, Any]) -> dict[str, Any]:
-    """``params`` with their torch tensors as numpy arrays (on the CPU); dtypes numpy lacks
-    (bf16, fp8) stay tensors."""
-    from ..types import is_torch_tensor
-
-    out: dict[str, Any] = {}
-    for name, value in params.items():
-        if is_torch_tensor(value):
-            tensor = value.detach().cpu()
-            try:
-                value = tensor.numpy()
-            except TypeError:  # no numpy dtype for it
-                value = tensor
-        out[name] = value
-    return out
-
-
-def _params_diff(received: Any, trained: Any) -> dict[str, Any]:
-    """Trained minus received, for the names both hold (FLARE's ``numerical_params_diff``)."""
-    diff: dict[str, Any] = {}
-    for name, old in received.items():
-        if name not in trained:
-            continue
-        new = trained[name]
-        if hasattr(new, "detach"):  # a torch tensor, maybe on a GPU
-            new = new.detach().cpu()
-            if not hasattr(old, "detach"):
-                import torch
-
-                old = torch.as_tensor(old)
-        elif hasattr(old, "detach"):
-            old = old.detach().cpu().numpy()
-        diff[name] = new - old
-    if not diff:
-        raise ValueError("the trained params share no name with the received ones: no DIFF to send")
-    return diff

@@ -9,6 +9,7 @@ import time
 from typing import TYPE_CHECKING, Any, ClassVar, TypeGuard
 
 from ..errors import JobError
+from ..interfaces import GLOBAL_MODEL_PROP
 from ..types import EventType, FLModel, ReturnCode, Signal
 from .base import (
     Aggregator,
@@ -26,7 +27,6 @@ log = logging.getLogger(__name__)
 
 #: ``ctx.props`` keys this workflow sets.
 CURRENT_ROUND_PROP = "current_round"
-GLOBAL_MODEL_PROP = "global_model"
 #: How long a round waits for ``min_clients`` sites to be connected.
 SITE_WAIT_S = 60.0
 

@@ -7,11 +7,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import JobError
+from ..interfaces import GLOBAL_MODEL_PROP
 from ..types import FLModel, ReturnCode, RunContext, is_torch_tensor
 from .base import ShareableGenerator
-
-#: ``ctx.props`` key of the current global model (set by the workflow).
-GLOBAL_MODEL_PROP = "global_model"
 
 
 class FullModelShareableGenerator(ShareableGenerator):

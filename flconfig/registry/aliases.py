@@ -100,7 +100,7 @@ FLARE_ALIASES: Mapping[str, str] = MappingProxyType(
         "nvflare.app_common.widgets.validation_json_generator.ValidationJsonGenerator": f"{_C}.validation_json.ValidationJsonGenerator",
         "nvflare.app_common.widgets.intime_model_selector.IntimeModelSelector": f"{_C}.model_selection.IntimeModelSelector",
         "nvflare.app_common.widgets.intime_model_selection_handler.IntimeModelSelectionHandler": f"{_C}.model_selection.IntimeModelSelector",
-        "nvflare.app_common.widgets.convert_to_fed_event.ConvertToFedEvent": f"{_T}.senders.ConvertToFedEvent",
+        "nvflare.app_common.widgets.convert_to_fed_event.ConvertToFedEvent": f"{_T}.convert.ConvertToFedEvent",
         "nvflare.app_common.widgets.metrics_artifact_writer.MetricsArtifactWriter": f"{_C}.metrics_artifacts.MetricsArtifactWriter",
         # Accepted, nothing to do: flconfig keeps every site's log and sends it to the server,
         # has no FOBS to register decomposers with, and streams large models in chunks itself

@@ -105,7 +105,7 @@ def kind_closure(kind: str) -> frozenset[str]:
 
 
 _FLCONFIG_DIR = Path(__file__).resolve().parent.parent  # the flconfig package
-_COMPONENT_ROOT = "flconfig.components.base.Component"
+_COMPONENT_ROOT = "flconfig.interfaces.Component"
 _MAX_DEPTH = 40
 
 

@@ -59,6 +59,13 @@ _NOT_COMPONENT_MODULES = frozenset({
     "flconfig.tracking.records",
     "flconfig.tracking.tb_files",
     "flconfig.tracking.crc32c",
+    "flconfig.tracking.logged_values",
+    "flconfig.tracking.images",
+    "flconfig.tracking.histograms",
+    "flconfig.tracking.drainer",
+    "flconfig.tracking.flare_log",
+    "flconfig.components.client_api_scripts",
+    "flconfig.components.client_api_exchange",
 })
 _FLCONFIG_DIR = Path(__file__).resolve().parent.parent  # the flconfig package
 _ENTRY_VALUE = re.compile(

@@ -1,28 +1,27 @@
-"""Senders: what a learner logs metrics with, and the converter that makes their
-events federated.
+"""Senders: what a learner logs metrics with (``AnalyticsSender`` and its FLARE-named
+flavors ``TBWriter``, ``MLflowWriter``, ``WandBWriter``).
 
 The streaming path (see DESIGN.md, "Events and the streaming path")::
 
     learner ──add_scalar──▶ TBWriter: a bounded queue, drained by the process's
         analytics thread, which fires the local event "analytix_log_stats" once
         per batch of records
-    ConvertToFedEvent ──▶ "fed.analytix_log_stats" ──▶ the server
+    ConvertToFedEvent (:mod:`~flconfig.tracking.convert`) ──▶ "fed.analytix_log_stats" ──▶ the server
         (flconfig.runtime.fed_events: records, sent in order, exactly once)
     server: :mod:`flconfig.tracking.receivers` ──▶ <run_dir>/tb_events/<site>/events.out.tfevents.*
 
 The data of an analytics event is an :class:`~flconfig.tracking.records.AnalyticsBatch`
 of records; :mod:`flconfig.tracking.records` documents their fields.
 
-The class attributes ``EMITS_ARG`` and ``CONVERTS_ARG``/``PREFIX_ARG`` tell the
-validator which arguments carry event names (see :mod:`flconfig.components.base`).
-This module imports only the standard library and flconfig's light modules at
-import time.
+A call checks its values (:mod:`~flconfig.tracking.logged_values`, images, histograms)
+and queues a record; the process's analytics thread (:mod:`~flconfig.tracking.drainer`)
+fires the batches. The class attribute ``EMITS_ARG`` tells the validator which argument
+carries the event name (see :mod:`flconfig.interfaces`). This module imports only the
+standard library and flconfig's light modules at import time.
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import logging
 import threading
 import time
@@ -31,88 +30,32 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from ..common.logs import site_thread_name
-from ..components.base import (
-    Widget,
-)
+from ..interfaces import Widget
 from ..transport.contract import MAX_RECORD_BYTES
 from ..types import Event, EventType, RunContext
 from . import records as rec
-from .records import AnalyticsBatch, as_number, as_step, as_walltime, check_tag
+from .drainer import DRAINER
+from .histograms import histogram_value
+from .images import encode_image, image_to_hwc
+from .logged_values import (
+    as_number,
+    as_series,
+    as_step,
+    as_text,
+    as_walltime,
+    check_size,
+    check_tag,
+    hparams_value,
+)
+from .records import AnalyticsBatch
 
 log = logging.getLogger(__name__)
-
-#: The local event a sender fires for each batch of records (FLARE's name).
-ANALYTICS_EVENT = "analytix_log_stats"
 
 _SCALAR = rec.SCALAR
 _MAX_STEP = rec.MAX_STEP
 _START_EVENTS = (EventType.ABOUT_TO_START_RUN, EventType.START_RUN)
 # How long the end-of-run flush waits for the records to be handed on.
 _END_FLUSH_TIMEOUT = 60.0
-# A safety net only: the sleeping analytics thread is woken by the next record, flush or the end.
-_IDLE_WAIT_S = 2.0
-
-
-class _Drainer:
-    """The one thread of a process that drains the queues of all its analytics senders.
-
-    A worker hosting a thousand sites has a thousand senders; a thread each would
-    wake a thousand times a second between them and fight the training threads for
-    Python's GIL. Here each sender is an entry in a timetable: due at once when a
-    record arrives at an idle sender (or on flush, or a full queue), then every
-    ``POLL_SECONDS`` while records keep coming, and off the timetable after
-    ``IDLE_POLLS`` empty looks. The thread sleeps while nothing is due.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._due = threading.Condition(self._lock)
-        self._heap: list[tuple[float, int, AnalyticsSender]] = []
-        self._order = itertools.count()
-        self.thread: threading.Thread | None = None
-
-    def schedule(self, sender: AnalyticsSender, when: float) -> None:
-        """Have ``sender`` drained by ``when`` (time.monotonic): at the earlier of that and
-        any time set before."""
-        with self._lock:
-            if sender._entry is not None and sender._entry[0] <= when:
-                return
-            entry = (when, next(self._order), sender)
-            sender._entry = entry
-            heapq.heappush(self._heap, entry)
-            if self.thread is None:
-                self.thread = threading.Thread(target=self._run, name="flconfig-analytics",
-                                               daemon=True)
-                self.thread.start()
-            elif self._heap[0] is entry:
-                self._due.notify()
-
-    def _run(self) -> None:
-        heap = self._heap
-        while True:
-            with self._lock:
-                while True:
-                    if not heap:
-                        self._due.wait(_IDLE_WAIT_S)
-                        continue
-                    entry = heap[0]
-                    sender = entry[2]
-                    if sender._entry is not entry:  # rescheduled since: a stale entry
-                        heapq.heappop(heap)
-                        continue
-                    wait = entry[0] - time.monotonic()
-                    if wait <= 0:
-                        heapq.heappop(heap)
-                        sender._entry = None
-                        break
-                    self._due.wait(wait)
-            try:
-                sender._tick()
-            except Exception:  # never lose the thread that drains every sender of the process
-                log.exception("analytics: draining %s failed", sender.id or type(sender).__name__)
-
-
-_DRAINER = _Drainer()
 
 
 class AnalyticsSender(Widget):
@@ -177,7 +120,6 @@ class AnalyticsSender(Widget):
         self._stopping = False  # the run ends: drain what is queued, then stop
         self._stopped = threading.Event()
         self._asleep = False  # running, off the timetable: the next record puts it back
-        self._entry: tuple[float, int, AnalyticsSender] | None = None  # on _DRAINER's timetable
         self._empty_looks = 0
         self._time = time.time
         #: Fire each batch as a fed event (sent to the server as it is) instead of a local
@@ -221,7 +163,7 @@ class AnalyticsSender(Widget):
         """Log several series under one main tag (one sub-run per series in TensorBoard)."""
         main_tag = check_tag(main_tag, "main_tag")
         self._put(
-            rec.SCALARS, main_tag, rec.as_series(main_tag, tag_scalar_dict), global_step, walltime
+            rec.SCALARS, main_tag, as_series(main_tag, tag_scalar_dict), global_step, walltime
         )
 
     def add_text(
@@ -233,9 +175,9 @@ class AnalyticsSender(Widget):
     ) -> None:
         """Log a text (shown in TensorBoard's Text tab, as ``<tag>/text_summary``)."""
         tag = check_tag(tag)
-        text = rec.as_text(tag, text_string)
+        text = as_text(tag, text_string)
         if len(text) * 6 > MAX_RECORD_BYTES // 2:  # could be too big once JSON-escaped
-            rec.check_size(rec.TEXT, tag, text)
+            check_size(rec.TEXT, tag, text)
         self._put(rec.TEXT, tag, text, global_step, walltime)
 
     def add_image(
@@ -250,8 +192,8 @@ class AnalyticsSender(Widget):
         tag = check_tag(tag)
         # Encoded here, not on the sender's thread: an image that cannot be sent
         # fails at this call, never later and silently.
-        value = rec.encode_image(rec.image_to_hwc(tag, img_tensor, dataformats))
-        rec.check_size(rec.IMAGE, tag, value)
+        value = encode_image(image_to_hwc(tag, img_tensor, dataformats))
+        check_size(rec.IMAGE, tag, value)
         self._put(rec.IMAGE, tag, value, global_step, walltime)
 
     def add_histogram(
@@ -268,7 +210,7 @@ class AnalyticsSender(Widget):
         self._put(
             rec.HISTOGRAM,
             tag,
-            rec.histogram_value(tag, values, bins, max_bins),
+            histogram_value(tag, values, bins, max_bins),
             global_step,
             walltime,
         )
@@ -284,8 +226,8 @@ class AnalyticsSender(Widget):
         """Log hyperparameters and their metrics (TensorBoard's HParams tab), in the
         sub-run ``run_name`` (default ``"hparams"``) of the site's run."""
         name = check_tag("hparams" if run_name is None else run_name, "run_name")
-        value = rec.hparams_value(hparam_dict, metric_dict, hparam_domain_discrete, name)
-        rec.check_size(rec.HPARAMS, name, value)
+        value = hparams_value(hparam_dict, metric_dict, hparam_domain_discrete, name)
+        check_size(rec.HPARAMS, name, value)
         self._put(rec.HPARAMS, name, value, global_step, None)
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -298,7 +240,7 @@ class AnalyticsSender(Widget):
         """
         if not self._running:
             return not self._queue
-        if threading.current_thread() is _DRAINER.thread:
+        if DRAINER.on_thread():
             return False  # a handler of an analytics event: it cannot wait for itself
         marker = threading.Event()
         self._queue.append(marker)
@@ -339,7 +281,7 @@ class AnalyticsSender(Widget):
             self._stopped.clear()
             self._empty_looks = 0
             self._asleep = False
-        _DRAINER.schedule(self, time.monotonic())
+        self._schedule(time.monotonic())
 
     def _flush_at_end(self) -> None:
         if not self.flush(_END_FLUSH_TIMEOUT):
@@ -357,8 +299,8 @@ class AnalyticsSender(Widget):
                 return
             self._stopping = True
             self._asleep = False
-        _DRAINER.schedule(self, time.monotonic())
-        if threading.current_thread() is not _DRAINER.thread:
+        self._schedule(time.monotonic())
+        if not DRAINER.on_thread():
             self._stopped.wait(_END_FLUSH_TIMEOUT)
 
     def _wake(self, now: bool = False) -> None:
@@ -367,7 +309,11 @@ class AnalyticsSender(Widget):
             if not self._running or not (self._asleep or now):
                 return
             self._asleep = False
-        _DRAINER.schedule(self, time.monotonic())
+        self._schedule(time.monotonic())
+
+    def _schedule(self, when: float) -> None:
+        """Be drained by ``when`` (time.monotonic), on the process's analytics thread."""
+        DRAINER.schedule(self, when, self._tick)
 
     def _tick(self) -> None:
         """Drain once, on the analytics thread, and say when to look again."""
@@ -392,20 +338,20 @@ class AnalyticsSender(Widget):
             thread.name = "flconfig-analytics"
         now = time.monotonic()
         if self._queue:  # more than one batch: again, after the other senders due now
-            _DRAINER.schedule(self, now)
+            self._schedule(now)
             return
         self._room.set()
         if not self._stopping:
             if had:
-                _DRAINER.schedule(self, now + self.POLL_SECONDS)
+                self._schedule(now + self.POLL_SECONDS)
                 return
             self._empty_looks += 1
             if self._empty_looks < self.IDLE_POLLS:
-                _DRAINER.schedule(self, now + self.POLL_SECONDS)
+                self._schedule(now + self.POLL_SECONDS)
                 return
         with self._state_lock:
             if self._queue:  # a record came meanwhile; its call saw us scheduled
-                _DRAINER.schedule(self, now)
+                self._schedule(now)
             elif self._stopping:
                 self._running = self._stopping = False
                 self._stopped.set()
@@ -433,7 +379,7 @@ class AnalyticsSender(Widget):
             self._room.clear()
             if len(queue) < bound:
                 return
-            if threading.current_thread() is _DRAINER.thread:
+            if DRAINER.on_thread():
                 return  # logged by a handler of an analytics event: waiting would wait for itself
             if not self._running:
                 raise RuntimeError(
@@ -498,39 +444,6 @@ class AnalyticsSender(Widget):
             for marker in markers:
                 marker.set()
 
-
-
-def log_flare_record(sender: AnalyticsSender, key: str, value: Any, data_type: Any, **kwargs: Any) -> None:
-    """One record in FLARE's terms (``nvflare.client.log``, ``create_analytic_dxo``) as
-    ``sender``'s records: SCALAR/METRIC a scalar, SCALARS a series, METRICS a scalar per
-    entry, TEXT a text, IMAGE an image (``dataformats``), PARAMETER(S)/TAG(S) text records
-    ``params/<key>``/``tags/<key>``. Raises TypeError for another type or a bad value."""
-    kind = getattr(data_type, "value", data_type)
-    step = kwargs.get("global_step")
-    if kind in ("SCALAR", "METRIC"):
-        sender.add_scalar(key, value, step)
-    elif kind == "SCALARS":
-        sender.add_scalars(key, value, step)
-    elif kind == "METRICS":
-        for tag, number in _mapping(key, value).items():
-            sender.add_scalar(str(tag), number, step)
-    elif kind == "TEXT":
-        sender.add_text(key, value, step)
-    elif kind == "IMAGE":
-        sender.add_image(key, value, step, dataformats=kwargs.get("dataformats", "CHW"))
-    elif kind in ("PARAMETER", "TAG"):
-        sender.add_text(f"{'params' if kind == 'PARAMETER' else 'tags'}/{key}", str(value))
-    elif kind in ("PARAMETERS", "TAGS"):
-        for name, item in _mapping(key, value).items():
-            sender.add_text(f"{'params' if kind == 'PARAMETERS' else 'tags'}/{name}", str(item))
-    else:
-        raise TypeError(f"cannot log {key!r}: records of type {kind} are not supported")
-
-
-def _mapping(key: str, value: Any) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise TypeError(f"cannot log {key!r}: expected a dict, got {type(value).__name__}")
-    return value
 
 
 class TBWriter(AnalyticsSender):
@@ -601,41 +514,3 @@ class WandBWriter(AnalyticsSender):
         """Log several metrics at one ``step``: one scalar record each."""
         for key, value in metrics.items():
             self.add_scalar(str(key), value, step)
-
-
-class ConvertToFedEvent(Widget):
-    """Re-fires the listed local events as federated events, named with a
-    prefix, so they reach the server (FLARE's ``ConvertToFedEvent``).
-
-    Only events of local scope are converted: a federated event, or one whose
-    name already has the prefix, is never converted again.
-    """
-
-    CONVERTS_ARG: ClassVar[str] = "events_to_convert"
-    PREFIX_ARG: ClassVar[str] = "fed_event_prefix"
-    ARGS_SCHEMA: ClassVar[dict[str, Any]] = {
-        "events_to_convert": {"minItems": 1, "items": {"type": "string", "minLength": 1}},
-        "fed_event_prefix": {"minLength": 1},
-    }
-
-    def __init__(self, events_to_convert: list[str], fed_event_prefix: str = "fed.") -> None:
-        """
-        Args:
-            events_to_convert: the local events to forward.
-            fed_event_prefix: prefix of the federated events' names:
-                ``analytix_log_stats`` becomes ``fed.analytix_log_stats``.
-        """
-        self.events_to_convert = list(events_to_convert)
-        self.fed_event_prefix = fed_event_prefix
-        self._convert = frozenset(self.events_to_convert)
-
-    def handle_event(self, event: Event, ctx: RunContext) -> None:
-        etype = event.type
-        if (
-            etype in self._convert
-            and event.scope == "local"
-            and not etype.startswith(self.fed_event_prefix)
-        ):
-            ctx.fire_fed_event(self.fed_event_prefix + etype, event.data)
-
-

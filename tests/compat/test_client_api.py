@@ -847,8 +847,9 @@ def test_launch_once_false_gives_each_task_to_the_script_started_for_it(tmp_path
 def test_a_connection_without_the_token_is_refused(tmp_path: Path) -> None:
     import socket
 
+    from flconfig.common.framing import ChannelClosed, read_frame, send_frame
     from flconfig.compat.client_session import ClientAPISession
-    from flconfig.compat.remote import Bridge, ChannelClosed, read_frame, send_frame
+    from flconfig.compat.remote import Bridge
 
     closed: list[str] = []
     session = ClientAPISession("site-1", "job", {}, lambda *a, **k: None, lambda a, b: {})

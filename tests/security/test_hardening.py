@@ -24,8 +24,10 @@ from flconfig.cli import main as cli_main
 from flconfig.runtime.context import SiteContext
 from flconfig.runtime.fed_events import event_to_records, records_to_events
 from flconfig.tracking import records as rec
+from flconfig.tracking.convert import ConvertToFedEvent
+from flconfig.tracking.logged_values import as_walltime, hparams_value
 from flconfig.tracking.receivers.tensorboard import TBAnalyticsReceiver
-from flconfig.tracking.senders import ConvertToFedEvent, TBWriter
+from flconfig.tracking.senders import TBWriter
 from flconfig.transport.client import CommClient
 from flconfig.transport.server import CommServer
 from flconfig.types import Event, EventType
@@ -266,9 +268,9 @@ def test_the_sender_refuses_what_the_server_would_refuse() -> None:
     with pytest.raises(TypeError, match="hparam's type"):
         writer.add_hparams({"lr": 0.1}, {"acc": 1.0}, {"lr": ["a", "b"]})
     # What the sender accepts, the server's check accepts.
-    value = rec.hparams_value({"lr": 1, "opt": "sgd"}, {"acc": 1}, {"lr": [1, 0.5]}, "hp")
+    value = hparams_value({"lr": 1, "opt": "sgd"}, {"acc": 1}, {"lr": [1, 0.5]}, "hp")
     record = {"event_type": "fed.analytix_log_stats", "kind": "hparams", "tag": "hp",
-              "value": value, "step": None, "wall_time": rec.as_walltime("hp", 1e10)}
+              "value": value, "step": None, "wall_time": as_walltime("hp", 1e10)}
     assert rec.clean_record(json.loads(json.dumps(record)))["value"] == value
 
 

@@ -29,13 +29,14 @@ from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
 from flconfig.errors import JobError
 from flconfig.runtime.context import SiteContext
 from flconfig.runtime.fed_events import event_to_records, records_to_events
+from flconfig.tracking.convert import ConvertToFedEvent
 from flconfig.tracking.crc32c import masked_crc32c_many
 from flconfig.tracking.receivers import AnalyticsReceiver
 from flconfig.tracking.receivers.jsonl import JsonLinesReceiver
 from flconfig.tracking.receivers.mlflow import MLflowReceiver
 from flconfig.tracking.receivers.tensorboard import TBAnalyticsReceiver
 from flconfig.tracking.records import RECORD_KEYS, AnalyticsBatch
-from flconfig.tracking.senders import ConvertToFedEvent, TBWriter
+from flconfig.tracking.senders import TBWriter
 from flconfig.types import Event, EventType
 
 pytestmark = pytest.mark.timeout(60)
@@ -749,9 +750,9 @@ def test_an_idle_sender_sleeps_and_the_next_record_wakes_it(
     sleeps until a record arrives (no poll), and that record is sent without a flush."""
     from harness.comm import wait_until
 
-    from flconfig.tracking import senders
+    from flconfig.tracking import drainer
 
-    monkeypatch.setattr(senders, "_IDLE_WAIT_S", 600.0)  # no safety-net wake-up in this test
+    monkeypatch.setattr(drainer, "IDLE_WAIT_S", 600.0)  # no safety-net wake-up in this test
     writer = job.client("site-1")
     writer.add_scalar("first", 1.0, 0)
     assert writer.flush(timeout=10)

@@ -13,8 +13,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from flconfig.runtime.context import SiteContext
 from flconfig.runtime.fed_events import event_to_records, records_to_events
+from flconfig.tracking.convert import ConvertToFedEvent
 from flconfig.tracking.receivers.tensorboard import TBAnalyticsReceiver
-from flconfig.tracking.senders import ConvertToFedEvent, TBWriter
+from flconfig.tracking.senders import TBWriter
 from flconfig.transport.client import CommClient
 from flconfig.transport.server import CommServer
 from flconfig.types import EventType

@@ -127,7 +127,8 @@ def test_the_server_is_built_in_dependency_order(job: Job) -> None:
 def test_a_client_site_builds_its_executor_learner_and_sender(job: Job) -> None:
     from flconfig.components.learner_executor import LearnerExecutor
     from flconfig.examples.digits import DigitsLearner
-    from flconfig.tracking.senders import ConvertToFedEvent, TBWriter
+    from flconfig.tracking.convert import ConvertToFedEvent
+    from flconfig.tracking.senders import TBWriter
 
     site = build_site(job, "site-1")
     assert (site.site, site.role) == ("site-1", "client")

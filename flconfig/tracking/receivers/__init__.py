@@ -6,7 +6,7 @@ site out (:class:`AnalyticsReceiver` is their base).
 - :mod:`.mlflow`: :class:`~.mlflow.MLflowReceiver`, an MLflow tracking store.
 
 The class attributes ``LISTENS_ARG``/``DEFAULT_EVENTS`` tell the validator which
-arguments carry event names (see :mod:`flconfig.components.base`). Numpy,
+arguments carry event names (see :mod:`flconfig.interfaces`). Numpy,
 tensorboard and mlflow are imported where they are used.
 """
 
@@ -18,11 +18,11 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from ...components.base import Widget
 from ...errors import JobError, StorageError, storage_message
+from ...interfaces import Widget
 from ...transport.contract import is_valid_site_name
 from ...types import Event, EventType, RunContext
-from ..senders import ANALYTICS_EVENT
+from ..records import ANALYTICS_EVENT
 
 __all__ = ["ANALYTICS_EVENT", "AnalyticsReceiver"]
 

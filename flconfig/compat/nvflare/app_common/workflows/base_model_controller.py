@@ -17,9 +17,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
-from flconfig.components.base import Controller
-from flconfig.components.shareable_generators import GLOBAL_MODEL_PROP
 from flconfig.errors import JobError
+from flconfig.interfaces import GLOBAL_MODEL_PROP, Controller
 from flconfig.types import EventType, ReturnCode
 from flconfig.types import FLModel as OurModel
 
