@@ -20,14 +20,15 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from .config.job import Job
     from .errors import ConfigError, JobError
-    from .runtime.build import build_from_plan, build_site
-    from .runtime.plan import RunPlan, plan_run
+    from .runtime.build import build_from_plan
+    from .runtime.plan import RunPlan
+    from .runtime.planner import build_site, plan_run
     from .validate.loader import inspect_job, load_job
 
 _PUBLIC = {
     "Job": ".config.job", "load_job": ".validate.loader", "inspect_job": ".validate.loader",
-    "RunPlan": ".runtime.plan", "plan_run": ".runtime.plan", "build_from_plan": ".runtime.build",
-    "build_site": ".runtime.build",
+    "RunPlan": ".runtime.plan", "plan_run": ".runtime.planner", "build_from_plan": ".runtime.build",
+    "build_site": ".runtime.planner",
     "ConfigError": ".errors", "JobError": ".errors",
 }  # fmt: skip
 __all__ = [

@@ -14,6 +14,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from .. import __version__
+
 SUBCOMMANDS = ("validate", "schema", "launch", "run", "provision", "poc", "server", "admin")
 
 
@@ -22,7 +24,6 @@ def build_parser() -> argparse.ArgumentParser:
         prog="flconfig",
         description="Validate and run federated-learning jobs described by config folders.",
     )
-    from .. import __version__
 
     parser.add_argument("--version", action="version", version=f"flconfig {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

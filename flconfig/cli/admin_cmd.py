@@ -13,6 +13,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..deploy.kit import KitError, load_kit
+from ..deploy.poc import ADMIN, poc_dir
+from ..errors import storage_message
+from . import lacks_run_extra, path_problem, shown_path
+
 
 def _add_kit(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kit", type=Path, help="the admin's kit folder (default: $FLCONFIG_KIT, else the "
@@ -58,13 +63,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def _admin(ns: argparse.Namespace, command: str) -> Any:
     # gRPC's own log of a failed handshake would be a second, raw line: the error says why
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-    from . import lacks_run_extra
 
     if lacks_run_extra(f"flconfig {command}", ("grpc",)):
         return None
     from ..deploy.admin import Admin
-    from ..deploy.kit import KitError, load_kit
-    from ..deploy.poc import ADMIN, poc_dir
 
     path = ns.kit or (Path(os.environ["FLCONFIG_KIT"]) if os.environ.get("FLCONFIG_KIT") else None)
     if path is None:
@@ -173,7 +175,6 @@ def run_logs(ns: argparse.Namespace) -> int:
 
 def _output_problem(folder: Path) -> str | None:
     """Why the results cannot go into ``folder`` (made if missing), or None."""
-    from . import path_problem, shown_path
 
     problem = path_problem(folder)
     if problem:
@@ -196,8 +197,6 @@ def run_download(ns: argparse.Namespace) -> int:
         return 2
 
     def body(admin: Any) -> int:
-        from ..errors import storage_message
-
         job_id = admin.resolve(ns.job_id)
         try:
             folder = admin.download(job_id, ns.output)

@@ -7,6 +7,9 @@ import errno
 import sys
 from pathlib import Path
 
+from ..errors import storage_message
+from ..launch.launcher import LaunchError, LaunchOptions, launch
+from . import path_problem
 from .validate_cmd import (
     ALLOW_HELP,
     KEEP_UNDEFINED_HELP,
@@ -112,14 +115,12 @@ def run(ns: argparse.Namespace) -> int:
               f"{verb} not installed: pip install 'flconfig[run]' (validation alone does not need it)",
               file=sys.stderr)
         return 2
-    from ..launch.launcher import LaunchError, LaunchOptions, launch
 
     try:  # what the job may read of this machine's environment: only what the user passes
         environ = job_environment(ns.env, ns.keep_undefined)
     except ValueError as exc:
         print(f"flconfig launch: {exc}", file=sys.stderr)
         return 2
-    from . import path_problem
 
     problem = _usage_error(ns) or path_problem(ns.job) or path_problem(ns.workspace)
     if problem is not None:
@@ -144,7 +145,6 @@ def run(ns: argparse.Namespace) -> int:
         print(f"flconfig launch: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # the workspace: a full disk, no permission, a file in the way
-        from ..errors import storage_message
 
         full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
         where = opts.workspace.resolve() if full or not exc.filename else exc.filename

@@ -6,6 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..deploy.poc import ADMIN, LOG_FILE, PocError, poc_dir, prepare, start, stop
+from ..errors import FlconfigError
+from . import lacks_run_extra
+
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = sub.add_parser("poc", help="a proof-of-concept deployment on this machine: prepare, start, stop",
@@ -24,16 +28,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(ns: argparse.Namespace) -> int:
-    from . import lacks_run_extra
-
     if ns.action == "prepare" and not 0 <= ns.port <= 65535:
         print(f"flconfig poc prepare: --port must be 0 to 65535 (0: any free port), got {ns.port}",
               file=sys.stderr)
         return 2
     if ns.action != "stop" and lacks_run_extra(f"flconfig poc {ns.action}", ("grpc", "cryptography")):
         return 2
-    from ..deploy.poc import ADMIN, LOG_FILE, PocError, poc_dir, prepare, start, stop
-    from ..errors import FlconfigError
 
     folder = poc_dir(ns.dir)
     try:

@@ -6,6 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..deploy.provision import provision
+from ..errors import ConfigError
+from . import lacks_run_extra
+
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = sub.add_parser(
@@ -21,12 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(ns: argparse.Namespace) -> int:
-    from ..errors import ConfigError
-    from . import lacks_run_extra
-
     if lacks_run_extra("flconfig provision", ("cryptography",)):
         return 2
-    from ..deploy.provision import provision
 
     if not ns.project.is_file():
         print(f"flconfig provision: {ns.project}: no such project file", file=sys.stderr)

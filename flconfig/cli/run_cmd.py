@@ -15,7 +15,12 @@ import sys
 from pathlib import Path
 from types import TracebackType
 
-from . import path_problem, shown_path
+from ..compat import install, serve_standins
+from ..compat.jobapi import roots, running
+from ..compat.jobapi.checking import JobInvalid
+from ..compat.jobapi.roots import job_roots
+from ..compat.jobapi.running import JobFailed
+from . import RUN_PACKAGES, _extra_line, path_problem, shown_path
 
 #: Exceptions flconfig's job API raises for a script's mistake: one line at the script's call.
 _USAGE_ERRORS = (ValueError, TypeError, RuntimeError, KeyError, FileNotFoundError, NotImplementedError,
@@ -65,8 +70,6 @@ def run(ns: argparse.Namespace) -> int:
         print(f"flconfig run: --keep {shown_path(keep)}: " + (path_problem(keep) or "not a folder"),
               file=sys.stderr)
         return 2
-    from ..compat import install, serve_standins
-    from ..compat.jobapi import running, writer
 
     if not install(force=True):
         print("flconfig run: FLARE's own modules are imported in this process already; run the "
@@ -81,7 +84,7 @@ def run(ns: argparse.Namespace) -> int:
             keep.mkdir(parents=True, exist_ok=True)
         running.check_only(keep.resolve() if keep else None)
     path = script.resolve()
-    writer.SCRIPT_DIR[:] = [path.parent]
+    roots.SCRIPT_DIR[:] = [path.parent]
     saved_argv, saved_path = sys.argv, list(sys.path)
     sys.argv = [str(script), *ns.args]
     sys.path.insert(0, str(path.parent))
@@ -121,8 +124,6 @@ def _report(exc: BaseException) -> int:
     import runpy
     import traceback
 
-    from ..compat.jobapi.checking import JobInvalid
-    from ..compat.jobapi.running import JobFailed
 
     if isinstance(exc, JobInvalid):
         folder = f" (written to {shown_path(exc.folder)})" if exc.folder else ""
@@ -131,13 +132,11 @@ def _report(exc: BaseException) -> int:
     if isinstance(exc, JobFailed):
         print(f"flconfig run: {exc}", file=sys.stderr)
         return 1
-    from . import RUN_PACKAGES, _extra_line
 
     package = RUN_PACKAGES.get((getattr(exc, "name", None) or "").split(".")[0])
     if isinstance(exc, ModuleNotFoundError) and package is not None:
         print(_extra_line("flconfig run", [package]), file=sys.stderr)
         return 2
-    from ..compat.jobapi.writer import job_roots
 
     frames = _frames(exc.__traceback__)
     innermost_ours = bool(frames) and frames[-1][1].startswith(_FLCONFIG_DIR)

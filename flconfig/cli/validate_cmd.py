@@ -9,8 +9,12 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from ..config.variables import KEEP_UNDEFINED_ENV
 from ..errors import Problem
+from ..registry import ALLOW_ENV, Registry
+from ..validate.loader import inspect_job
 from ..validate.report import write_json, write_text
+from . import path_problem
 
 ALLOW_HELP = ("also allow component paths under this dotted module prefix "
               "(repeatable; the environment variable FLCONFIG_ALLOW_MODULES does the same)")
@@ -36,8 +40,6 @@ def job_environment(items: Sequence[str], keep_undefined: bool = False,
     """All of the environment a job read on this machine may see: the ``--env`` items, and
     flconfig's own settings (``FLCONFIG_ALLOW_MODULES``, ``FLCONFIG_KEEP_UNDEFINED``) from
     ``own`` (default: this process's environment). Raises ValueError for a bad item."""
-    from ..config.variables import KEEP_UNDEFINED_ENV
-    from ..registry import ALLOW_ENV
 
     source = os.environ if own is None else own
     env: dict[str, str] = {}
@@ -80,7 +82,6 @@ def validate_paths(paths: list[str], allowed_modules: list[str],
                    environ: Mapping[str, str] | None = None) -> list[Problem]:
     """Problems of all ``paths``, sorted by file and position; ``environ`` is all the
     environment the jobs may read (None: none)."""
-    from ..validate.loader import inspect_job
 
     problems: list[Problem] = []
     for path in paths:
@@ -91,8 +92,6 @@ def validate_paths(paths: list[str], allowed_modules: list[str],
 
 
 def run(ns: argparse.Namespace) -> int:
-    from ..registry import ALLOW_ENV, Registry
-
     try:
         environ = job_environment(ns.env, ns.keep_undefined)
     except ValueError as exc:
@@ -103,7 +102,6 @@ def run(ns: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"flconfig validate: {exc} (from --allow-module or {ALLOW_ENV})", file=sys.stderr)
         return 2
-    from . import path_problem
 
     unusable = next(filter(None, map(path_problem, ns.paths)), None)
     if unusable:  # e.g. a name too long for the file system: no job can be there

@@ -132,7 +132,9 @@ class _NvflareFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 def _standins() -> ModuleType:
     """:mod:`flconfig.compat.jobapi.standins`, imported when job code first asks for a
-    module of FLARE's components flconfig has no file for."""
+    module of FLARE's components flconfig has no file for. Deferred: the stand-ins read
+    FLARE's classes with the registry's introspection, which a site's process otherwise
+    never imports (tests/runtime/test_plan.py)."""
     from .jobapi import standins
 
     return standins

@@ -24,13 +24,29 @@ from ..interfaces import (
     ShareableGenerator,
 )
 from ..types import FLModel, RunContext
-from .learner_adapter import (
+from .learner_adapter import flare_executor
+from .nvflare.apis.dxo import DXO, DataKind
+from .nvflare.apis.executor import Executor
+from .nvflare.apis.filter import Filter as FlareFilterBase
+from .nvflare.apis.fl_constant import ReservedKey
+from .nvflare.apis.fl_context import show_components_with
+from .nvflare.apis.impl.controller import Controller as FlareControllerBase
+from .nvflare.app_common.abstract.aggregator import Aggregator as FlareAggregatorBase
+from .nvflare.app_common.abstract.learnable_persistor import LearnablePersistor
+from .nvflare.app_common.abstract.model_locator import ModelLocator as FlareLocatorBase
+from .nvflare.app_common.abstract.shareable_generator import (
+    ShareableGenerator as FlareGeneratorBase,
+)
+from .nvflare.app_common.app_constant import AppConstants
+from .shareables import (
     flare_context,
-    flare_executor,
     from_shareable,
     is_flare_component,
+    learnable_of,
+    model_of,
     to_shareable,
 )
+from .views import VIEWS
 
 
 class _Wrapper:
@@ -45,27 +61,7 @@ class _Wrapper:
         return f"{type(self.flare_component).__name__}.{method}"
 
 
-def model_of(learnable: Any, what: str) -> FLModel:
-    """A ModelLearnable (``{"weights", "meta"}``) as flconfig's FULL model."""
-    if learnable is None:
-        return FLModel(params_type="FULL")
-    if not isinstance(learnable, dict) or "weights" not in learnable:
-        raise JobError(f"{what} returned a {type(learnable).__name__}, not a ModelLearnable")
-    return FLModel(params=dict(learnable.get("weights") or {}), meta=dict(learnable.get("meta") or {}),
-                   params_type="FULL")
-
-
-def learnable_of(model: FLModel | None) -> Any:
-    from .nvflare.app_common.abstract.model import make_model_learnable
-
-    if model is None:
-        return make_model_learnable({}, {})
-    return make_model_learnable(dict(model.params), dict(model.meta))
-
-
 def _dxo_model(dxo: Any, what: str) -> FLModel | None:
-    from .nvflare.apis.dxo import DXO, DataKind
-
     if dxo is None:
         return None
     if not isinstance(dxo, DXO):
@@ -108,14 +104,9 @@ class FlareAggregator(_Wrapper, Aggregator):
     site as its peer identity and its round as its contribution round."""
 
     def _ctx(self, ctx: RunContext) -> Any:
-        from .nvflare.app_common.app_constant import AppConstants
-
         return flare_context(ctx, **{AppConstants.CURRENT_ROUND: getattr(ctx, "props", {}).get("current_round")})
 
     def accept(self, site: str, result: FLModel, ctx: RunContext) -> bool:
-        from .nvflare.apis.fl_constant import ReservedKey
-        from .nvflare.app_common.app_constant import AppConstants
-
         shareable = to_shareable(result)
         shareable.set_peer_props({ReservedKey.IDENTITY_NAME: site})
         shareable.add_cookie(AppConstants.CONTRIBUTION_ROUND,
@@ -141,8 +132,6 @@ class FlareShareableGenerator(_Wrapper, ShareableGenerator):
     """A FLARE ``ShareableGenerator``: ``fl_ctx``'s GLOBAL_MODEL is the current global model."""
 
     def _ctx(self, ctx: RunContext) -> Any:
-        from .nvflare.app_common.app_constant import AppConstants
-
         current = getattr(ctx, "props", {}).get(GLOBAL_MODEL_PROP)
         return flare_context(ctx, **{AppConstants.GLOBAL_MODEL: learnable_of(current if isinstance(
             current, FLModel) else None), AppConstants.CURRENT_ROUND: getattr(ctx, "props", {}).get("current_round")})
@@ -202,7 +191,6 @@ def flare_view(component: Any, site: Any) -> Any:
     component = unwrap(component)
     if component is None or is_flare_component(component):
         return component
-    from .views import VIEWS
 
     for base, view in VIEWS.items():
         if isinstance(component, base):
@@ -216,15 +204,6 @@ def adapt(component: Any) -> Any:
     else as it is."""
     if component is None or not is_flare_component(component):
         return component
-    from .nvflare.apis.executor import Executor
-    from .nvflare.apis.filter import Filter as FlareFilterBase
-    from .nvflare.apis.impl.controller import Controller as FlareControllerBase
-    from .nvflare.app_common.abstract.aggregator import Aggregator as FlareAggregatorBase
-    from .nvflare.app_common.abstract.learnable_persistor import LearnablePersistor
-    from .nvflare.app_common.abstract.model_locator import ModelLocator as FlareLocatorBase
-    from .nvflare.app_common.abstract.shareable_generator import (
-        ShareableGenerator as FlareGeneratorBase,
-    )
 
     for base, wrapper in ((FlareControllerBase, FlareController),
                           (FlareLocatorBase, FlareModelLocator), (LearnablePersistor, FlarePersistor),
@@ -240,3 +219,7 @@ def adapt(component: Any) -> Any:
 def unwrap(component: Any) -> Any:
     """The job's own object behind a wrapper (what FLARE-API code gets from ``get_component``)."""
     return getattr(component, "flare_component", component)
+
+
+# FLARE code's engine shows a site's components through the views above.
+show_components_with(flare_view)

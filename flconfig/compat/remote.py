@@ -11,21 +11,24 @@ Both sides speak in frames (:mod:`flconfig.common.framing`: a JSON header and a
 payload); models travel as flconfig's model encoding (safetensors tensors, JSON meta),
 never pickled.
 
-    python -m flconfig.compat.remote SCRIPT [ARGS...]   (what the site runs)
+The child is :mod:`flconfig.compat.script_process` (``python -m flconfig.compat.script_process
+SCRIPT [ARGS...]``, what the site runs).
 """
 
 from __future__ import annotations
 
 import hmac
-import os
 import secrets
 import socket
-import sys
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from ..common.framing import ChannelClosed, read_frame, send_frame
+from ..types import FLModel as Plain
+from .client_session import plain_value
+from .nvflare.apis.analytix import AnalyticsDataType
+from .nvflare.app_common.abstract.fl_model import FLModel
 
 ENV = "FLCONFIG_CLIENT_API"
 
@@ -36,8 +39,6 @@ ENV = "FLCONFIG_CLIENT_API"
 def encode_flare_model(model: Any) -> tuple[dict[str, Any], bytes]:
     """A FLARE FLModel as (header fields, payload): params in the payload."""
     from ..transport.codec import encode_model
-    from ..types import FLModel as Plain
-    from .client_session import plain_value
 
     fields = {
         "params_type": model.params_type.value if model.params_type is not None else None,
@@ -56,7 +57,6 @@ def decode_flare_model(fields: dict[str, Any], payload: bytes) -> Any:
     """The FLARE FLModel :func:`encode_flare_model` sent: tensors come back tensors, arrays
     arrays (the site gives the script the exchange format, and converts what it sends)."""
     from ..transport.codec import decode_model
-    from .nvflare.app_common.abstract.fl_model import FLModel
 
     params = decode_model(payload).params if fields.get("has_params") else None
     return FLModel(params_type=fields.get("params_type"), params=params, metrics=fields.get("metrics"),
@@ -143,8 +143,6 @@ class Bridge:
             session.send(model, bool(request.get("clear_cache", True)))
             return {}, b""
         if method == "log":
-            from .nvflare.apis.analytix import AnalyticsDataType
-
             session.log(request["key"], request["value"], AnalyticsDataType(request["data_type"]),
                         **request.get("kwargs", {}))
             return {}, b""
@@ -196,16 +194,12 @@ class RemoteSession:
         return bool(self._value("is_running"))
 
     def send(self, model: Any, clear_cache: bool = True) -> None:
-        from .nvflare.app_common.abstract.fl_model import FLModel
-
         if not isinstance(model, FLModel):
             raise TypeError(f"flare.send() takes an FLModel, got {type(model).__name__}")
         fields, data = encode_flare_model(model)
         self._ask({"method": "send", "model": fields, "clear_cache": clear_cache}, data)
 
     def log(self, key: str, value: Any, data_type: Any, **kwargs: Any) -> None:
-        from .client_session import plain_value
-
         self._ask({"method": "log", "key": key, "value": plain_value(value),
                    "data_type": getattr(data_type, "value", data_type), "kwargs": plain_value(kwargs)})
 
@@ -217,33 +211,3 @@ class RemoteSession:
 
     def close(self) -> None:
         self._sock.close()
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run a Client API script in this process, its ``nvflare.client`` calls served by the site."""
-    import runpy
-
-    from . import client_session, install
-
-    args = sys.argv[1:] if argv is None else argv
-    address = os.environ.pop(ENV, "")
-    if not args or not address:
-        print("flconfig.compat.remote: run by a flconfig site, with the script to run", file=sys.stderr)
-        return 2
-    install(force=True)  # the script talks to a flconfig site: its nvflare is flconfig's
-    from .nvflare.client.cell.api import CellClientAPI  # FLARE's name for this side of the channel
-
-    session = CellClientAPI(address)
-    client_session.register(session)  # type: ignore[arg-type]
-    script = args[0]
-    sys.argv = [script, *args[1:]]
-    sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
-    try:
-        runpy.run_path(script, run_name="__main__")
-    finally:
-        session.close()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

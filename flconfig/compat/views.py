@@ -11,13 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from ..interfaces import GLOBAL_MODEL_PROP, Aggregator, ModelPersistor, ShareableGenerator
-from .component_adapter import learnable_of, model_of
-from .learner_adapter import model_of_task, to_shareable
 from .nvflare.apis.fl_constant import ReservedKey
 from .nvflare.app_common.abstract.aggregator import Aggregator as FlareAggregator
 from .nvflare.app_common.abstract.model_persistor import ModelPersistor as FlarePersistor
 from .nvflare.app_common.abstract.shareable_generator import ShareableGenerator as FlareGenerator
 from .nvflare.app_common.app_constant import AppConstants
+from .shareables import learnable_of, model_of, model_of_task, to_shareable
 
 
 class PersistorView(FlarePersistor):

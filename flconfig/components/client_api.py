@@ -45,8 +45,11 @@ import threading
 from pathlib import Path
 from typing import Any, ClassVar
 
+from ..compat import client_session, install
 from ..errors import JobError
 from ..files import find_script, python_command
+from ..tracking.flare_log import log_flare_record
+from ..tracking.senders import AnalyticsSender
 from ..types import Event, EventType, FLModel, ReturnCode, RunContext, Signal
 from .base import Executor
 from .client_api_exchange import from_script, params_diff, to_script
@@ -233,9 +236,6 @@ class ClientAPIExecutor(Executor):
             return self._script
 
     def _open_sender(self, ctx: RunContext) -> None:
-        from ..compat import install
-        from ..tracking.senders import AnalyticsSender
-
         install(force=True)  # the script's 'import nvflare.client' is this site's Client API
         event_type, fed = self._records_event(ctx)
         self._sender = sender = AnalyticsSender(event_type=event_type)
@@ -244,8 +244,6 @@ class ClientAPIExecutor(Executor):
         sender.handle_event(Event(EventType.START_RUN, None, "local", ctx.site_name), ctx)
 
     def _new_session(self, ctx: RunContext) -> Any:
-        from ..compat import client_session
-
         return client_session.ClientAPISession(
             ctx.site_name, ctx.job_id, self._client_config(), self._log_record, params_diff)
 
@@ -389,7 +387,6 @@ class ClientAPIExecutor(Executor):
 
     def _log_record(self, key: str, value: Any, data_type: Any, **kwargs: Any) -> None:
         """One ``flare.log`` call as records of the executor's AnalyticsSender."""
-        from ..tracking.flare_log import log_flare_record
 
         log_flare_record(self._sender, key, value, data_type, **kwargs)
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..compat.client_session import plain_number, plain_value
+from ..compat.nvflare.app_common.abstract.fl_model import FLModel as FlareModel
 from ..types import FLModel, RunContext, is_torch_tensor
 
 
 def to_script(data: FLModel, ctx: RunContext, exchange_format: str) -> Any:
     """flconfig's task data as FLARE's FLModel, its params in ``exchange_format``
     (``pytorch``, ``numpy`` or ``raw``)."""
-    from ..compat.nvflare.app_common.abstract.fl_model import FLModel as FlareModel
 
     params: Any = dict(data.params) if data.params else None
     if params is not None and exchange_format == "pytorch":
@@ -44,7 +45,6 @@ def from_script(result: Any, data: FLModel, exchange_format: str, server_format:
     converted to ``server_format`` unless either format is ``raw`` or both are the same.
 
     Raises ``TypeError``/``ValueError`` for a result that cannot be sent."""
-    from ..compat.client_session import plain_number, plain_value
 
     metrics = {str(k): plain_number(v) for k, v in (result.metrics or {}).items()}
     meta = {k: v for k, v in plain_value(result.meta or {}, keep_arrays=True).items()

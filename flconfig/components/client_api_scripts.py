@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from ..common.logs import site_thread_name
+from ..compat import client_session
+from ..compat.remote import ENV, Bridge
 from ..errors import JobError
 from ..types import RunContext
 
@@ -53,7 +55,6 @@ def site_logger(ctx: RunContext) -> logging.Logger:
 def start_thread(session: Any, script: Path, args: list[str], ctx: RunContext) -> ScriptRun:
     """Run ``script`` as ``__main__`` on a thread of the site, its Client API calls bound to
     ``session``."""
-    from ..compat import client_session
 
     run = ScriptRun(session)
     client_session.register(run.session)
@@ -70,7 +71,6 @@ def start_process(session: Any, script: Path, options: list[str], args: list[str
     site's run folder, ``nvflare.client`` served by ``session`` over a local channel of its
     own (a session and a token per start: a task goes only to the process started for it,
     never to an earlier one on its way out)."""
-    from ..compat.remote import ENV, Bridge
 
     logger = site_logger(ctx)
 
@@ -82,7 +82,7 @@ def start_process(session: Any, script: Path, options: list[str], args: list[str
     run.bridge = Bridge(run.session, closed)
     run.bridge.start(site_thread_name(ctx.site_name, "client-api"))
     env = {**os.environ, ENV: run.bridge.env_value, "PYTHONUNBUFFERED": "1"}
-    argv = [sys.executable, *options, "-m", "flconfig.compat.remote", str(script), *args]
+    argv = [sys.executable, *options, "-m", "flconfig.compat.script_process", str(script), *args]
     try:
         run.process = subprocess.Popen(argv, cwd=str(ctx.run_dir), env=env, stdin=subprocess.DEVNULL,
                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -97,7 +97,6 @@ def start_process(session: Any, script: Path, options: list[str], args: list[str
 def end_runs(runs: list[ScriptRun], ctx: RunContext) -> None:
     """Tell every start of the script the run is over and wait for each (a process that does
     not exit in :data:`END_WAIT_SECONDS` is killed)."""
-    from ..compat import client_session
 
     for run in runs:
         run.session.stop("END_RUN received")
@@ -141,8 +140,6 @@ def _watch(run: ScriptRun, script: Path, ctx: RunContext) -> None:
 
 
 def _run_script(run: ScriptRun, script: Path, args: list[str], ctx: RunContext) -> None:
-    from ..compat import client_session
-
     client_session.bind(run.session)
     argv = [str(script), *args]
     try:

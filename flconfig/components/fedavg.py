@@ -26,8 +26,11 @@ import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ..compat.nvflare.app_common.abstract.fl_model import FLModel as FlareModel
+from ..compat.shareables import flare_context
 from ..errors import JobError
 from ..files import inside, write_atomic
+from ..transport.codec import encode_model
 from ..types import FLModel, ReturnCode, RunContext
 from .aggregators import NUM_STEPS_KEY, InTimeAccumulateWeightedAggregator
 from .base import Aggregator
@@ -410,8 +413,6 @@ class FedAvg(ScatterAndGather):
         if self._persistor is not None:
             self._persistor.save(model, ctx)
         elif self.save_filename:
-            from ..transport.codec import encode_model
-
             path = inside(ctx.run_dir, self.save_filename)
             write_atomic(path, encode_model(FLModel(params=model.params, params_type="FULL", meta={
                 k: v for k, v in model.meta.items() if isinstance(v, (str, int, float, bool))})))
@@ -444,14 +445,11 @@ def _logger(ctx: Any) -> logging.Logger:
 
 
 def _flare_ctx(ctx: RunContext) -> Any:
-    from ..compat.learner_adapter import flare_context
-
     return flare_context(ctx, current_round=(getattr(ctx, "props", None) or {}).get("current_round"))
 
 
 def _flare_model(site: str, result: FLModel, ctx: RunContext) -> Any:
     """A site's result as FLARE's FLModel, its site in ``meta["client_name"]``."""
-    from ..compat.nvflare.app_common.abstract.fl_model import FLModel as FlareModel
 
     current = (getattr(ctx, "props", None) or {}).get("current_round")
     return FlareModel(params=dict(result.params), params_type=result.params_type, metrics=dict(result.metrics),

@@ -8,6 +8,7 @@ import threading
 from dataclasses import replace
 from typing import Any, ClassVar
 
+from ..compat.learner_adapter import FlareLearner
 from ..errors import JobError
 from ..types import Event, EventType, FLModel, ReturnCode, RunContext, Signal
 from .base import Executor, Learner
@@ -149,8 +150,6 @@ class LearnerExecutor(Executor):
                     ctx.site_name,
                 )
             if not isinstance(learner, Learner) and getattr(type(learner), "_flare_component", False):
-                from ..compat.learner_adapter import FlareLearner
-
                 learner = FlareLearner(learner)  # written against FLARE's Learner API
             if not isinstance(learner, Learner):
                 raise JobError(

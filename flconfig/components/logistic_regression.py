@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import JobError
 from ..types import FLModel, ReturnCode, RunContext
+from .base import ModelPersistor
 from .fedavg import FedAvg
 from .numpy_family import NUMPY_KEY, NPModelPersistor
 from .shareable_generators import FullModelShareableGenerator
@@ -160,8 +161,6 @@ class FedAvgLR(FedAvg):
         return aggregator, step
 
     def _find_persistor(self, ctx: ServerContext) -> ModelPersistor | None:
-        from .base import ModelPersistor
-
         if isinstance(self.persistor, ModelPersistor):
             return self.persistor
         if self.persistor_id and ctx.get_component(self.persistor_id) is not None:

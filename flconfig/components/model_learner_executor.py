@@ -5,6 +5,13 @@ from __future__ import annotations
 import threading
 from typing import Any, ClassVar
 
+from ..compat.nvflare.apis.fl_constant import FLContextKey
+from ..compat.nvflare.app_common.abstract.fl_model import FLModel as FlareModel
+from ..compat.nvflare.app_common.abstract.fl_model import MetaKey
+from ..compat.nvflare.app_common.abstract.model_learner import ModelLearner
+from ..compat.nvflare.app_common.app_constant import AppConstants, ModelName, ValidateType
+from ..compat.nvflare.app_common.utils.fl_model_utils import FLModelUtils
+from ..compat.shareables import flare_context, from_shareable, to_shareable
 from ..types import Event, EventType, FLModel, ReturnCode, RunContext, Signal
 from .base import Executor, flare_learner
 from .learner_executor import _logger
@@ -74,7 +81,6 @@ class ModelLearnerExecutor(Executor):
 
     def execute(self, task_name: str, data: FLModel, ctx: RunContext, abort_signal: Signal) -> FLModel:
         """Run one task on the learner; failures come back as error results."""
-        from ..compat.learner_adapter import to_shareable
 
         task = self.tasks.get(task_name)
         if task is None:
@@ -97,10 +103,6 @@ class ModelLearnerExecutor(Executor):
                                      f"{type(exc).__name__}: {exc}")
 
     def _train(self, learner: Any, shareable: Any, what: str) -> FLModel:
-        from ..compat.nvflare.app_common.abstract.fl_model import FLModel as FlareModel
-        from ..compat.nvflare.app_common.abstract.fl_model import MetaKey
-        from ..compat.nvflare.app_common.app_constant import AppConstants, ValidateType
-
         shareable.set_header(AppConstants.VALIDATE_TYPE, ValidateType.BEFORE_TRAIN_VALIDATE)
         model = _model_of(shareable)
         validation = learner.validate(model)
@@ -118,14 +120,10 @@ class ModelLearnerExecutor(Executor):
         return _reply(result, f"{what}.train")
 
     def _submit_model(self, learner: Any, shareable: Any, what: str) -> FLModel:
-        from ..compat.nvflare.app_common.app_constant import AppConstants, ModelName
-
         name = shareable.get_header(AppConstants.SUBMIT_MODEL_NAME) or ModelName.BEST_MODEL
         return _reply(learner.get_model(name), f"{what}.get_model")
 
     def _validate(self, learner: Any, shareable: Any, what: str) -> FLModel:
-        from ..compat.nvflare.app_common.app_constant import AppConstants, ValidateType
-
         if shareable.get_header(AppConstants.VALIDATE_TYPE) is None:
             shareable.set_header(AppConstants.VALIDATE_TYPE, ValidateType.MODEL_VALIDATE)
         return _reply(learner.validate(_model_of(shareable)), f"{what}.validate")
@@ -140,7 +138,6 @@ class ModelLearnerExecutor(Executor):
         """The learner ``learner_id`` names; JobError when it is none or not a ModelLearner."""
         if self._learner is not None:
             return self._learner
-        from ..compat.nvflare.app_common.abstract.model_learner import ModelLearner
 
         learner = flare_learner(ctx, self.learner_id, ModelLearner,
                                 "nvflare.app_common.abstract.model_learner.ModelLearner")
@@ -149,10 +146,6 @@ class ModelLearnerExecutor(Executor):
 
     @staticmethod
     def _set_up(learner: Any, shareable: Any, ctx: RunContext, abort_signal: Signal) -> None:
-        from ..compat.learner_adapter import flare_context
-        from ..compat.nvflare.apis.fl_constant import FLContextKey
-        from ..compat.nvflare.app_common.app_constant import AppConstants
-
         fl_ctx = flare_context(ctx, **{FLContextKey.TASK_DATA: shareable,
                                        AppConstants.CURRENT_ROUND: shareable.get_header(AppConstants.CURRENT_ROUND)})
         engine = fl_ctx.get_engine()
@@ -183,16 +176,11 @@ class ModelLearnerExecutor(Executor):
 
 
 def _model_of(shareable: Any) -> Any:
-    from ..compat.nvflare.app_common.utils.fl_model_utils import FLModelUtils
-
     return FLModelUtils.from_shareable(shareable)
 
 
 def _reply(result: Any, what: str) -> FLModel:
     """A learner's FLModel (or ReturnCode string) as flconfig's result."""
-    from ..compat.learner_adapter import from_shareable
-    from ..compat.nvflare.app_common.abstract.fl_model import FLModel as FlareModel
-    from ..compat.nvflare.app_common.utils.fl_model_utils import FLModelUtils
 
     if isinstance(result, str):
         return FLModel.error(result, f"{what} returned {result}")

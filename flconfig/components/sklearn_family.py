@@ -16,8 +16,15 @@ import logging
 from pathlib import Path
 from typing import Any, ClassVar
 
+from ..compat.nvflare.apis.dxo import DXO
+from ..compat.nvflare.app_common.abstract.learner import Learner
+from ..compat.nvflare.app_common.aggregators.assembler import Assembler
+from ..compat.nvflare.app_common.app_constant import AppConstants
+from ..compat.shareables import flare_context
 from ..errors import JobError
 from ..files import inside, outside_file, write_atomic
+from ..tracking.senders import AnalyticsSender
+from ..transport.codec import ProtocolError, decode_model, encode_model
 from ..types import Event, EventType, FLModel, ReturnCode, RunContext, Signal
 from .aggregators import KIND_OF_PARAMS_TYPE, NUM_STEPS_KEY
 from .base import Aggregator, Executor, ModelPersistor, flare_learner
@@ -76,7 +83,6 @@ class SKLearnExecutor(Executor):
     def _initialized(self, ctx: RunContext) -> Any:
         if self._learner is not None:
             return self._learner
-        from ..compat.nvflare.app_common.abstract.learner import Learner
 
         learner = flare_learner(ctx, self.learner_id, Learner, "nvflare.app_common.abstract.learner_spec.Learner")
         learner.initialize(dict(getattr(ctx, "components", {})), _fl_ctx(ctx))
@@ -114,8 +120,6 @@ class SKLearnExecutor(Executor):
 
     def _log_value(self, ctx: RunContext, key: str, value: Any, step: int) -> None:
         if self._sender is None:
-            from ..tracking.senders import AnalyticsSender
-
             found = [c for c in getattr(ctx, "components", {}).values() if isinstance(c, AnalyticsSender)]
             self._sender = found[0] if found else False
         if self._sender:
@@ -168,7 +172,6 @@ class JoblibModelParamPersistor(ModelPersistor):
 
     def load(self, ctx: RunContext) -> FLModel:
         """The saved parameters, or ``initial_params``; JobError for a file flconfig did not write."""
-        from ..transport.codec import ProtocolError, decode_model
 
         initial = dict(self.initial_params or {})
         given = self.model_path or initial.pop("model_path", None)
@@ -194,7 +197,6 @@ class JoblibModelParamPersistor(ModelPersistor):
 
     def save(self, model: FLModel, ctx: RunContext) -> None:
         """Write the global parameters to ``save_name`` in the server's run folder."""
-        from ..transport.codec import encode_model
 
         path = inside(ctx.run_dir, self.save_name)
         write_atomic(path, encode_model(FLModel(params=model.params, params_type="FULL")))
@@ -233,8 +235,6 @@ class CollectAndAssembleAggregator(Aggregator):
 
     def _get_assembler(self, ctx: RunContext) -> Any:
         if self._assembler is None:
-            from ..compat.nvflare.app_common.aggregators.assembler import Assembler
-
             assembler = ctx.get_component(self.assembler_id)
             if not isinstance(assembler, Assembler):
                 what = "no component" if assembler is None else f"a {type(assembler).__name__}"
@@ -246,7 +246,6 @@ class CollectAndAssembleAggregator(Aggregator):
 
     def accept(self, site: str, result: FLModel, ctx: RunContext) -> bool:
         """Store ``site``'s result in the assembler's collection; False (logged) to refuse it."""
-        from ..compat.nvflare.apis.dxo import DXO
 
         assembler = self._get_assembler(ctx)
         kind = ("METRICS" if not result.params and result.metrics
@@ -267,7 +266,6 @@ class CollectAndAssembleAggregator(Aggregator):
 
     def aggregate(self, ctx: RunContext) -> FLModel:
         """The assembler's result for the round's collection; the assembler is reset."""
-        from ..compat.nvflare.apis.dxo import DXO
 
         assembler = self._get_assembler(ctx)
         if not assembler.collection:
@@ -296,9 +294,6 @@ class CollectAndAssembleModelAggregator(CollectAndAssembleAggregator):
 
 
 def _fl_ctx(ctx: RunContext, current_round: Any = None) -> Any:
-    from ..compat.learner_adapter import flare_context
-    from ..compat.nvflare.app_common.app_constant import AppConstants
-
     props = {} if current_round is None else {AppConstants.CURRENT_ROUND: current_round}
     return flare_context(ctx, **props)
 

@@ -207,7 +207,7 @@ class Job:
 
     Immutable and checked once: :func:`inspect_job` builds it, resolves every class and
     runs every check, and nothing changes it afterwards (the checks are pure functions
-    of it). A run is planned from it (:func:`flconfig.runtime.plan.plan_run`)."""
+    of it). A run is planned from it (:func:`flconfig.runtime.planner.plan_run`)."""
 
     name: str
     folder: Path

@@ -27,8 +27,12 @@ from typing import Any, TypeVar
 
 from google.protobuf.message import Message
 
+from ..errors import ConfigError, errors_only, relocate, storage_message
+from ..files import FolderInUse, lock_folder, write_atomic
+from ..runtime.planner import plan_run
 from ..runtime.spec import WorkerSpec, worker_command
 from ..transport.retry import RetryPolicy
+from ..validate.loader import inspect_job
 from . import deploy_pb2 as pb
 from . import wire
 from .archive import ArchiveError, unpack
@@ -102,8 +106,6 @@ class SiteService:
         or another instance of this site uses the workspace."""
         import grpc
 
-        from ..errors import storage_message
-        from ..files import FolderInUse, lock_folder
 
         try:
             self._lock = lock_folder(self.workspace, "site.lock")
@@ -217,10 +219,6 @@ class SiteService:
     # ------------------------------------------------------------------ jobs
 
     def _deploy(self, job_id: str, name: str) -> _Job | None:
-        from ..errors import ConfigError, errors_only, relocate
-        from ..runtime.plan import plan_run
-        from ..validate.loader import inspect_job
-
         folder = self.workspace / job_id
         job = _Job(job_id, name, folder)
         self._jobs[job_id] = job
@@ -277,8 +275,6 @@ class SiteService:
         return job
 
     def _start(self, job: _Job, item: pb.Work) -> None:
-        from ..files import write_atomic
-
         control = job.folder / ".control"
         control.mkdir(parents=True, exist_ok=True)
         write_atomic(control / "plan.json", job.plan.to_json().encode(), mode=0o600)

@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 
 from ..errors import FlconfigError
+from .kit import KitError, load_kit
+from .provision import NAME_RE, provision
 
 SERVER, ADMIN, PROJECT = "server", "admin@flconfig", "poc"
 #: The only address a POC's services listen on.
@@ -62,7 +64,6 @@ def prepare(folder: Path, n: int, port: int = 8002, force: bool = False,
             sites: list[str] | None = None) -> list[str]:
     """Provision the POC project into ``folder`` (sites ``site-1`` … ``site-N``, or the
     ``sites`` named); the participants made."""
-    from .provision import NAME_RE, provision
 
     if sites:
         bad = [s for s in sites if not NAME_RE.match(s) or s in (SERVER, ADMIN, "ca")]
@@ -166,7 +167,6 @@ def start(folder: Path, timeout: float = 60.0) -> list[str]:
     service failed and why (its exit and last log line, or what it never did in
     ``timeout`` seconds) — and everything started is stopped again."""
     from .admin import Admin, AdminError
-    from .kit import KitError, load_kit
 
     folder = folder.resolve()
     if not (folder / SERVER / "startup").is_dir():
@@ -237,7 +237,6 @@ def _stop_started(folder: Path, started: dict[str, subprocess.Popen[bytes]]) -> 
 def stop(folder: Path, timeout: float = 30.0) -> list[str]:
     """Shut the POC down (the server tells its sites); stop whatever is left; the names stopped."""
     from .admin import Admin, AdminError
-    from .kit import load_kit
 
     alive = running(folder)
     if not alive:

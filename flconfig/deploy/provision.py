@@ -36,7 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config.parsers import load_document
 from ..errors import ConfigError, Position, Problem
+from .authz import ROLES
 
 #: The participant types, and the name a certificate's OU gives each.
 TYPES = ("server", "client", "admin")
@@ -106,7 +108,6 @@ def is_host(text: str) -> bool:
 
 def load_project(path: Path) -> Project:
     """Read and check ``PROJECT.yaml``; ConfigError listing every problem at its line."""
-    from ..config.parsers import load_document
 
     doc = load_document(path)
     problems = [p for p in doc.problems if p.is_error]
@@ -170,7 +171,6 @@ def load_project(path: Path) -> Project:
         if not isinstance(outside, bool):
             bad(f"participant {pname!r}: 'allow_outside_files' must be true or false", (*where, "allow_outside_files"))
             continue
-        from .authz import ROLES
 
         role = entry.get("role", DEFAULT_ROLE if ptype == "admin" else "")
         if ptype != "admin" and "role" in entry:

@@ -32,7 +32,7 @@ from typing import Any
 
 from ..errors import ConfigError, errors_only, relocate
 from ..files import write_atomic
-from ..runtime.plan import plan_run
+from ..runtime.planner import plan_run
 from ..runtime.spec import STARTUP_TIMEOUT, WorkerSpec, wait_for_port, worker_command
 from . import store as st
 from .state import CONTROL, JOB_FOLDER, Board, Run, ServiceError, inspect_submitted

@@ -31,10 +31,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from ..errors import ConfigError, LaunchError, errors_only
+from ..config.meta import NAME_RE
+from ..errors import ConfigError, LaunchError, errors_only, storage_message
 from ..files import write_atomic
+from ..runtime.planner import plan_run
 from ..runtime.process_events import process_ended_line
-from ..runtime.spec import END_TIMEOUT, STARTUP_TIMEOUT, WorkerSpec, wait_for_port
+from ..runtime.spec import END_TIMEOUT, STARTUP_TIMEOUT, STATUS_MARKER, WorkerSpec, wait_for_port
+from ..validate.loader import inspect_job
+from ..validate.report import write_text
 from .processes import Process, Zygote, popen_or_fork
 
 MAX_SOLO_SITES = 8
@@ -113,8 +117,6 @@ def threads_per_process(cores: int, n_processes: int) -> int:
 
 
 def _choose_sites(job: object, opts: LaunchOptions) -> list[str]:
-    from ..config.meta import NAME_RE
-
     sites = list(opts.clients) if opts.clients else job.client_sites(opts.num_clients)  # type: ignore[attr-defined]
     bad = [s for s in sites if not NAME_RE.match(s) or s == "server"]
     if bad:
@@ -165,9 +167,6 @@ def launch(opts: LaunchOptions) -> int:
 
 
 def _launch(opts: LaunchOptions, zygote: Zygote | None) -> int:
-    from ..validate.loader import inspect_job
-    from ..validate.report import write_text
-
     out = opts.out
     job, problems = inspect_job(opts.job, allowed_modules=opts.allowed_modules,
                                 python_path=opts.python_path, environ=opts.environ)
@@ -176,7 +175,6 @@ def _launch(opts: LaunchOptions, zygote: Zygote | None) -> int:
         print("flconfig: the job is invalid; nothing was started", file=out)
         return 1
     sites = _choose_sites(job, opts)
-    from ..config.meta import NAME_RE
 
     if not NAME_RE.match(opts.job_id):
         raise LaunchError(f"invalid job id {opts.job_id[:80]!r}: use 1 to 128 letters, digits, "
@@ -203,7 +201,6 @@ def _launch(opts: LaunchOptions, zygote: Zygote | None) -> int:
     port_file.unlink(missing_ok=True)
     # Every site's configuration, resolved for this run and checked once, here: the
     # server and the workers build from the plan and never read the job again.
-    from ..runtime.plan import plan_run
 
     try:
         run_plan = plan_run(job, sites, workspace, opts.job_id, environ=opts.environ)
@@ -360,8 +357,6 @@ def _make_workspace(workspace: Path, control: Path) -> None:
     try:
         control.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        from ..errors import storage_message
-
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise LaunchError(storage_message(exc, workspace)) from None
         raise LaunchError(f"cannot create the workspace {workspace}: {exc.strerror}") from None
@@ -403,7 +398,6 @@ def _write_private(path: Path, text: str) -> None:
 
 def _pump(stream: TextIO | None, out: TextIO, status: dict[str, object] | None = None) -> None:
     """Copy the server's output to ``out``; its status line goes into ``status`` instead."""
-    from ..runtime.spec import STATUS_MARKER
 
     if stream is None:
         return

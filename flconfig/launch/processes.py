@@ -19,6 +19,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import IO, Any, TextIO, Union
 
+from ..runtime.zygote import COMMAND_LINE_ROOM, receive, send
+
 #: prctl(2) option that makes a process the parent of its orphaned descendants.
 _PR_SET_CHILD_SUBREAPER = 36
 
@@ -93,7 +95,6 @@ class Zygote:
         ``workspace``); None where forking is not to be had."""
         if not sys.platform.startswith("linux") or not _become_subreaper():
             return None
-        from ..runtime.zygote import COMMAND_LINE_ROOM
 
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         # The blank last argument is room for each forked process's own command line.
@@ -113,8 +114,6 @@ class Zygote:
     def ready(self, timeout: float = 60.0) -> bool:
         """Wait (once) until torch is imported; False when the zygote cannot fork for us."""
         if self._ready is None:
-            from ..runtime.zygote import receive
-
             self._sock.settimeout(timeout)
             try:
                 message, _ = receive(self._sock)
@@ -129,7 +128,6 @@ class Zygote:
              stderr: int, text_stdout: IO[str] | None = None) -> Forked | None:
         """Fork ``python -m flconfig.runtime.worker ARGV`` with these descriptors as its
         stdin/stdout/stderr and ``env`` added to its environment; None if the zygote failed."""
-        from ..runtime.zygote import receive, send
 
         if not self.ready():
             return None
@@ -147,7 +145,6 @@ class Zygote:
     def close(self) -> None:
         """Let the zygote go (it has forked all it will); its children are not touched.
         Closing twice does nothing."""
-        from ..runtime.zygote import send
 
         if self._sock.fileno() == -1:
             return

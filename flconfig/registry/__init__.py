@@ -23,18 +23,32 @@ imports a component's class: through :meth:`Registry.load_class` (only classes t
 registry resolved), or for a run plan's classes when the runtime builds a site.
 """
 
-from .arg_schema import annotation_schema
-from .plugins import read_entry_points
-from .registry import (
-    ALLOW_ENV,
-    ENTRY_POINT_GROUP,
-    ID_REFERENCE_KINDS,
-    MISSING,
-    ArgSpec,
-    ComponentInfo,
-    Registry,
-    ResolveError,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .arg_schema import annotation_schema
+    from .plugins import read_entry_points
+    from .registry import (
+        ALLOW_ENV,
+        ENTRY_POINT_GROUP,
+        ID_REFERENCE_KINDS,
+        MISSING,
+        ArgSpec,
+        ComponentInfo,
+        Registry,
+        ResolveError,
+    )
+
+# The package's names, loaded on first use (as flconfig's own): a site's process imports
+# :mod:`.flare_modules` to serve FLARE's package to job code, and never the registry itself.
+_PUBLIC = {
+    "annotation_schema": ".arg_schema", "read_entry_points": ".plugins",
+    **{name: ".registry" for name in ("ALLOW_ENV", "ENTRY_POINT_GROUP", "ID_REFERENCE_KINDS", "MISSING",
+                                      "ArgSpec", "ComponentInfo", "Registry", "ResolveError")},
+}  # fmt: skip
 
 __all__ = [
     "ALLOW_ENV",
@@ -48,3 +62,10 @@ __all__ = [
     "annotation_schema",
     "read_entry_points",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'flconfig.registry' has no attribute {name!r}")
+    return getattr(importlib.import_module(module, __name__), name)

@@ -30,6 +30,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from .aliases import FLARE_ALIASES
+
 __all__ = [
     "BASE_KINDS",
     "NOT_LITERAL",
@@ -565,8 +567,6 @@ class Introspector:
 
     def _aliases(self) -> Mapping[str, str]:
         if self._alias_targets is None:
-            from .aliases import FLARE_ALIASES
-
             self._alias_targets = FLARE_ALIASES
         return self._alias_targets
 

@@ -1,7 +1,7 @@
 """Running a job's server and sites: the run plan, building from it, the processes.
 
 - :mod:`.plan`: a checked job resolved for one run, every site's configuration
-  (:func:`~.plan.plan_run`, :class:`~.plan.RunPlan`), written once by the launcher.
+  (:func:`~.planner.plan_run`, :class:`~.plan.RunPlan`), written once by the launcher.
 - :mod:`.build`: a site's components instantiated from its plan, in dependency order.
 - :mod:`.spec`: :class:`~.spec.WorkerSpec`, what a worker process is started with (one
   typed, frozen spec, written once), and the one wait for the server's port.

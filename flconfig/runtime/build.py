@@ -9,16 +9,16 @@ resolved it, and its args, as checked for this run.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError, Problem
+from ..common.loader import import_class
+from ..compat import install
+from ..compat.component_adapter import adapt
+from ..errors import ConfigError, ImportFailure, Problem
 
 if TYPE_CHECKING:
     from ..components.base import Executor, Filter
-    from ..config.job import Job
     from .plan import ClassRef, PlannedComponent, RunPlan, SitePlan
 
 
@@ -119,7 +119,6 @@ def flare_adapted(component: Any) -> Any:
     aggregator ...) behind flconfig's interface; any other component as it is."""
     if component is None or not getattr(type(component), "_flare_component", False):
         return component
-    from ..compat.component_adapter import adapt
 
     return adapt(component)
 
@@ -127,7 +126,6 @@ def flare_adapted(component: Any) -> Any:
 def prepare_job_code() -> None:
     """Before job code is imported: ``import nvflare`` in it is flconfig's FLARE API, the one
     that talks to this site, even where FLARE is installed."""
-    from ..compat import install
 
     install(force=True)
 
@@ -135,8 +133,6 @@ def prepare_job_code() -> None:
 def _import(component: PlannedComponent, run_plan: RunPlan, plan: SitePlan) -> type:
     """The class of ``component``: from built-ins, plugins, allowed modules and the site's
     own ``custom/`` folder; nothing of the job folder when the site runs no custom code."""
-    from ..common.loader import import_class
-    from ..errors import ImportFailure
 
     ref = component.cls
     folders = ([plan.custom_dir] if plan.custom_dir and plan.allow_custom_code else []) + list(run_plan.python_path)
@@ -147,19 +143,3 @@ def _import(component: PlannedComponent, run_plan: RunPlan, plan: SitePlan) -> t
     except ImportFailure as exc:  # its module failed to import: the real cause, not the args
         raise ConfigError([Problem("error", "import-failed", f"{component.label}: {exc.message}",
                                    component.position, component.json_path, exc.hint)]) from None
-
-
-def build_site(job: Job, site: str, *, workspace: str | Path | None = None,
-               job_id: str = "simulate_job", environ: Mapping[str, str] | None = None) -> BuiltSite:
-    """Plan ``site`` of a checked ``job`` for one run and build it (tests, notebooks).
-
-    ``flconfig launch`` plans every site once, in the launcher, and its processes
-    call :func:`build_from_plan` on that plan instead.
-    """
-    from ..config.job import VALIDATION_WORKSPACE
-    from .plan import plan_run
-
-    is_server = site == "server"
-    run_plan = plan_run(job, [] if is_server else [site], workspace or VALIDATION_WORKSPACE,
-                        job_id, server=is_server, environ=environ)
-    return build_from_plan(run_plan, site)

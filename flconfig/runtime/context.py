@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..compat.nvflare.apis.fl_constant import FLContextKey
+from ..compat.shareables import flare_context
 from ..errors import StorageError
 from ..tracking.records import is_reserved_event
 from ..types import Event, Signal
@@ -147,8 +149,6 @@ class SiteContext:
 
     def _flare_event(self, handler: Any, event: Event) -> None:
         """``handler.handle_event(event_type, fl_ctx)``, as a FLARE component takes it."""
-        from ..compat.learner_adapter import flare_context
-        from ..compat.nvflare.apis.fl_constant import FLContextKey
 
         handler.handle_event(event.type, flare_context(self, **{FLContextKey.EVENT_DATA: event.data}))
 

@@ -21,6 +21,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
 from ..config.documents import Document, type_name
+from ..config.job import is_nested_spec
 from ..errors import JsonPath, Problem, closest, format_json_path
 from .files import SCHEMA_KINDS, check_kind, load_schema
 
@@ -221,7 +222,6 @@ class _Check:
     def is_nested_component(self, rel: JsonPath, value: Any) -> bool:
         # A direct arg holding a component spec is replaced by the built object before
         # the constructor sees it, so the arg's declared type describes that object.
-        from ..config.job import is_nested_spec
 
         return self.args_label is not None and len(rel) == 1 and is_nested_spec(value)
 

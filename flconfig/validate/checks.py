@@ -16,12 +16,16 @@ from typing import Any
 
 from ..config.job import ComponentSpec, ConfigFile, Job
 from ..errors import JsonPath, Position, Problem, closest, did_you_mean, display_path
+from ..files import find_script, python_command
+from ..registry.flare_modules import COMPAT_ROOT, component_modules, provides, served
+from ..registry.introspect import installed_location, parse_module
+from ..schemas import check_args
+from .wiring import check_wiring
 
 
 def check_job(job: Job) -> list[Problem]:
     """The problems of a loaded job: each component's kind and args, the wiring, then the
     job as a whole."""
-    from .wiring import check_wiring
 
     problems: list[Problem] = []
     configs = job.configs()
@@ -39,7 +43,6 @@ def check_job(job: Job) -> list[Problem]:
 def check_components(config: ConfigFile) -> list[Problem]:
     """Check each resolved, enabled spec's kind for its place, and its args against its
     own schema."""
-    from ..schemas import check_args
 
     doc = config.doc
     problems: list[Problem] = []
@@ -220,7 +223,6 @@ def _fires_events(info: Any) -> bool:
     (parsed once, cached), never imported."""
     import ast
 
-    from ..registry.introspect import parse_module
 
     file = getattr(info, "file", None)
     if getattr(info, "origin", None) not in ("custom", "allowed") or not file:
@@ -467,7 +469,6 @@ def check_custom_imports(job: Job) -> list[Problem]:
     import ast
     import sys
 
-    from ..registry.introspect import installed_location, parse_module
 
     folders = [app.custom_dir for app in job.apps.values() if app.custom_dir is not None]
     searched = [*folders, *job.python_path]
@@ -534,8 +535,6 @@ def files_imported_at_start(job: Job) -> set[Path]:
     the custom classes the configs name, the Client API scripts (``SCRIPT_ARG``, the
     ``COMMAND_ARG`` command's script), and, transitively, the custom/ modules and packages
     those import at their top level (not inside ``try:``, ``if`` or a function)."""
-    from ..files import find_script, python_command
-    from ..registry.introspect import parse_module
 
     reached: set[Path] = set()
     for name, app in job.apps.items():
@@ -631,7 +630,6 @@ def flare_module_served(module: str) -> bool:
     """Whether job code can import the FLARE module ``module`` where flconfig runs it: a
     module of flconfig's FLARE API, or one holding FLARE components flconfig runs
     (``nvflare.app_common.workflows.fedavg``), served from the registry's aliases."""
-    from ..registry.flare_modules import served
 
     return served(module)
 
@@ -640,8 +638,6 @@ def _names_not_served(module: str, node: Any) -> list[str]:
     """The names ``from module import ...`` takes that flconfig's module of that name
     does not define (read from its source, never imported) and that are not FLARE
     components flconfig runs."""
-    from ..registry.flare_modules import COMPAT_ROOT, component_modules, provides
-    from ..registry.introspect import parse_module
 
     components = component_modules().get(module, {})
     if not provides(module):  # a module of components only
@@ -686,7 +682,6 @@ def _top_level_names(tree: Any) -> set[str]:
 def check_task_scripts(job: Job) -> list[Problem]:
     """A component's script (a class's literal ``SCRIPT_ARG``, e.g. the Client API's
     ``task_script_path``) must be a file of its app's custom/ folder, as FLARE looks it up."""
-    from ..files import find_script
 
     problems: list[Problem] = []
     for config in job.configs():
@@ -721,7 +716,6 @@ def check_task_scripts(job: Job) -> list[Problem]:
 
 def _command_problems(config: ConfigFile, spec: ComponentSpec, custom: Path | None) -> list[Problem]:
     """A launch command (a class's literal ``COMMAND_ARG``) must run a Python script of custom/."""
-    from ..files import python_command
 
     arg = spec.info.attributes.get("COMMAND_ARG") if spec.info is not None else None
     if not isinstance(arg, str) or not arg:

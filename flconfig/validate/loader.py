@@ -3,7 +3,7 @@
 Data flows one way: files → :class:`~flconfig.config.documents.Document` (with
 positions) → variables resolved → schema-checked → component specs resolved
 through the registry → wiring and event checks → an immutable :class:`Job`, from which
-a run is planned (:func:`flconfig.runtime.plan.plan_run`).
+a run is planned (:func:`flconfig.runtime.planner.plan_run`).
 
 :func:`inspect_job` never raises for bad input: it returns the job (as far as
 it could be read) and every problem found. :func:`load_job` raises

@@ -163,7 +163,7 @@ def test_fedopts_optimizer_spec_validates_as_exported(tmp_path: Path, optimizer:
     job = write_job(tmp_path, "pt_fedopt", server, client, scripts={"client.py": PT_SCRIPT, "model.py": PT_MODEL})
     assert problems(job) == []
     # the spec reaches the generator as the plain dict it is, never built as a component
-    from flconfig.runtime.plan import plan_run
+    from flconfig.runtime.planner import plan_run
     from flconfig.validate.loader import load_job
 
     plan = plan_run(load_job(job, environ={}), [], tmp_path / "ws", "job", server=True).for_site("server")

@@ -124,12 +124,12 @@ def test_a_flare_executor_runs_on_shareables_and_a_bad_record_fails_at_the_call(
     records = [r for e in fired if getattr(e, "type", None) == "analytix_log_stats" for r in e.data]
     assert [(r["tag"], r["value"], r["step"]) for r in records] == [("weight_sum", 9.0, 4), ("debug_msg", "round 4", 4)]
     assert executor.execute("train", FLModel(), ctx, Signal()).rc == ReturnCode.TASK_UNKNOWN
-    from flconfig.compat.learner_adapter import flare_context
     from flconfig.compat.nvflare.apis.analytix import AnalyticsDataType
     from flconfig.compat.nvflare.apis.utils.analytix_utils import (
         create_analytic_dxo,
         send_analytic_dxo,
     )
+    from flconfig.compat.shareables import flare_context
 
     bad = create_analytic_dxo("loss", "low", AnalyticsDataType.SCALAR)
     with pytest.raises((TypeError, ValueError), match="loss"):  # a value that is no number fails at the call

@@ -157,7 +157,7 @@ def test_a_submitted_job_is_checked_and_planned_with_no_environment(tmp_path: Pa
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """As the deployed server and sites call them: ``inspect_job(folder)`` and ``plan_run``
     with no environ read nothing of the process's environment, and report no value."""
-    from flconfig.runtime.plan import plan_run
+    from flconfig.runtime.planner import plan_run
 
     monkeypatch.setenv("SECRET", SECRET)
     monkeypatch.setenv("PYTHONPATH", "/srv/server-only-path")

@@ -331,7 +331,7 @@ print(json.dumps({**codes, "me": os.getpid()}))
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forking from a zygote is Linux-only")
 def test_forked_processes_are_the_launchers_to_wait_for_and_to_kill(tmp_path: Path) -> None:
-    from flconfig.runtime.plan import plan_run
+    from flconfig.runtime.planner import plan_run
     from flconfig.runtime.spec import WorkerSpec
     from flconfig.validate.loader import load_job
 

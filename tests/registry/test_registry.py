@@ -1071,7 +1071,7 @@ def test_the_built_in_components_declare_themselves_in_literals() -> None:
 
 
 def test_a_job_builds_its_model_from_a_factory_function(tmp_path: Path) -> None:
-    from flconfig.runtime.build import build_site
+    from flconfig.runtime.planner import build_site
     from flconfig.validate.loader import inspect_job, load_job
 
     app = tmp_path / "job" / "app"

@@ -58,7 +58,8 @@ def test_a_checkpoint_outside_the_job_is_refused_before_it_is_opened(tmp_path: P
 
 
 def test_the_participants_choice_travels_in_the_run_plan(tmp_path: Path) -> None:
-    from flconfig.runtime.plan import plan_from_json, plan_run
+    from flconfig.runtime.plan import plan_from_json
+    from flconfig.runtime.planner import plan_run
     from flconfig.validate.loader import inspect_job
 
     root = REPO / "configs" / "tensorboard-streaming"

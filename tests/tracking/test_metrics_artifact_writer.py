@@ -223,9 +223,9 @@ def test_file_names_and_folders_stay_in_the_run_folder(tmp_path: Path) -> None:
 
 def test_a_workflow_written_against_flares_basefedavg_reports_its_aggregates(tmp_path: Path) -> None:
     # Scaffold and the job's own ModelController workflows aggregate through FLARE's BaseFedAvg API
-    from flconfig.compat.learner_adapter import flare_context
     from flconfig.compat.nvflare.app_common.abstract.fl_model import FLModel as FlareModel
     from flconfig.compat.nvflare.app_common.workflows.base_fedavg import BaseFedAvg
+    from flconfig.compat.shareables import flare_context
 
     writer, ctx = MetricsArtifactWriter(), site_ctx(tmp_path)
     contribute(writer, ctx, "site-1", {"acc": 0.5}, steps=2)

@@ -1006,7 +1006,7 @@ def test_a_sites_lines_from_the_training_threads_go_to_its_own_log(tmp_path) -> 
 
     files = [add_log_file(tmp_path / site / "log.txt", site=site) for site in ("site-1", "site-2")]
     try:
-        from flconfig.runtime.plan import plan_run
+        from flconfig.runtime.planner import plan_run
         from flconfig.validate.loader import load_job
 
         example = REPO / "configs" / "tensorboard-streaming"

@@ -22,7 +22,8 @@ from harness import REPO
 from flconfig.errors import ConfigError
 from flconfig.registry import Registry, ResolveError
 from flconfig.runtime.build import build_from_plan
-from flconfig.runtime.plan import RunPlan, plan_from_json, plan_run
+from flconfig.runtime.plan import RunPlan, plan_from_json
+from flconfig.runtime.planner import plan_run
 from flconfig.validate.loader import inspect_job
 
 ROOT = REPO

@@ -12,7 +12,7 @@ from harness import REPO
 
 from flconfig.config.job import Job
 from flconfig.errors import ConfigError
-from flconfig.runtime.build import build_site
+from flconfig.runtime.planner import build_site
 from flconfig.validate.loader import inspect_job, load_job
 
 JSON_JOB = REPO / "configs" / "tensorboard-streaming"

@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import TextIO
 
 from ...errors import FlconfigError, JsonPath, Position, Problem, display_path, errors_only
+from ...validate.loader import inspect_job
 from .export import Authored, Provenance
+from .roots import job_roots
 
 
 class JobInvalid(FlconfigError):
@@ -36,7 +38,6 @@ def outside_job() -> Iterator[None]:
     script's folder (on ``sys.path`` as ``python job.py`` puts it there) nor the job's own
     modules the script imported (``model``): those are the job's ``custom/`` code, not
     installed packages that would shadow it."""
-    from .writer import job_roots
 
     roots = [str(r) for r in job_roots()]
 
@@ -70,7 +71,6 @@ def outside_job() -> Iterator[None]:
 def check(folder: Path, provenance: dict[str, Provenance], export_problems: Sequence[Problem],
           *, participant: str | None = None, allow_custom_code: bool = True) -> list[Problem]:
     """Validate the job folder written from Python; its problems at the job script's lines."""
-    from ...validate.loader import inspect_job
 
     with outside_job():
         _, problems = inspect_job(folder, participant=participant, allow_custom_code=allow_custom_code)

@@ -24,6 +24,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+from ...registry import MISSING, Registry, ResolveError
+from ...registry.aliases import FLARE_ALIASES
 from ...registry.flare_modules import component_modules
 
 #: The flconfig package folder and the standard library's: frames inside them are not the
@@ -114,16 +116,12 @@ def _same(default: Any, value: Any) -> bool:
 
 @functools.lru_cache(maxsize=1)
 def _registry() -> Any:
-    from ...registry import Registry
-
     return Registry.create(environ={})
 
 
 @functools.cache
 def standin_class(flare_path: str) -> type[Standin] | None:
     """The stand-in for the FLARE class at ``flare_path``, or None if flconfig runs none."""
-    from ...registry import MISSING, ResolveError
-    from ...registry.aliases import FLARE_ALIASES
 
     if flare_path not in FLARE_ALIASES:
         return None
@@ -178,7 +176,6 @@ def runtime_class(module: str, name: str) -> type | None:
     module of ``custom/`` is flconfig's FedAvg."""
     import importlib
 
-    from ...registry.aliases import FLARE_ALIASES
 
     path = component_modules().get(module, {}).get(name)
     target = FLARE_ALIASES.get(path) if path else None

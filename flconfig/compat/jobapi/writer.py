@@ -13,34 +13,20 @@ import contextlib
 import json
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...errors import Problem
+from .checking import JobInvalid
 from .export import Authored, Exporter, Provenance, Resources, copy_resources, write_json
+from .roots import job_roots
 
 if TYPE_CHECKING:
     from ..nvflare.job_config.api import FedApp, FedJob
 
-#: The folder of the job script being run (``flconfig run`` sets it); its modules, and the
-#: working folder's, are the job's own.
-SCRIPT_DIR: list[Path] = []
-
 ALL_SITES, SERVER = "@ALL", "server"
-
-
-def job_roots() -> list[Path]:
-    """Folders whose modules are the job's own: the job script's and the working folder."""
-    roots = list(SCRIPT_DIR)
-    main = sys.modules.get("__main__")
-    main_file = getattr(main, "__file__", None)
-    if not roots and main_file:
-        roots.append(Path(main_file).resolve().parent)
-    roots.append(Path.cwd().resolve())
-    return list(dict.fromkeys(roots))
 
 
 def write_job(job: FedJob, job_root: Path) -> tuple[Path, dict[str, Provenance], list[Problem]]:
@@ -105,7 +91,6 @@ def write_job(job: FedJob, job_root: Path) -> tuple[Path, dict[str, Provenance],
 def staged(job: FedJob) -> Iterator[tuple[Path, dict[str, Provenance], list[Problem]]]:
     """``job`` written into a new temporary folder, for checking and running: removed
     afterwards, unless the job was found invalid (its report points into it: kept)."""
-    from .checking import JobInvalid
 
     tmp = Path(tempfile.mkdtemp(prefix="flconfig-job-"))
     keep = False

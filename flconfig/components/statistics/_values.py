@@ -7,6 +7,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from ...compat.nvflare.app_common.abstract.statistics_spec import Bin, Histogram, HistogramType
+
 #: Statistics names (FLARE's ``StatisticsConstants``).
 COUNT, FAILURE_COUNT, SUM, MEAN, VAR, STDDEV = "count", "failure_count", "sum", "mean", "var", "stddev"
 HISTOGRAM, QUANTILE, MIN, MAX = "histogram", "quantile", "min", "max"
@@ -54,7 +56,6 @@ def _encode_value(value: Any) -> Any:
 
 def decode(statistics: Mapping[str, Any]) -> dict[str, Any]:
     """The wire's statistics with FLARE's Histogram and Bin for the histograms."""
-    from ...compat.nvflare.app_common.abstract.statistics_spec import Bin, Histogram, HistogramType
 
     out: dict[str, Any] = {}
     for name, datasets in statistics.items():
@@ -125,8 +126,6 @@ def _extreme(sites: Mapping[str, Any], pick: Any, precision: int) -> dict[str, d
 
 
 def _histograms(sites: Mapping[str, Any], precision: int) -> dict[str, dict[str, Any]]:
-    from ...compat.nvflare.app_common.abstract.statistics_spec import Bin, Histogram, HistogramType
-
     merged: dict[str, dict[str, Any]] = {}
     for per_site in sites.values():
         for ds, features in per_site.items():

@@ -6,6 +6,8 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ...compat.nvflare.app_common.abstract.statistics_spec import Bin
+from ...compat.shareables import flare_context
 from ...errors import JobError
 from ...types import FLModel, ReturnCode, Signal
 from ..base import Controller
@@ -150,7 +152,6 @@ class StatisticsController(Controller):
         writer = ctx.get_component(self.writer_id)
         combined = self.combined()
         if getattr(type(writer), "_flare_component", False):  # a FLARE StatisticsWriter of the job's code
-            from ...compat.learner_adapter import flare_context
 
             writer.save(combined, overwrite_existing=True, fl_ctx=flare_context(ctx))
         else:
@@ -243,7 +244,6 @@ class StatisticsController(Controller):
     def combined(self) -> dict[str, Any]:
         """``{feature: {statistic: {site or "Global": {dataset: value}}}}`` of the configured
         statistics, as FLARE's writer receives them."""
-        from ...compat.nvflare.app_common.abstract.statistics_spec import Bin
 
         precision, configs = self.precision, self.statistic_configs
         out: dict[str, Any] = {}

@@ -6,6 +6,8 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
+from ...compat.nvflare.app_common.abstract.statistics_spec import DataType, Histogram, HistogramType
+from ...compat.shareables import flare_context
 from ...errors import JobError
 from ...types import Event, EventType, FLModel, ReturnCode, RunContext, Signal
 from ..base import Executor
@@ -108,8 +110,6 @@ class StatisticsExecutor(Executor):
 
     def _statistics(self, generator: Any, inputs: Mapping[str, Any], targets: list[tuple[str, dict[str, Any]]],
                     ctx: RunContext) -> dict[str, Any]:
-        from ...compat.nvflare.app_common.abstract.statistics_spec import DataType
-
         datasets = {ds: [f for f in features if f.data_type in (DataType.INT, DataType.FLOAT)]
                     for ds, features in (generator.features() or {}).items()}
         names = [name for name, _ in targets]
@@ -153,11 +153,6 @@ class StatisticsExecutor(Executor):
             return None if mean_ is None or count is None else rounded(gen.variance_with_mean(ds, f, mean_, count))
 
         def histogram(ds: str, f: str, config: dict[str, Any]) -> Any:
-            from ...compat.nvflare.app_common.abstract.statistics_spec import (
-                Histogram,
-                HistogramType,
-            )
-
             low, high = _global(inputs, MIN, ds, f), _global(inputs, MAX, ds, f)
             if low is None or high is None:
                 return Histogram(HistogramType.STANDARD, [])
@@ -200,8 +195,6 @@ def _plain_json(value: Any) -> Any:
 
 
 def _fl_ctx(ctx: RunContext) -> Any:
-    from ...compat.learner_adapter import flare_context
-
     return flare_context(ctx)
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from .client import Client
 from .fl_constant import FLContextKey, ReservedKey
 
 
@@ -36,6 +37,24 @@ class _Workspace:
         return str(Path(self.get_app_dir(job_id)) / "config")
 
 
+def _as_is(component: Any, site: Any) -> Any:
+    return component
+
+
+#: How the engine shows a site's component to FLARE code (``engine.get_component``): flconfig's
+#: adapters install theirs when imported (:mod:`flconfig.compat.component_adapter`, which every
+#: run that builds components imports); until then, as it is.
+_component_view: Callable[[Any, Any], Any] = _as_is
+
+
+def show_components_with(view: Callable[[Any, Any], Any]) -> None:
+    """Install ``view(component, site)``: what FLARE code gets for a site's component. The
+    adapters' hook: FLARE's classes here sit below the adapters that wrap them and never
+    import them."""
+    global _component_view
+    _component_view = view
+
+
 class _Engine:
     """FLARE's engine as a component sees it: the site's components, folders and events."""
 
@@ -44,21 +63,17 @@ class _Engine:
 
     def get_component(self, component_id: str) -> Any:
         """The site's component (the job's own object, not flconfig's wrapper of it), or None."""
-        from ...component_adapter import flare_view
 
-        return flare_view(self._site.get_component(component_id), self._site)
+        return _component_view(self._site.get_component(component_id), self._site)
 
     def get_all_components(self) -> dict[str, Any]:
-        from ...component_adapter import flare_view
-
-        return {key: flare_view(value, self._site) for key, value in self._site.components.items()}
+        return {key: _component_view(value, self._site) for key, value in self._site.components.items()}
 
     def get_workspace(self) -> _Workspace:
         return _Workspace(self._site)
 
     def get_clients(self) -> list[Any]:
         """The connected sites (on the server), as FLARE ``Client`` objects."""
-        from .client import Client
 
         comm = getattr(self._site, "comm", None)
         alive = list(comm.alive_sites()) if comm is not None else []

@@ -18,8 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ...jobapi.checking import say_problems
 from ...jobapi.export import Authored, Provenance
+from ...jobapi.running import JobFailed, simulate
 from ...jobapi.standins import Standin, authored_at
+from ...jobapi.writer import staged, write_job
+from ...nvflare.apis.executor import Executor
+from ...nvflare.apis.filter import Filter
+from ...nvflare.apis.impl.controller import Controller
+from ...nvflare.app_common.workflows.base_model_controller import BaseModelController
 from .defs import ALL_SITES, SERVER_SITE_NAME, FilterType, JobTargetType
 
 __all__ = ["ClientApp", "FedApp", "FedJob", "JobCtx", "ServerApp", "validate_target_name"]
@@ -113,10 +120,6 @@ def _kinds(obj: Any) -> frozenset[str]:
     """What ``obj`` is, as the registry would say: executor, workflow, filter ... ."""
     if isinstance(obj, Standin):
         return obj.KINDS | {obj.KIND}
-    from ...nvflare.apis.executor import Executor
-    from ...nvflare.apis.filter import Filter
-    from ...nvflare.apis.impl.controller import Controller
-    from ...nvflare.app_common.workflows.base_model_controller import BaseModelController
 
     kinds = set()
     if isinstance(obj, Executor):
@@ -346,7 +349,6 @@ class FedJob:
 
     def export_job(self, job_root: str) -> str:
         """Write the job folder ``job_root/<name>/``; its path."""
-        from ...jobapi.checking import say_problems
 
         folder, provenance, problems = self.write(Path(job_root))
         say_problems(problems)
@@ -354,7 +356,6 @@ class FedJob:
 
     def write(self, job_root: Path) -> tuple[Path, dict[str, Provenance], list[Any]]:
         """Write the job folder; ``(folder, provenance by config file, export problems)``."""
-        from ...jobapi.writer import write_job
 
         return write_job(self, job_root)
 
@@ -362,8 +363,6 @@ class FedJob:
                       threads: int | None = None, gpu: str | None = None, log_config: str | None = None) -> int:
         """Check the job, then run it with flconfig's launcher in ``workspace``; the exit code
         (a job that fails raises RuntimeError, as FLARE does)."""
-        from ...jobapi.running import simulate
-        from ...jobapi.writer import staged
 
         if clients and n_clients:
             raise ValueError("give n_clients or clients, not both")
@@ -376,8 +375,6 @@ class FedJob:
             code = simulate(folder, provenance, problems, Path(workspace), clients=clients or named or None,
                             num_clients=n_clients, threads=threads, gpu=gpu)
         if code != 0:
-            from ...jobapi.running import JobFailed
-
             raise JobFailed(f"the job {self.name} failed (exit code {code}); see above")
         return code
 

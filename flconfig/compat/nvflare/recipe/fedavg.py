@@ -15,6 +15,7 @@ from typing import Any
 
 from ...jobapi.standins import make
 from ..apis.dxo import DataKind
+from ..app_opt.pt.job_config.model import PTModel, checkpoint_arg
 from ..client.config import ExchangeFormat, TransferType
 from ..fuel.utils.constants import FrameworkType
 from ..job_config.base_fed_job import BaseFedJob
@@ -123,8 +124,6 @@ class FedAvgRecipe(Recipe):
         if model is None and initial_ckpt is None:
             raise ValueError("the recipe needs a model, an initial_ckpt or a model_persistor")
         if self.framework == FrameworkType.PYTORCH:
-            from ..app_opt.pt.job_config.model import PTModel
-
             if model is None:
                 raise ValueError("a PyTorch recipe needs the model (initial_ckpt only gives its weights)")
             ids = job.to_server(PTModel(model, locator=model_locator, initial_ckpt=initial_ckpt,
@@ -136,8 +135,6 @@ class FedAvgRecipe(Recipe):
         if model is not None:
             args["model"] = model.tolist() if hasattr(model, "tolist") else list(model)
         if initial_ckpt is not None:
-            from ..app_opt.pt.job_config.model import checkpoint_arg
-
             args["source_ckpt_file_full_name"] = checkpoint_arg(job, initial_ckpt)
         persistor_id = job.to_server(make(NP_PERSISTOR, kind="persistor", **args), id="persistor")
         job.comp_ids["persistor_id"] = persistor_id

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...jobapi.running import checking_only, services
 from .prod_env import KitEnv
 
 
@@ -32,21 +33,16 @@ class PocEnv(KitEnv):
         self.clients = list(clients) if clients else [f"site-{i}" for i in range(1, num_clients + 1)]
         self.username = username
         self.study = study
-        from ...jobapi.running import services
 
         self.kit = services().poc_admin_kit()
 
     def deploy(self, job: Any) -> str:
-        from ...jobapi.running import checking_only, services
-
         if checking_only():  # nothing of the POC is prepared or started
             return super().deploy(job)
         services().poc_up(self.clients)
         return super().deploy(job)
 
     def stop(self, clean_up: bool = False) -> None:
-        from ...jobapi.running import checking_only, services
-
         if checking_only():
             return
         services().poc_down()

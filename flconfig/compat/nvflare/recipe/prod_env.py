@@ -10,6 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ...jobapi.running import (
+    FLARE_STATUS,
+    abort,
+    checking_only,
+    job_state,
+    submit,
+    wait_and_download,
+)
+from ...jobapi.writer import staged
 from .spec import ExecEnv
 
 
@@ -20,26 +29,17 @@ class KitEnv(ExecEnv):
     kit: Path
 
     def deploy(self, job: Any) -> str:
-        from ...jobapi.running import submit
-        from ...jobapi.writer import staged
-
         with staged(job) as (folder, provenance, problems):
             return submit(folder, provenance, problems, self.kit)
 
     def get_job_status(self, job_id: str) -> str | None:
-        from ...jobapi.running import FLARE_STATUS, job_state
-
         state = job_state(self.kit, job_id).get("state")
         return FLARE_STATUS.get(state, state) if state else None
 
     def abort_job(self, job_id: str) -> None:
-        from ...jobapi.running import abort
-
         abort(self.kit, job_id)
 
     def get_job_result(self, job_id: str, timeout: float = 0.0) -> str | None:
-        from ...jobapi.running import wait_and_download
-
         found = wait_and_download(self.kit, job_id, self.kit / "transfer", timeout)
         return str(found) if found is not None else None
 
@@ -50,7 +50,6 @@ class ProdEnv(KitEnv):
     def __init__(self, startup_kit_location: str, login_timeout: float = 5.0, username: str = "admin@nvidia.com",
                  study: str = "default", extra: dict[str, Any] | None = None) -> None:
         super().__init__(extra)
-        from ...jobapi.running import checking_only
 
         if not Path(startup_kit_location).exists():
             if not checking_only():

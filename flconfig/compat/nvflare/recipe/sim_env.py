@@ -13,6 +13,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from ...jobapi.running import CHECKED, JobFailed, checking_only, simulate
+from ...jobapi.writer import staged
 from .spec import ExecEnv
 
 WORKSPACE_ENV = "NVFLARE_SIMULATOR_WORKSPACE_ROOT"
@@ -44,9 +46,6 @@ class SimEnv(ExecEnv):
         self._codes: dict[str, int] = {}
 
     def deploy(self, job: Any) -> str:
-        from ...jobapi.running import JobFailed, simulate
-        from ...jobapi.writer import staged
-
         workspace = Path(self.workspace_root) / job.name
         named = [t for t in job.clients if t != "@ALL"]
         clients = self.clients or (named or None)
@@ -60,8 +59,6 @@ class SimEnv(ExecEnv):
         return str(job.name)
 
     def get_job_status(self, job_id: str) -> str | None:
-        from ...jobapi.running import CHECKED, checking_only
-
         if checking_only():
             return CHECKED
         code = self._codes.get(job_id)

@@ -20,8 +20,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ...jobapi.checking import check, say_problems
+from ...jobapi.standins import make
 from ..job_config.api import FedJob
 from ..job_config.defs import ALL_SITES, SERVER_SITE_NAME, FilterType
+from .run import Run
 
 #: Where ``--export`` writes when ``--export-dir`` is not given (relative to the working folder).
 DEFAULT_EXPORT_DIR = "./fl_job"
@@ -116,7 +119,6 @@ class Recipe:
                client_exec_params: dict[str, Any] | None = None, env: ExecEnv | None = None) -> str:
         """Write the job folder ``job_dir/<name>``, then check it (its problems are printed
         at the script's lines); the folder."""
-        from ...jobapi.checking import check, say_problems
 
         with self._exec_params(server_exec_params, client_exec_params):
             self._prepare()
@@ -127,7 +129,6 @@ class Recipe:
     def run(self, env: ExecEnv, server_exec_params: dict[str, Any] | None = None,
             client_exec_params: dict[str, Any] | None = None) -> Any:
         """Check the job and run it in ``env``; its :class:`~flconfig.compat.nvflare.recipe.run.Run`."""
-        from .run import Run
 
         with self._exec_params(server_exec_params, client_exec_params):
             self._prepare()
@@ -251,7 +252,6 @@ class Recipe:
 
     def enable_log_streaming(self, *file_names: str) -> None:
         """Each site's log streamed to the server (FLARE's JobLogStreamer / JobLogReceiver)."""
-        from ...jobapi.standins import make
 
         for name in file_names or ("log.json",):
             self._add_to_client_apps(make("nvflare.app_common.logging.job_log_streamer.JobLogStreamer",
@@ -262,7 +262,6 @@ class Recipe:
                                 tensor_send_timeout: float = 30.0,
                                 wait_send_task_data_all_clients_timeout: float = 300.0) -> None:
         """FLARE's tensor streaming (flconfig's transport streams large models in chunks itself)."""
-        from ...jobapi.standins import make
 
         server = make("nvflare.app_opt.tensor_stream.server.TensorServerStreamer", kind="widget", format=format,
                       tasks=tasks, tensor_send_timeout=tensor_send_timeout,
@@ -273,8 +272,6 @@ class Recipe:
         self._add_to_client_apps(client, id="tensor_client_streamer")
 
     def add_decomposers(self, decomposers: list[Any]) -> None:
-        from ...jobapi.standins import make
-
         names = [d if isinstance(d, str) else f"{type(d).__module__}.{type(d).__name__}" for d in decomposers]
         register = make("nvflare.app_common.widgets.decomposer_reg.DecomposerRegister", kind="widget",
                         classes=names)

@@ -19,6 +19,7 @@ import time
 from abc import ABC, abstractmethod
 from typing import Any
 
+from ....shareables import PEER_PROPS_KEY, model_of_task, result_shareable
 from ..client import Client
 from ..controller_spec import ClientTask, SendOrder, Task, TaskCompletionStatus
 from ..fl_component import FLComponent
@@ -119,8 +120,6 @@ class Controller(FLComponent, ABC):
 
     def _send(self, task: Task, targets: list[str], min_responses: int, wait_after: float,
               abort_signal: Signal | None, done: bool = True) -> None:
-        from flconfig.compat.learner_adapter import PEER_PROPS_KEY, model_of_task, result_shareable
-
         site = self._site_ctx
         if site is None:
             raise RuntimeError(f"task '{task.name}' sent outside the run")

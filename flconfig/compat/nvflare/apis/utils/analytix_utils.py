@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from flconfig.tracking.flare_log import log_flare_record
+from flconfig.tracking.senders import AnalyticsSender
+
 from ..analytix import AnalyticsDataType
 from ..dxo import DXO, DataKind
 from ..fl_component import FLComponent
@@ -38,8 +41,6 @@ def create_analytic_dxo(tag: str, value: Any, data_type: AnalyticsDataType, writ
 def send_analytic_dxo(comp: FLComponent, dxo: DXO, fl_ctx: FLContext, event_type: str = ANALYTIC_EVENT_TYPE,
                       fire_fed_event: bool = False) -> None:
     """Fire ``event_type`` (locally, or as a federated event) carrying the DXO's record."""
-    from flconfig.tracking.flare_log import log_flare_record
-    from flconfig.tracking.senders import AnalyticsSender
 
     if not isinstance(comp, FLComponent):
         raise TypeError(f"expect comp to be an instance of FLComponent, but got {type(comp)}")

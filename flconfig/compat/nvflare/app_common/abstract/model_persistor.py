@@ -5,9 +5,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
+from ...apis.dxo import from_shareable
 from ...apis.fl_context import FLContext
 from .learnable_persistor import LearnablePersistor
-from .model import ModelLearnable
+from .model import ModelLearnable, make_model_learnable, model_learnable_to_dxo
 
 
 class ModelPersistor(LearnablePersistor, ABC):
@@ -29,14 +30,12 @@ class ModelPersistor(LearnablePersistor, ABC):
     def _filtered(self, learnable: ModelLearnable, fl_ctx: FLContext) -> ModelLearnable:
         if not self.filter_id:
             return learnable
-        from .model import make_model_learnable, model_learnable_to_dxo
 
         engine = fl_ctx.get_engine()
         flt = engine.get_component(self.filter_id) if engine is not None else None
         if flt is None:
             raise ValueError(f"filter_id '{self.filter_id}' names no component")
         shareable = flt.process(model_learnable_to_dxo(learnable).to_shareable(), fl_ctx)
-        from ...apis.dxo import from_shareable
 
         dxo = from_shareable(shareable)
         return make_model_learnable(dxo.data, dxo.meta)

@@ -13,6 +13,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from flconfig.files import write_atomic
+
+from .....files import inside
 from ...apis.dxo import DXO, DataKind, MetaKey, from_shareable
 from ...apis.executor import Executor
 from ...apis.fl_constant import ReturnCode
@@ -117,8 +120,6 @@ class NPTrainer(Executor):
         return DXO(data_kind=DataKind.WEIGHTS, data=weights).to_shareable()
 
     def _model_path(self, fl_ctx: FLContext) -> Path:
-        from .....files import inside
-
         engine = fl_ctx.get_engine()
         if engine is None:
             raise ValueError("NPTrainer: the FLContext has no engine: no run folder to keep the model in")
@@ -139,7 +140,6 @@ class NPTrainer(Executor):
 
         import numpy as np
 
-        from flconfig.files import write_atomic
 
         path = self._model_path(fl_ctx)
         path.parent.mkdir(parents=True, exist_ok=True)

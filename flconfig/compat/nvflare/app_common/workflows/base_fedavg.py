@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flconfig.errors import JobError
+from flconfig.types import FLModel as OurModel
 
 from ...apis.fl_constant import FLMetaKey
 from ..abstract.fl_model import FLModel
@@ -88,7 +89,6 @@ class BaseFedAvg(ModelController):
 def _described(aggregated: FLModel, current_round: Any) -> Any:
     """The aggregate as flconfig's widgets take it (MetricsArtifactWriter): its metrics, its
     round, and FLARE 2.9's description of a weighted mean by ``NUM_STEPS_CURRENT_ROUND``."""
-    from flconfig.types import FLModel as OurModel
 
     meta = dict(aggregated.meta or {})
     meta.setdefault("current_round", aggregated.current_round if aggregated.current_round is not None

@@ -22,6 +22,7 @@ from flconfig.interfaces import GLOBAL_MODEL_PROP, Controller
 from flconfig.types import EventType, ReturnCode
 from flconfig.types import FLModel as OurModel
 
+from ....shareables import flare_context
 from ...apis.fl_constant import FLMetaKey
 from ..abstract.fl_model import FLModel, ParamsType
 from ..app_event_type import AppEventType
@@ -63,7 +64,6 @@ class BaseModelController(FLComponentWrapper, Controller, ABC):
 
     def start_controller(self, ctx: Any) -> None:  # type: ignore[override]
         """Set up the FLARE context and look up the persistor."""
-        from flconfig.compat.learner_adapter import flare_context
 
         self._ctx = ctx
         self.fl_ctx = flare_context(ctx)

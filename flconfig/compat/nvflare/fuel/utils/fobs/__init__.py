@@ -22,6 +22,10 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from flconfig.files import write_atomic
+from flconfig.types import is_torch_tensor
+
+from ....app_common.abstract.fl_model import FLModel, ParamsType
 from .decomposer import Decomposer
 
 __all__ = ["Decomposer", "dump", "dumpf", "dumps", "load", "loadf", "loads", "register",
@@ -69,8 +73,6 @@ def reset() -> None:
 
 
 def _encode(value: Any) -> Any:
-    from ....app_common.abstract.fl_model import FLModel
-
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, float):
@@ -115,7 +117,6 @@ def _as_array(value: Any) -> tuple[str, Any, str] | None:
     """``(kind, numpy array, dtype name)`` for a numpy array (``ndarray``), a numpy scalar
     (``scalar``: read back a scalar) or a torch tensor (``tensor``; bfloat16 and float8 kept
     as their raw bytes under torch's dtype name)."""
-    from flconfig.types import is_torch_tensor
 
     module = type(value).__module__
     if module == "numpy" or module.startswith("numpy."):
@@ -154,15 +155,11 @@ def _decode(value: Any) -> Any:
     if tag == "bytes":
         return base64.b64decode(value["b64"])
     if tag == "FLModel":
-        from ....app_common.abstract.fl_model import FLModel
-
         fields = {k: _decode(v) for k, v in value["fields"].items()}
         model = FLModel(meta=fields.get("meta"), metrics=fields.get("metrics"))
         for key, field in fields.items():
             setattr(model, key, field)
         if model.params_type is not None:
-            from ....app_common.abstract.fl_model import ParamsType
-
             model.params_type = ParamsType(model.params_type)
         return model
     if tag in ("ndarray", "scalar", "tensor"):
@@ -231,7 +228,6 @@ def load(stream: BinaryIO, fobs_ctx: dict[str, Any] | None = None) -> Any:
 
 def dumpf(obj: Any, file_path: str, max_value_size: int | None = None, fobs_ctx: dict[str, Any] | None = None) -> None:
     """Write ``obj`` to the file ``file_path`` (whole, or not at all: written aside, then renamed)."""
-    from flconfig.files import write_atomic
 
     write_atomic(Path(file_path), dumps(obj))
 
