@@ -4,10 +4,8 @@ job store across a reopen."""
 
 from __future__ import annotations
 
-import filecmp
 import io
 import json
-import shutil
 import stat
 import time
 import zipfile
@@ -15,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from harness.deployment import free_port, provision_project
+from harness.protos import stale_stubs
 
 from flconfig.deploy import deploy_pb2 as pb
 from flconfig.deploy import store as st
@@ -104,23 +103,7 @@ def test_the_proto_declares_the_methods_the_wire_module_names() -> None:
 
 
 def test_the_committed_stubs_are_generated_from_the_proto(tmp_path: Path) -> None:
-    protoc = pytest.importorskip("grpc_tools.protoc")
-    out = tmp_path / "out"
-    (out / "flconfig" / "deploy").mkdir(parents=True)
-    src = tmp_path / "src"
-    (src / "flconfig" / "deploy").mkdir(parents=True)
-    shutil.copy(PROTO, src / "flconfig" / "deploy" / "deploy.proto")
-    rc = protoc.main([
-        "protoc", f"-I{src}", f"--python_out={out}", f"--pyi_out={out}",
-        f"--grpc_python_out={out}", str(src / "flconfig" / "deploy" / "deploy.proto"),
-    ])  # fmt: skip
-    assert rc == 0
-    for name in ("deploy_pb2.py", "deploy_pb2.pyi", "deploy_pb2_grpc.py"):
-        generated = out / "flconfig" / "deploy" / name
-        committed = PROTO.parent / name
-        assert filecmp.cmp(generated, committed, shallow=False), (
-            f"{committed.name} does not match deploy.proto: run `make proto`"
-        )
+    assert stale_stubs(PROTO, tmp_path) == [], "the stubs do not match deploy.proto: run `make proto`"
 
 
 def test_kits_are_checked(tmp_path: Path) -> None:

@@ -7,8 +7,6 @@ the gRPC message limit.
 
 from __future__ import annotations
 
-import filecmp
-import shutil
 import sys
 import threading
 from pathlib import Path
@@ -18,6 +16,7 @@ import numpy as np
 import pytest
 from harness import REPO
 from harness.comm import TOKENS, FlakyProxy, raw_call
+from harness.protos import stale_stubs
 
 from flconfig.errors import JobError
 from flconfig.transport import contract
@@ -59,23 +58,7 @@ def test_the_service_methods_are_those_of_the_proto() -> None:
 
 
 def test_the_committed_stubs_are_generated_from_the_proto(tmp_path: Path) -> None:
-    protoc = pytest.importorskip("grpc_tools.protoc")
-    out = tmp_path / "out"
-    (out / "flconfig" / "transport").mkdir(parents=True)
-    src = tmp_path / "src"
-    (src / "flconfig" / "transport").mkdir(parents=True)
-    shutil.copy(PROTO, src / "flconfig" / "transport" / "flconfig.proto")
-    rc = protoc.main([
-        "protoc", f"-I{src}", f"--python_out={out}", f"--pyi_out={out}",
-        f"--grpc_python_out={out}", str(src / "flconfig" / "transport" / "flconfig.proto"),
-    ])  # fmt: skip
-    assert rc == 0
-    for name in ("flconfig_pb2.py", "flconfig_pb2.pyi", "flconfig_pb2_grpc.py"):
-        generated = out / "flconfig" / "transport" / name
-        committed = PROTO.parent / name
-        assert filecmp.cmp(generated, committed, shallow=False), (
-            f"{committed.name} does not match flconfig.proto: run `make proto`"
-        )
+    assert stale_stubs(PROTO, tmp_path) == [], "the stubs do not match flconfig.proto: run `make proto`"
 
 
 @pytest.mark.parametrize("size", [1, 127, 128, 16_383, 16_384, 2_097_152, 4 * 2**20])
