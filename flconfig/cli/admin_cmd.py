@@ -13,8 +13,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..deploy.kit import KitError, load_kit
-from ..deploy.poc import ADMIN, poc_dir
 from ..errors import storage_message
 from . import lacks_run_extra, path_problem, shown_path
 
@@ -67,6 +65,8 @@ def _admin(ns: argparse.Namespace, command: str) -> Any:
     if lacks_run_extra(f"flconfig {command}", ("grpc",)):
         return None
     from ..deploy.admin import Admin
+    from ..deploy.kit import KitError, load_kit
+    from ..deploy.poc import ADMIN, poc_dir
 
     path = ns.kit or (Path(os.environ["FLCONFIG_KIT"]) if os.environ.get("FLCONFIG_KIT") else None)
     if path is None:
@@ -197,6 +197,7 @@ def run_download(ns: argparse.Namespace) -> int:
         return 2
 
     def body(admin: Any) -> int:
+
         job_id = admin.resolve(ns.job_id)
         try:
             folder = admin.download(job_id, ns.output)

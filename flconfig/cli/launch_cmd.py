@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 from ..errors import storage_message
-from ..launch.launcher import LaunchError, LaunchOptions, launch
 from . import path_problem
 from .validate_cmd import (
     ALLOW_HELP,
@@ -115,6 +114,7 @@ def run(ns: argparse.Namespace) -> int:
               f"{verb} not installed: pip install 'flconfig[run]' (validation alone does not need it)",
               file=sys.stderr)
         return 2
+    from ..launch.launcher import LaunchError, LaunchOptions, launch
 
     try:  # what the job may read of this machine's environment: only what the user passes
         environ = job_environment(ns.env, ns.keep_undefined)

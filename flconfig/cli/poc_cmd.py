@@ -6,7 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..deploy.poc import ADMIN, LOG_FILE, PocError, poc_dir, prepare, start, stop
 from ..errors import FlconfigError
 from . import lacks_run_extra
 
@@ -28,12 +27,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(ns: argparse.Namespace) -> int:
+
     if ns.action == "prepare" and not 0 <= ns.port <= 65535:
         print(f"flconfig poc prepare: --port must be 0 to 65535 (0: any free port), got {ns.port}",
               file=sys.stderr)
         return 2
     if ns.action != "stop" and lacks_run_extra(f"flconfig poc {ns.action}", ("grpc", "cryptography")):
         return 2
+    from ..deploy.poc import ADMIN, LOG_FILE, PocError, poc_dir, prepare, start, stop
 
     folder = poc_dir(ns.dir)
     try:

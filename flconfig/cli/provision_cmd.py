@@ -6,7 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..deploy.provision import provision
 from ..errors import ConfigError
 from . import lacks_run_extra
 
@@ -25,8 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(ns: argparse.Namespace) -> int:
+
     if lacks_run_extra("flconfig provision", ("cryptography",)):
         return 2
+    from ..deploy.provision import provision
 
     if not ns.project.is_file():
         print(f"flconfig provision: {ns.project}: no such project file", file=sys.stderr)

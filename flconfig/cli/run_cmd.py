@@ -15,11 +15,6 @@ import sys
 from pathlib import Path
 from types import TracebackType
 
-from ..compat import install, serve_standins
-from ..compat.jobapi import roots, running
-from ..compat.jobapi.checking import JobInvalid
-from ..compat.jobapi.roots import job_roots
-from ..compat.jobapi.running import JobFailed
 from . import RUN_PACKAGES, _extra_line, path_problem, shown_path
 
 #: Exceptions flconfig's job API raises for a script's mistake: one line at the script's call.
@@ -70,6 +65,8 @@ def run(ns: argparse.Namespace) -> int:
         print(f"flconfig run: --keep {shown_path(keep)}: " + (path_problem(keep) or "not a folder"),
               file=sys.stderr)
         return 2
+    from ..compat import install, serve_standins
+    from ..compat.jobapi import roots, running
 
     if not install(force=True):
         print("flconfig run: FLARE's own modules are imported in this process already; run the "
@@ -124,6 +121,8 @@ def _report(exc: BaseException) -> int:
     import runpy
     import traceback
 
+    from ..compat.jobapi.checking import JobInvalid
+    from ..compat.jobapi.running import JobFailed
 
     if isinstance(exc, JobInvalid):
         folder = f" (written to {shown_path(exc.folder)})" if exc.folder else ""
@@ -137,6 +136,7 @@ def _report(exc: BaseException) -> int:
     if isinstance(exc, ModuleNotFoundError) and package is not None:
         print(_extra_line("flconfig run", [package]), file=sys.stderr)
         return 2
+    from ..compat.jobapi.roots import job_roots
 
     frames = _frames(exc.__traceback__)
     innermost_ours = bool(frames) and frames[-1][1].startswith(_FLCONFIG_DIR)

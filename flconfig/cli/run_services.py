@@ -11,7 +11,6 @@ from ..compat.jobapi.running import AdminCalls
 from ..deploy import poc
 from ..deploy.admin import Admin
 from ..deploy.kit import load_kit
-from ..launch.launcher import LaunchError, LaunchOptions, launch
 
 
 class RunServices:
@@ -24,6 +23,7 @@ class RunServices:
                num_clients: int | None, job_id: str, processes: int | None,
                device: str | None) -> int:
         """Run the checked job with flconfig's launcher; its exit code (2 if it cannot start)."""
+        from ..launch.launcher import LaunchError, LaunchOptions, launch
 
         options = LaunchOptions(job=folder, workspace=workspace, clients=clients, num_clients=num_clients,
                                 job_id=job_id, processes=processes, device=device,

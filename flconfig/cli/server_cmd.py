@@ -8,11 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..deploy.grpclog import watch_handshakes
-from ..deploy.kit import KitError, load_kit
-from ..launch.launcher import LaunchError, _start_tensorboard, _wait_for_tensorboard
 from . import lacks_run_extra
-from .launch_cmd import MAX_TIMEOUT_S
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -52,6 +48,7 @@ def _logging() -> None:
 
 
 def _kit(path: Path, kind: str):  # type: ignore[no-untyped-def]
+    from ..deploy.kit import KitError, load_kit
 
     try:
         return load_kit(path, kind)
@@ -64,6 +61,7 @@ def _usage_error(ns: argparse.Namespace) -> str | None:
     """What is wrong with ``flconfig server``'s values, or None."""
     import math
 
+    from .launch_cmd import MAX_TIMEOUT_S
 
     if ns.port is not None and not 0 < ns.port <= 65535:  # the kit's sites connect to it: no "any"
         return f"--port must be a TCP port, 1 to 65535, got {ns.port}"
@@ -78,12 +76,14 @@ def _usage_error(ns: argparse.Namespace) -> str | None:
 
 
 def run_server(ns: argparse.Namespace) -> int:
+
     problem = _usage_error(ns)
     if problem is not None:
         print(f"flconfig server: {problem}", file=sys.stderr)
         return 2
     if lacks_run_extra("flconfig server", ("grpc", "cryptography")):
         return 2
+    from ..deploy.grpclog import watch_handshakes
     from ..deploy.server import DeployServer, ServiceError
 
     kit = _kit(ns.kit, "server")
@@ -147,6 +147,7 @@ def _port_free(host: str, port: int) -> bool:
 
 
 def _tensorboard(service, port: int):  # type: ignore[no-untyped-def]
+    from ..launch.launcher import LaunchError, _start_tensorboard, _wait_for_tensorboard
 
     log_file = service.workspace / "tensorboard.log"
     proc = _start_tensorboard(service.workspace, port, log_file)

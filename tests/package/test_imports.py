@@ -27,6 +27,24 @@ DEFERRED = {
     ("flconfig.compat.remote", "flconfig.transport.codec"): "numpy, safetensors",
     ("flconfig.runtime.zygote", "flconfig.runtime.worker"): "gRPC, numpy (after the fork)",
     ("flconfig.tracking.receivers.tensorboard", "flconfig.tracking.tb_files"): "TensorBoard, protobuf",
+    # A command's implementation, loaded when the command runs: the parser imports every
+    # command's module, and `flconfig validate` must not load the launcher, distributed mode
+    # or FLARE's job API (tests/validate/test_validate_cli.py).
+    ("flconfig.cli.admin_cmd", "flconfig.deploy.kit"): "deploy",
+    ("flconfig.cli.admin_cmd", "flconfig.deploy.poc"): "deploy",
+    ("flconfig.cli.launch_cmd", "flconfig.launch.launcher"): "the launcher",
+    ("flconfig.cli.poc_cmd", "flconfig.deploy.poc"): "deploy",
+    ("flconfig.cli.provision_cmd", "flconfig.deploy.provision"): "deploy",
+    ("flconfig.cli.run_cmd", "flconfig.compat"): "the job API",
+    ("flconfig.cli.run_cmd", "flconfig.compat.jobapi"): "the job API",
+    ("flconfig.cli.run_cmd", "flconfig.compat.jobapi.checking"): "the job API",
+    ("flconfig.cli.run_cmd", "flconfig.compat.jobapi.roots"): "the job API",
+    ("flconfig.cli.run_cmd", "flconfig.compat.jobapi.running"): "the job API",
+    ("flconfig.cli.run_services", "flconfig.launch.launcher"): "the launcher",
+    ("flconfig.cli.server_cmd", "flconfig.cli.launch_cmd"): "the launcher",
+    ("flconfig.cli.server_cmd", "flconfig.deploy.grpclog"): "deploy",
+    ("flconfig.cli.server_cmd", "flconfig.deploy.kit"): "deploy",
+    ("flconfig.cli.server_cmd", "flconfig.launch.launcher"): "the launcher",
     # FLARE's stand-in packages load their attributes on first use, as FLARE's own do (PEP 562).
     ("flconfig.compat.nvflare", "flconfig.compat.nvflare.job_config.api"): "nvflare.FedJob",
     ("flconfig.compat.nvflare", "flconfig.compat.nvflare.job_config.defs"): "nvflare.FilterType",
