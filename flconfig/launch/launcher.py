@@ -168,8 +168,10 @@ def launch(opts: LaunchOptions) -> int:
 
 def _launch(opts: LaunchOptions, zygote: Zygote | None) -> int:
     out = opts.out
+    # Checked for this run (its workspace and job id), so planning it resolves no config twice.
     job, problems = inspect_job(opts.job, allowed_modules=opts.allowed_modules,
-                                python_path=opts.python_path, environ=opts.environ)
+                                python_path=opts.python_path, environ=opts.environ,
+                                workspace=opts.workspace.resolve(), job_id=opts.job_id)
     if job is None or errors_only(problems):
         write_text(problems, 1, out)
         print("flconfig: the job is invalid; nothing was started", file=out)

@@ -153,7 +153,9 @@ def inspect_job(path: str | Path, *, allowed_modules: Sequence[str] = (),
                 environ: Mapping[str, str] | None = None,
                 python_path: Sequence[str | Path] = (),
                 participant: str | None = None,
-                allow_custom_code: bool = True) -> tuple[Job | None, list[Problem]]:
+                allow_custom_code: bool = True,
+                workspace: str | Path = VALIDATION_WORKSPACE,
+                job_id: str = VALIDATION_JOB_ID) -> tuple[Job | None, list[Problem]]:
     """Read and check everything about a job, app folder or config file; never raises for bad input.
 
     ``allowed_modules`` are module prefixes (installed packages) whose classes the job may
@@ -166,6 +168,9 @@ def inspect_job(path: str | Path, *, allowed_modules: Sequence[str] = (),
     the job may read (HOCON ``${X}``, FLARE ``{$X}``, ``PYTHONPATH``, and flconfig's own
     ``FLCONFIG_ALLOW_MODULES`` and ``FLCONFIG_KEEP_UNDEFINED``): None reads none, never
     this process's environment, as a submitted job is checked on the server and the sites.
+    ``workspace`` and ``job_id`` are the run's when it is known (``{WORKSPACE}`` and
+    ``{JOB_ID}`` resolve to them, and planning that run resolves those configs no second
+    time); by default, placeholders.
     """
     target = Path(path)
     if not target.exists():
@@ -180,7 +185,7 @@ def inspect_job(path: str | Path, *, allowed_modules: Sequence[str] = (),
         else:
             problems.append(Problem("error", "usage", "the --python-path folder does not exist",
                                     Position(str(entry)), hint="give a folder that holds Python modules"))
-    policy = _Policy(allowed_modules, tuple(folders), allow_custom_code, participant)
+    policy = _Policy(allowed_modules, tuple(folders), allow_custom_code, participant, workspace, job_id)
     if kind == "file":
         job = _single_file_job(target, problems, policy, environ)
     else:
@@ -235,12 +240,15 @@ def _dedupe(problems: list[Problem]) -> list[Problem]:
 @dataclass(frozen=True)
 class _Policy:
     """What a job may import besides its apps' own custom/ folders (allowed module prefixes,
-    python-path folders), and whether the participant it is checked for runs custom code."""
+    python-path folders), whether the participant it is checked for runs custom code, and
+    the run it is checked for (its workspace and job id; placeholders when not known)."""
 
     allowed_modules: Sequence[str]
     python_path: tuple[Path, ...]
     allow_custom_code: bool = True
     participant: str | None = None  # None: every participant
+    workspace: str | Path = VALIDATION_WORKSPACE
+    job_id: str = VALIDATION_JOB_ID
 
     def runs_custom_code(self, meta: MetaInfo, app: str) -> bool:
         """Whether the participants of ``app`` run custom code under this policy."""
@@ -341,6 +349,7 @@ def _single_file_job(file: Path, problems: list[Problem], policy: _Policy,
     app = _checked_app(folder.name or "app", folder, folder, problems)
     meta = default_meta(app.name)
     config = read_config(file, role, app, "server" if role == "server" else "site-1", problems, environ=environ,
+                         workspace=policy.workspace, job_id=policy.job_id,
                          root=file.parent)
     if config is not None:
         app = with_config(app, role, config)
@@ -420,7 +429,8 @@ def _folder_job(folder: Path, kind: str, problems: list[Problem], policy: _Polic
                 problems.extend(linked)
                 continue
             site = "server" if role == "server" else first_client
-            config = read_config(file, role, app, site, problems, environ=environ, root=folder)
+            config = read_config(file, role, app, site, problems, environ=environ, root=folder,
+                                 workspace=policy.workspace, job_id=policy.job_id)
             if config is not None:
                 app = apps[name] = with_config(app, role, config)
     name = meta.name or folder.resolve().name
@@ -449,12 +459,14 @@ def load_job(path: str | Path, *, allowed_modules: Sequence[str] = (),
              environ: Mapping[str, str] | None = None,
              python_path: Sequence[str | Path] = (),
              participant: str | None = None,
-             allow_custom_code: bool = True) -> Job:
+             allow_custom_code: bool = True,
+             workspace: str | Path = VALIDATION_WORKSPACE,
+             job_id: str = VALIDATION_JOB_ID) -> Job:
     """Load and check a job; raises :class:`ConfigError` listing every error found
     (the arguments are :func:`inspect_job`'s)."""
     job, problems = inspect_job(path, allowed_modules=allowed_modules, environ=environ,
                                 python_path=python_path, participant=participant,
-                                allow_custom_code=allow_custom_code)
+                                allow_custom_code=allow_custom_code, workspace=workspace, job_id=job_id)
     errors = errors_only(problems)
     if errors or job is None:
         raise ConfigError(errors or problems)

@@ -194,6 +194,25 @@ def test_a_configuration_that_reads_the_workspace_is_resolved_for_the_run(
     assert learner.args["data_path"] == f"{tmp_path / 'ws'}/data"
 
 
+def test_a_job_checked_for_its_run_is_not_resolved_again_for_it(
+    job_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What the launcher does: the job is checked with the run's workspace and job id, so
+    # a config that reads them is resolved once, by the check.
+    set_learner_arg(job_copy, "data_path", "{WORKSPACE}/{JOB_ID}/data")
+    variables, classes = _count_resolutions(monkeypatch)
+    workspace = tmp_path / "ws"
+    job = load_job(job_copy, workspace=workspace, job_id="run-1")
+    plan = plan_run(job, ["site-1", "site-2"], workspace, "run-1")
+    assert variables == classes == {"server": 1, "site-1": 1}
+    (learner,) = [c for c in plan.for_site("site-2").components if c.id == "pt_learner"]
+    assert learner.args["data_path"] == f"{workspace}/run-1/data"
+    # Planned for another run, the same checked job is resolved for that run.
+    other = plan_run(job, ["site-1"], workspace, "run-2")
+    (learner,) = [c for c in other.for_site("site-1").components if c.id == "pt_learner"]
+    assert learner.args["data_path"] == f"{workspace}/run-2/data"
+
+
 def test_a_problem_of_one_site_is_refused_at_planning_at_its_place(job_copy: Path,
                                                                    tmp_path: Path) -> None:
     set_learner_arg(job_copy, "dataset", "{SITE_NAME}")
