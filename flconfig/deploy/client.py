@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 from google.protobuf.message import Message
 
+from ..common.processes import stop_process
 from ..errors import ConfigError, errors_only, relocate, storage_message
 from ..files import FolderInUse, lock_folder, write_atomic
 from ..runtime.planner import plan_run
@@ -340,13 +341,7 @@ class SiteService:
                     break
 
     def _kill(self, job: _Job) -> None:
-        if job.proc is not None and job.proc.poll() is None:
-            job.proc.send_signal(signal.SIGTERM)
-            try:
-                job.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                job.proc.kill()
-                job.proc.wait()
+        stop_process(job.proc)
 
     def _shutdown(self) -> None:
         for job in self._jobs.values():

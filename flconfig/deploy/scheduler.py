@@ -21,7 +21,6 @@ import json
 import logging
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import threading
@@ -30,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..common.processes import stop_process
 from ..errors import ConfigError, errors_only, relocate
 from ..files import write_atomic
 from ..runtime.planner import plan_run
@@ -267,13 +267,7 @@ class Scheduler:
         and the scheduler tries again: never a job left "running" with no process."""
         board = self._board
         if run.ended is None:
-            if run.proc is not None and run.proc.poll() is None:
-                run.proc.send_signal(signal.SIGTERM)
-                try:
-                    run.proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    run.proc.kill()
-                    run.proc.wait()
+            stop_process(run.proc)
             with board.cond:
                 if board.runs.get(run.record.id) is not run:
                     return

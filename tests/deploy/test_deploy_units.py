@@ -301,3 +301,32 @@ def test_an_unknown_method_is_turned_away_before_its_body_is_read_and_told_to_th
             assert admin.jobs()["jobs"] == []
     finally:
         service.stop()
+
+
+def test_a_job_process_that_ignores_sigterm_is_killed_after_its_grace_and_one_that_obeys_is_not() -> None:
+    # How the server and a site stop a job's processes (abort, shutdown).
+    import signal
+    import subprocess
+    import sys
+
+    from flconfig.common.processes import stop_process
+
+    stubborn = subprocess.Popen([sys.executable, "-c",
+                                 "import signal, sys, time\n"
+                                 "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                                 "print('ready', flush=True)\n"
+                                 "time.sleep(600)"], stdout=subprocess.PIPE)
+    assert stubborn.stdout is not None and stubborn.stdout.readline() == b"ready\n"
+    stop_process(stubborn, grace=0.5)
+    assert stubborn.returncode == -signal.SIGKILL
+    stubborn.stdout.close()
+
+    obedient = subprocess.Popen([sys.executable, "-c",
+                                 "import time\nprint('ready', flush=True)\ntime.sleep(600)"],
+                                stdout=subprocess.PIPE)
+    assert obedient.stdout is not None and obedient.stdout.readline() == b"ready\n"
+    stop_process(obedient, grace=60)
+    assert obedient.returncode == -signal.SIGTERM
+    obedient.stdout.close()
+    stop_process(obedient)  # already ended: nothing to do
+    stop_process(None)
