@@ -46,7 +46,8 @@ RUN_PACKAGES = {"grpc": "grpcio", "cryptography": "cryptography", "google": "pro
 EXIT_PIPE_CLOSED = 128 + 13
 
 
-def _extra_line(command: str, packages: Sequence[str]) -> str:
+def extra_line(command: str, packages: Sequence[str]) -> str:
+    """The line that says ``command`` needs the ``run`` extra's ``packages``, and how to get them."""
     verb = "is" if len(packages) == 1 else "are"
     return (f"{command}: needs the 'run' extra, and {' and '.join(packages)} {verb} not installed: "
             "pip install 'flconfig[run]'")
@@ -67,7 +68,7 @@ def lacks_run_extra(command: str, modules: Sequence[str]) -> bool:
         if not found:
             missing.append(RUN_PACKAGES.get(module, module))
     if missing:
-        print(_extra_line(command, missing), file=sys.stderr)
+        print(extra_line(command, missing), file=sys.stderr)
     return bool(missing)
 
 
@@ -129,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         package = RUN_PACKAGES.get((exc.name or "").split(".")[0])
         if package is None:
             raise
-        print(_extra_line(name, [package]), file=sys.stderr)
+        print(extra_line(name, [package]), file=sys.stderr)
         return 2
     except OSError as exc:
         if isinstance(exc, BrokenPipeError) and _output_closed():

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from types import TracebackType
 
-from . import RUN_PACKAGES, _extra_line, path_problem, shown_path
+from . import RUN_PACKAGES, extra_line, path_problem, shown_path
 
 #: Exceptions flconfig's job API raises for a script's mistake: one line at the script's call.
 _USAGE_ERRORS = (ValueError, TypeError, RuntimeError, KeyError, FileNotFoundError, NotImplementedError,
@@ -134,7 +134,7 @@ def _report(exc: BaseException) -> int:
 
     package = RUN_PACKAGES.get((getattr(exc, "name", None) or "").split(".")[0])
     if isinstance(exc, ModuleNotFoundError) and package is not None:
-        print(_extra_line("flconfig run", [package]), file=sys.stderr)
+        print(extra_line("flconfig run", [package]), file=sys.stderr)
         return 2
     from ..compat.jobapi.roots import job_roots
 

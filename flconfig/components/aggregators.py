@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import JobError
 from ..types import FLModel, ReturnCode, RunContext, is_torch_tensor
-from .base import Aggregator
+from .base import Aggregator, site_logger
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ class InTimeAccumulateWeightedAggregator(Aggregator):
             converted, reason = self._convert(result)
         if reason is not None:
             self.rejections[site] = reason
-            _logger(ctx).warning("aggregator refused the result of site %s: %s", site, reason)
+            site_logger(ctx, log).warning("aggregator refused the result of site %s: %s", site, reason)
             return False
         assert weight is not None
         for name, (values, dtype) in converted.items():
@@ -265,9 +265,6 @@ class InTimeAccumulateWeightedAggregator(Aggregator):
                     )
         return converted, None
 
-
-def _logger(ctx: RunContext) -> logging.Logger:
-    return getattr(ctx, "log", None) or log
 
 
 def _numeric_metrics(metrics: Any) -> dict[str, float]:

@@ -11,6 +11,7 @@ importable from here too, where job code written for flconfig imports them
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,6 +40,12 @@ __all__ = [
     # what the built-in components share
     "flare_learner", "lookup_component", "state_mismatch", "write_atomic",
 ]
+
+
+def site_logger(ctx: Any, fallback: logging.Logger) -> logging.Logger:
+    """The logger of the site ``ctx`` runs for (what it logs goes to that site's log), else
+    ``fallback``."""
+    return getattr(ctx, "log", None) or fallback
 
 
 def flare_learner(ctx: RunContext, learner_id: str, base: type, flare_path: str) -> Any:

@@ -25,6 +25,7 @@ from ..compat import client_session
 from ..compat.remote import ENV, Bridge
 from ..errors import JobError
 from ..types import RunContext
+from .base import site_logger
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +48,6 @@ class ScriptRun:
         self.bridge: Any = None
 
 
-def site_logger(ctx: RunContext) -> logging.Logger:
-    """The site's logger (its lines go to the site's log), or this module's."""
-    return getattr(ctx, "log", None) or log
-
 
 def start_thread(session: Any, script: Path, args: list[str], ctx: RunContext) -> ScriptRun:
     """Run ``script`` as ``__main__`` on a thread of the site, its Client API calls bound to
@@ -72,7 +69,7 @@ def start_process(session: Any, script: Path, options: list[str], args: list[str
     own (a session and a token per start: a task goes only to the process started for it,
     never to an earlier one on its way out)."""
 
-    logger = site_logger(ctx)
+    logger = site_logger(ctx, log)
 
     def closed(reason: str) -> None:
         if "refused" in reason:  # someone else on this machine knocked: say so
@@ -104,14 +101,14 @@ def end_runs(runs: list[ScriptRun], ctx: RunContext) -> None:
         if run.thread is not None:
             run.thread.join(END_WAIT_SECONDS)
             if run.thread.is_alive():
-                site_logger(ctx).warning("%s: the training script did not return within %g s of "
+                site_logger(ctx, log).warning("%s: the training script did not return within %g s of "
                                          "the run's end; it is left running until the process exits",
                                          ctx.site_name, END_WAIT_SECONDS)
         if run.process is not None:
             try:
                 run.process.wait(END_WAIT_SECONDS)
             except subprocess.TimeoutExpired:
-                site_logger(ctx).warning("%s: the training script's process did not exit within %g s "
+                site_logger(ctx, log).warning("%s: the training script's process did not exit within %g s "
                                          "of the run's end: stopped", ctx.site_name, END_WAIT_SECONDS)
                 run.process.kill()
                 run.process.wait()
@@ -122,7 +119,7 @@ def end_runs(runs: list[ScriptRun], ctx: RunContext) -> None:
 
 def _watch(run: ScriptRun, script: Path, ctx: RunContext) -> None:
     """The script's output, line by line, into the site's log; its exit status at the end."""
-    logger = site_logger(ctx)
+    logger = site_logger(ctx, log)
     tail: list[str] = []
     process = run.process
     assert process.stdout is not None
@@ -146,7 +143,7 @@ def _run_script(run: ScriptRun, script: Path, args: list[str], ctx: RunContext) 
         code = compile(script.read_bytes(), str(script), "exec")
         namespace: dict[str, Any] = {"__name__": "__main__", "__file__": str(script),
                                      "__builtins__": __builtins__, "__package__": None,
-                                     "print": _printer(site_logger(ctx))}
+                                     "print": _printer(site_logger(ctx, log))}
         # As in FLARE: the app's custom/ folder, then the script's own, on the path (a
         # script in custom/src/ imports the modules the job put flat in custom/)
         custom = getattr(ctx, "custom_dir", None)
@@ -167,7 +164,7 @@ def _run_script(run: ScriptRun, script: Path, args: list[str], ctx: RunContext) 
         if isinstance(exc, SystemExit) and exc.code in (None, 0):
             pass
         else:
-            site_logger(ctx).error("%s: the training script %s failed:\n%s", ctx.site_name,
+            site_logger(ctx, log).error("%s: the training script %s failed:\n%s", ctx.site_name,
                                    script.name, traceback.format_exc())
             run.error = (f"the training script {script.name} failed: "
                          f"{type(exc).__name__}: {exc}")

@@ -16,6 +16,7 @@ from .base import (
     ModelLocator,
     ModelPersistor,
     lookup_component,
+    site_logger,
 )
 from .validation_json import validation_entry, write_json
 
@@ -140,7 +141,7 @@ class CrossSiteModelEval(Controller):
                     f"{owner}: formatter_id '{self.formatter_id}' names no component; "
                     "remove formatter_id or add that component"
                 )
-            _logger(ctx).info("%s: formatter_id is accepted for compatibility and not used", owner)
+            site_logger(ctx, log).info("%s: formatter_id is accepted for compatibility and not used", owner)
         self.results = {}
 
     def stop_controller(self, ctx: ServerContext) -> None:  # type: ignore[override]
@@ -180,7 +181,7 @@ class CrossSiteModelEval(Controller):
             if time.monotonic() >= deadline:
                 missing = [] if wanted is None else [s for s in wanted if s not in alive]
                 if present:
-                    _logger(ctx).warning(
+                    site_logger(ctx, log).warning(
                         "%s: %s not connected after %d s; evaluating with %s",
                         self._owner(), ", ".join(missing), self.wait_for_clients_timeout,
                         ", ".join(present),
@@ -214,12 +215,12 @@ class CrossSiteModelEval(Controller):
                 else:
                     models[site] = result
                     continue
-                _logger(ctx).warning("cross-site evaluation: site %s %s", site, problem)
+                site_logger(ctx, log).warning("cross-site evaluation: site %s %s", site, problem)
         if abort_signal.triggered:
             return models
         models.update(self._server_models(ctx))
         if not models:
-            _logger(ctx).warning("cross-site evaluation: there is no model to validate")
+            site_logger(ctx, log).warning("cross-site evaluation: there is no model to validate")
         return models
 
     def _server_models(self, ctx: ServerContext) -> dict[str, FLModel]:
@@ -229,7 +230,7 @@ class CrossSiteModelEval(Controller):
             for name in self._locator.get_model_names(ctx):
                 model = self._locator.locate_model(name, ctx)
                 if model is None or not model.params:
-                    _logger(ctx).warning(
+                    site_logger(ctx, log).warning(
                         "cross-site evaluation: the model locator has no model %r", name
                     )
                     continue
@@ -252,7 +253,7 @@ class CrossSiteModelEval(Controller):
             )
             entry = validation_entry(result)
             if entry is None:
-                _logger(ctx).warning(
+                site_logger(ctx, log).warning(
                     "cross-site evaluation: site %s failed to validate %s: %s: %s",
                     site, name, result.rc, result.meta.get("error") or "no message",
                 )  # fmt: skip
@@ -260,7 +261,7 @@ class CrossSiteModelEval(Controller):
                 self.results.setdefault(site, {})[name] = entry
         missing = [site for site in sites if site not in results]
         if missing and not abort_signal.triggered:
-            _logger(ctx).warning(
+            site_logger(ctx, log).warning(
                 "cross-site evaluation: no validation of %s from %s", name, ", ".join(missing)
             )
         done = sorted(site for site, r in results.items() if r.rc == ReturnCode.OK)
@@ -293,9 +294,6 @@ class CrossSiteModelEval(Controller):
         ctx.props[RESULTS_PROP] = self.results
         ctx.progress(f"cross-site evaluation results: {path}")
 
-
-def _logger(ctx: Any) -> logging.Logger:
-    return getattr(ctx, "log", None) or log
 
 
 class CrossSiteEval(CrossSiteModelEval):
@@ -358,7 +356,7 @@ class CrossSiteEval(CrossSiteModelEval):
         for name in self.server_models:
             model = self._persistor.get_model(name, ctx)
             if model is None or not model.params:
-                _logger(ctx).warning("cross-site evaluation: the persistor has no model %r (it has %s)",
+                site_logger(ctx, log).warning("cross-site evaluation: the persistor has no model %r (it has %s)",
                                      name, ", ".join(self._persistor.model_names(ctx)) or "none")
                 continue
             models[name] = model

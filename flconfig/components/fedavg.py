@@ -33,7 +33,7 @@ from ..files import inside, write_atomic
 from ..transport.codec import encode_model
 from ..types import FLModel, ReturnCode, RunContext
 from .aggregators import NUM_STEPS_KEY, InTimeAccumulateWeightedAggregator
-from .base import Aggregator
+from .base import Aggregator, site_logger
 from .scatter_and_gather import ScatterAndGather
 from .shareable_generators import FullModelShareableGenerator
 
@@ -383,7 +383,7 @@ class FedAvg(ScatterAndGather):
 
         params = {str(name): np.asarray(value) if isinstance(value, (list, tuple)) else value
                   for name, value in dict(self.model).items()}
-        _logger(ctx).info("%s: the initial model is the config's 'model' (%d entries)", self._owner(), len(params))
+        site_logger(ctx, log).info("%s: the initial model is the config's 'model' (%d entries)", self._owner(), len(params))
         return FLModel(params=params, params_type="FULL")
 
     def _task_meta(self) -> dict[str, Any]:
@@ -416,7 +416,7 @@ class FedAvg(ScatterAndGather):
             path = inside(ctx.run_dir, self.save_filename)
             write_atomic(path, encode_model(FLModel(params=model.params, params_type="FULL", meta={
                 k: v for k, v in model.meta.items() if isinstance(v, (str, int, float, bool))})))
-            _logger(ctx).info("%s: saved the global model to %s", self._owner(), path)
+            site_logger(ctx, log).info("%s: saved the global model to %s", self._owner(), path)
 
     def _stop_after(self, current: int, aggregated: FLModel, ctx: ServerContext) -> bool:
         """``stop_cond`` met by the round's aggregated metrics, or ``patience`` rounds without
@@ -430,7 +430,7 @@ class FedAvg(ScatterAndGather):
             return True
         value = aggregated.metrics.get(name) if isinstance(aggregated.metrics, dict) else None
         if value is None:
-            _logger(ctx).warning("%s: stop_cond names %r, which the round's aggregated metrics lack: %s",
+            site_logger(ctx, log).warning("%s: stop_cond names %r, which the round's aggregated metrics lack: %s",
                                  self._owner(), name, sorted(aggregated.metrics or {}))
             return False
         if meets(value, target):
@@ -439,9 +439,6 @@ class FedAvg(ScatterAndGather):
             return True
         return False
 
-
-def _logger(ctx: Any) -> logging.Logger:
-    return getattr(ctx, "log", None) or log
 
 
 def _flare_ctx(ctx: RunContext) -> Any:

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..errors import JobError
 from ..types import Event, EventType, FLModel, ReturnCode, RunContext, is_torch_tensor
+from .base import site_logger
 from .shareable_generators import GLOBAL_MODEL_PROP, FullModelShareableGenerator, add_difference
 
 log = logging.getLogger(__name__)
@@ -203,7 +204,7 @@ class PTFedOptModelShareableGenerator(FullModelShareableGenerator):
             out[name] = add_difference(name, start, diff)
             averaged += 1
         lr = self._optimizer.param_groups[-1]["lr"]
-        _logger(ctx).info("FedOpt (%s on %s): %d parameters stepped, %d averaged, lr %.4g",
+        site_logger(ctx, log).info("FedOpt (%s on %s): %d parameters stepped, %d averaged, lr %.4g",
                           type(self._optimizer).__name__, self._device, len(stepped), averaged, lr)
         meta = dict(current.meta) if isinstance(current, FLModel) else {}
         return FLModel(params=out, meta=meta, metrics=dict(aggregated.metrics), params_type="FULL")
@@ -233,5 +234,3 @@ def _tensor(value: Any, name: str, shape: tuple[int, ...], owner: str) -> Any:
     return tensor
 
 
-def _logger(ctx: RunContext) -> logging.Logger:
-    return getattr(ctx, "log", None) or log

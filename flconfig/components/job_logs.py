@@ -18,10 +18,13 @@ Standard library only at import time (the registry reads this file).
 
 from __future__ import annotations
 
+import logging
 from typing import Any, ClassVar
 
 from ..types import Event, EventType, RunContext
-from .base import Widget
+from .base import Widget, site_logger
+
+log = logging.getLogger(__name__)
 
 
 class JobLogStreamer(Widget):
@@ -56,7 +59,7 @@ class JobLogStreamer(Widget):
     def handle_event(self, event: Event, ctx: RunContext) -> None:
         """Say once where this site's log is."""
         if event.type == EventType.START_RUN:
-            _logger(ctx).info("JobLogStreamer: this site's job log is %s; flconfig sends it to the server "
+            site_logger(ctx, log).info("JobLogStreamer: this site's job log is %s; flconfig sends it to the server "
                               "as the job runs when deployed (nothing else to do here)", ctx.run_dir / "log.txt")
 
 
@@ -79,8 +82,3 @@ class JobLogReceiver(Widget):
         self.dest_dir = dest_dir
         self.idle_timeout = idle_timeout
 
-
-def _logger(ctx: RunContext) -> Any:
-    import logging
-
-    return getattr(ctx, "log", None) or logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 from ..compat.learner_adapter import FlareLearner
 from ..errors import JobError
 from ..types import Event, EventType, FLModel, ReturnCode, RunContext, Signal
-from .base import Executor, Learner
+from .base import Executor, Learner, site_logger
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class LearnerExecutor(Executor):
                 return _checked(learner.get_model_for_validation(str(name), ctx))
             return _checked(learner.validate(_with_meta(data, MODEL_VALIDATE), ctx, abort_signal))
         except Exception as exc:
-            _logger(ctx).exception("learner '%s' failed in task '%s'", self.learner_id, task_name)
+            site_logger(ctx, log).exception("learner '%s' failed in task '%s'", self.learner_id, task_name)
             return FLModel.error(
                 ReturnCode.EXECUTION_EXCEPTION,
                 f"learner '{self.learner_id}' failed in task '{task_name}': "
@@ -160,7 +160,7 @@ class LearnerExecutor(Executor):
             try:
                 learner.initialize(ctx.components, ctx)
             except Exception as exc:
-                _logger(ctx).exception("learner '%s' failed to initialize", self.learner_id)
+                site_logger(ctx, log).exception("learner '%s' failed to initialize", self.learner_id)
                 self._init_error = (
                     f"learner '{self.learner_id}' failed to initialize: {type(exc).__name__}: {exc}"
                 )
@@ -184,9 +184,6 @@ class LearnerExecutor(Executor):
                 self._finalized = True
             learner.finalize(ctx)
 
-
-def _logger(ctx: RunContext) -> logging.Logger:
-    return getattr(ctx, "log", None) or log
 
 
 def _with_meta(data: FLModel, validate_type: str) -> FLModel:

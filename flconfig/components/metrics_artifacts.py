@@ -35,7 +35,7 @@ from typing import Any, ClassVar
 
 from ..files import inside, write_atomic
 from ..types import Event, EventType, FLModel, RunContext
-from .base import AppEventType, Widget
+from .base import AppEventType, Widget, site_logger
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +268,7 @@ class MetricsArtifactWriter(Widget):
             rounds = self._silent_custom_rounds
             shown = (str(rounds) if len(rounds) <= 10
                      else f"{len(rounds)} rounds (first={rounds[0]}, last={rounds[-1]})")
-            _logger(ctx).warning(
+            site_logger(ctx, log).warning(
                 "MetricsArtifactWriter wrote no metrics for round(s) %s: the custom aggregator's results "
                 "carry no FLModel.metrics; return the aggregated metrics in FLModel.metrics to have them "
                 "written", shown)
@@ -305,7 +305,7 @@ class MetricsArtifactWriter(Widget):
             summary.pop("notes")
             text = _dumps(summary, indent=2)
         if text is None or len(text.encode("utf-8")) > self._limits["max_summary_bytes"]:
-            _logger(ctx).warning("MetricsArtifactWriter: the metrics summary exceeds max_summary_bytes; not written")
+            site_logger(ctx, log).warning("MetricsArtifactWriter: the metrics summary exceeds max_summary_bytes; not written")
             return
         _, path = self._paths(ctx)
         write_atomic(path, text.encode("utf-8"))
@@ -533,6 +533,3 @@ def _dumps(value: Any, indent: int | None = None) -> str | None:
     except (TypeError, ValueError, OverflowError):
         return None
 
-
-def _logger(ctx: RunContext) -> logging.Logger:
-    return getattr(ctx, "log", None) or log

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any, ClassVar
 
@@ -13,8 +14,9 @@ from ..compat.nvflare.app_common.app_constant import AppConstants, ModelName, Va
 from ..compat.nvflare.app_common.utils.fl_model_utils import FLModelUtils
 from ..compat.shareables import flare_context, from_shareable, to_shareable
 from ..types import Event, EventType, FLModel, ReturnCode, RunContext, Signal
-from .base import Executor, flare_learner
-from .learner_executor import _logger
+from .base import Executor, flare_learner, site_logger
+
+log = logging.getLogger(__name__)
 
 
 class ModelLearnerExecutor(Executor):
@@ -97,7 +99,7 @@ class ModelLearnerExecutor(Executor):
                     learner.initialize()
                 return task(learner, shareable, what)
             except Exception as exc:
-                _logger(ctx).exception("learner '%s' failed in task '%s'", self.learner_id, task_name)
+                site_logger(ctx, log).exception("learner '%s' failed in task '%s'", self.learner_id, task_name)
                 return FLModel.error(ReturnCode.EXECUTION_EXCEPTION,
                                      f"learner '{self.learner_id}' failed in task '{task_name}': "
                                      f"{type(exc).__name__}: {exc}")

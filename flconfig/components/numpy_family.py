@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 from ..files import inside, outside_file, write_atomic
 from ..types import FLModel, ReturnCode, RunContext, Signal
-from .base import Executor, ModelLocator, ModelPersistor, Widget
+from .base import Executor, ModelLocator, ModelPersistor, Widget, site_logger
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +32,6 @@ NUMPY_KEY = "numpy_key"
 SERVER_MODEL_NAME = "server"
 
 
-
-def _logger(ctx: RunContext) -> logging.Logger:
-    return getattr(ctx, "log", None) or log
 
 
 def _load(path: Path) -> Any:
@@ -106,10 +103,10 @@ class NPModelPersistor(ModelPersistor):
             path = source
         try:
             data = _load(path)
-            _logger(ctx).info("loaded the initial model from %s", path)
+            site_logger(ctx, log).info("loaded the initial model from %s", path)
         except (OSError, ValueError) as exc:
             fallback = "the configured model" if self.model is not None else "the default array"
-            _logger(ctx).info("no model at %s (%s): starting from %s", path, exc, fallback)
+            site_logger(ctx, log).info("no model at %s (%s): starting from %s", path, exc, fallback)
             data = (np.asarray(self.model, dtype=np.float32) if self.model is not None
                     else np.array([[1, 2, 3], [4, 5, 6], [7, 8, 9]], dtype=np.float32))
         return FLModel(params={NUMPY_KEY: data}, params_type="FULL")
@@ -117,11 +114,11 @@ class NPModelPersistor(ModelPersistor):
     def save(self, model: FLModel, ctx: RunContext) -> None:
         """Write the global model's ``numpy_key`` array to the model file."""
         if NUMPY_KEY not in model.params:
-            _logger(ctx).error("the global model has no %r array: nothing saved", NUMPY_KEY)
+            site_logger(ctx, log).error("the global model has no %r array: nothing saved", NUMPY_KEY)
             return
         path = self._path(ctx)
         _save(path, model.params[NUMPY_KEY])
-        _logger(ctx).info("saved the numpy model to %s", path)
+        site_logger(ctx, log).info("saved the numpy model to %s", path)
 
     def model_names(self, ctx: RunContext) -> list[str]:
         """``server`` once the global model is saved."""
@@ -205,8 +202,8 @@ class NPTrainer(Executor):
         try:
             _save(self._path(ctx), trained)
         except OSError as exc:
-            _logger(ctx).error("could not save the local model: %s", exc)
-        _logger(ctx).info("round %s: model after training:\n%s", data.meta.get("current_round"), trained)
+            site_logger(ctx, log).error("could not save the local model: %s", exc)
+        site_logger(ctx, log).info("round %s: model after training:\n%s", data.meta.get("current_round"), trained)
         return FLModel(params={NUMPY_KEY: trained}, params_type="FULL",
                        meta={"NUM_STEPS_CURRENT_ROUND": 1})
 
@@ -245,7 +242,7 @@ class NPValidator(Executor):
             return FLModel.error("BAD_TASK_DATA", f"the model to validate holds no {NUMPY_KEY!r}")
         weights = np.asarray(data.params[NUMPY_KEY], dtype=np.float64)
         accuracy = float(np.sum(weights / np.max(weights)) + np.random.random())
-        _logger(ctx).info("validated the model of %s: accuracy %.4f",
+        site_logger(ctx, log).info("validated the model of %s: accuracy %.4f",
                           data.meta.get("model_owner", "?"), accuracy)
         return FLModel(metrics={"accuracy": accuracy})
 
@@ -300,7 +297,7 @@ class NPModelLocator(ModelLocator):
         try:
             return FLModel(params={NUMPY_KEY: _load(path)}, params_type="FULL")
         except (OSError, ValueError) as exc:
-            _logger(ctx).error("cannot load the numpy model %s from %s: %s", name, path, exc)
+            site_logger(ctx, log).error("cannot load the numpy model %s from %s: %s", name, path, exc)
             return None
 
 

@@ -20,6 +20,7 @@ from .base import (
     Filter,
     ModelPersistor,
     lookup_component,
+    site_logger,
     state_mismatch,
     write_atomic,
 )
@@ -187,7 +188,7 @@ class PTFileModelPersistor(ModelPersistor):
             params = {name: value for name, value in module.state_dict().items()}
             source = type(module).__name__
         else:
-            _logger(ctx).warning(
+            site_logger(ctx, log).warning(
                 "persistor %r has neither a model nor source_ckpt_file_full_name: "
                 "the initial global model is empty",
                 self.id,
@@ -229,7 +230,7 @@ class PTFileModelPersistor(ModelPersistor):
         model = self._filtered(model, ctx)
         path = inside(ctx.run_dir, self.global_model_file_name)
         self._write(path, model)
-        _logger(ctx).info("saved the global model to %s", path)
+        site_logger(ctx, log).info("saved the global model to %s", path)
         metric = _metric(model)
         if metric is not None and (self._best_metric is None or metric > self._best_metric):
             self._save_best(model, ctx, filtered=True)
@@ -244,7 +245,7 @@ class PTFileModelPersistor(ModelPersistor):
             model = self._filtered(model, ctx)
         path = inside(ctx.run_dir, self.best_global_model_file_name)
         self._write(path, model)
-        _logger(ctx).info(
+        site_logger(ctx, log).info(
             "saved the best global model (validation metric %s) to %s",
             "unknown" if metric is None else f"{metric:.4g}",
             path,
@@ -317,9 +318,6 @@ def _check_model(model: Any) -> Any:
         )
     return model
 
-
-def _logger(ctx: RunContext) -> logging.Logger:
-    return getattr(ctx, "log", None) or log
 
 
 def _metric(model: FLModel) -> float | None:

@@ -18,6 +18,7 @@ from .base import (
     ModelPersistor,
     ShareableGenerator,
     lookup_component,
+    site_logger,
 )
 
 if TYPE_CHECKING:
@@ -268,7 +269,7 @@ class ScatterAndGather(Controller):
             if not self._round(current, abort_signal, ctx):
                 break
         if abort_signal.triggered:
-            _logger(ctx).info(
+            site_logger(ctx, log).info(
                 "%s stopped: %s", self._owner(), abort_signal.reason or "abort signal"
             )
 
@@ -376,7 +377,7 @@ class ScatterAndGather(Controller):
             metrics=dict(self.global_model.metrics),
             params_type=self.global_model.params_type,
         )
-        _logger(ctx).info("new best global model: validation metric %.4g", metric)
+        site_logger(ctx, log).info("new best global model: validation metric %.4g", metric)
         ctx.fire_event(AppEventType.GLOBAL_BEST_MODEL_AVAILABLE, best)
 
 
@@ -409,7 +410,7 @@ class _Gathered:
                 raise JobError(f"task '{wf.train_task_name}' failed: {error}", site)
             if wf.ignore_result_error is None:
                 self._check_reachable()
-            _logger(ctx).warning("ignoring the failed result of site %s (%s)", site, error)
+            site_logger(ctx, log).warning("ignoring the failed result of site %s (%s)", site, error)
             return
         ctx.fire_event(AppEventType.BEFORE_CONTRIBUTION_ACCEPT, {"site": site, "result": result})
         accepted = wf._aggregator.accept(site, result, ctx)
@@ -441,7 +442,7 @@ class _Gathered:
         got = len(self.accepted)
         if got >= need or (got > 0 and self.workflow.ignore_result_error is True):
             if got < need:
-                _logger(self.ctx).warning(
+                site_logger(self.ctx, log).warning(
                     "aggregating %d result(s), fewer than min_clients=%d", got, need
                 )
             return
@@ -476,6 +477,3 @@ def _message(exc: JobError) -> str:
     prefix = f"{exc.site}: " if exc.site else ""
     return text[len(prefix) :] if prefix and text.startswith(prefix) else text
 
-
-def _logger(ctx: Any) -> logging.Logger:
-    return getattr(ctx, "log", None) or log

@@ -27,7 +27,7 @@ from ..tracking.senders import AnalyticsSender
 from ..transport.codec import ProtocolError, decode_model, encode_model
 from ..types import Event, EventType, FLModel, ReturnCode, RunContext, Signal
 from .aggregators import KIND_OF_PARAMS_TYPE, NUM_STEPS_KEY
-from .base import Aggregator, Executor, ModelPersistor, flare_learner
+from .base import Aggregator, Executor, ModelPersistor, flare_learner, site_logger
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ class SKLearnExecutor(Executor):
                     self._log_value(ctx, str(key), value, current_round)
             result, _model = learner.train(current_round, params, fl_ctx)
         except Exception as exc:  # noqa: BLE001 - the job's code failed: the task's error result
-            _logger(ctx).error("%s failed in round %s: %s: %s", name, current_round, type(exc).__name__, exc)
+            site_logger(ctx, log).error("%s failed in round %s: %s: %s", name, current_round, type(exc).__name__, exc)
             return FLModel.error(ReturnCode.EXECUTION_EXCEPTION, f"{name}: {type(exc).__name__}: {exc}")
         if not isinstance(result, dict):
             return FLModel.error(ReturnCode.EMPTY_RESULT,
@@ -200,7 +200,7 @@ class JoblibModelParamPersistor(ModelPersistor):
 
         path = inside(ctx.run_dir, self.save_name)
         write_atomic(path, encode_model(FLModel(params=model.params, params_type="FULL")))
-        _logger(ctx).info("saved the global parameters to %s", path)
+        site_logger(ctx, log).info("saved the global parameters to %s", path)
 
     def get_model(self, name: str, ctx: RunContext) -> FLModel | None:
         """The saved parameters by file name, or None."""
@@ -258,7 +258,7 @@ class CollectAndAssembleAggregator(Aggregator):
         elif site in assembler.collection:
             reason = "a result from this site was already accepted this round"
         if reason is not None:
-            _logger(ctx).warning("aggregator refused the result of site %s: %s", site, reason)
+            site_logger(ctx, log).warning("aggregator refused the result of site %s: %s", site, reason)
             return False
         data = result.metrics if kind == "METRICS" else result.params
         assembler.collection[site] = assembler.get_model_params(DXO(kind, data=dict(data), meta=dict(result.meta)))
@@ -298,5 +298,3 @@ def _fl_ctx(ctx: RunContext, current_round: Any = None) -> Any:
     return flare_context(ctx, **props)
 
 
-def _logger(ctx: RunContext) -> logging.Logger:
-    return getattr(ctx, "log", None) or log

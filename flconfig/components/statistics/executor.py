@@ -10,7 +10,7 @@ from ...compat.nvflare.app_common.abstract.statistics_spec import DataType, Hist
 from ...compat.shareables import flare_context
 from ...errors import JobError
 from ...types import Event, EventType, FLModel, ReturnCode, RunContext, Signal
-from ..base import Executor
+from ..base import Executor, site_logger
 from ._values import (
     COUNT,
     FAILURE_COUNT,
@@ -94,7 +94,7 @@ class StatisticsExecutor(Executor):
                 return FLModel(params={"pre_run": _plain_json(self._pre_run(generator, targets))})
             return FLModel(params=self._statistics(generator, data.params, targets, ctx))
         except Exception as exc:  # noqa: BLE001 - the job's generator failed: the task's error result
-            _logger(ctx).exception("StatisticsExecutor: task %s failed", task_name)
+            site_logger(ctx, log).exception("StatisticsExecutor: task %s failed", task_name)
             return FLModel.error(ReturnCode.EXECUTION_EXCEPTION, f"{type(exc).__name__}: {exc}")
 
     @staticmethod
@@ -127,7 +127,7 @@ class StatisticsExecutor(Executor):
                     try:
                         result[name][ds][feature.feature_name] = compute(ds, feature.feature_name, config)
                     except Exception as exc:  # noqa: BLE001 - FLARE logs and leaves the feature out
-                        _logger(ctx).warning("statistic %s of dataset %s feature %s failed: %s: %s", name, ds,
+                        site_logger(ctx, log).warning("statistic %s of dataset %s feature %s failed: %s: %s", name, ds,
                                              feature.feature_name, type(exc).__name__, exc)
                         result[name][ds].pop(feature.feature_name, None)
         task = inputs.get(TASK_KEY)
@@ -197,6 +197,3 @@ def _plain_json(value: Any) -> Any:
 def _fl_ctx(ctx: RunContext) -> Any:
     return flare_context(ctx)
 
-
-def _logger(ctx: RunContext) -> logging.Logger:
-    return getattr(ctx, "log", None) or log
