@@ -46,20 +46,11 @@ POLL_S = 10.0
 #: Largest piece of a log one PushLog or Logs call carries.
 LOG_CHUNK = 1024 * 1024
 
-#: The request message of each method.
-REQUESTS: dict[str, type[Message]] = {
-    "Poll": pb.PollRequest, "FetchJob": pb.FetchJobRequest, "Report": pb.ReportRequest,
-    "PushLog": pb.PushLogRequest, "Submit": pb.SubmitRequest, "Jobs": pb.JobsRequest,
-    "Abort": pb.AbortRequest, "Logs": pb.LogsRequest, "Download": pb.DownloadRequest,
-    "Shutdown": pb.ShutdownRequest,
-}  # fmt: skip
+_METHODS = pb.DESCRIPTOR.services_by_name["Deploy"].methods
+#: The request message of each method (read from deploy.proto's service).
+REQUESTS: dict[str, type[Message]] = {m.name: getattr(pb, m.input_type.name) for m in _METHODS}
 #: The reply message of each method (of each reply, for a streaming one).
-REPLIES: dict[str, type[Message]] = {
-    "Poll": pb.PollReply, "FetchJob": pb.FetchJobReply, "Report": pb.ReportReply,
-    "PushLog": pb.PushLogReply, "Submit": pb.SubmitReply, "Jobs": pb.JobsReply,
-    "Abort": pb.AbortReply, "Logs": pb.LogsReply, "Download": pb.DownloadReply,
-    "Shutdown": pb.ShutdownReply,
-}  # fmt: skip
+REPLIES: dict[str, type[Message]] = {m.name: getattr(pb, m.output_type.name) for m in _METHODS}
 
 M = TypeVar("M", bound=Message)
 
