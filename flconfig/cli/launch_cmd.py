@@ -43,6 +43,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                         help="start the server and every worker as a new Python interpreter "
                              "(default on Linux: fork them from one process that imported torch "
                              "once, which saves a torch import per process)")
+    parser.add_argument("--site-state", choices=("keep", "release"),
+                        help="what a client site keeps between two tasks: 'keep' its components, "
+                             "learner and model included, for the whole run (FLARE's semantics), or "
+                             "'release' them after each task and build them again from the plan "
+                             "before the next, so a learner starts afresh each task (Flower's) and a "
+                             "waiting site holds nothing (default: the job's meta site_state, else keep)")
     parser.add_argument("--heartbeat-timeout", type=float,
                         help="seconds of silence before the server gives a site up "
                              "(default: the server config's heart_beat_timeout)")
@@ -138,7 +144,7 @@ def run(ns: argparse.Namespace) -> int:
         python_path=[Path(d) for d in ns.python_path], environ=environ,
         tensorboard=ns.tensorboard or ns.tensorboard_port is not None or ns.tensorboard_exit,
         tensorboard_port=ns.tensorboard_port or 0, tensorboard_exit=ns.tensorboard_exit,
-        live_metrics=not ns.quiet_metrics)
+        live_metrics=not ns.quiet_metrics, site_state=ns.site_state)
     try:
         return launch(opts)
     except LaunchError as exc:

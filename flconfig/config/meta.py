@@ -24,6 +24,10 @@ MAX_CLIENTS = 1_000_000
 #: Site and app names become folder names: no separators, no "..", no spaces.
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 
+#: What a client site may keep between two tasks (meta ``site_state``, ``flconfig launch
+#: --site-state``): "keep" its built components for the whole run, or "release" them.
+SITE_STATES = ("keep", "release")
+
 _NAME_RULE = "use letters, digits, '.', '_' and '-', starting with a letter or digit"
 
 
@@ -40,6 +44,10 @@ class MetaInfo:
     mandatory_clients: tuple[str, ...] = ()
     deploy_map: dict[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
     deploy_all: bool = False
+    #: What a client site keeps between tasks: "keep" (FLARE's semantics: its built
+    #: components live for the whole run) or "release" (dropped after each task and
+    #: built again before the next); see :data:`SITE_STATES`.
+    site_state: str = "keep"
 
     def server_app(self) -> str | None:
         """The app the server runs (the ``@ALL`` app under ``@ALL``)."""
@@ -125,7 +133,11 @@ def check_meta(doc: Document) -> tuple[MetaInfo, list[Problem]]:
         if clients is not None:
             _check_clients(doc, clients, min_clients, mandatory, problems)
 
-    info = MetaInfo(name, min_clients, tuple(c for c, _ in mandatory), deploy_map, bool(alls))
+    site_state = data.get("site_state")
+    if site_state not in SITE_STATES:  # the schema names the allowed values where it is wrong
+        site_state = "keep"
+    info = MetaInfo(name, min_clients, tuple(c for c, _ in mandatory), deploy_map, bool(alls),
+                    site_state)
     return info, problems
 
 

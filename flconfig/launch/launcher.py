@@ -76,6 +76,9 @@ class LaunchOptions:
     tensorboard_port: int = 0  # 0: any free port
     tensorboard_exit: bool = False  # stop TensorBoard with the job instead of at Ctrl-C
     live_metrics: bool = True  # print each site's latest scalars while the job runs
+    #: What a client site keeps between tasks, "keep" or "release" (None: the job's meta
+    #: ``site_state``, else "keep"); see :class:`flconfig.runtime.plan.RunPlan`.
+    site_state: str | None = None
     #: Fork the server and workers from one process that imported torch once (Linux). The
     #: launching process then becomes the subreaper of its descendants (it adopts, and must
     #: reap, any orphan below it), so only the ``flconfig launch`` command does it by
@@ -205,7 +208,8 @@ def _launch(opts: LaunchOptions, zygote: Zygote | None) -> int:
     # server and the workers build from the plan and never read the job again.
 
     try:
-        run_plan = plan_run(job, sites, workspace, opts.job_id, environ=opts.environ)
+        run_plan = plan_run(job, sites, workspace, opts.job_id, environ=opts.environ,
+                            site_state=opts.site_state)
     except ConfigError as exc:
         write_text(exc.problems, 1, out)
         print("flconfig: the job is invalid for this run; nothing was started", file=out)
@@ -231,9 +235,10 @@ def _launch(opts: LaunchOptions, zygote: Zygote | None) -> int:
     )
     spec_file = spec.write(control / "spec.json")
 
+    released = "; sites released between tasks" if run_plan.site_state == "release" else ""
     print(f"flconfig: launching job '{job.name}' with {len(sites)} client site(s) in "
-          f"{len(groups)} worker process(es), {threads} torch thread(s) each; workspace {workspace}",
-          file=out, flush=True)
+          f"{len(groups)} worker process(es), {threads} torch thread(s) each; workspace "
+          f"{workspace}{released}", file=out, flush=True)
     procs: list[Process] = []
     started = time.monotonic()
     tensorboard: subprocess.Popen[str] | None = None

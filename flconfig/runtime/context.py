@@ -76,6 +76,14 @@ class SiteContext:
         self.failures: list[str] = []
         self._failure_lock = threading.Lock()
 
+    def clear(self) -> None:
+        """Drop this site's components, handlers and run state (a site released between
+        tasks): what they hold is freed once nothing else refers to it, even where a
+        component refers back to this context."""
+        self._components.clear()
+        self._handlers.clear()
+        self.props.clear()
+
     @property
     def components(self) -> Mapping[str, Any]:
         return self._components

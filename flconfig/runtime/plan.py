@@ -111,6 +111,10 @@ class RunPlan:
     python_path: tuple[str, ...]
     configs: tuple[SitePlan, ...]
     sites: Mapping[str, int]  # "server" and each client site -> index into ``configs``
+    #: What a client site keeps between two tasks: "keep" its built components for the
+    #: whole run (FLARE's semantics), or "release" them after each task and build them
+    #: again before the next (the learner starts afresh; a waiting site holds nothing).
+    site_state: str = "keep"
 
     def for_site(self, site: str) -> SitePlan:
         """The plan of ``site`` ("server" or a client site)."""
@@ -138,6 +142,7 @@ def plan_from_json(text: str) -> RunPlan:
         python_path=tuple(data["python_path"]),
         configs=tuple(_site_plan(c) for c in data["configs"]),
         sites=dict(data["sites"]),
+        site_state=data.get("site_state", "keep"),
     )
 
 

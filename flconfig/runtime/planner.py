@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 def plan_run(job: Job, sites: Sequence[str], workspace: str | Path, job_id: str, *,
              server: bool = True, environ: Mapping[str, str] | None = None,
-             outside_files: bool = True) -> RunPlan:
+             outside_files: bool = True, site_state: str | None = None) -> RunPlan:
     """Resolve the configuration of the server (with ``server``) and of each of ``sites``.
 
     ``job`` is a checked :class:`~flconfig.config.job.Job`. Each site's variables
@@ -35,7 +35,8 @@ def plan_run(job: Job, sites: Sequence[str], workspace: str | Path, job_id: str,
     resolved for the site and checked here (:func:`check_site_config`), and shared with
     every other site of its app when it does not read ``SITE_NAME``. Raises
     :class:`ConfigError` with every problem, at file:line:col, if any site's
-    configuration is invalid.
+    configuration is invalid. ``site_state`` ("keep" or "release": what a client site
+    keeps between tasks) overrides the job's meta ``site_state``.
     """
     configs: list[SitePlan] = []
     index: dict[str, int] = {}
@@ -83,7 +84,7 @@ def plan_run(job: Job, sites: Sequence[str], workspace: str | Path, job_id: str,
         raise ConfigError(errors)
     python_path = tuple(str(folder) for folder in job.python_path)
     return RunPlan(job.name, job_id, str(workspace), str(job.folder.resolve()), python_path,
-                   tuple(configs), index)
+                   tuple(configs), index, site_state=site_state or job.meta.site_state)
 
 
 def _site_plan_of(config: ConfigFile, custom_dir: str | None = None,

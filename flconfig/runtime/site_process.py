@@ -9,10 +9,13 @@ one site from connecting to the server until the server ends the run.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import functools
+import gc
 import logging
 import sys
 import threading
+import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -33,6 +36,10 @@ from .spec import WorkerSpec, wait_for_port
 
 log = logging.getLogger(__name__)
 
+#: Seconds between two returns of a worker's freed memory to the system while its
+#: sites are released between tasks (each costs a garbage collection and a heap walk).
+TRIM_INTERVAL = 1.0
+
 
 class ProcessJob:
     """The run plan, read once per worker process and shared by its sites, and the
@@ -51,6 +58,10 @@ class ProcessJob:
         self._warm = False
         #: Whether the process's sites share one gRPC channel (more than one site).
         self.shared = shared
+        #: Whether a site's components are dropped after each task and built again before
+        #: the next (the plan's ``site_state`` "release"), instead of kept for the run.
+        self.releases = plan.site_state == "release"
+        self._trimmed = 0.0
 
     async def call(self, site: str, fn: Any, *args: Any) -> Any:
         """Run ``fn(*args)`` for ``site`` on the process's training threads (one per core
@@ -62,6 +73,18 @@ class ProcessJob:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)
+
+    async def release(self, site: str, ctx: SiteContext) -> list[str]:
+        """End ``site``'s run on its components and let go of them (site_state
+        "release"); the failures its components reported. What they held goes back
+        to the allocator: torch's cached GPU memory at once, and at most every
+        :data:`TRIM_INTERVAL` seconds the C heap's free pages to the system."""
+        await self.call(site, _release, ctx)
+        now = time.monotonic()
+        if now - self._trimmed >= TRIM_INTERVAL:
+            self._trimmed = now
+            await self.call(site, _return_memory)
+        return list(ctx.failures)
 
     async def build(self, site: str) -> Any:
         """Build ``site``'s components from the plan (one site at a time; the first also
@@ -80,9 +103,9 @@ async def run_site(spec: WorkerSpec, site: str, errors: dict[str, str],
                    job: ProcessJob) -> None:
     """Run one client site, a coroutine on the worker's loop, until the server ends the run."""
     workspace = Path(spec.workspace)
-    job_id = spec.job_id
     link = None
-    ctx = None
+    built: BuiltSite | None = None
+    ctx: SiteContext | None = None
     assert spec.address is not None, "run_clients learns the server's address first"
     try:
         link = SiteLink(
@@ -95,55 +118,29 @@ async def run_site(spec: WorkerSpec, site: str, errors: dict[str, str],
             retry_timeout=spec.retry_timeout,
         )
         # Connected first, then built: the server's first round starts while the sites
-        # still import torch and build their components, instead of after it.
+        # still import torch and build their components, instead of after it. The first
+        # build happens now in either site state, so a site that cannot build fails at once.
         await link.connect(timeout=spec.startup_timeout)
-        try:
-            built: BuiltSite = await job.build(site)
-        except Exception as exc:
-            # Tell the server at once, so the run fails now, naming this site and the cause.
-            if isinstance(exc, JobError):
-                reason = exc.message
-            elif isinstance(exc, FlconfigError):
-                reason = str(exc)
-            else:
-                reason = f"{type(exc).__name__}: {exc}"
-            try:
-                await link.close(timeout=1, reason=reason)
-            except FlconfigError:
-                pass  # the server may have ended the run already
-            link = None
-            raise
-        sink = link.send_events
-        ctx = await job.call(
-            site,
-            functools.partial(
-                SiteContext,
-                site,
-                job_id,
-                workspace,
-                built.components,
-                built.handlers,
-                role="client",
-                fed_sink=lambda event: sink(event_to_records(event)),
-                device=spec.device,
-                client_sites=spec.sites,
-                custom_dir=built.plan.custom_dir,
-                run_dir=spec.run_dir_of(site),
-                outside_files=built.plan.outside_files,
-            ),
-        )
-        await job.call(site, _start_run, ctx)
+        built, ctx = await _open_site(spec, site, job, link)
         while True:
             task = await link.get_task()
             if task is None:
                 continue
             if not isinstance(task, Task):
                 break  # the server ended the run
+            if built is None or ctx is None:  # released after its last task: built again
+                built, ctx = await _open_site(spec, site, job, link)
             result = await job.call(site, execute, built, ctx, task.name, task.data)
             await link.submit_result(task, result)
             # Not held while the site waits for its next task: a thousand sites would
             # each keep a copy of the global model and of their result.
             del task, result
+            if job.releases:  # the site's components go too (site_state "release")
+                closing, built, ctx = ctx, None, None
+                failures = await job.release(site, closing)
+                if failures:
+                    errors.setdefault(site, failures[0])
+                del closing
     except OSError as exc:
         log.error("%s failed: %s", site, exc)
         errors[site] = storage_message(exc, workspace)
@@ -166,6 +163,56 @@ async def run_site(spec: WorkerSpec, site: str, errors: dict[str, str],
                 errors.setdefault(site, message)
         if ctx is not None and ctx.failures:
             errors.setdefault(site, ctx.failures[0])
+
+
+async def _open_site(spec: WorkerSpec, site: str, job: ProcessJob,
+                     link: SiteLink) -> tuple[BuiltSite, SiteContext]:
+    """Build ``site``'s components from the plan and start its run (the run's start
+    events): once per run, or before each task when the site is released between tasks.
+    A site that cannot build tells the server at once, so the run fails now naming this
+    site and the cause; the error is raised on."""
+    try:
+        built: BuiltSite = await job.build(site)
+    except Exception as exc:
+        if isinstance(exc, JobError):
+            reason = exc.message
+        elif isinstance(exc, FlconfigError):
+            reason = str(exc)
+        else:
+            reason = f"{type(exc).__name__}: {exc}"
+        try:
+            await link.close(timeout=1, reason=reason)
+        except FlconfigError:
+            pass  # the server may have ended the run already
+        raise
+    sink = link.send_events
+    ctx = await job.call(
+        site,
+        functools.partial(
+            SiteContext,
+            site,
+            spec.job_id,
+            Path(spec.workspace),
+            built.components,
+            built.handlers,
+            role="client",
+            fed_sink=lambda event: sink(event_to_records(event)),
+            device=spec.device,
+            client_sites=spec.sites,
+            custom_dir=built.plan.custom_dir,
+            run_dir=spec.run_dir_of(site),
+            outside_files=built.plan.outside_files,
+        ),
+    )
+    await job.call(site, _start_run, ctx)
+    return built, ctx
+
+
+def _release(ctx: SiteContext) -> None:
+    """End a released site's run on its components (the run's end events, as at the end
+    of a run) and let go of them: the caller drops the last references."""
+    _end_run(ctx)
+    ctx.clear()
 
 
 def _channel_tls(spec: WorkerSpec) -> Any:
@@ -266,6 +313,31 @@ def run_clients(spec: WorkerSpec, sites: list[str]) -> int:
     for site, error in errors.items():
         print(f"{site}: {error}", file=sys.stderr, flush=True)
     return 1 if errors else 0
+
+
+def _return_memory() -> None:
+    """Give freed memory back: torch's cached CUDA blocks, then the C heap's free pages
+    (glibc's ``malloc_trim``), so released sites shrink the process, not only its heap."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+    gc.collect()
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _load_libc() -> Any:
+    """glibc, for ``malloc_trim``; None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None)
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+_LIBC = _load_libc()
 
 
 def _warm_up() -> None:

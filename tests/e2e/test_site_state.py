@@ -1,0 +1,112 @@
+"""What a client site keeps between tasks (meta ``site_state``, ``flconfig launch
+--site-state``): its components for the whole run, or built afresh for each task."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from harness.launching import launch
+from harness.numpy_job import DEFAULT, SERVER, write_job
+
+from flconfig.validate.loader import inspect_job
+
+# A FLARE executor that says, for each task, which instance ran it and how many tasks
+# that instance has run: one instance per site for the run, or a new one per task.
+COUNTING = '''
+from nvflare.apis.dxo import DXO, DataKind, from_shareable
+from nvflare.apis.executor import Executor
+
+
+class CountingTrainer(Executor):
+    built = 0
+
+    def __init__(self):
+        super().__init__()
+        CountingTrainer.built += 1
+        self.instance = CountingTrainer.built
+        self.tasks = 0
+
+    def execute(self, task_name, shareable, fl_ctx, abort_signal):
+        self.tasks += 1
+        self.log_info(fl_ctx, f"instance {self.instance} ran its task {self.tasks}")
+        weights = from_shareable(shareable).data["numpy_key"] + 1
+        return DXO(DataKind.WEIGHTS, data={"numpy_key": weights},
+                   meta={"NUM_STEPS_CURRENT_ROUND": 1}).to_shareable()
+'''
+
+RAN = re.compile(r"instance (\d+) ran its task (\d+)")
+
+
+def counting_job(root: Path, site_state: str | None) -> Path:
+    """FLARE's hello-numpy job, 3 rounds of FedAvg, the sites' trainer a CountingTrainer."""
+    job = write_job(root)
+    server = json.loads(json.dumps(SERVER))
+    server["workflows"] = server["workflows"][:1]  # FedAvg only
+    (job / "app" / "config" / "config_fed_server.json").write_text(json.dumps(server))
+    client = {"format_version": 2, "executors": [
+        {"tasks": ["train"], "executor": {"path": "counting.CountingTrainer", "args": {}}}]}
+    (job / "app" / "config" / "config_fed_client.json").write_text(json.dumps(client))
+    (job / "app" / "custom").mkdir()
+    (job / "app" / "custom" / "counting.py").write_text(COUNTING)
+    if site_state is not None:
+        meta = json.loads((job / "meta.json").read_text())
+        (job / "meta.json").write_text(json.dumps({**meta, "site_state": site_state}))
+    return job
+
+
+def runs_of(ws: Path, site: str) -> list[tuple[int, int]]:
+    """(instance, its task number) for each task ``site`` ran, from the site's log."""
+    text = (ws / site / "simulate_job" / "log.txt").read_text()
+    return [(int(a), int(b)) for a, b in RAN.findall(text)]
+
+
+def global_model(ws: Path) -> np.ndarray:
+    return np.load(ws / "server" / "simulate_job" / "models" / "server.npy", allow_pickle=False)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_kept_site_runs_every_task_on_one_learner_and_a_released_one_builds_it_per_task(
+        tmp_path: Path) -> None:
+    # The job asks for release; the command line's --site-state keep wins over it.
+    job = counting_job(tmp_path / "a", "release")
+    kept = launch(job, tmp_path / "kept", "-n", "2", "--site-state", "keep", "--quiet-metrics")
+    assert kept.returncode == 0, kept.stdout + kept.stderr
+    assert "released between tasks" not in kept.stdout
+    for site in ("site-1", "site-2"):
+        assert runs_of(tmp_path / "kept", site) == [(1, 1), (1, 2), (1, 3)]
+
+    # The job's meta alone: released after each task, built again before the next.
+    released = launch(job, tmp_path / "released", "-n", "2", "--quiet-metrics")
+    assert released.returncode == 0, released.stdout + released.stderr
+    assert "sites released between tasks" in released.stdout
+    for site in ("site-1", "site-2"):
+        assert runs_of(tmp_path / "released", site) == [(1, 1), (2, 1), (3, 1)]
+
+    # The federation's result does not depend on it: three rounds of +1.
+    np.testing.assert_array_equal(global_model(tmp_path / "kept"), DEFAULT + 3)
+    np.testing.assert_array_equal(global_model(tmp_path / "released"), DEFAULT + 3)
+
+
+def test_a_site_state_the_tool_does_not_know_is_reported_at_its_line(tmp_path: Path) -> None:
+    job = counting_job(tmp_path, None)
+    meta = json.loads((job / "meta.json").read_text())
+    (job / "meta.json").write_text(json.dumps({**meta, "site_state": "forget"}, indent=1))
+    _, problems = inspect_job(job, environ={})
+    found = [p for p in problems if "site_state" in p.message or "forget" in p.message]
+    assert found, [p.message for p in problems]
+    assert found[0].position.file.endswith("meta.json")
+    lines = (job / "meta.json").read_text().splitlines()
+    assert found[0].position.line == 1 + next(i for i, line in enumerate(lines) if '"site_state"' in line)
+    assert found[0].message == "'site_state' must be one of 'keep' or 'release', not 'forget'"
+
+
+def test_the_launch_flag_accepts_only_keep_or_release(tmp_path: Path) -> None:
+    done = launch(counting_job(tmp_path, None), tmp_path / "ws", "--site-state", "drop")
+    assert done.returncode == 2
+    assert "--site-state: invalid choice: 'drop'" in done.stderr
+    assert "Traceback" not in done.stderr
