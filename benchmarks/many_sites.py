@@ -113,6 +113,9 @@ def main() -> int:
                              "outnumber them); 0: the digits split between the sites")
     parser.add_argument("--processes", type=int, default=None,
                         help="worker processes (launch's --processes); default: launch's own choice")
+    parser.add_argument("--site-state", choices=("keep", "release"), default=None,
+                        help="launch's --site-state: keep each site's components between tasks "
+                             "(the default) or release them after each task")
     parser.add_argument("--verbose", action="store_true", help="print the launch's output")
     ns = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -140,7 +143,8 @@ def main() -> int:
         sampler.start()
         proc = subprocess.run([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws),
                                "-n", str(ns.sites), "--quiet-metrics",
-                               *([] if ns.processes is None else ["--processes", str(ns.processes)])],
+                               *([] if ns.processes is None else ["--processes", str(ns.processes)]),
+                               *([] if ns.site_state is None else ["--site-state", ns.site_state])],
                               capture_output=True, text=True, check=False)
         wall = time.perf_counter() - start
         done.set()
