@@ -87,13 +87,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _preload() -> None:
-    """Import what every server and worker imports next: the runtime, the transport and
-    gRPC's Python modules. Importing gRPC starts nothing (its core starts with the first
+    """Import what every server and worker imports next: ``torch._dynamo`` (which torch's
+    optimizers import on first use: a second of CPU and 70 MB in each worker otherwise),
+    the runtime, the transport and gRPC's Python modules. Importing gRPC starts nothing (its core starts with the first
     channel or server, in the forked process); a module that fails here is imported, and
     fails with its message, in the process that needs it."""
     import importlib
 
-    for name in ("grpc", "grpc.aio", "safetensors.numpy", "flconfig.runtime.worker",
+    for name in ("torch._dynamo", "grpc", "grpc.aio", "safetensors.numpy", "flconfig.runtime.worker",
                  "flconfig.runtime.build", "flconfig.transport.link", "flconfig.transport.server"):
         try:
             importlib.import_module(name)
