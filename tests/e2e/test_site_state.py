@@ -92,6 +92,24 @@ def test_a_kept_site_runs_every_task_on_one_learner_and_a_released_one_builds_it
     np.testing.assert_array_equal(global_model(tmp_path / "released"), DEFAULT + 3)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_released_site_that_cannot_be_built_again_fails_the_run_naming_it(tmp_path: Path) -> None:
+    job = counting_job(tmp_path, "release")
+    custom = job / "app" / "custom" / "counting.py"
+    custom.write_text(custom.read_text().replace(
+        "        CountingTrainer.built += 1\n",
+        "        CountingTrainer.built += 1\n"
+        "        if CountingTrainer.built == 2:\n"
+        "            raise RuntimeError('the licence server is down')\n"))
+    done = launch(job, tmp_path / "ws", "-n", "2", "--quiet-metrics")
+    assert done.returncode == 1, done.stdout + done.stderr
+    last = [line for line in done.stdout.splitlines() if line.startswith("flconfig: job failed")]
+    assert len(last) == 1, done.stdout
+    assert re.search(r"site-[12]: .*the licence server is down", last[0]), last[0]
+    assert "Traceback" not in done.stdout + done.stderr
+
+
 def test_a_site_state_the_tool_does_not_know_is_reported_at_its_line(tmp_path: Path) -> None:
     job = counting_job(tmp_path, None)
     meta = json.loads((job / "meta.json").read_text())
