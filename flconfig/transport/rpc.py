@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from concurrent import futures
 from typing import Any, NoReturn
 
@@ -146,15 +146,16 @@ class AioGatekeeper(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc h
 class Plumbing:
     """Makes the job server's handlers into ``grpc.aio`` handlers: ``admit(context,
     method)`` names the calling site (or aborts the call); calls are counted in
-    ``state``; handlers named in ``on_threads`` run on ``pool`` (they may block), the
-    others on the loop."""
+    ``state``; the handlers of the methods in ``on_threads`` run on ``pool`` (they may
+    block), unless their request is at most ``on_threads[method]`` bytes (a small
+    result decodes faster than a thread hop takes); the others run on the loop."""
 
     def __init__(
         self,
         admit: Callable[[Any, str], str],
         state: ServerState,
         pool: futures.ThreadPoolExecutor,
-        on_threads: frozenset[str],
+        on_threads: Mapping[str, int],
     ) -> None:
         self._admit = admit
         self._state = state
@@ -168,6 +169,7 @@ class Plumbing:
         control = method in _CONTROL_METHODS
         state = self._state
         on_thread = method in self._on_threads
+        small = self._on_threads.get(method, -1)  # requests this small run on the loop
         pool = self._pool
 
         calls = self.calls
@@ -193,9 +195,9 @@ class Plumbing:
         def reply_bytes(reply: bytes | Message) -> bytes:
             return reply if isinstance(reply, bytes) else reply.SerializeToString()
 
-        async def run(call: Callable[[], Any]) -> Any:
+        async def run(call: Callable[[], Any], size: int = 0) -> Any:
             """``call()`` on the loop, or on a worker thread; a coroutine it returns is awaited."""
-            if on_thread:
+            if on_thread and size > small:
                 reply = await asyncio.get_running_loop().run_in_executor(pool, call)
             else:
                 reply = call()
@@ -263,7 +265,7 @@ class Plumbing:
                 await ended(context, exc)
             try:
                 message = parse(method, request)
-                return reply_bytes(await run(lambda: fn(site, message, call)))
+                return reply_bytes(await run(lambda: fn(site, message, call), len(request)))
             except ProtocolError as exc:
                 try:
                     refuse(site, exc)
