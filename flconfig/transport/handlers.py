@@ -69,8 +69,9 @@ class SiteHandlers:
     #: The methods whose handlers may block (a receiver writing records, decoding a
     #: result, a callback of the runtime's), run on worker threads, never on the loop,
     #: unless their request is at most this many bytes (-1: always on a thread). A
-    #: result of up to 64 KiB decodes in less time than the hop to a thread takes.
-    BLOCKING: ClassVar[dict[str, int]] = {"SubmitResult": 64 * 1024, "SendEvents": -1, "Bye": -1}
+    #: result of up to 64 KiB decodes in less time than the hop to a thread takes; a
+    #: Bye without a reason (an empty request) calls nothing of the runtime's.
+    BLOCKING: ClassVar[dict[str, int]] = {"SubmitResult": 64 * 1024, "SendEvents": -1, "Bye": 0}
 
     def by_method(self) -> dict[str, Handler]:
         """The handler of each method of the contract, by method name (``get_task`` and
