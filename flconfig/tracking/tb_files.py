@@ -74,6 +74,10 @@ class EventFile:
     file is cut back to its last complete record, so it never holds a torn
     record, and :meth:`write_pending` raises ``OSError``. The events of the
     failed write stay buffered until :meth:`discard_pending` or the next try.
+
+    :meth:`release` closes the file's descriptor while nothing is buffered (a server
+    with ten thousand sites must not hold ten thousand files open); the next write
+    opens the same file again and appends, so no record is lost or reordered.
     """
 
     def __init__(self, logdir: Path) -> None:
@@ -86,6 +90,7 @@ class EventFile:
         )
         self.path = logdir / name
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._closed = False
         #: Bytes of complete records in the file.
         self.size = 0
         self._pending: list[bytes] = []
@@ -121,6 +126,7 @@ class EventFile:
         data = frame_records(self._pending)
         view = memoryview(data)
         try:
+            self._reopen()
             while view:
                 written = os.write(self._fd, view)
                 view = view[written:]
@@ -133,6 +139,7 @@ class EventFile:
     def truncate(self, size: int) -> None:
         """Cut the file back to ``size`` bytes (a record boundary this file reached)."""
         try:
+            self._reopen()
             os.ftruncate(self._fd, size)
         except OSError:
             pass  # a failed truncate of a full disk's file: nothing better to do
@@ -142,12 +149,34 @@ class EventFile:
         """Forget the buffered events (their sender will send them again)."""
         self._pending = []
 
+    @property
+    def is_open(self) -> bool:
+        """Whether the file's descriptor is open (see :meth:`release`)."""
+        return self._fd >= 0
+
+    def release(self) -> bool:
+        """Close the descriptor if nothing is buffered (the next write opens the file
+        again); True if it is closed now."""
+        if self._fd >= 0 and not self._pending:
+            os.close(self._fd)
+            self._fd = -1
+        return self._fd < 0
+
+    def _reopen(self) -> None:
+        if self._fd < 0:
+            if self._closed:
+                raise ValueError(f"{self.path} is closed")
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
     def close(self) -> None:
         """Write what is buffered and close; raises ``OSError`` if that write fails."""
-        if self._fd >= 0:
-            try:
-                self.write_pending()
-            finally:
+        if self._closed:
+            return
+        try:
+            self.write_pending()
+        finally:
+            self._closed = True
+            if self._fd >= 0:
                 os.close(self._fd)
                 self._fd = -1
 
@@ -352,6 +381,11 @@ class RunWriter:
         dirty, self._dirty = self._dirty, set()
         for writer in dirty:
             writer.discard_pending()
+
+    def release(self) -> bool:
+        """Close the descriptors of the files with nothing buffered (see
+        :meth:`EventFile.release`); True if none is open now."""
+        return all([writer.release() for writer in (self._main, *self._subruns.values())])
 
     def close(self) -> None:
         self._dirty.clear()

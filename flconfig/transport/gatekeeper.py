@@ -119,19 +119,43 @@ class Gatekeeper(Generic[I]):
     def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
         """gRPC's interceptor hook: refuse unknown methods, and calls ``screen`` refuses,
         on the call's headers alone."""
+        refusal = self.screen_call(handler_call_details)
+        if refusal is None:
+            return continuation(handler_call_details)
+        return self._refuse_early(*refusal)
+
+    def screen_call(self, handler_call_details: Any) -> tuple[str, Refusal] | None:
+        """(method, refusal) for a call to an unknown method or one ``screen`` refuses, on
+        its headers alone; None for a call that may go on to its handler. (What
+        :meth:`intercept_service` checks, for an interceptor of another kind: the job
+        server's ``grpc.aio`` one.)"""
         method = str(handler_call_details.method)
         if method not in self._methods:
-            return self._refuse_early(method, Refusal("unknown method", "UNIMPLEMENTED"))
+            return method, Refusal("unknown method", "UNIMPLEMENTED")
         if self._screen is not None:
             refusal = self._screen(handler_call_details.invocation_metadata)
             if refusal is not None:
-                return self._refuse_early(method, refusal)
-        return continuation(handler_call_details)
+                return method, refusal
+        return None
+
+    def take_refusal_slot(self, method: str, refusal: Refusal) -> Callable[[], None] | None:
+        """Count a refusal before the body and take a slot for answering it: the slot's
+        release, to call once the call is answered; None when all
+        :data:`MAX_REFUSALS_IN_FLIGHT` are taken (gRPC then answers it itself)."""
+        if not self._count(method, refusal.why, None, take_slot=True):
+            return None
+
+        def release() -> None:
+            with self._lock:
+                self._in_flight -= 1
+
+        return release
 
     def _refuse_early(self, method: str, refusal: Refusal) -> Any:
         import grpc
 
-        if not self._count(method, refusal.why, None, take_slot=True):
+        release = self.take_refusal_slot(method, refusal)
+        if release is None:
             return None  # gRPC answers UNIMPLEMENTED from its own thread
         code = grpc.StatusCode[refusal.code]
 
@@ -139,8 +163,7 @@ class Gatekeeper(Generic[I]):
             try:
                 context.abort(code, refusal.why)
             finally:
-                with self._lock:
-                    self._in_flight -= 1
+                release()
             raise AssertionError("unreachable")
 
         # Request-streaming, so gRPC does not wait for (or buffer) a body before

@@ -8,11 +8,13 @@ server's :class:`~.state.ServerState` and nothing else of the server.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent import futures
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import grpc
 
@@ -20,7 +22,7 @@ from ..errors import StorageError
 from . import contract
 from . import flconfig_pb2 as pb
 from .codec import ProtocolError, decode_model, decode_records
-from .rpc import Handler, abort
+from .rpc import CallContext, Handler, abort
 from .state import ALIVE, LEFT, NEW, ServerState, Task
 
 log = logging.getLogger(__name__)
@@ -54,14 +56,26 @@ class SiteHandlers:
         limits: Limits,
         on_events: EventsCallback | None = None,
         on_site_failed: Callable[[str, str], None] | None = None,
+        *,
+        blocking: futures.Executor | None = None,
     ) -> None:
         self._state = state
         self._limits = limits
+        # Where work that may block runs (decoding a large result): not the loop.
+        self._blocking = blocking
         self.on_events = on_events
         self.on_site_failed = on_site_failed
 
+    #: The methods whose handlers may block (a receiver writing records, decoding a
+    #: result, a callback of the runtime's), run on worker threads, never on the loop,
+    #: unless their request is at most this many bytes (-1: always on a thread). A
+    #: result of up to 64 KiB decodes in less time than the hop to a thread takes; a
+    #: Bye without a reason (an empty request) calls nothing of the runtime's.
+    BLOCKING: ClassVar[dict[str, int]] = {"SubmitResult": 64 * 1024, "SendEvents": -1, "Bye": 0}
+
     def by_method(self) -> dict[str, Handler]:
-        """The handler of each method of the contract, by method name."""
+        """The handler of each method of the contract, by method name (``get_task`` and
+        ``push_result`` are coroutine functions, run on the server's event loop)."""
         return {
             "Hello": self.hello,
             "GetTask": self.get_task,
@@ -73,7 +87,7 @@ class SiteHandlers:
             "Bye": self.bye,
         }
 
-    def hello(self, site: str, request: Any, context: grpc.ServicerContext) -> pb.HelloReply:
+    def hello(self, site: str, request: Any, context: CallContext) -> pb.HelloReply:
         """Hello: the site is alive; a new client instance starts its event sequence again."""
         if request.version != contract.PROTOCOL_VERSION:
             abort(
@@ -103,23 +117,19 @@ class SiteHandlers:
             max_model_bytes=limits.max_model_mb * 1024 * 1024,
         )
 
-    def get_task(self, site: str, request: Any, context: grpc.ServicerContext) -> bytes:
-        """GetTask, a long poll: the site's next task, "end" once the run ended, or none."""
+    async def get_task(self, site: str, request: Any, context: CallContext) -> bytes:
+        """GetTask, a long poll: the site's next task, "end" once the run ended, or none.
+
+        It waits on the server's event loop, holding no thread: a task for the site (or
+        the run's end) wakes it; a cancelled call stops it."""
         wait = request.wait
         if wait != wait:
             raise ProtocolError("GetTask: 'wait' must be a number")
         deadline = time.monotonic() + min(max(wait, 0.0), self._limits.long_poll)
         state = self._state
         st = state.sites[site]
-
-        def caller_gone() -> None:  # the call ended (cancelled, connection lost): stop waiting
+        while True:
             with state.cond:
-                assert st.polls is not None
-                st.polls.notify_all()
-
-        context.add_callback(caller_gone)
-        with state.cond:
-            while True:
                 if state.ended:
                     return _END
                 while st.tasks and st.tasks[0].closed:
@@ -130,13 +140,18 @@ class SiteHandlers:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or state.stopping or not context.is_active():
                     return _NO_TASK
-                assert st.polls is not None
-                st.polls.wait(remaining)
+                # Cleared under the lock: a wake for what comes after this check is
+                # scheduled on the loop after it, so it is never missed.
+                st.polls.clear()
+            try:
+                await asyncio.wait_for(st.polls.wait(), remaining)
+            except TimeoutError:
+                pass
         log.debug("site %s fetched task %s (%s)", site, task.name, task.task_id)
         return task.reply
 
     def fetch_model(
-        self, site: str, request: Any, context: grpc.ServicerContext
+        self, site: str, request: Any, context: CallContext
     ) -> Iterator[bytes]:
         """The model frame of an open task sent to ``site``, in chunks, from ``offset``."""
         with self._state.cond:
@@ -157,16 +172,17 @@ class SiteHandlers:
         log.debug("site %s fetched the %d-byte model of task %s", site, len(model), task.name)
 
     def submit_result(
-        self, site: str, request: Any, context: grpc.ServicerContext
+        self, site: str, request: Any, context: CallContext
     ) -> pb.SubmitResultReply:
         """SubmitResult: a result that fits in one message."""
         return self._take_result(site, request.task_id, lambda: request.model)
 
-    def push_result(
-        self, site: str, parts: Iterator[Any], context: grpc.ServicerContext
+    async def push_result(
+        self, site: str, parts: AsyncIterator[Any], context: CallContext
     ) -> pb.SubmitResultReply:
-        """PushResult: a result in parts; the first names the task and the size."""
-        first = next(parts, None)
+        """PushResult: a result in parts; the first names the task and the size. The parts
+        are read on the loop as they arrive; the whole is decoded on a worker thread."""
+        first = await anext(parts, None)
         if first is None:
             raise ProtocolError("PushResult: no parts")
         size = first.model_bytes
@@ -177,18 +193,21 @@ class SiteHandlers:
             abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
                   f"a result of {size / 2**20:.1f} MiB is above this server's "
                   f"max_model_mb={max_model_mb}")
-
-        def read() -> bytes | bytearray:
-            frame = bytearray(first.data)
-            for part in parts:
-                if len(frame) + len(part.data) > size:
-                    raise ProtocolError(f"PushResult: more than the {size} bytes announced")
-                frame += part.data
-            if len(frame) != size:
-                raise ProtocolError(f"PushResult: {len(frame)} of the {size} bytes announced")
-            return frame
-
-        return self._take_result(site, first.task_id, read)
+        with self._state.cond:
+            verdict, task = self._check_result(site, first.task_id)
+        if task is None:  # not read at all: nothing of it would be kept
+            return pb.SubmitResultReply(accepted=verdict)
+        frame = bytearray(first.data)
+        async for part in parts:
+            if len(frame) + len(part.data) > size:
+                raise ProtocolError(f"PushResult: more than the {size} bytes announced")
+            frame += part.data
+        if len(frame) != size:
+            raise ProtocolError(f"PushResult: {len(frame)} of the {size} bytes announced")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._blocking, self._take_result, site, first.task_id, lambda: frame
+        )
 
     def _take_result(
         self, site: str, task_id: str, read: Callable[[], bytes | bytearray]
@@ -232,13 +251,13 @@ class SiteHandlers:
         return True, task
 
     def heartbeat(
-        self, site: str, request: Any, context: grpc.ServicerContext
+        self, site: str, request: Any, context: CallContext
     ) -> pb.HeartbeatReply:
         """Heartbeat: the call itself says the site is there; the reply, whether the run ended."""
         return pb.HeartbeatReply(ended=self._state.ended)
 
     def send_events(
-        self, site: str, request: Any, context: grpc.ServicerContext
+        self, site: str, request: Any, context: CallContext
     ) -> pb.SendEventsReply:
         """SendEvents: deliver the records next in the site's sequence; acknowledge the last
         one written (never one that was not)."""
@@ -292,7 +311,7 @@ class SiteHandlers:
             ack = st.last_seq
         return pb.SendEventsReply(ack=ack, error=refused or "")
 
-    def bye(self, site: str, request: Any, context: grpc.ServicerContext) -> pb.ByeReply:
+    def bye(self, site: str, request: Any, context: CallContext) -> pb.ByeReply:
         """Bye: the site leaves; with a reason, because it failed."""
         reason = request.reason
         if len(reason) > 1000:

@@ -77,6 +77,10 @@ END: Final = _EndOfRun()
 # calls go on meanwhile.
 _OFF_LOOP_BYTES = contract.CHUNK_BYTES
 
+#: Longest a site waits for the server to answer its Bye. A Bye not answered leaves the
+#: server waiting its end timeout for the site; thousands of sites say Bye together.
+BYE_TIMEOUT_S = 20.0
+
 
 class _Withdrawn(Exception):
     """The task whose model was being fetched closed before the site had it all."""
@@ -413,7 +417,8 @@ class SiteLink:
         if self._connected:
             try:
                 bye = pb.ByeRequest(reason="" if reason is None else str(reason)[:1000])
-                await self._invoke("Bye", bye, timeout=5.0)
+                # Ten thousand sites leave at once at a run's end: give the server time.
+                await self._invoke("Bye", bye, timeout=BYE_TIMEOUT_S)
             except (Retryable, JobError) as exc:
                 log.warning("%s: Bye failed: %s", self.site, exc)
         channel, self._channel, self._calls = self._channel, None, {}

@@ -30,7 +30,7 @@ from . import contract
 from .dispatch import Dispatcher, ResultCallback
 from .gatekeeper import MAX_REFUSALS_IN_FLIGHT, Gatekeeper
 from .handlers import EventsCallback, Limits, SiteHandlers
-from .rpc import MAX_CONTROL_BYTES, method_handler
+from .rpc import MAX_CONTROL_BYTES, AioGatekeeper, LoopThread, Plumbing
 from .state import ALIVE, LEFT, LOST, ServerState
 from .tokens import PeerCheck, SiteTokens, refusal_kind
 
@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 
 #: How often wait_for_sites counts the connected sites.
 _SITE_COUNT_PERIOD_S = 0.02
+#: Threads for the handlers that may block (writing records, decoding a result): a few,
+#: however many sites there are; the calls beyond them wait on the loop, holding none.
+BLOCKING_THREADS = 8
 
 
 class CommServer:
@@ -89,9 +92,12 @@ class CommServer:
         long_poll = min(contract.LONG_POLL_S, self.heartbeat_timeout / 2)
 
         self._state = ServerState(self._tokens.names)
+        self._blocking = futures.ThreadPoolExecutor(
+            max_workers=BLOCKING_THREADS, thread_name_prefix="flconfig-comm"
+        )
         self._handlers = SiteHandlers(
             self._state, Limits(self.heartbeat_timeout, long_poll, max_model_mb),
-            on_events=on_events, on_site_failed=on_site_failed,
+            on_events=on_events, on_site_failed=on_site_failed, blocking=self._blocking,
         )  # fmt: skip
         self._dispatcher = Dispatcher(self._state, max_model_mb)
         self._gatekeeper: Gatekeeper[str] = Gatekeeper(
@@ -99,7 +105,9 @@ class CommServer:
             methods=[contract.method_path(name) for name in contract.METHODS],
             screen=self._tokens.screen, kind_of=refusal_kind, logger=log,
         )  # fmt: skip
-        self._server: grpc.Server | None = None
+        self._server: grpc.aio.Server | None = None
+        self._loop: LoopThread | None = None
+        self._plumbing: Plumbing | None = None
         self._port: int | None = None
         self._monitor_stop = threading.Event()
         self._monitor: threading.Thread | None = None
@@ -143,16 +151,33 @@ class CommServer:
         """Bind the port and start serving (idempotent)."""
         if self._server is not None:
             return self
+        loop = LoopThread("flconfig-comm-loop")
+        self._state.loop = loop.loop
+        try:
+            server, port = loop.call(self._serve())
+        except BaseException:
+            self._state.loop = None
+            loop.close()
+            raise
+        self._server, self._port, self._loop = server, port, loop
+        self._monitor = threading.Thread(
+            target=self._watch_heartbeats, name="flconfig-comm-monitor", daemon=True
+        )
+        self._monitor.start()
+        log.info("communication server listening on %s:%d", self.host, port)
+        return self
+
+    async def _serve(self) -> tuple[grpc.aio.Server, int]:
+        """Build, bind and start the gRPC server, on the loop."""
+        plumbing = self._plumbing = Plumbing(self._gatekeeper.admit, self._state,
+                                             self._blocking, SiteHandlers.BLOCKING)
         generic = grpc.method_handlers_generic_handler(
             contract.SERVICE,
-            {name: method_handler(name, fn, self._gatekeeper.admit, self._state)
-             for name, fn in self._handlers.by_method().items()},
-        )  # fmt: skip
-        workers = max(16, 5 * len(self._state.known) + 4)  # long polls each hold a thread
-        server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="flconfig-comm"),
+            {name: plumbing.handler(name, fn) for name, fn in self._handlers.by_method().items()},
+        )
+        server = grpc.aio.server(
             handlers=[generic],
-            interceptors=[self._gatekeeper],
+            interceptors=[AioGatekeeper(self._gatekeeper)],
             options=contract.server_options(self.max_message_mb),
         )
         target = f"{self.host}:{self._requested_port}"
@@ -165,14 +190,8 @@ class CommServer:
             raise JobError(f"cannot listen on {target}: {exc}") from None
         if not port:
             raise JobError(f"cannot listen on {target}: the address is in use or invalid")
-        server.start()
-        self._server, self._port = server, port
-        self._monitor = threading.Thread(
-            target=self._watch_heartbeats, name="flconfig-comm-monitor", daemon=True
-        )
-        self._monitor.start()
-        log.info("communication server listening on %s:%d", self.host, port)
-        return self
+        await server.start()
+        return server, port
 
     @property
     def port(self) -> int:
@@ -193,9 +212,18 @@ class CommServer:
             self._state.cond.notify_all()
             self._state.wake_polls()
         self._monitor_stop.set()
-        if self._server is not None:
-            self._server.stop(grace).wait(grace + 1.0)
-            self._server = None
+        if self._server is not None and self._loop is not None:
+            try:
+                self._loop.call(self._server.stop(grace), timeout=grace + 5.0)
+            except Exception:  # a stop that did not finish in time: the loop goes anyway
+                log.warning("the communication server did not stop within %g s", grace + 5.0)
+            self._loop.close()
+            self._server = self._loop = None
+            self._state.loop = None
+            if self._plumbing is not None:
+                log.info("calls served, by method: %s", ", ".join(
+                    f"{method} {n}" for method, n in self._plumbing.calls.items() if n))
+        self._blocking.shutdown(wait=False)
         if self._monitor is not None:
             self._monitor.join(timeout=2.0)
             self._monitor = None
@@ -226,21 +254,29 @@ class CommServer:
         """
         deadline = time.monotonic() + timeout
         seen = 0
+        period = self._count_period()
         while True:
+            alive: list[str] = []
+            failed = False
+            gone = 0
             with self._state.cond:
-                alive = [name for name, st in self._state.sites.items() if st.state == ALIVE]
-                failed = any(st.failure for st in self._state.sites.values())
-                # Sites whose process has ended will not come: no use waiting for them.
-                gone = sum(1 for st in self._state.sites.values() if st.process_ended and st.state != ALIVE)
+                for name, st in self._state.sites.items():  # one pass: 10,000 sites are many
+                    if st.state == ALIVE:
+                        alive.append(name)
+                    elif st.process_ended:
+                        # Sites whose process has ended will not come: no use waiting for them.
+                        gone += 1
+                    if st.failure:
+                        failed = True
             if len(alive) > seen:  # progress: the wait follows it, so many sites get time
                 seen = len(alive)
                 deadline = time.monotonic() + timeout
             remaining = deadline - time.monotonic()
             if len(alive) >= n or len(alive) + gone >= n or remaining <= 0 or failed:
                 break
-            # Counted at most 50 times a second, outside the lock: thousands of Hellos
+            # Counted a few times a second, outside the lock: thousands of Hellos
             # must not each make the server walk every site while they wait for it.
-            time.sleep(min(_SITE_COUNT_PERIOD_S, remaining))
+            time.sleep(min(period, remaining))
         alive.sort()
         if len(alive) < n and not failed:
             missing = sorted(self._state.known - set(alive))
@@ -249,6 +285,11 @@ class CommServer:
                 len(alive), n, timeout, ", ".join(missing),
             )  # fmt: skip
         return alive
+
+    def _count_period(self) -> float:
+        """How often a wait counts the sites: every 20 ms, less often with many sites (a
+        count of 10,000 takes milliseconds)."""
+        return max(_SITE_COUNT_PERIOD_S, len(self._state.known) / 100_000)
 
     def _watch_heartbeats(self) -> None:
         period = min(0.25, self.heartbeat_timeout / 4)
@@ -340,19 +381,24 @@ class CommServer:
         """
         deadline = time.monotonic() + timeout
         left = None
+        period = self._count_period()
         with self._state.cond:
             self._state.ended = True
             self._state.cond.notify_all()
             self._state.wake_polls()
-            while True:
-                waiting = sorted(n for n, st in self._state.sites.items() if st.state == ALIVE)
-                if left is None or len(waiting) < left:  # progress: sites are still leaving
-                    left = len(waiting)
-                    deadline = time.monotonic() + timeout
-                remaining = deadline - time.monotonic()
-                if not waiting or remaining <= 0:
-                    break
-                self._state.cond.wait(min(remaining, 0.25))
+        while True:
+            # Counted a few times a second, not at each Bye: ten thousand Byes must not
+            # each make the server walk every site (quadratic, under the lock).
+            with self._state.cond:
+                waiting = [n for n, st in self._state.sites.items() if st.state == ALIVE]
+            if left is None or len(waiting) < left:  # progress: sites are still leaving
+                left = len(waiting)
+                deadline = time.monotonic() + timeout
+            remaining = deadline - time.monotonic()
+            if not waiting or remaining <= 0:
+                break
+            time.sleep(min(remaining, period))
+        waiting.sort()
         if waiting:
             log.warning("sites did not say Bye within %g s: %s", timeout, ", ".join(waiting))
         return waiting

@@ -8,6 +8,7 @@ reads and changes it holding :attr:`ServerState.cond`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -58,9 +59,15 @@ class Site:
     # whose process is gone is never made alive again by a late call.
     process_ended: str = ""
     events_lock: threading.Lock = field(default_factory=threading.Lock)
-    # Wakes this site's long polls only (it shares the server's lock): a task for
-    # one site, or a result, does not wake every site's waiting GetTask.
-    polls: threading.Condition | None = None
+    # Wakes this site's long polls only, on the server's event loop: a task for one
+    # site, or a result, does not wake every site's waiting GetTask. Set by
+    # ServerState.wake_polls, cleared by a GetTask before it waits (holding cond).
+    polls: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def _set_all(events: list[asyncio.Event]) -> None:
+    for event in events:
+        event.set()
 
 
 class ServerState:
@@ -82,12 +89,14 @@ class ServerState:
         self.storage_error: str | None = None
         #: Failures of the server's receivers that fail the run.
         self.failures: list[str] = []
+        #: The event loop the long polls wait on (set when the server starts).
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     def site(self, name: str) -> Site:
         """The site ``name``, added as NEW on first mention; hold :attr:`cond`."""
         st = self.sites.get(name)
         if st is None:
-            st = self.sites[name] = Site(name, polls=threading.Condition(self.lock))
+            st = self.sites[name] = Site(name)
         return st
 
     def changed(self) -> None:
@@ -96,10 +105,17 @@ class ServerState:
         self.cond.notify_all()
 
     def wake_polls(self, sites: Iterable[Site] | None = None) -> None:
-        """Wake the long polls of ``sites`` (all sites if None); hold :attr:`cond`."""
-        for st in self.sites.values() if sites is None else sites:
-            if st.polls is not None:
-                st.polls.notify_all()
+        """Wake the long polls of ``sites`` (all sites if None), from any thread: one call
+        onto the loop for them all; hold :attr:`cond`."""
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            return
+        events = [st.polls for st in (self.sites.values() if sites is None else sites)]
+        if events:
+            try:
+                loop.call_soon_threadsafe(_set_all, events)
+            except RuntimeError:  # the loop closed meanwhile: nobody waits any more
+                pass
 
     def alive(self) -> list[str]:
         """The sites now alive, sorted."""

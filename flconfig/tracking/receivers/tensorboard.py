@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -12,6 +13,10 @@ from ...types import RunContext
 from . import AnalyticsReceiver
 
 log = logging.getLogger(__name__)
+
+#: Sites whose event files a receiver keeps open at most; those of the sites that wrote
+#: least recently are closed beyond it, and opened again (appending) when they next write.
+MAX_OPEN_SITES = 256
 
 
 class TBAnalyticsReceiver(AnalyticsReceiver):
@@ -23,6 +28,9 @@ class TBAnalyticsReceiver(AnalyticsReceiver):
     (written and flushed) when the event has been handled, so
     ``tensorboard --logdir <run_dir>/<tb_folder>`` shows them live. In a client
     config it writes that site's own metrics under the client's run directory.
+
+    It keeps the files of at most :data:`MAX_OPEN_SITES` sites open (those that
+    wrote last): ten thousand sites do not take ten thousand file descriptors.
     """
 
     ARGS_SCHEMA: ClassVar[dict[str, Any]] = {"tb_folder": {
@@ -45,6 +53,9 @@ class TBAnalyticsReceiver(AnalyticsReceiver):
         # The writers holding records of the batch under way: a batch writes (or
         # discards) only them, not every site's (a thousand sites made that quadratic).
         self._touched: dict[str, Any] = {}
+        # The writers whose files may be open, least recently written first.
+        self._open: OrderedDict[str, Any] = OrderedDict()
+        self.max_open_sites = MAX_OPEN_SITES
 
     def initialize(self, ctx: RunContext) -> None:
         from ..tb_files import RunWriter  # tensorboard's protobufs: run time only
@@ -76,6 +87,13 @@ class TBAnalyticsReceiver(AnalyticsReceiver):
         for origin, writer in list(self._touched.items()):
             writer.write_pending()
             del self._touched[origin]
+            self._open[origin] = writer
+            self._open.move_to_end(origin)
+        while len(self._open) > self.max_open_sites:
+            origin, writer = self._open.popitem(last=False)
+            if origin in self._touched or not writer.release():  # records not yet written
+                self._open[origin] = writer
+                break
 
     def discard(self) -> None:
         touched, self._touched = self._touched, {}
@@ -84,6 +102,7 @@ class TBAnalyticsReceiver(AnalyticsReceiver):
 
     def finalize(self, ctx: RunContext) -> None:
         self._touched = {}
+        self._open.clear()
         writers, self._writers = self._writers, {}
         for writer in writers.values():
             writer.close()
