@@ -21,6 +21,7 @@ import io
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -155,17 +156,24 @@ class RayWorker:
             self.err_file.write_text(text)
 
     def _why_lost(self, exc: Exception) -> str:
-        """Why the actor is gone: its node lost, or the actor itself died."""
+        """Why the actor is gone: its node lost (Ray says so, or its raylet no longer
+        answers: the actor's calls fail before Ray's health checks mark the node dead), or
+        the actor itself died. The actor is killed either way, so a half-broken one cannot
+        keep sites the server has given up."""
         import ray
 
+        with contextlib.suppress(Exception):
+            ray.kill(self._actor, no_restart=True)
         try:
-            alive = {n["NodeID"]: n["Alive"] for n in ray.nodes()}
+            node = next((n for n in ray.nodes() if n.get("NodeID") == self.node_id), None)
         except Exception:  # noqa: BLE001 - the reason then comes from the error alone
-            alive = {}
-        if self.node_id and alive.get(self.node_id) is False:
+            node = None
+        if node is not None and (not node.get("Alive") or not _answers(
+                str(node.get("NodeManagerAddress", "")), int(node.get("NodeManagerPort") or 0))):
             return f"its Ray node {self.node} was lost"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return f"its Ray actor died ({first[:160]})"
+        text = str(exc).strip()
+        first = text.split(". ")[0].splitlines()[0][:120] if text else ""
+        return f"its Ray actor died ({type(exc).__name__}{': ' + first if first else ''})"
 
     def send_signal(self, sig: int) -> None:
         """End the actor (Ray kills its process whatever the signal)."""
@@ -185,9 +193,9 @@ class RayWorker:
 
     def ended(self, code: int) -> str:
         """The launch output's line for its end with ``code``."""
-        sites = ", ".join(self.sites)
+        sites = short_list(self.sites)
         if self.lost:
-            return f"the Ray actor of {sites} on {self.node} is gone: {self.lost}"
+            return f"{sites}: {self.lost}"
         return f"the Ray actor of {sites} on {self.node} exited with code {code}"
 
 
@@ -209,6 +217,10 @@ class RayCluster:
         # Ray's log files (and each site's lines to its own log in the workspace).
         quiet: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR,
                                  "configure_logging": True}
+        if self.address is not None:
+            problem = _unreachable(self.address)
+            if problem is not None:
+                raise LaunchError(f"cannot start or reach the Ray cluster at {self.address}: {problem}")
         try:
             if self.address is None:
                 ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, **quiet)
@@ -219,6 +231,7 @@ class RayCluster:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise LaunchError(f"cannot start or reach {where}: {first}") from None
         self._connected = True
+        _keep_ray_errors_out_of_the_output()
 
     def resources(self) -> tuple[float, float, int]:
         """The cluster's CPUs, GPUs and live nodes."""
@@ -258,6 +271,61 @@ class RayCluster:
             with contextlib.suppress(Exception):
                 ray.shutdown()
             self._connected = False
+
+
+#: Seconds to wait for a Ray cluster's GCS port to accept a connection.
+PROBE_TIMEOUT = 10.0
+
+
+def _unreachable(address: str) -> str | None:
+    """Why nothing answers at the Ray cluster ``address`` (``auto`` or HOST:PORT), or None.
+    Checked before Ray tries, which would retry an address where nothing listens for
+    minutes, its own C++ lines on stderr; other forms (``ray://``) are left to Ray."""
+    target = address
+    if address == "auto":
+        from ray._private.services import canonicalize_bootstrap_address
+
+        try:
+            target = canonicalize_bootstrap_address(address) or ""
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            return str(exc).strip().splitlines()[0] if str(exc).strip() else "no running Ray cluster found"
+        if not target:
+            return "no running Ray cluster found on this machine (start one with: ray start --head)"
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit() or "://" in target:
+        return None
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_TIMEOUT):
+            return None
+    except OSError as exc:
+        return f"nothing answers at {target} ({exc.strerror or exc})"
+
+
+def _answers(host: str, port: int, timeout: float = 2.0) -> bool:
+    """Whether something accepts a connection at ``host:port`` within ``timeout`` seconds."""
+    if not host or not port:
+        return False
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _keep_ray_errors_out_of_the_output() -> None:
+    """Send the cluster's error messages (a raylet gone, with its last 20 log lines) to this
+    module's logger instead of the launch output: Ray's driver prints them on stdout
+    whatever ``log_to_driver`` says. The launch says in its own words what was lost."""
+    import ray._private.worker as ray_worker
+
+    if not callable(getattr(ray_worker, "print_to_stdstream", None)):
+        return  # another Ray: its messages stay as they are
+
+    def to_log(data: dict[str, Any], ignore_prefix: bool = False) -> None:
+        for line in data.get("lines", ()):
+            log.info("ray (%s): %s", data.get("pid", ""), line)
+
+    ray_worker.print_to_stdstream = to_log
 
 
 def locate(workers: Sequence[RayWorker], timeout: float) -> None:
