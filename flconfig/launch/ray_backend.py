@@ -116,7 +116,9 @@ class RayWorker:
 
     def start(self, spec: WorkerSpec, plan_json: str) -> None:
         """Start its sites with ``spec`` (the server's address known) and the run plan."""
-        mine = replace(spec, threads=self.plan.threads, port_file=None)
+        # Its own sites' tokens only: the spec travels through Ray to another node.
+        mine = replace(spec, threads=self.plan.threads, port_file=None,
+                       credentials={site: spec.credentials[site] for site in self.sites})
         self._run = self._actor.run.remote(mine.to_json(), plan_json, self.sites)
 
     def poll(self) -> int | None:
