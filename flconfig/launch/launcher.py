@@ -65,6 +65,8 @@ TENSORBOARD_START_TIMEOUT = 90.0
 CONNECT_TIMEOUT_PER_SITE = 0.25
 #: Seconds between two live metric summaries in the terminal.
 LIVE_METRICS_INTERVAL = 2.0
+#: Seconds the launch waits for Ray to place its actors before it names where they run.
+PLACEMENT_WAIT = 30.0
 #: The ways ``flconfig launch`` runs the sites: worker processes here, or Ray actors.
 BACKENDS = ("process", "ray")
 
@@ -264,18 +266,19 @@ def _plan_ray(job: Job, sites: list[str], apps: Mapping[str, str], cluster: RayC
     meta_doc = job.meta_doc
     spec = meta_doc.data.get("resource_spec") if meta_doc is not None and isinstance(meta_doc.data, dict) else None
     needs = site_resources(sites, spec, opts.site_cpus, opts.site_gpus)
-    cpus, gpus, nodes = cluster.resources()
+    nodes = cluster.nodes()
+    cpus, gpus = sum(n[0] for n in nodes), sum(n[1] for n in nodes)
     if (opts.device or "").startswith("cuda"):
         if not gpus:
             raise LaunchError(f"--device {opts.device}: the Ray cluster has no GPU")
         if not all(needs[site].gpus for site in sites):
             raise LaunchError(f"--device {opts.device} with --backend ray: give each site a share "
                               "of a GPU with --site-gpus (e.g. 0.5), so Ray assigns it one")
-    plans = plan_actors(sites, needs, cpus, gpus, opts.processes, apps)
+    plans = plan_actors(sites, needs, nodes, opts.processes, apps)
     kinds = sorted({f"{p.cpus:g} CPU" + (f", {p.gpus:g} GPU" if p.gpus else "") for p in plans})
     have = f"{cpus:g} CPU" + (f", {gpus:g} GPU" if gpus else "")
     return plans, (f"in {len(plans)} Ray actor(s) reserving {' or '.join(kinds)} each, on "
-                   f"{nodes} Ray node(s) with {have}")
+                   f"{len(nodes)} Ray node(s) with {have}")
 
 
 def _run(job: Job, sites: list[str], groups: list[list[str]], group_gpus: list[int | None],
@@ -378,7 +381,7 @@ def _run(job: Job, sites: list[str], groups: list[list[str]], group_gpus: list[i
             ready = spec.with_address(f"{spec.host}:{port}")
             for actor in actors:
                 actor.start(ready, plan_text)
-            locate(actors, timeout=spec.startup_timeout)
+            locate(actors, timeout=PLACEMENT_WAIT)
             for line in placement_lines(actors):
                 print(line, file=out, flush=True)
             workers = [(actor, actor.sites, actor.err_file) for actor in actors]

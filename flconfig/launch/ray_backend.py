@@ -235,13 +235,12 @@ class RayCluster:
         self._connected = True
         _keep_ray_errors_out_of_the_output()
 
-    def resources(self) -> tuple[float, float, int]:
-        """The cluster's CPUs, GPUs and live nodes."""
+    def nodes(self) -> list[tuple[float, float]]:
+        """Each live node's CPUs and GPUs."""
         import ray
 
-        total = ray.cluster_resources()
-        nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
-        return float(total.get("CPU", 0.0)), float(total.get("GPU", 0.0)), nodes
+        return [(float(n.get("Resources", {}).get("CPU", 0.0)), float(n.get("Resources", {}).get("GPU", 0.0)))
+                for n in ray.nodes() if n.get("Alive")]
 
     def server_host(self) -> str:
         """Where the job's server listens so every actor reaches it: loopback for a local
@@ -346,6 +345,11 @@ def locate(workers: Sequence[RayWorker], timeout: float) -> None:
 
 
 def placement_lines(workers: Sequence[RayWorker]) -> list[str]:
-    """One line per actor: its sites and the node they run on."""
-    return [f"flconfig: {short_list(w.sites)} on Ray node {w.node}" for w in workers]
+    """One line per actor: its sites and the node they run on (or that they have not
+    started yet: Ray is slow to start the actor, or the cluster's resources are taken)."""
+    return [f"flconfig: {short_list(w.sites)} on Ray node {w.node}" if w.node_ip else
+            f"flconfig: {short_list(w.sites)} not started yet: Ray is still starting its actor, "
+            f"or no node has {w.plan.cpus:g} CPU" + (f", {w.plan.gpus:g} GPU" if w.plan.gpus else "")
+            + " free"
+            for w in workers]
 

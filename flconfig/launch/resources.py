@@ -9,8 +9,8 @@ cheaply, whether this machine has a CUDA GPU at all.
 How an actor reserves resources (docs/scaling.md says the same to users): an actor hosting
 k sites trains one of them at a time, so it reserves what one site needs (``--site-cpus``,
 ``--site-gpus``, or the site's ``resource_spec`` in the job's meta), not k times that; its
-sites take turns on it. The launch starts as many actors as the cluster's resources hold
-at once (at most one per site), so 1,024 sites fit a 2-CPU cluster: two actors of 512.
+sites take turns on it. The launch starts as many actors as the cluster's nodes hold at
+once (at most one per site), so 1,024 sites fit a 2-CPU cluster: two actors of 512.
 """
 
 from __future__ import annotations
@@ -140,33 +140,44 @@ class ActorPlan:
         return max(1, int(self.cpus))
 
 
-def plan_actors(sites: Sequence[str], needs: Mapping[str, SiteResources], cluster_cpus: float,
-                cluster_gpus: float, actors: int | None = None,
+def plan_actors(sites: Sequence[str], needs: Mapping[str, SiteResources],
+                nodes: Sequence[tuple[float, float]], actors: int | None = None,
                 apps: Mapping[str, str] | None = None) -> list[ActorPlan]:
     """Group ``sites`` into Ray actors: ``actors`` of them, else as many as the cluster's
-    CPUs and GPUs hold at once, each reserving one site's needs (at most one per site).
-    Sites with different needs, or different apps, never share an actor. LaunchError when
-    one site's needs exceed the whole cluster."""
+    nodes (each node's CPUs and GPUs) hold at once, each reserving one site's needs, at most
+    one per site. Sites with different needs, or different apps, never share an actor.
+    LaunchError when no node can hold a site."""
     for site in sites:
         need = needs[site]
-        if need.cpus > cluster_cpus or need.gpus > cluster_gpus:
-            have = f"{cluster_cpus:g} CPU" + (f", {cluster_gpus:g} GPU" if cluster_gpus else ", no GPU")
-            raise LaunchError(f"{site} needs {need.label()} and the Ray cluster has {have} in all")
+        if _fits(need, nodes) == 0:
+            cpus, gpus = max(nodes, default=(0.0, 0.0), key=lambda n: (n[1] if need.gpus else 0, n[0]))
+            have = f"{cpus:g} CPU" + (f", {gpus:g} GPU" if gpus else ", no GPU")
+            raise LaunchError(f"{site} needs {need.label()} and no Ray node has that "
+                              f"(the largest: {have})")
     kinds: dict[SiteResources, list[str]] = {}
     for site in sites:
         kinds.setdefault(needs[site], []).append(site)
     plans: list[ActorPlan] = []
     for need, members in kinds.items():
         if actors is not None:
-            count = max(1, round(actors * len(members) / len(sites)))
+            count = round(actors * len(members) / len(sites))
         else:
-            fit = [cluster_cpus / need.cpus if need.cpus else math.inf,
-                   cluster_gpus / need.gpus if need.gpus else math.inf]
-            count = int(min(fit)) if min(fit) != math.inf else len(members)
+            count = _fits(need, nodes)
         count = max(1, min(count, len(members)))
         plans.extend(ActorPlan(tuple(group), need.cpus, need.gpus)
                      for group in split(members, count, apps))
     return plans
+
+
+def _fits(need: SiteResources, nodes: Sequence[tuple[float, float]]) -> int:
+    """How many actors reserving ``need`` the ``nodes`` (CPUs, GPUs each) hold at once
+    (a large number where a need is nothing at all)."""
+    total = 0
+    for cpus, gpus in nodes:
+        room = [cpus / need.cpus if need.cpus else math.inf, gpus / need.gpus if need.gpus else math.inf]
+        fit = min(room)
+        total += 1 << 20 if fit == math.inf else int(fit + 1e-9)
+    return total
 
 
 def visible_gpus() -> int | None:

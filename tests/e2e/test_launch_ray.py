@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from harness import REPO
+from harness.env_job import reporting_job, seen_by
 from harness.launching import launch, scalars
 from harness.numpy_job import write_job
 
@@ -73,7 +74,8 @@ def cluster() -> Iterator[Any]:
 @pytest.fixture
 def second_node(cluster: Any) -> Iterator[Any]:
     """A second raylet joined to ``cluster``, removed after the test if it is still there."""
-    node = cluster.add_node(num_cpus=NODE_CPUS, resources={"second_node": 1})
+    # Two GPUs Ray hands out (it checks no hardware for them): only this node has any.
+    node = cluster.add_node(num_cpus=NODE_CPUS, num_gpus=2, resources={"second_node": 1})
     cluster.wait_for_nodes()
     yield node
     if node in cluster.worker_nodes:
@@ -96,7 +98,7 @@ def test_the_example_runs_with_its_sites_on_both_nodes_and_every_scalar_reaches_
     ws = tmp_path / "ws"
     done = launch(job, ws, "-n", "4", "--ray-address", cluster.address, "--quiet-metrics", timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "in 4 Ray actor(s) reserving 1 CPU each, on 2 Ray node(s) with 4 CPU" in done.stdout
+    assert "in 4 Ray actor(s) reserving 1 CPU each, on 2 Ray node(s) with 4 CPU, 2 GPU" in done.stdout
     placed = placements(done.stdout)
     assert set(placed) == {cluster.head_node.node_id[:8], second_node.node_id[:8]}, done.stdout
     assert sorted(s for sites in placed.values() for s in sites) == ["site-1", "site-2", "site-3", "site-4"]
@@ -109,6 +111,26 @@ def test_the_example_runs_with_its_sites_on_both_nodes_and_every_scalar_reaches_
         assert (ws / site / "simulate_job" / "log.txt").stat().st_size > 0  # the site's own log
     # Ray's own lines stay out of the launch output.
     assert "INFO" not in done.stdout + done.stderr and "raylet" not in done.stdout + done.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_sites_that_need_gpus_run_where_ray_has_them_and_see_the_gpu_ray_gave(
+        tmp_path: Path, cluster: Any, second_node: Any) -> None:
+    job = reporting_job(tmp_path)
+    ws = tmp_path / "ws"
+    # A CPU and half a GPU a site: only the second node has GPUs, and its 2 CPUs hold two
+    # such actors (its GPUs would hold four). --device cpu: Ray assigns the GPUs the node
+    # declares; the sites train on the CPU here.
+    done = launch(job, ws, "-n", "4", "--ray-address", cluster.address, "--site-gpus", "0.5",
+                  "--device", "cpu", "--quiet-metrics", timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "in 2 Ray actor(s) reserving 1 CPU, 0.5 GPU each, on 2 Ray node(s) with 4 CPU, 2 GPU" in done.stdout
+    assert set(placements(done.stdout)) == {second_node.node_id[:8]}, done.stdout
+    seen = {site: seen_by(ws, site) for site in ("site-1", "site-2", "site-3", "site-4")}
+    assert {gpus for gpus, _ in seen.values()} <= {"0", "1"}, seen  # one GPU each, as Ray assigned
+    assert len({pid for _, pid in seen.values()}) == 2  # two actors of two sites
+    assert "not started yet" not in done.stdout
 
 
 def _remove_node_when_training(proc: subprocess.Popen[str], cluster: Any, node: Any) -> str:

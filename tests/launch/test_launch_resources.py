@@ -73,22 +73,22 @@ def test_a_site_needs_what_the_command_line_says_else_the_jobs_resource_spec() -
 def test_an_actor_reserves_one_sites_needs_so_a_thousand_sites_fit_two_cpus() -> None:
     sites = [f"site-{i}" for i in range(1, 1025)]
     needs = site_resources(sites)
-    plans = plan_actors(sites, needs, cluster_cpus=2, cluster_gpus=0)
+    plans = plan_actors(sites, needs, [(2, 0)])
     assert [(len(p.sites), p.cpus, p.gpus) for p in plans] == [(512, 1.0, 0.0), (512, 1.0, 0.0)]
     assert sorted(s for p in plans for s in p.sites) == sorted(sites)
 
 
 def test_actors_fill_the_clusters_gpus_and_follow_an_asked_count() -> None:
     needs = site_resources(SITES, gpus=0.5)
-    assert len(plan_actors(SITES, needs, cluster_cpus=16, cluster_gpus=1)) == 2  # two halves of one GPU
-    assert len(plan_actors(SITES, site_resources(SITES), cluster_cpus=64, cluster_gpus=0)) == 5  # one a site
-    assert len(plan_actors(SITES, site_resources(SITES), cluster_cpus=64, cluster_gpus=0, actors=2)) == 2
+    assert len(plan_actors(SITES, needs, [(16, 1)])) == 2  # two halves of one GPU
+    assert len(plan_actors(SITES, site_resources(SITES), [(64, 0)])) == 5  # one a site
+    assert len(plan_actors(SITES, site_resources(SITES), [(64, 0)], actors=2)) == 2
     assert ActorPlan(("site-1",), 2.5, 0).threads == 2 and ActorPlan(("site-1",), 0.5, 0).threads == 1
 
 
 def test_sites_with_different_needs_never_share_an_actor() -> None:
     needs = site_resources(SITES, {"site-2": {"num_gpus": 1}})
-    plans = plan_actors(SITES, needs, cluster_cpus=8, cluster_gpus=2)
+    plans = plan_actors(SITES, needs, [(8, 2)])
     gpu_plans = [p for p in plans if p.gpus]
     assert [p.sites for p in gpu_plans] == [("site-2",)]
     assert all("site-2" not in p.sites for p in plans if not p.gpus)
@@ -96,8 +96,21 @@ def test_sites_with_different_needs_never_share_an_actor() -> None:
 
 def test_a_site_that_needs_more_than_the_cluster_is_refused_by_name() -> None:
     needs = site_resources(SITES, {"site-3": {"num_gpus": 1}})
-    with pytest.raises(LaunchError, match="site-3 needs 1 CPU, 1 GPU and the Ray cluster has 4 CPU, no GPU in all"):
-        plan_actors(SITES, needs, cluster_cpus=4, cluster_gpus=0)
+    with pytest.raises(LaunchError, match=r"site-3 needs 1 CPU, 1 GPU and no Ray node has that \(the largest: 4 CPU, no GPU\)"):
+        plan_actors(SITES, needs, [(4, 0), (2, 0)])
+    # Two nodes' resources together are not one node's: 2 CPUs here and 1 GPU there hold no site.
+    with pytest.raises(LaunchError, match=r"site-3 needs 1 CPU, 1 GPU and no Ray node has that \(the largest: 0 CPU, 1 GPU\)"):
+        plan_actors(SITES, needs, [(2, 0), (0, 1)])
+
+
+def test_actors_fit_each_node_not_the_clusters_sum() -> None:
+    # Half a GPU and a CPU a site: the GPU node has 2 CPUs, so 2 actors there, not 4 (the
+    # cluster's 2 GPUs would hold 4 if its CPUs elsewhere counted).
+    needs = site_resources(SITES, gpus=0.5)
+    plans = plan_actors(SITES, needs, [(2, 0), (2, 2)])
+    assert [p.sites for p in plans] == [("site-1", "site-3", "site-5"), ("site-2", "site-4")]
+    # CPUs only: each node holds its own share.
+    assert len(plan_actors(SITES, site_resources(SITES, cpus=1.5), [(2, 0), (3, 0)])) == 3
 
 
 def test_cuda_is_refused_where_the_machine_shows_no_gpu(monkeypatch: pytest.MonkeyPatch,
