@@ -12,7 +12,8 @@ $(BIN)/flconfig: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	# The CPU build of torch first, so pip never pulls a multi-GB CUDA build.
 	$(BIN)/pip install --quiet "torch==2.13.0"
-	$(BIN)/pip install --quiet -e ".[run,test]"
+	# The ray extra too: the tests run `flconfig launch --backend ray` on a real Ray cluster.
+	$(BIN)/pip install --quiet -e ".[run,test,ray]"
 	touch $(BIN)/flconfig
 
 venv: $(BIN)/flconfig

@@ -16,6 +16,10 @@ the server. What such a run costs is the framework's own share of a site. Issue 
 
     python benchmarks/many_sites.py [--sites 64] [--rounds 1] [--images-per-site 64]
                                     [--workload cnn|numpy] [--verbose]
+                                    [--site-state keep|release] [--backend ray [--ray-address ADDR]]
+
+With ``--backend ray`` the memory counts Ray's processes too (its actors, raylets, GCS and
+helpers: what the backend costs), and ``--ray-address`` runs on a cluster already started.
 """
 
 from __future__ import annotations
@@ -207,7 +211,12 @@ def job_processes(markers: tuple[str, ...]) -> list[tuple[str, str, float, float
                 elif line.startswith("Pss:"):
                     pss = int(line.split()[1])
             fields = (proc / "stat").read_text().rpartition(")")[2].split()
-            role = next((r for r in ("server", "clients", "launch") if r in cmdline), "other")
+            if "ray::" in cmdline:  # a Ray worker: the sites' actors (or one Ray keeps idle)
+                role = "ray-actors"
+            elif any(m in cmdline for m in ("/ray/", "raylet", "gcs_server")):  # Ray's daemons
+                role = "ray"
+            else:
+                role = next((r for r in ("server", "clients", "launch") if r in cmdline), "other")
             found.append((proc.name, role, rss / 1024, pss / 1024,
                           (int(fields[11]) + int(fields[12])) / TICKS))
         except (OSError, IndexError, ValueError):
@@ -231,6 +240,10 @@ def main() -> int:
                         help="cnn: the digits CNN (default); numpy: a learner that costs "
                              "nothing (3x3 model + 1, one scalar a round), for the framework's "
                              "own cost")
+    parser.add_argument("--backend", choices=("process", "ray"), default="process",
+                        help="launch's --backend (ray: the sites in Ray actors)")
+    parser.add_argument("--ray-address", default=None,
+                        help="launch's --ray-address: a running Ray cluster (default: a local one)")
     parser.add_argument("--verbose", action="store_true", help="print the launch's output")
     ns = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -246,7 +259,7 @@ def main() -> int:
 
         def sample() -> None:
             while not done.is_set():
-                procs = job_processes((str(ws), "flconfig launch"))
+                procs = job_processes(markers)
                 peak["rss"] = max(peak["rss"], sum(p[2] for p in procs))
                 peak["pss"] = max(peak["pss"], sum(p[3] for p in procs))
                 for pid, role, _, _, seconds in procs:
@@ -256,13 +269,18 @@ def main() -> int:
                     peak_by_role[role] = max(peak_by_role.get(role, 0.0), total)
                 time.sleep(0.25)
 
+        # Ray's processes (actors "ray::SiteGroup", raylets, GCS, helpers) count for its backend.
+        markers = (str(ws), "flconfig launch") + (("ray::", "/ray/", "raylet", "gcs_server")
+                                                   if ns.backend == "ray" else ())
         sampler = threading.Thread(target=sample, daemon=True)
         start = time.perf_counter()
         sampler.start()
         proc = subprocess.run([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws),
                                "-n", str(ns.sites), "--quiet-metrics",
                                *([] if ns.processes is None else ["--processes", str(ns.processes)]),
-                               *([] if ns.site_state is None else ["--site-state", ns.site_state])],
+                               *([] if ns.site_state is None else ["--site-state", ns.site_state]),
+                               *(["--backend", "ray"] if ns.backend == "ray" else []),
+                               *([] if ns.ray_address is None else ["--ray-address", ns.ray_address])],
                               capture_output=True, text=True, check=False)
         wall = time.perf_counter() - start
         done.set()
@@ -275,6 +293,7 @@ def main() -> int:
         "benchmark": "many_sites",
         "workload": ns.workload,
         "sites": ns.sites,
+        "backend": ns.backend,
         "rounds": ns.rounds,
         "images_per_site": (ns.images_per_site or None) if ns.workload == "cnn" else None,
         "exit_code": proc.returncode,

@@ -56,6 +56,25 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser.add_argument("--python-path", action="append", default=[], metavar="DIR", help=PYTHON_PATH_HELP)
     parser.add_argument("--keep-undefined", action="store_true", help=KEEP_UNDEFINED_HELP)
     add_env_option(parser)
+    placing = parser.add_argument_group("where the sites run (docs/scaling.md)")
+    placing.add_argument("--backend", choices=("process", "ray"), default=None,
+                         help="process: the sites in worker processes on this machine (default); "
+                              "ray: in Ray actors across a Ray cluster's nodes (pip install "
+                              "'flconfig[ray]'), the server here")
+    placing.add_argument("--ray-address", metavar="ADDR",
+                         help="the running Ray cluster to use: 'auto' or HOST:PORT (default: a local "
+                              "Ray instance for this launch, shut down at its end); implies --backend ray")
+    placing.add_argument("--site-cpus", type=float, metavar="X",
+                         help="CPUs each site needs while it trains, with --backend ray (default: the "
+                              "site's num_cpus in the job's resource_spec, else 1)")
+    placing.add_argument("--site-gpus", type=float, metavar="Y",
+                         help="GPUs each site needs while it trains, with --backend ray; fractions "
+                              "share a GPU, e.g. 0.5 (default: the site's num_gpus or num_of_gpus in "
+                              "the job's resource_spec, else 0)")
+    placing.add_argument("--gpus", metavar="0,1,...",
+                         help="spread the sites over these GPUs, as FLARE's simulator -gpu does: site i "
+                              "on GPU i mod n, each worker process seeing only its GPU "
+                              "(CUDA_VISIBLE_DEVICES)")
     seeing = parser.add_argument_group("watching the run")
     seeing.add_argument("--tensorboard", action="store_true",
                         help="serve the run's TensorBoard files on 127.0.0.1 while it runs, and after "
@@ -83,10 +102,23 @@ def _usage_error(ns: argparse.Namespace) -> str | None:
     if timeout is not None and not (math.isfinite(timeout) and 0 < timeout <= MAX_TIMEOUT_S):
         return (f"--heartbeat-timeout must be a number of seconds above 0 and at most "
                 f"{MAX_TIMEOUT_S} (a year), got {timeout:g}")
+    backend = _backend(ns)
+    for flag, value in (("--site-cpus", ns.site_cpus), ("--site-gpus", ns.site_gpus)):
+        if value is not None and backend != "ray":
+            return f"{flag} is for --backend ray (the process backend places sites with --gpus)"
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            return f"{flag} must be a number at least 0, got {value:g}"
+    if ns.site_cpus is not None and ns.site_cpus == 0:
+        return "--site-cpus must be above 0 (an actor's sites train on its CPUs)"
     for folder in ns.python_path:
         if not Path(folder).is_dir():
             return f"--python-path {folder}: no such folder"
     return None
+
+
+def _backend(ns: argparse.Namespace) -> str:
+    """The backend asked for: --backend, else ray where --ray-address is given."""
+    return ns.backend or ("ray" if ns.ray_address is not None else "process")
 
 
 #: Longest timeout accepted, in seconds (a year; the schemas say the same).
@@ -121,6 +153,7 @@ def run(ns: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     from ..launch.launcher import LaunchError, LaunchOptions, launch
+    from ..launch.resources import parse_gpus
 
     try:  # what the job may read of this machine's environment: only what the user passes
         environ = job_environment(ns.env, ns.keep_undefined)
@@ -136,6 +169,14 @@ def run(ns: argparse.Namespace) -> int:
         print("flconfig launch: --tensorboard-port must be 0 to 65535 (0: any free port)",
               file=sys.stderr)
         return 2
+    if ns.backend == "process" and ns.ray_address is not None:
+        print("flconfig launch: --ray-address is for --backend ray", file=sys.stderr)
+        return 2
+    try:
+        gpus = parse_gpus(ns.gpus) if ns.gpus is not None else ()
+    except ValueError as exc:
+        print(f"flconfig launch: {exc}", file=sys.stderr)
+        return 2
     clients = [c.strip() for c in ns.clients.split(",") if c.strip()] if ns.clients else None
     opts = LaunchOptions(
         job=Path(ns.job), workspace=Path(ns.workspace), clients=clients, num_clients=ns.num_clients,
@@ -144,7 +185,8 @@ def run(ns: argparse.Namespace) -> int:
         python_path=[Path(d) for d in ns.python_path], environ=environ,
         tensorboard=ns.tensorboard or ns.tensorboard_port is not None or ns.tensorboard_exit,
         tensorboard_port=ns.tensorboard_port or 0, tensorboard_exit=ns.tensorboard_exit,
-        live_metrics=not ns.quiet_metrics, site_state=ns.site_state)
+        live_metrics=not ns.quiet_metrics, backend=_backend(ns), ray_address=ns.ray_address,
+        site_cpus=ns.site_cpus, site_gpus=ns.site_gpus, gpus=gpus, site_state=ns.site_state)
     try:
         return launch(opts)
     except LaunchError as exc:

@@ -6,7 +6,10 @@ share a pool of worker processes, one per core, each site still with its own
 connection, token and identity. On Linux, ``flconfig launch`` forks the server
 and the workers from one process that imported torch once, while the launcher
 checked the job (:mod:`flconfig.launch.processes`); ``--spawn`` starts each as a
-new interpreter.
+new interpreter. With ``--gpus``, each worker process hosts the sites of one GPU and sees
+only that GPU (:mod:`flconfig.launch.resources`). With ``--backend ray`` the sites run in
+Ray actors across a Ray cluster's nodes instead (:mod:`flconfig.launch.ray_backend`),
+watched, stopped and reported as the processes are.
 Torch threads are divided between the processes so they never oversubscribe
 the cores. With ``tensorboard`` set, a TensorBoard server on the run's
 ``tb_events`` folder starts before training and, unless asked to stop with
@@ -31,15 +34,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from ..config.job import Job
 from ..config.meta import NAME_RE
 from ..errors import ConfigError, LaunchError, errors_only, storage_message
 from ..files import write_atomic
 from ..runtime.planner import plan_run
-from ..runtime.process_events import process_ended_line
+from ..runtime.process_events import process_ended_line, short_list
 from ..runtime.spec import END_TIMEOUT, STARTUP_TIMEOUT, STATUS_MARKER, WorkerSpec, wait_for_port
 from ..validate.loader import inspect_job
 from ..validate.report import write_text
 from .processes import Process, Zygote, popen_or_fork
+from .ray_backend import RAY_MISSING, RayCluster, RayWorker, locate, placement_lines, ray_installed
+from .resources import (
+    ActorPlan,
+    cuda_problem,
+    device_for_process,
+    gpu_groups,
+    plan_actors,
+    site_resources,
+)
 
 MAX_SOLO_SITES = 8
 DEFAULT_JOB_ID = "simulate_job"
@@ -52,6 +65,13 @@ TENSORBOARD_START_TIMEOUT = 90.0
 CONNECT_TIMEOUT_PER_SITE = 0.25
 #: Seconds between two live metric summaries in the terminal.
 LIVE_METRICS_INTERVAL = 2.0
+#: Seconds the launch waits for Ray to place its actors before it names where they run.
+PLACEMENT_WAIT = 30.0
+#: The ways ``flconfig launch`` runs the sites: worker processes here, or Ray actors.
+BACKENDS = ("process", "ray")
+
+#: What the launcher watches: a process of the job, or a Ray actor hosting sites.
+Watched = Process | RayWorker
 
 
 @dataclass
@@ -84,6 +104,16 @@ class LaunchOptions:
     #: reap, any orphan below it), so only the ``flconfig launch`` command does it by
     #: default; False starts each process as a new interpreter.
     fork: bool = False
+    #: "process": the sites in worker processes here; "ray": in Ray actors (``ray_address``:
+    #: a running cluster, ``auto`` or host:port; None: a local Ray instance for this launch).
+    backend: str = "process"
+    ray_address: str | None = None
+    #: What each site needs while it trains (Ray): CPUs and GPUs, fractions allowed; None:
+    #: the job's ``resource_spec`` for the site, else 1 CPU and no GPU.
+    site_cpus: float | None = None
+    site_gpus: float | None = None
+    #: GPUs the process backend spreads the sites over (site i on gpus[i % n]); empty: none.
+    gpus: Sequence[int] = ()
     out: TextIO = field(default_factory=lambda: sys.stdout)
 
 
@@ -160,7 +190,18 @@ def launch(opts: LaunchOptions) -> int:
     """Run the job; returns the process exit code (0 success, 1 job failed, 130 interrupted).
 
     With ``opts.fork`` (Linux), the zygote that forks the job's processes starts first,
-    so its torch import overlaps the job's check; it exits once they are all started."""
+    so its torch import overlaps the job's check; it exits once they are all started.
+    CUDA asked for where there is none is refused first, before anything starts."""
+    if opts.backend not in BACKENDS:
+        raise LaunchError(f"unknown backend {opts.backend!r}: use {' or '.join(BACKENDS)}")
+    if opts.backend == "ray" and opts.gpus:
+        raise LaunchError("--gpus places sites on this machine's GPUs (the process backend); "
+                          "with --backend ray, give each site GPUs with --site-gpus")
+    if opts.backend == "ray" and not ray_installed():
+        raise LaunchError(RAY_MISSING)
+    problem = None if opts.backend == "ray" else cuda_problem(opts.device, opts.gpus)
+    if problem is not None:
+        raise LaunchError(problem)
     zygote = Zygote.start(str(opts.workspace.resolve())) if opts.fork else None
     try:
         return _launch(opts, zygote)
@@ -194,9 +235,61 @@ def _launch(opts: LaunchOptions, zygote: Zygote | None) -> int:
                           f"got {heartbeat:g}")
 
     cores = os.cpu_count() or 1
-    groups = plan_workers(sites, cores, opts.processes,
-                          apps={site: job.meta.app_for(site) or "" for site in sites})
-    threads = opts.threads or threads_per_process(cores, len(groups) + 1)
+    apps = {site: job.meta.app_for(site) or "" for site in sites}
+    cluster: RayCluster | None = None
+    actor_plans: list[ActorPlan] = []
+    group_gpus: list[int | None] = []
+    if opts.backend == "ray":
+        cluster = RayCluster(opts.ray_address)
+        cluster.connect()
+    try:
+        if cluster is not None:
+            actor_plans, about = _plan_ray(job, sites, apps, cluster, opts)
+            groups = [list(plan.sites) for plan in actor_plans]
+            threads = opts.threads or threads_per_process(cores, 2)
+        else:
+            if opts.gpus:
+                placed = gpu_groups(sites, opts.gpus, opts.processes, apps)
+                groups, group_gpus = [g for _, g in placed], [gpu for gpu, _ in placed]
+            else:
+                groups = plan_workers(sites, cores, opts.processes, apps=apps)
+            threads = opts.threads or threads_per_process(cores, len(groups) + 1)
+            about = (f"in {len(groups)} worker process(es), {threads} torch thread(s) each")
+        return _run(job, sites, groups, group_gpus, actor_plans, cluster, threads, heartbeat, about,
+                    opts, zygote)
+    finally:
+        if cluster is not None:
+            cluster.close()
+
+
+def _plan_ray(job: Job, sites: list[str], apps: Mapping[str, str], cluster: RayCluster,
+              opts: LaunchOptions) -> tuple[list[ActorPlan], str]:
+    """The Ray actors for ``sites`` on the cluster's resources, and the launch line's words
+    for them; LaunchError where the cluster cannot hold a site."""
+    meta_doc = job.meta_doc
+    spec = meta_doc.data.get("resource_spec") if meta_doc is not None and isinstance(meta_doc.data, dict) else None
+    needs = site_resources(sites, spec, opts.site_cpus, opts.site_gpus)
+    nodes = cluster.nodes()
+    cpus, gpus = sum(n[0] for n in nodes), sum(n[1] for n in nodes)
+    if (opts.device or "").startswith("cuda"):
+        if not gpus:
+            raise LaunchError(f"--device {opts.device}: the Ray cluster has no GPU")
+        if not all(needs[site].gpus for site in sites):
+            raise LaunchError(f"--device {opts.device} with --backend ray: give each site a share "
+                              "of a GPU with --site-gpus (e.g. 0.5), so Ray assigns it one")
+    plans = plan_actors(sites, needs, nodes, opts.processes, apps)
+    kinds = sorted({f"{p.cpus:g} CPU" + (f", {p.gpus:g} GPU" if p.gpus else "") for p in plans})
+    have = f"{cpus:g} CPU" + (f", {gpus:g} GPU" if gpus else "")
+    return plans, (f"in {len(plans)} Ray actor(s) reserving {' or '.join(kinds)} each, on "
+                   f"{len(nodes)} Ray node(s) with {have}")
+
+
+def _run(job: Job, sites: list[str], groups: list[list[str]], group_gpus: list[int | None],
+         actor_plans: list[ActorPlan], cluster: RayCluster | None, threads: int, heartbeat: float,
+         about: str, opts: LaunchOptions, zygote: Zygote | None) -> int:
+    """Plan the run, start its server and sites (processes here, or Ray actors), watch them
+    until the server ends; the exit code."""
+    out = opts.out
     workspace = opts.workspace.resolve()
     receiver_folder = tb_folder(job)
     tb_dir = workspace / "server" / opts.job_id / (receiver_folder or DEFAULT_TB_FOLDER)
@@ -215,7 +308,8 @@ def _launch(opts: LaunchOptions, zygote: Zygote | None) -> int:
         print("flconfig: the job is invalid for this run; nothing was started", file=out)
         return 1
     plan_file = control / "plan.json"
-    _write_private(plan_file, run_plan.to_json())
+    plan_text = run_plan.to_json()
+    _write_private(plan_file, plan_text)
     spec = WorkerSpec(
         plan=str(plan_file),
         workspace=str(workspace),
@@ -232,14 +326,18 @@ def _launch(opts: LaunchOptions, zygote: Zygote | None) -> int:
         startup_timeout=STARTUP_TIMEOUT + CONNECT_TIMEOUT_PER_SITE * len(sites),
         # The server reads on its stdin what _watch tells it: a site's process died.
         process_events=True,
+        # Reached from the Ray cluster's nodes, or from this machine only.
+        host=cluster.server_host() if cluster is not None else "127.0.0.1",
     )
     spec_file = spec.write(control / "spec.json")
 
     released = "; sites released between tasks" if run_plan.site_state == "release" else ""
-    print(f"flconfig: launching job '{job.name}' with {len(sites)} client site(s) in "
-          f"{len(groups)} worker process(es), {threads} torch thread(s) each; workspace "
-          f"{workspace}{released}", file=out, flush=True)
-    procs: list[Process] = []
+    print(f"flconfig: launching job '{job.name}' with {len(sites)} client site(s) "
+          f"{about}; workspace {workspace}{released}", file=out, flush=True)
+    for gpu in dict.fromkeys(g for g in group_gpus if g is not None):
+        on = [site for group, g in zip(groups, group_gpus, strict=True) if g == gpu for site in group]
+        print(f"flconfig: GPU {gpu}: {short_list(on)}", file=out, flush=True)
+    procs: list[Watched] = []
     started = time.monotonic()
     tensorboard: subprocess.Popen[str] | None = None
     tb_url = ""
@@ -260,11 +358,18 @@ def _launch(opts: LaunchOptions, zygote: Zygote | None) -> int:
         server_status: dict[str, object] = {}
         pump = threading.Thread(target=_pump, args=(server.stdout, out, server_status), daemon=True)
         pump.start()
-        workers: list[tuple[Process, list[str], Path]] = []
-        if tensorboard is None:
+        workers: list[tuple[Watched, list[str], Path]] = []
+        actors: list[RayWorker] = []
+        if cluster is not None:
+            # Placed and started by Ray while the server starts; their sites once it listens.
+            actors = cluster.start_actors(actor_plans, control)
+            procs.extend(actors)
+            if zygote is not None:
+                zygote.close()
+        elif tensorboard is None:
             # Beside the server: they wait for its port, say Hello, then import torch
             # and build while the server starts the first round.
-            workers = _start_workers(groups, spec_file, control, procs, zygote)
+            workers = _start_workers(groups, spec_file, control, procs, zygote, group_gpus)
             if zygote is not None:
                 zygote.close()  # all forked: its memory goes back now
         port = wait_for_port(port_file, STARTUP_TIMEOUT, alive=lambda: server.poll() is None)
@@ -277,9 +382,17 @@ def _launch(opts: LaunchOptions, zygote: Zygote | None) -> int:
             # Before the sites start: the URL is on screen before training begins.
             tb_url = _wait_for_tensorboard(tensorboard, tb_log, TENSORBOARD_START_TIMEOUT)
             print(f"flconfig: TensorBoard at {tb_url}", file=out, flush=True)
-        if not workers:
+        if actors:
+            ready = spec.with_address(f"{spec.host}:{port}")
+            for actor in actors:
+                actor.start(ready, plan_text)
+            locate(actors, timeout=PLACEMENT_WAIT)
+            for line in placement_lines(actors):
+                print(line, file=out, flush=True)
+            workers = [(actor, actor.sites, actor.err_file) for actor in actors]
+        elif not workers:
             spec.with_address(f"127.0.0.1:{port}").write(spec_file)
-            workers = _start_workers(groups, spec_file, control, procs, zygote)
+            workers = _start_workers(groups, spec_file, control, procs, zygote, group_gpus)
             if zygote is not None:
                 zygote.close()
         # A server whose sites are all gone notices within its heartbeat timeout and then
@@ -308,7 +421,7 @@ def _launch(opts: LaunchOptions, zygote: Zygote | None) -> int:
         _stop_all(procs)
 
 
-def _watch(server: Process, workers: list[tuple[Process, list[str], Path]],
+def _watch(server: Process, workers: list[tuple[Watched, list[str], Path]],
            out: TextIO, grace: float = 15.0, tensorboard: subprocess.Popen[str] | None = None) -> None:
     """Wait for the server; say when a worker (or TensorBoard) dies, and tell the server
     at once which sites it hosted (:mod:`flconfig.runtime.process_events`); stop a
@@ -326,8 +439,12 @@ def _watch(server: Process, workers: list[tuple[Process, list[str], Path]],
             rc = proc.poll()
             if rc not in (None, 0) and i not in reported:
                 reported.add(i)
-                print(f"flconfig: the process of {', '.join(group)} exited with code {rc}", file=out, flush=True)
-                _tell_server(server, process_ended_line(group, rc))
+                if isinstance(proc, RayWorker):
+                    print(f"flconfig: {proc.ended(rc)}", file=out, flush=True)
+                    _tell_server(server, process_ended_line(group, rc, proc.lost or None))
+                else:
+                    print(f"flconfig: the process of {', '.join(group)} exited with code {rc}", file=out, flush=True)
+                    _tell_server(server, process_ended_line(group, rc))
         if all(proc.poll() is not None for proc, _, _ in workers):
             if all_gone_since is None:
                 all_gone_since = time.monotonic()
@@ -385,14 +502,20 @@ def worker_environment(sites: int) -> dict[str, str]:
 
 
 def _start_workers(groups: list[list[str]], spec_file: Path, control: Path,
-                   procs: list[Process], zygote: Zygote | None = None) -> list[tuple[Process, list[str], Path]]:
-    """Start one client worker process per group of sites (forked from ``zygote`` if any)."""
-    workers: list[tuple[Process, list[str], Path]] = []
+                   procs: list[Watched], zygote: Zygote | None = None,
+                   gpus: Sequence[int | None] = ()) -> list[tuple[Watched, list[str], Path]]:
+    """Start one client worker process per group of sites (forked from ``zygote`` if any);
+    with ``gpus`` (one per group, or None), each sees only its group's GPU."""
+    workers: list[tuple[Watched, list[str], Path]] = []
     for i, group in enumerate(groups):
         err_file = control / f"worker-{i}.err"
+        env = worker_environment(len(group))
+        gpu = gpus[i] if i < len(gpus) else None
+        if gpu is not None:
+            env["CUDA_VISIBLE_DEVICES"] = device_for_process(gpu)
         with open(err_file, "w") as err:  # the child keeps its own descriptor
             proc = popen_or_fork(zygote, ["clients", "--spec", str(spec_file), "--sites", ",".join(group)],
-                                 env=worker_environment(len(group)), stdout=err)
+                                 env=env, stdout=err)
         procs.append(proc)
         workers.append((proc, group, err_file))
     return workers
@@ -475,7 +598,7 @@ def _serve_until_interrupted(tensorboard: subprocess.Popen[str], url: str, out: 
         print("\nflconfig: stopping TensorBoard", file=out, flush=True)
 
 
-def _stop_all(procs: list[Process]) -> None:
+def _stop_all(procs: list[Watched]) -> None:
     alive = [p for p in procs if p.poll() is None]
     for p in alive:
         p.send_signal(signal.SIGTERM)

@@ -51,10 +51,11 @@ def exit_reason(code: int) -> str:
     return f"exited with code {code}"
 
 
-def process_ended_line(sites: Sequence[str], code: int) -> str:
-    """The line the launcher writes when the process hosting ``sites`` exited with ``code``."""
+def process_ended_line(sites: Sequence[str], code: int, reason: str | None = None) -> str:
+    """The line the launcher writes when the process hosting ``sites`` exited with ``code``
+    (``reason``: why, in words, where the code alone does not say, e.g. a lost Ray node)."""
     return json.dumps({"event": PROCESS_ENDED, "sites": list(sites), "code": code,
-                       "reason": exit_reason(code)}) + "\n"
+                       "reason": reason or exit_reason(code)}) + "\n"
 
 
 def read_events(stream: TextIO, on_process_ended: Callable[[list[str], str], None]) -> None:

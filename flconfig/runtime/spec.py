@@ -119,8 +119,18 @@ class WorkerSpec:
         """The spec in ``path``; :class:`JobError` saying what is wrong with a file that is
         not one (a missing key, an unknown one, a value of the wrong type)."""
         try:
-            data = json.loads(Path(path).read_text())
-        except (OSError, ValueError) as exc:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise JobError(f"cannot read the worker spec {path}: {exc}") from None
+        return cls.from_json(text, str(path))
+
+    @classmethod
+    def from_json(cls, text: str, path: str = "(text)") -> WorkerSpec:
+        """The spec :meth:`to_json` wrote (``path`` names where it came from in errors);
+        :class:`JobError` as :meth:`load`."""
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
             raise JobError(f"cannot read the worker spec {path}: {exc}") from None
         if not isinstance(data, dict):
             raise JobError(f"the worker spec {path} is not a JSON object")

@@ -76,7 +76,28 @@ def main(argv: list[str] | None = None) -> int:
     _set_threads(spec.threads)
     if ns.role == "server":
         return run_server(spec)
-    return run_clients(spec, [s for s in ns.sites.split(",") if s])
+    sites = [s for s in ns.sites.split(",") if s]
+    problem = _cuda_problem(spec.device)
+    if problem is not None:  # at once, before a site connects, builds or trains
+        for site in sites:
+            print(f"{site}: {problem}", file=sys.stderr, flush=True)
+        return 1
+    return run_clients(spec, sites)
+
+
+def _cuda_problem(device: str | None) -> str | None:
+    """Why this process cannot train on ``device``, or None: CUDA asked for (``--device
+    cuda``) where torch sees no CUDA device (a CPU-only torch, no driver, no GPU visible)."""
+    if not (device or "").startswith("cuda"):
+        return None
+    import torch
+
+    if torch.cuda.is_available():
+        return None
+    why = "torch was built without CUDA" if torch.version.cuda is None else "torch sees no CUDA device"
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    seen = f" (CUDA_VISIBLE_DEVICES={visible!r})" if visible is not None else ""
+    return f"--device {device}: {why}{seen}; use --device cpu or auto"
 
 
 def _exit(code: int) -> None:

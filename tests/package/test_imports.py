@@ -26,6 +26,8 @@ DEFERRED = {
     ("flconfig.deploy.poc", "flconfig.deploy.admin"): "protobuf",
     ("flconfig.compat.remote", "flconfig.transport.codec"): "numpy, safetensors",
     ("flconfig.runtime.zygote", "flconfig.runtime.worker"): "gRPC, numpy (after the fork)",
+    ("flconfig.launch.ray_backend", "flconfig.runtime"): "gRPC, numpy (in the Ray actor)",
+    ("flconfig.launch.ray_backend", "flconfig.runtime.worker"): "gRPC, numpy (in the Ray actor)",
     ("flconfig.tracking.receivers.tensorboard", "flconfig.tracking.tb_files"): "TensorBoard, protobuf",
     # A command's implementation, loaded when the command runs: the parser imports every
     # command's module, and `flconfig validate` must not load the launcher, distributed mode
@@ -33,6 +35,7 @@ DEFERRED = {
     ("flconfig.cli.admin_cmd", "flconfig.deploy.kit"): "deploy",
     ("flconfig.cli.admin_cmd", "flconfig.deploy.poc"): "deploy",
     ("flconfig.cli.launch_cmd", "flconfig.launch.launcher"): "the launcher",
+    ("flconfig.cli.launch_cmd", "flconfig.launch.resources"): "the launcher",
     ("flconfig.cli.poc_cmd", "flconfig.deploy.poc"): "deploy",
     ("flconfig.cli.provision_cmd", "flconfig.deploy.provision"): "deploy",
     ("flconfig.cli.run_cmd", "flconfig.compat"): "the job API",

@@ -261,7 +261,7 @@ def test_validate_imports_no_torch_tensorboard_or_grpc() -> None:
         codes = [main(["validate", {JSON_JOB!r}, {YAML_JOB!r}]),
                  main(["validate", "--format", "json", {BROKEN!r}])]
         heavy = sorted(m for m in sys.modules
-                       if m.split(".")[0] in ("torch", "tensorboard", "grpc")
+                       if m.split(".")[0] in ("torch", "tensorboard", "grpc", "ray")
                        or m.split(".")[:2] in (["flconfig", "launch"], ["flconfig", "runtime"],
                                                ["flconfig", "deploy"], ["flconfig", "compat"]))
         print(json.dumps({{"codes": codes, "heavy": heavy}}))
