@@ -1,7 +1,7 @@
 """Scale side by side with Flower (flwr[simulation], Ray backend), alternately (issue 8).
 
     python benchmarks/flower_scale.py [--sites 8,64,256,1024] [--pairs 1] [--flower-venv DIR]
-                                      [--setup]
+                                      [--setup] [--flconfig-args '--site-state release']
 
 The tiny workload at each number of sites: one FedAvg round, every site's result
 awaited, each site measuring the held-out accuracy of the global model, training one epoch
@@ -32,12 +32,14 @@ sys.path.insert(0, str(HERE))
 from side_by_side import run  # noqa: E402
 
 
-def flconfig_run(sites: int) -> dict[str, object]:
-    done = subprocess.run([sys.executable, str(HERE / "many_sites.py"), "--sites", str(sites)],
-                          capture_output=True, text=True, timeout=1200)
+def flconfig_run(sites: int, extra: list[str] | None = None) -> dict[str, object]:
+    """``many_sites.py --sites N EXTRA`` (e.g. ``--site-state release``, ``--backend ray``)."""
+    done = subprocess.run([sys.executable, str(HERE / "many_sites.py"), "--sites", str(sites),
+                           *(extra or [])], capture_output=True, text=True, timeout=1200)
     out = done.stdout
     result = json.loads(out[out.index("{"):])
     return {"wall_s": result["wall_s"], "peak_rss_mb": result["peak_rss_all_processes_mb"],
+            "peak_pss_mb": result["peak_pss_all_processes_mb"],
             "ok": done.returncode == 0 and result.get("sites_with_scalars_in_tensorboard") == sites}
 
 
@@ -47,7 +49,8 @@ def flower_run(venv: Path, sites: int) -> dict[str, object]:
             ROOT, env=env)
     found = re.search(r"FIT_RESULTS (\d+) FAILURES (\d+)", str(r["output_tail"]))
     ok = r["rc"] == 0 and found is not None and int(found.group(1)) == sites
-    return {"wall_s": r["wall_s"], "peak_rss_mb": r["peak_rss_mb"], "ok": ok,
+    return {"wall_s": r["wall_s"], "peak_rss_mb": r["peak_rss_mb"], "peak_pss_mb": r["peak_pss_mb"],
+            "ok": ok,
             **({} if ok else {"output_tail": r["output_tail"]})}
 
 
@@ -57,13 +60,15 @@ def main() -> int:
     parser.add_argument("--pairs", type=int, default=1)
     parser.add_argument("--flower-venv", type=Path, default=DEFAULT_VENV)
     parser.add_argument("--setup", action="store_true")
+    parser.add_argument("--flconfig-args", default="",
+                        help="more options for many_sites.py, e.g. '--site-state release'")
     ns = parser.parse_args()
     python = ns.flower_venv / "bin" / "python"
     if ns.setup and not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(ns.flower_venv)], check=True)
         pip = [str(ns.flower_venv / "bin" / "pip"), "install", "--quiet"]
         subprocess.run([*pip, "torch==2.13.0"], check=True)
-        subprocess.run([*pip, "flwr[simulation]", "scikit-learn"], check=True)
+        subprocess.run([*pip, "flwr[simulation]==1.42.0", "scikit-learn"], check=True)
     if not python.exists():
         print(f"no Flower in {ns.flower_venv}: run with --setup (or --flower-venv DIR)")
         return 2
@@ -71,7 +76,8 @@ def main() -> int:
     for sites in (int(s) for s in ns.sites.split(",")):
         pairs = []
         for _ in range(ns.pairs):
-            a, b = flconfig_run(sites), flower_run(ns.flower_venv, sites)
+            a = flconfig_run(sites, ns.flconfig_args.split())
+            b = flower_run(ns.flower_venv, sites)
             pairs.append({"flconfig": a, "flower": b,
                           "wall_ratio": round(a["wall_s"] / b["wall_s"], 3)})  # type: ignore[operator]
             print(json.dumps({"sites": sites, **pairs[-1]}), flush=True)
@@ -81,6 +87,8 @@ def main() -> int:
             "flower_wall_s": statistics.median(p["flower"]["wall_s"] for p in pairs),
             "flconfig_rss_mb": statistics.median(p["flconfig"]["peak_rss_mb"] for p in pairs),
             "flower_rss_mb": statistics.median(p["flower"]["peak_rss_mb"] for p in pairs),
+            "flconfig_pss_mb": statistics.median(p["flconfig"]["peak_pss_mb"] for p in pairs),
+            "flower_pss_mb": statistics.median(p["flower"]["peak_pss_mb"] for p in pairs),
             "median_wall_ratio": statistics.median(p["wall_ratio"] for p in pairs),
             "all_ok": all(p["flconfig"]["ok"] and p["flower"]["ok"] for p in pairs),
         })
