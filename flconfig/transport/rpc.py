@@ -188,9 +188,9 @@ class Plumbing:
                 abort(context, grpc.StatusCode.FAILED_PRECONDITION, problem)
             return site
 
-        def refuse(site: str, exc: ProtocolError) -> NoReturn:
+        def refused(site: str, exc: ProtocolError) -> Aborted:
             log.warning("site %s sent a bad %s request: %s", site, method, exc)
-            raise Aborted(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            return Aborted(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
 
         def reply_bytes(reply: bytes | Message) -> bytes:
             return reply if isinstance(reply, bytes) else reply.SerializeToString()
@@ -222,10 +222,7 @@ class Plumbing:
                     # The handler (a coroutine function) reads the parts as they arrive.
                     return reply_bytes(await run(lambda: fn(site, _parsed(method, requests), call)))
                 except ProtocolError as exc:
-                    try:
-                        refuse(site, exc)
-                    except Aborted as aborted:
-                        await ended(context, aborted)
+                    await ended(context, refused(site, exc))
                 except Aborted as exc:
                     await ended(context, exc)
                 finally:
@@ -246,10 +243,7 @@ class Plumbing:
                     for reply in fn(site, parse(method, request), call):
                         yield reply_bytes(reply)
                 except ProtocolError as exc:
-                    try:
-                        refuse(site, exc)
-                    except Aborted as aborted:
-                        await ended(context, aborted)
+                    await ended(context, refused(site, exc))
                 except Aborted as exc:
                     await ended(context, exc)
                 finally:
@@ -267,10 +261,7 @@ class Plumbing:
                 message = parse(method, request)
                 return reply_bytes(await run(lambda: fn(site, message, call), len(request)))
             except ProtocolError as exc:
-                try:
-                    refuse(site, exc)
-                except Aborted as aborted:
-                    await ended(context, aborted)
+                await ended(context, refused(site, exc))
             except Aborted as exc:
                 await ended(context, exc)
             finally:
