@@ -70,17 +70,19 @@ class SiteGroup:
     def run(self, spec_json: str, plan_json: str, sites: list[str]) -> tuple[int, str]:
         """Run ``sites`` until the server ends the run, as ``python -m flconfig.runtime.worker
         clients`` would; (exit code, what it wrote to stderr: each failed site's line)."""
-        folder = Path(tempfile.mkdtemp(prefix="flconfig-sites-"))
-        plan_file = folder / "plan.json"
-        write_atomic(plan_file, plan_json.encode("utf-8"), mode=0o600)
-        spec = replace(WorkerSpec.from_json(spec_json), plan=str(plan_file))
-        spec_file = spec.write(folder / "spec.json")
         # Here, in the actor's process: the launcher never runs sites, so never pays for gRPC.
         from ..runtime.worker import main
 
         captured = io.StringIO()
-        with contextlib.redirect_stderr(captured):
-            code = main(["clients", "--spec", str(spec_file), "--sites", ",".join(sites)])
+        # The spec holds the sites' tokens: its folder on this node goes with the run.
+        with tempfile.TemporaryDirectory(prefix="flconfig-sites-") as tmp:
+            folder = Path(tmp)
+            plan_file = folder / "plan.json"
+            write_atomic(plan_file, plan_json.encode("utf-8"), mode=0o600)
+            spec = replace(WorkerSpec.from_json(spec_json), plan=str(plan_file))
+            spec_file = spec.write(folder / "spec.json")
+            with contextlib.redirect_stderr(captured):
+                code = main(["clients", "--spec", str(spec_file), "--sites", ",".join(sites)])
         text = captured.getvalue()
         sys.stderr.write(text)  # into Ray's log of this worker too
         return code, text
@@ -295,22 +297,23 @@ def _unreachable(address: str) -> str | None:
     host, sep, port = target.rpartition(":")
     if not sep or not port.isdigit() or "://" in target:
         return None
+    refused = _refusal(host.strip("[]"), int(port), PROBE_TIMEOUT)
+    return None if refused is None else f"nothing answers at {target} ({refused})"
+
+
+def _refusal(host: str, port: int, timeout: float) -> str | None:
+    """Why nothing accepts a connection at ``host:port`` within ``timeout`` seconds, or
+    None when something does."""
     try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_TIMEOUT):
+        with socket.create_connection((host, port), timeout=timeout):
             return None
     except OSError as exc:
-        return f"nothing answers at {target} ({exc.strerror or exc})"
+        return str(exc.strerror or exc)
 
 
 def _answers(host: str, port: int, timeout: float = 2.0) -> bool:
     """Whether something accepts a connection at ``host:port`` within ``timeout`` seconds."""
-    if not host or not port:
-        return False
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
+    return bool(host and port) and _refusal(host, port, timeout) is None
 
 
 def _keep_ray_errors_out_of_the_output() -> None:

@@ -149,11 +149,6 @@ class EventFile:
         """Forget the buffered events (their sender will send them again)."""
         self._pending = []
 
-    @property
-    def is_open(self) -> bool:
-        """Whether the file's descriptor is open (see :meth:`release`)."""
-        return self._fd >= 0
-
     def release(self) -> bool:
         """Close the descriptor if nothing is buffered (the next write opens the file
         again); True if it is closed now."""

@@ -91,7 +91,7 @@ class TBAnalyticsReceiver(AnalyticsReceiver):
             self._open.move_to_end(origin)
         while len(self._open) > self.max_open_sites:
             origin, writer = self._open.popitem(last=False)
-            if origin in self._touched or not writer.release():  # records not yet written
+            if not writer.release():  # records it could not write yet: it stays open
                 self._open[origin] = writer
                 break
 
