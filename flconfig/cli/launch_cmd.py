@@ -58,19 +58,21 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_env_option(parser)
     placing = parser.add_argument_group("where the sites run (docs/scaling.md)")
     placing.add_argument("--backend", choices=("process", "ray"), default=None,
-                         help="process: the sites in worker processes on this machine (default); "
-                              "ray: in Ray actors across a Ray cluster's nodes (pip install "
-                              "'flconfig[ray]'), the server here")
+                         help="process: the sites in worker processes on this machine; ray: in Ray "
+                              "actors across a Ray cluster's nodes (pip install 'flconfig[ray]'), the "
+                              "server here (default: the job's meta launch.backend, else ray where "
+                              "--ray-address is given, else process)")
     placing.add_argument("--ray-address", metavar="ADDR",
                          help="the running Ray cluster to use: 'auto' or HOST:PORT (default: a local "
                               "Ray instance for this launch, shut down at its end); implies --backend ray")
     placing.add_argument("--site-cpus", type=float, metavar="X",
                          help="CPUs each site needs while it trains, with --backend ray (default: the "
-                              "site's num_cpus in the job's resource_spec, else 1)")
+                              "site's num_cpus in the job's resource_spec, else the meta's "
+                              "launch.site_cpus, else 1)")
     placing.add_argument("--site-gpus", type=float, metavar="Y",
                          help="GPUs each site needs while it trains, with --backend ray; fractions "
                               "share a GPU, e.g. 0.5 (default: the site's num_gpus or num_of_gpus in "
-                              "the job's resource_spec, else 0)")
+                              "the job's resource_spec, else the meta's launch.site_gpus, else 0)")
     placing.add_argument("--gpus", metavar="0,1,...",
                          help="spread the sites over these GPUs, as FLARE's simulator -gpu does: site i "
                               "on GPU i mod n, each worker process seeing only its GPU "
@@ -102,9 +104,8 @@ def _usage_error(ns: argparse.Namespace) -> str | None:
     if timeout is not None and not (math.isfinite(timeout) and 0 < timeout <= MAX_TIMEOUT_S):
         return (f"--heartbeat-timeout must be a number of seconds above 0 and at most "
                 f"{MAX_TIMEOUT_S} (a year), got {timeout:g}")
-    backend = _backend(ns)
     for flag, value in (("--site-cpus", ns.site_cpus), ("--site-gpus", ns.site_gpus)):
-        if value is not None and backend != "ray":
+        if value is not None and ns.backend == "process":
             return f"{flag} is for --backend ray (the process backend places sites with --gpus)"
         if value is not None and not (math.isfinite(value) and value >= 0):
             return f"{flag} must be a number at least 0, got {value:g}"
@@ -114,11 +115,6 @@ def _usage_error(ns: argparse.Namespace) -> str | None:
         if not Path(folder).is_dir():
             return f"--python-path {folder}: no such folder"
     return None
-
-
-def _backend(ns: argparse.Namespace) -> str:
-    """The backend asked for: --backend, else ray where --ray-address is given."""
-    return ns.backend or ("ray" if ns.ray_address is not None else "process")
 
 
 #: Longest timeout accepted, in seconds (a year; the schemas say the same).
@@ -185,7 +181,7 @@ def run(ns: argparse.Namespace) -> int:
         python_path=[Path(d) for d in ns.python_path], environ=environ,
         tensorboard=ns.tensorboard or ns.tensorboard_port is not None or ns.tensorboard_exit,
         tensorboard_port=ns.tensorboard_port or 0, tensorboard_exit=ns.tensorboard_exit,
-        live_metrics=not ns.quiet_metrics, backend=_backend(ns), ray_address=ns.ray_address,
+        live_metrics=not ns.quiet_metrics, backend=ns.backend, ray_address=ns.ray_address,
         site_cpus=ns.site_cpus, site_gpus=ns.site_gpus, gpus=gpus, site_state=ns.site_state)
     try:
         return launch(opts)

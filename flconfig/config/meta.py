@@ -10,7 +10,9 @@ has none.
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -28,7 +30,23 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 #: --site-state``): "keep" its built components for the whole run, or "release" them.
 SITE_STATES = ("keep", "release")
 
+#: Where ``flconfig launch`` runs the sites (meta ``launch.backend``, ``--backend``).
+BACKENDS = ("process", "ray")
+
 _NAME_RULE = "use letters, digits, '.', '_' and '-', starting with a letter or digit"
+
+
+@dataclass(frozen=True)
+class LaunchDefaults:
+    """The job's meta ``launch`` object: how ``flconfig launch`` runs its sites when the
+    command line does not say. None: not given."""
+
+    #: "process" or "ray" (see :data:`BACKENDS`).
+    backend: str | None = None
+    #: CPUs and GPUs each site needs while it trains (the ray backend); a site's own
+    #: ``resource_spec`` entry wins.
+    site_cpus: float | None = None
+    site_gpus: float | None = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +66,11 @@ class MetaInfo:
     #: components live for the whole run) or "release" (dropped after each task and
     #: built again before the next); see :data:`SITE_STATES`.
     site_state: str = "keep"
+    #: How ``flconfig launch`` runs the sites unless its command line says (meta ``launch``).
+    launch: LaunchDefaults = LaunchDefaults()
+    #: Each site's resource needs as written (meta ``resource_spec``: site -> {key: value});
+    #: the ray backend reads ``num_cpus`` and ``num_gpus``/``num_of_gpus``.
+    resource_spec: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False)
 
     def server_app(self) -> str | None:
         """The app the server runs (the ``@ALL`` app under ``@ALL``)."""
@@ -137,8 +160,33 @@ def check_meta(doc: Document) -> tuple[MetaInfo, list[Problem]]:
     if site_state not in SITE_STATES:  # the schema names the allowed values where it is wrong
         site_state = "keep"
     info = MetaInfo(name, min_clients, tuple(c for c, _ in mandatory), deploy_map, bool(alls),
-                    site_state)
+                    site_state, _launch_defaults(data.get("launch")),
+                    _resource_spec(data.get("resource_spec")))
     return info, problems
+
+
+def _launch_defaults(value: object) -> LaunchDefaults:
+    """The meta's ``launch`` object; what the schema refuses (reported there) is left out."""
+    if not isinstance(value, dict):
+        return LaunchDefaults()
+    backend = value.get("backend")
+
+    def amount(key: str, least: float) -> float | None:
+        number = value.get(key)
+        if isinstance(number, bool) or not isinstance(number, (int, float)):
+            return None
+        return float(number) if math.isfinite(number) and number >= least else None
+
+    cpus = amount("site_cpus", 0.0)
+    return LaunchDefaults(backend if backend in BACKENDS else None,
+                          cpus if cpus else None, amount("site_gpus", 0.0))
+
+
+def _resource_spec(value: object) -> dict[str, Mapping[str, Any]]:
+    """The meta's ``resource_spec``, the entries that are objects (the schema reports others)."""
+    if not isinstance(value, dict):
+        return {}
+    return {site: entry for site, entry in value.items() if isinstance(site, str) and isinstance(entry, dict)}
 
 
 def _min_clients(doc: Document, problems: list[Problem]) -> int | None:

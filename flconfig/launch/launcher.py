@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ..config.job import Job
-from ..config.meta import NAME_RE
+from ..config.meta import BACKENDS, NAME_RE
 from ..errors import ConfigError, LaunchError, errors_only, storage_message
 from ..files import write_atomic
 from ..runtime.planner import plan_run
@@ -67,9 +67,6 @@ CONNECT_TIMEOUT_PER_SITE = 0.25
 LIVE_METRICS_INTERVAL = 2.0
 #: Seconds the launch waits for Ray to place its actors before it names where they run.
 PLACEMENT_WAIT = 30.0
-#: The ways ``flconfig launch`` runs the sites: worker processes here, or Ray actors.
-BACKENDS = ("process", "ray")
-
 #: What the launcher watches: a process of the job, or a Ray actor hosting sites.
 Watched = Process | RayWorker
 
@@ -106,10 +103,13 @@ class LaunchOptions:
     fork: bool = False
     #: "process": the sites in worker processes here; "ray": in Ray actors (``ray_address``:
     #: a running cluster, ``auto`` or host:port; None: a local Ray instance for this launch).
-    backend: str = "process"
+    #: None: the job's meta ``launch.backend``, else "ray" where ``ray_address`` is given,
+    #: else "process".
+    backend: str | None = None
     ray_address: str | None = None
     #: What each site needs while it trains (Ray): CPUs and GPUs, fractions allowed; None:
-    #: the job's ``resource_spec`` for the site, else 1 CPU and no GPU.
+    #: the job's ``resource_spec`` for the site, else its meta ``launch.site_cpus`` and
+    #: ``site_gpus``, else 1 CPU and no GPU.
     site_cpus: float | None = None
     site_gpus: float | None = None
     #: GPUs the process backend spreads the sites over (site i on gpus[i % n]); empty: none.
@@ -191,23 +191,49 @@ def launch(opts: LaunchOptions) -> int:
 
     With ``opts.fork`` (Linux), the zygote that forks the job's processes starts first,
     so its torch import overlaps the job's check; it exits once they are all started.
-    CUDA asked for where there is none is refused first, before anything starts."""
-    if opts.backend not in BACKENDS:
-        raise LaunchError(f"unknown backend {opts.backend!r}: use {' or '.join(BACKENDS)}")
-    if opts.backend == "ray" and opts.gpus:
-        raise LaunchError("--gpus places sites on this machine's GPUs (the process backend); "
-                          "with --backend ray, give each site GPUs with --site-gpus")
-    if opts.backend == "ray" and not ray_installed():
-        raise LaunchError(RAY_MISSING)
-    problem = None if opts.backend == "ray" else cuda_problem(opts.device, opts.gpus)
-    if problem is not None:
-        raise LaunchError(problem)
+    CUDA asked for where there is none is refused first, before anything starts (once the
+    job's meta is read where the backend comes from it)."""
+    if opts.backend is not None or opts.ray_address is not None:
+        _check_backend(opts, _backend(opts, None))
     zygote = Zygote.start(str(opts.workspace.resolve())) if opts.fork else None
     try:
         return _launch(opts, zygote)
     finally:
         if zygote is not None:
             zygote.close()
+
+
+def _backend(opts: LaunchOptions, job: Job | None) -> str:
+    """The backend the sites run on: the command line's, else the job's meta ``launch``
+    (``job`` None: not read yet), else ray where a Ray address is given, else process."""
+    meta = job.meta.launch.backend if job is not None else None
+    return opts.backend or meta or ("ray" if opts.ray_address is not None else "process")
+
+
+def _check_backend(opts: LaunchOptions, backend: str) -> None:
+    """LaunchError where the options do not go with ``backend`` or this machine lacks what
+    it needs (Ray; the GPUs or CUDA asked for)."""
+    if backend not in BACKENDS:
+        raise LaunchError(f"unknown backend {backend!r}: use {' or '.join(BACKENDS)}")
+    if backend == "ray":
+        if opts.gpus:
+            raise LaunchError("--gpus places sites on this machine's GPUs (the process backend); "
+                              "with --backend ray, give each site GPUs with --site-gpus")
+        if not ray_installed():
+            raise LaunchError(RAY_MISSING if opts.backend == "ray" or opts.ray_address is not None
+                              else "the job's meta asks for the ray backend (launch.backend), and "
+                                   "Ray is not installed: pip install 'flconfig[ray]', or run it with "
+                                   "--backend process")
+        return
+    if opts.ray_address is not None:
+        raise LaunchError("--ray-address is for --backend ray")
+    for flag, value in (("--site-cpus", opts.site_cpus), ("--site-gpus", opts.site_gpus)):
+        if value is not None:
+            raise LaunchError(f"{flag} is for --backend ray (the process backend places sites "
+                              "with --gpus)")
+    problem = cuda_problem(opts.device, opts.gpus)
+    if problem is not None:
+        raise LaunchError(problem)
 
 
 def _launch(opts: LaunchOptions, zygote: Zygote | None) -> int:
@@ -221,6 +247,9 @@ def _launch(opts: LaunchOptions, zygote: Zygote | None) -> int:
         print("flconfig: the job is invalid; nothing was started", file=out)
         return 1
     sites = _choose_sites(job, opts)
+    backend = _backend(opts, job)
+    if opts.backend is None and opts.ray_address is None:  # the job's meta chose, or no one did
+        _check_backend(opts, backend)
 
     if not NAME_RE.match(opts.job_id):
         raise LaunchError(f"invalid job id {opts.job_id[:80]!r}: use 1 to 128 letters, digits, "
@@ -239,7 +268,7 @@ def _launch(opts: LaunchOptions, zygote: Zygote | None) -> int:
     cluster: RayCluster | None = None
     actor_plans: list[ActorPlan] = []
     group_gpus: list[int | None] = []
-    if opts.backend == "ray":
+    if backend == "ray":
         cluster = RayCluster(opts.ray_address)
         cluster.connect()
     try:
@@ -266,9 +295,9 @@ def _plan_ray(job: Job, sites: list[str], apps: Mapping[str, str], cluster: RayC
               opts: LaunchOptions) -> tuple[list[ActorPlan], str]:
     """The Ray actors for ``sites`` on the cluster's resources, and the launch line's words
     for them; LaunchError where the cluster cannot hold a site."""
-    meta_doc = job.meta_doc
-    spec = meta_doc.data.get("resource_spec") if meta_doc is not None and isinstance(meta_doc.data, dict) else None
-    needs = site_resources(sites, spec, opts.site_cpus, opts.site_gpus)
+    defaults = job.meta.launch
+    needs = site_resources(sites, job.meta.resource_spec, opts.site_cpus, opts.site_gpus,
+                           defaults.site_cpus, defaults.site_gpus)
     nodes = cluster.nodes()
     cpus, gpus = sum(n[0] for n in nodes), sum(n[1] for n in nodes)
     if (opts.device or "").startswith("cuda"):

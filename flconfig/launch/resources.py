@@ -97,18 +97,21 @@ class SiteResources:
 
 
 def site_resources(sites: Sequence[str], resource_spec: object = None, cpus: float | None = None,
-                   gpus: float | None = None) -> dict[str, SiteResources]:
+                   gpus: float | None = None, default_cpus: float | None = None,
+                   default_gpus: float | None = None) -> dict[str, SiteResources]:
     """What each site needs: ``cpus``/``gpus`` from the command line where given, else the
     site's entry in the job's ``resource_spec`` (``num_cpus``; ``num_gpus`` or FLARE's
-    ``num_of_gpus``), else 1 CPU and no GPU. LaunchError for a value that is not a number
-    at least 0."""
+    ``num_of_gpus``), else ``default_cpus``/``default_gpus`` (the job's meta ``launch``),
+    else 1 CPU and no GPU. LaunchError for a value that is not a number at least 0."""
     spec = resource_spec if isinstance(resource_spec, Mapping) else {}
     found: dict[str, SiteResources] = {}
     for site in sites:
         entry = spec.get(site)
         entry = entry if isinstance(entry, Mapping) else {}
-        site_cpus = cpus if cpus is not None else _number(entry, CPU_KEYS, site, DEFAULT_SITE_CPUS)
-        site_gpus = gpus if gpus is not None else _number(entry, GPU_KEYS, site, 0.0)
+        site_cpus = cpus if cpus is not None else _number(
+            entry, CPU_KEYS, site, DEFAULT_SITE_CPUS if default_cpus is None else default_cpus)
+        site_gpus = gpus if gpus is not None else _number(
+            entry, GPU_KEYS, site, 0.0 if default_gpus is None else default_gpus)
         found[site] = SiteResources(site_cpus, site_gpus)
     return found
 

@@ -10,6 +10,7 @@ from flconfig.config.documents import Document
 from flconfig.config.meta import MetaInfo, check_meta, default_meta
 from flconfig.config.parsers import parse_json
 from flconfig.errors import Problem
+from flconfig.schemas import check_document
 
 
 def check(text: str):
@@ -280,3 +281,34 @@ def test_odd_types_give_problems_not_exceptions():
 def test_non_string_keys_in_a_hand_built_document():
     info, problems = check_meta(Document("meta.json", {"deploy_map": {1: ["@ALL"]}}))
     assert info.deploy_map == {"1": ("@ALL",)} and problems == []
+
+
+# --- how flconfig launch runs the sites (meta "launch", "resource_spec") -------------------
+
+def test_launch_defaults_and_resource_spec_are_read():
+    info, problems = check(json.dumps({
+        "deploy_map": {"app": ["@ALL"]}, "launch": {"backend": "ray", "site_cpus": 0.5, "site_gpus": 0.25},
+        "resource_spec": {"site-1": {"num_gpus": 1}}}))
+    assert problems == []
+    assert (info.launch.backend, info.launch.site_cpus, info.launch.site_gpus) == ("ray", 0.5, 0.25)
+    assert info.resource_spec == {"site-1": {"num_gpus": 1}}
+    info, _ = check('{"deploy_map": {"app": ["@ALL"]}}')
+    assert (info.launch.backend, info.launch.site_cpus, info.launch.site_gpus) == (None, None, None)
+    assert info.resource_spec == {}
+
+
+@pytest.mark.parametrize("launch, says", [
+    ({"backend": "spark"}, "'backend' must be one of 'process' or 'ray', not 'spark'"),
+    ({"site_cpus": 0}, "'site_cpus' must be greater than 0"),
+    ({"site_gpus": -1}, "'site_gpus' must be at least 0"),
+    ({"ray_address": "10.0.0.1:6379"}, "ray_address"),
+])
+def test_a_launch_value_the_schema_refuses_is_reported_at_its_line_and_not_used(launch, says):
+    text = json.dumps({"deploy_map": {"app": ["@ALL"]}, "launch": launch}, indent=1)
+    doc = parse_json(text, "meta.json")
+    problems = check_document(doc, "meta")
+    assert len(problems) == 1 and says in problems[0].message, [p.message for p in problems]
+    key = next(iter(launch))
+    assert at(problems[0])[0] == 1 + next(i for i, line in enumerate(text.splitlines()) if f'"{key}"' in line)
+    info, _ = check_meta(doc)
+    assert (info.launch.backend, info.launch.site_cpus, info.launch.site_gpus) == (None, None, None)

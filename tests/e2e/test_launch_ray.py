@@ -53,6 +53,13 @@ def example_job(tmp_path: Path, num_rounds: int, min_clients: int) -> Path:
     return job
 
 
+def with_launch(job: Path, launch_defaults: dict[str, object]) -> Path:
+    """``job`` with ``launch_defaults`` as its meta's "launch" (how flconfig launch runs it)."""
+    meta = json.loads((job / "meta.json").read_text())
+    (job / "meta.json").write_text(json.dumps({**meta, "launch": launch_defaults}))
+    return job
+
+
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Any]:
     """A Ray cluster's head node on this machine (the second node is each test's own)."""
@@ -117,13 +124,14 @@ def test_the_example_runs_with_its_sites_on_both_nodes_and_every_scalar_reaches_
 @pytest.mark.timeout(400)
 def test_sites_that_need_gpus_run_where_ray_has_them_and_see_the_gpu_ray_gave(
         tmp_path: Path, cluster: Any, second_node: Any) -> None:
-    job = reporting_job(tmp_path)
+    # The job says what its sites need (meta "launch"); the machine says where Ray is.
+    job = with_launch(reporting_job(tmp_path), {"backend": "ray", "site_gpus": 0.5})
     ws = tmp_path / "ws"
     # A CPU and half a GPU a site: only the second node has GPUs, and its 2 CPUs hold two
     # such actors (its GPUs would hold four). --device cpu: Ray assigns the GPUs the node
     # declares; the sites train on the CPU here.
-    done = launch(job, ws, "-n", "4", "--ray-address", cluster.address, "--site-gpus", "0.5",
-                  "--device", "cpu", "--quiet-metrics", timeout=300)
+    done = launch(job, ws, "-n", "4", "--ray-address", cluster.address, "--device", "cpu",
+                  "--quiet-metrics", timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "in 2 Ray actor(s) reserving 1 CPU, 0.5 GPU each, on 2 Ray node(s) with 4 CPU, 2 GPU" in done.stdout
     assert set(placements(done.stdout)) == {second_node.node_id[:8]}, done.stdout
@@ -230,3 +238,33 @@ def test_the_process_backend_never_imports_ray(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=220)
     result = json.loads(done.stdout.splitlines()[-1])
     assert result == {"code": 0, "ray": []}, done.stdout + done.stderr
+
+
+def test_a_job_that_asks_for_ray_where_ray_is_not_installed_is_one_line(tmp_path: Path) -> None:
+    job = with_launch(write_job(tmp_path), {"backend": "ray"})
+    script = textwrap.dedent(f"""
+        import sys
+        sys.modules["ray"] = None  # as if Ray were not installed
+        from flconfig.cli import main
+        sys.exit(main(["launch", {str(job)!r}, "-w", {str(tmp_path / 'ws')!r}, "-n", "2"]))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == ("flconfig launch: the job's meta asks for the ray backend (launch.backend), "
+                           "and Ray is not installed: pip install 'flconfig[ray]', or run it with "
+                           "--backend process\n")
+    assert not (tmp_path / "ws" / "site-1").exists()
+
+
+@pytest.mark.slow
+def test_the_command_line_backend_wins_over_the_jobs(tmp_path: Path) -> None:
+    job = with_launch(write_job(tmp_path), {"backend": "ray", "site_cpus": 1})
+    done = launch(job, tmp_path / "ws", "-n", "2", "--backend", "process", "--quiet-metrics", timeout=220)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "in 2 worker process(es)" in done.stdout and "Ray" not in done.stdout
+    # A Ray-only setting of the job's does not apply to the process backend, and is not an error;
+    # the same setting on the command line is.
+    done = launch(job, tmp_path / "ws", "-n", "2", "--backend", "process", "--site-cpus", "1", timeout=120)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == ("flconfig launch: --site-cpus is for --backend ray (the process backend "
+                           "places sites with --gpus)\n")

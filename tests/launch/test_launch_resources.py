@@ -66,6 +66,9 @@ def test_a_site_needs_what_the_command_line_says_else_the_jobs_resource_spec() -
                      "site-3": SiteResources(1.0, 0.0)}
     assert set(site_resources(["site-1", "site-2"], spec, cpus=0.5, gpus=0.25).values()) == {
         SiteResources(0.5, 0.25)}
+    # The job's meta "launch" gives every site's default; a site's resource_spec entry wins.
+    assert site_resources(["site-1", "site-2", "site-3"], spec, default_cpus=2, default_gpus=0.25) == {
+        "site-1": SiteResources(2.0, 1.0), "site-2": SiteResources(2.0, 0.5), "site-3": SiteResources(2.0, 0.25)}
     with pytest.raises(LaunchError, match="resource_spec gives site-1 num_gpus 'one': use a number at least 0"):
         site_resources(["site-1"], {"site-1": {"num_gpus": "one"}})
 
