@@ -12,6 +12,7 @@ import grpc
 import pytest
 from google.protobuf.json_format import MessageToDict
 from harness import REPO
+from harness.counting_job import counting_job, runs_in
 from harness.deployment import (
     ADMIN,
     SEED_JOB,
@@ -72,6 +73,21 @@ def test_a_submitted_job_runs_on_its_sites_and_streams_into_the_servers_workspac
     assert (got / "sites" / "site-1" / "log.txt").is_file()
     assert scalars(got / "tb_events" / "site-1", "validation_accuracy")
     assert not (got / ".control").exists()  # the job's tokens never leave the server
+
+
+def test_a_deployed_jobs_site_state_reaches_its_sites(system: Deployment, tmp_path: Path) -> None:
+    # The job's meta asks its sites to release their components after each task: the same
+    # setting reaches deployed sites as launched ones (the plan carries it).
+    job = counting_job(tmp_path, "release")
+    meta = json.loads((job / "meta.json").read_text())
+    meta["deploy_map"] = {"app": ["server", "site-1", "site-2"]}
+    (job / "meta.json").write_text(json.dumps(meta))
+    job_id = system.submit(job)
+    record = system.wait_state(job_id, ("finished", "failed"))
+    assert record["state"] == "finished", record
+    for site in ("site-1", "site-2"):
+        log = system.admin("logs", job_id, "--site", site, check=True).stdout
+        assert runs_in(log) == [(1, 1), (2, 1), (3, 1)], log  # a new trainer for each of 3 rounds
 
 
 def test_submit_refuses_an_invalid_job_with_the_report_of_validate(system: Deployment, tmp_path: Path) -> None:
