@@ -1,6 +1,6 @@
 """Scale side by side with Flower (flwr[simulation], Ray backend), alternately (issue 8).
 
-    python benchmarks/flower_scale.py [--sites 8,64,256,1024] [--pairs 1] [--flower-venv DIR]
+    python benchmarks/flower_scale.py [--sites 8,64,256,1024] [--pairs 1] [--workload cnn|numpy] [--flower-venv DIR]
                                       [--setup] [--flconfig-args '--site-state release']
 
 The tiny workload at each number of sites: one FedAvg round, every site's result
@@ -32,10 +32,12 @@ sys.path.insert(0, str(HERE))
 from side_by_side import run  # noqa: E402
 
 
-def flconfig_run(sites: int, extra: list[str] | None = None) -> dict[str, object]:
-    """``many_sites.py --sites N EXTRA`` (e.g. ``--site-state release``, ``--backend ray``)."""
+def flconfig_run(sites: int, extra: list[str] | None = None, workload: str = "cnn") -> dict[str, object]:
+    """``many_sites.py --sites N --workload W EXTRA`` (e.g. ``--site-state release``,
+    ``--backend ray``)."""
     done = subprocess.run([sys.executable, str(HERE / "many_sites.py"), "--sites", str(sites),
-                           *(extra or [])], capture_output=True, text=True, timeout=1200)
+                           "--workload", workload, *(extra or [])], capture_output=True, text=True,
+                          timeout=1800)
     out = done.stdout
     result = json.loads(out[out.index("{"):])
     return {"wall_s": result["wall_s"], "peak_rss_mb": result["peak_rss_all_processes_mb"],
@@ -43,9 +45,9 @@ def flconfig_run(sites: int, extra: list[str] | None = None) -> dict[str, object
             "ok": done.returncode == 0 and result.get("sites_with_scalars_in_tensorboard") == sites}
 
 
-def flower_run(venv: Path, sites: int) -> dict[str, object]:
+def flower_run(venv: Path, sites: int, workload: str = "cnn") -> dict[str, object]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_DEDUP_LOGS": "0"}
-    r = run([str(venv / "bin" / "python"), str(HERE / "flower_tiny" / "run.py"), str(sites)],
+    r = run([str(venv / "bin" / "python"), str(HERE / "flower_tiny" / "run.py"), str(sites), workload],
             ROOT, env=env)
     found = re.search(r"FIT_RESULTS (\d+) FAILURES (\d+)", str(r["output_tail"]))
     ok = r["rc"] == 0 and found is not None and int(found.group(1)) == sites
@@ -60,6 +62,9 @@ def main() -> int:
     parser.add_argument("--pairs", type=int, default=1)
     parser.add_argument("--flower-venv", type=Path, default=DEFAULT_VENV)
     parser.add_argument("--setup", action="store_true")
+    parser.add_argument("--workload", choices=("cnn", "numpy"), default="cnn",
+                        help="cnn: the tiny CNN (default); numpy: a 3x3 model + 1 and one scalar "
+                             "a site, which costs nothing itself (the frameworks' own cost)")
     parser.add_argument("--flconfig-args", default="",
                         help="more options for many_sites.py, e.g. '--site-state release'")
     ns = parser.parse_args()
@@ -76,8 +81,8 @@ def main() -> int:
     for sites in (int(s) for s in ns.sites.split(",")):
         pairs = []
         for _ in range(ns.pairs):
-            a = flconfig_run(sites, ns.flconfig_args.split())
-            b = flower_run(ns.flower_venv, sites)
+            a = flconfig_run(sites, ns.flconfig_args.split(), ns.workload)
+            b = flower_run(ns.flower_venv, sites, ns.workload)
             pairs.append({"flconfig": a, "flower": b,
                           "wall_ratio": round(a["wall_s"] / b["wall_s"], 3)})  # type: ignore[operator]
             print(json.dumps({"sites": sites, **pairs[-1]}), flush=True)
