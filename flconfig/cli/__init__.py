@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 
-SUBCOMMANDS = ("validate", "schema", "launch", "run", "provision", "poc", "server", "admin")
+SUBCOMMANDS = ("init", "validate", "schema", "launch", "run", "provision", "poc", "server", "admin")
 
 
 def build_parser() -> argparse.ArgumentParser:
