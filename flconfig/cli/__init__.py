@@ -15,17 +15,22 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
+from .parsing import Parser, subcommands, unknown_options_line
 
-SUBCOMMANDS = ("init", "validate", "schema", "launch", "run", "provision", "poc", "server", "admin")
+SUBCOMMANDS = ("init", "validate", "schema", "launch", "run", "provision", "poc", "server", "admin",
+               "completion")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    """The ``flconfig`` command's parser, every subcommand's registered."""
+    parser = Parser(
         prog="flconfig",
         description="Validate and run federated-learning jobs described by config folders.",
     )
 
     parser.add_argument("--version", action="version", version=f"flconfig {__version__}")
+    # The whole command line, for the commands that describe it (completion).
+    parser.set_defaults(command_line=parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
         try:
@@ -114,7 +119,11 @@ def _output_closed() -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``flconfig`` console script; returns the exit code."""
     parser = build_parser()
-    ns = parser.parse_args(argv)
+    ns, extras = parser.parse_known_args(argv)
+    if extras:  # said by the parser of the command they were given to, with the closest options
+        command = subcommands(parser).get(getattr(ns, "command", None) or "", parser)
+        action = subcommands(command).get(getattr(ns, "action", None) or "")
+        (action or command).error(unknown_options_line(action or command, extras))
     if not getattr(ns, "func", None):
         parser.print_help(sys.stderr)
         return 2

@@ -78,5 +78,5 @@ def test_a_site_state_the_tool_does_not_know_is_reported_at_its_line(tmp_path: P
 def test_the_launch_flag_accepts_only_keep_or_release(tmp_path: Path) -> None:
     done = launch(counting_job(tmp_path, None), tmp_path / "ws", "--site-state", "drop")
     assert done.returncode == 2
-    assert "--site-state: invalid choice: 'drop'" in done.stderr
+    assert "--site-state: unknown value 'drop' (choose from keep, release)" in done.stderr
     assert "Traceback" not in done.stderr

@@ -152,7 +152,7 @@ def test_every_corpus_case_runs_without_a_traceback() -> None:
     ((), "usage: flconfig"),
     (("validate",), "the following arguments are required: PATH"),
     (("validate", "--bogus", JSON_JOB), "unrecognized arguments: --bogus"),
-    (("validate", "--format", "xml", JSON_JOB), "invalid choice: 'xml'"),
+    (("validate", "--format", "xml", JSON_JOB), "argument --format: unknown value 'xml' (choose from text, json)"),
     (("validate", "--allow-module", "not a module", JSON_JOB), "'not a module' is not a module name"),
     (("validate", "--python-path", "no/such/dir", JSON_JOB), "--python-path no/such/dir: no such folder"),
 ])
