@@ -135,6 +135,8 @@ class ComponentInfo:
     attributes: Mapping[str, Any]
     #: Line of the ``class`` statement in ``file`` (0 if not known).
     line: int = 0
+    #: The first sentence of the class's docstring ("" without one).
+    doc: str = ""
 
     def accepts(self, kind: str) -> bool:
         """True if this component may stand where ``kind`` is expected.
@@ -287,6 +289,21 @@ class Registry:
             info = self._plugin_info(plugin)
             infos.setdefault(info.path, info)
         return [infos[path] for path in sorted(infos)]
+
+    def custom_components(self) -> list[ComponentInfo]:
+        """The component classes in the job's ``custom/`` folders (read, never imported),
+        by path; none where the participant runs no custom code."""
+        if not self.allow_custom_code:
+            return []
+        found: dict[str, ComponentInfo] = {}
+        for path in self._custom_class_paths():
+            try:
+                info = self._resolve_custom(path)
+            except ResolveError:  # a module that shadows another or does not parse: validate says so
+                continue
+            if info is not None and info.kind not in ("plain", "unknown"):
+                found.setdefault(info.path, info)
+        return [found[path] for path in sorted(found)]
 
     def _resolve_path(self, spec_key: str, value: Any) -> ComponentInfo:
         if not isinstance(value, str) or not value.strip():
@@ -778,7 +795,15 @@ def _info_from(description: ClassDescription, origin: str) -> ComponentInfo:
         args_schema=schema,
         attributes=description.attributes,
         line=description.line,
+        doc=_first_line(description.docstring),
     )
+
+
+def _first_line(text: str | None) -> str:
+    """A docstring's first sentence (its summary, over as many lines as it takes), or ""."""
+    paragraph = " ".join((text or "").strip().split("\n\n", 1)[0].split())
+    sentence, dot, _ = paragraph.partition(". ")
+    return sentence + "." if dot else paragraph
 
 
 #: The schema keywords a job's own ARGS_SCHEMA may use: none that runs a regular expression
