@@ -36,7 +36,7 @@ class Template:
         return HERE / self.folders[fmt or next(iter(self.folders))]
 
 
-_CONFIG_STEPS = ("flconfig validate {dir}", "flconfig launch {dir}")
+_CONFIG_STEPS = ("flconfig validate {dir}", "flconfig explain {dir}", "flconfig launch {dir}")
 
 TEMPLATES: dict[str, Template] = {t.name: t for t in (
     Template("fedavg-tensorboard",

@@ -138,7 +138,9 @@ def _names(spec: ComponentSpec, arg: str, fallback: Any = None) -> list[EventUse
 
 
 @dataclass
-class _SiteEvents:
+class SiteEvents:
+    """The events of one config: sent, converted to fed events, received, fed ones sent as such."""
+
     sent: list[EventUse]
     converted: list[tuple[EventUse, str]]  # (local event converted, its fed name)
     received: list[EventUse]
@@ -160,8 +162,9 @@ FLARE_DEFAULT_RECEIVER_EVENTS = ("analytix_log_stats", "fed.analytix_log_stats")
 FLARE_DEFAULT_CONVERTED = ("analytix_log_stats",)
 
 
-def _collect(config: ConfigFile) -> _SiteEvents:
-    out = _SiteEvents([], [], [])
+def collect_events(config: ConfigFile) -> SiteEvents:
+    """What ``config``'s resolved, enabled components send, convert and listen to."""
+    out = SiteEvents([], [], [])
     specs = [s for s in config.all_specs() if s.info is not None and not s.disabled]
     for spec in specs:
         attrs = spec.info.attributes  # type: ignore[union-attr]
@@ -269,7 +272,7 @@ def check_event_flow(job: Job) -> list[Problem]:
     problems: list[Problem] = []
     server = job.server_config
     clients = [app.client for app in job.apps.values() if app.client is not None]
-    server_events = _collect(server) if server is not None else _SiteEvents([], [], [])
+    server_events = collect_events(server) if server is not None else SiteEvents([], [], [])
     fed_sent: list[tuple[EventUse, str, ConfigFile]] = []
     implicit: list[EventUse] = []  # fed events a component sends by itself (FED_EMITS_IF)
     # What FLARE's BaseFedJob converts on every client, when only a script may send it: with
@@ -279,7 +282,7 @@ def check_event_flow(job: Job) -> list[Problem]:
     explained: set[str] = set()  # fed events missing because a converter's error says why
 
     for client in clients:
-        site = _collect(client)
+        site = collect_events(client)
         local = {u.event for u in site.sent}
         if site.dynamic:  # the job's code may send what the converters forward
             local |= {u.event for u, _ in site.converted}
@@ -335,7 +338,7 @@ def check_event_flow(job: Job) -> list[Problem]:
                     use.json_path,
                     did_you_mean(fed_name, listened) or
                     "add a receiver (e.g. TBAnalyticsReceiver) with this event to the server config"))
-        unconverted = {"fed." + u.event: u.event for c in clients for u in _collect(c).sent}
+        unconverted = {"fed." + u.event: u.event for c in clients for u in collect_events(c).sent}
         if clients and not unknown_client:
             received = [u for u in server_events.received if u.event not in explained]
             problems += _unheard(server, received, produced, unconverted)

@@ -42,7 +42,7 @@ def test_a_job_folder_template_validates_as_created_and_is_named_after_its_folde
     done = flconfig("init", str(dest), "--template", template, *(["--format", fmt] if fmt else []))
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"flconfig: created {dest} from template '{template}'")
-    assert f"  flconfig validate {dest}\n  flconfig launch {dest}\n" in done.stdout
+    assert f"  flconfig validate {dest}\n  flconfig explain {dest}\n  flconfig launch {dest}\n" in done.stdout
     assert (dest / meta).is_file()
     checked = flconfig("validate", str(dest))
     assert (checked.returncode, checked.stdout) == (0, "1 job checked: no problems found\n"), checked.stdout

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from harness import REPO
+from harness.flare_pt import write_pt_modules
 
 CORPUS = REPO / "tests" / "corpus"
 JSON_JOB = "configs/tensorboard-streaming"
@@ -173,36 +174,9 @@ def test_a_bad_allow_modules_variable_is_a_usage_error() -> None:
 # --- allowing modules -----------------------------------------------------------------------
 
 # FLARE's own modules for the job's two paths, as a user would have them on PYTHONPATH.
-PT_FILES = {
-    "pt/__init__.py": "",
-    "pt/learner_with_tb.py": """
-        from nvflare.app_common.abstract.learner_spec import Learner
-
-
-        class PTLearner(Learner):
-            def __init__(self, data_path="~/data", lr=0.01, epochs=5, exclude_vars=None,
-                         analytic_sender_id="analytic_sender"):
-                super().__init__()
-        """,
-    "pt/simple_network.py": """
-        import torch.nn as nn
-
-
-        class SimpleNetwork(nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.fc = nn.Linear(4, 2)
-        """,
-}
-
-
 @pytest.fixture
 def pt_path(tmp_path: Path) -> str:
-    root = tmp_path / "pypath"
-    for name, text in PT_FILES.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(textwrap.dedent(text).lstrip())
-    return str(root)
+    return str(write_pt_modules(tmp_path / "pypath"))
 
 
 @needs_flare_job

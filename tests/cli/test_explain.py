@@ -1,0 +1,122 @@
+"""``flconfig explain``: what a job will do, in text and as a Mermaid flowchart that
+Mermaid's own parser accepts."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from harness import REPO
+from harness.flare_pt import write_pt_modules
+
+EXAMPLE = REPO / "configs" / "tensorboard-streaming"
+FLARE_JOB = REPO.parent / "shared" / "flare-jobs" / "tensorboard-streaming"
+
+
+def explain(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "flconfig", "explain", *args], capture_output=True,
+                          text=True, timeout=120, cwd=REPO)
+
+
+def test_the_example_is_explained_per_participant_with_its_event_stream() -> None:
+    done = explain("configs/tensorboard-streaming")
+    assert done.returncode == 0, done.stderr
+    text = done.stdout
+    assert text.startswith("job tensorboard-streaming\n\nserver: app 'app' "
+                           "(configs/tensorboard-streaming/app/config/config_fed_server.json)\n"
+                           "  workflows, in order:\n"
+                           "    1. scatter_and_gather (ScatterAndGather): num rounds 3, min clients 2, "
+                           "train task name train, start round 0\n"
+                           "    2. cross_site_validate (CrossSiteModelEval)\n")
+    assert ("    scatter_and_gather (ScatterAndGather).aggregator_id -> aggregator "
+            "(InTimeAccumulateWeightedAggregator)\n") in text
+    assert "    persistor (PTFileModelPersistor).model = DigitsCNN, built inside it\n" in text
+    assert ("client sites site-1, site-2: app 'app' (configs/tensorboard-streaming/app/config/config_fed_client.json)\n"
+            "  tasks:\n    train, submit_model, validate -> Executor (LearnerExecutor)\n") in text
+    assert "    Executor (LearnerExecutor).learner_id -> pt_learner (DigitsLearner)\n" in text
+    assert text.endswith(
+        "event streams:\n"
+        "  site log_writer (TBWriter) sends 'analytix_log_stats'\n"
+        "    -> site event_to_fed (ConvertToFedEvent) converts it to 'fed.analytix_log_stats'\n"
+        "      -> server tb_analytics_receiver (TBAnalyticsReceiver) receives 'fed.analytix_log_stats': "
+        "TensorBoard files in tb_events/<site>/\n")
+
+
+def test_a_stream_that_reaches_no_receiver_says_so(tmp_path: Path) -> None:
+    job = tmp_path / "job"
+    shutil.copytree(EXAMPLE, job)
+    client_file = job / "app" / "config" / "config_fed_client.json"
+    client = json.loads(client_file.read_text())
+    client["components"] = [c for c in client["components"] if c["id"] != "event_to_fed"]
+    client_file.write_text(json.dumps(client))
+    server_file = job / "app" / "config" / "config_fed_server.json"  # and no receiver waits for it
+    server = json.loads(server_file.read_text())
+    server["components"] = [c for c in server["components"] if c["id"] != "tb_analytics_receiver"]
+    server_file.write_text(json.dumps(server))
+    done = explain(str(job))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.endswith("  site log_writer (TBWriter) sends 'analytix_log_stats'\n"
+                                "    -> nothing receives it: its metrics go nowhere\n")
+
+
+def test_an_invalid_job_is_one_line_naming_its_first_problem(tmp_path: Path) -> None:
+    job = tmp_path / "job"
+    shutil.copytree(EXAMPLE, job)
+    client_file = job / "app" / "config" / "config_fed_client.json"
+    client_file.write_text(client_file.read_text().replace('"pt_learner"', '"pt_lerner"', 1))
+    done = explain(str(job))
+    assert (done.returncode, done.stdout) == (1, "")
+    assert len(done.stderr.splitlines()) == 1, done.stderr
+    assert done.stderr.startswith("flconfig explain: the job is invalid (")
+    assert "config_fed_client.json:" in done.stderr and f"flconfig validate {job} lists them all" in done.stderr
+
+
+def test_mermaid_has_a_box_per_participant_tasks_references_and_streams() -> None:
+    done = explain("configs/tensorboard-streaming", "--format", "mermaid")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "flowchart LR"
+    assert '  subgraph server["server (app app)"]' in lines
+    assert '  subgraph c1["client sites: site-1, site-2 (app app)"]' in lines
+    assert '    c1_Executor_tasks(["tasks: train, submit_model, validate"]) --> c1_Executor' in lines
+    assert '    server_scatter_and_gather -->|"then"| server_cross_site_validate' in lines
+    assert '    c1_Executor -.->|"learner_id"| c1_pt_learner' in lines
+    assert lines[-2:] == ['  c1_log_writer ==>|"analytix_log_stats"| c1_event_to_fed',
+                          '  c1_event_to_fed ==>|"fed.analytix_log_stats"| server_tb_analytics_receiver']
+
+
+@pytest.mark.skipif(not FLARE_JOB.is_dir(), reason="needs ../shared/flare-jobs")
+def test_flares_own_job_folder_is_explained_with_its_readmes_setup(tmp_path: Path) -> None:
+    pt = write_pt_modules(tmp_path / "pypath")
+    done = explain(str(FLARE_JOB), "--python-path", str(pt))
+    assert done.returncode == 0, done.stderr
+    assert "    train, submit_model, validate -> Executor (LearnerExecutor)\n" in done.stdout
+    assert "    Executor (LearnerExecutor).learner_id -> pt_learner (PTLearner)\n" in done.stdout
+    assert "receives 'fed.analytix_log_stats': TensorBoard files in tb_events/<site>/" in done.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("node") is None or shutil.which("npm") is None,
+                    reason="Mermaid's parser runs on Node.js")
+def test_mermaids_own_parser_accepts_the_flowcharts(tmp_path: Path) -> None:
+    installed = subprocess.run(["npm", "install", "--silent", "--prefix", str(tmp_path), "mermaid@11", "jsdom@24"],
+                               capture_output=True, text=True, timeout=600)
+    assert installed.returncode == 0, installed.stderr
+    files = []
+    for job in ("configs/tensorboard-streaming", "configs/client-api", "flconfig/templates/numpy"):
+        out = tmp_path / f"{Path(job).name}.mmd"
+        out.write_text(explain(job, "--format", "mermaid").stdout)
+        files.append(str(out))
+    broken = tmp_path / "broken.mmd"
+    broken.write_text("flowchart LR\n  a[x --> b\n")  # the check itself can fail
+    shutil.copy(REPO / "tests" / "harness" / "mermaid_check.mjs", tmp_path / "check.mjs")
+    done = subprocess.run(["node", "check.mjs", *files, str(broken)], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path)
+    verdicts = {Path(word[0]).stem: word[1] for word in (line.split() for line in done.stdout.splitlines())
+                if len(word) > 1 and word[1] in ("OK", "ERROR")}
+    assert verdicts == {"tensorboard-streaming": "OK", "client-api": "OK", "numpy": "OK", "broken": "ERROR"}, \
+        done.stdout + done.stderr
