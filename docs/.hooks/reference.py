@@ -1,0 +1,61 @@
+"""MkDocs hook: the reference pages made from the code itself, at build time.
+
+``<!-- flconfig:components -->`` in a page becomes every component a config may name, by
+kind, with its arguments (the registry's catalog, as ``flconfig components`` prints it);
+``<!-- flconfig:schema KIND -->`` becomes the fields of that JSON Schema (meta, client,
+server) with their descriptions. So the reference never drifts from what validate checks.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flconfig.registry.catalog import catalog
+from flconfig.registry.registry import Registry
+from flconfig.schemas import load_schema
+
+_MARKER = re.compile(r"<!-- flconfig:(components|schema (\w+)) -->")
+
+
+def on_page_markdown(markdown: str, **_: Any) -> str:
+    """Replace each marker of the page with what it stands for."""
+    return _MARKER.sub(lambda m: components() if m.group(1) == "components" else schema(m.group(2)), markdown)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def components() -> str:
+    """Every built-in component by kind: its FLARE paths, doc and arguments."""
+    out: list[str] = []
+    kind = None
+    for entry in catalog(Registry.create(environ={})):
+        if entry.kind != kind:
+            kind = entry.kind
+            out += [f"## {kind.replace('_', ' ')}", ""]
+        out += [f"### {entry.name}", "", entry.doc, "", f"- path: `{entry.path}`"]
+        out += [f"- FLARE: `{path}`" for path in entry.flare_paths]
+        out.append("")
+        if entry.arguments:
+            out += ["| argument | type | default | |", "|---|---|---|---|"]
+            for arg in entry.arguments:
+                default = "required" if arg.required else f"`{arg.default!r}`"
+                refers = f" Names a {arg.references} by id." if arg.references not in (None, "any") else ""
+                out.append(f"| `{arg.name}` | `{_cell(arg.type) or '-'}` | {_cell(default)} | "
+                           f"{_cell(arg.doc)}{refers} |")
+            out.append("")
+    return "\n".join(out)
+
+
+def schema(kind: str) -> str:
+    """The top-level fields of the ``kind`` schema, with their descriptions."""
+    loaded = load_schema(kind)
+    rows = ["| field | |", "|---|---|"]
+    for name, prop in loaded.get("properties", {}).items():
+        if isinstance(prop, dict):
+            rows.append(f"| `{name}` | {_cell(str(prop.get('description', '')))} |")
+    required = loaded.get("required", [])
+    lead = f"Required: {', '.join(f'`{r}`' for r in required)}.\n\n" if required else ""
+    return lead + "\n".join(rows)
