@@ -5,13 +5,19 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+# The torch installed before the project, and the index it comes from (empty: pip's own).
+#   make TORCH_INDEX=https://download.pytorch.org/whl/cpu      the CPU build from PyTorch's index
+#   make TORCH_INDEX=https://download.pytorch.org/whl/cu128    a CUDA 12.8 build
+TORCH       ?= torch==2.13.0
+TORCH_INDEX ?=
 
 .PHONY: venv example test test-fast lint bench proto docs
 
 $(BIN)/flconfig: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	# The CPU build of torch first, so pip never pulls a multi-GB CUDA build.
-	$(BIN)/pip install --quiet "torch==2.13.0"
+	# torch first, pinned and from the index chosen above, so that the project's range
+	# (torch>=2.6) is met by it and pip does not pick another build.
+	$(BIN)/pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH)"
 	# The ray extra too: the tests run `flconfig launch --backend ray` on a real Ray cluster.
 	$(BIN)/pip install --quiet -e ".[run,test,ray]"
 	touch $(BIN)/flconfig

@@ -39,3 +39,12 @@ def test_a_moved_modules_old_path_is_gone(old: str) -> None:
     # Nothing was released under these paths; one place for each module.
     with pytest.raises(ModuleNotFoundError):
         importlib.import_module(old)
+
+
+def test_the_license_file_is_the_license_pyproject_declares() -> None:
+    declared = re.search(r'^license = \{ text = "([^"]+)" \}$', (ROOT / "pyproject.toml").read_text(), re.M)
+    assert declared is not None
+    text = (ROOT / "LICENSE").read_text()
+    assert declared.group(1) == "Apache-2.0"
+    assert text.lstrip().startswith("Apache License\n                           Version 2.0, January 2004")
+    assert "END OF TERMS AND CONDITIONS" in text
