@@ -1,0 +1,104 @@
+"""``flconfig convert``: the same data in another format, keys in order, comments kept where
+the target has them; what cannot be converted faithfully is refused in one line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from harness import REPO
+
+from flconfig.config.parsers import load_document
+
+COMMENTED = textwrap.dedent("""\
+    # The client config of a job.
+    format_version: 2
+    executors:
+      # The trainer serves two tasks.
+      - tasks: [train, submit_model]  # FLARE's names
+        executor:
+          path: my.Trainer
+          args:
+            note: "a # in a string is no comment"
+            script: |
+              # not a comment: part of the text
+              run it
+            lr: 0.01  # small
+    components: []
+    # the end
+    """)
+
+
+def convert(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "flconfig", "convert", *args], capture_output=True,
+                          text=True, timeout=120, cwd=cwd)
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("target, suffix", [("hocon", ".conf"), ("json", ".json"), ("yaml", ".yaml")])
+def test_the_data_and_its_key_order_survive_every_conversion(tmp_path: Path, target: str, suffix: str) -> None:
+    for source in (REPO / "configs" / "tensorboard-streaming" / "app" / "config" / "config_fed_server.json",
+                   REPO / "configs" / "client-api" / "app" / "config" / "config_fed_client.conf",
+                   write(tmp_path / "c.yaml", COMMENTED)):
+        out = tmp_path / f"out-{source.stem}{suffix}"
+        done = convert(str(source), "--to", target, "-o", str(out))
+        assert done.returncode == 0, done.stderr
+        before, after = load_document(source).data, load_document(out).data
+        assert after == before
+        assert json.dumps(after) == json.dumps(before)  # the same keys in the same order
+
+
+def test_comments_go_along_to_hocon_and_back_to_yaml(tmp_path: Path) -> None:
+    source = write(tmp_path / "c.yaml", COMMENTED)
+    hocon = convert(str(source), "--to", "hocon")
+    assert hocon.returncode == 0 and hocon.stderr == ""
+    lines = hocon.stdout.splitlines()
+    assert lines[0] == "# The client config of a job."
+    assert lines[1] == "format_version = 2"
+    at = lines.index("  # The trainer serves two tasks.")
+    assert lines[at + 1] == "  {"
+    assert '      "submit_model"' in lines
+    assert 'tasks = [  # FLARE\'s names' in "\n".join(lines)
+    assert '        lr = 0.01  # small' in lines
+    assert lines[-1] == "# the end"
+    assert "# not a comment" not in "\n".join(line for line in lines if line.lstrip().startswith("#"))
+    back = tmp_path / "back.yaml"
+    conf = write(tmp_path / "c.conf", hocon.stdout)
+    assert convert(str(conf), "--to", "yaml", "-o", str(back)).returncode == 0
+    text = back.read_text()
+    assert text.startswith("# The client config of a job.\nformat_version: 2\nexecutors:\n"
+                           "  # The trainer serves two tasks.\n")
+    assert "      lr: 0.01  # small\n" in text and text.endswith("# the end\n")
+    assert load_document(back).data == load_document(source).data
+
+
+def test_json_has_no_comments_and_says_how_many_it_left_out(tmp_path: Path) -> None:
+    done = convert(str(write(tmp_path / "c.yaml", COMMENTED)), "--to", "json")
+    assert done.returncode == 0
+    assert json.loads(done.stdout)["executors"][0]["tasks"] == ["train", "submit_model"]
+    assert done.stderr == "flconfig convert: note: 5 comment(s) left out: JSON has no comments\n"
+
+
+def test_what_cannot_be_converted_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    conf = write(tmp_path / "c.conf", 'root = "/data"\npath = ${root}"/x"\n')
+    out = tmp_path / "c.json"
+    done = convert(str(conf), "--to", "json", "-o", str(out))
+    assert done.returncode == 1 and not out.exists()
+    assert done.stderr.startswith(f"{conf}:2:8: error: a value comes from ${{root}}")
+    broken = write(tmp_path / "b.json", '{"a": 1,}')
+    done = convert(str(broken), "--to", "yaml")
+    assert done.returncode == 1 and done.stderr.startswith(f"{broken}:1:")
+    existing = write(tmp_path / "there.yaml", "x: 1\n")
+    done = convert(str(broken), "--to", "yaml", "-o", str(existing))
+    assert (done.returncode, done.stderr) == (
+        2, f"flconfig convert: {existing} exists: give a new file (convert never overwrites one)\n")
+    done = convert(str(tmp_path / "nope.json"), "--to", "yaml")
+    assert (done.returncode, done.stderr) == (2, f"flconfig convert: {tmp_path / 'nope.json'}: no such file\n")
