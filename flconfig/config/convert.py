@@ -180,7 +180,7 @@ class _Yaml(_Writer):
         for key, value in items:
             here = (*path, key)
             self.before(here, indent)
-            lead = f"{indent}{_yaml_key(key)}:" if isinstance(node, dict) else f"{indent}-"
+            lead = f"{indent}{_yaml_key(str(key))}:" if isinstance(node, dict) else f"{indent}-"
             if isinstance(value, (dict, list)) and value:
                 if isinstance(node, list) and isinstance(value, dict):
                     # "- key: v" then the other keys under it
