@@ -18,7 +18,7 @@ from .. import __version__
 from .parsing import Parser, subcommands, unknown_options_line
 
 SUBCOMMANDS = ("init", "validate", "schema", "launch", "run", "provision", "poc", "server", "admin",
-               "explain", "components", "convert", "completion")
+               "explain", "components", "convert", "runs", "completion")
 
 
 def build_parser() -> argparse.ArgumentParser:

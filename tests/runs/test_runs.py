@@ -1,0 +1,101 @@
+"""``flconfig runs``: the runs of a workspace from their records and TensorBoard files (written
+by torch's own SummaryWriter here), a run cut off seen as interrupted, a run's metrics drawn."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from flconfig.runs import RunRecord, ended, new_run_id, read_record, record_path, write_record
+
+
+def flconfig(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "flconfig", "runs", *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+def tb_files(folder: Path, site: str, losses: list[float]) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(folder / site))
+    for step, loss in enumerate(losses):
+        writer.add_scalar("train_loss", loss, step)
+        writer.add_scalar("validation_accuracy", 1 - loss, step)
+    writer.close()
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    ws = tmp_path / "ws"
+    first = RunRecord("tb-20261207-100000", "tb", "jobs/tb", started=1_800_000_000.0, sites=("site-1", "site-2"),
+                      pid=0, tb_folder="server/tb-20261207-100000/tb_events")
+    write_record(ws, ended(first, 0))
+    tb = ws / first.tb_folder
+    tb_files(tb, "site-1", [0.9, 0.5, 0.25])
+    tb_files(tb, "site-2", [0.8, 0.4, 0.15])
+    failed = RunRecord("tb-20261207-110000", "tb", "jobs/tb", started=1_800_003_600.0, sites=("site-1",), pid=0)
+    write_record(ws, ended(failed, 1, "site-1: out of memory"))
+    # Still "running", but its launcher is gone (no such pid): cut off.
+    write_record(ws, RunRecord("tb-20261207-120000", "tb", "jobs/tb", started=1_800_007_200.0, pid=2 ** 22 + 7))
+    return ws
+
+
+def test_runs_are_listed_oldest_first_with_status_time_and_metrics(workspace: Path) -> None:
+    done = flconfig(str(workspace))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split() == ["RUN", "JOB", "STATUS", "STARTED", "TIME", "SITES", "METRICS", "(last,", "mean",
+                                "over", "sites)"]
+    assert [line.split()[:3] for line in lines[1:]] == [
+        ["tb-20261207-100000", "tb", "finished"], ["tb-20261207-110000", "tb", "failed"],
+        ["tb-20261207-120000", "tb", "interrupted"]]
+    assert lines[1].endswith("train_loss 0.2, validation_accuracy 0.8")  # (0.25 + 0.15) / 2
+    # The metrics were read once and are kept in the record.
+    kept = read_record(record_path(workspace, "tb-20261207-100000"))
+    assert kept is not None and kept.metrics == {"train_loss": {"site-1": 0.25, "site-2": pytest.approx(0.15)},
+                                                 "validation_accuracy": {"site-1": 0.75,
+                                                                         "site-2": pytest.approx(0.85)}}
+
+
+def test_json_is_every_record(workspace: Path) -> None:
+    records = json.loads(flconfig(str(workspace), "--format", "json").stdout)
+    assert [(r["run_id"], r["status"], r["exit_code"]) for r in records] == [
+        ("tb-20261207-100000", "finished", 0), ("tb-20261207-110000", "failed", 1),
+        ("tb-20261207-120000", "interrupted", None)]
+    assert records[1]["error"] == "site-1: out of memory"
+
+
+def test_a_runs_metrics_are_drawn_one_panel_per_scalar(workspace: Path, tmp_path: Path) -> None:
+    done = flconfig(str(workspace), "--plot", "tb-20261207-100000")
+    out = workspace / "server" / "tb-20261207-100000" / "metrics.png"
+    assert done.stdout == f"flconfig: drew train_loss, validation_accuracy of run tb-20261207-100000 into {out}\n"
+    image = Image.open(out)
+    assert image.size == (1300, 360)  # two panels side by side
+    assert len(image.convert("RGB").getcolors(maxcolors=1 << 20) or []) > 100  # lines, text, axes
+    done = flconfig(str(workspace), "--plot", "tb-20261207-110000")
+    assert (done.returncode, done.stderr) == (1, "flconfig runs: run tb-20261207-110000 has no TensorBoard "
+                                                 "files to draw\n")
+    done = flconfig(str(workspace), "--plot", "nope")
+    assert done.returncode == 2 and done.stderr.startswith("flconfig runs: no run 'nope' in ")
+
+
+def test_run_ids_are_the_jobs_name_and_time_and_never_repeat(tmp_path: Path) -> None:
+    now = time.mktime((2026, 12, 7, 22, 30, 15, 0, 0, -1))
+    first = new_run_id(tmp_path, "my job", now)
+    assert first == "my-job-20261207-223015"
+    (tmp_path / "server" / first).mkdir(parents=True)
+    assert new_run_id(tmp_path, "my job", now) == "my-job-20261207-223015-2"
+
+
+def test_an_empty_or_missing_workspace_is_said_plainly(tmp_path: Path) -> None:
+    done = flconfig(str(tmp_path))
+    assert (done.returncode, done.stdout) == (0, f"no runs in {tmp_path} (flconfig launch JOB -w {tmp_path} "
+                                                 "makes one)\n")
+    done = flconfig(str(tmp_path / "nope"))
+    assert (done.returncode, done.stderr) == (2, f"flconfig runs: {tmp_path / 'nope'}: no such workspace\n")
