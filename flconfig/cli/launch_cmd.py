@@ -117,6 +117,19 @@ def _usage_error(ns: argparse.Namespace) -> str | None:
     return None
 
 
+def _port_taken(port: int) -> bool:
+    """Whether something listens on (or holds) 127.0.0.1:``port`` now."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as TensorBoard binds
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
 #: Longest timeout accepted, in seconds (a year; the schemas say the same).
 MAX_TIMEOUT_S = 31_536_000
 
@@ -164,6 +177,10 @@ def run(ns: argparse.Namespace) -> int:
     if ns.tensorboard_port is not None and not 0 <= ns.tensorboard_port <= 65535:
         print("flconfig launch: --tensorboard-port must be 0 to 65535 (0: any free port)",
               file=sys.stderr)
+        return 2
+    if ns.tensorboard_port and _port_taken(ns.tensorboard_port):
+        print(f"flconfig launch: --tensorboard-port {ns.tensorboard_port}: the port is in use on "
+              "127.0.0.1; pick another, or 0 for any free port", file=sys.stderr)
         return 2
     if ns.backend == "process" and ns.ray_address is not None:
         print("flconfig launch: --ray-address is for --backend ray", file=sys.stderr)

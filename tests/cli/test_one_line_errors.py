@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -419,3 +420,17 @@ def test_a_site_with_an_expired_certificate_says_so_in_its_log(server: Deploymen
         site.wait(timeout=30)
     assert "Handshake failed" not in log.read_text()  # gRPC's own raw line is not repeated
     assert "Traceback" not in log.read_text()
+
+
+def test_a_busy_tensorboard_port_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "flconfig", "launch", str(REPO / "configs" / "tensorboard-streaming"),
+                               "-w", str(tmp_path / "ws"), "--tensorboard-port", str(port)],
+                              capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (f"flconfig launch: --tensorboard-port {port}: the port is in use on 127.0.0.1; "
+                           "pick another, or 0 for any free port\n")
+    assert not (tmp_path / "ws").exists()
