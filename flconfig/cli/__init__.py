@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
+from .examples import EXAMPLES
 from .parsing import Parser, subcommands, unknown_options_line
 
 SUBCOMMANDS = ("init", "validate", "schema", "launch", "run", "provision", "poc", "server", "admin",
@@ -40,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.register(sub)
+    for name, command in subcommands(parser).items():
+        if not command.epilog and name in EXAMPLES:  # every --help ends with examples
+            command.epilog = EXAMPLES[name]
+            command.formatter_class = argparse.RawDescriptionHelpFormatter
     return parser
 
 

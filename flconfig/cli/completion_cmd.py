@@ -11,10 +11,10 @@ from .parsing import command_help, subcommands
 
 SHELLS = ("bash", "zsh", "fish")
 
-EXAMPLES = """install (each once):
-  bash:  flconfig completion bash > ~/.local/share/bash-completion/completions/flconfig
-  zsh:   flconfig completion zsh > "${fpath[1]}/_flconfig"   (or: source <(flconfig completion zsh))
-  fish:  flconfig completion fish > ~/.config/fish/completions/flconfig.fish
+EXAMPLES = """examples (install it once, for your shell):
+  flconfig completion bash > ~/.local/share/bash-completion/completions/flconfig
+  flconfig completion zsh > "${fpath[1]}/_flconfig"      (or: source <(flconfig completion zsh))
+  flconfig completion fish > ~/.config/fish/completions/flconfig.fish
 """
 
 #: Options whose value is a folder or a file: the shell completes paths there.
