@@ -10,7 +10,6 @@ from typing import Any
 from ..config.convert import FORMATS, convert, source_format
 from ..config.parsers import parse_text
 from ..errors import ConfigError
-from ..files import write_atomic
 from . import path_problem
 
 EXAMPLES = """examples:
@@ -39,7 +38,7 @@ def register(sub: Any) -> None:
 def run(ns: argparse.Namespace) -> int:
     """Convert; 1 when the file does not parse, 2 for a usage error."""
     source = Path(ns.file)
-    problem = path_problem(source) or (None if source.is_file() else f"{source}: no such file")
+    problem = path_problem(source) or _not_a_file(source)
     if problem is None and ns.output is not None and Path(ns.output).exists():
         problem = f"{ns.output} exists: give a new file (convert never overwrites one)"
     if problem is not None:
@@ -52,18 +51,34 @@ def run(ns: argparse.Namespace) -> int:
         return 1
     try:
         doc = parse_text(text, str(source), environ={})
-        if any(p.is_error for p in doc.problems):
-            raise ConfigError([p for p in doc.problems if p.is_error])
-        out, dropped = convert(doc, text, ns.to)
+        problems = doc.problems if any(p.is_error for p in doc.problems) else []
+        out, dropped = ("", 0) if problems else convert(doc, text, ns.to)
     except ConfigError as exc:
-        for found in exc.problems:  # file:line:col: error: ..., and its hint, as validate says it
-            print(found, file=sys.stderr)
+        problems = exc.problems
+    for found in problems or doc.problems:  # file:line:col: ..., as validate says it (warnings too)
+        print(found, file=sys.stderr)
+    if problems:
         return 1
     if ns.output is None:
         sys.stdout.write(out)
     else:
-        write_atomic(Path(ns.output), out.encode())
+        try:
+            with open(ns.output, "x", encoding="utf-8") as written:  # never over another file
+                written.write(out)
+        except FileExistsError:
+            print(f"flconfig convert: {ns.output} exists: give a new file (convert never overwrites one)",
+                  file=sys.stderr)
+            return 2
         print(f"flconfig: wrote {ns.output} ({source_format(str(source))} to {ns.to})")
     if dropped:
         print(f"flconfig convert: note: {dropped} comment(s) left out: JSON has no comments", file=sys.stderr)
     return 0
+
+
+def _not_a_file(path: Path) -> str | None:
+    """Why ``path`` is no config file to read, or None."""
+    if path.is_file():
+        return None
+    if path.is_dir():
+        return f"{path} is a folder: give a config file (.json, .yaml, .conf)"
+    return f"{path}: no such file" if not path.exists() else f"{path} is not a regular file"

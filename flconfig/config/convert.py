@@ -10,6 +10,7 @@ positions of keys and list items, so nothing about the data depends on them.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError, JsonPath, Position
-from .documents import Document
+from .documents import HOCON_SUFFIXES, YAML_SUFFIXES, Document
 
 #: The formats, and what files in them end with.
 FORMATS = {"json": ".json", "yaml": ".yaml", "hocon": ".conf"}
@@ -42,11 +43,11 @@ class Comments:
 
 
 def source_format(file: str) -> str:
-    """The format of ``file`` by its suffix (``.conf`` is HOCON, ``.yml`` YAML)."""
+    """The format of ``file`` by its suffix, as the parsers choose (``x.conf.default`` is HOCON)."""
     name = file.lower().removesuffix(".default")
-    if name.endswith((".yaml", ".yml")):
+    if name.endswith(tuple(YAML_SUFFIXES)):
         return "yaml"
-    if name.endswith(".conf"):
+    if name.endswith(tuple(HOCON_SUFFIXES)):
         return "hocon"
     return "json"
 
@@ -136,18 +137,72 @@ def convert(doc: Document, text: str, target: str) -> tuple[str, int]:
     (a HOCON substitution or include): converting would replace it by what it gave here."""
     if target not in FORMATS:
         raise ValueError(f"unknown format {target!r}: use {', '.join(FORMATS)}")
-    if doc.sources:
-        path, expression = next(iter(doc.sources.items()))
+    source = source_format(doc.file)
+    computed = _computed(text) if source == "hocon" else None
+    if doc.sources or computed is not None:
+        path, expression = next(iter(doc.sources.items())) if doc.sources else ((), "")
+        where = doc.position(path) if doc.sources else Position(doc.file, computed or 1, 1)
         raise ConfigError.single(
-            "convert", f"a value comes from {expression}, which {target.upper()} cannot say; "
-                       "converting would write what it gives on this machine",
-            doc.position(path), path,
-            hint="write the value itself, or convert a file without substitutions or includes")
+            "convert", f"a value comes from {expression or 'a substitution or an include'}, which "
+                       "converting would replace by what it gives on this machine (or drop)",
+            where, path, hint="write the value itself, or convert a file without substitutions or includes")
+    _check_values(doc, doc.data, (), target)
+    if target == "hocon" and not isinstance(doc.data, dict):
+        raise ConfigError.single("convert", "HOCON holds an object at the top, and this file holds "
+                                 f"{type(doc.data).__name__ if doc.data is not None else 'null'}",
+                                 Position(doc.file, 1, 1))
     comments = read_comments(text, doc, source_format(doc.file))
     if target == "json":
         return json.dumps(doc.data, indent=2, ensure_ascii=False) + "\n", len(comments)
     writer = _Yaml(comments) if target == "yaml" else _Hocon(comments)
     return writer.document(doc.data), 0
+
+
+#: A HOCON substitution (``${X}``, ``${?X}``) or include, outside quoted strings.
+_COMPUTED = re.compile(r'\$\{|^\s*include\b', re.M)
+_QUOTED = re.compile(r'"""[\s\S]*?"""|"(?:[^"\\\n]|\\.)*"')
+
+
+def _computed(text: str) -> int | None:
+    """The line of the first substitution or include of a HOCON text, or None."""
+    bare = _QUOTED.sub(lambda m: re.sub(r"[^\n]", " ", m.group(0)), text)
+    found = _COMPUTED.search(bare)
+    return bare.count("\n", 0, found.start()) + 1 if found else None
+
+
+def _check_values(doc: Document, node: Any, path: JsonPath, target: str) -> None:
+    """ConfigError at the first value ``target`` cannot hold as it is: one that is no JSON
+    value (bytes, a set, a date), a number that is not finite, or (HOCON) a control character."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            _check_values(doc, value, (*path, key), target)
+        return
+    if isinstance(node, list):
+        for i, value in enumerate(node):
+            _check_values(doc, value, (*path, i), target)
+        return
+    what = None
+    if node is not None and not isinstance(node, (str, int, float, bool)):
+        what = f"a {type(node).__name__} value, which is no JSON value"
+    elif isinstance(node, float) and not math.isfinite(node):
+        what = f"{node}, which JSON and flconfig's readers do not take as a number"
+    elif target == "hocon" and isinstance(node, str) and any(ord(c) < 32 and c not in "\t\n" for c in node):
+        what = "a control character, which a HOCON string cannot hold as it is"
+    if what is not None:
+        raise ConfigError.single("convert", f"the value at {'.'.join(map(str, path)) or 'the top'} is {what}",
+                                 doc.position(path), path, hint="write it as a string or a finite number")
+
+
+def _float(value: float, hocon: bool) -> str:
+    """A float both readers take back as the same number: a dot before any exponent (YAML 1.1
+    reads ``1e-05`` as text), and for HOCON no ``+`` in the exponent."""
+    text = repr(value)
+    mantissa, e, exponent = text.partition("e")
+    if e and "." not in mantissa:
+        mantissa += ".0"
+    if e and hocon:
+        exponent = exponent.lstrip("+")
+    return f"{mantissa}{e}{exponent}"
 
 
 class _Writer:
@@ -209,7 +264,9 @@ def _yaml_scalar(value: Any) -> str:
         return "{}"
     if isinstance(value, list):
         return "[]"
-    if value is None or isinstance(value, (bool, int, float)):
+    if isinstance(value, float):
+        return _float(value, hocon=False)
+    if value is None or isinstance(value, (bool, int)):
         return json.dumps(value)
     text = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=1 << 30).rstrip("\n")
     text = text.removesuffix("\n...").rstrip("\n")
@@ -218,18 +275,15 @@ def _yaml_scalar(value: Any) -> str:
 
 
 class _Hocon(_Writer):
-    def document(self, data: Any) -> str:
-        if isinstance(data, dict):
-            self.entries(data, (), "")
-        else:
-            self.lines.append(self.value(data, (), ""))
+    def document(self, data: dict[str, Any]) -> str:
+        self.entries(data, (), "")
         return self.finish()
 
     def entries(self, node: dict[str, Any], path: JsonPath, indent: str) -> None:
         for key, value in node.items():
             here = (*path, key)
             self.before(here, indent)
-            name = key if _SIMPLE_KEY.match(key) else json.dumps(key)
+            name = key if _SIMPLE_KEY.match(key) else json.dumps(key, ensure_ascii=False)
             if isinstance(value, dict) and value:
                 self.lines.append(f"{indent}{name} {{{self.after(here)}")
                 self.entries(value, here, indent + "  ")
@@ -256,4 +310,6 @@ class _Hocon(_Writer):
             return "{}"
         if isinstance(value, list):
             return "[]"
+        if isinstance(value, float):
+            return _float(value, hocon=True)
         return json.dumps(value, ensure_ascii=False)

@@ -56,6 +56,48 @@ def test_the_data_and_its_key_order_survive_every_conversion(tmp_path: Path, tar
         assert json.dumps(after) == json.dumps(before)  # the same keys in the same order
 
 
+TRICKY = {"lr": 0.00001, "big": 1e20, "small": -2.5e-300, "k\"q": 1, "dotted.key": True, "Ünï": "é ü",
+          "yes": "no", "num_text": "1.0", "null_text": "null", "hash": "# not a comment", "empty": "",
+          "lines": "a\n  b\n#c", "nested": {"list": [1, [2, 3], {"x": None}], "": 0}}
+
+
+@pytest.mark.parametrize("target", ["yaml", "hocon", "json"])
+def test_numbers_keys_and_strings_that_are_easy_to_get_wrong_survive(tmp_path: Path, target: str) -> None:
+    source = write(tmp_path / "tricky.json", json.dumps(TRICKY))
+    out = tmp_path / f"out{'.conf' if target == 'hocon' else '.' + target}"
+    done = convert(str(source), "--to", target, "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    assert load_document(out).data == TRICKY
+    assert json.dumps(load_document(out).data) == json.dumps(TRICKY)
+
+
+@pytest.mark.parametrize("name, text, target, said", [
+    ("nan.yaml", "a: .nan\n", "json", "nan.yaml:1:4: error: the value at a is nan, which JSON and flconfig's "
+                                       "readers do not take as a number [a]"),
+    ("bin.yaml", "d: !!binary aGVsbG8=\n", "yaml", "bin.yaml:1:4: error: the value at d is a bytes value, "
+                                                   "which is no JSON value [d]"),
+    ("list.yaml", "- 1\n", "hocon", "list.yaml:1:1: error: HOCON holds an object at the top, and this file "
+                                    "holds list"),
+    ("opt.conf", "b = ${?HOME}\n", "json", "opt.conf:1:1: error: a value comes from a substitution or an "
+                                           "include, which converting would replace"),
+    ("ctl.json", '{"a": "x\\u0001"}', "hocon", "ctl.json:1:7: error: the value at a is a control character"),
+])
+def test_a_value_the_target_cannot_hold_as_it_is_is_refused_at_its_line(
+        tmp_path: Path, name: str, text: str, target: str, said: str) -> None:
+    source = write(tmp_path / name, text)
+    done = subprocess.run([sys.executable, "-m", "flconfig", "convert", name, "--to", target], capture_output=True,
+                          text=True, timeout=120, cwd=tmp_path)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr.startswith(said), done.stderr
+    assert source.read_text() == text
+
+
+def test_yaml_11_warnings_are_shown_as_validate_shows_them(tmp_path: Path) -> None:
+    done = convert(str(write(tmp_path / "w.yaml", "country: NO\n")), "--to", "json")
+    assert done.returncode == 0 and json.loads(done.stdout) == {"country": False}
+    assert "w.yaml:1:10: warning:" in done.stderr
+
+
 def test_comments_go_along_to_hocon_and_back_to_yaml(tmp_path: Path) -> None:
     source = write(tmp_path / "c.yaml", COMMENTED)
     hocon = convert(str(source), "--to", "hocon")
@@ -102,3 +144,6 @@ def test_what_cannot_be_converted_is_one_line_and_writes_nothing(tmp_path: Path)
         2, f"flconfig convert: {existing} exists: give a new file (convert never overwrites one)\n")
     done = convert(str(tmp_path / "nope.json"), "--to", "yaml")
     assert (done.returncode, done.stderr) == (2, f"flconfig convert: {tmp_path / 'nope.json'}: no such file\n")
+    done = convert(str(tmp_path), "--to", "yaml")
+    assert (done.returncode, done.stderr) == (
+        2, f"flconfig convert: {tmp_path} is a folder: give a config file (.json, .yaml, .conf)\n")

@@ -51,7 +51,7 @@ _UNQUOTED = re.compile(r'(?:[^^`+?!@*&"\[\]{}\s#,=$\\]|\\.)+', re.UNICODE)
 _NUMBER = re.compile(r"[+-]?(\d*\.\d+|\d+(\.\d+)?)([eE][+\-]?\d+)?\Z")
 _KEYWORDS = {"true": True, "false": False, "null": None}
 # What splits a key into path elements (pyhocon's parse_key).
-_KEY_SPLIT = re.compile(r'"[^"]+"|[^$}\[\]:=+#`^?!@*&.]+')
+_KEY_SPLIT = re.compile(r'"(?:[^"\\]|\\.)+"|[^$}\[\]:=+#`^?!@*&.]+')
 # The escapes pyhocon (so FLARE) replaces, in quoted and unquoted strings alike; any other
 # backslash pair (a Windows path's "\\d", "\\u00e9") stays as written.
 _ESCAPES = {"\\\\": "\\", "\\\n": "\n", "\\n": "\n", "\\r": "\r", "\\t": "\t", "\\=": "=",
