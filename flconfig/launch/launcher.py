@@ -204,10 +204,11 @@ def launch(opts: LaunchOptions) -> int:
 
 
 def _backend(opts: LaunchOptions, job: Job | None) -> str:
-    """The backend the sites run on: the command line's, else the job's meta ``launch``
-    (``job`` None: not read yet), else ray where a Ray address is given, else process."""
+    """The backend the sites run on: the command line's (``--backend``, or ray where
+    ``--ray-address`` is given), else the job's meta ``launch`` (``job`` None: not read yet),
+    else process."""
     meta = job.meta.launch.backend if job is not None else None
-    return opts.backend or meta or ("ray" if opts.ray_address is not None else "process")
+    return opts.backend or ("ray" if opts.ray_address is not None else None) or meta or "process"
 
 
 def _check_backend(opts: LaunchOptions, backend: str) -> None:
@@ -217,8 +218,9 @@ def _check_backend(opts: LaunchOptions, backend: str) -> None:
         raise LaunchError(f"unknown backend {backend!r}: use {' or '.join(BACKENDS)}")
     if backend == "ray":
         if opts.gpus:
-            raise LaunchError("--gpus places sites on this machine's GPUs (the process backend); "
-                              "with --backend ray, give each site GPUs with --site-gpus")
+            chosen = "--backend ray" if opts.backend or opts.ray_address else "the ray backend (the job's meta)"
+            raise LaunchError(f"--gpus places sites on this machine's GPUs (the process backend); "
+                              f"with {chosen}, give each site GPUs with --site-gpus")
         if not ray_installed():
             raise LaunchError(RAY_MISSING if opts.backend == "ray" or opts.ray_address is not None
                               else "the job's meta asks for the ray backend (launch.backend), and "

@@ -268,3 +268,21 @@ def test_the_command_line_backend_wins_over_the_jobs(tmp_path: Path) -> None:
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr == ("flconfig launch: --site-cpus is for --backend ray (the process backend "
                            "places sites with --gpus)\n")
+    # --ray-address means Ray, whatever the job says: here Ray is asked of a machine without it.
+    process_job = with_launch(write_job(tmp_path / "p"), {"backend": "process"})
+    script = textwrap.dedent(f"""
+        import sys
+        sys.modules["ray"] = None  # as if Ray were not installed
+        from flconfig.cli import main
+        sys.exit(main(["launch", {str(process_job)!r}, "-w", {str(tmp_path / 'ws2')!r},
+                       "--ray-address", "127.0.0.1:1"]))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stderr) == (2, "flconfig launch: --backend ray needs Ray, which is not "
+                                                 "installed: pip install 'flconfig[ray]'\n")
+    # The ray backend the job's meta asks for, with --gpus: the message says where Ray came from.
+    done = launch(with_launch(write_job(tmp_path / "g"), {"backend": "ray"}), tmp_path / "ws3", "--gpus", "0",
+                  timeout=120)
+    assert (done.returncode, done.stderr) == (
+        2, "flconfig launch: --gpus places sites on this machine's GPUs (the process backend); with the ray "
+           "backend (the job's meta), give each site GPUs with --site-gpus\n")
