@@ -79,8 +79,8 @@ def _entries(job: str | None) -> list[Entry] | None:
     if job is None:
         return catalog(Registry.create(environ={}))
     problem = path_problem(job)
-    if problem is None and not Path(job).exists():
-        problem = f"{job}: no such job folder"
+    if problem is None and not Path(job).is_dir():
+        problem = f"{job}: no such job folder" if not Path(job).exists() else f"{job} is not a job folder"
     if problem is not None:
         print(f"flconfig components: {problem}", file=sys.stderr)
         return None
@@ -93,6 +93,8 @@ def _entries(job: str | None) -> list[Entry] | None:
     for registry in loaded.registries.values():
         for entry in catalog(registry):
             merged.setdefault(entry.path, entry)
+        for warning in dict.fromkeys(registry.warnings):
+            print(f"flconfig components: note: {warning}", file=sys.stderr)
     return sorted(merged.values(), key=lambda e: (e.kind, e.name.lower(), e.path))
 
 

@@ -5,6 +5,7 @@ validation checks against."""
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -74,6 +75,15 @@ def _aliases() -> dict[str, list[str]]:
     return by_target
 
 
+def _as_json(value: Any) -> Any:
+    """``value`` where JSON can hold it, else its Python spelling (a set, bytes ...)."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return repr(value)
+    return value
+
+
 def entry(info: ComponentInfo, aliases: dict[str, list[str]] | None = None) -> Entry:
     """The catalog's entry for ``info``."""
     found = _aliases() if aliases is None else aliases
@@ -81,7 +91,7 @@ def entry(info: ComponentInfo, aliases: dict[str, list[str]] | None = None) -> E
     arguments = []
     for arg in info.args.values():
         schema = properties.get(arg.name, {})
-        default = None if arg.default is MISSING else arg.default
+        default = None if arg.default is MISSING else _as_json(arg.default)
         doc = str(schema.get("description", "")) if isinstance(schema, dict) else ""
         arguments.append(Argument(arg.name, arg.annotation or "", arg.required, default, arg.reference,
                                   plain(doc)))

@@ -292,9 +292,15 @@ class Registry:
 
     def custom_components(self) -> list[ComponentInfo]:
         """The component classes in the job's ``custom/`` folders (read, never imported),
-        by path; none where the participant runs no custom code."""
+        by path; none where the participant runs no custom code. A module that does not
+        parse is named in :attr:`warnings`."""
         if not self.allow_custom_code:
             return []
+        for folder in self.custom_dirs:
+            for file in sorted(folder.rglob("*.py")):
+                error = parse_error(file)
+                if error is not None:
+                    self.warnings.append(f"{_short(str(file))} {error}: its classes are not listed")
         found: dict[str, ComponentInfo] = {}
         for path in self._custom_class_paths():
             try:

@@ -77,3 +77,20 @@ def test_a_name_or_kind_that_is_not_there_is_one_line() -> None:
         "flconfig components: no component is of kind 'workflows': the kinds are aggregator, ")
     done = flconfig("--job", "no/such/job")
     assert (done.returncode, done.stderr) == (2, "flconfig components: no/such/job: no such job folder\n")
+
+
+def test_the_jobs_odd_classes_are_described_and_its_broken_modules_named(tmp_path: Path) -> None:
+    job = tmp_path / "job"
+    subprocess.run([sys.executable, "-m", "flconfig", "init", str(job), "--template", "client-api"], check=True,
+                   capture_output=True, timeout=120)
+    (job / "app" / "custom" / "broken.py").write_text("class X(:\n")
+    (job / "app" / "custom" / "odd.py").write_text(
+        "from nvflare.apis.executor import Executor\n\n\nclass Odd(Executor):\n"
+        "    def __init__(self, tags={1}, raw=b'x'):\n        super().__init__()\n")
+    done = flconfig("--job", str(job), "Odd")
+    assert done.returncode == 0, done.stderr
+    assert '    tags = "{1}"\n    raw = "b\'x\'"\n' in done.stdout  # what JSON cannot hold, as Python writes it
+    assert done.stderr == ("flconfig components: note: app/custom/broken.py syntax error at line 1: invalid "
+                           "syntax: its classes are not listed\n")
+    assert json.loads(flconfig("--job", str(job), "Odd", "--format", "json").stdout)[0]["arguments"][0][
+        "default"] == "{1}"
