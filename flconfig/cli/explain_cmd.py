@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from ..validate.explain import as_mermaid, as_text, explain
@@ -44,7 +45,7 @@ def register(sub: Any) -> None:
 
 def run(ns: argparse.Namespace) -> int:
     """Explain the job; 1 when it is invalid (its problems are what validate prints)."""
-    problem = path_problem(ns.job)
+    problem = path_problem(ns.job) or (None if Path(ns.job).exists() else f"{ns.job}: no such job folder")
     if problem is not None:
         print(f"flconfig explain: {problem}", file=sys.stderr)
         return 2

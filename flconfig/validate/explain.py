@@ -241,14 +241,22 @@ def as_text(ex: Explanation) -> str:
 
 
 def _node_id(prefix: str, spec: ComponentSpec) -> str:
-    raw = spec.id or f"{spec.owner_id or 'x'}_{spec.arg_name or spec.ref}"
-    return f"{prefix}_{re.sub(r'[^A-Za-z0-9_]', '_', raw)}"
+    """A node id unique in the chart: the participant's prefix and where the spec is written
+    (two executors of one class without ids are two nodes)."""
+    where = "_".join(str(part) for part in spec.json_path)
+    return f"{prefix}_{re.sub(r'[^A-Za-z0-9_]', '_', where)}"
+
+
+def _text(text: str) -> str:
+    """``text`` safe inside a Mermaid label's quotes."""
+    return (text.replace("&", "#amp;").replace('"', "#quot;").replace("<", "#lt;")
+            .replace(">", "#gt;").replace("|", "#124;"))
 
 
 def _label(spec: ComponentSpec) -> str:
     cls = _class(spec)
     title = spec.id or spec.arg_name or cls
-    return f'"{title}<br/><small>{cls}</small>"' if title != cls else f'"{cls}"'
+    return f'"{_text(title)}<br/><small>{_text(cls)}</small>"' if title != cls else f'"{_text(cls)}"'
 
 
 def as_mermaid(ex: Explanation) -> str:
@@ -261,7 +269,7 @@ def as_mermaid(ex: Explanation) -> str:
         prefix = "server" if part.role == "server" else f"c{n}"
         prefixes[id(part.config)] = prefix
         title = "server" if part.role == "server" else f"client sites: {', '.join(part.sites)}"
-        lines.append(f'  subgraph {prefix}["{title} (app {part.app})"]')
+        lines.append(f'  subgraph {prefix}["{_text(title)} (app {_text(part.app)})"]')
         seen: set[str] = set()
         for spec in part.config.all_specs():
             if spec.disabled:
@@ -272,18 +280,18 @@ def as_mermaid(ex: Explanation) -> str:
                 lines.append(f"    {node}[{_label(spec)}]")
         for tasks, spec in part.config.executors:
             task_node = f"{_node_id(prefix, spec)}_tasks"
-            lines.append(f'    {task_node}(["tasks: {", ".join(tasks) or "*"}"]) --> {_node_id(prefix, spec)}')
+            lines.append(f'    {task_node}(["tasks: {_text(", ".join(tasks) or "*")}"]) --> {_node_id(prefix, spec)}')
         workflows = [w for w in part.config.workflows if not w.disabled]
         for before, after in zip(workflows, workflows[1:], strict=False):
             lines.append(f'    {_node_id(prefix, before)} -->|"then"| {_node_id(prefix, after)}')
         for ref in part.references:
             arrow = "-.->" if not ref.nested else "-->"
-            lines.append(f'    {_node_id(prefix, ref.source)} {arrow}|"{ref.arg}"| {_node_id(prefix, ref.target)}')
+            lines.append(f'    {_node_id(prefix, ref.source)} {arrow}|"{_text(ref.arg)}"| {_node_id(prefix, ref.target)}')
         lines.append("  end")
     client_prefix = {p.app: prefixes[id(p.config)] for p in ex.participants if p.role == "clients"}
     for stream in ex.streams:
         for a, b, event in stream.edges:
-            lines.append(f'  {_hop_node(a, client_prefix)} ==>|"{event}"| {_hop_node(b, client_prefix)}')
+            lines.append(f'  {_hop_node(a, client_prefix)} ==>|"{_text(event)}"| {_hop_node(b, client_prefix)}')
     return "\n".join(lines)
 
 

@@ -82,11 +82,38 @@ def test_mermaid_has_a_box_per_participant_tasks_references_and_streams() -> Non
     assert lines[0] == "flowchart LR"
     assert '  subgraph server["server (app app)"]' in lines
     assert '  subgraph c1["client sites: site-1, site-2 (app app)"]' in lines
-    assert '    c1_Executor_tasks(["tasks: train, submit_model, validate"]) --> c1_Executor' in lines
-    assert '    server_scatter_and_gather -->|"then"| server_cross_site_validate' in lines
-    assert '    c1_Executor -.->|"learner_id"| c1_pt_learner' in lines
-    assert lines[-2:] == ['  c1_log_writer ==>|"analytix_log_stats"| c1_event_to_fed',
-                          '  c1_event_to_fed ==>|"fed.analytix_log_stats"| server_tb_analytics_receiver']
+    assert '    c1_executors_0_executor["Executor<br/><small>LearnerExecutor</small>"]' in lines
+    assert ('    c1_executors_0_executor_tasks(["tasks: train, submit_model, validate"]) --> '
+            'c1_executors_0_executor') in lines
+    assert '    server_workflows_0 -->|"then"| server_workflows_1' in lines
+    assert '    c1_executors_0_executor -.->|"learner_id"| c1_components_0' in lines
+    assert lines[-2:] == ['  c1_components_1 ==>|"analytix_log_stats"| c1_components_2',
+                          '  c1_components_2 ==>|"fed.analytix_log_stats"| server_components_5']
+
+
+def odd_job(tmp_path: Path) -> Path:
+    """Two executors of one class without ids, and an id full of Mermaid's own characters."""
+    job = tmp_path / "odd"
+    subprocess.run([sys.executable, "-m", "flconfig", "init", str(job), "--template", "numpy"], check=True,
+                   capture_output=True, timeout=120)
+    client_file = job / "app" / "config" / "config_fed_client.json"
+    client = json.loads(client_file.read_text())
+    trainer = {"path": "nvflare.app_common.np.np_trainer.NPTrainer", "args": {}}
+    client["executors"] = [{"tasks": ["train"], "executor": trainer}, {"tasks": ["submit_model"], "executor": trainer},
+                           client["executors"][1]]
+    client["components"] = [{"id": 'we"ird|id>', "args": {"events_to_convert": ["x"]},
+                             "path": "nvflare.app_common.widgets.convert_to_fed_event.ConvertToFedEvent"}]
+    client_file.write_text(json.dumps(client))
+    return job
+
+
+def test_mermaid_keeps_same_class_executors_apart_and_escapes_labels(tmp_path: Path) -> None:
+    done = explain(str(odd_job(tmp_path)), "--format", "mermaid")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert '    c1_executors_0_executor_tasks(["tasks: train"]) --> c1_executors_0_executor' in lines
+    assert '    c1_executors_1_executor_tasks(["tasks: submit_model"]) --> c1_executors_1_executor' in lines
+    assert '    c1_components_0["we#quot;ird#124;id#gt;<br/><small>ConvertToFedEvent</small>"]' in lines
 
 
 @pytest.mark.skipif(not FLARE_JOB.is_dir(), reason="needs ../shared/flare-jobs")
@@ -107,7 +134,8 @@ def test_mermaids_own_parser_accepts_the_flowcharts(tmp_path: Path) -> None:
                                capture_output=True, text=True, timeout=600)
     assert installed.returncode == 0, installed.stderr
     files = []
-    for job in ("configs/tensorboard-streaming", "configs/client-api", "flconfig/templates/numpy"):
+    for job in ("configs/tensorboard-streaming", "configs/client-api", "flconfig/templates/numpy",
+                str(odd_job(tmp_path))):
         out = tmp_path / f"{Path(job).name}.mmd"
         out.write_text(explain(job, "--format", "mermaid").stdout)
         files.append(str(out))
@@ -118,5 +146,11 @@ def test_mermaids_own_parser_accepts_the_flowcharts(tmp_path: Path) -> None:
                           timeout=300, cwd=tmp_path)
     verdicts = {Path(word[0]).stem: word[1] for word in (line.split() for line in done.stdout.splitlines())
                 if len(word) > 1 and word[1] in ("OK", "ERROR")}
-    assert verdicts == {"tensorboard-streaming": "OK", "client-api": "OK", "numpy": "OK", "broken": "ERROR"}, \
+    assert verdicts == {"tensorboard-streaming": "OK", "client-api": "OK", "numpy": "OK", "odd": "OK",
+                        "broken": "ERROR"}, \
         done.stdout + done.stderr
+
+
+def test_a_job_that_is_not_there_is_a_usage_error() -> None:
+    done = explain("no/such/job")
+    assert (done.returncode, done.stdout, done.stderr) == (2, "", "flconfig explain: no/such/job: no such job folder\n")
