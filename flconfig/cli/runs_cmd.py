@@ -41,17 +41,21 @@ def register(sub: Any) -> None:
 def run(ns: argparse.Namespace) -> int:
     """List the runs, or plot one."""
     workspace = Path(ns.workspace)
-    problem = path_problem(workspace) or (None if workspace.is_dir() else f"{workspace}: no such workspace")
+    problem = path_problem(workspace) or (None if workspace.is_dir() else (
+        f"{workspace} is a file, not a workspace" if workspace.exists() else f"{workspace}: no such workspace"))
     if problem is not None:
         print(f"flconfig runs: {problem}", file=sys.stderr)
         return 2
-    found = [with_metrics(workspace, r) for r in runs(workspace)]
+    records, damaged = runs(workspace)
+    for path in damaged:
+        print(f"flconfig runs: note: {path} is not a run record flconfig can read; left out", file=sys.stderr)
+    found = [with_metrics(workspace, r) for r in records]
     if ns.plot is not None:
         return _plot(workspace, found, ns.plot, ns.output)
     if ns.format == "json":
         print(json.dumps([r.as_json() for r in found], indent=2))
     elif not found:
-        print(f"no runs in {workspace} (flconfig launch JOB -w {workspace} makes one)")
+        print(f"no runs in {workspace} (each flconfig launch JOB -w {workspace} records one)")
     else:
         print(table(found))
     return 0

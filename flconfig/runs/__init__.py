@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import os
 import re
 import time
@@ -106,6 +107,8 @@ def read_record(path: Path) -> RunRecord | None:
         return None
     if not isinstance(data, dict) or not isinstance(data.get("run_id"), str):
         return None
+    if not _well_formed(data):
+        return None
     known = {f for f in RunRecord.__dataclass_fields__}
     values = {k: v for k, v in data.items() if k in known}
     values["sites"] = tuple(values.get("sites") or ())
@@ -118,10 +121,36 @@ def read_record(path: Path) -> RunRecord | None:
     return record
 
 
-def runs(workspace: Path) -> list[RunRecord]:
-    """Every run recorded in ``workspace``, oldest first."""
-    found = [r for r in (read_record(p) for p in _record_files(workspace)) if r is not None]
-    return sorted(found, key=lambda r: (r.started, r.run_id))
+#: The type each field of a record must have (a record written by hand or damaged is skipped).
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "run_id": (str,), "job": (str,), "job_path": (str,), "started": (int, float), "status": (str,),
+    "elapsed_s": (int, float, type(None)), "exit_code": (int, type(None)), "sites": (list,),
+    "pid": (int,), "backend": (str,), "tb_folder": (str,), "error": (str,), "metrics": (dict, type(None)),
+}
+
+
+def _well_formed(data: dict[str, Any]) -> bool:
+    for key, types in _FIELD_TYPES.items():
+        if key in data and (not isinstance(data[key], types) or isinstance(data[key], bool)):
+            return False
+    started = data.get("started")
+    return (isinstance(started, (int, float)) and 0 <= started < 1e11 and data.get("status") in STATUSES
+            and all(isinstance(site, str) for site in data.get("sites") or ())
+            and not Path(str(data["run_id"])).is_absolute() and "/" not in data["run_id"])
+
+
+def runs(workspace: Path) -> tuple[list[RunRecord], list[Path]]:
+    """Every run recorded in ``workspace``, oldest first; and the record files that could
+    not be read as one (damaged, or not flconfig's)."""
+    found: list[RunRecord] = []
+    damaged: list[Path] = []
+    for path in _record_files(workspace):
+        record = read_record(path)
+        if record is None:
+            damaged.append(path)
+        else:
+            found.append(record)
+    return sorted(found, key=lambda r: (r.started, r.run_id)), damaged
 
 
 def _record_files(workspace: Path) -> Iterator[Path]:
@@ -178,6 +207,6 @@ def last_values(tb_dir: Path) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     for site, tags in site_scalars(tb_dir).items():
         for tag, points in tags.items():
-            if points:
+            if points and math.isfinite(points[-1][1]):  # NaN or inf: not a value to average
                 out.setdefault(tag, {})[site] = points[-1][1]
     return out

@@ -95,7 +95,19 @@ def test_run_ids_are_the_jobs_name_and_time_and_never_repeat(tmp_path: Path) -> 
 
 def test_an_empty_or_missing_workspace_is_said_plainly(tmp_path: Path) -> None:
     done = flconfig(str(tmp_path))
-    assert (done.returncode, done.stdout) == (0, f"no runs in {tmp_path} (flconfig launch JOB -w {tmp_path} "
-                                                 "makes one)\n")
+    assert (done.returncode, done.stdout) == (0, f"no runs in {tmp_path} (each flconfig launch JOB -w {tmp_path} "
+                                                 "records one)\n")
     done = flconfig(str(tmp_path / "nope"))
     assert (done.returncode, done.stderr) == (2, f"flconfig runs: {tmp_path / 'nope'}: no such workspace\n")
+
+
+@pytest.mark.parametrize("damage", [{"started": "yesterday"}, {"started": 1e20}, {"pid": "12"}, {"sites": "site-1"},
+                                    {"status": "done"}, {"run_id": "../../etc"}])
+def test_a_damaged_record_is_left_out_not_a_traceback(workspace: Path, damage: dict[str, object]) -> None:
+    path = record_path(workspace, "tb-20261207-110000")
+    path.write_text(json.dumps({**json.loads(path.read_text()), **damage}))
+    done = flconfig(str(workspace))
+    assert done.returncode == 0, done.stderr
+    assert [line.split()[0] for line in done.stdout.splitlines()[1:]] == ["tb-20261207-100000", "tb-20261207-120000"]
+    assert done.stderr == f"flconfig runs: note: {path} is not a run record flconfig can read; left out\n"
+
