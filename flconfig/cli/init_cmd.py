@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -66,5 +67,12 @@ def run(ns: argparse.Namespace) -> int:
         print(f"  {path}")
     print("next:")
     for step in template.next_steps:
-        print(f"  {step.format(dir=dest)}")
+        print(f"  {step.format(dir=_shell_path(dest))}")
     return 0
+
+
+def _shell_path(path: Path) -> str:
+    """``path`` as a shell command line may hold it: quoted where it must be, and never
+    read as an option."""
+    text = str(path)
+    return shlex.quote(f"./{text}" if text.startswith("-") else text)

@@ -54,7 +54,8 @@ TEMPLATES: dict[str, Template] = {t.name: t for t in (
     Template("recipe",
              "a FLARE Recipe API script (job.py with FedAvgRecipe and TensorBoard tracking, "
              "client.py written against the Client API, model.py)",
-             {"python": "recipe"}, ("flconfig run {dir}/job.py", "flconfig run {dir}/job.py --export")),
+             # The script names client.py relative to the folder it runs in, as FLARE's do.
+             {"python": "recipe"}, ("cd {dir} && flconfig run job.py", "cd {dir} && flconfig run job.py --export")),
 )}
 
 DEFAULT_TEMPLATE = "fedavg-tensorboard"

@@ -55,7 +55,7 @@ def test_the_recipe_template_is_a_job_script_named_after_its_folder(tmp_path: Pa
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in dest.iterdir()) == ["client.py", "job.py", "model.py"]
     assert 'name="trial",' in (dest / "job.py").read_text()
-    assert f"  flconfig run {dest}/job.py\n" in done.stdout
+    assert f"  cd {dest} && flconfig run job.py\n" in done.stdout
     # Exported as a job folder, it validates: the script is a front end to one.
     exported = flconfig("run", "job.py", "--export", cwd=dest, timeout=300)
     assert exported.returncode == 0, exported.stdout + exported.stderr
@@ -143,3 +143,15 @@ def test_json_meta_keeps_its_keys_in_order(tmp_path: Path) -> None:
     flconfig("init", str(tmp_path / "j"))
     assert list(json.loads((tmp_path / "j" / "meta.json").read_text())) == [
         "name", "resource_spec", "min_clients", "deploy_map"]
+
+
+def test_the_next_steps_are_command_lines_a_shell_runs_as_printed(tmp_path: Path) -> None:
+    for name in ("my job ü", "-dash"):
+        done = flconfig("init", "--", name, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        step = next(s for s in done.stdout.split("next:\n", 1)[1].splitlines() if " validate " in s)
+        command = step.strip().replace("flconfig", f"{sys.executable} -m flconfig", 1)
+        checked = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        assert checked.returncode == 0, (step, checked.stdout + checked.stderr)
+        assert checked.stdout == "1 job checked: no problems found\n"
+
