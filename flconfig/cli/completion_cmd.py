@@ -17,8 +17,9 @@ EXAMPLES = """examples (install it once, for your shell):
   flconfig completion fish > ~/.config/fish/completions/flconfig.fish
 """
 
-#: Options whose value is a folder or a file: the shell completes paths there.
-_PATH_WORDS = ("dir", "workspace", "path", "file", "folder", "kit", "output", "out")
+#: The metavars and option names whose value is a folder or a file: the shell completes paths there.
+_PATH_METAVARS = frozenset({"DIR", "FILE", "JOB", "KIT", "OUT", "PNG", "PROJECT.yaml", "SCRIPT", "WORKSPACE"})
+_PATH_DESTS = frozenset({"workspace", "output", "kit", "dir", "python_path", "job"})
 
 
 def register(sub: Any) -> None:
@@ -48,8 +49,7 @@ def _takes_value(action: argparse.Action) -> bool:
 
 
 def _is_path(action: argparse.Action) -> bool:
-    words = f"{action.metavar or ''} {action.dest}".lower()
-    return any(word in words for word in _PATH_WORDS)
+    return action.metavar in _PATH_METAVARS or action.dest in _PATH_DESTS
 
 
 def _words(items: Any) -> str:
@@ -64,13 +64,20 @@ def _bash_values(parser: argparse.ArgumentParser, indent: str) -> list[str]:
             continue
         flags = "|".join(action.option_strings)
         if action.choices:
-            reply = f'COMPREPLY=( $(compgen -W "{_words(action.choices)}" -- "$cur") )'
+            reply = f'_flconfig_reply -W "{_words(action.choices)}"'
         elif _is_path(action):
-            reply = 'COMPREPLY=( $(compgen -f -- "$cur") )'
+            reply = "_flconfig_reply -f"
         else:
             reply = "COMPREPLY=()"  # a value of the user's: nothing to offer
         lines.append(f"{indent}{flags}) {reply}; return ;;")
     return lines
+
+
+def _bash_arm(parser: argparse.ArgumentParser, indent: str) -> list[str]:
+    """What one (sub)command completes: an option's value, its options, else paths."""
+    options = _words(sorted(s for a in _options(parser) for s in a.option_strings))
+    return [f'{indent}case "$prev" in', *_bash_values(parser, indent + "    "), f"{indent}esac",
+            f'{indent}if [[ "$cur" == -* ]]; then _flconfig_reply -W "{options}"; else _flconfig_reply -f; fi']
 
 
 def bash_script(parser: argparse.ArgumentParser, zsh: bool = False) -> str:
@@ -80,17 +87,23 @@ def bash_script(parser: argparse.ArgumentParser, zsh: bool = False) -> str:
     arms = []
     for name, command in commands.items():
         nested = subcommands(command)
-        options = _words(sorted(s for a in _options(command) for s in a.option_strings))
-        body = [f"        {name})", '            case "$prev" in',
-                *_bash_values(command, "                "), "            esac"]
-        if nested:
-            body += [f'            if [[ -z "$sub" ]]; then COMPREPLY=( $(compgen -W "{_words(nested)}" -- "$cur") ); return; fi']
-        body += [f'            if [[ "$cur" == -* ]]; then COMPREPLY=( $(compgen -W "{options}" -- "$cur") )',
-                 '            else COMPREPLY=( $(compgen -f -- "$cur") ); fi', "            ;;"]
-        arms += body
+        arms.append(f"        {name})")
+        if nested:  # its own commands first, then each one's options
+            arms.append(f'            if [[ -z "$sub" ]]; then _flconfig_reply -W "{_words(nested)}"; return; fi')
+            arms.append('            case "$sub" in')
+            for sub_name, sub_parser in nested.items():
+                arms += [f"                {sub_name})", *_bash_arm(sub_parser, "                    "),
+                         "                    ;;"]
+            arms.append("            esac")
+        else:
+            arms += _bash_arm(command, "            ")
+        arms.append("            ;;")
     script = [
         "# flconfig completion for bash" + (" and zsh (through bashcompinit)" if zsh else ""),
         *(["autoload -U +X bashcompinit && bashcompinit"] if zsh else []),
+        "_flconfig_reply() {  # COMPREPLY from compgen, one word a line: names with spaces stay whole",
+        '    mapfile -t COMPREPLY < <(compgen "$@" -- "$cur")',
+        "}",
         "_flconfig() {",
         '    local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD-1]}"',
         '    local cmd="" sub="" word i',
@@ -99,7 +112,7 @@ def bash_script(parser: argparse.ArgumentParser, zsh: bool = False) -> str:
         '        [[ "$word" == -* ]] && continue',
         '        if [[ -z "$cmd" ]]; then cmd="$word"; elif [[ -z "$sub" ]]; then sub="$word"; fi',
         "    done",
-        f'    if [[ -z "$cmd" ]]; then COMPREPLY=( $(compgen -W "{top}" -- "$cur") ); return; fi',
+        f'    if [[ -z "$cmd" ]]; then _flconfig_reply -W "{top}"; return; fi',
         '    case "$cmd" in',
         *arms,
         "    esac",
@@ -120,18 +133,27 @@ def fish_script(parser: argparse.ArgumentParser) -> str:
     for name, command in commands.items():
         seen = shlex.quote(f"__fish_seen_subcommand_from {name}")
         lines.append(f"complete -c flconfig -n {seen} -F")  # its arguments: files and folders
-        for nested in subcommands(command):
-            lines.append(f"complete -c flconfig -n {seen} -a {shlex.quote(nested)}")
-        for action in _options(command):
-            flags = " ".join(f"-l {s[2:]}" if s.startswith("--") else f"-s {s[1:]}"
-                             for s in action.option_strings)
-            value = ""
-            if _takes_value(action):
-                value = f" -x -a {shlex.quote(_words(action.choices))}" if action.choices else (
-                    " -r -F" if _is_path(action) else " -x")
-            about = _short(action.help) if action.help != argparse.SUPPRESS else ""
-            lines.append(f"complete -c flconfig -n {seen} {flags}{value} -d {shlex.quote(about)}")
+        nested = subcommands(command)
+        for sub_name, sub_parser in nested.items():
+            lines.append(f"complete -c flconfig -n {seen} -a {shlex.quote(sub_name)}")
+            lines += _fish_options(sub_parser, f"__fish_seen_subcommand_from {name}; and "
+                                               f"__fish_seen_subcommand_from {sub_name}")
+        lines += _fish_options(command, f"__fish_seen_subcommand_from {name}")
     return "\n".join(lines)
+
+
+def _fish_options(parser: argparse.ArgumentParser, condition: str) -> list[str]:
+    """One ``complete`` line per option of ``parser``, offered where ``condition`` holds."""
+    lines = []
+    for action in _options(parser):
+        flags = " ".join(f"-l {s[2:]}" if s.startswith("--") else f"-s {s[1:]}" for s in action.option_strings)
+        value = ""
+        if _takes_value(action):
+            value = f" -x -a {shlex.quote(_words(action.choices))}" if action.choices else (
+                " -r -F" if _is_path(action) else " -x")
+        about = _short(action.help) if action.help != argparse.SUPPRESS else ""
+        lines.append(f"complete -c flconfig -n {shlex.quote(condition)} {flags}{value} -d {shlex.quote(about)}")
+    return lines
 
 
 def _short(text: str | None, width: int = 72) -> str:

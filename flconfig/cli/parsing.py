@@ -4,30 +4,26 @@ choice or option."""
 from __future__ import annotations
 
 import argparse
-import difflib
-import re
 from collections.abc import Iterator, Sequence
-from typing import NoReturn
 
-#: argparse's words for a value not among an argument's choices.
-_INVALID_CHOICE = re.compile(r"argument (\S+): invalid choice: '([^']*)' \(choose from (.*)\)$")
+from ..errors import closest, did_you_mean
 
 
 class Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors suggest the closest known command, choice or option;
+    """An ArgumentParser whose refusals suggest the closest known command, choice or option;
     the parsers of subcommands are of this class too."""
 
-    def error(self, message: str) -> NoReturn:
-        """Print usage and ``message`` (with a suggestion where one is close) and exit 2."""
-        found = _INVALID_CHOICE.match(message)
-        if found is not None:
-            what, given, listed = found.groups()
-            choices = re.findall(r"'([^']*)'", listed)
-            close = difflib.get_close_matches(given, choices, n=1, cutoff=0.6)
-            where = "unknown command" if what in ("COMMAND", "ACTION") else f"argument {what}: unknown value"
-            message = (f"{where} '{given}'" + (f": did you mean '{close[0]}'?" if close else "")
-                       + f" (choose from {', '.join(choices)})")
-        super().error(message)
+    def _check_value(self, action: argparse.Action, value: object) -> None:
+        """A value not among ``action``'s choices: one line naming the closest one."""
+        choices = action.choices
+        if choices is None or value in choices:
+            return
+        names = [str(c) for c in choices]
+        close = did_you_mean(str(value), names)
+        noun = "unknown command" if isinstance(action, argparse._SubParsersAction) else "unknown value"
+        raise argparse.ArgumentError(
+            None if noun == "unknown command" else action,
+            f"{noun} '{value}'" + (f": {close}" if close else "") + f" (choose from {', '.join(names)})")
 
 
 def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -55,11 +51,11 @@ def option_strings(parser: argparse.ArgumentParser) -> Iterator[str]:
 def unknown_options_line(parser: argparse.ArgumentParser, extras: Sequence[str]) -> str:
     """argparse's "unrecognized arguments" message for ``extras``, with the option each
     misspelt one most likely meant."""
-    known = sorted(set(option_strings(parser)))
+    known = set(option_strings(parser))
     hints = []
     for extra in extras:
         if extra.startswith("-"):
-            close = difflib.get_close_matches(extra.split("=", 1)[0], known, n=1, cutoff=0.6)
+            close = closest(extra.split("=", 1)[0], known)
             if close:
-                hints.append(f"{extra.split('=', 1)[0]}: did you mean {close[0]}?")
+                hints.append(f"{extra.split('=', 1)[0]}: did you mean {close}?")
     return f"unrecognized arguments: {' '.join(extras)}" + (f" ({'; '.join(hints)})" if hints else "")

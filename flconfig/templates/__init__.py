@@ -13,6 +13,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import did_you_mean
+
 HERE = Path(__file__).resolve().parent
 
 #: What a template's files are written in: the format ``flconfig init --format`` names.
@@ -71,8 +73,9 @@ def create(template: str, dest: Path, fmt: str | None = None) -> list[Path]:
     a file or a folder with something in it."""
     found = TEMPLATES.get(template)
     if found is None:
-        raise TemplateError(f"no template {template!r}: use one of {', '.join(TEMPLATES)} "
-                            "(flconfig init --list says what each is)")
+        close = did_you_mean(template, TEMPLATES)
+        raise TemplateError(f"no template {template!r}" + (f": {close}" if close else "") +
+                            f" (the templates: {', '.join(TEMPLATES)}; flconfig init --list says what each is)")
     if fmt is not None and fmt not in found.folders:
         raise TemplateError(f"template {template!r} is written in {' or '.join(found.folders)}, "
                             f"not {fmt}")

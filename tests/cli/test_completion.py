@@ -47,6 +47,9 @@ def complete(script: Path, line: str) -> list[str]:
     ("flconfig poc st", ["start", "stop"]),
     ("flconfig validate configs/tensorboard-streaming/me", ["configs/tensorboard-streaming/meta.json"]),
     ("flconfig launch -w ", None),  # a folder: the files here
+    ("flconfig poc prepare --p", ["--port"]),  # a nested command's own options
+    ("flconfig launch --heartbeat-timeout ", []),  # a number: nothing to offer
+    ("flconfig validate tests/corpus/json-empty", ["tests/corpus/json-empty-file"]),
 ])
 def test_bash_completes_commands_options_their_values_and_paths(bash_script: Path, line: str,
                                                                 offered: list[str] | None) -> None:
@@ -57,6 +60,16 @@ def test_bash_completes_commands_options_their_values_and_paths(bash_script: Pat
         assert {"configs", "flconfig", "README.md"} <= set(got)
     else:
         assert got == offered
+
+
+def test_a_name_with_spaces_is_offered_whole(bash_script: Path, tmp_path: Path) -> None:
+    (tmp_path / "my job ü").mkdir()
+    words = ["flconfig", "validate", "my"]
+    program = (f"source {bash_script}\nCOMP_WORDS=(flconfig validate my); COMP_CWORD=2\n"
+               "_flconfig; printf '[%s]\\n' \"${COMPREPLY[@]}\"\n")
+    done = subprocess.run(["bash", "--norc", "--noprofile", "-c", program], capture_output=True, text=True,
+                          timeout=30, cwd=tmp_path)
+    assert done.stdout == "[my job ü]\n", (words, done.stdout, done.stderr)
 
 
 def test_zsh_gets_the_same_completion_through_bashcompinit() -> None:
@@ -74,6 +87,8 @@ def test_fish_completes_commands_and_each_commands_options() -> None:
     assert ("complete -c flconfig -n '__fish_seen_subcommand_from launch' -l backend -x -a 'process ray' "
             "-d 'process: the sites in worker processes on this machine'") in lines
     assert "complete -c flconfig -n '__fish_seen_subcommand_from launch' -s w -l workspace -r -F" in done.stdout
+    assert ("complete -c flconfig -n '__fish_seen_subcommand_from poc; and __fish_seen_subcommand_from prepare' "
+            "-l port -x -d") in done.stdout
 
 
 @pytest.mark.parametrize("args, last_line", [

@@ -66,8 +66,8 @@ def test_the_recipe_template_is_a_job_script_named_after_its_folder(tmp_path: Pa
 
 
 @pytest.mark.parametrize("args, says", [
-    (["--template", "fedavg"], "no template 'fedavg': use one of fedavg-tensorboard, client-api, numpy, "
-                               "recipe (flconfig init --list says what each is)"),
+    (["--template", "numpi"], "no template 'numpi': did you mean 'numpy'? (the templates: fedavg-tensorboard, "
+                              "client-api, numpy, recipe; flconfig init --list says what each is)"),
     (["--template", "numpy", "--format", "yaml"], "template 'numpy' is written in json, not yaml"),
 ])
 def test_an_unknown_template_or_format_is_one_line_and_writes_nothing(
