@@ -8,10 +8,12 @@ server) with their descriptions. So the reference never drifts from what validat
 
 from __future__ import annotations
 
+import html
+import json
 import re
 from typing import Any
 
-from flconfig.registry.catalog import catalog
+from flconfig.registry.catalog import a_kind, catalog
 from flconfig.registry.registry import Registry
 from flconfig.schemas import load_schema
 
@@ -24,7 +26,12 @@ def on_page_markdown(markdown: str, **_: Any) -> str:
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return text.replace("|", "&#124;").replace("\n", " ")
+
+
+def _code(text: str) -> str:
+    """Inline code in a table cell: HTML, so that a ``|`` in it neither ends the cell nor shows a backslash."""
+    return f"<code>{html.escape(text).replace('|', '&#124;')}</code>"
 
 
 def components() -> str:
@@ -41,9 +48,9 @@ def components() -> str:
         if entry.arguments:
             out += ["| argument | type | default | |", "|---|---|---|---|"]
             for arg in entry.arguments:
-                default = "required" if arg.required else f"`{arg.default!r}`"
-                refers = f" Names a {arg.references} by id." if arg.references not in (None, "any") else ""
-                out.append(f"| `{arg.name}` | `{_cell(arg.type) or '-'}` | {_cell(default)} | "
+                default = "required" if arg.required else _code(json.dumps(arg.default))
+                refers = f" The id of {a_kind(arg.references)}." if arg.references else ""
+                out.append(f"| `{arg.name}` | {_code(arg.type) if arg.type else '-'} | {default} | "
                            f"{_cell(arg.doc)}{refers} |")
             out.append("")
     return "\n".join(out)

@@ -30,8 +30,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     parser.add_argument("--version", action="version", version=f"flconfig {__version__}")
-    # The whole command line, for the commands that describe it (completion).
-    parser.set_defaults(command_line=parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
         try:
@@ -80,6 +78,11 @@ def lacks_run_extra(command: str, modules: Sequence[str]) -> bool:
     if missing:
         print(extra_line(command, missing), file=sys.stderr)
     return bool(missing)
+
+
+def shorten(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters, cut between words with an ellipsis."""
+    return text if len(text) <= width else text[:width].rsplit(" ", 1)[0] + "…"
 
 
 def shown_path(path: str | os.PathLike[str]) -> str:

@@ -7,6 +7,7 @@ import argparse
 import shlex
 from typing import Any
 
+from . import build_parser, shorten
 from .parsing import command_help, subcommands
 
 SHELLS = ("bash", "zsh", "fish")
@@ -35,7 +36,7 @@ def register(sub: Any) -> None:
 
 def run(ns: argparse.Namespace) -> int:
     """Print the script for ``ns.shell``."""
-    parser = ns.command_line  # the whole command line, this command included
+    parser = build_parser()  # the whole command line, this command included
     print(fish_script(parser) if ns.shell == "fish" else bash_script(parser, zsh=ns.shell == "zsh"))
     return 0
 
@@ -157,9 +158,6 @@ def _fish_options(parser: argparse.ArgumentParser, condition: str) -> list[str]:
 
 
 def _short(text: str | None, width: int = 72) -> str:
-    """A help text's first clause, at most ``width`` characters, cut between words."""
-    first = (text or "").split(" (")[0].split("; ")[0].split(". ")[0].strip()
-    if len(first) <= width:
-        return first
-    return first[:width].rsplit(" ", 1)[0] + "…"
+    """A help text's first clause, at most ``width`` characters."""
+    return shorten((text or "").split(" (")[0].split("; ")[0].split(". ")[0].strip(), width)
 

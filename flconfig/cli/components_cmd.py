@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..registry.catalog import Entry, catalog, close_names, find
+from ..registry.catalog import Entry, a_kind, catalog, close_names, find
 from ..registry.registry import Registry
 from ..validate.loader import inspect_job
-from . import path_problem
+from . import path_problem, shorten
 
 EXAMPLES = """examples:
   flconfig components                           every component, by kind
@@ -106,7 +106,7 @@ def listing(entries: list[Entry]) -> str:
         lines.append(f"{kind}:")
         for e in (e for e in entries if e.kind == kind):
             origin = "" if e.origin == "builtin" else f"[{e.origin}] "
-            summary = _cut(origin + e.doc, SUMMARY_WIDTH)
+            summary = shorten(origin + e.doc, SUMMARY_WIDTH)
             lines.append(f"  {e.name:<{width}}  {summary}".rstrip())
     lines.append(f"({len(entries)} components; flconfig components NAME describes one)")
     return "\n".join(lines)
@@ -123,21 +123,10 @@ def describe(e: Entry) -> str:
     for arg in e.arguments:
         typed = f": {arg.type}" if arg.type else ""
         value = " (required)" if arg.required else f" = {json.dumps(arg.default)}"
-        refers = "" if arg.references is None else f"  (the id of {_a(arg.references)})"
+        refers = "" if arg.references is None else f"  (the id of {a_kind(arg.references)})"
         lines.append(f"    {arg.name}{typed}{value}{refers}")
         if arg.doc:
             lines.append(f"        {arg.doc}")
     if e.more_arguments:
         lines.append("    ... and any other keyword argument (**kwargs)")
     return "\n".join(lines)
-
-
-def _a(kind: str) -> str:
-    """"any component", "an aggregator", "a persistor"."""
-    if kind == "any":
-        return "any component"
-    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind.replace('_', ' ')}"
-
-
-def _cut(text: str, width: int) -> str:
-    return text if len(text) <= width else text[:width].rsplit(" ", 1)[0] + "…"

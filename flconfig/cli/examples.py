@@ -64,7 +64,4 @@ EXAMPLES = {
     "shutdown": """examples:
   flconfig shutdown --sites                       the server and every connected site
 """,
-    "completion": """examples:
-  flconfig completion bash > ~/.local/share/bash-completion/completions/flconfig
-""",
 }

@@ -99,13 +99,11 @@ def entry(info: ComponentInfo, aliases: dict[str, list[str]] | None = None) -> E
                  plain(info.doc), tuple(arguments), info.var_kwargs)
 
 
-def catalog(registry: Registry, with_custom: bool = True) -> list[Entry]:
+def catalog(registry: Registry) -> list[Entry]:
     """Every built-in and plugin component ``registry`` knows, then the job's own
     (``custom/``) where it has any: sorted by kind, then name."""
     aliases = _aliases()
-    infos: Iterable[ComponentInfo] = registry.components()
-    if with_custom:
-        infos = [*infos, *registry.custom_components()]
+    infos: Iterable[ComponentInfo] = [*registry.components(), *registry.custom_components()]
     entries = {info.path: entry(info, aliases) for info in infos}
     return sorted(entries.values(), key=lambda e: (e.kind, e.name.lower(), e.path))
 
@@ -118,7 +116,14 @@ def find(entries: list[Entry], query: str) -> list[Entry]:
     return [e for e in entries if e.name.lower() == query.lower()]
 
 
+def a_kind(kind: str) -> str:
+    """A kind of component as a sentence names one: "any component", "an aggregator"."""
+    if kind == "any":
+        return "any component"
+    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind.replace('_', ' ')}"
+
+
 def close_names(entries: list[Entry], query: str) -> list[str]:
     """Names and paths of ``entries`` close to ``query``, for "did you mean"."""
     names = {e.name for e in entries} | {e.path for e in entries}
-    return difflib.get_close_matches(query, sorted(names), n=3, cutoff=0.6)
+    return difflib.get_close_matches(query, sorted(names), n=3, cutoff=0.6)  # up to three, unlike closest
