@@ -39,7 +39,7 @@ from ..types import FLModel
 from . import contract
 from . import flconfig_pb2 as pb
 from . import flconfig_pb2_grpc as pb_grpc
-from .codec import ProtocolError, decode_model, encode_model
+from .codec import ProtocolError, decode_model, encode_model, join_records
 from .contract import wire_bytes_field
 from .outbox import Outbox
 from .retry import Retryable, RetryPolicy
@@ -209,6 +209,8 @@ class SiteLink:
         self._stop: asyncio.Event | None = None  # set by close(): the background tasks end
         self._tasks: list[asyncio.Task[None]] = []
         self._polling = 0  # GetTask calls open; no heartbeat is needed meanwhile
+        # The next task's reply, when the server answered it with the last result.
+        self._next_reply: pb.TaskReply | None = None
 
     @property
     def retry_timeout(self) -> float:
@@ -456,42 +458,53 @@ class SiteLink:
         ``timeout=None`` waits until there is a task or the run ends. A task's
         model larger than one message is fetched in chunks, resuming where a
         dropped connection broke it off. Raises :class:`JobError` if the server
-        stays unreachable for ``retry_timeout``.
+        stays unreachable for ``retry_timeout``. A task the server answered with
+        the previous result (:meth:`submit_result` with ``wait_next``) is returned
+        without a call.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            wait = contract.LONG_POLL_S
-            if deadline is not None:
-                wait = min(wait, max(0.0, deadline - time.monotonic()))
-            self._polling += 1
-            try:
-                reply = await self._call_with_retry(
-                    "GetTask", pb.GetTaskRequest(wait=wait), timeout=wait + 60.0
-                )
-            finally:
-                self._polling -= 1
+            reply, self._next_reply = self._next_reply, None
+            if reply is None:
+                wait = contract.LONG_POLL_S
+                if deadline is not None:
+                    wait = min(wait, max(0.0, deadline - time.monotonic()))
+                self._polling += 1
+                try:
+                    reply = await self._call_with_retry(
+                        "GetTask", pb.GetTaskRequest(wait=wait), timeout=wait + 60.0
+                    )
+                finally:
+                    self._polling -= 1
             if reply.kind == pb.TaskReply.TASK:
-                name, task_id = reply.name, reply.task_id
-                if not name or not task_id:
-                    raise JobError("GetTask: the server sent a task without name or id", self.site)
-                frame = reply.model or await self._fetch_model(name, task_id, reply.model_bytes)
-                if frame is not None:
-                    try:
-                        if len(frame) > _OFF_LOOP_BYTES:
-                            data = await asyncio.to_thread(decode_model, frame)
-                        else:
-                            data = decode_model(frame)
-                    except ProtocolError as exc:
-                        raise JobError(
-                            f"task {name}: the server sent bad data: {exc}", self.site
-                        ) from None
-                    return Task(name, task_id, data)
+                task = await self._task_of(reply)
+                if task is not None:
+                    self.outbox.task_running = True  # its records may ride in its result
+                    return task
             elif reply.kind == pb.TaskReply.END:
                 return END
             elif reply.kind != pb.TaskReply.NONE:
                 raise JobError(f"GetTask: unknown reply kind {reply.kind!r}", self.site)
             if deadline is not None and time.monotonic() >= deadline:
                 return None
+
+    async def _task_of(self, reply: pb.TaskReply) -> Task | None:
+        """The task a TaskReply of kind TASK sends, its model fetched and decoded; None
+        when the task was withdrawn while its model arrived."""
+        name, task_id = reply.name, reply.task_id
+        if not name or not task_id:
+            raise JobError("GetTask: the server sent a task without name or id", self.site)
+        frame = reply.model or await self._fetch_model(name, task_id, reply.model_bytes)
+        if frame is None:
+            return None
+        try:
+            if len(frame) > _OFF_LOOP_BYTES:
+                data = await asyncio.to_thread(decode_model, frame)
+            else:
+                data = decode_model(frame)
+        except ProtocolError as exc:
+            raise JobError(f"task {name}: the server sent bad data: {exc}", self.site) from None
+        return Task(name, task_id, data)
 
     async def _fetch_model(self, name: str, task_id: str, size: int) -> bytearray | None:
         """The ``size``-byte model frame of task ``task_id``; None if the task closed meanwhile."""
@@ -533,11 +546,17 @@ class SiteLink:
             return None
         return frame
 
-    async def submit_result(self, task: Task, result: FLModel) -> bool:
+    async def submit_result(self, task: Task, result: FLModel, wait_next: float = 0.0) -> bool:
         """Send the result of ``task``; True if the server accepted it (False: late or unknown).
 
-        A result larger than one message is streamed in chunks.
+        A result larger than one message is streamed in chunks. One that fits in
+        a message carries the event records waiting to be sent (the server writes
+        them first, and its reply acknowledges them), and with ``wait_next`` > 0
+        the server answers once it has the site's next task (or after up to
+        ``wait_next`` seconds), which :meth:`get_task` then returns without a call
+        of its own: one call a round instead of three.
         """
+        self.outbox.task_running = False
         if _payload_bytes(result) > _OFF_LOOP_BYTES:
             frame = await asyncio.to_thread(encode_model, result)
         else:
@@ -549,8 +568,24 @@ class SiteLink:
                 self.site,
             )
         if len(frame) <= self._chunk_bytes:
-            request = pb.SubmitResultRequest(task_id=task.task_id, model=frame)
-            reply = await self._call_with_retry("SubmitResult", request, timeout=300.0)
+            wait = min(max(0.0, wait_next), contract.LONG_POLL_S)
+            request = pb.SubmitResultRequest(task_id=task.task_id, model=frame, wait=wait)
+            carried = self.outbox.carry(self._chunk_bytes - len(frame))
+            if carried:
+                request.stream = self.outbox.stream_id
+                request.records = join_records(p for _, p in carried)
+            if wait:
+                self._polling += 1  # the call is open meanwhile: no heartbeat needed
+            reply = None
+            try:
+                reply = await self._call_with_retry("SubmitResult", request, timeout=wait + 300.0)
+            finally:
+                if wait:
+                    self._polling -= 1
+                # Without a reply, the stream sends the records again.
+                self.outbox.settle(carried, *((reply.ack, reply.error) if reply else ()))
+            if wait and reply.HasField("next"):
+                self._next_reply = reply.next
         else:
             reply = await self._with_retry(
                 "PushResult",
