@@ -23,9 +23,12 @@ code: it runs a :class:`SiteLink` on a loop of its own thread.
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -120,6 +123,74 @@ class _SharedChannels:
 
 
 _SHARED_CHANNELS = _SharedChannels()
+
+_HEARTBEAT = pb.HeartbeatRequest()
+
+
+class _Heartbeats:
+    """The heartbeats of the links on one event loop, sent by one task for them all: each
+    link's every ``heartbeat_interval`` seconds, unless a call that waits for a task is
+    open (the server sees that call). A worker hosting a thousand sites then keeps one
+    timer, not a task and a timer per site; links due within a quarter of their interval
+    beat together, so the task wakes a few times per interval, not once per link."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._due: list[tuple[float, int, SiteLink]] = []  # a heap: (when, order, link)
+        self._links: set[SiteLink] = set()
+        self._order = itertools.count()
+        self._task: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+        self._beats: set[asyncio.Task[None]] = set()  # beats under way (the loop keeps weak refs)
+
+    def add(self, link: SiteLink) -> None:
+        """Beat for ``link`` from now on (on the loop)."""
+        self._links.add(link)
+        when = time.monotonic() + link.heartbeat_interval
+        heapq.heappush(self._due, (when, next(self._order), link))
+        if self._task is None or self._task.done():
+            self._task = self._loop.create_task(self._run(), name="flconfig-heartbeats")
+        elif self._due[0][2] is link:
+            self._changed.set()  # due before what the task sleeps for
+
+    def remove(self, link: SiteLink) -> None:
+        """Beat no more for ``link`` (its entry leaves the heap when it comes up)."""
+        self._links.discard(link)
+
+    async def _run(self) -> None:
+        due = self._due
+        while self._links:
+            now = time.monotonic()
+            while due and due[0][0] - now <= due[0][2].heartbeat_interval / 4:
+                _, _, link = heapq.heappop(due)
+                if link not in self._links:
+                    continue
+                heapq.heappush(due, (now + link.heartbeat_interval, next(self._order), link))
+                if not link._polling:
+                    beat = self._loop.create_task(link._beat(),
+                                                  name=site_thread_name(link.site, "heartbeat"))
+                    self._beats.add(beat)
+                    beat.add_done_callback(self._beats.discard)
+            if not due:
+                break
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), max(0.0, due[0][0] - time.monotonic()))
+            except asyncio.TimeoutError:
+                pass
+        due.clear()
+
+
+_LOOP_HEARTBEATS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Heartbeats] = (
+    weakref.WeakKeyDictionary())
+
+
+def _heartbeats(loop: asyncio.AbstractEventLoop) -> _Heartbeats:
+    """The heartbeats of ``loop``'s links."""
+    beats = _LOOP_HEARTBEATS.get(loop)
+    if beats is None:
+        beats = _LOOP_HEARTBEATS[loop] = _Heartbeats(loop)
+    return beats
 
 
 def _payload_bytes(model: FLModel) -> int:
@@ -384,12 +455,13 @@ class SiteLink:
         self._connected = True
         loop = asyncio.get_running_loop()
         self._tasks = [
-            loop.create_task(self._heartbeat_loop(), name=site_thread_name(self.site, "heartbeat")),
             loop.create_task(self.outbox.run(self._send_batch, self._stopped_within),
                              name=site_thread_name(self.site, "events")),
         ]
+        _heartbeats(loop).add(self)
         self.outbox.open()
-        log.info("%s connected to %s", self.site, self.address)
+        log.info("%s connected to %s; heartbeat every %g s, event stream %s", self.site,
+                 self.address, self.heartbeat_interval, self.outbox.stream_id[:8])
 
     async def close(self, timeout: float = 10.0, reason: str | None = None) -> int:
         """Flush events (up to ``timeout`` s), say Bye and disconnect.
@@ -404,6 +476,8 @@ class SiteLink:
         if self._connected:
             await self.flush(timeout)
         self._closed = True
+        if self._loop is not None:
+            _heartbeats(self._loop).remove(self)
         if self._stop is not None:
             self._stop.set()
         self.outbox.stop()
@@ -437,18 +511,14 @@ class SiteLink:
             return False
         return True
 
-    async def _heartbeat_loop(self) -> None:
-        request = pb.HeartbeatRequest()
-        log.info("%s: heartbeat every %g s", self.site, self.heartbeat_interval)
-        while not await self._stopped_within(self.heartbeat_interval):
-            if self._polling:
-                continue  # a GetTask is open: the server sees the site busy, not silent
-            try:
-                await self._invoke("Heartbeat", request, timeout=max(self.heartbeat_interval, 1.0))
-            except Retryable as exc:
-                log.debug("%s: heartbeat failed: %s", self.site, exc)
-            except JobError as exc:
-                log.warning("%s: heartbeat refused: %s", self.site, exc)
+    async def _beat(self) -> None:
+        """One Heartbeat (sent by the loop's :class:`_Heartbeats`)."""
+        try:
+            await self._invoke("Heartbeat", _HEARTBEAT, timeout=max(self.heartbeat_interval, 1.0))
+        except Retryable as exc:
+            log.debug("%s: heartbeat failed: %s", self.site, exc)
+        except JobError as exc:
+            log.warning("%s: heartbeat refused: %s", self.site, exc)
 
     # ------------------------------------------------------------------ tasks
 
