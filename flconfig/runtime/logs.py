@@ -121,7 +121,8 @@ def add_log_file(file: Path, site: str | None = None, default: str = "-") -> log
     else:
         router.by_site.setdefault(site, []).append(handler)
     root = logging.getLogger()
-    root.setLevel(logging.INFO)
+    if root.level != logging.INFO:  # setLevel clears every logger's cache: once, not per site
+        root.setLevel(logging.INFO)
     # A log file on a full disk must not print tracebacks to the terminal: the
     # run itself reports the full disk.
     logging.raiseExceptions = False
