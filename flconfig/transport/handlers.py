@@ -188,7 +188,8 @@ class SiteHandlers:
     ) -> bytes | pb.SubmitResultReply:
         """SubmitResult: a result that fits in one message. The site's event records it
         carries are written first (as SendEvents writes them; the reply acknowledges
-        them); with ``wait`` the reply waits for the site's next task, and carries it.
+        them); with ``wait`` the reply waits for the site's next task, and carries it (not for
+        a request above :data:`~.contract.WAIT_WITH_RESULT_BYTES`, which gRPC would hold).
 
         Records and results above :data:`SMALL_RESULT_BYTES` are taken on a worker thread
         (writing records and decoding may block), never on the loop."""
@@ -201,8 +202,8 @@ class SiteHandlers:
             reply = await loop.run_in_executor(self._blocking, self._intake, site, request)
         else:
             reply = self._intake(site, request)
-        if wait <= 0:
-            return reply
+        if wait <= 0 or len(request.model) + len(request.records) > contract.WAIT_WITH_RESULT_BYTES:
+            return reply  # no ``next``: the site asks with a GetTask
         # The next task's reply, already serialised, goes in as field 2 (``next``) as is.
         head: bytes = reply.SerializeToString()
         return head + contract.wire_bytes_field(2, await self._next_task(site, wait, context))

@@ -624,7 +624,8 @@ class SiteLink:
         them first, and its reply acknowledges them), and with ``wait_next`` > 0
         the server answers once it has the site's next task (or after up to
         ``wait_next`` seconds), which :meth:`get_task` then returns without a call
-        of its own: one call a round instead of three.
+        of its own: one call a round instead of three. Not for a result above
+        :data:`~.contract.WAIT_WITH_RESULT_BYTES`, which is answered at once.
         """
         self.outbox.task_running = False
         if _payload_bytes(result) > _OFF_LOOP_BYTES:
@@ -638,12 +639,16 @@ class SiteLink:
                 self.site,
             )
         if len(frame) <= self._chunk_bytes:
-            wait = min(max(0.0, wait_next), contract.LONG_POLL_S)
-            request = pb.SubmitResultRequest(task_id=task.task_id, model=frame, wait=wait)
+            request = pb.SubmitResultRequest(task_id=task.task_id, model=frame)
             carried = self.outbox.carry(self._chunk_bytes - len(frame))
             if carried:
                 request.stream = self.outbox.stream_id
                 request.records = join_records(p for _, p in carried)
+            # A large result is not held by the server while it waits (the server holds
+            # the request until the call ends): the next task is then asked for apart.
+            small = len(frame) + len(request.records) <= contract.WAIT_WITH_RESULT_BYTES
+            wait = min(max(0.0, wait_next), contract.LONG_POLL_S) if small else 0.0
+            request.wait = wait
             if wait:
                 self._polling += 1  # the call is open meanwhile: no heartbeat needed
             reply = None

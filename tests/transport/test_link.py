@@ -659,6 +659,25 @@ def test_a_result_carries_the_records_and_brings_back_the_next_task(make_server,
     assert "GetTask 1," in served and "SubmitResult 2" in served and "SendEvents" not in served
 
 
+def test_only_a_small_result_waits_for_the_next_task(make_server) -> None:
+    # gRPC holds a request until its call ends: a large result is answered at once (the site
+    # then asks for its next task apart), a small one may wait; a result that does not ask
+    # to wait (an older site) is answered at once, without ``next``.
+    server = make_server()
+    with CommClient(server.address, "site-1", TOKENS["site-1"]):
+        def submit(model: bytes, wait: float) -> pb.SubmitResultReply:
+            request = pb.SubmitResultRequest(task_id="nope", model=model, wait=wait)
+            return pb.SubmitResultReply.FromString(raw_call(
+                server.address, "SubmitResult", request.SerializeToString(), "site-1",
+                TOKENS["site-1"]))
+
+        small = submit(b"FLCM junk", 0.2)
+        assert small.HasField("next") and small.next.kind == pb.TaskReply.NONE
+        assert not submit(b"FLCM junk", 0).HasField("next")
+        large = submit(b"x" * (comm.WAIT_WITH_RESULT_BYTES + 1), 3)
+        assert not large.HasField("next") and large.accepted is False
+
+
 def test_wait_for_sites_returns_who_connected_when_time_runs_out(
     make_server, start_sites, caplog
 ) -> None:
