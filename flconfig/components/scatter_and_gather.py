@@ -269,6 +269,7 @@ class ScatterAndGather(Controller):
         # took 0.13-0.6 s a round). Left as found when the rounds end.
         froze = bool(self.memory_gc_rounds) and gc.get_freeze_count() == 0
         if froze:
+            gc.collect()  # no garbage of the start-up is kept for the run
             gc.freeze()
         try:
             for current in range(self.start_round, self._end_round()):

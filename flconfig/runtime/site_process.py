@@ -140,11 +140,13 @@ async def run_site(spec: WorkerSpec, site: str, errors: dict[str, str],
                 result = await job.call(site, execute, built, ctx, task.name, task.data)
             else:
                 result = await _run_released(spec, site, job, link, task, errors)
-            # The reply waits for the next task: one call a round, the records too.
-            await link.submit_result(task, result, wait_next=LONG_POLL_S)
-            # Not held while the site waits for its next task: a thousand sites would
-            # each keep a copy of the global model and of their result.
+            # Not held while the site waits for its next task (a small result's reply
+            # brings it: one call a round, the records too): a thousand sites would each
+            # keep a copy of the global model and of their result. The list is emptied
+            # as the call's arguments are taken, so the call holds the only references.
+            handed = [task, result]
             del task, result
+            await link.submit_result(handed.pop(0), handed.pop(0), wait_next=LONG_POLL_S)
     except OSError as exc:
         log.error("%s failed: %s", site, exc)
         errors[site] = storage_message(exc, workspace)

@@ -638,8 +638,12 @@ class SiteLink:
                 f"the limit of {self.max_model_bytes / 2**20:.0f} MiB (max_model_mb)",
                 self.site,
             )
+        name, task_id = task.name, task.task_id
+        # Neither is kept while the server holds the call for the next task (a caller that
+        # hands them over without keeping them, as a worker's sites do, frees them now).
+        del task, result
         if len(frame) <= self._chunk_bytes:
-            request = pb.SubmitResultRequest(task_id=task.task_id, model=frame)
+            request = pb.SubmitResultRequest(task_id=task_id, model=frame)
             carried = self.outbox.carry(self._chunk_bytes - len(frame))
             if carried:
                 request.stream = self.outbox.stream_id
@@ -664,16 +668,16 @@ class SiteLink:
         else:
             reply = await self._with_retry(
                 "PushResult",
-                lambda: self._invoke("PushResult", self._result_parts(task, frame), None),
+                lambda: self._invoke("PushResult", self._result_parts(task_id, frame), None),
             )
         if not reply.accepted:
-            log.warning("%s: the server did not accept the result of task %s", self.site, task.name)
+            log.warning("%s: the server did not accept the result of task %s", self.site, name)
         return bool(reply.accepted)
 
-    def _result_parts(self, task: Task, frame: bytes) -> Iterator[bytes]:
+    def _result_parts(self, task_id: str, frame: bytes) -> Iterator[bytes]:
         """The serialised ResultParts of ``frame``: the first names the task and the size."""
         view, step = memoryview(frame), self._chunk_bytes
-        first = pb.ResultPart(task_id=task.task_id, model_bytes=len(frame))
+        first = pb.ResultPart(task_id=task_id, model_bytes=len(frame))
         yield first.SerializeToString() + wire_bytes_field(3, view[:step])
         for start in range(step, len(frame), step):
             yield wire_bytes_field(3, view[start : start + step])
