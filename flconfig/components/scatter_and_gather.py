@@ -263,11 +263,23 @@ class ScatterAndGather(Controller):
             raise JobError(f"{self._owner()}: control_flow before start_controller")
         if getattr(ctx, "comm", None) is None:
             raise JobError(f"{self._owner()}: the server has no link to the sites (ctx.comm)")
-        for current in range(self.start_round, self._end_round()):
-            if abort_signal.triggered:
-                break
-            if not self._round(current, abort_signal, ctx):
-                break
+        # What lives before the first round (the modules, torch's among them, the
+        # components, the sites' state) lives for the run: kept out of every collection,
+        # a round's gc.collect() walks only what rounds made (at 1,024 sites a full walk
+        # took 0.13-0.6 s a round). Left as found when the rounds end.
+        froze = bool(self.memory_gc_rounds) and gc.get_freeze_count() == 0
+        if froze:
+            gc.collect()  # no garbage of the start-up is kept for the run
+            gc.freeze()
+        try:
+            for current in range(self.start_round, self._end_round()):
+                if abort_signal.triggered:
+                    break
+                if not self._round(current, abort_signal, ctx):
+                    break
+        finally:
+            if froze:
+                gc.unfreeze()
         if abort_signal.triggered:
             site_logger(ctx, log).info(
                 "%s stopped: %s", self._owner(), abort_signal.reason or "abort signal"

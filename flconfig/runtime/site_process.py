@@ -22,6 +22,8 @@ from typing import Any
 
 from ..common.logs import site_thread_name
 from ..errors import FlconfigError, JobError, StorageError, storage_message
+from ..tracking.senders import AnalyticsSender
+from ..transport.contract import LONG_POLL_S
 from ..transport.link import SiteLink, Task
 from ..transport.tls import channel_credentials
 from ..types import EventType, FLModel, ReturnCode
@@ -34,6 +36,10 @@ from .plan import RunPlan, load_plan
 from .spec import WorkerSpec, wait_for_port
 
 log = logging.getLogger(__name__)
+
+#: Longest a task's result waits for the records the task logged to be handed on to the
+#: link (beyond it they follow on their own).
+HAND_ON_TIMEOUT = 1.0
 
 #: Seconds between two returns of a worker's freed memory to the system while its
 #: sites are released between tasks (each costs a walk over the C heap).
@@ -134,10 +140,13 @@ async def run_site(spec: WorkerSpec, site: str, errors: dict[str, str],
                 result = await job.call(site, execute, built, ctx, task.name, task.data)
             else:
                 result = await _run_released(spec, site, job, link, task, errors)
-            await link.submit_result(task, result)
-            # Not held while the site waits for its next task: a thousand sites would
-            # each keep a copy of the global model and of their result.
+            # Not held while the site waits for its next task (a small result's reply
+            # brings it: one call a round, the records too): a thousand sites would each
+            # keep a copy of the global model and of their result. The list is emptied
+            # as the call's arguments are taken, so the call holds the only references.
+            handed = [task, result]
             del task, result
+            await link.submit_result(handed.pop(0), handed.pop(0), wait_next=LONG_POLL_S)
     except OSError as exc:
         log.error("%s failed: %s", site, exc)
         errors[site] = storage_message(exc, workspace)
@@ -292,6 +301,11 @@ def execute(built: BuiltSite, ctx: SiteContext, task_name: str, data: FLModel) -
         if chain.section == "task_result_filters" and applies(chain, task_name):
             for f in chain.filters:
                 result = f.process(result, ctx)
+    # The records the task logged are handed on now, so that they go to the server with
+    # its result (one call for both) and are there when the result is.
+    for component in built.components.values():
+        if isinstance(component, AnalyticsSender) and component.waiting:
+            component.flush(HAND_ON_TIMEOUT)
     return result
 
 

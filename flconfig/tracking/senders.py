@@ -116,6 +116,7 @@ class AnalyticsSender(Widget):
         self._ctx: RunContext | None = None
         self._room = threading.Event()  # set by the analytics thread after each drain
         self._state_lock = threading.Lock()
+        self._draining = False  # the analytics thread is handing records on
         self._running = False  # a run started: the analytics thread drains the queue
         self._stopping = False  # the run ends: drain what is queued, then stop
         self._stopped = threading.Event()
@@ -230,6 +231,12 @@ class AnalyticsSender(Widget):
         check_size(rec.HPARAMS, name, value)
         self._put(rec.HPARAMS, name, value, global_step, None)
 
+    @property
+    def waiting(self) -> bool:
+        """Whether records logged are waiting to be fired as an event (queued, or being
+        handed on now)."""
+        return bool(self._queue) or self._draining
+
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every record logged so far has been fired as an event.
 
@@ -320,6 +327,7 @@ class AnalyticsSender(Widget):
         thread = threading.current_thread()
         ctx = self._ctx
         thread.name = site_thread_name(getattr(ctx, "site_name", "site"), self.id or self.event_type)
+        self._draining = True  # before the look: waiting is never False while records are in hand
         try:
             had = bool(self._queue)
             if had:
@@ -335,6 +343,7 @@ class AnalyticsSender(Widget):
                     else:
                         log.exception(message)
         finally:
+            self._draining = False
             thread.name = "flconfig-analytics"
         now = time.monotonic()
         if self._queue:  # more than one batch: again, after the other senders due now

@@ -151,9 +151,10 @@ class CommClient:
         """The next task, :data:`END`, or None after ``timeout`` s (see :meth:`SiteLink.get_task`)."""
         return _LOOP.run(self._link.get_task(timeout))
 
-    def submit_result(self, task: Task, result: FLModel) -> bool:
-        """Send the result of ``task`` (see :meth:`SiteLink.submit_result`)."""
-        return _LOOP.run(self._link.submit_result(task, result))
+    def submit_result(self, task: Task, result: FLModel, wait_next: float = 0.0) -> bool:
+        """Send the result of ``task``, with the records waiting; with ``wait_next``, the
+        next task comes back with it (see :meth:`SiteLink.submit_result`)."""
+        return _LOOP.run(self._link.submit_result(task, result, wait_next))
 
     def send_events(self, records: Sequence[Mapping[str, Any]]) -> None:
         """Queue event records for the server (see :meth:`SiteLink.send_events`)."""

@@ -60,6 +60,11 @@ _MAX_SITE_NAME = 128
 #: caller going away all answer a waiting call at once; a short poll only costs a
 #: thousand sites a thousand calls a second.
 LONG_POLL_S = 20.0
+#: Largest SubmitResult (result and records) held while the server waits for the site's
+#: next task: gRPC keeps the request on both ends until the call ends, and a thousand
+#: sites' results kept through a round would cost more memory than the GetTask they
+#: save (a CNN's 40 KB results: +400 MB at 1,024 sites). Larger ones are answered at once.
+WAIT_WITH_RESULT_BYTES = 8 * 1024
 
 
 def wire_bytes_field(number: int, data: bytes | memoryview) -> bytes:

@@ -1,6 +1,7 @@
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from collections.abc import Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -68,12 +69,18 @@ class Chunk(_message.Message):
     def __init__(self, data: _Optional[bytes] = ...) -> None: ...
 
 class SubmitResultRequest(_message.Message):
-    __slots__ = ("task_id", "model")
+    __slots__ = ("task_id", "model", "wait", "stream", "records")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    WAIT_FIELD_NUMBER: _ClassVar[int]
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     model: bytes
-    def __init__(self, task_id: _Optional[str] = ..., model: _Optional[bytes] = ...) -> None: ...
+    wait: float
+    stream: str
+    records: bytes
+    def __init__(self, task_id: _Optional[str] = ..., model: _Optional[bytes] = ..., wait: _Optional[float] = ..., stream: _Optional[str] = ..., records: _Optional[bytes] = ...) -> None: ...
 
 class ResultPart(_message.Message):
     __slots__ = ("task_id", "model_bytes", "data")
@@ -86,10 +93,16 @@ class ResultPart(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., model_bytes: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class SubmitResultReply(_message.Message):
-    __slots__ = ("accepted",)
+    __slots__ = ("accepted", "next", "ack", "error")
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    NEXT_FIELD_NUMBER: _ClassVar[int]
+    ACK_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
     accepted: bool
-    def __init__(self, accepted: _Optional[bool] = ...) -> None: ...
+    next: TaskReply
+    ack: int
+    error: str
+    def __init__(self, accepted: _Optional[bool] = ..., next: _Optional[_Union[TaskReply, _Mapping]] = ..., ack: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
     __slots__ = ()

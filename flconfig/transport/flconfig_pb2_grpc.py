@@ -101,7 +101,9 @@ class CommServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SubmitResult(self, request, context):
-        """A task's result whose model frame fits in one message.
+        """A task's result whose model frame fits in one message; it may carry the site's
+        event records waiting to be sent, and wait for the site's next task (a GetTask
+        saved each round).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

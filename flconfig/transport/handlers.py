@@ -33,6 +33,14 @@ _END: bytes = pb.TaskReply(kind=pb.TaskReply.END).SerializeToString()
 #: ``on_events(site, records)``: receives a site's event records, once each and in order.
 EventsCallback = Callable[[str, list[dict[str, Any]]], None]
 
+#: A SubmitResult's result of at most this many bytes, without records, is taken on the
+#: loop: it decodes in less time than the hop to a thread takes.
+SMALL_RESULT_BYTES = 64 * 1024
+
+
+class _StaleStream(Exception):
+    """Records of an event stream that is not the site's (it said Hello again since)."""
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -69,13 +77,13 @@ class SiteHandlers:
     #: The methods whose handlers may block (a receiver writing records, decoding a
     #: result, a callback of the runtime's), run on worker threads, never on the loop,
     #: unless their request is at most this many bytes (-1: always on a thread). A
-    #: result of up to 64 KiB decodes in less time than the hop to a thread takes; a
-    #: Bye without a reason (an empty request) calls nothing of the runtime's.
-    BLOCKING: ClassVar[dict[str, int]] = {"SubmitResult": 64 * 1024, "SendEvents": -1, "Bye": 0}
+    #: Bye without a reason (an empty request) calls nothing of the runtime's. SubmitResult
+    #: runs on the loop and sends what may block to a thread itself (see submit_result).
+    BLOCKING: ClassVar[dict[str, int]] = {"SendEvents": -1, "Bye": 0}
 
     def by_method(self) -> dict[str, Handler]:
-        """The handler of each method of the contract, by method name (``get_task`` and
-        ``push_result`` are coroutine functions, run on the server's event loop)."""
+        """The handler of each method of the contract, by method name (``get_task``,
+        ``submit_result`` and ``push_result`` are coroutine functions, run on the server's event loop)."""
         return {
             "Hello": self.hello,
             "GetTask": self.get_task,
@@ -122,9 +130,13 @@ class SiteHandlers:
 
         It waits on the server's event loop, holding no thread: a task for the site (or
         the run's end) wakes it; a cancelled call stops it."""
-        wait = request.wait
+        return await self._next_task(site, request.wait, context)
+
+    async def _next_task(self, site: str, wait: float, context: CallContext) -> bytes:
+        """The serialised TaskReply of ``site``'s next task, waiting up to ``wait`` seconds
+        (at most the long poll) for one: GetTask's answer, and SubmitResult's ``next``."""
         if wait != wait:
-            raise ProtocolError("GetTask: 'wait' must be a number")
+            raise ProtocolError("'wait' must be a number")
         deadline = time.monotonic() + min(max(wait, 0.0), self._limits.long_poll)
         state = self._state
         st = state.sites[site]
@@ -171,11 +183,43 @@ class SiteHandlers:
             yield contract.wire_bytes_field(1, model[start : start + contract.CHUNK_BYTES])
         log.debug("site %s fetched the %d-byte model of task %s", site, len(model), task.name)
 
-    def submit_result(
+    async def submit_result(
         self, site: str, request: Any, context: CallContext
-    ) -> pb.SubmitResultReply:
-        """SubmitResult: a result that fits in one message."""
-        return self._take_result(site, request.task_id, lambda: request.model)
+    ) -> bytes | pb.SubmitResultReply:
+        """SubmitResult: a result that fits in one message. The site's event records it
+        carries are written first (as SendEvents writes them; the reply acknowledges
+        them); with ``wait`` the reply waits for the site's next task, and carries it (not for
+        a request above :data:`~.contract.WAIT_WITH_RESULT_BYTES`, which gRPC would hold).
+
+        Records and results above :data:`SMALL_RESULT_BYTES` are taken on a worker thread
+        (writing records and decoding may block), never on the loop."""
+        wait = request.wait
+        if wait != wait:
+            raise ProtocolError("SubmitResult: 'wait' must be a number")
+        reply: pb.SubmitResultReply
+        if request.records or len(request.model) > SMALL_RESULT_BYTES:
+            loop = asyncio.get_running_loop()
+            reply = await loop.run_in_executor(self._blocking, self._intake, site, request)
+        else:
+            reply = self._intake(site, request)
+        if wait <= 0 or len(request.model) + len(request.records) > contract.WAIT_WITH_RESULT_BYTES:
+            return reply  # no ``next``: the site asks with a GetTask
+        # The next task's reply, already serialised, goes in as field 2 (``next``) as is.
+        head: bytes = reply.SerializeToString()
+        return head + contract.wire_bytes_field(2, await self._next_task(site, wait, context))
+
+    def _intake(self, site: str, request: Any) -> pb.SubmitResultReply:
+        """The records and the result of a SubmitResult, taken; its reply without ``next``."""
+        ack, refused = 0, ""
+        if request.records:
+            try:
+                ack, refused = self._write_records(site, request.stream, request.records)
+            except _StaleStream as exc:
+                refused = str(exc)  # the site's own SendEvents learns it; the result counts
+        reply = self._take_result(site, request.task_id, lambda: request.model)
+        if request.records:
+            reply.ack, reply.error = ack, refused
+        return reply
 
     async def push_result(
         self, site: str, parts: AsyncIterator[Any], context: CallContext
@@ -261,22 +305,27 @@ class SiteHandlers:
     ) -> pb.SendEventsReply:
         """SendEvents: deliver the records next in the site's sequence; acknowledge the last
         one written (never one that was not)."""
-        stream = request.stream
-        records = decode_records(request.records)
+        try:
+            ack, refused = self._write_records(site, request.stream, request.records)
+        except _StaleStream as exc:
+            abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        return pb.SendEventsReply(ack=ack, error=refused)
+
+    def _write_records(self, site: str, stream: str, data: bytes) -> tuple[int, str]:
+        """Deliver the records of batch ``data`` next in ``site``'s sequence of ``stream``:
+        (the last seq written, why records are not written now or "")."""
+        records = decode_records(data)
         for record in records:
             seq = record.get("seq")
             if type(seq) is not int or seq < 1:
-                raise ProtocolError("SendEvents: every record needs an int 'seq' >= 1")
+                raise ProtocolError("event records: every record needs an int 'seq' >= 1")
         state = self._state
         with state.cond:
             st = state.sites[site]
         with st.events_lock:
             if stream != st.stream:
-                abort(
-                    context,
-                    grpc.StatusCode.FAILED_PRECONDITION,
-                    f"stale event stream: site {site} has reconnected as a new client",
-                )
+                raise _StaleStream(
+                    f"stale event stream: site {site} has reconnected as a new client")
             expected = st.last_seq + 1
             fresh: list[dict[str, Any]] = []
             for record in records:
@@ -289,7 +338,7 @@ class SiteHandlers:
                     break
                 fresh.append(record)
                 expected += 1
-            refused = None
+            refused = ""
             if fresh:
                 try:
                     if self.on_events is not None:
@@ -308,8 +357,7 @@ class SiteHandlers:
                 else:
                     st.last_seq = expected - 1
                     state.note_storage(None)
-            ack = st.last_seq
-        return pb.SendEventsReply(ack=ack, error=refused or "")
+            return st.last_seq, refused
 
     def bye(self, site: str, request: Any, context: CallContext) -> pb.ByeReply:
         """Bye: the site leaves; with a reason, because it failed."""

@@ -23,9 +23,12 @@ code: it runs a :class:`SiteLink` on a loop of its own thread.
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -39,7 +42,7 @@ from ..types import FLModel
 from . import contract
 from . import flconfig_pb2 as pb
 from . import flconfig_pb2_grpc as pb_grpc
-from .codec import ProtocolError, decode_model, encode_model
+from .codec import ProtocolError, decode_model, encode_model, join_records
 from .contract import wire_bytes_field
 from .outbox import Outbox
 from .retry import Retryable, RetryPolicy
@@ -120,6 +123,74 @@ class _SharedChannels:
 
 
 _SHARED_CHANNELS = _SharedChannels()
+
+_HEARTBEAT = pb.HeartbeatRequest()
+
+
+class _Heartbeats:
+    """The heartbeats of the links on one event loop, sent by one task for them all: each
+    link's every ``heartbeat_interval`` seconds, unless a call that waits for a task is
+    open (the server sees that call). A worker hosting a thousand sites then keeps one
+    timer, not a task and a timer per site; links due within a quarter of their interval
+    beat together, so the task wakes a few times per interval, not once per link."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._due: list[tuple[float, int, SiteLink]] = []  # a heap: (when, order, link)
+        self._links: set[SiteLink] = set()
+        self._order = itertools.count()
+        self._task: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+        self._beats: set[asyncio.Task[None]] = set()  # beats under way (the loop keeps weak refs)
+
+    def add(self, link: SiteLink) -> None:
+        """Beat for ``link`` from now on (on the loop)."""
+        self._links.add(link)
+        when = time.monotonic() + link.heartbeat_interval
+        heapq.heappush(self._due, (when, next(self._order), link))
+        if self._task is None or self._task.done():
+            self._task = self._loop.create_task(self._run(), name="flconfig-heartbeats")
+        elif self._due[0][2] is link:
+            self._changed.set()  # due before what the task sleeps for
+
+    def remove(self, link: SiteLink) -> None:
+        """Beat no more for ``link`` (its entry leaves the heap when it comes up)."""
+        self._links.discard(link)
+
+    async def _run(self) -> None:
+        due = self._due
+        while self._links:
+            now = time.monotonic()
+            while due and due[0][0] - now <= due[0][2].heartbeat_interval / 4:
+                _, _, link = heapq.heappop(due)
+                if link not in self._links:
+                    continue
+                heapq.heappush(due, (now + link.heartbeat_interval, next(self._order), link))
+                if not link._polling:
+                    beat = self._loop.create_task(link._beat(),
+                                                  name=site_thread_name(link.site, "heartbeat"))
+                    self._beats.add(beat)
+                    beat.add_done_callback(self._beats.discard)
+            if not due:
+                break
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), max(0.0, due[0][0] - time.monotonic()))
+            except asyncio.TimeoutError:
+                pass
+        due.clear()
+
+
+_LOOP_HEARTBEATS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Heartbeats] = (
+    weakref.WeakKeyDictionary())
+
+
+def _heartbeats(loop: asyncio.AbstractEventLoop) -> _Heartbeats:
+    """The heartbeats of ``loop``'s links."""
+    beats = _LOOP_HEARTBEATS.get(loop)
+    if beats is None:
+        beats = _LOOP_HEARTBEATS[loop] = _Heartbeats(loop)
+    return beats
 
 
 def _payload_bytes(model: FLModel) -> int:
@@ -209,6 +280,8 @@ class SiteLink:
         self._stop: asyncio.Event | None = None  # set by close(): the background tasks end
         self._tasks: list[asyncio.Task[None]] = []
         self._polling = 0  # GetTask calls open; no heartbeat is needed meanwhile
+        # The next task's reply, when the server answered it with the last result.
+        self._next_reply: pb.TaskReply | None = None
 
     @property
     def retry_timeout(self) -> float:
@@ -382,12 +455,13 @@ class SiteLink:
         self._connected = True
         loop = asyncio.get_running_loop()
         self._tasks = [
-            loop.create_task(self._heartbeat_loop(), name=site_thread_name(self.site, "heartbeat")),
             loop.create_task(self.outbox.run(self._send_batch, self._stopped_within),
                              name=site_thread_name(self.site, "events")),
         ]
+        _heartbeats(loop).add(self)
         self.outbox.open()
-        log.info("%s connected to %s", self.site, self.address)
+        log.info("%s connected to %s; heartbeat every %g s, event stream %s", self.site,
+                 self.address, self.heartbeat_interval, self.outbox.stream_id[:8])
 
     async def close(self, timeout: float = 10.0, reason: str | None = None) -> int:
         """Flush events (up to ``timeout`` s), say Bye and disconnect.
@@ -402,6 +476,8 @@ class SiteLink:
         if self._connected:
             await self.flush(timeout)
         self._closed = True
+        if self._loop is not None:
+            _heartbeats(self._loop).remove(self)
         if self._stop is not None:
             self._stop.set()
         self.outbox.stop()
@@ -435,18 +511,14 @@ class SiteLink:
             return False
         return True
 
-    async def _heartbeat_loop(self) -> None:
-        request = pb.HeartbeatRequest()
-        log.info("%s: heartbeat every %g s", self.site, self.heartbeat_interval)
-        while not await self._stopped_within(self.heartbeat_interval):
-            if self._polling:
-                continue  # a GetTask is open: the server sees the site busy, not silent
-            try:
-                await self._invoke("Heartbeat", request, timeout=max(self.heartbeat_interval, 1.0))
-            except Retryable as exc:
-                log.debug("%s: heartbeat failed: %s", self.site, exc)
-            except JobError as exc:
-                log.warning("%s: heartbeat refused: %s", self.site, exc)
+    async def _beat(self) -> None:
+        """One Heartbeat (sent by the loop's :class:`_Heartbeats`)."""
+        try:
+            await self._invoke("Heartbeat", _HEARTBEAT, timeout=max(self.heartbeat_interval, 1.0))
+        except Retryable as exc:
+            log.debug("%s: heartbeat failed: %s", self.site, exc)
+        except JobError as exc:
+            log.warning("%s: heartbeat refused: %s", self.site, exc)
 
     # ------------------------------------------------------------------ tasks
 
@@ -456,42 +528,53 @@ class SiteLink:
         ``timeout=None`` waits until there is a task or the run ends. A task's
         model larger than one message is fetched in chunks, resuming where a
         dropped connection broke it off. Raises :class:`JobError` if the server
-        stays unreachable for ``retry_timeout``.
+        stays unreachable for ``retry_timeout``. A task the server answered with
+        the previous result (:meth:`submit_result` with ``wait_next``) is returned
+        without a call.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            wait = contract.LONG_POLL_S
-            if deadline is not None:
-                wait = min(wait, max(0.0, deadline - time.monotonic()))
-            self._polling += 1
-            try:
-                reply = await self._call_with_retry(
-                    "GetTask", pb.GetTaskRequest(wait=wait), timeout=wait + 60.0
-                )
-            finally:
-                self._polling -= 1
+            reply, self._next_reply = self._next_reply, None
+            if reply is None:
+                wait = contract.LONG_POLL_S
+                if deadline is not None:
+                    wait = min(wait, max(0.0, deadline - time.monotonic()))
+                self._polling += 1
+                try:
+                    reply = await self._call_with_retry(
+                        "GetTask", pb.GetTaskRequest(wait=wait), timeout=wait + 60.0
+                    )
+                finally:
+                    self._polling -= 1
             if reply.kind == pb.TaskReply.TASK:
-                name, task_id = reply.name, reply.task_id
-                if not name or not task_id:
-                    raise JobError("GetTask: the server sent a task without name or id", self.site)
-                frame = reply.model or await self._fetch_model(name, task_id, reply.model_bytes)
-                if frame is not None:
-                    try:
-                        if len(frame) > _OFF_LOOP_BYTES:
-                            data = await asyncio.to_thread(decode_model, frame)
-                        else:
-                            data = decode_model(frame)
-                    except ProtocolError as exc:
-                        raise JobError(
-                            f"task {name}: the server sent bad data: {exc}", self.site
-                        ) from None
-                    return Task(name, task_id, data)
+                task = await self._task_of(reply)
+                if task is not None:
+                    self.outbox.task_running = True  # its records may ride in its result
+                    return task
             elif reply.kind == pb.TaskReply.END:
                 return END
             elif reply.kind != pb.TaskReply.NONE:
                 raise JobError(f"GetTask: unknown reply kind {reply.kind!r}", self.site)
             if deadline is not None and time.monotonic() >= deadline:
                 return None
+
+    async def _task_of(self, reply: pb.TaskReply) -> Task | None:
+        """The task a TaskReply of kind TASK sends, its model fetched and decoded; None
+        when the task was withdrawn while its model arrived."""
+        name, task_id = reply.name, reply.task_id
+        if not name or not task_id:
+            raise JobError("GetTask: the server sent a task without name or id", self.site)
+        frame = reply.model or await self._fetch_model(name, task_id, reply.model_bytes)
+        if frame is None:
+            return None
+        try:
+            if len(frame) > _OFF_LOOP_BYTES:
+                data = await asyncio.to_thread(decode_model, frame)
+            else:
+                data = decode_model(frame)
+        except ProtocolError as exc:
+            raise JobError(f"task {name}: the server sent bad data: {exc}", self.site) from None
+        return Task(name, task_id, data)
 
     async def _fetch_model(self, name: str, task_id: str, size: int) -> bytearray | None:
         """The ``size``-byte model frame of task ``task_id``; None if the task closed meanwhile."""
@@ -533,11 +616,18 @@ class SiteLink:
             return None
         return frame
 
-    async def submit_result(self, task: Task, result: FLModel) -> bool:
+    async def submit_result(self, task: Task, result: FLModel, wait_next: float = 0.0) -> bool:
         """Send the result of ``task``; True if the server accepted it (False: late or unknown).
 
-        A result larger than one message is streamed in chunks.
+        A result larger than one message is streamed in chunks. One that fits in
+        a message carries the event records waiting to be sent (the server writes
+        them first, and its reply acknowledges them), and with ``wait_next`` > 0
+        the server answers once it has the site's next task (or after up to
+        ``wait_next`` seconds), which :meth:`get_task` then returns without a call
+        of its own: one call a round instead of three. Not for a result above
+        :data:`~.contract.WAIT_WITH_RESULT_BYTES`, which is answered at once.
         """
+        self.outbox.task_running = False
         if _payload_bytes(result) > _OFF_LOOP_BYTES:
             frame = await asyncio.to_thread(encode_model, result)
         else:
@@ -548,22 +638,46 @@ class SiteLink:
                 f"the limit of {self.max_model_bytes / 2**20:.0f} MiB (max_model_mb)",
                 self.site,
             )
+        name, task_id = task.name, task.task_id
+        # Neither is kept while the server holds the call for the next task (a caller that
+        # hands them over without keeping them, as a worker's sites do, frees them now).
+        del task, result
         if len(frame) <= self._chunk_bytes:
-            request = pb.SubmitResultRequest(task_id=task.task_id, model=frame)
-            reply = await self._call_with_retry("SubmitResult", request, timeout=300.0)
+            request = pb.SubmitResultRequest(task_id=task_id, model=frame)
+            carried = self.outbox.carry(self._chunk_bytes - len(frame))
+            if carried:
+                request.stream = self.outbox.stream_id
+                request.records = join_records(p for _, p in carried)
+            # A large result is not held by the server while it waits (the server holds
+            # the request until the call ends): the next task is then asked for apart.
+            small = len(frame) + len(request.records) <= contract.WAIT_WITH_RESULT_BYTES
+            wait = min(max(0.0, wait_next), contract.LONG_POLL_S) if small else 0.0
+            request.wait = wait
+            if wait:
+                self._polling += 1  # the call is open meanwhile: no heartbeat needed
+            reply = None
+            try:
+                reply = await self._call_with_retry("SubmitResult", request, timeout=wait + 300.0)
+            finally:
+                if wait:
+                    self._polling -= 1
+                # Without a reply, the stream sends the records again.
+                self.outbox.settle(carried, *((reply.ack, reply.error) if reply else ()))
+            if wait and reply.HasField("next"):
+                self._next_reply = reply.next
         else:
             reply = await self._with_retry(
                 "PushResult",
-                lambda: self._invoke("PushResult", self._result_parts(task, frame), None),
+                lambda: self._invoke("PushResult", self._result_parts(task_id, frame), None),
             )
         if not reply.accepted:
-            log.warning("%s: the server did not accept the result of task %s", self.site, task.name)
+            log.warning("%s: the server did not accept the result of task %s", self.site, name)
         return bool(reply.accepted)
 
-    def _result_parts(self, task: Task, frame: bytes) -> Iterator[bytes]:
+    def _result_parts(self, task_id: str, frame: bytes) -> Iterator[bytes]:
         """The serialised ResultParts of ``frame``: the first names the task and the size."""
         view, step = memoryview(frame), self._chunk_bytes
-        first = pb.ResultPart(task_id=task.task_id, model_bytes=len(frame))
+        first = pb.ResultPart(task_id=task_id, model_bytes=len(frame))
         yield first.SerializeToString() + wire_bytes_field(3, view[:step])
         for start in range(step, len(frame), step):
             yield wire_bytes_field(3, view[start : start + step])

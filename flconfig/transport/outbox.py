@@ -109,6 +109,9 @@ class Outbox:
         self._sender_error: str | None = None
         # Why the server answers that it cannot save records (a full disk), while it does.
         self._server_refusal: str | None = None
+        #: Set while the site runs a task: its first records linger, to go with its result.
+        self.task_running = False
+        self._carrying = False  # a result carries the oldest records: the stream waits
         self._records_ready: asyncio.Event | None = None  # the sender has something to do
         self._acked: asyncio.Event | None = None  # an ack (or the sender's end): flush looks
 
@@ -317,41 +320,95 @@ class Outbox:
 
     async def _next_batch(self) -> list[tuple[int, bytes]] | None:
         """Wait for records, then until ``batch_linger`` s after the last send, unless a
-        batch is full (or someone waits on the outbox). None: stop."""
+        batch is full (or someone waits on the outbox). While a task runs
+        (:attr:`task_running`) the first records wait ``batch_linger`` s too: a quick
+        task's records then go with its result (:meth:`carry`). None: stop."""
         ready = self._records_ready
         assert ready is not None
         while True:
-            with self._events:
-                if self._queue:
+            while True:
+                with self._events:
+                    if self._stopping:
+                        return None
+                    if self._queue and not self._carrying:
+                        break
+                    ready.clear()
+                await ready.wait()  # woken by the first record queued, settle() and stop()
+            linger_until = self._last_send + self._batch_linger
+            if self.task_running:
+                linger_until = max(linger_until, time.monotonic() + self._batch_linger)
+            while True:
+                with self._events:
+                    if (len(self._queue) >= self._batch_trigger or self._flushing
+                            or self._blocked or self._stopping or not self._queue
+                            or self._carrying):
+                        break
+                    ready.clear()
+                remaining = linger_until - time.monotonic()
+                if remaining <= 0:
                     break
-                if self._stopping:
-                    return None
-                ready.clear()
-            await ready.wait()  # woken by the first record queued and by stop()
-        linger_until = self._last_send + self._batch_linger
-        while True:
-            with self._events:
-                if (len(self._queue) >= self._batch_trigger or self._flushing
-                        or self._blocked or self._stopping):
+                try:
+                    await asyncio.wait_for(ready.wait(), remaining)
+                except asyncio.TimeoutError:
                     break
-                ready.clear()
-            remaining = linger_until - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                await asyncio.wait_for(ready.wait(), remaining)
-            except asyncio.TimeoutError:
-                break
+            batch = [] if self._carrying else self._oldest(self._batch_max, BATCH_MAX_BYTES)
+            if batch:  # else a result carries them
+                self._last_send = time.monotonic()
+                return batch
+
+    def _oldest(self, most: int, max_bytes: int) -> list[tuple[int, bytes]]:
+        """The oldest queued records, at most ``most`` and ``max_bytes`` bytes (one at least,
+        whatever its size, for the stream)."""
         batch: list[tuple[int, bytes]] = []
         size = 0
         with self._events:
-            for item in itertools.islice(self._queue, self._batch_max):
+            for item in itertools.islice(self._queue, most):
                 size += len(item[1])
-                if batch and size > BATCH_MAX_BYTES:
+                if batch and size > max_bytes:
                     break
                 batch.append(item)
-        self._last_send = time.monotonic()
         return batch
+
+    # ------------------------------------------------------------------ with a result
+
+    def carry(self, max_bytes: int) -> list[tuple[int, bytes]]:
+        """The oldest records waiting, for a result to carry to the server (at most one
+        batch, and ``max_bytes`` bytes); they stay queued until :meth:`settle`, and the
+        stream sends nothing meanwhile (newer records would arrive before them). Empty
+        while the stream is stopped or refused by the server, or another result carries."""
+        if (not self._connected or self._sender_error is not None or self._server_refusal
+                or self._carrying):
+            return []
+        batch = self._oldest(self._batch_max, min(max_bytes, BATCH_MAX_BYTES))
+        if not batch or len(batch[0][1]) > max_bytes:
+            return []
+        self._carrying = True
+        return batch
+
+    def settle(self, carried: list[tuple[int, bytes]], ack: int = 0, refused: str = "") -> None:
+        """The end of a call that carried ``carried`` (see :meth:`carry`): the records up to
+        ``ack`` leave the queue; the rest (``refused`` says why they were not written, if
+        the server said) the stream sends again. Call it whether the call succeeded or not."""
+        if not carried:
+            return
+        self._carrying = False
+        if refused and ack < carried[0][0]:
+            log.debug("%s: records carried by a result not written: %s", self.site, refused[:300])
+        elif ack:
+            self._acknowledge(ack)
+        self._wake(self._records_ready)
+
+    def _acknowledge(self, ack: int) -> None:
+        """The server wrote every record up to ``ack``: they leave the queue."""
+        with self._events:
+            self._last_reply = time.monotonic()
+            queue = self._queue
+            freed = 0
+            while queue and queue[0][0] <= ack:
+                freed += len(queue.popleft()[1])
+            self._queued_bytes -= freed
+            self._events.notify_all()
+        self._wake(self._acked)
 
     async def run(self, send: SendBatch, pause: Pause) -> None:
         """Send the records in batches until the link stops, resending what the server has
@@ -402,15 +459,7 @@ class Outbox:
                     "(did it restart?)"
                 )
                 return
-            with self._events:
-                self._last_reply = time.monotonic()
-                queue = self._queue
-                freed = 0
-                while queue and queue[0][0] <= ack:
-                    freed += len(queue.popleft()[1])
-                self._queued_bytes -= freed
-                self._events.notify_all()
-            self._wake(self._acked)
+            self._acknowledge(ack)
 
     def _stop_stream(self, reason: str) -> None:
         """Give up sending events; flush() then reports what is left."""

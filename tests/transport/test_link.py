@@ -625,6 +625,59 @@ def test_a_resent_result_counts_once(make_server) -> None:
     assert box["r"]["site-1"].meta == {"copy": 1}
 
 
+def test_a_result_carries_the_records_and_brings_back_the_next_task(make_server, caplog) -> None:
+    collector = Collector()
+    server = make_server(on_events=collector)
+    box: dict[str, dict[str, FLModel]] = {}
+
+    def two_rounds() -> None:
+        for name, w in (("one", 0.0), ("two", 1.0)):
+            box[name] = server.broadcast_and_wait("train", FLModel(params={"w": np.full(1, w)}),
+                                                  ["site-1"], 1)
+
+    caplog.set_level("INFO", logger="flconfig.transport.server")
+    # A linger far longer than the test: the event stream itself sends nothing meanwhile.
+    with CommClient(server.address, "site-1", TOKENS["site-1"], batch_linger=60) as client:
+        rounds = threading.Thread(target=two_rounds)
+        rounds.start()
+        first = client.get_task(timeout=5)
+        assert isinstance(first, Task)
+        client.send_events([{"step": i} for i in range(3)])
+        assert client.submit_result(first, FLModel(meta={"round": 1}), wait_next=10)
+        # Written before the reply, which acknowledged them.
+        assert [r["step"] for r in collector.by_site["site-1"]] == [0, 1, 2]
+        assert client.unacked == 0
+        second = client.get_task(timeout=5)  # it came with the reply: no call
+        assert isinstance(second, Task) and second.data.params["w"][0] == 1.0
+        client.send_events([{"step": 3}])
+        assert client.submit_result(second, FLModel(meta={"round": 2}))
+        rounds.join(5)
+    server.stop()
+    assert [r["seq"] for r in collector.by_site["site-1"]] == [1, 2, 3, 4]
+    assert box["one"]["site-1"].meta == {"round": 1} and box["two"]["site-1"].meta == {"round": 2}
+    served = next(r.getMessage() for r in caplog.records if "calls served" in r.getMessage())
+    assert "GetTask 1," in served and "SubmitResult 2" in served and "SendEvents" not in served
+
+
+def test_only_a_small_result_waits_for_the_next_task(make_server) -> None:
+    # gRPC holds a request until its call ends: a large result is answered at once (the site
+    # then asks for its next task apart), a small one may wait; a result that does not ask
+    # to wait (an older site) is answered at once, without ``next``.
+    server = make_server()
+    with CommClient(server.address, "site-1", TOKENS["site-1"]):
+        def submit(model: bytes, wait: float) -> pb.SubmitResultReply:
+            request = pb.SubmitResultRequest(task_id="nope", model=model, wait=wait)
+            return pb.SubmitResultReply.FromString(raw_call(
+                server.address, "SubmitResult", request.SerializeToString(), "site-1",
+                TOKENS["site-1"]))
+
+        small = submit(b"FLCM junk", 0.2)
+        assert small.HasField("next") and small.next.kind == pb.TaskReply.NONE
+        assert not submit(b"FLCM junk", 0).HasField("next")
+        large = submit(b"x" * (comm.WAIT_WITH_RESULT_BYTES + 1), 3)
+        assert not large.HasField("next") and large.accepted is False
+
+
 def test_wait_for_sites_returns_who_connected_when_time_runs_out(
     make_server, start_sites, caplog
 ) -> None:
