@@ -86,7 +86,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                              "Ctrl-C; implies --tensorboard")
     seeing.add_argument("--quiet-metrics", action="store_true",
                         help="do not print each site's latest metrics while the job runs")
-    parser.set_defaults(func=run)
+    # zygote: the one `flconfig` started for this launch before parsing (cli.early_zygote).
+    parser.set_defaults(func=run, zygote=None)
 
 
 def _usage_error(ns: argparse.Namespace) -> str | None:
@@ -188,7 +189,7 @@ def run(ns: argparse.Namespace) -> int:
         live_metrics=not ns.quiet_metrics, backend=_backend(ns), ray_address=ns.ray_address,
         site_cpus=ns.site_cpus, site_gpus=ns.site_gpus, gpus=gpus, site_state=ns.site_state)
     try:
-        return launch(opts)
+        return launch(opts, ns.zygote)
     except LaunchError as exc:
         print(f"flconfig launch: {exc}", file=sys.stderr)
         return 2

@@ -186,24 +186,30 @@ def tb_folder(job: object) -> str | None:
     return None
 
 
-def launch(opts: LaunchOptions) -> int:
+def launch(opts: LaunchOptions, zygote: Zygote | None = None) -> int:
     """Run the job; returns the process exit code (0 success, 1 job failed, 130 interrupted).
 
     With ``opts.fork`` (Linux), the zygote that forks the job's processes starts first,
     so its torch import overlaps the job's check; it exits once they are all started.
-    CUDA asked for where there is none is refused first, before anything starts."""
-    if opts.backend not in BACKENDS:
-        raise LaunchError(f"unknown backend {opts.backend!r}: use {' or '.join(BACKENDS)}")
-    if opts.backend == "ray" and opts.gpus:
-        raise LaunchError("--gpus places sites on this machine's GPUs (the process backend); "
-                          "with --backend ray, give each site GPUs with --site-gpus")
-    if opts.backend == "ray" and not ray_installed():
-        raise LaunchError(RAY_MISSING)
-    problem = None if opts.backend == "ray" else cuda_problem(opts.device, opts.gpus)
-    if problem is not None:
-        raise LaunchError(problem)
-    zygote = Zygote.start(str(opts.workspace.resolve())) if opts.fork else None
+    ``zygote``: one the caller started already (``flconfig launch`` does, before it even
+    parses its command line), closed here, used or not. CUDA asked for where there is none
+    is refused first, before anything starts."""
     try:
+        if not opts.fork and zygote is not None:
+            zygote.close()
+            zygote = None
+        if opts.backend not in BACKENDS:
+            raise LaunchError(f"unknown backend {opts.backend!r}: use {' or '.join(BACKENDS)}")
+        if opts.backend == "ray" and opts.gpus:
+            raise LaunchError("--gpus places sites on this machine's GPUs (the process backend); "
+                              "with --backend ray, give each site GPUs with --site-gpus")
+        if opts.backend == "ray" and not ray_installed():
+            raise LaunchError(RAY_MISSING)
+        problem = None if opts.backend == "ray" else cuda_problem(opts.device, opts.gpus)
+        if problem is not None:
+            raise LaunchError(problem)
+        if opts.fork and zygote is None:
+            zygote = Zygote.start(str(opts.workspace.resolve()))
         return _launch(opts, zygote)
     finally:
         if zygote is not None:
@@ -429,8 +435,7 @@ def _watch(server: Process, workers: list[tuple[Watched, list[str], Path]],
     reported: set[int] = set()
     all_gone_since: float | None = None
     said_waiting = False
-    while server.poll() is None:
-        time.sleep(0.2)
+    while not _exited(server, 0.2):
         if tensorboard is not None and tensorboard.poll() is not None:
             print(f"flconfig: TensorBoard exited with code {tensorboard.returncode}; the job goes on",
                   file=out, flush=True)
@@ -457,6 +462,16 @@ def _watch(server: Process, workers: list[tuple[Watched, list[str], Path]],
                 print("flconfig: the server did not finish; stopping it", file=out, flush=True)
                 server.terminate()
                 server.wait()
+
+
+def _exited(proc: Process, timeout: float) -> bool:
+    """Whether ``proc`` exits within ``timeout`` seconds; noticed within milliseconds (the
+    end of a run waits on it)."""
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
 
 
 def _tell_server(server: Process, line: str) -> None:
