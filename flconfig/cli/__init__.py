@@ -136,7 +136,7 @@ def early_zygote(args: Sequence[str]) -> Zygote | None:
         return None
     from ..launch.processes import Zygote
 
-    return Zygote.start(os.path.abspath(seen.workspace))
+    return Zygote.start(os.path.realpath(seen.workspace))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
