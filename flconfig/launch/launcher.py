@@ -359,8 +359,10 @@ def _run(job: Job, sites: list[str], groups: list[list[str]], group_gpus: list[i
             tb_log = control / "tensorboard.log"
             tensorboard = _start_tensorboard(tb_dir, opts.tensorboard_port, tb_log)
             procs.append(tensorboard)
+        # Then the zygote imports what the workers need while the server starts (the Ray
+        # backend's sites import theirs in their actors).
         server = popen_or_fork(zygote, ["server", "--spec", str(spec_file)], pipe_stdout=True,
-                               pipe_stdin=True)
+                               pipe_stdin=True, prepare_training=cluster is None)
         procs.append(server)
         server_status: dict[str, object] = {}
         pump = threading.Thread(target=_pump, args=(server.stdout, out, server_status), daemon=True)

@@ -10,7 +10,7 @@ the others until it writes to them.
 The protocol is one JSON object per message, the first message sent once torch is
 imported (``{"ready": true}``, or ``{"error": "..."}`` when it cannot be)::
 
-    launcher -> zygote  {"argv": [...], "env": {...}}  + 3 descriptors (stdin, stdout, stderr)
+    launcher -> zygote  {"argv": [...], "env": {...}, "prepare": "training"?}  + 3 descriptors (stdin, stdout, stderr)
     zygote -> launcher  {"pid": 1234}
     launcher -> zygote  {"exit": true}   (or the socket closes: the zygote exits)
 
@@ -26,7 +26,9 @@ The zygote is on the critical path of every launch (nothing trains before its
 imports are done), so it imports in two steps: what every process needs
 (:data:`SHARED_MODULES`) before it says it is ready, so the server is forked and
 listening early; what only the processes that train need (:data:`TRAINING_MODULES`,
-a second of CPU) before it forks the first of those. Python's garbage collector
+a second of CPU) right after forking a process whose message says ``"prepare":
+"training"`` (the server's: the launcher may wait for its port, or TensorBoard, before
+it asks for the workers), else before it forks the first of them. Python's garbage collector
 is off while it imports (a fifth of the imports' CPU is collections that find
 nothing to free), and everything imported is frozen before each fork, so a
 forked process's collections never walk torch's few hundred thousand objects
@@ -113,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         for fd in fds:
             os.close(fd)
         send(sock, {"pid": pid})
+        if not training_ready and message.get("prepare") == "training":
+            _preload(TRAINING_MODULES)  # the launcher's next message waits for it
+            training_ready = True
 
 
 def _preload(names: tuple[str, ...]) -> None:
