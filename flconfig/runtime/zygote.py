@@ -10,7 +10,8 @@ the others until it writes to them.
 The protocol is one JSON object per message, the first message sent once torch is
 imported (``{"ready": true}``, or ``{"error": "..."}`` when it cannot be)::
 
-    launcher -> zygote  {"argv": [...], "env": {...}, "prepare": "training"?}  + 3 descriptors (stdin, stdout, stderr)
+    launcher -> zygote  {"argv": [...], "env": {...}}  + 3 descriptors (stdin, stdout, stderr)
+                        (the server's also "prepare": "training", see below)
     zygote -> launcher  {"pid": 1234}
     launcher -> zygote  {"exit": true}   (or the socket closes: the zygote exits)
 
