@@ -13,10 +13,14 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from .. import __version__
 from .examples import EXAMPLES
 from .parsing import Parser, subcommands, unknown_options_line
+
+if TYPE_CHECKING:
+    from ..launch.processes import Zygote
 
 SUBCOMMANDS = ("init", "validate", "schema", "launch", "run", "provision", "poc", "server", "admin",
                "explain", "components", "convert", "runs", "completion")
@@ -124,10 +128,44 @@ def _output_closed() -> bool:
         return False
 
 
+def early_zygote(args: Sequence[str]) -> Zygote | None:
+    """For ``flconfig launch`` forking its processes (the default on Linux): the zygote that
+    forks them (:mod:`flconfig.runtime.zygote`), started before anything else, so that its
+    torch import, the longest step before the first round, overlaps the quarter second this
+    process takes to load the command line's modules and the launcher. ``args`` are only
+    glanced at here (``--spawn``, ``--workspace``, ``--help``); a wrong guess costs nothing,
+    since the launch closes a zygote its full command line does not use."""
+    if args[:1] != ["launch"] or not sys.platform.startswith("linux"):
+        return None
+    glance = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    glance.add_argument("-h", "--help", action="store_true")
+    glance.add_argument("--spawn", action="store_true")
+    glance.add_argument("-w", "--workspace", default="workspace")
+    try:
+        seen, _ = glance.parse_known_args(args[1:])
+    except (argparse.ArgumentError, SystemExit):  # the full parse says what is wrong
+        return None
+    if seen.help or seen.spawn:
+        return None
+    from ..launch.processes import Zygote
+
+    return Zygote.start(os.path.realpath(seen.workspace))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``flconfig`` console script; returns the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    zygote = early_zygote(args)
+    try:
+        return _run(args, zygote)
+    finally:
+        if zygote is not None:
+            zygote.close()  # if the launch did not use it
+
+
+def _run(args: list[str], zygote: Zygote | None) -> int:
     parser = build_parser()
-    ns, extras = parser.parse_known_args(argv)
+    ns, extras = parser.parse_known_args(args)
     if extras:  # said by the parser of the command they were given to, with the closest options
         command = subcommands(parser).get(getattr(ns, "command", None) or "", parser)
         action = subcommands(command).get(getattr(ns, "action", None) or "")
@@ -135,6 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(ns, "func", None):
         parser.print_help(sys.stderr)
         return 2
+    if zygote is not None:
+        ns.zygote = zygote  # flconfig launch's (see early_zygote)
     name = f"flconfig {ns.command}"
     try:
         code = int(ns.func(ns))

@@ -88,7 +88,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                              "Ctrl-C; implies --tensorboard")
     seeing.add_argument("--quiet-metrics", action="store_true",
                         help="do not print each site's latest metrics while the job runs")
-    parser.set_defaults(func=run)
+    # zygote: the one `flconfig` started for this launch before parsing (cli.early_zygote).
+    parser.set_defaults(func=run, zygote=None)
 
 
 def _usage_error(ns: argparse.Namespace) -> str | None:
@@ -201,7 +202,7 @@ def run(ns: argparse.Namespace) -> int:
         live_metrics=not ns.quiet_metrics, backend=ns.backend, ray_address=ns.ray_address,
         site_cpus=ns.site_cpus, site_gpus=ns.site_gpus, gpus=gpus, site_state=ns.site_state)
     try:
-        return launch(opts)
+        return launch(opts, ns.zygote)
     except LaunchError as exc:
         print(f"flconfig launch: {exc}", file=sys.stderr)
         return 2

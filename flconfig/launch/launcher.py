@@ -24,6 +24,7 @@ import math
 import os
 import re
 import secrets
+import select
 import signal
 import subprocess
 import sys
@@ -186,17 +187,23 @@ def tb_folder(job: object) -> str | None:
     return None
 
 
-def launch(opts: LaunchOptions) -> int:
+def launch(opts: LaunchOptions, zygote: Zygote | None = None) -> int:
     """Run the job; returns the process exit code (0 success, 1 job failed, 130 interrupted).
 
     With ``opts.fork`` (Linux), the zygote that forks the job's processes starts first,
     so its torch import overlaps the job's check; it exits once they are all started.
-    CUDA asked for where there is none is refused first, before anything starts (once the
-    job's meta is read where the backend comes from it)."""
-    if opts.backend is not None or opts.ray_address is not None:
-        _check_backend(opts, _backend(opts, None))
-    zygote = Zygote.start(str(opts.workspace.resolve())) if opts.fork else None
+    ``zygote``: one the caller started already (``flconfig launch`` does, before it even
+    parses its command line), closed here, used or not. CUDA asked for where there is none
+    is refused first, before anything starts (once the job's meta is read where the backend
+    comes from it)."""
     try:
+        if not opts.fork and zygote is not None:
+            zygote.close()
+            zygote = None
+        if opts.backend is not None or opts.ray_address is not None:
+            _check_backend(opts, _backend(opts, None))
+        if opts.fork and zygote is None:
+            zygote = Zygote.start(str(opts.workspace.resolve()))
         return _launch(opts, zygote)
     finally:
         if zygote is not None:
@@ -383,8 +390,10 @@ def _run(job: Job, sites: list[str], groups: list[list[str]], group_gpus: list[i
             tb_log = control / "tensorboard.log"
             tensorboard = _start_tensorboard(tb_dir, opts.tensorboard_port, tb_log)
             procs.append(tensorboard)
+        # Then the zygote imports what the workers need while the server starts (the Ray
+        # backend's sites import theirs in their actors).
         server = popen_or_fork(zygote, ["server", "--spec", str(spec_file)], pipe_stdout=True,
-                               pipe_stdin=True)
+                               pipe_stdin=True, prepare_training=cluster is None)
         procs.append(server)
         server_status: dict[str, object] = {}
         pump = threading.Thread(target=_pump, args=(server.stdout, out, server_status), daemon=True)
@@ -460,8 +469,7 @@ def _watch(server: Process, workers: list[tuple[Watched, list[str], Path]],
     reported: set[int] = set()
     all_gone_since: float | None = None
     said_waiting = False
-    while server.poll() is None:
-        time.sleep(0.2)
+    while not _exited(server, 0.2):
         if tensorboard is not None and tensorboard.poll() is not None:
             print(f"flconfig: TensorBoard exited with code {tensorboard.returncode}; the job goes on",
                   file=out, flush=True)
@@ -488,6 +496,26 @@ def _watch(server: Process, workers: list[tuple[Watched, list[str], Path]],
                 print("flconfig: the server did not finish; stopping it", file=out, flush=True)
                 server.terminate()
                 server.wait()
+
+
+def _exited(proc: Process, timeout: float) -> bool:
+    """Whether ``proc`` exits within ``timeout`` seconds, noticed as it exits (the end of
+    every run waits on it): woken by its pidfd on Linux, else by polling every few ms."""
+    if proc.poll() is not None:
+        return True
+    try:
+        pidfd = os.pidfd_open(proc.pid)  # it is ours and not yet reaped: the pid is its own
+    except (AttributeError, OSError):
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+    try:
+        select.select([pidfd], [], [], timeout)  # readable once it has exited
+    finally:
+        os.close(pidfd)
+    return proc.poll() is not None
 
 
 def _tell_server(server: Process, line: str) -> None:

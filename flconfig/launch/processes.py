@@ -125,14 +125,21 @@ class Zygote:
         return self._ready
 
     def fork(self, argv: Sequence[str], env: Mapping[str, str], stdin: int, stdout: int,
-             stderr: int, text_stdout: IO[str] | None = None) -> Forked | None:
+             stderr: int, text_stdout: IO[str] | None = None,
+             prepare_training: bool = False) -> Forked | None:
         """Fork ``python -m flconfig.runtime.worker ARGV`` with these descriptors as its
-        stdin/stdout/stderr and ``env`` added to its environment; None if the zygote failed."""
+        stdin/stdout/stderr and ``env`` added to its environment; None if the zygote failed.
+        ``prepare_training``: then have the zygote import what the processes that train
+        need (a second: :data:`~flconfig.runtime.zygote.TRAINING_MODULES`), while the
+        launcher does other things before it asks for them."""
 
         if not self.ready():
             return None
+        request: dict[str, Any] = {"argv": list(argv), "env": dict(env)}
+        if prepare_training:
+            request["prepare"] = "training"
         try:
-            send(self._sock, {"argv": list(argv), "env": dict(env)}, [stdin, stdout, stderr])
+            send(self._sock, request, [stdin, stdout, stderr])
             message, _ = receive(self._sock)
         except (OSError, ValueError):
             message = None
@@ -172,18 +179,20 @@ def _become_subreaper() -> bool:
 
 
 def popen_or_fork(zygote: Zygote | None, argv: list[str], *, env: Mapping[str, str] | None = None,
-                  stdout: Any = None, pipe_stdout: bool = False, pipe_stdin: bool = False) -> Process:
+                  stdout: Any = None, pipe_stdout: bool = False, pipe_stdin: bool = False,
+                  prepare_training: bool = False) -> Process:
     """Start ``python -m flconfig.runtime.worker ARGV``: forked from ``zygote`` when there
     is one that works, else as a new interpreter. ``pipe_stdout``: its stdout and stderr
     go to a pipe, readable as text from ``.stdout``; else both go to ``stdout`` (a file).
     ``pipe_stdin``: its stdin is a pipe, written to as text through ``.stdin`` (which
-    only this process holds: closing it, or exiting, is the end of its input)."""
+    only this process holds: closing it, or exiting, is the end of its input).
+    ``prepare_training``: see :meth:`Zygote.fork`."""
     extra = {k: v for k, v in (env or {}).items() if os.environ.get(k) != v}
     if zygote is not None and pipe_stdout:
         read, write = os.pipe()
         text = open(read, encoding="utf-8", errors="replace", newline=None)  # noqa: SIM115
         stdin = _Stdin(pipe_stdin)
-        proc = zygote.fork(argv, extra, stdin.child, write, write, text)
+        proc = zygote.fork(argv, extra, stdin.child, write, write, text, prepare_training)
         os.close(write)
         if proc is not None:
             proc.stdin = stdin.opened()
@@ -193,7 +202,7 @@ def popen_or_fork(zygote: Zygote | None, argv: list[str], *, env: Mapping[str, s
     elif zygote is not None:
         stdin = _Stdin(pipe_stdin)
         out = stdout.fileno()
-        proc = zygote.fork(argv, extra, stdin.child, out, out)
+        proc = zygote.fork(argv, extra, stdin.child, out, out, prepare_training=prepare_training)
         if proc is not None:
             proc.stdin = stdin.opened()
             return proc

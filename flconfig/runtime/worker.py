@@ -15,6 +15,7 @@ processes do lives beside this module: the server in :mod:`.server_process`, the
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
@@ -74,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"flconfig worker: {exc}", file=sys.stderr, flush=True)
         return 2
     _set_threads(spec.threads)
+    # What is imported by now (torch, the runtime) lives as long as the process: the run's
+    # full collections (ScatterAndGather's memory_gc_rounds: each round) need not walk it.
+    gc.freeze()
     if ns.role == "server":
         return run_server(spec)
     sites = [s for s in ns.sites.split(",") if s]

@@ -100,6 +100,26 @@ def test_an_invalid_job_is_refused_and_nothing_starts(tmp_path: Path) -> None:
     assert "did you mean 'pt_learner'?" in proc.stdout
     assert "nothing was started" in proc.stdout
     assert not (ws / "server").exists()
+    assert _processes_naming(ws) == []  # the zygote that was importing torch is gone too
+
+
+@pytest.mark.parametrize("mistake", [["--threads", "0"], ["--num-clients", "0"], ["--python-path", "/no/such"]])
+def test_a_command_line_mistake_gets_one_line_and_leaves_no_process(tmp_path: Path, mistake: list[str]) -> None:
+    """`flconfig launch` starts its zygote before it parses its command line (its torch import
+    is the longest step of a launch): a mistake found by the full parse stops it as well."""
+    ws = tmp_path / "ws"
+    proc = launch(str(make_job(tmp_path)), "-w", str(ws), *mistake)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(f"flconfig launch: {mistake[0]}") and len(proc.stderr.splitlines()) == 1
+    assert _processes_naming(ws) == []
+
+
+def _processes_naming(ws: Path) -> list[str]:
+    """The command lines of the processes running that name the workspace ``ws`` (the
+    zygote's and the workers')."""
+    out = subprocess.run(["ps", "-eww", "-o", "args="], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if str(ws) in line and "flconfig.runtime." in line]
 
 
 def _worker_pids(ws: Path) -> list[int]:

@@ -34,6 +34,7 @@ DEFERRED = {
     # or FLARE's job API (tests/validate/test_validate_cli.py).
     ("flconfig.cli.admin_cmd", "flconfig.deploy.kit"): "deploy",
     ("flconfig.cli.admin_cmd", "flconfig.deploy.poc"): "deploy",
+    ("flconfig.cli", "flconfig.launch.processes"): "the launcher (its zygote, started first)",
     ("flconfig.cli.launch_cmd", "flconfig.launch.launcher"): "the launcher",
     ("flconfig.cli.launch_cmd", "flconfig.launch.resources"): "the launcher",
     ("flconfig.cli.poc_cmd", "flconfig.deploy.poc"): "deploy",
