@@ -32,7 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                           "else meta min_clients, at least 2)")
     who.add_argument("--clients", metavar="NAMES", help="comma-separated client site names")
     parser.add_argument("-w", "--workspace", default="workspace", help="workspace folder (default: ./workspace)")
-    parser.add_argument("--job-id", default="simulate_job", help="run id, the folder name under each site")
+    parser.add_argument("--job-id", metavar="RUN",
+                        help="the run's id, its folder under the server and each site (default: the job "
+                             "folder's name and the time, so no run overwrites another; flconfig runs "
+                             "lists them)")
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"),
                         help="where learners that support it train, overriding their config "
                              "(default: each learner's own device arg)")
@@ -194,7 +197,7 @@ def run(ns: argparse.Namespace) -> int:
     clients = [c.strip() for c in ns.clients.split(",") if c.strip()] if ns.clients else None
     opts = LaunchOptions(
         job=Path(ns.job), workspace=Path(ns.workspace), clients=clients, num_clients=ns.num_clients,
-        job_id=ns.job_id, device=ns.device, threads=ns.threads, processes=ns.processes, fork=not ns.spawn,
+        job_id=ns.job_id or "", device=ns.device, threads=ns.threads, processes=ns.processes, fork=not ns.spawn,
         heartbeat_timeout=ns.heartbeat_timeout, allowed_modules=ns.allow_module,
         python_path=[Path(d) for d in ns.python_path], environ=environ,
         tensorboard=ns.tensorboard or ns.tensorboard_port is not None or ns.tensorboard_exit,

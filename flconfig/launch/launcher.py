@@ -18,6 +18,7 @@ the job, serves until Ctrl-C.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import math
@@ -31,7 +32,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TextIO
 
@@ -39,6 +40,7 @@ from ..config.job import Job
 from ..config.meta import BACKENDS, NAME_RE
 from ..errors import ConfigError, LaunchError, errors_only, storage_message
 from ..files import write_atomic
+from ..runs import RECORD_FILE, SERVER_FOLDER, RunRecord, ended, new_run_id, write_record
 from ..runtime.planner import plan_run
 from ..runtime.process_events import process_ended_line, short_list
 from ..runtime.spec import END_TIMEOUT, STARTUP_TIMEOUT, STATUS_MARKER, WorkerSpec, wait_for_port
@@ -56,7 +58,6 @@ from .resources import (
 )
 
 MAX_SOLO_SITES = 8
-DEFAULT_JOB_ID = "simulate_job"
 #: The folder TBAnalyticsReceiver writes to, relative to the server's run directory.
 DEFAULT_TB_FOLDER = "tb_events"
 #: Seconds TensorBoard may take to start and answer HTTP.
@@ -80,7 +81,9 @@ class LaunchOptions:
     workspace: Path = Path("workspace")
     clients: list[str] | None = None
     num_clients: int | None = None
-    job_id: str = DEFAULT_JOB_ID
+    #: The run's id: its folder under the workspace's server and each site ("": the job
+    #: folder's name and the time it starts, unique in the workspace; see flconfig.runs).
+    job_id: str = ""
     device: str | None = None  # None: each learner uses its own configured device
     threads: int | None = None
     processes: int | None = None
@@ -168,6 +171,26 @@ def _choose_sites(job: object, opts: LaunchOptions) -> list[str]:
     return sites
 
 
+def _check_enough_sites(job: Job, sites: list[str]) -> None:
+    """LaunchError, before anything starts, where fewer sites would run than the job waits
+    for (its meta's ``min_clients``, or an enabled server workflow's): the run could only
+    fail once its wait for them timed out."""
+    meta_needs = job.meta.min_clients or 0
+    workflow_needs = job.workflow_min_clients()
+    needs = max(meta_needs, workflow_needs)
+    if len(sites) >= needs:
+        return
+    if meta_needs >= workflow_needs:
+        who = f"the job's meta asks for at least {needs} (min_clients)"
+    else:
+        server = job.server_config
+        waiting = [w.id for w in (server.workflows if server else ()) if not w.disabled
+                   and w.args.get("min_clients") == workflow_needs]
+        name = f"workflow {waiting[0]!r}" if waiting and waiting[0] else "a workflow"
+        who = f"{name} waits for {needs} (its min_clients)"
+    raise LaunchError(f"{len(sites)} client site(s) would run, and {who}: run at least {needs} (-n {needs})")
+
+
 def tb_folder(job: object) -> str | None:
     """The folder the server's TensorBoard receiver writes to (relative to its run
     directory), or None when the server config has none.
@@ -247,6 +270,15 @@ def _check_backend(opts: LaunchOptions, backend: str) -> None:
 
 def _launch(opts: LaunchOptions, zygote: Zygote | None) -> int:
     out = opts.out
+    workspace = opts.workspace.resolve()
+    if not opts.job_id:  # a run of its own: none overwrites another
+        opts = replace(opts, job_id=new_run_id(workspace, Path(opts.job).resolve().name))
+    if not NAME_RE.match(opts.job_id):
+        raise LaunchError(f"invalid job id {opts.job_id[:80]!r}: use 1 to 128 letters, digits, "
+                          "'.', '_', '-', starting with a letter or digit")
+    if (workspace / SERVER_FOLDER / opts.job_id / RECORD_FILE).exists():
+        print(f"flconfig: note: run {opts.job_id} exists in {workspace}: its files are replaced "
+              "(without --job-id each run gets an id of its own)", file=out, flush=True)
     # Checked for this run (its workspace and job id), so planning it resolves no config twice.
     job, problems = inspect_job(opts.job, allowed_modules=opts.allowed_modules,
                                 python_path=opts.python_path, environ=opts.environ,
@@ -256,13 +288,11 @@ def _launch(opts: LaunchOptions, zygote: Zygote | None) -> int:
         print("flconfig: the job is invalid; nothing was started", file=out)
         return 1
     sites = _choose_sites(job, opts)
+    _check_enough_sites(job, sites)
     backend = _backend(opts, job)
     if opts.backend is None and opts.ray_address is None:  # the job's meta chose, or no one did
         _check_backend(opts, backend)
 
-    if not NAME_RE.match(opts.job_id):
-        raise LaunchError(f"invalid job id {opts.job_id[:80]!r}: use 1 to 128 letters, digits, "
-                          "'.', '_', '-', starting with a letter or digit")
     server_config = job.server_config
     heartbeat = opts.heartbeat_timeout
     if heartbeat is None and server_config is not None:
@@ -325,6 +355,33 @@ def _plan_ray(job: Job, sites: list[str], apps: Mapping[str, str], cluster: RayC
 def _run(job: Job, sites: list[str], groups: list[list[str]], group_gpus: list[int | None],
          actor_plans: list[ActorPlan], cluster: RayCluster | None, threads: int, heartbeat: float,
          about: str, opts: LaunchOptions, zygote: Zygote | None) -> int:
+    """:func:`_run_job`, recorded under the workspace (:mod:`flconfig.runs`): a record when it
+    starts, completed when it ends, however it ends."""
+    workspace = opts.workspace.resolve()
+    _make_workspace(workspace, workspace / ".flconfig" / opts.job_id)
+    receiver_folder = tb_folder(job)
+    run_dir = f"{SERVER_FOLDER}/{opts.job_id}"
+    record = RunRecord(opts.job_id, job.name, str(opts.job), time.time(), sites=tuple(sites), pid=os.getpid(),
+                       backend="ray" if cluster is not None else "process",
+                       tb_folder=f"{run_dir}/{receiver_folder}" if receiver_folder else "")
+    write_record(workspace, record)
+    code = 1
+    try:
+        code = _run_job(job, sites, groups, group_gpus, actor_plans, cluster, threads, heartbeat, about,
+                        opts, zygote)
+    except KeyboardInterrupt:
+        code = 130
+        raise
+    finally:
+        error = "" if code == 0 else str(_read_status(workspace / run_dir).get("error") or "")
+        with contextlib.suppress(OSError):  # a full disk: the run's own message says so
+            write_record(workspace, ended(record, code, error))
+    return code
+
+
+def _run_job(job: Job, sites: list[str], groups: list[list[str]], group_gpus: list[int | None],
+             actor_plans: list[ActorPlan], cluster: RayCluster | None, threads: int, heartbeat: float,
+             about: str, opts: LaunchOptions, zygote: Zygote | None) -> int:
     """Plan the run, start its server and sites (processes here, or Ray actors), watch them
     until the server ends; the exit code."""
     out = opts.out
@@ -332,7 +389,6 @@ def _run(job: Job, sites: list[str], groups: list[list[str]], group_gpus: list[i
     receiver_folder = tb_folder(job)
     tb_dir = workspace / "server" / opts.job_id / (receiver_folder or DEFAULT_TB_FOLDER)
     control = workspace / ".flconfig" / opts.job_id
-    _make_workspace(workspace, control)
     port_file = control / "server.port"
     port_file.unlink(missing_ok=True)
     # Every site's configuration, resolved for this run and checked once, here: the
@@ -370,7 +426,7 @@ def _run(job: Job, sites: list[str], groups: list[list[str]], group_gpus: list[i
     spec_file = spec.write(control / "spec.json")
 
     released = "; sites released between tasks" if run_plan.site_state == "release" else ""
-    print(f"flconfig: launching job '{job.name}' with {len(sites)} client site(s) "
+    print(f"flconfig: launching job '{job.name}' as run {opts.job_id} with {len(sites)} client site(s) "
           f"{about}; workspace {workspace}{released}", file=out, flush=True)
     for gpu in dict.fromkeys(g for g in group_gpus if g is not None):
         on = [site for group, g in zip(groups, group_gpus, strict=True) if g == gpu for site in group]
@@ -727,6 +783,7 @@ def _finish(workspace: Path, job_id: str, server_rc: int | None, failures: list[
     if status.get("ok") and server_rc == 0:
         models = sorted(p.name for p in run_dir.glob("*.pt")) + sorted(p.name for p in run_dir.glob("*.safetensors"))
         print(f"flconfig: job finished in {elapsed:.1f} s", file=out)
+        print(f"  run:           {job_id} (flconfig runs {workspace} lists every run)", file=out)
         if models:
             print(f"  global model:  {run_dir / models[0]}", file=out)
         print(f"  server log:    {run_dir / 'log.txt'}", file=out)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -56,7 +57,10 @@ def run_server(spec: WorkerSpec) -> int:
         return 1
 
     def progress(message: str) -> None:
-        print(f"[{time.monotonic() - started:6.1f}s] {message}", flush=True)
+        # One write per line: print() writes the text and its newline apart, and the live
+        # metrics' thread printing between them ran two lines together.
+        sys.stdout.write(f"[{time.monotonic() - started:6.1f}s] {message}\n")
+        sys.stdout.flush()
         log.info(message)
 
     comm = None

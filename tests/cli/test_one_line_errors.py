@@ -434,3 +434,24 @@ def test_a_busy_tensorboard_port_is_refused_before_anything_starts(tmp_path: Pat
     assert done.stderr == (f"flconfig launch: --tensorboard-port {port}: the port is in use on 127.0.0.1; "
                            "pick another, or 0 for any free port\n")
     assert not (tmp_path / "ws").exists()
+
+
+def test_fewer_sites_than_the_job_waits_for_are_refused_before_anything_starts(tmp_path: Path) -> None:
+    example = REPO / "configs" / "tensorboard-streaming"
+    done = subprocess.run([sys.executable, "-m", "flconfig", "launch", str(example), "-w", str(tmp_path / "ws"), "-n", "1"],
+                          capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == ("flconfig launch: 1 client site(s) would run, and the job's meta asks for at least 2 "
+                           "(min_clients): run at least 2 (-n 2)\n")
+    assert not (tmp_path / "ws" / "server").exists()
+    # A workflow that waits for more sites than the meta asks for is named.
+    job = tmp_path / "job"
+    shutil.copytree(example, job)
+    server_file = job / "app" / "config" / "config_fed_server.json"
+    server = json.loads(server_file.read_text())
+    server["workflows"][0]["args"]["min_clients"] = 3
+    server_file.write_text(json.dumps(server))
+    done = subprocess.run([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(tmp_path / "ws"), "-n", "2"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.stderr == ("flconfig launch: 2 client site(s) would run, and workflow 'scatter_and_gather' waits "
+                           "for 3 (its min_clients): run at least 3 (-n 3)\n")

@@ -502,7 +502,7 @@ def test_the_flare_client_api_job_runs_unchanged_every_scalar_in_tensorboard(tmp
         assert "ClientAPIExecutor" in (job / "app" / "config" / "config_fed_client.conf").read_text()
         assert errors_of(job) == []
     ws = tmp_path / "ws"
-    proc = subprocess.run([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws)],
+    proc = subprocess.run([sys.executable, "-m", "flconfig", "launch", "--job-id", "simulate_job", str(job), "-w", str(ws)],
                           capture_output=True, text=True, timeout=220)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
@@ -575,7 +575,7 @@ def test_flares_fedavg_model_controller_runs_the_client_api_job(tmp_path: Path) 
     (job / "app" / "config" / "config_fed_server.conf").write_text(MODEL_CONTROLLER_SERVER)
     assert errors_of(job) == []
     ws = tmp_path / "ws"
-    proc = subprocess.run([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws)],
+    proc = subprocess.run([sys.executable, "-m", "flconfig", "launch", "--job-id", "simulate_job", str(job), "-w", str(ws)],
                           capture_output=True, text=True, timeout=220)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "workflow fedavg_ctl (FedAvg) started" in proc.stdout
@@ -726,7 +726,7 @@ def test_the_flare_launcher_job_runs_the_script_in_its_own_process(tmp_path: Pat
     job = as_launcher_job(tmp_path)
     assert errors_of(job) == []
     ws = tmp_path / "ws"
-    proc = subprocess.run([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws)],
+    proc = subprocess.run([sys.executable, "-m", "flconfig", "launch", "--job-id", "simulate_job", str(job), "-w", str(ws)],
                           capture_output=True, text=True, timeout=220)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "round 3/3: results from site-1, site-2" in proc.stdout
@@ -828,7 +828,7 @@ def test_launch_once_false_gives_each_task_to_the_script_started_for_it(tmp_path
     job = per_task_job(tmp_path, loop, rounds)
     assert errors_of(job) == []
     ws = tmp_path / "ws"
-    proc = subprocess.run([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws)],
+    proc = subprocess.run([sys.executable, "-m", "flconfig", "launch", "--job-id", "simulate_job", str(job), "-w", str(ws)],
                           capture_output=True, text=True, timeout=380)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"round {rounds}/{rounds}: results from site-1, site-2" in proc.stdout

@@ -520,7 +520,7 @@ def test_with_flare_installed_flares_export_launches_and_job_py_runs(tmp_path: P
     (job / "app" / "custom").mkdir()
     for name in ("client.py", "model.py"):
         shutil.copy(EXAMPLE / name, job / "app" / "custom" / name)
-    launched = subprocess.run([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(tmp_path / "ws")],
+    launched = subprocess.run([sys.executable, "-m", "flconfig", "launch", "--job-id", "simulate_job", str(job), "-w", str(tmp_path / "ws")],
                               capture_output=True, text=True, timeout=300, env={**os.environ, **env})
     assert launched.returncode == 0, launched.stdout + launched.stderr
     for site in ("site-1", "site-2"):  # FLARE's export runs 5 rounds of 20 steps

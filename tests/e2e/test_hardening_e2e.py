@@ -280,7 +280,7 @@ def test_a_full_disk_before_launch_is_one_line(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     with tmpfs(ws, "1m"):
         fill(ws)
-        proc = subprocess.run([sys.executable, "-m", "flconfig", "launch", str(make_job(tmp_path)),
+        proc = subprocess.run([sys.executable, "-m", "flconfig", "launch", "--job-id", "simulate_job", str(make_job(tmp_path)),
                                "-w", str(ws)], capture_output=True, text=True, timeout=120)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "Traceback" not in out
@@ -306,7 +306,7 @@ def test_an_event_a_site_cannot_send_fails_the_job_naming_it(tmp_path: Path) -> 
     job = make_job(tmp_path, num_rounds=1, epochs=1)
     use_learner(job, "unsendable_learner", UNSENDABLE_LEARNER, "UnsendableLearner")
     ws = tmp_path / "ws"
-    proc = subprocess.run([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws),
+    proc = subprocess.run([sys.executable, "-m", "flconfig", "launch", "--job-id", "simulate_job", str(job), "-w", str(ws),
                            "--quiet-metrics"], capture_output=True, text=True, timeout=240)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1, out  # training itself finished: the lost event fails the job
@@ -332,7 +332,7 @@ def test_a_custom_module_that_cannot_be_imported_is_named_as_the_cause(tmp_path:
     job = make_job(tmp_path)
     use_learner(job, "my_learner", MISSING_IMPORT, "MyLearner")
     ws = tmp_path / "ws"
-    proc = subprocess.run([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws)],
+    proc = subprocess.run([sys.executable, "-m", "flconfig", "launch", "--job-id", "simulate_job", str(job), "-w", str(ws)],
                           capture_output=True, text=True, timeout=240)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1, out
@@ -350,7 +350,7 @@ def test_a_custom_module_that_cannot_be_imported_is_named_as_the_cause(tmp_path:
 def test_each_sites_log_holds_exactly_its_own_lines_helper_threads_included(tmp_path: Path) -> None:
     job = make_job(tmp_path, num_rounds=1, epochs=1)
     ws = tmp_path / "ws"
-    proc = subprocess.run([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws),
+    proc = subprocess.run([sys.executable, "-m", "flconfig", "launch", "--job-id", "simulate_job", str(job), "-w", str(ws),
                            "-n", "12", "--processes", "1", "--quiet-metrics"],
                           capture_output=True, text=True, timeout=280)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -49,7 +49,7 @@ def make_job(tmp_path: Path, num_rounds: int = 1, min_clients: int = 2, epochs: 
 
 
 def launch(*args: str, timeout: float = 200) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "flconfig", "launch", *args],
+    return subprocess.run([sys.executable, "-m", "flconfig", "launch", "--job-id", "simulate_job", *args],
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -131,7 +131,7 @@ def _worker_pids(ws: Path) -> list[int]:
 def test_ctrl_c_stops_every_process_it_started(tmp_path: Path) -> None:
     job = make_job(tmp_path, num_rounds=50)
     ws = tmp_path / "ws"
-    proc = subprocess.Popen([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws)],
+    proc = subprocess.Popen([sys.executable, "-m", "flconfig", "launch", "--job-id", "simulate_job", str(job), "-w", str(ws)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             preexec_fn=sigint_at_default)  # it gets Ctrl-C
     assert proc.stdout is not None
@@ -169,7 +169,7 @@ def test_a_client_that_dies_mid_run_is_noticed_and_the_round_completes(tmp_path:
     ws = tmp_path / "ws"
     # A 600 s heartbeat timeout, as FLARE jobs may have: the death is known at once, from
     # the launcher, or the job would outlast this test's timeout (240 s) waiting for it.
-    proc = subprocess.Popen([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws),
+    proc = subprocess.Popen([sys.executable, "-m", "flconfig", "launch", "--job-id", "simulate_job", str(job), "-w", str(ws),
                              "-n", "3", "--processes", "3", "--heartbeat-timeout", "600"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     output = _kill_site_when_training(proc, ws, "site-3")
@@ -184,7 +184,7 @@ def test_a_client_that_dies_mid_run_is_noticed_and_the_round_completes(tmp_path:
 def test_the_job_fails_naming_the_lost_site_when_min_clients_no_longer_holds(tmp_path: Path) -> None:
     job = make_job(tmp_path, num_rounds=3, min_clients=3, epochs=1)
     ws = tmp_path / "ws"
-    proc = subprocess.Popen([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws),
+    proc = subprocess.Popen([sys.executable, "-m", "flconfig", "launch", "--job-id", "simulate_job", str(job), "-w", str(ws),
                              "-n", "3", "--processes", "3", "--heartbeat-timeout", "600"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     output = _kill_site_when_training(proc, ws, "site-3")
@@ -204,7 +204,7 @@ def test_a_pooled_process_that_dies_names_its_sites_when_started_without_the_zyg
     # four sites in two processes, site-2 and site-4 sharing one.
     job = make_job(tmp_path, num_rounds=3, min_clients=3, epochs=1)
     ws = tmp_path / "ws"
-    proc = subprocess.Popen([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws),
+    proc = subprocess.Popen([sys.executable, "-m", "flconfig", "launch", "--job-id", "simulate_job", str(job), "-w", str(ws),
                              "-n", "4", "--processes", "2", "--spawn", "--heartbeat-timeout", "600"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     output = _kill_site_when_training(proc, ws, "site-2,site-4")
@@ -219,7 +219,7 @@ def test_a_pooled_process_that_dies_names_its_sites_when_started_without_the_zyg
 def test_a_site_whose_process_dies_while_the_sites_connect_fails_the_job_at_once(tmp_path: Path) -> None:
     job = make_job(tmp_path, num_rounds=1, min_clients=2, epochs=1)
     ws = tmp_path / "ws"
-    proc = subprocess.Popen([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws),
+    proc = subprocess.Popen([sys.executable, "-m", "flconfig", "launch", "--job-id", "simulate_job", str(job), "-w", str(ws),
                              "-n", "2", "--spawn", "--heartbeat-timeout", "600"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
@@ -306,7 +306,7 @@ def test_the_server_and_workers_are_forked_from_one_torch_import_or_spawned(
     job = make_job(tmp_path, num_rounds=3)
     ws = tmp_path / "ws"
     extra = ["--spawn"] if how == "spawn" else []
-    proc = subprocess.Popen([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws), *extra],
+    proc = subprocess.Popen([sys.executable, "-m", "flconfig", "launch", "--job-id", "simulate_job", str(job), "-w", str(ws), *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
     seen = ""

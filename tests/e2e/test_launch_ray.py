@@ -161,7 +161,7 @@ def test_a_node_lost_mid_run_is_reported_by_its_sites_and_judged_against_min_cli
     job = example_job(tmp_path, num_rounds=3, min_clients=min_clients)
     ws = tmp_path / "ws"
     # A 600 s heartbeat timeout: the loss is known from Ray at once, or this test times out.
-    proc = subprocess.Popen([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws), "-n", "4",
+    proc = subprocess.Popen([sys.executable, "-m", "flconfig", "launch", "--job-id", "simulate_job", str(job), "-w", str(ws), "-n", "4",
                              "--processes", "2", "--ray-address", cluster.address, "--quiet-metrics",
                              "--heartbeat-timeout", "600"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -219,7 +219,7 @@ def test_a_ray_option_that_does_not_fit_is_one_line(tmp_path: Path, args: list[s
 def test_an_unreachable_ray_cluster_is_one_line(tmp_path: Path) -> None:
     # No Ray cluster runs for this launch to find.
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    done = subprocess.run([sys.executable, "-m", "flconfig", "launch", str(EXAMPLE), "-w", str(tmp_path / "ws"),
+    done = subprocess.run([sys.executable, "-m", "flconfig", "launch", "--job-id", "simulate_job", str(EXAMPLE), "-w", str(tmp_path / "ws"),
                            "--ray-address", "127.0.0.1:9"], capture_output=True, text=True, timeout=200, env=env)
     assert done.returncode == 2, done.stdout + done.stderr
     assert done.stderr.startswith("flconfig launch: cannot start or reach the Ray cluster at 127.0.0.1:9: ")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 def launch(job: Path, ws: Path, *args: str, timeout: float = 220) -> subprocess.CompletedProcess[str]:
     """``python -m flconfig launch JOB -w WS ARGS``, its output captured."""
-    return subprocess.run([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws), *args],
+    return subprocess.run([sys.executable, "-m", "flconfig", "launch", "--job-id", "simulate_job", str(job), "-w", str(ws), *args],
                           capture_output=True, text=True, timeout=timeout)
 
 

@@ -170,7 +170,7 @@ def assert_all_gone(ws: Path, timeout: float = 10) -> None:
 
 def launch(job: Path, ws: Path, *args: str) -> subprocess.Popen[str]:
     # Started with SIGINT at its default: a test sends it Ctrl-C.
-    return subprocess.Popen([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws), *args],
+    return subprocess.Popen([sys.executable, "-m", "flconfig", "launch", "--job-id", "simulate_job", str(job), "-w", str(ws), *args],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             preexec_fn=sigint_at_default)
 

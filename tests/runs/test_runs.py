@@ -111,3 +111,57 @@ def test_a_damaged_record_is_left_out_not_a_traceback(workspace: Path, damage: d
     assert [line.split()[0] for line in done.stdout.splitlines()[1:]] == ["tb-20261207-100000", "tb-20261207-120000"]
     assert done.stderr == f"flconfig runs: note: {path} is not a run record flconfig can read; left out\n"
 
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_each_launch_is_a_run_of_its_own_listed_with_its_metrics(tmp_path: Path) -> None:
+    job = tmp_path / "my-job"
+    subprocess.run([sys.executable, "-m", "flconfig", "init", str(job)], check=True, capture_output=True, timeout=120)
+    ws = tmp_path / "ws"
+    ids = []
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws), "--quiet-metrics"],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+        ids.append(done.stdout.split("' as run ", 1)[1].split()[0])
+        assert f"  run:           {ids[-1]} (flconfig runs {ws} lists every run)" in done.stdout
+    assert ids[0] != ids[1] and all(i.startswith("my-job-") for i in ids)
+    for run_id in ids:  # nothing of the first run was overwritten
+        assert (ws / "server" / run_id / "FL_global_model.pt").is_file()
+        assert (ws / "site-1" / run_id / "log.txt").is_file()
+    listed = flconfig(str(ws))
+    rows = [line.split() for line in listed.stdout.splitlines()[1:]]
+    assert [(r[0], r[1], r[2]) for r in rows] == [(ids[0], "my-job", "finished"), (ids[1], "my-job", "finished")]
+    assert all("train_loss" in line and "validation_accuracy" in line for line in listed.stdout.splitlines()[1:])
+    # TensorBoard shows the runs apart: one folder per run above its sites'.
+    assert sorted(p.parent.parent.name for p in (ws / "server").glob("*/tb_events/site-1")) == sorted(ids)
+    # A run named again with --job-id is replaced, and the launch says so.
+    again = subprocess.run([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws), "--job-id", ids[0],
+                            "--quiet-metrics"], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0
+    assert f"flconfig: note: run {ids[0]} exists in {ws}: its files are replaced" in again.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_failed_run_is_recorded_with_why(tmp_path: Path) -> None:
+    job = tmp_path / "job"
+    subprocess.run([sys.executable, "-m", "flconfig", "init", str(job), "--template", "numpy"], check=True,
+                   capture_output=True, timeout=120)
+    (job / "app" / "custom").mkdir()
+    (job / "app" / "custom" / "boom.py").write_text(
+        "from nvflare.apis.executor import Executor\n\n\nclass Boom(Executor):\n"
+        "    def execute(self, task_name, shareable, fl_ctx, abort_signal):\n"
+        "        raise RuntimeError('the licence server is down')\n")
+    client = job / "app" / "config" / "config_fed_client.json"
+    config = json.loads(client.read_text())
+    config["executors"][0]["executor"] = {"path": "boom.Boom", "args": {}}
+    client.write_text(json.dumps(config))
+    ws = tmp_path / "ws"
+    done = subprocess.run([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws), "--quiet-metrics"],
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 1, done.stdout
+    [record] = json.loads(flconfig(str(ws), "--format", "json").stdout)
+    assert (record["status"], record["exit_code"]) == ("failed", 1)
+    assert "the licence server is down" in record["error"] and record["error"] in done.stdout
