@@ -272,7 +272,7 @@ def _launch(opts: LaunchOptions, zygote: Zygote | None) -> int:
     out = opts.out
     workspace = opts.workspace.resolve()
     if not opts.job_id:  # a run of its own: none overwrites another
-        opts = replace(opts, job_id=new_run_id(workspace, Path(opts.job).resolve().name))
+        opts = replace(opts, job_id=new_run_id(workspace, Path(os.path.abspath(opts.job)).name))
     if not NAME_RE.match(opts.job_id):
         raise LaunchError(f"invalid job id {opts.job_id[:80]!r}: use 1 to 128 letters, digits, "
                           "'.', '_', '-', starting with a letter or digit")
