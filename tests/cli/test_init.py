@@ -90,6 +90,7 @@ def test_a_folder_with_files_in_it_is_left_alone(tmp_path: Path) -> None:
     ("configs/tensorboard-streaming", "fedavg-tensorboard", None),
     ("configs/tensorboard-streaming-yaml", "fedavg-tensorboard", "yaml"),
     ("configs/client-api", "client-api", None),
+    ("examples/job-api-tensorboard", "recipe", None),
 ])
 def test_the_repositorys_example_jobs_are_the_templates_themselves(source: str, template: str,
                                                                    fmt: str | None) -> None:
