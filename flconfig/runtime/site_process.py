@@ -290,6 +290,10 @@ def execute(built: BuiltSite, ctx: SiteContext, task_name: str, data: FLModel) -
             for f in chain.filters:
                 data = f.process(data, ctx)
     ctx.props["current_task"] = task_name
+    round_no = data.meta.get("current_round")
+    log.info("%s: task %s%s started", ctx.site_name, task_name,
+             f" (round {round_no + 1})" if isinstance(round_no, int) else "")
+    started = time.monotonic()
     ctx.fire_event(EventType.BEFORE_TASK_EXECUTION)
     try:
         result = executor.execute(task_name, data, ctx, ctx.abort_signal)
@@ -297,6 +301,9 @@ def execute(built: BuiltSite, ctx: SiteContext, task_name: str, data: FLModel) -
         log.error("%s: task %s failed:\n%s", ctx.site_name, task_name, traceback.format_exc())
         result = FLModel.error(ReturnCode.EXECUTION_EXCEPTION, f"{type(exc).__name__}: {exc}")
     ctx.fire_event(EventType.AFTER_TASK_EXECUTION)
+    log.info("%s: task %s %s in %.2f s%s", ctx.site_name, task_name,
+             "done" if result.rc == ReturnCode.OK else f"ended with {result.rc}", time.monotonic() - started,
+             task_summary(result))
     for chain in built.filters:
         if chain.section == "task_result_filters" and applies(chain, task_name):
             for f in chain.filters:
@@ -307,6 +314,19 @@ def execute(built: BuiltSite, ctx: SiteContext, task_name: str, data: FLModel) -
         if isinstance(component, AnalyticsSender) and component.waiting:
             component.flush(HAND_ON_TIMEOUT)
     return result
+
+
+def task_summary(result: FLModel) -> str:
+    """What a site's log says of a task's result: its metrics, steps and error, if any."""
+    words = [f"{name} {value:.4g}" if isinstance(value, float) else f"{name} {value}"
+             for name, value in result.metrics.items()]
+    steps = result.meta.get("NUM_STEPS_CURRENT_ROUND")
+    if isinstance(steps, int):
+        words.append(f"{steps} step(s)")
+    error = result.meta.get("error")
+    if error:
+        words.append(f"error: {error}")
+    return ": " + ", ".join(words) if words else ""
 
 
 def run_clients(spec: WorkerSpec, sites: list[str]) -> int:

@@ -4,6 +4,7 @@ by torch's own SummaryWriter here), a run cut off seen as interrupted, a run's m
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -165,3 +166,22 @@ def test_a_failed_run_is_recorded_with_why(tmp_path: Path) -> None:
     [record] = json.loads(flconfig(str(ws), "--format", "json").stdout)
     assert (record["status"], record["exit_code"]) == ("failed", 1)
     assert "the licence server is down" in record["error"] and record["error"] in done.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_sites_log_says_what_it_did_task_by_task(tmp_path: Path) -> None:
+    job = tmp_path / "job"
+    subprocess.run([sys.executable, "-m", "flconfig", "init", str(job)], check=True, capture_output=True, timeout=120)
+    ws = tmp_path / "ws"
+    done = subprocess.run([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws), "--job-id", "r1",
+                           "--quiet-metrics"], capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    log = (ws / "site-2" / "r1" / "log.txt").read_text()
+    for round_no in (1, 2, 3):
+        assert f"site-2: task train (round {round_no}) started" in log
+    finished = re.findall(r"site-2: task train done in [0-9.]+ s: train_loss [0-9.e-]+, "
+                          r"validation_accuracy [0-9.]+, (\d+) step\(s\)", log)
+    assert len(finished) == 3 and all(int(steps) > 0 for steps in finished), log
+    assert re.search(r"site-2: task validate done in [0-9.]+ s: accuracy [0-9.]+", log)
+    assert "site-1:" not in log  # each site's own lines only
