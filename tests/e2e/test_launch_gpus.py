@@ -41,7 +41,7 @@ def test_without_gpus_a_site_process_sees_the_launchers_environment(tmp_path: Pa
     job = reporting_job(tmp_path)
     ws = tmp_path / "ws"
     env_free = {"CUDA_VISIBLE_DEVICES": "7"}
-    done = subprocess.run([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws), "-n", "2",
+    done = subprocess.run([sys.executable, "-m", "flconfig", "launch", "--job-id", "simulate_job", str(job), "-w", str(ws), "-n", "2",
                            "--quiet-metrics"], capture_output=True, text=True, timeout=220,
                           env={**os.environ, **env_free})
     assert done.returncode == 0, done.stdout + done.stderr
@@ -79,7 +79,7 @@ def test_cuda_without_a_gpu_is_refused_at_once_and_nothing_starts(tmp_path: Path
     ("0,", "--gpus takes GPU indices separated by commas, e.g. 0,1; got '0,'"),
 ])
 def test_a_bad_gpus_value_is_one_line(tmp_path: Path, value: str, says: str) -> None:
-    done = subprocess.run([sys.executable, "-m", "flconfig", "launch", str(REPO / "configs" / "tensorboard-streaming"),
+    done = subprocess.run([sys.executable, "-m", "flconfig", "launch", "--job-id", "simulate_job", str(REPO / "configs" / "tensorboard-streaming"),
                            "-w", str(tmp_path / "ws"), f"--gpus={value}"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2

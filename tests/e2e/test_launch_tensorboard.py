@@ -124,9 +124,10 @@ def test_a_busy_tensorboard_port_is_refused_before_training_and_nothing_is_left(
                                "--tensorboard-port", str(port)],
                               capture_output=True, text=True, timeout=180)
     assert done.returncode == 2, done.stdout + done.stderr
-    assert "flconfig launch: TensorBoard did not start" in done.stderr
-    assert str(port) in done.stderr
-    assert "round 1/" not in done.stdout
+    # Seen before anything starts (tests/cli/test_one_line_errors.py has the exact line).
+    assert done.stderr == (f"flconfig launch: --tensorboard-port {port}: the port is in use on 127.0.0.1; "
+                           "pick another, or 0 for any free port\n")
+    assert done.stdout == ""
     assert_all_gone(ws)
 
 
@@ -139,7 +140,7 @@ def plain_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str
     tmp = tmp_path_factory.mktemp("plain")
     job = make_job(tmp, num_rounds=2, epochs=2)
     ws = tmp / "ws"
-    done = subprocess.run([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws)],
+    done = subprocess.run([sys.executable, "-m", "flconfig", "launch", "--job-id", "simulate_job", str(job), "-w", str(ws)],
                           capture_output=True, text=True, timeout=200)
     assert done.returncode == 0, done.stdout + done.stderr
     return job, ws, done.stdout
