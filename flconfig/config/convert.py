@@ -259,13 +259,17 @@ def _yaml_key(key: str) -> str:
 _YAML_WORDS = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false", "null"})
 
 
+def _empty_or_float(value: Any, hocon: bool) -> str | None:
+    """An empty object or list, or a float, as both targets write it; None for other values."""
+    if isinstance(value, (dict, list)):
+        return "{}" if isinstance(value, dict) else "[]"
+    return _float(value, hocon) if isinstance(value, float) else None
+
+
 def _yaml_scalar(value: Any) -> str:
-    if isinstance(value, dict):
-        return "{}"
-    if isinstance(value, list):
-        return "[]"
-    if isinstance(value, float):
-        return _float(value, hocon=False)
+    written = _empty_or_float(value, hocon=False)
+    if written is not None:
+        return written
     if value is None or isinstance(value, (bool, int)):
         return json.dumps(value)
     text = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=1 << 30).rstrip("\n")
@@ -306,10 +310,5 @@ class _Hocon(_Writer):
             self.lines.append(f"{lead}{self.value(value, path, indent)}{self.after(path)}")
 
     def value(self, value: Any, path: JsonPath, indent: str) -> str:
-        if isinstance(value, dict):
-            return "{}"
-        if isinstance(value, list):
-            return "[]"
-        if isinstance(value, float):
-            return _float(value, hocon=True)
-        return json.dumps(value, ensure_ascii=False)
+        written = _empty_or_float(value, hocon=True)
+        return written if written is not None else json.dumps(value, ensure_ascii=False)
