@@ -30,8 +30,8 @@ PLACED = re.compile(r"^flconfig: (.+) on Ray node (\S+) \(([0-9a-f]{8})\)$", re.
 NODE_CPUS = 2
 
 
-def example_job(tmp_path: Path, num_rounds: int, min_clients: int) -> Path:
-    """The example, trimmed: FedAvg only, one local epoch on a small share of the digits."""
+def example_job(tmp_path: Path, num_rounds: int, min_clients: int, num_sites: int = 16) -> Path:
+    """The example, trimmed: FedAvg only, one local epoch on a 1/``num_sites`` share of the digits."""
     job = tmp_path / "job"
     shutil.copytree(EXAMPLE, job)
     server_file = job / "app" / "config" / "config_fed_server.json"
@@ -48,7 +48,7 @@ def example_job(tmp_path: Path, num_rounds: int, min_clients: int) -> Path:
     client = json.loads(client_file.read_text())
     learner = next(c for c in client["components"] if c["id"] == "pt_learner")
     learner["args"]["epochs"] = 1
-    learner["args"]["num_sites"] = 16  # about 90 training images a site
+    learner["args"]["num_sites"] = num_sites  # 16: about 90 training images a site
     client_file.write_text(json.dumps(client, indent=2))
     return job
 
@@ -141,6 +141,10 @@ def test_sites_that_need_gpus_run_where_ray_has_them_and_see_the_gpu_ray_gave(
     assert "not started yet" not in done.stdout
 
 
+#: Rounds of the lost-node test.
+LOST_ROUNDS = 20
+
+
 def _remove_node_when_training(proc: subprocess.Popen[str], cluster: Any, node: Any) -> str:
     """The launch's output; ``node`` removed (killed) once the first round is in."""
     assert proc.stdout is not None
@@ -158,7 +162,9 @@ def _remove_node_when_training(proc: subprocess.Popen[str], cluster: Any, node: 
 @pytest.mark.parametrize("min_clients", [2, 3])
 def test_a_node_lost_mid_run_is_reported_by_its_sites_and_judged_against_min_clients(
         tmp_path: Path, cluster: Any, second_node: Any, min_clients: int) -> None:
-    job = example_job(tmp_path, num_rounds=3, min_clients=min_clients)
+    # Rounds long and many enough that the node is gone well before the last one: a round of
+    # 90 images a site took 0.1 s, and a node removed after the job ended tests nothing.
+    job = example_job(tmp_path, num_rounds=LOST_ROUNDS, min_clients=min_clients, num_sites=4)
     ws = tmp_path / "ws"
     # A 600 s heartbeat timeout: the loss is known from Ray at once, or this test times out.
     proc = subprocess.Popen([sys.executable, "-m", "flconfig", "launch", "--job-id", "simulate_job", str(job), "-w", str(ws), "-n", "4",
@@ -179,7 +185,7 @@ def test_a_node_lost_mid_run_is_reported_by_its_sites_and_judged_against_min_cli
     if min_clients == 2:
         assert code == 0, output
         assert f"{said}: continuing with 2 of 4 sites" in output
-        assert f"round 3/3: results from {', '.join(kept)}" in output
+        assert f"round {LOST_ROUNDS}/{LOST_ROUNDS}: results from {', '.join(kept)}" in output
         assert "job finished" in output
     else:
         assert code == 1, output
