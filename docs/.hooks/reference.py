@@ -3,7 +3,9 @@
 ``<!-- flconfig:components -->`` in a page becomes every component a config may name, by
 kind, with its arguments (the registry's catalog, as ``flconfig components`` prints it);
 ``<!-- flconfig:schema KIND -->`` becomes the fields of that JSON Schema (meta, client,
-server) with their descriptions. So the reference never drifts from what validate checks.
+server) with their descriptions; ``<!-- flconfig:explain FOLDER -->`` becomes the Mermaid
+flowchart ``flconfig explain FOLDER --format mermaid`` prints for that job of the repository.
+So the reference never drifts from what validate checks, nor the picture from the job.
 """
 
 from __future__ import annotations
@@ -11,18 +13,37 @@ from __future__ import annotations
 import html
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 from flconfig.registry.catalog import a_kind, catalog
 from flconfig.registry.registry import Registry
 from flconfig.schemas import load_schema
+from flconfig.validate.explain import as_mermaid, explain
+from flconfig.validate.loader import inspect_job
 
-_MARKER = re.compile(r"<!-- flconfig:(components|schema (\w+)) -->")
+_MARKER = re.compile(r"<!-- flconfig:(components|schema (\w+)|explain (\S+)) -->")
+#: The repository: a job named by an explain marker is a folder of it.
+REPO = Path(__file__).resolve().parents[2]
 
 
 def on_page_markdown(markdown: str, **_: Any) -> str:
     """Replace each marker of the page with what it stands for."""
-    return _MARKER.sub(lambda m: components() if m.group(1) == "components" else schema(m.group(2)), markdown)
+    def replace(m: re.Match[str]) -> str:
+        if m.group(1) == "components":
+            return components()
+        return schema(m.group(2)) if m.group(2) else flowchart(m.group(3))
+
+    return _MARKER.sub(replace, markdown)
+
+
+def flowchart(folder: str) -> str:
+    """The Mermaid flowchart of the repository's job ``folder``, as a fenced block."""
+    job, problems = inspect_job(str(REPO / folder), environ={})
+    errors = [p for p in problems if p.is_error]
+    if job is None or errors:
+        raise ValueError(f"docs: {folder} does not validate: {errors[0] if errors else 'unreadable'}")
+    return f"```mermaid\n{as_mermaid(explain(job)).rstrip()}\n```"
 
 
 def _cell(text: str) -> str:

@@ -3,6 +3,7 @@ Mermaid's own parser accepts."""
 
 from __future__ import annotations
 
+import html
 import json
 import shutil
 import subprocess
@@ -126,13 +127,24 @@ def test_flares_own_job_folder_is_explained_with_its_readmes_setup(tmp_path: Pat
     assert "receives 'fed.analytix_log_stats': TensorBoard files in tb_events/<site>/" in done.stdout
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(shutil.which("node") is None or shutil.which("npm") is None,
-                    reason="Mermaid's parser runs on Node.js")
-def test_mermaids_own_parser_accepts_the_flowcharts(tmp_path: Path) -> None:
-    installed = subprocess.run(["npm", "install", "--silent", "--prefix", str(tmp_path), "mermaid@11", "jsdom@24"],
+NODE = shutil.which("node") is not None and shutil.which("npm") is not None
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+@pytest.fixture(scope="module")
+def mermaid(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with Mermaid 11 (and jsdom) installed from the npm registry."""
+    where = tmp_path_factory.mktemp("mermaid")
+    installed = subprocess.run(["npm", "install", "--silent", "--prefix", str(where), "mermaid@11", "jsdom@24"],
                                capture_output=True, text=True, timeout=600)
     assert installed.returncode == 0, installed.stderr
+    return where
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not NODE, reason="Mermaid's parser runs on Node.js")
+def test_mermaids_own_parser_accepts_the_flowcharts(mermaid: Path, tmp_path: Path) -> None:
+    shutil.copytree(mermaid / "node_modules", tmp_path / "node_modules", symlinks=True)
     files = []
     for job in ("configs/tensorboard-streaming", "configs/client-api", "flconfig/templates/numpy",
                 str(odd_job(tmp_path))):
@@ -149,6 +161,40 @@ def test_mermaids_own_parser_accepts_the_flowcharts(tmp_path: Path) -> None:
     assert verdicts == {"tensorboard-streaming": "OK", "client-api": "OK", "numpy": "OK", "odd": "OK",
                         "broken": "ERROR"}, \
         done.stdout + done.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not NODE or CHROMIUM is None, reason="needs Node.js (npm) and Chromium")
+def test_the_flowchart_draws_a_picture_in_a_real_browser(mermaid: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    chart = explain("configs/tensorboard-streaming", "--format", "mermaid").stdout
+    page = tmp_path / "graph.html"
+    script = (mermaid / "node_modules" / "mermaid" / "dist" / "mermaid.min.js").as_uri()
+    page.write_text(f"""<!doctype html><html><body style="background:#fff">
+<pre class="mermaid">{html.escape(chart)}</pre>
+<script src="{script}"></script>
+<script>mermaid.initialize({{startOnLoad: false}});
+mermaid.run().then(() => {{ document.body.dataset.drawn = "yes"; }},
+                   (e) => {{ document.body.dataset.drawn = "error: " + e; }});</script>
+</body></html>""")
+    browser = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+               "--disable-background-networking", "--allow-file-access-from-files", "--virtual-time-budget=20000"]
+    dom = subprocess.run([*browser, f"--user-data-dir={tmp_path / 'p1'}", "--dump-dom", page.as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    assert 'data-drawn="yes"' in dom, dom[-2000:]
+    svg = dom.split("<svg", 1)[1].split("</svg>", 1)[0]
+    # A box for each component, workflow and executor, with its class; the stream's events on its arrows.
+    for label in ("persistor", "PTFileModelPersistor", "scatter_and_gather", "ScatterAndGather", "pt_learner",
+                  "DigitsLearner", "LearnerExecutor", "tb_analytics_receiver", "tasks: train, submit_model, validate",
+                  "fed.analytix_log_stats"):
+        assert label in svg, label
+    shot = tmp_path / "graph.png"
+    subprocess.run([*browser, f"--user-data-dir={tmp_path / 'p2'}", "--window-size=1600,900",
+                    f"--screenshot={shot}", page.as_uri()], capture_output=True, text=True, timeout=120)
+    image = Image.open(shot).convert("RGB")
+    colours = image.getcolors(maxcolors=1 << 20) or []
+    assert len(colours) > 20  # boxes, arrows and text drawn, not a blank page
 
 
 def test_a_job_that_is_not_there_is_a_usage_error() -> None:

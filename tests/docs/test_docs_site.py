@@ -50,6 +50,18 @@ def test_the_job_format_reference_is_made_from_the_schemas(site: Path) -> None:
     assert "<code>format_version</code>" in html
 
 
+def test_the_quickstart_draws_the_example_as_explain_does(site: Path) -> None:
+    html = (site / "quickstart" / "index.html").read_text()
+    assert "<!-- flconfig:" not in html
+    drawn = html.split('<pre class="mermaid"><code>', 1)[1].split("</code></pre>", 1)[0]
+    explained = subprocess.run([sys.executable, "-m", "flconfig", "explain", "configs/tensorboard-streaming",
+                                "--format", "mermaid"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert explained.returncode == 0, explained.stderr
+    # The page holds the command's flowchart, HTML-escaped.
+    assert drawn.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"').replace("&amp;", "&") \
+        == explained.stdout.rstrip("\n")
+
+
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base's name
         pass
