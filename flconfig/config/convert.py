@@ -61,19 +61,21 @@ def read_comments(text: str, doc: Document, fmt: str) -> Comments:
     # A key and the list item it opens (``- key: v``) start at one place: the item first.
     anchors = sorted(((pos.line, pos.column, path) for path, pos in _anchors(doc)),
                      key=lambda a: (a[0], a[1], len(a[2])))
+    lines = text.splitlines()
     for line_no, column, comment in _comment_spans(text, fmt):
-        own_line = not text.splitlines()[line_no - 1][: column - 1].strip()
-        if own_line:
+        on_line = [path for line, _, path in anchors if line == line_no]
+        # A comment with nothing before it but YAML's list dashes ("- # note", its item below),
+        # or at the end of a line where no entry starts ("}  # end"), comes before the next entry.
+        lead = lines[line_no - 1][: column - 1].replace("-" if fmt == "yaml" else "", "").strip()
+        if not lead or not on_line:
             following = next((path for line, _, path in anchors if line > line_no), None)
             if following is None:
                 found.tail.append(comment)
             else:
                 found.before.setdefault(following, []).append(comment)
         else:  # the end of the line of the last key on it (else of its last list item)
-            on_line = [path for line, _, path in anchors if line == line_no]
             keys = [path for path in on_line if isinstance(path[-1], str)]
-            if on_line:
-                found.after[(keys or on_line)[-1]] = comment
+            found.after[(keys or on_line)[-1]] = comment
     return found
 
 
@@ -235,7 +237,14 @@ class _Yaml(_Writer):
         for key, value in items:
             here = (*path, key)
             self.before(here, indent)
-            lead = f"{indent}{_yaml_key(str(key))}:" if isinstance(node, dict) else f"{indent}-"
+            if isinstance(node, dict):
+                name = _yaml_key(str(key))
+                if len(name) > _YAML_KEY_MAX:  # "? key" then ": value": no limit on its length
+                    self.lines.append(f"{indent}? {name}")
+                    name = ""
+                lead = f"{indent}{name}:"
+            else:
+                lead = f"{indent}-"
             if isinstance(value, (dict, list)) and value:
                 if isinstance(node, list) and isinstance(value, dict):
                     # "- key: v" then the other keys under it
@@ -253,6 +262,13 @@ class _Yaml(_Writer):
 
 def _yaml_key(key: str) -> str:
     return key if _SIMPLE_KEY.match(key) and key.lower() not in _YAML_WORDS else json.dumps(key)
+
+
+#: The longest key YAML reads before a ':' on the same line (1,024 characters); longer ones are
+#: written as explicit keys.
+_YAML_KEY_MAX = 1000
+#: Characters YAML 1.1 (PyYAML) reads as line breaks: escaped in a double-quoted value.
+_YAML_BREAKS = {"\x85": "\\N", "\u2028": "\\L", "\u2029": "\\P"}
 
 
 #: Plain words YAML 1.1 reads as booleans or null: quoted when they are keys.
@@ -274,8 +290,14 @@ def _yaml_scalar(value: Any) -> str:
         return json.dumps(value)
     text = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=1 << 30).rstrip("\n")
     text = text.removesuffix("\n...").rstrip("\n")
-    # A value over several lines: one double-quoted line (JSON's escapes are YAML's).
-    return json.dumps(value, ensure_ascii=False) if "\n" in text else text
+    if "\n" not in text and not any(c in value for c in _YAML_BREAKS):
+        return text
+    # A value over several lines: one double-quoted line (JSON's escapes are YAML's, and YAML's
+    # own for the breaks JSON leaves as they are).
+    quoted = json.dumps(value, ensure_ascii=False)
+    for char, escape in _YAML_BREAKS.items():
+        quoted = quoted.replace(char, escape)
+    return quoted
 
 
 class _Hocon(_Writer):

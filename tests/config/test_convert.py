@@ -56,9 +56,13 @@ def test_the_data_and_its_key_order_survive_every_conversion(tmp_path: Path, tar
         assert json.dumps(after) == json.dumps(before)  # the same keys in the same order
 
 
+LONG_KEY = "k" * 1100  # past YAML's 1,024 characters for a key before its ':'
 TRICKY = {"lr": 0.00001, "big": 1e20, "small": -2.5e-300, "k\"q": 1, "dotted.key": True, "Ünï": "é ü",
           "yes": "no", "num_text": "1.0", "null_text": "null", "hash": "# not a comment", "empty": "",
-          "lines": "a\n  b\n#c", "nested": {"list": [1, [2, 3], {"x": None}], "": 0}}
+          "lines": "a\n  b\n#c", "nested": {"list": [1, [2, 3], {"x": None}], "": 0},
+          # NEL and the Unicode line and paragraph separators: line breaks to YAML 1.1
+          "breaks": "a\x85b\u2028c\u2029d", "break\x85key": 1,
+          LONG_KEY: {"in": [1, {LONG_KEY: "v"}]}}
 
 
 @pytest.mark.parametrize("target", ["yaml", "hocon", "json"])
@@ -120,6 +124,15 @@ def test_comments_go_along_to_hocon_and_back_to_yaml(tmp_path: Path) -> None:
                            "  # The trainer serves two tasks.\n")
     assert "      lr: 0.01  # small\n" in text and text.endswith("# the end\n")
     assert load_document(back).data == load_document(source).data
+
+
+def test_a_comment_after_a_list_dash_or_a_closing_brace_is_kept_before_what_follows(tmp_path: Path) -> None:
+    source = write(tmp_path / "d.yaml", "a:\n  - # the first\n    b: 1\n  - 2\nc: {\n}  # closed\nd: 3\n")
+    done = convert(str(source), "--to", "yaml")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "a:\n  # the first\n  - b: 1\n  - 2\nc: {}\n# closed\nd: 3\n"
+    hocon = convert(str(source), "--to", "hocon")
+    assert hocon.stdout == "a = [\n  # the first\n  {\n    b = 1\n  }\n  2\n]\nc = {}\n# closed\nd = 3\n"
 
 
 def test_json_has_no_comments_and_says_how_many_it_left_out(tmp_path: Path) -> None:
