@@ -95,11 +95,10 @@ class JsonView(View):
         self.out.flush()
 
     def _show(self, event: Mapping[str, Any]) -> None:
-        stamped = {"event": event.get("event"), "t": round(time.monotonic() - self._started, 3),
-                   **{k: v for k, v in event.items() if k != "event"}}
-        text = json.dumps(stamped, separators=(",", ":"))
-        with self._lock:
-            self._events.write(text + "\n")
+        with self._lock:  # stamped and written in turn: the times only grow
+            stamped = {"event": event.get("event"), "t": round(time.monotonic() - self._started, 3),
+                       **{k: v for k, v in event.items() if k != "event"}}
+            self._events.write(json.dumps(stamped, separators=(",", ":")) + "\n")
             self._events.flush()
 
 
@@ -182,7 +181,8 @@ class LiveView(View):
             elif kind == "records":
                 self._records = f"records {event.get('total'):,} ({event.get('per_s')}/s)"
             elif kind == "end":
-                self._phase = "finished" if event.get("ok") else "failed"
+                code = event.get("code")
+                self._phase = "finished" if code == 0 else "interrupted" if code == 130 else "failed"
         if kind == "end":  # the lines saying how it ended follow the last frame
             self._live.stop()
 

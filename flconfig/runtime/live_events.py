@@ -83,9 +83,10 @@ class LiveEvents:
     """Sends the live events of a server through ``emit`` (one JSON-able dict each).
 
     A handler too (``handle_event``): add it to the server's handlers for the ``round``
-    events. ``activity`` says what each site does (the transport's view, read a few
-    times a second by a daemon thread once :meth:`start` ran); ``latest`` returns the
-    latest scalars of the sites whose scalars changed since it was last called.
+    events. What each site does comes from the function given to :meth:`watch` (the
+    transport's view), read a few times a second by a daemon thread once :meth:`start`
+    ran; ``latest`` returns the latest scalars of the sites whose scalars changed since it
+    was last called (:meth:`flconfig.runtime.live_metrics.LiveMetrics.take_changed`).
     """
 
     def __init__(self, emit: Callable[[dict[str, Any]], None], sites: int,
@@ -112,10 +113,13 @@ class LiveEvents:
 
     # ------------------------------------------------------------------ events
 
-    def start(self, activity: Callable[[], Activity]) -> None:
-        """Snapshot the sites' states (from ``activity``), their metrics and the records
-        streamed, a few times a second on a daemon thread, until :meth:`stop`."""
+    def watch(self, activity: Callable[[], Activity]) -> None:
+        """Take the sites' states from ``activity`` (:meth:`snapshot` reads it)."""
         self._activity = activity
+
+    def start(self) -> None:
+        """Snapshot the sites' states, their metrics and the records streamed, a few times a
+        second on a daemon thread, until :meth:`stop`."""
         self.snapshot()
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="live-events", daemon=True)

@@ -141,7 +141,8 @@ def run_server(spec: WorkerSpec) -> int:
             f"server listening on {comm.address}{' (mutual TLS)' if tls else ''}; waiting for {need} of {len(sites)} sites"
         )
         say(event_line({"event": "listening", "address": comm.address, "need": need, "of": len(sites)}))
-        live_events.start(comm.activity)
+        live_events.watch(comm.activity)
+        live_events.start()
         joined = comm.wait_for_sites(len(sites), timeout=spec.startup_timeout)
         for failed, reason in comm.failed_sites().items():
             raise JobError(f"failed: {reason}", failed)
@@ -153,6 +154,7 @@ def run_server(spec: WorkerSpec) -> int:
                             for s in missing)
             )
         progress(f"{len(joined)} sites connected: {short_list(joined)}")
+        live_events.snapshot()  # the view says so before the first round
         deaths.started()
         live.start()
         ctx.fire_event(EventType.ABOUT_TO_START_RUN)
