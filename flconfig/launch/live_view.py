@@ -132,14 +132,13 @@ class LiveView(View):
         self.out = _Lines(self._say)  # type: ignore[assignment]  # a text stream of lines
         self._lock = threading.Lock()
         self._started = time.monotonic()
-        self._title = "flconfig launch"
+        self._title = "flconfig launch"  # then the job, its run and its sites
         self._phase = "checking the job"
         self._states: dict[str, str] = {}
         self._counts: dict[str, int] = {}
         self._metrics: dict[str, dict[str, list[Any]]] = {}
         self._tags: list[str] = []
         self._records = ""
-        self._workflow = ""
         self._progress = Progress(SpinnerColumn(finished_text="✓"), TextColumn("{task.description:<16}"),
                                   BarColumn(bar_width=40), MofNCompleteColumn(),
                                   TextColumn("{task.fields[note]}"), console=self.console)
@@ -159,8 +158,7 @@ class LiveView(View):
         kind = event.get("event")
         with self._lock:
             if kind == "launch":
-                self._title = (f"flconfig launch · {event.get('job')} · run {event.get('run')} · "
-                               f"{event.get('sites')} sites")
+                self._title = f"{event.get('job')} · run {event.get('run')} · {event.get('sites')} sites"
                 self._phase = "starting the server"
             elif kind == "workers":
                 self._phase = f"starting {event.get('count')} {event.get('kind', 'process')}(es)"
@@ -172,8 +170,8 @@ class LiveView(View):
             elif kind == "sites":
                 self._sites(event)
             elif kind == "workflow":
-                self._workflow = f"{event.get('name')} {event.get('state')}"
-                self._phase = f"workflow {self._workflow}"
+                name = event.get("name")
+                self._phase = f"{name}" if event.get("state") == "started" else f"{name} done"
             elif kind == "round":
                 self._round(event)
             elif kind == "metrics":

@@ -62,8 +62,8 @@ def test_the_live_view_shows_startup_rounds_sites_and_their_metrics(tmp_path: Pa
     assert code == 0, written
     lines = screen.splitlines()
     # The last frame of the live view, then the lines saying how it ended.
-    header = next(i for i, line in enumerate(lines) if line.startswith("flconfig launch · tensorboard-streaming"))
-    assert "run live · 2 sites" in lines[header] and lines[header].endswith("finished")
+    header = next(i for i, line in enumerate(lines) if line.startswith("tensorboard-streaming · run live"))
+    assert re.fullmatch(r"tensorboard-streaming · run live · 2 sites · [\d.]+ s · finished", lines[header])
     assert re.match(r"✓ sites connected\s+━+ 2/2$", lines[header + 1]), lines[header + 1]
     assert re.match(r"✓ rounds\s+━+ 2/2 round 2 done$", lines[header + 2]), lines[header + 2]
     assert re.match(r"records [\d,]+ \(", lines[header + 3]), lines[header + 3]
@@ -95,7 +95,8 @@ def test_ctrl_c_leaves_the_terminal_clean(tmp_path: Path) -> None:
     print(screen)
     assert code == 130, written
     assert "flconfig: interrupted; stopping every process it started" in screen
-    assert re.search(r"^flconfig launch · .* · interrupted$", screen, re.MULTILINE), screen
+    assert re.search(r"^tensorboard-streaming · run live · 2 sites · .* · interrupted$", screen,
+                     re.MULTILINE), screen
     assert "Traceback" not in written
 
 
