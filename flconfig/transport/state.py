@@ -177,12 +177,8 @@ class ServerState:
                 if not sent.closed:
                     for name in sent.targets:
                         open_task[name] = sent
-            out: dict[str, tuple[str, str, str]] = {}
-            for name in self.known:
-                st = self.sites.get(name)
-                if st is None:
-                    out[name] = (NEW, "", "")
-                    continue
+            out = dict.fromkeys(self.known.difference(self.sites), (NEW, "", ""))
+            for name, st in self.sites.items():
                 state = "failed" if st.failure else st.state
                 task = open_task.get(name)
                 if task is None or state != ALIVE:
