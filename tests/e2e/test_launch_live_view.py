@@ -79,7 +79,7 @@ def test_the_live_view_shows_startup_rounds_sites_and_their_metrics(tmp_path: Pa
     # The metrics shown are the last ones TensorBoard has of each site.
     for site, shown in final.items():
         step, loss = scalars(ws / "server" / "live" / "tb_events" / site, "train_loss")[-1]
-        assert (shown["train_loss_step"], round(shown["train_loss"], 4)) == (step, round(loss, 4))
+        assert (shown["train_loss_step"], shown["train_loss"]) == (step, float(f"{loss:.4g}"))
     # On the way, it showed the start-up and the sites training (frames since redrawn).
     assert "waiting for the sites" in written and "sites connected" in written
     assert re.search(r"site-1\s+training", written)
