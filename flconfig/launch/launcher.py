@@ -231,7 +231,7 @@ def launch(opts: LaunchOptions, zygote: Zygote | None = None) -> int:
     # The launch's own lines go through the view; the sites' latest metrics are lines only
     # where the view shows lines alone (a live view and JSON have them as events).
     opts = replace(opts, out=view.out, live_metrics=opts.live_metrics and isinstance(view, PlainView))
-    code = 2
+    code = 1
     try:
         if not opts.fork and zygote is not None:
             zygote.close()
@@ -244,6 +244,9 @@ def launch(opts: LaunchOptions, zygote: Zygote | None = None) -> int:
         return code
     except LaunchError as exc:
         view.event({"event": "end", "ok": False, "code": 2, "error": str(exc)})
+        raise
+    except KeyboardInterrupt:
+        code = 130
         raise
     finally:
         if zygote is not None:
@@ -816,7 +819,7 @@ def _finish(workspace: Path, job_id: str, server_rc: int | None, failures: list[
         if code != 0:
             end["site"] = "server" if status.get("site") is None else status.get("site")
             end["error"] = str(status.get("error"))
-        models = sorted(p.name for p in run_dir.glob("*.pt")) + sorted(p.name for p in run_dir.glob("*.safetensors"))
+        models = _models(run_dir)
         if code == 0 and models:
             end["global_model"] = str(run_dir / models[0])
         if tb_dir.is_dir():
@@ -827,6 +830,11 @@ def _finish(workspace: Path, job_id: str, server_rc: int | None, failures: list[
         view.event(end)
     _say_finish(workspace, job_id, code, failures, out, elapsed, tb_dir, tb_url, status)
     return code
+
+
+def _models(run_dir: Path) -> list[str]:
+    """The models the server saved in its run folder, PyTorch's first."""
+    return sorted(p.name for p in run_dir.glob("*.pt")) + sorted(p.name for p in run_dir.glob("*.safetensors"))
 
 
 def _judge(server_rc: int | None, failures: list[tuple[list[str], int, Path]],
@@ -859,7 +867,7 @@ def _say_finish(workspace: Path, job_id: str, code: int, failures: list[tuple[li
         for line in _site_errors(err):
             print(f"    {line}", file=out)
     if code == 0:
-        models = sorted(p.name for p in run_dir.glob("*.pt")) + sorted(p.name for p in run_dir.glob("*.safetensors"))
+        models = _models(run_dir)
         print(f"flconfig: job finished in {elapsed:.1f} s", file=out)
         print(f"  run:           {job_id} (flconfig runs {workspace} lists every run)", file=out)
         if models:

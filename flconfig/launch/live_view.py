@@ -160,8 +160,8 @@ class LiveView(View):
             if kind == "launch":
                 self._title = f"{event.get('job')} · run {event.get('run')} · {event.get('sites')} sites"
                 self._phase = "starting the server"
-            elif kind == "workers":
-                self._phase = f"starting {event.get('count')} {event.get('kind', 'process')}(es)"
+            elif kind == "workers" and self._connected is None:  # else: they are connecting
+                self._phase = f"{event.get('count')} {event.get('kind', 'process')}(es) started"
             elif kind == "listening":
                 self._phase = "waiting for the sites"
                 need, of = event.get("need"), event.get("of")
