@@ -149,7 +149,12 @@ class LiveView(View):
         self._live.start()
 
     def _say(self, line: str) -> None:
-        self._live.console.print(Text(line))
+        # Not wrapped by rich: a long path wraps where the terminal wraps it, and copies whole.
+        if self._live.is_started:
+            self._live.console.print(Text(line), soft_wrap=True)
+        else:
+            self.console.file.write(line + "\n")
+            self.console.file.flush()
 
     def line(self, text: str) -> None:
         self._say(text.rstrip("\n"))
