@@ -18,6 +18,7 @@ EXAMPLES = {
   flconfig launch my-job                          server + sites here, metrics to TensorBoard
   flconfig launch my-job -n 64 --site-state release
   flconfig launch my-job --tensorboard            serve TensorBoard while it runs
+  flconfig launch my-job --format json           one JSON event a line, for scripts
   flconfig launch my-job --gpus 0,1               sites spread over two GPUs
   flconfig launch my-job --backend ray --ray-address auto
 """,

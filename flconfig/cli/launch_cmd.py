@@ -90,7 +90,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                         help="stop TensorBoard and exit when the job ends instead of serving until "
                              "Ctrl-C; implies --tensorboard")
     seeing.add_argument("--quiet-metrics", action="store_true",
-                        help="do not print each site's latest metrics while the job runs")
+                        help="do not print each site's latest metrics while the job runs (plain lines)")
+    seeing.add_argument("--format", choices=("text", "plain", "json"), default="text",
+                        help="text: on a terminal, a live view (start-up, a progress bar of the rounds, "
+                             "each site's state and latest metrics, records a second), else plain "
+                             "lines; plain: the lines always; json: one JSON event a line on stdout "
+                             "for scripts, the lines on stderr (docs/launching.md lists the events) "
+                             "(default: text)")
     # zygote: the one `flconfig` started for this launch before parsing (cli.early_zygote).
     parser.set_defaults(func=run, zygote=None)
 
@@ -139,7 +145,7 @@ MAX_TIMEOUT_S = 31_536_000
 
 
 #: Modules running a job needs beyond what validation needs: ``pip install 'flconfig[run]'``.
-RUN_MODULES = ("torch", "grpc", "tensorboard", "safetensors", "numpy")
+RUN_MODULES = ("torch", "grpc", "tensorboard", "safetensors", "numpy", "rich")
 
 
 def missing_run_modules() -> list[str]:
@@ -203,7 +209,8 @@ def run(ns: argparse.Namespace) -> int:
         tensorboard=ns.tensorboard or ns.tensorboard_port is not None or ns.tensorboard_exit,
         tensorboard_port=ns.tensorboard_port or 0, tensorboard_exit=ns.tensorboard_exit,
         live_metrics=not ns.quiet_metrics, backend=ns.backend, ray_address=ns.ray_address,
-        site_cpus=ns.site_cpus, site_gpus=ns.site_gpus, gpus=gpus, site_state=ns.site_state)
+        site_cpus=ns.site_cpus, site_gpus=ns.site_gpus, gpus=gpus, site_state=ns.site_state,
+        format=ns.format)
     try:
         return launch(opts, ns.zygote)
     except LaunchError as exc:

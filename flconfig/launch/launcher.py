@@ -41,11 +41,13 @@ from ..config.meta import BACKENDS, NAME_RE
 from ..errors import ConfigError, LaunchError, errors_only, storage_message
 from ..files import write_atomic
 from ..runs import RECORD_FILE, SERVER_FOLDER, RunRecord, ended, new_run_id, write_record
+from ..runtime.live_events import EVENT_MARKER
 from ..runtime.planner import plan_run
 from ..runtime.process_events import process_ended_line, short_list
 from ..runtime.spec import END_TIMEOUT, STARTUP_TIMEOUT, STATUS_MARKER, WorkerSpec, wait_for_port
 from ..validate.loader import inspect_job
 from ..validate.report import write_text
+from .live_view import PlainView, View, open_view
 from .processes import Process, Zygote, popen_or_fork
 from .ray_backend import RAY_MISSING, RayCluster, RayWorker, locate, placement_lines, ray_installed
 from .resources import (
@@ -118,7 +120,12 @@ class LaunchOptions:
     site_gpus: float | None = None
     #: GPUs the process backend spreads the sites over (site i on gpus[i % n]); empty: none.
     gpus: Sequence[int] = ()
+    #: What the launch shows while the job runs (:mod:`flconfig.launch.live_view`): "text", a
+    #: live view where ``out`` is a terminal and plain lines elsewhere; "plain", the lines
+    #: always; "json", one JSON event a line on ``out`` and the lines on ``err``.
+    format: str = "text"
     out: TextIO = field(default_factory=lambda: sys.stdout)
+    err: TextIO = field(default_factory=lambda: sys.stderr)
 
 
 def plan_workers(sites: Sequence[str], cores: int, processes: int | None = None,
@@ -211,7 +218,8 @@ def tb_folder(job: object) -> str | None:
 
 
 def launch(opts: LaunchOptions, zygote: Zygote | None = None) -> int:
-    """Run the job; returns the process exit code (0 success, 1 job failed, 130 interrupted).
+    """Run the job; returns the process exit code (0 success, 1 job failed, 130 interrupted),
+    shown as ``opts.format`` asks (:mod:`flconfig.launch.live_view`).
 
     With ``opts.fork`` (Linux), the zygote that forks the job's processes starts first,
     so its torch import overlaps the job's check; it exits once they are all started.
@@ -219,6 +227,11 @@ def launch(opts: LaunchOptions, zygote: Zygote | None = None) -> int:
     parses its command line), closed here, used or not. CUDA asked for where there is none
     is refused first, before anything starts (once the job's meta is read where the backend
     comes from it)."""
+    view = open_view(opts.format, opts.out, opts.err)
+    # The launch's own lines go through the view; the sites' latest metrics are lines only
+    # where the view shows lines alone (a live view and JSON have them as events).
+    opts = replace(opts, out=view.out, live_metrics=opts.live_metrics and isinstance(view, PlainView))
+    code = 1
     try:
         if not opts.fork and zygote is not None:
             zygote.close()
@@ -227,10 +240,20 @@ def launch(opts: LaunchOptions, zygote: Zygote | None = None) -> int:
             _check_backend(opts, _backend(opts, None))
         if opts.fork and zygote is None:
             zygote = Zygote.start(str(opts.workspace.resolve()))
-        return _launch(opts, zygote)
+        code = _launch(opts, zygote, view)
+        return code
+    except LaunchError as exc:
+        view.event({"event": "end", "ok": False, "code": 2, "error": str(exc)})
+        raise
+    except KeyboardInterrupt:
+        code = 130
+        raise
     finally:
         if zygote is not None:
             zygote.close()
+        if not view.ended:  # an invalid job, Ctrl-C, a crash: the end says only how it exited
+            view.event({"event": "end", "ok": code == 0, "code": code})
+        view.close()
 
 
 def _backend(opts: LaunchOptions, job: Job | None) -> str:
@@ -268,7 +291,7 @@ def _check_backend(opts: LaunchOptions, backend: str) -> None:
         raise LaunchError(problem)
 
 
-def _launch(opts: LaunchOptions, zygote: Zygote | None) -> int:
+def _launch(opts: LaunchOptions, zygote: Zygote | None, view: View) -> int:
     out = opts.out
     workspace = opts.workspace.resolve()
     if not opts.job_id:  # a run of its own: none overwrites another
@@ -324,7 +347,7 @@ def _launch(opts: LaunchOptions, zygote: Zygote | None) -> int:
             threads = opts.threads or threads_per_process(cores, len(groups) + 1)
             about = (f"in {len(groups)} worker process(es), {threads} torch thread(s) each")
         return _run(job, sites, groups, group_gpus, actor_plans, cluster, threads, heartbeat, about,
-                    opts, zygote)
+                    opts, zygote, view)
     finally:
         if cluster is not None:
             cluster.close()
@@ -354,7 +377,7 @@ def _plan_ray(job: Job, sites: list[str], apps: Mapping[str, str], cluster: RayC
 
 def _run(job: Job, sites: list[str], groups: list[list[str]], group_gpus: list[int | None],
          actor_plans: list[ActorPlan], cluster: RayCluster | None, threads: int, heartbeat: float,
-         about: str, opts: LaunchOptions, zygote: Zygote | None) -> int:
+         about: str, opts: LaunchOptions, zygote: Zygote | None, view: View) -> int:
     """:func:`_run_job`, recorded under the workspace (:mod:`flconfig.runs`): a record when it
     starts, completed when it ends, however it ends."""
     workspace = opts.workspace.resolve()
@@ -368,7 +391,7 @@ def _run(job: Job, sites: list[str], groups: list[list[str]], group_gpus: list[i
     code = 1
     try:
         code = _run_job(job, sites, groups, group_gpus, actor_plans, cluster, threads, heartbeat, about,
-                        opts, zygote)
+                        opts, zygote, view)
     except KeyboardInterrupt:
         code = 130
         raise
@@ -381,7 +404,7 @@ def _run(job: Job, sites: list[str], groups: list[list[str]], group_gpus: list[i
 
 def _run_job(job: Job, sites: list[str], groups: list[list[str]], group_gpus: list[int | None],
              actor_plans: list[ActorPlan], cluster: RayCluster | None, threads: int, heartbeat: float,
-             about: str, opts: LaunchOptions, zygote: Zygote | None) -> int:
+             about: str, opts: LaunchOptions, zygote: Zygote | None, view: View) -> int:
     """Plan the run, start its server and sites (processes here, or Ray actors), watch them
     until the server ends; the exit code."""
     out = opts.out
@@ -428,6 +451,9 @@ def _run_job(job: Job, sites: list[str], groups: list[list[str]], group_gpus: li
     released = "; sites released between tasks" if run_plan.site_state == "release" else ""
     print(f"flconfig: launching job '{job.name}' as run {opts.job_id} with {len(sites)} client site(s) "
           f"{about}; workspace {workspace}{released}", file=out, flush=True)
+    view.event({"event": "launch", "job": job.name, "run": opts.job_id, "sites": len(sites),
+                "backend": "ray" if cluster is not None else "process", "workers": len(groups),
+                "workspace": str(workspace)})
     for gpu in dict.fromkeys(g for g in group_gpus if g is not None):
         on = [site for group, g in zip(groups, group_gpus, strict=True) if g == gpu for site in group]
         print(f"flconfig: GPU {gpu}: {short_list(on)}", file=out, flush=True)
@@ -452,7 +478,7 @@ def _run_job(job: Job, sites: list[str], groups: list[list[str]], group_gpus: li
                                pipe_stdin=True, prepare_training=cluster is None)
         procs.append(server)
         server_status: dict[str, object] = {}
-        pump = threading.Thread(target=_pump, args=(server.stdout, out, server_status), daemon=True)
+        pump = threading.Thread(target=_pump, args=(server.stdout, view, server_status), daemon=True)
         pump.start()
         workers: list[tuple[Watched, list[str], Path]] = []
         actors: list[RayWorker] = []
@@ -466,6 +492,7 @@ def _run_job(job: Job, sites: list[str], groups: list[list[str]], group_gpus: li
             # Beside the server: they wait for its port, say Hello, then import torch
             # and build while the server starts the first round.
             workers = _start_workers(groups, spec_file, control, procs, zygote, group_gpus)
+            _started(view, workers, "process")
             if zygote is not None:
                 zygote.close()  # all forked: its memory goes back now
         port = wait_for_port(port_file, STARTUP_TIMEOUT, alive=lambda: server.poll() is None)
@@ -473,7 +500,7 @@ def _run_job(job: Job, sites: list[str], groups: list[list[str]], group_gpus: li
             server.wait(timeout=30)
             pump.join(timeout=5)
             return _finish(workspace, opts.job_id, server.returncode, [], out, started, tb_dir,
-                           status=server_status)
+                           status=server_status, view=view)
         if tensorboard is not None:
             # Before the sites start: the URL is on screen before training begins.
             tb_url = _wait_for_tensorboard(tensorboard, tb_log, TENSORBOARD_START_TIMEOUT)
@@ -486,9 +513,11 @@ def _run_job(job: Job, sites: list[str], groups: list[list[str]], group_gpus: li
             for line in placement_lines(actors):
                 print(line, file=out, flush=True)
             workers = [(actor, actor.sites, actor.err_file) for actor in actors]
+            _started(view, workers, "actor")
         elif not workers:
             spec.with_address(f"127.0.0.1:{port}").write(spec_file)
             workers = _start_workers(groups, spec_file, control, procs, zygote, group_gpus)
+            _started(view, workers, "process")
             if zygote is not None:
                 zygote.close()
         # A server whose sites are all gone notices within its heartbeat timeout and then
@@ -505,7 +534,7 @@ def _run_job(job: Job, sites: list[str], groups: list[list[str]], group_gpus: li
         failures = [(group, proc.wait(), err) for proc, group, err in workers if proc.wait() != 0]
         serving = tensorboard is not None and tensorboard.poll() is None
         code = _finish(workspace, opts.job_id, server.returncode, failures, out, started, tb_dir,
-                       tb_url if serving else "", status=server_status)
+                       tb_url if serving else "", status=server_status, view=view)
         if code == 0 and serving and not opts.tensorboard_exit:
             assert tensorboard is not None
             _serve_until_interrupted(tensorboard, tb_url, out)
@@ -616,6 +645,12 @@ def worker_environment(sites: int) -> dict[str, str]:
     return env
 
 
+def _started(view: View, workers: Sequence[tuple[Watched, list[str], Path]], kind: str) -> None:
+    """The ``workers`` event: the worker processes (or Ray actors) hosting the sites started."""
+    view.event({"event": "workers", "kind": kind, "count": len(workers),
+                "sites": sum(len(group) for _, group, _ in workers)})
+
+
 def _start_workers(groups: list[list[str]], spec_file: Path, control: Path,
                    procs: list[Watched], zygote: Zygote | None = None,
                    gpus: Sequence[int | None] = ()) -> list[tuple[Watched, list[str], Path]]:
@@ -641,12 +676,21 @@ def _write_private(path: Path, text: str) -> None:
     write_atomic(path, text.encode("utf-8"), mode=0o600)
 
 
-def _pump(stream: TextIO | None, out: TextIO, status: dict[str, object] | None = None) -> None:
-    """Copy the server's output to ``out``; its status line goes into ``status`` instead."""
+def _pump(stream: TextIO | None, view: View, status: dict[str, object] | None = None) -> None:
+    """Hand the server's output to ``view``: its lines, and its live events; its status line
+    goes into ``status`` instead."""
 
     if stream is None:
         return
     for line in stream:
+        if line.startswith(EVENT_MARKER):
+            try:
+                event = json.loads(line[len(EVENT_MARKER):])
+            except ValueError:
+                continue
+            if isinstance(event, dict):
+                view.event(event)
+            continue
         if line.startswith(STATUS_MARKER):
             if status is not None:
                 try:
@@ -654,8 +698,7 @@ def _pump(stream: TextIO | None, out: TextIO, status: dict[str, object] | None =
                 except ValueError:
                     pass
             continue
-        out.write(line)
-        out.flush()
+        view.line(line)
 
 
 _TB_URL = re.compile(r"^TensorBoard \S+ at (http://\S+) ", re.MULTILINE)
@@ -763,25 +806,68 @@ def _site_errors(err: Path) -> list[str]:
 
 def _finish(workspace: Path, job_id: str, server_rc: int | None, failures: list[tuple[list[str], int, Path]],
             out: TextIO, started: float, tb_dir: Path, tb_url: str = "",
-            status: dict[str, object] | None = None) -> int:
+            status: dict[str, object] | None = None, view: View | None = None) -> int:
+    """Say how the run ended, and the ``end`` event; the exit code."""
     run_dir = workspace / "server" / job_id
     status = dict(status) if status else _read_status(run_dir)
     elapsed = time.monotonic() - started
+    code, status = _judge(server_rc, failures, status)
+    if view is not None:  # first: a live view ends its display, and the lines follow it
+        end: dict[str, object] = {"event": "end", "ok": code == 0, "code": code, "run": job_id,
+                                  "elapsed_s": round(elapsed, 2), "run_dir": str(run_dir),
+                                  "server_log": str(run_dir / "log.txt")}
+        if code != 0:
+            end["site"] = "server" if status.get("site") is None else status.get("site")
+            end["error"] = str(status.get("error"))
+        models = _models(run_dir)
+        if code == 0 and models:
+            end["global_model"] = str(run_dir / models[0])
+        if tb_dir.is_dir():
+            end["tb_events"] = str(tb_dir)
+        cross = run_dir / "cross_site_val" / "cross_val_results.json"
+        if code == 0 and cross.exists():
+            end["cross_site_val"] = str(cross)
+        view.event(end)
+    _say_finish(workspace, job_id, code, failures, out, elapsed, tb_dir, tb_url, status)
+    return code
+
+
+def _models(run_dir: Path) -> list[str]:
+    """The models the server saved in its run folder, PyTorch's first."""
+    return sorted(p.name for p in run_dir.glob("*.pt")) + sorted(p.name for p in run_dir.glob("*.safetensors"))
+
+
+def _judge(server_rc: int | None, failures: list[tuple[list[str], int, Path]],
+           status: dict[str, object]) -> tuple[int, dict[str, object]]:
+    """The exit code of a run whose server said ``status`` and exited ``server_rc``, and the
+    status it ended with: failed, if a worker exited 1."""
     # A worker that exited 1 had a site fail (records it could not deliver, a failure on
     # a background thread): the job failed. One killed by a signal was a lost site,
     # which the server already judged against min_clients.
     site_failed = []
     for group, rc, err in failures:
-        tail = _site_errors(err)
-        print(f"flconfig: worker for {', '.join(group)} exited with code {rc}", file=out)
-        for line in tail:
-            print(f"    {line}", file=out)
         if rc == 1:
+            tail = _site_errors(err)
             site_failed.append(tail[-1] if tail else f"{', '.join(group)}: exited with code 1")
     if status.get("ok") and server_rc == 0 and site_failed:
         status = {"ok": False, "site": "", "error": site_failed[0]}
     if status.get("ok") and server_rc == 0:
-        models = sorted(p.name for p in run_dir.glob("*.pt")) + sorted(p.name for p in run_dir.glob("*.safetensors"))
+        return 0, status
+    if not status.get("error"):
+        status = {**status, "error": f"the server exited with code {server_rc}"}
+    return 1, status
+
+
+def _say_finish(workspace: Path, job_id: str, code: int, failures: list[tuple[list[str], int, Path]],
+                out: TextIO, elapsed: float, tb_dir: Path, tb_url: str, status: dict[str, object]) -> None:
+    """Print how the run ended (``code``, ``status``: :func:`_judge`'s)."""
+    run_dir = workspace / "server" / job_id
+    for group, rc, err in failures:
+        print(f"flconfig: worker for {', '.join(group)} exited with code {rc}", file=out)
+        for line in _site_errors(err):
+            print(f"    {line}", file=out)
+    if code == 0:
+        models = _models(run_dir)
         print(f"flconfig: job finished in {elapsed:.1f} s", file=out)
         print(f"  run:           {job_id} (flconfig runs {workspace} lists every run)", file=out)
         if models:
@@ -797,11 +883,10 @@ def _finish(workspace: Path, job_id: str, server_rc: int | None, failures: list[
             print(f"  cross-site validation: {cross}", file=out)
             print(_global_model_scores(cross), file=out)
         out.flush()
-        return 0
+        return
     site = status.get("site")
-    error = status.get("error") or f"the server exited with code {server_rc}"
+    error = status.get("error")
     where = "" if site == "" else f"{site or 'server'}: "
     print(f"flconfig: job failed after {elapsed:.1f} s: {where}{error}", file=out)
     print(f"  server log: {run_dir / 'log.txt'}", file=out)
     out.flush()
-    return 1

@@ -45,7 +45,7 @@ class LiveMetrics:
 
     def __init__(
         self,
-        emit: Callable[[str], None],
+        emit: Callable[[str], None] | None,
         interval: float = 2.0,
         *,
         settle: float = 0.25,
@@ -54,7 +54,8 @@ class LiveMetrics:
     ) -> None:
         """
         Args:
-            emit: prints one line (the server's ``progress``).
+            emit: prints one line (the server's ``progress``); None: print nothing, only
+                keep the latest scalars (for :meth:`take_changed`).
             interval: seconds between two summaries printed by the thread.
             settle: seconds after a round's end before its summary is printed.
             max_sites: above this many sites, print min/mean/max per tag instead.
@@ -69,6 +70,7 @@ class LiveMetrics:
         self._latest: dict[str, dict[str, dict[str, Any]]] = {}
         self._lock = threading.Lock()
         self._fresh = False  # records arrived since the last summary
+        self._changed: set[str] = set()  # sites with records since the last take_changed
         self._stop = threading.Event()
         self._round_done = threading.Event()
         self._thread: threading.Thread | None = None
@@ -88,12 +90,22 @@ class LiveMetrics:
                     if record["kind"] == SCALAR:
                         latest[record["tag"]] = record
                 self._fresh = True
+                self._changed.add(site)
+
+    def take_changed(self) -> dict[str, dict[str, tuple[Any, int | None]]]:
+        """The latest (value, step) of each scalar tag of the sites that sent scalars since
+        the last call (the live view's ``metrics`` events)."""
+        with self._lock:
+            changed, self._changed = self._changed, set()
+            return {site: {tag: (r["value"], r["step"]) for tag, r in self._latest[site].items()}
+                    for site in changed if self._latest.get(site)}
 
     # ------------------------------------------------------------------ printing
 
     def start(self) -> None:
-        """Print a summary every ``interval`` seconds while records arrive (a daemon thread)."""
-        if self._thread is None:
+        """Print a summary every ``interval`` seconds while records arrive (a daemon thread;
+        none without ``emit``)."""
+        if self._thread is None and self.emit is not None:
             self._thread = threading.Thread(target=self._run, name="live-metrics", daemon=True)
             self._thread.start()
 
@@ -118,6 +130,8 @@ class LiveMetrics:
 
     def report(self) -> None:
         """Print the summary if records arrived since the last one."""
+        if self.emit is None:
+            return
         for line in self.summary():
             self.emit(line)
 

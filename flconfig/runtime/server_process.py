@@ -3,7 +3,9 @@
 :func:`run_server` is what ``python -m flconfig.runtime.worker server --spec SPEC.json``
 runs (see :mod:`flconfig.runtime.worker`). Its final status is written to ``status.json``
 in its run folder and printed as the last line of its output after
-:data:`~flconfig.runtime.spec.STATUS_MARKER`, for the launcher.
+:data:`~flconfig.runtime.spec.STATUS_MARKER`, for the launcher. Its live events (what
+the sites do, rounds, metrics: :mod:`flconfig.runtime.live_events`) are lines of its
+output too, after :data:`~flconfig.runtime.live_events.EVENT_MARKER`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -25,6 +28,7 @@ from .build import build_from_plan
 from .context import SiteContext
 from .fed_events import records_to_events
 from .filters import FilteredComm
+from .live_events import LiveEvents, event_line
 from .live_metrics import LiveMetrics
 from .logs import add_log_file
 from .plan import load_plan
@@ -56,19 +60,27 @@ def run_server(spec: WorkerSpec) -> int:
         print(STATUS_MARKER + json.dumps(status), flush=True)
         return 1
 
-    def progress(message: str) -> None:
+    said = threading.Lock()  # one line at a time: progress and live events share stdout
+
+    def say(line: str) -> None:
         # One write per line: print() writes the text and its newline apart, and the live
         # metrics' thread printing between them ran two lines together.
-        sys.stdout.write(f"[{time.monotonic() - started:6.1f}s] {message}\n")
-        sys.stdout.flush()
+        with said:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+
+    def progress(message: str) -> None:
+        say(f"[{time.monotonic() - started:6.1f}s] {message}\n")
         log.info(message)
 
     comm = None
     ctx = None
     deaths: SiteProcesses | None = None  # what the launcher says of the sites' processes
-    # The latest value of each site's scalars, printed every few seconds; 0 turns it off.
+    # The latest value of each site's scalars, printed every few seconds (0: never), and
+    # sent as live events with what each site does.
     interval = spec.live_metrics_interval
-    live = LiveMetrics(progress, interval) if interval else None
+    live = LiveMetrics(progress if interval else None, interval or 2.0)
+    live_events = LiveEvents(lambda event: say(event_line(event)), len(spec.sites), live.take_changed)
     try:
         run_plan = load_plan(spec.plan)
         built = build_from_plan(run_plan, "server")
@@ -77,7 +89,7 @@ def run_server(spec: WorkerSpec) -> int:
             job_id,
             workspace,
             built.components,
-            [*built.handlers, live] if live is not None else built.handlers,
+            [*built.handlers, live, live_events],
             role="server",
             progress=progress,
             client_sites=spec.sites,
@@ -99,8 +111,8 @@ def run_server(spec: WorkerSpec) -> int:
                     progress(f"records not written: {exc.message}; the sites keep them and "
                              "send them again")
                 raise
-            if live is not None:
-                live.observe(site, events)
+            live.observe(site, events)
+            live_events.count_records(len(records))
 
         tls, peer_check = _server_tls(spec)
         comm = CommServer(
@@ -128,6 +140,9 @@ def run_server(spec: WorkerSpec) -> int:
         progress(
             f"server listening on {comm.address}{' (mutual TLS)' if tls else ''}; waiting for {need} of {len(sites)} sites"
         )
+        say(event_line({"event": "listening", "address": comm.address, "need": need, "of": len(sites)}))
+        live_events.watch(comm.activity)
+        live_events.start()
         joined = comm.wait_for_sites(len(sites), timeout=spec.startup_timeout)
         for failed, reason in comm.failed_sites().items():
             raise JobError(f"failed: {reason}", failed)
@@ -139,9 +154,9 @@ def run_server(spec: WorkerSpec) -> int:
                             for s in missing)
             )
         progress(f"{len(joined)} sites connected: {short_list(joined)}")
+        live_events.snapshot()  # the view says so before the first round
         deaths.started()
-        if live is not None:
-            live.start()
+        live.start()
         ctx.fire_event(EventType.ABOUT_TO_START_RUN)
         ctx.fire_event(EventType.START_RUN)
         for workflow in built.workflows:
@@ -149,12 +164,16 @@ def run_server(spec: WorkerSpec) -> int:
                 break
             name = getattr(workflow, "id", type(workflow).__name__)
             progress(f"workflow {name} ({type(workflow).__name__}) started")
+            say(event_line({"event": "workflow", "name": name, "kind": type(workflow).__name__,
+                            "state": "started"}))
             workflow.start_controller(ctx)
             try:
                 workflow.control_flow(ctx.abort_signal, ctx)
             finally:
                 workflow.stop_controller(ctx)
             progress(f"workflow {name} done")
+            say(event_line({"event": "workflow", "name": name, "kind": type(workflow).__name__,
+                            "state": "done"}))
         deaths.ended()
         if deaths.failure is not None:
             raise JobError(deaths.failure[1])  # the status says it, below
@@ -197,8 +216,8 @@ def run_server(spec: WorkerSpec) -> int:
             if comm.refused_calls:
                 progress(f"refused {comm.refused_calls} call(s) without valid site credentials "
                          "(see the server log)")
-        if live is not None:
-            live.stop()  # already stopped by END_RUN unless the job failed before it
+        live.stop()  # already stopped by END_RUN unless the job failed before it
+        live_events.stop()  # the sites' last states (done, after their Bye) and metrics
         if status["ok"]:
             # Records that could not be written fail the run, loudly, even if training finished.
             problem = (comm.storage_error if comm is not None else None) or next(

@@ -239,6 +239,8 @@ class SiteHandlers:
                   f"max_model_mb={max_model_mb}")
         with self._state.cond:
             verdict, task = self._check_result(site, first.task_id)
+            if task is not None:  # a live view shows the site sending until its result is in
+                self._state.sites[site].pushing = task.task_id
         if task is None:  # not read at all: nothing of it would be kept
             return pb.SubmitResultReply(accepted=verdict)
         frame = bytearray(first.data)

@@ -240,6 +240,10 @@ class CommServer:
         """Sites that said Hello, have not said Bye, and called within the heartbeat timeout."""
         return self._state.alive()
 
+    def activity(self) -> dict[str, tuple[str, str, str]]:
+        """What each site is doing now, for a live view (see :meth:`.state.ServerState.activity`)."""
+        return self._state.activity()
+
     def failed_sites(self) -> dict[str, str]:
         """Sites that stopped because they failed, with the reason each gave."""
         with self._state.cond:

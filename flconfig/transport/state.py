@@ -58,6 +58,7 @@ class Site:
     # Why its process ended, when whoever started it says so (mark_lost): a site
     # whose process is gone is never made alive again by a late call.
     process_ended: str = ""
+    pushing: str = ""  # the task whose result it last began to push in parts (the live view)
     events_lock: threading.Lock = field(default_factory=threading.Lock)
     # Wakes this site's long polls only, on the server's event loop: a task for one
     # site, or a result, does not wake every site's waiting GetTask. Set by
@@ -163,3 +164,29 @@ class ServerState:
         with self.cond:
             if message not in self.failures:
                 self.failures.append(message)
+
+    def activity(self) -> dict[str, tuple[str, str, str]]:
+        """What each known site is doing, for a live view (read only, one pass under the
+        lock): ``(state, task, phase)``, with ``state`` NEW, ALIVE, LOST or LEFT (``failed``
+        for one that said Bye failing), ``task`` the name of the open task sent to it (or
+        ""), and ``phase`` "queued" (not fetched yet), "running", "sending" (its result is
+        being pushed in parts) or "returned" (its result is in), "" without a task."""
+        with self.cond:
+            open_task: dict[str, Task] = {}
+            for sent in self.tasks.values():
+                if not sent.closed:
+                    for name in sent.targets:
+                        open_task[name] = sent
+            out = dict.fromkeys(self.known.difference(self.sites), (NEW, "", ""))
+            for name, st in self.sites.items():
+                state = "failed" if st.failure else st.state
+                task = open_task.get(name)
+                if task is None or state != ALIVE:
+                    out[name] = (state, "", "")
+                elif name in task.results:
+                    out[name] = (state, task.name, "returned")
+                elif st.pushing == task.task_id:
+                    out[name] = (state, task.name, "sending")
+                else:
+                    out[name] = (state, task.name, "queued" if task in st.tasks else "running")
+            return out

@@ -227,15 +227,16 @@ def test_an_allowed_module_that_is_not_installed_is_named(pt_path: str) -> None:
 
 
 def test_validate_imports_no_torch_tensorboard_or_grpc() -> None:
-    # Nor the parts of flconfig that run jobs: the launcher, the runtime, distributed mode,
-    # FLARE's API for job code (what `validate` would load and never use).
+    # Nor rich (the launch's live view), nor the parts of flconfig that run jobs: the
+    # launcher, the runtime, distributed mode, FLARE's API for job code (what `validate`
+    # would load and never use).
     script = textwrap.dedent(f"""
         import json, sys
         from flconfig.cli import main
         codes = [main(["validate", {JSON_JOB!r}, {YAML_JOB!r}]),
                  main(["validate", "--format", "json", {BROKEN!r}])]
         heavy = sorted(m for m in sys.modules
-                       if m.split(".")[0] in ("torch", "tensorboard", "grpc", "ray")
+                       if m.split(".")[0] in ("torch", "tensorboard", "grpc", "ray", "rich")
                        or m.split(".")[:2] in (["flconfig", "launch"], ["flconfig", "runtime"],
                                                ["flconfig", "deploy"], ["flconfig", "compat"]))
         print(json.dumps({{"codes": codes, "heavy": heavy}}))
