@@ -26,10 +26,49 @@ COLUMNS, ROWS = 120, 60
 ESC = "\x1b"
 
 
-def in_terminal(job: Path, ws: Path, *args: str, interrupt_at: str | None = None) -> tuple[int, str, str]:
+GATED_LEARNER = """\
+import time
+from pathlib import Path
+
+from flconfig.examples.digits import DigitsLearner
+
+
+class GatedLearner(DigitsLearner):
+    \"\"\"The example's learner; it trains only once the file ``gate`` exists.\"\"\"
+
+    def __init__(self, gate, **kwargs):
+        super().__init__(**kwargs)
+        self.gate = Path(gate)
+
+    def train(self, data, ctx, abort_signal):
+        while not self.gate.exists():
+            time.sleep(0.02)
+        return super().train(data, ctx, abort_signal)
+"""
+
+
+def gated_job(tmp_path: Path, num_rounds: int) -> tuple[Path, Path]:
+    """The example job (one epoch a round) whose sites train only once the returned file exists:
+    a test opens it when it has seen the sites training, so a fast round cannot slip by."""
+    job = make_job(tmp_path, num_rounds=num_rounds, epochs=1)
+    gate = tmp_path / "gate"
+    (job / "app" / "custom").mkdir(exist_ok=True)
+    (job / "app" / "custom" / "gated_learner.py").write_text(GATED_LEARNER)
+    client_file = job / "app" / "config" / "config_fed_client.json"
+    client = json.loads(client_file.read_text())
+    learner = next(c for c in client["components"] if c["id"] == "pt_learner")
+    learner["path"] = "gated_learner.GatedLearner"
+    learner["args"]["gate"] = str(gate)
+    client_file.write_text(json.dumps(client, indent=2))
+    return job, gate
+
+
+def in_terminal(job: Path, ws: Path, *args: str, interrupt_at: str | None = None,
+                open_at: tuple[str, Path] | None = None) -> tuple[int, str, str]:
     """``flconfig launch`` in a pseudo-terminal of COLUMNS × ROWS: its exit code, its screen at
     the end (as a terminal shows it) and all it wrote (escape codes removed). With
-    ``interrupt_at``, Ctrl-C once that text was written."""
+    ``interrupt_at``, Ctrl-C once that text was written; with ``open_at`` (text, file), the
+    file is made once the text was written (escape codes may sit between words)."""
     env = {**os.environ, "TERM": "xterm-256color", "PYTHONPATH": os.pathsep.join(
         p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)}
     env.pop("COLUMNS", None)
@@ -39,6 +78,10 @@ def in_terminal(job: Path, ws: Path, *args: str, interrupt_at: str | None = None
                           dimensions=(ROWS, COLUMNS))
     written: list[str] = []
     try:
+        if open_at is not None:
+            child.expect_exact(open_at[0])
+            written.append(child.before + child.after)
+            open_at[1].touch()
         if interrupt_at is not None:
             child.expect_exact(interrupt_at)
             written.append(child.before + child.after)
@@ -55,9 +98,10 @@ def in_terminal(job: Path, ws: Path, *args: str, interrupt_at: str | None = None
 
 
 def test_the_live_view_shows_startup_rounds_sites_and_their_metrics(tmp_path: Path) -> None:
-    job = make_job(tmp_path, num_rounds=2, epochs=1)
+    job, gate = gated_job(tmp_path, num_rounds=2)
     ws = tmp_path / "ws"
-    code, screen, written = in_terminal(job, ws, "-n", "2", "--job-id", "live")
+    # The sites train once the view has shown a site training.
+    code, screen, written = in_terminal(job, ws, "-n", "2", "--job-id", "live", open_at=("training", gate))
     print(screen)  # what a user saw at the end, in the test's output
     assert code == 0, written
     lines = screen.splitlines()
@@ -82,7 +126,7 @@ def test_the_live_view_shows_startup_rounds_sites_and_their_metrics(tmp_path: Pa
         assert (shown["train_loss_step"], shown["train_loss"]) == (step, float(f"{loss:.4g}"))
     # On the way, it showed the start-up and the sites training (frames since redrawn).
     assert "waiting for the sites" in written and "sites connected" in written
-    assert re.search(r"site-1\s+training", written)
+    assert re.search(r"site-[12]\s+training", written)
     # The plain lines scrolled above it; no event line ever reached the terminal.
     assert "workflow scatter_and_gather (ScatterAndGather) started" in screen
     assert "@@flconfig" not in written
@@ -106,11 +150,19 @@ def events_of(stdout: str) -> list[dict[str, Any]]:
 
 
 def test_format_json_is_one_event_a_line_start_to_end(tmp_path: Path) -> None:
-    job = make_job(tmp_path, num_rounds=2, epochs=1)
+    job, gate = gated_job(tmp_path, num_rounds=2)
     ws = tmp_path / "ws"
-    done = subprocess.run([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws), "-n", "2",
-                           "--job-id", "run-1", "--format", "json"], capture_output=True, text=True,
-                          timeout=240)
+    proc = subprocess.Popen([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(ws), "-n", "2",
+                             "--job-id", "run-1", "--format", "json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    lines: list[str] = []
+    for line in proc.stdout:  # the sites train once an event said they were training
+        lines.append(line)
+        if '"training"' in line:
+            gate.touch()
+    stderr = proc.stderr.read() if proc.stderr is not None else ""
+    done = subprocess.CompletedProcess(proc.args, proc.wait(timeout=240), "".join(lines), stderr)
     assert done.returncode == 0, done.stderr
     events = events_of(done.stdout)
     kinds = [event["event"] for event in events]
