@@ -91,25 +91,42 @@ class _Withdrawn(Exception):
     """The task whose model was being fetched closed before the site had it all."""
 
 
+def _calls_of(channel: grpc.aio.Channel) -> dict[str, Any]:
+    """The methods of the contract on ``channel``, by name, ready to call."""
+    stub = pb_grpc.CommStub(channel)
+    calls = {name: getattr(stub, name) for name in contract.METHODS}
+    # A result's parts are serialised by _result_parts itself, one copy fewer per chunk.
+    calls["PushResult"] = channel.stream_unary(
+        contract.method_path("PushResult"),
+        response_deserializer=pb.SubmitResultReply.FromString,
+    )
+    return calls
+
+
 class _SharedChannels:
     """One gRPC channel per event loop and server address (and options) for the sites
-    of a process.
+    of a process, and its methods ready to call.
 
     Each site still authenticates every call with its own metadata; what the sites
-    share is the connection.
+    share is the connection (and the objects that make calls on it: a thousand sites
+    do not each hold a stub).
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._channels: dict[tuple[Any, ...], list[Any]] = {}  # key -> [channel, users]
+        # key -> [channel, users, calls]
+        self._channels: dict[tuple[Any, ...], list[Any]] = {}
 
-    def acquire(self, key: tuple[Any, ...], make: Callable[[], grpc.aio.Channel]) -> grpc.aio.Channel:
+    def acquire(self, key: tuple[Any, ...], make: Callable[[], grpc.aio.Channel]
+                ) -> tuple[grpc.aio.Channel, dict[str, Any]]:
+        """The channel for ``key`` (made by ``make`` on first use) and its calls."""
         with self._lock:
             entry = self._channels.get(key)
             if entry is None:
-                entry = self._channels[key] = [make(), 0]
+                channel = make()
+                entry = self._channels[key] = [channel, 0, _calls_of(channel)]
             entry[1] += 1
-            return entry[0]
+            return entry[0], entry[2]
 
     def release(self, channel: grpc.aio.Channel) -> bool:
         """Give ``channel`` back; True if this was its last user (the caller closes it)."""
@@ -125,6 +142,25 @@ class _SharedChannels:
 
 
 _SHARED_CHANNELS = _SharedChannels()
+_NO_CALLS: Mapping[str, Any] = {}
+
+#: Most calls the links sharing a loop's channels have in flight at once, long polls
+#: aside; the others wait their turn. Ten thousand sites calling at once (their Hellos,
+#: a round's results, their Byes) would each hold a call's buffers in gRPC on both ends
+#: at the same time, memory that stays with the processes after the burst; a few dozen
+#: calls in flight keep the connection as busy.
+MAX_CALLS_IN_FLIGHT = 64
+
+_LOOP_SLOTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary())
+
+
+def _call_slots(loop: asyncio.AbstractEventLoop) -> asyncio.Semaphore:
+    """The call slots of the links sharing ``loop``'s channels."""
+    slots = _LOOP_SLOTS.get(loop)
+    if slots is None:
+        slots = _LOOP_SLOTS[loop] = asyncio.Semaphore(MAX_CALLS_IN_FLIGHT)
+    return slots
 
 _HEARTBEAT = pb.HeartbeatRequest()
 
@@ -301,7 +337,8 @@ class _WorkerPoll:
             link = next(iter(self._members.values()))
             self._open = True
             try:
-                reply = await link._invoke("PollTasks", request, timeout=contract.LONG_POLL_S + 60.0)
+                reply = await link._invoke("PollTasks", request, contract.LONG_POLL_S + 60.0,
+                                           long_poll=True)
             except Retryable as exc:
                 backoff = backoff or link.retry.backoff()
                 if backoff.exhausted():
@@ -442,7 +479,9 @@ class SiteLink:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._channel: grpc.aio.Channel | None = None
-        self._calls: dict[str, Any] = {}
+        self._calls: Mapping[str, Any] = _NO_CALLS
+        # With share_channel: the loop's call slots (see _call_slots).
+        self._slots: asyncio.Semaphore | None = None
         self._connected = False
         self._closed = False
         self._stop: asyncio.Event | None = None  # set by close(): the background tasks end
@@ -477,6 +516,8 @@ class SiteLink:
             self._loop, self._loop_thread = loop, threading.get_ident()
             self._stop = asyncio.Event()
             self.outbox.bind(loop, self._loop_thread)
+            if self._share_channel:
+                self._slots = _call_slots(loop)
         elif loop is not self._loop:
             raise RuntimeError(f"{self.site}: a SiteLink is used on the event loop it connected on")
 
@@ -492,16 +533,10 @@ class SiteLink:
 
     async def _open_channel(self) -> None:
         if self._share_channel:
-            channel = _SHARED_CHANNELS.acquire(self._shared_key(), self._make_channel)
+            channel, calls = _SHARED_CHANNELS.acquire(self._shared_key(), self._make_channel)
         else:
             channel = self._make_channel()
-        stub = pb_grpc.CommStub(channel)
-        calls = {name: getattr(stub, name) for name in contract.METHODS}
-        # A result's parts are serialised by _result_parts itself, one copy fewer per chunk.
-        calls["PushResult"] = channel.stream_unary(
-            contract.method_path("PushResult"),
-            response_deserializer=pb.SubmitResultReply.FromString,
-        )
+            calls = _calls_of(channel)
         old, self._channel, self._calls = self._channel, channel, calls
         if old is not None:
             await self._drop_channel(old)
@@ -549,9 +584,21 @@ class SiteLink:
         return JobError(f"{method} failed: {code.name}: {details}", self.site)
 
     async def _invoke(
-        self, method: str, request: Any, timeout: float | None, wait_for_ready: bool = False
+        self, method: str, request: Any, timeout: float | None, wait_for_ready: bool = False,
+        *, long_poll: bool = False,
     ) -> Any:
-        """One call; its reply message, or :class:`Retryable` or a :class:`JobError` that says why not."""
+        """One call; its reply message, or :class:`Retryable` or a :class:`JobError` that says
+        why not. Unless it is a ``long_poll``, a link sharing its loop's channel makes it
+        in one of the loop's call slots (:data:`MAX_CALLS_IN_FLIGHT`)."""
+        slots = self._slots
+        if slots is None or long_poll:
+            return await self._invoke_now(method, request, timeout, wait_for_ready)
+        async with slots:
+            return await self._invoke_now(method, request, timeout, wait_for_ready)
+
+    async def _invoke_now(
+        self, method: str, request: Any, timeout: float | None, wait_for_ready: bool
+    ) -> Any:
         call, channel = self._call(method), self._channel
         try:
             return await call(
@@ -585,9 +632,11 @@ class SiteLink:
                 log.debug("%s: retrying after %s", self.site, exc)
                 await asyncio.sleep(backoff.next())
 
-    async def _call_with_retry(self, method: str, request: Any, timeout: float | None) -> Any:
+    async def _call_with_retry(self, method: str, request: Any, timeout: float | None,
+                               long_poll: bool = False) -> Any:
         """:meth:`_invoke`, retried with backoff while the server is unreachable."""
-        return await self._with_retry(method, lambda: self._invoke(method, request, timeout))
+        return await self._with_retry(
+            method, lambda: self._invoke(method, request, timeout, long_poll=long_poll))
 
     async def connect(self, timeout: float = 30) -> None:
         """Say Hello, retrying until the server is up; then start the background tasks.
@@ -679,7 +728,7 @@ class SiteLink:
                 await self._invoke("Bye", bye, timeout=BYE_TIMEOUT_S)
             except (Retryable, JobError) as exc:
                 log.warning("%s: Bye failed: %s", self.site, exc)
-        channel, self._channel, self._calls = self._channel, None, {}
+        channel, self._channel, self._calls = self._channel, None, _NO_CALLS
         if channel is not None:
             await self._drop_channel(channel)
         return unacked
@@ -727,8 +776,7 @@ class SiteLink:
                 self._polling += 1
                 try:
                     reply = await self._call_with_retry(
-                        "GetTask", pb.GetTaskRequest(wait=wait), timeout=wait + 60.0
-                    )
+                        "GetTask", pb.GetTaskRequest(wait=wait), wait + 60.0, long_poll=True)
                 finally:
                     self._polling -= 1
             if reply.kind == pb.TaskReply.TASK:
@@ -844,7 +892,8 @@ class SiteLink:
                 self._polling += 1  # the call is open meanwhile: no heartbeat needed
             reply = None
             try:
-                reply = await self._call_with_retry("SubmitResult", request, timeout=wait + 300.0)
+                reply = await self._call_with_retry("SubmitResult", request, wait + 300.0,
+                                                    long_poll=bool(wait))
             finally:
                 if wait:
                     self._polling -= 1
