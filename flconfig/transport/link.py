@@ -3,7 +3,9 @@ stream events.
 
 A :class:`SiteLink` is one site's connection to the server on an asyncio event
 loop (``grpc.aio``). A worker process hosting a thousand sites runs a thousand
-links on one loop: no thread per site, no thread per call. Two tasks run beside
+links on one loop: no thread per site, no thread per call; they share one channel,
+one long poll for their tasks (PollTasks) and at most :data:`MAX_CALLS_IN_FLIGHT`
+calls at a time. Two tasks run beside
 the site's own coroutine: one sends heartbeats, so a site busy with a long task
 is not taken for lost; one sends event records in batches and resends whatever
 the server has not acknowledged, so a dropped connection loses nothing.
@@ -357,7 +359,8 @@ class _WorkerPoll:
                 return
             finally:
                 self._open = False
-                self._last_open = time.monotonic()
+            # Answered: the server saw the call (a failed one says nothing of the sites).
+            self._last_open = time.monotonic()
             backoff = None
             for polled in reply.tasks:
                 for site in polled.sites:
