@@ -1,10 +1,12 @@
 """One long poll per worker: the sites of a process that share a channel wait for their tasks
 in ONE open PollTasks call, each joined to it by its own Hello (its own token), and are
-kept alive by it; a caller that did not join a group is refused its tasks. Real servers,
+kept alive by it; a caller that did not join a group is refused its tasks; and the sites
+of a worker make a bounded number of calls at once. Real servers,
 real gRPC, and a real worker process where one is killed."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import textwrap
@@ -19,6 +21,7 @@ from harness.comm import TOKENS, add_site_number, raw_call, wait_until
 from flconfig.transport import flconfig_pb2 as pb
 from flconfig.transport.client import END, CommClient, Task
 from flconfig.transport.contract import PROTOCOL_VERSION
+from flconfig.transport.link import MAX_CALLS_IN_FLIGHT, SiteLink
 from flconfig.transport.server import CommServer
 from flconfig.types import FLModel
 
@@ -192,3 +195,47 @@ def test_a_poll_for_a_group_the_caller_did_not_join_is_refused_and_takes_nothing
     sender.join(10)
     assert list(results) == ["site-1"]
     assert server.refused_calls >= 1
+
+
+def test_a_workers_sites_make_at_most_their_share_of_calls_at_once() -> None:
+    sites = MAX_CALLS_IN_FLIGHT * 3
+    tokens = {f"site-{i}": f"token-of-site-{i}" for i in range(1, sites + 1)}
+    release = threading.Event()
+    received: dict[str, list[float]] = {}
+
+    def on_events(site: str, records: list[dict[str, object]]) -> None:
+        release.wait(30)  # the server is slow to write: every SendEvents stays open
+        received.setdefault(site, []).extend(float(r["value"]) for r in records)  # type: ignore[arg-type]
+
+    server = CommServer(tokens, on_events=on_events).start()
+
+    def in_calls() -> int:
+        with server._state.cond:
+            return sum(st.active_calls for st in server._state.sites.values())
+
+    async def worker() -> list[int]:
+        links = [SiteLink(server.address, site, token, share_channel=True)
+                 for site, token in tokens.items()]
+        await asyncio.gather(*(link.connect(timeout=30) for link in links))
+        for number, link in enumerate(links, start=1):
+            link.send_events([{"tag": "x", "value": float(number)}])
+        while not release.is_set():
+            await asyncio.sleep(0.05)
+        return await asyncio.gather(*(link.close(timeout=30) for link in links))
+
+    left: list[int] = []
+    runner = threading.Thread(target=lambda: left.extend(asyncio.run(worker())), daemon=True)
+    try:
+        runner.start()
+        # Every site has a batch to send; the server holds each call it gets.
+        assert wait_until(lambda: in_calls() >= MAX_CALLS_IN_FLIGHT, timeout=30)
+        time.sleep(1.0)
+        # The worker's poll, and as many SendEvents as it has call slots: no more.
+        assert in_calls() == MAX_CALLS_IN_FLIGHT + 1
+        release.set()
+        runner.join(60)
+    finally:
+        release.set()
+        server.stop(grace=0.5)
+    assert left == [0] * sites  # every record delivered
+    assert received == {site: [float(n)] for n, site in enumerate(tokens, start=1)}
