@@ -254,6 +254,7 @@ def main() -> int:
         ws = Path(tmp) / "ws"
         peak = {"rss": 0.0, "pss": 0.0}
         peak_by_role: dict[str, float] = {}
+        peak_pss_by_role: dict[str, float] = {}
         cpu: dict[str, tuple[str, float]] = {}
         done = threading.Event()
 
@@ -267,6 +268,8 @@ def main() -> int:
                 for role in {p[1] for p in procs}:
                     total = sum(p[2] for p in procs if p[1] == role)
                     peak_by_role[role] = max(peak_by_role.get(role, 0.0), total)
+                    pss = sum(p[3] for p in procs if p[1] == role)
+                    peak_pss_by_role[role] = max(peak_pss_by_role.get(role, 0.0), pss)
                 time.sleep(0.25)
 
         # Ray's processes (actors "ray::SiteGroup", raylets, GCS, helpers) count for its backend.
@@ -302,6 +305,9 @@ def main() -> int:
         "peak_rss_all_processes_mb": round(peak["rss"]),
         "peak_pss_all_processes_mb": round(peak["pss"]),
         "peak_rss_by_role_mb": {r: round(v) for r, v in sorted(peak_by_role.items())},
+        # Each role's own peak (they need not peak together): the split of a site's cost
+        # between the server and the workers.
+        "peak_pss_by_role_mb": {r: round(v) for r, v in sorted(peak_pss_by_role.items())},
         # CPU seconds by role, as last sampled (every 0.25 s) before each process exited.
         "cpu_s": {role: round(sum(c for r, c in cpu.values() if r == role), 1)
                   for role in sorted({r for r, _ in cpu.values()})},

@@ -33,7 +33,7 @@ SERVICE = "flconfig.Comm"
 #: The service's methods, as ``flconfig.proto`` declares them (a test keeps the two equal).
 METHODS = (
     "Hello", "GetTask", "FetchModel", "SubmitResult", "PushResult", "Heartbeat", "SendEvents",
-    "Bye",
+    "Bye", "PollTasks",
 )  # fmt: skip
 #: Methods whose requests stream (the body arrives in parts).
 STREAMING_REQUESTS = frozenset({"PushResult"})
@@ -51,6 +51,9 @@ MIN_MAX_MESSAGE_MB = 8
 DEFAULT_MAX_MODEL_MB = 16 * 1024
 SITE_METADATA = "flconfig-site"
 TOKEN_METADATA = "flconfig-token"
+
+#: What a poll group's id may be (HelloRequest.poll_group): a worker's random secret.
+POLL_GROUP_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
 SITE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _MAX_SITE_NAME = 128

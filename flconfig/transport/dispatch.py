@@ -3,7 +3,8 @@ with FLARE's semantics (``min_responses``, ``wait_time_after_min_received``, a t
 an abort signal, lost sites).
 
 :class:`Dispatcher` puts a task on the queue of each target site in the server's
-:class:`~.state.ServerState` (the sites' GetTask calls take it from there) and
+:class:`~.state.ServerState` (the sites' GetTask calls, or their worker's PollTasks,
+take it from there) and
 waits for the results the handlers store in it.
 """
 
@@ -91,10 +92,8 @@ class Dispatcher:
         task = Task(task_name, task_id, model, reply.SerializeToString(), targets)
         with self._state.cond:
             self._state.tasks[task_id] = task
-            for site in targets:
-                self._state.site(site).tasks.append(task)
+            self._state.queue(task)
             self._state.cond.notify_all()
-            self._state.wake_polls(self._state.sites[site] for site in targets)
         log.debug("task %s (%s) sent to %s", task_name, task_id, ", ".join(targets))
         try:
             return self._gather(task, need, wait_time_after_min_received, timeout, abort, on_result)

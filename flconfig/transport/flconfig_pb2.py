@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!flconfig/transport/flconfig.proto\x12\x08\x66lconfig\"/\n\x0cHelloRequest\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\"h\n\nHelloReply\x12\x19\n\x11heartbeat_timeout\x18\x01 \x01(\x01\x12\x11\n\tlong_poll\x18\x02 \x01(\x01\x12\x13\n\x0b\x63hunk_bytes\x18\x03 \x01(\x04\x12\x17\n\x0fmax_model_bytes\x18\x04 \x01(\x04\"\x1e\n\x0eGetTaskRequest\x12\x0c\n\x04wait\x18\x01 \x01(\x01\"\x9b\x01\n\tTaskReply\x12&\n\x04kind\x18\x01 \x01(\x0e\x32\x18.flconfig.TaskReply.Kind\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07task_id\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\x0c\x12\x13\n\x0bmodel_bytes\x18\x05 \x01(\x04\"#\n\x04Kind\x12\x08\n\x04NONE\x10\x00\x12\x08\n\x04TASK\x10\x01\x12\x07\n\x03\x45ND\x10\x02\"4\n\x11\x46\x65tchModelRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\"\x15\n\x05\x43hunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"d\n\x13SubmitResultRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\x0c\x12\x0c\n\x04wait\x18\x03 \x01(\x01\x12\x0e\n\x06stream\x18\x04 \x01(\t\x12\x0f\n\x07records\x18\x05 \x01(\x0c\"@\n\nResultPart\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x13\n\x0bmodel_bytes\x18\x02 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"d\n\x11SubmitResultReply\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12!\n\x04next\x18\x02 \x01(\x0b\x32\x13.flconfig.TaskReply\x12\x0b\n\x03\x61\x63k\x18\x03 \x01(\x04\x12\r\n\x05\x65rror\x18\x04 \x01(\t\"\x12\n\x10HeartbeatRequest\"\x1f\n\x0eHeartbeatReply\x12\r\n\x05\x65nded\x18\x01 \x01(\x08\"4\n\x11SendEventsRequest\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\x0f\n\x07records\x18\x02 \x01(\x0c\"-\n\x0fSendEventsReply\x12\x0b\n\x03\x61\x63k\x18\x01 \x01(\x04\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"\x1c\n\nByeRequest\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\n\n\x08\x42yeReply2\xfe\x03\n\x04\x43omm\x12\x35\n\x05Hello\x12\x16.flconfig.HelloRequest\x1a\x14.flconfig.HelloReply\x12\x38\n\x07GetTask\x12\x18.flconfig.GetTaskRequest\x1a\x13.flconfig.TaskReply\x12<\n\nFetchModel\x12\x1b.flconfig.FetchModelRequest\x1a\x0f.flconfig.Chunk0\x01\x12J\n\x0cSubmitResult\x12\x1d.flconfig.SubmitResultRequest\x1a\x1b.flconfig.SubmitResultReply\x12\x41\n\nPushResult\x12\x14.flconfig.ResultPart\x1a\x1b.flconfig.SubmitResultReply(\x01\x12\x41\n\tHeartbeat\x12\x1a.flconfig.HeartbeatRequest\x1a\x18.flconfig.HeartbeatReply\x12\x44\n\nSendEvents\x12\x1b.flconfig.SendEventsRequest\x1a\x19.flconfig.SendEventsReply\x12/\n\x03\x42ye\x12\x14.flconfig.ByeRequest\x1a\x12.flconfig.ByeReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!flconfig/transport/flconfig.proto\x12\x08\x66lconfig\"C\n\x0cHelloRequest\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12\x12\n\npoll_group\x18\x03 \x01(\t\"|\n\nHelloReply\x12\x19\n\x11heartbeat_timeout\x18\x01 \x01(\x01\x12\x11\n\tlong_poll\x18\x02 \x01(\x01\x12\x13\n\x0b\x63hunk_bytes\x18\x03 \x01(\x04\x12\x17\n\x0fmax_model_bytes\x18\x04 \x01(\x04\x12\x12\n\npoll_group\x18\x05 \x01(\x08\"/\n\x10PollTasksRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0c\n\x04wait\x18\x02 \x01(\x01\">\n\nPolledTask\x12!\n\x04task\x18\x01 \x01(\x0b\x32\x13.flconfig.TaskReply\x12\r\n\x05sites\x18\x02 \x03(\t\"D\n\x0ePollTasksReply\x12#\n\x05tasks\x18\x01 \x03(\x0b\x32\x14.flconfig.PolledTask\x12\r\n\x05\x65nded\x18\x02 \x01(\x08\"\x1e\n\x0eGetTaskRequest\x12\x0c\n\x04wait\x18\x01 \x01(\x01\"\x9b\x01\n\tTaskReply\x12&\n\x04kind\x18\x01 \x01(\x0e\x32\x18.flconfig.TaskReply.Kind\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07task_id\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\x0c\x12\x13\n\x0bmodel_bytes\x18\x05 \x01(\x04\"#\n\x04Kind\x12\x08\n\x04NONE\x10\x00\x12\x08\n\x04TASK\x10\x01\x12\x07\n\x03\x45ND\x10\x02\"4\n\x11\x46\x65tchModelRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\"\x15\n\x05\x43hunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"d\n\x13SubmitResultRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\x0c\x12\x0c\n\x04wait\x18\x03 \x01(\x01\x12\x0e\n\x06stream\x18\x04 \x01(\t\x12\x0f\n\x07records\x18\x05 \x01(\x0c\"@\n\nResultPart\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x13\n\x0bmodel_bytes\x18\x02 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"d\n\x11SubmitResultReply\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12!\n\x04next\x18\x02 \x01(\x0b\x32\x13.flconfig.TaskReply\x12\x0b\n\x03\x61\x63k\x18\x03 \x01(\x04\x12\r\n\x05\x65rror\x18\x04 \x01(\t\"\x12\n\x10HeartbeatRequest\"\x1f\n\x0eHeartbeatReply\x12\r\n\x05\x65nded\x18\x01 \x01(\x08\"4\n\x11SendEventsRequest\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\x0f\n\x07records\x18\x02 \x01(\x0c\"-\n\x0fSendEventsReply\x12\x0b\n\x03\x61\x63k\x18\x01 \x01(\x04\x12\r\n\x05\x65rror\x18\x02 \x01(\t\"\x1c\n\nByeRequest\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\n\n\x08\x42yeReply2\xc1\x04\n\x04\x43omm\x12\x35\n\x05Hello\x12\x16.flconfig.HelloRequest\x1a\x14.flconfig.HelloReply\x12\x38\n\x07GetTask\x12\x18.flconfig.GetTaskRequest\x1a\x13.flconfig.TaskReply\x12<\n\nFetchModel\x12\x1b.flconfig.FetchModelRequest\x1a\x0f.flconfig.Chunk0\x01\x12J\n\x0cSubmitResult\x12\x1d.flconfig.SubmitResultRequest\x1a\x1b.flconfig.SubmitResultReply\x12\x41\n\nPushResult\x12\x14.flconfig.ResultPart\x1a\x1b.flconfig.SubmitResultReply(\x01\x12\x41\n\tHeartbeat\x12\x1a.flconfig.HeartbeatRequest\x1a\x18.flconfig.HeartbeatReply\x12\x44\n\nSendEvents\x12\x1b.flconfig.SendEventsRequest\x1a\x19.flconfig.SendEventsReply\x12/\n\x03\x42ye\x12\x14.flconfig.ByeRequest\x1a\x12.flconfig.ByeReply\x12\x41\n\tPollTasks\x12\x1a.flconfig.PollTasksRequest\x1a\x18.flconfig.PollTasksReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,37 +32,43 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'flconfig.transport.flconfig
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_HELLOREQUEST']._serialized_start=47
-  _globals['_HELLOREQUEST']._serialized_end=94
-  _globals['_HELLOREPLY']._serialized_start=96
-  _globals['_HELLOREPLY']._serialized_end=200
-  _globals['_GETTASKREQUEST']._serialized_start=202
-  _globals['_GETTASKREQUEST']._serialized_end=232
-  _globals['_TASKREPLY']._serialized_start=235
-  _globals['_TASKREPLY']._serialized_end=390
-  _globals['_TASKREPLY_KIND']._serialized_start=355
-  _globals['_TASKREPLY_KIND']._serialized_end=390
-  _globals['_FETCHMODELREQUEST']._serialized_start=392
-  _globals['_FETCHMODELREQUEST']._serialized_end=444
-  _globals['_CHUNK']._serialized_start=446
-  _globals['_CHUNK']._serialized_end=467
-  _globals['_SUBMITRESULTREQUEST']._serialized_start=469
-  _globals['_SUBMITRESULTREQUEST']._serialized_end=569
-  _globals['_RESULTPART']._serialized_start=571
-  _globals['_RESULTPART']._serialized_end=635
-  _globals['_SUBMITRESULTREPLY']._serialized_start=637
-  _globals['_SUBMITRESULTREPLY']._serialized_end=737
-  _globals['_HEARTBEATREQUEST']._serialized_start=739
-  _globals['_HEARTBEATREQUEST']._serialized_end=757
-  _globals['_HEARTBEATREPLY']._serialized_start=759
-  _globals['_HEARTBEATREPLY']._serialized_end=790
-  _globals['_SENDEVENTSREQUEST']._serialized_start=792
-  _globals['_SENDEVENTSREQUEST']._serialized_end=844
-  _globals['_SENDEVENTSREPLY']._serialized_start=846
-  _globals['_SENDEVENTSREPLY']._serialized_end=891
-  _globals['_BYEREQUEST']._serialized_start=893
-  _globals['_BYEREQUEST']._serialized_end=921
-  _globals['_BYEREPLY']._serialized_start=923
-  _globals['_BYEREPLY']._serialized_end=933
-  _globals['_COMM']._serialized_start=936
-  _globals['_COMM']._serialized_end=1446
+  _globals['_HELLOREQUEST']._serialized_end=114
+  _globals['_HELLOREPLY']._serialized_start=116
+  _globals['_HELLOREPLY']._serialized_end=240
+  _globals['_POLLTASKSREQUEST']._serialized_start=242
+  _globals['_POLLTASKSREQUEST']._serialized_end=289
+  _globals['_POLLEDTASK']._serialized_start=291
+  _globals['_POLLEDTASK']._serialized_end=353
+  _globals['_POLLTASKSREPLY']._serialized_start=355
+  _globals['_POLLTASKSREPLY']._serialized_end=423
+  _globals['_GETTASKREQUEST']._serialized_start=425
+  _globals['_GETTASKREQUEST']._serialized_end=455
+  _globals['_TASKREPLY']._serialized_start=458
+  _globals['_TASKREPLY']._serialized_end=613
+  _globals['_TASKREPLY_KIND']._serialized_start=578
+  _globals['_TASKREPLY_KIND']._serialized_end=613
+  _globals['_FETCHMODELREQUEST']._serialized_start=615
+  _globals['_FETCHMODELREQUEST']._serialized_end=667
+  _globals['_CHUNK']._serialized_start=669
+  _globals['_CHUNK']._serialized_end=690
+  _globals['_SUBMITRESULTREQUEST']._serialized_start=692
+  _globals['_SUBMITRESULTREQUEST']._serialized_end=792
+  _globals['_RESULTPART']._serialized_start=794
+  _globals['_RESULTPART']._serialized_end=858
+  _globals['_SUBMITRESULTREPLY']._serialized_start=860
+  _globals['_SUBMITRESULTREPLY']._serialized_end=960
+  _globals['_HEARTBEATREQUEST']._serialized_start=962
+  _globals['_HEARTBEATREQUEST']._serialized_end=980
+  _globals['_HEARTBEATREPLY']._serialized_start=982
+  _globals['_HEARTBEATREPLY']._serialized_end=1013
+  _globals['_SENDEVENTSREQUEST']._serialized_start=1015
+  _globals['_SENDEVENTSREQUEST']._serialized_end=1067
+  _globals['_SENDEVENTSREPLY']._serialized_start=1069
+  _globals['_SENDEVENTSREPLY']._serialized_end=1114
+  _globals['_BYEREQUEST']._serialized_start=1116
+  _globals['_BYEREQUEST']._serialized_end=1144
+  _globals['_BYEREPLY']._serialized_start=1146
+  _globals['_BYEREPLY']._serialized_end=1156
+  _globals['_COMM']._serialized_start=1159
+  _globals['_COMM']._serialized_end=1736
 # @@protoc_insertion_point(module_scope)

@@ -1,30 +1,59 @@
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class HelloRequest(_message.Message):
-    __slots__ = ("stream", "version")
+    __slots__ = ("stream", "version", "poll_group")
     STREAM_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    POLL_GROUP_FIELD_NUMBER: _ClassVar[int]
     stream: str
     version: int
-    def __init__(self, stream: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+    poll_group: str
+    def __init__(self, stream: _Optional[str] = ..., version: _Optional[int] = ..., poll_group: _Optional[str] = ...) -> None: ...
 
 class HelloReply(_message.Message):
-    __slots__ = ("heartbeat_timeout", "long_poll", "chunk_bytes", "max_model_bytes")
+    __slots__ = ("heartbeat_timeout", "long_poll", "chunk_bytes", "max_model_bytes", "poll_group")
     HEARTBEAT_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     LONG_POLL_FIELD_NUMBER: _ClassVar[int]
     CHUNK_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_MODEL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    POLL_GROUP_FIELD_NUMBER: _ClassVar[int]
     heartbeat_timeout: float
     long_poll: float
     chunk_bytes: int
     max_model_bytes: int
-    def __init__(self, heartbeat_timeout: _Optional[float] = ..., long_poll: _Optional[float] = ..., chunk_bytes: _Optional[int] = ..., max_model_bytes: _Optional[int] = ...) -> None: ...
+    poll_group: bool
+    def __init__(self, heartbeat_timeout: _Optional[float] = ..., long_poll: _Optional[float] = ..., chunk_bytes: _Optional[int] = ..., max_model_bytes: _Optional[int] = ..., poll_group: _Optional[bool] = ...) -> None: ...
+
+class PollTasksRequest(_message.Message):
+    __slots__ = ("group", "wait")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    WAIT_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    wait: float
+    def __init__(self, group: _Optional[str] = ..., wait: _Optional[float] = ...) -> None: ...
+
+class PolledTask(_message.Message):
+    __slots__ = ("task", "sites")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    SITES_FIELD_NUMBER: _ClassVar[int]
+    task: TaskReply
+    sites: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, task: _Optional[_Union[TaskReply, _Mapping]] = ..., sites: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class PollTasksReply(_message.Message):
+    __slots__ = ("tasks", "ended")
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    ENDED_FIELD_NUMBER: _ClassVar[int]
+    tasks: _containers.RepeatedCompositeFieldContainer[PolledTask]
+    ended: bool
+    def __init__(self, tasks: _Optional[_Iterable[_Union[PolledTask, _Mapping]]] = ..., ended: _Optional[bool] = ...) -> None: ...
 
 class GetTaskRequest(_message.Message):
     __slots__ = ("wait",)

@@ -74,6 +74,11 @@ class CommStub:
                 request_serializer=flconfig_dot_transport_dot_flconfig__pb2.ByeRequest.SerializeToString,
                 response_deserializer=flconfig_dot_transport_dot_flconfig__pb2.ByeReply.FromString,
                 _registered_method=True)
+        self.PollTasks = channel.unary_unary(
+                '/flconfig.Comm/PollTasks',
+                request_serializer=flconfig_dot_transport_dot_flconfig__pb2.PollTasksRequest.SerializeToString,
+                response_deserializer=flconfig_dot_transport_dot_flconfig__pb2.PollTasksReply.FromString,
+                _registered_method=True)
 
 
 class CommServicer:
@@ -137,6 +142,14 @@ class CommServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PollTasks(self, request, context):
+        """Long poll for the tasks of every site of the caller's poll group (see the top of
+        this file): held up to `wait` seconds, answered as soon as any member has a task.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CommServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -179,6 +192,11 @@ def add_CommServicer_to_server(servicer, server):
                     servicer.Bye,
                     request_deserializer=flconfig_dot_transport_dot_flconfig__pb2.ByeRequest.FromString,
                     response_serializer=flconfig_dot_transport_dot_flconfig__pb2.ByeReply.SerializeToString,
+            ),
+            'PollTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.PollTasks,
+                    request_deserializer=flconfig_dot_transport_dot_flconfig__pb2.PollTasksRequest.FromString,
+                    response_serializer=flconfig_dot_transport_dot_flconfig__pb2.PollTasksReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -397,6 +415,33 @@ class Comm:
             '/flconfig.Comm/Bye',
             flconfig_dot_transport_dot_flconfig__pb2.ByeRequest.SerializeToString,
             flconfig_dot_transport_dot_flconfig__pb2.ByeReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PollTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flconfig.Comm/PollTasks',
+            flconfig_dot_transport_dot_flconfig__pb2.PollTasksRequest.SerializeToString,
+            flconfig_dot_transport_dot_flconfig__pb2.PollTasksReply.FromString,
             options,
             channel_credentials,
             insecure,

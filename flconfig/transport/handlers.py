@@ -1,5 +1,5 @@
 """What the job server does for each call a site makes: Hello, GetTask, FetchModel,
-SubmitResult and PushResult, Heartbeat, SendEvents, Bye.
+SubmitResult and PushResult, Heartbeat, SendEvents, Bye, and a worker's PollTasks.
 
 Each handler is given the authenticated site's name and the parsed request (see
 :mod:`.rpc`, which turns them into gRPC handlers); it reads and changes the
@@ -9,6 +9,7 @@ server's :class:`~.state.ServerState` and nothing else of the server.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -23,12 +24,14 @@ from . import contract
 from . import flconfig_pb2 as pb
 from .codec import ProtocolError, decode_model, decode_records
 from .rpc import CallContext, Handler, abort
-from .state import ALIVE, LEFT, NEW, ServerState, Task
+from .state import ALIVE, LEFT, LOST, NEW, PollGroup, ServerState, Task
 
 log = logging.getLogger(__name__)
 
 _NO_TASK: bytes = pb.TaskReply(kind=pb.TaskReply.NONE).SerializeToString()
 _END: bytes = pb.TaskReply(kind=pb.TaskReply.END).SerializeToString()
+_POLL_NONE: bytes = pb.PollTasksReply().SerializeToString()
+_POLL_ENDED: bytes = pb.PollTasksReply(ended=True).SerializeToString()
 
 #: ``on_events(site, records)``: receives a site's event records, once each and in order.
 EventsCallback = Callable[[str, list[dict[str, Any]]], None]
@@ -93,6 +96,7 @@ class SiteHandlers:
             "Heartbeat": self.heartbeat,
             "SendEvents": self.send_events,
             "Bye": self.bye,
+            "PollTasks": self.poll_tasks,
         }
 
     def hello(self, site: str, request: Any, context: CallContext) -> pb.HelloReply:
@@ -107,10 +111,15 @@ class SiteHandlers:
         stream = request.stream
         if not 0 < len(stream) <= 64:
             raise ProtocolError("Hello: 'stream' must be 1 to 64 characters")
+        group = request.poll_group
+        if group and not contract.POLL_GROUP_RE.fullmatch(group):
+            raise ProtocolError("Hello: 'poll_group' must be 16 to 64 letters, digits, '-' or '_'")
         state = self._state
         with state.cond:
             st = state.site(site)
             st.state = ALIVE
+            # Authenticated by its own token, the site joins its worker's poll (or none).
+            state.join_group(st, group or None)
             state.changed()
         with st.events_lock:
             if st.stream != stream:
@@ -123,6 +132,7 @@ class SiteHandlers:
             long_poll=limits.long_poll,
             chunk_bytes=contract.CHUNK_BYTES,
             max_model_bytes=limits.max_model_mb * 1024 * 1024,
+            poll_group=bool(group),
         )
 
     async def get_task(self, site: str, request: Any, context: CallContext) -> bytes:
@@ -137,6 +147,14 @@ class SiteHandlers:
         (at most the long poll) for one: GetTask's answer, and SubmitResult's ``next``."""
         if wait != wait:
             raise ProtocolError("'wait' must be a number")
+        self._state.long_polls += 1  # on the loop: no lock needed
+        try:
+            return await self._wait_for_task(site, wait, context)
+        finally:
+            self._state.long_polls -= 1
+
+    async def _wait_for_task(self, site: str, wait: float, context: CallContext) -> bytes:
+        """:meth:`_next_task`'s wait."""
         deadline = time.monotonic() + min(max(wait, 0.0), self._limits.long_poll)
         state = self._state
         st = state.sites[site]
@@ -154,13 +172,112 @@ class SiteHandlers:
                     return _NO_TASK
                 # Cleared under the lock: a wake for what comes after this check is
                 # scheduled on the loop after it, so it is never missed.
-                st.polls.clear()
+                polls = st.polls
+                if polls is None:
+                    polls = st.polls = asyncio.Event()
+                polls.clear()
             try:
-                await asyncio.wait_for(st.polls.wait(), remaining)
+                await asyncio.wait_for(polls.wait(), remaining)
             except TimeoutError:
                 pass
         log.debug("site %s fetched task %s (%s)", site, task.name, task.task_id)
         return task.reply
+
+    async def poll_tasks(self, site: str, request: Any, context: CallContext) -> bytes:
+        """PollTasks, one long poll for all the sites of a worker: the tasks of the members
+        of the caller's poll group, as soon as any has one; "ended" once the run ended; or
+        none within the wait. Refused unless the caller (authenticated by its own token)
+        joined the group it names: a poll reaches only the sites that joined the group
+        themselves, each by a Hello with its own token.
+
+        While it is open, every member counts as alive. A reply carries each task's
+        frame once with the members it is for, and at most about one chunk of frames:
+        what does not fit stays for the next poll."""
+        wait = request.wait
+        if wait != wait:
+            raise ProtocolError("PollTasks: 'wait' must be a number")
+        state = self._state
+        with state.cond:
+            st = state.sites[site]
+            group = st.group
+            if group is None or not hmac.compare_digest(group.group_id.encode(),
+                                                        request.group.encode()):
+                log.warning("site %s polled for a poll group it has not joined; refused", site)
+                abort(context, grpc.StatusCode.PERMISSION_DENIED,
+                      f"site {site} has not joined this poll group (its Hello names the "
+                      "group it polls for)")
+            group.open_polls += 1
+            if group.revive:
+                group.revive = False
+                revived = [state.sites[name] for name in group.members]
+                back = [s.name for s in revived if s.state == LOST and not s.process_ended]
+                for name in back:
+                    state.sites[name].state = ALIVE
+                if back:
+                    state.changed()
+                    log.warning("sites %s are back", ", ".join(sorted(back)))
+        state.long_polls += 1
+        try:
+            return await self._group_tasks(group, wait, context)
+        finally:
+            state.long_polls -= 1
+            with state.cond:
+                group.open_polls -= 1
+                group.last_seen = time.monotonic()
+
+    async def _group_tasks(self, group: PollGroup, wait: float, context: CallContext) -> bytes:
+        """The serialised PollTasksReply of ``group``'s next tasks, waiting up to ``wait``
+        seconds (at most the long poll) for one."""
+        deadline = time.monotonic() + min(max(wait, 0.0), self._limits.long_poll)
+        state = self._state
+        while True:
+            with state.cond:
+                if state.ended:
+                    return _POLL_ENDED
+                taken = self._take_ready(group)
+                if taken:
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or state.stopping or not context.is_active():
+                    return _POLL_NONE
+                group.polls.clear()  # under the lock, as in _next_task
+            try:
+                await asyncio.wait_for(group.polls.wait(), remaining)
+            except TimeoutError:
+                pass
+        parts = []
+        for task, sites in taken.items():
+            polled = contract.wire_bytes_field(1, task.reply) + b"".join(
+                contract.wire_bytes_field(2, name.encode()) for name in sites)
+            parts.append(contract.wire_bytes_field(1, polled))
+            log.debug("sites %s fetched task %s (%s)", ", ".join(sites), task.name, task.task_id)
+        return b"".join(parts)
+
+    def _take_ready(self, group: PollGroup) -> dict[Task, list[str]]:
+        """Take the next task of each member of ``group`` that has one, up to about a chunk
+        of distinct task frames (the first always); hold the state's cond."""
+        sites = self._state.sites
+        taken: dict[Task, list[str]] = {}
+        size = 0
+        for name in list(group.ready):
+            tasks = sites[name].tasks
+            while tasks and tasks[0].closed:
+                tasks.popleft()
+            if not tasks:
+                del group.ready[name]
+                continue
+            task = tasks[0]
+            names = taken.get(task)
+            if names is None:
+                if taken and size + len(task.reply) > contract.CHUNK_BYTES:
+                    continue  # the next poll takes it
+                names = taken[task] = []
+                size += len(task.reply)
+            names.append(name)
+            tasks.popleft()
+            if not tasks:
+                del group.ready[name]
+        return taken
 
     def fetch_model(
         self, site: str, request: Any, context: CallContext
@@ -369,6 +486,7 @@ class SiteHandlers:
         state = self._state
         with state.cond:
             st = state.site(site)
+            state.join_group(st, None)  # its worker's poll no longer answers for it
             if reason:
                 st.state = LEFT
                 state.state_changes += 1

@@ -3,7 +3,9 @@ stream events.
 
 A :class:`SiteLink` is one site's connection to the server on an asyncio event
 loop (``grpc.aio``). A worker process hosting a thousand sites runs a thousand
-links on one loop: no thread per site, no thread per call. Two tasks run beside
+links on one loop: no thread per site, no thread per call; they share one channel,
+one long poll for their tasks (PollTasks) and at most :data:`MAX_CALLS_IN_FLIGHT`
+calls at a time. Two tasks run beside
 the site's own coroutine: one sends heartbeats, so a site busy with a long task
 is not taken for lost; one sends event records in batches and resends whatever
 the server has not acknowledged, so a dropped connection loses nothing.
@@ -26,9 +28,11 @@ import asyncio
 import heapq
 import itertools
 import logging
+import secrets
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -89,25 +93,42 @@ class _Withdrawn(Exception):
     """The task whose model was being fetched closed before the site had it all."""
 
 
+def _calls_of(channel: grpc.aio.Channel) -> dict[str, Any]:
+    """The methods of the contract on ``channel``, by name, ready to call."""
+    stub = pb_grpc.CommStub(channel)
+    calls = {name: getattr(stub, name) for name in contract.METHODS}
+    # A result's parts are serialised by _result_parts itself, one copy fewer per chunk.
+    calls["PushResult"] = channel.stream_unary(
+        contract.method_path("PushResult"),
+        response_deserializer=pb.SubmitResultReply.FromString,
+    )
+    return calls
+
+
 class _SharedChannels:
     """One gRPC channel per event loop and server address (and options) for the sites
-    of a process.
+    of a process, and its methods ready to call.
 
     Each site still authenticates every call with its own metadata; what the sites
-    share is the connection.
+    share is the connection (and the objects that make calls on it: a thousand sites
+    do not each hold a stub).
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._channels: dict[tuple[Any, ...], list[Any]] = {}  # key -> [channel, users]
+        # key -> [channel, users, calls]
+        self._channels: dict[tuple[Any, ...], list[Any]] = {}
 
-    def acquire(self, key: tuple[Any, ...], make: Callable[[], grpc.aio.Channel]) -> grpc.aio.Channel:
+    def acquire(self, key: tuple[Any, ...], make: Callable[[], grpc.aio.Channel]
+                ) -> tuple[grpc.aio.Channel, dict[str, Any]]:
+        """The channel for ``key`` (made by ``make`` on first use) and its calls."""
         with self._lock:
             entry = self._channels.get(key)
             if entry is None:
-                entry = self._channels[key] = [make(), 0]
+                channel = make()
+                entry = self._channels[key] = [channel, 0, _calls_of(channel)]
             entry[1] += 1
-            return entry[0]
+            return entry[0], entry[2]
 
     def release(self, channel: grpc.aio.Channel) -> bool:
         """Give ``channel`` back; True if this was its last user (the caller closes it)."""
@@ -123,6 +144,25 @@ class _SharedChannels:
 
 
 _SHARED_CHANNELS = _SharedChannels()
+_NO_CALLS: Mapping[str, Any] = {}
+
+#: Most calls the links sharing a loop's channels have in flight at once, long polls
+#: aside; the others wait their turn. Ten thousand sites calling at once (their Hellos,
+#: a round's results, their Byes) would each hold a call's buffers in gRPC on both ends
+#: at the same time, memory that stays with the processes after the burst; a few dozen
+#: calls in flight keep the connection as busy.
+MAX_CALLS_IN_FLIGHT = 64
+
+_LOOP_SLOTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary())
+
+
+def _call_slots(loop: asyncio.AbstractEventLoop) -> asyncio.Semaphore:
+    """The call slots of the links sharing ``loop``'s channels."""
+    slots = _LOOP_SLOTS.get(loop)
+    if slots is None:
+        slots = _LOOP_SLOTS[loop] = asyncio.Semaphore(MAX_CALLS_IN_FLIGHT)
+    return slots
 
 _HEARTBEAT = pb.HeartbeatRequest()
 
@@ -166,7 +206,9 @@ class _Heartbeats:
                 if link not in self._links:
                     continue
                 heapq.heappush(due, (now + link.heartbeat_interval, next(self._order), link))
-                if not link._polling:
+                group = link._group
+                if not link._polling and (group is None
+                                          or not group.covers(now, link.heartbeat_interval)):
                     beat = self._loop.create_task(link._beat(),
                                                   name=site_thread_name(link.site, "heartbeat"))
                     self._beats.add(beat)
@@ -191,6 +233,170 @@ def _heartbeats(loop: asyncio.AbstractEventLoop) -> _Heartbeats:
     if beats is None:
         beats = _LOOP_HEARTBEATS[loop] = _Heartbeats(loop)
     return beats
+
+
+_NO_TASK_REPLY = pb.TaskReply(kind=pb.TaskReply.NONE)
+_END_REPLY = pb.TaskReply(kind=pb.TaskReply.END)
+
+
+class _WorkerPoll:
+    """The one long poll (PollTasks) of the sites of a worker that share a channel: the
+    tasks of them all come through one open call, not a GetTask per site.
+
+    Each member joined the group in its own Hello (with its own token); the poll is
+    authenticated as one member that is still there. What it brings is kept for each
+    member until its :meth:`SiteLink.get_task` takes it. While the poll is open, the
+    server counts every member alive: none of them sends heartbeats meanwhile.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, key: tuple[Any, ...]) -> None:
+        self._loop = loop
+        self._key = key
+        #: The group's id: a secret of this process, as its sites' tokens are.
+        self.group_id = secrets.token_urlsafe(24)
+        self._members: dict[str, SiteLink] = {}
+        # What the poll brought a member and its get_task has not taken yet.
+        self._replies: dict[str, deque[pb.TaskReply]] = {}
+        self._waiting: dict[str, asyncio.Future[None]] = {}  # members waiting in get_task
+        self._task: asyncio.Task[None] | None = None
+        self._ended = False
+        self._error: JobError | None = None
+        self._open = False  # a PollTasks call is in flight
+        self._last_open = 0.0  # when the last one ended (monotonic)
+
+    def covers(self, now: float, interval: float) -> bool:
+        """Whether the poll is open, or was within half of ``interval`` seconds of ``now``
+        (its members need no heartbeat)."""
+        return self._open or now - self._last_open < interval / 2
+
+    def add(self, link: SiteLink) -> None:
+        """``link`` (connected, its Hello joined the group) takes its tasks from the poll."""
+        self._members[link.site] = link
+        if self._task is None or self._task.done():
+            self._task = self._loop.create_task(self._run(), name="flconfig-poll")
+
+    def remove(self, link: SiteLink) -> None:
+        """``link`` leaves (it closes); the poll stops with its last member."""
+        if self._members.get(link.site) is not link:
+            return
+        del self._members[link.site]
+        self._replies.pop(link.site, None)
+        self._wake(link.site)
+        if not self._members:
+            self._forget()
+            if self._task is not None and not self._task.done():
+                self._task.cancel()
+
+    def _forget(self) -> None:
+        """No more links join this group (a link that connects later makes a new one)."""
+        polls = _LOOP_POLLS.get(self._loop)
+        if polls is not None and polls.get(self._key) is self:
+            del polls[self._key]
+
+    def _wake(self, site: str) -> None:
+        waiter = self._waiting.pop(site, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _take(self, site: str) -> pb.TaskReply | None:
+        replies = self._replies.get(site)
+        if replies:
+            reply = replies.popleft()
+            if not replies:
+                del self._replies[site]
+            return reply
+        if self._error is not None:
+            raise self._error
+        return _END_REPLY if self._ended else None
+
+    async def next_reply(self, link: SiteLink, wait: float | None) -> pb.TaskReply:
+        """``link``'s next TaskReply from the poll, waiting up to ``wait`` seconds (None:
+        until there is one); NONE after the wait. Raises the :class:`JobError` that
+        stopped the poll (the server unreachable for ``retry_timeout``, a refusal)."""
+        if self._members.get(link.site) is not link:
+            raise JobError("GetTask: client is closed", link.site)
+        reply = self._take(link.site)
+        if reply is None and (wait is None or wait > 0):
+            waiter = self._waiting[link.site] = self._loop.create_future()
+            try:
+                if wait is None:
+                    await waiter
+                else:
+                    await asyncio.wait_for(waiter, wait)
+            except asyncio.TimeoutError:
+                pass
+            finally:
+                if self._waiting.get(link.site) is waiter:
+                    del self._waiting[link.site]
+            reply = self._take(link.site)
+        return _NO_TASK_REPLY if reply is None else reply
+
+    async def _run(self) -> None:
+        """Poll for the members' tasks until the run ends or the last member leaves."""
+        request = pb.PollTasksRequest(group=self.group_id, wait=contract.LONG_POLL_S)
+        backoff = None
+        while self._members and not self._ended:
+            link = next(iter(self._members.values()))
+            self._open = True
+            try:
+                reply = await link._invoke("PollTasks", request, contract.LONG_POLL_S + 60.0,
+                                           long_poll=True)
+            except Retryable as exc:
+                backoff = backoff or link.retry.backoff()
+                if backoff.exhausted():
+                    self._fail(JobError(
+                        f"lost the connection to the server at {link.address} "
+                        f"for {link.retry.deadline:g} s ({exc})", link.site))
+                    return
+                log.debug("%s: retrying the worker's poll after %s", link.site, exc)
+                self._open = False
+                await asyncio.sleep(backoff.next())
+                continue
+            except JobError as exc:
+                if link._closed or self._members.get(link.site) is not link:
+                    continue  # its site left meanwhile: another member polls
+                self._fail(exc)
+                return
+            finally:
+                self._open = False
+            # Answered: the server saw the call (a failed one says nothing of the sites).
+            self._last_open = time.monotonic()
+            backoff = None
+            for polled in reply.tasks:
+                for site in polled.sites:
+                    if site in self._members:
+                        self._replies.setdefault(site, deque()).append(polled.task)
+                        self._wake(site)
+                    else:
+                        log.debug("the worker's poll brought a task for %s, which left", site)
+            if reply.ended:
+                self._ended = True
+                self._forget()
+                for site in list(self._waiting):
+                    self._wake(site)
+
+    def _fail(self, exc: JobError) -> None:
+        """The poll stops: every member's get_task raises ``exc``."""
+        log.warning("the worker's poll stopped: %s", exc)
+        self._error = exc
+        self._forget()
+        for site in list(self._waiting):
+            self._wake(site)
+
+
+_LOOP_POLLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], _WorkerPoll]] = (
+    weakref.WeakKeyDictionary())
+
+
+def _worker_poll(loop: asyncio.AbstractEventLoop, key: tuple[Any, ...]) -> _WorkerPoll:
+    """The poll of ``loop``'s links to one server (``key``: as their shared channel's)."""
+    polls = _LOOP_POLLS.get(loop)
+    if polls is None:
+        polls = _LOOP_POLLS[loop] = {}
+    poll = polls.get(key)
+    if poll is None:
+        poll = polls[key] = _WorkerPoll(loop, key)
+    return poll
 
 
 def _payload_bytes(model: FLModel) -> int:
@@ -223,8 +429,10 @@ class SiteLink:
 
     With ``share_channel`` the links of one loop (a worker hosting many sites)
     use one gRPC channel to the server; each still sends its own credentials on
-    every call. While a GetTask is open no heartbeat is sent (the server sees
-    the call).
+    every call. They also share one long poll for their tasks (PollTasks), which
+    each joins in its Hello, instead of a GetTask each (a server that does not
+    offer it is polled with GetTask). While a GetTask, or the shared poll, is open
+    no heartbeat is sent (the server sees the call).
 
     Calls that fail in a way worth retrying (``retry``: which, and the backoff
     between tries) are retried for ``retry_timeout`` seconds.
@@ -274,7 +482,9 @@ class SiteLink:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._channel: grpc.aio.Channel | None = None
-        self._calls: dict[str, Any] = {}
+        self._calls: Mapping[str, Any] = _NO_CALLS
+        # With share_channel: the loop's call slots (see _call_slots).
+        self._slots: asyncio.Semaphore | None = None
         self._connected = False
         self._closed = False
         self._stop: asyncio.Event | None = None  # set by close(): the background tasks end
@@ -282,6 +492,8 @@ class SiteLink:
         self._polling = 0  # GetTask calls open; no heartbeat is needed meanwhile
         # The next task's reply, when the server answered it with the last result.
         self._next_reply: pb.TaskReply | None = None
+        # The worker's poll this link takes its tasks from (share_channel), once joined.
+        self._group: _WorkerPoll | None = None
 
     @property
     def retry_timeout(self) -> float:
@@ -307,6 +519,8 @@ class SiteLink:
             self._loop, self._loop_thread = loop, threading.get_ident()
             self._stop = asyncio.Event()
             self.outbox.bind(loop, self._loop_thread)
+            if self._share_channel:
+                self._slots = _call_slots(loop)
         elif loop is not self._loop:
             raise RuntimeError(f"{self.site}: a SiteLink is used on the event loop it connected on")
 
@@ -316,20 +530,16 @@ class SiteLink:
             return grpc.aio.insecure_channel(self.address, options=options)
         return grpc.aio.secure_channel(self.address, self._channel_credentials, options=options)
 
+    def _shared_key(self) -> tuple[Any, ...]:
+        """What the links sharing this link's channel (and poll) have in common."""
+        return (id(self._loop), self.address, self._max_message_mb, id(self._channel_credentials))
+
     async def _open_channel(self) -> None:
         if self._share_channel:
-            key = (id(self._loop), self.address, self._max_message_mb,
-                   id(self._channel_credentials))
-            channel = _SHARED_CHANNELS.acquire(key, self._make_channel)
+            channel, calls = _SHARED_CHANNELS.acquire(self._shared_key(), self._make_channel)
         else:
             channel = self._make_channel()
-        stub = pb_grpc.CommStub(channel)
-        calls = {name: getattr(stub, name) for name in contract.METHODS}
-        # A result's parts are serialised by _result_parts itself, one copy fewer per chunk.
-        calls["PushResult"] = channel.stream_unary(
-            contract.method_path("PushResult"),
-            response_deserializer=pb.SubmitResultReply.FromString,
-        )
+            calls = _calls_of(channel)
         old, self._channel, self._calls = self._channel, channel, calls
         if old is not None:
             await self._drop_channel(old)
@@ -377,9 +587,21 @@ class SiteLink:
         return JobError(f"{method} failed: {code.name}: {details}", self.site)
 
     async def _invoke(
-        self, method: str, request: Any, timeout: float | None, wait_for_ready: bool = False
+        self, method: str, request: Any, timeout: float | None, wait_for_ready: bool = False,
+        *, long_poll: bool = False,
     ) -> Any:
-        """One call; its reply message, or :class:`Retryable` or a :class:`JobError` that says why not."""
+        """One call; its reply message, or :class:`Retryable` or a :class:`JobError` that says
+        why not. Unless it is a ``long_poll``, a link sharing its loop's channel makes it
+        in one of the loop's call slots (:data:`MAX_CALLS_IN_FLIGHT`)."""
+        slots = self._slots
+        if slots is None or long_poll:
+            return await self._invoke_now(method, request, timeout, wait_for_ready)
+        async with slots:
+            return await self._invoke_now(method, request, timeout, wait_for_ready)
+
+    async def _invoke_now(
+        self, method: str, request: Any, timeout: float | None, wait_for_ready: bool
+    ) -> Any:
         call, channel = self._call(method), self._channel
         try:
             return await call(
@@ -413,9 +635,11 @@ class SiteLink:
                 log.debug("%s: retrying after %s", self.site, exc)
                 await asyncio.sleep(backoff.next())
 
-    async def _call_with_retry(self, method: str, request: Any, timeout: float | None) -> Any:
+    async def _call_with_retry(self, method: str, request: Any, timeout: float | None,
+                               long_poll: bool = False) -> Any:
         """:meth:`_invoke`, retried with backoff while the server is unreachable."""
-        return await self._with_retry(method, lambda: self._invoke(method, request, timeout))
+        return await self._with_retry(
+            method, lambda: self._invoke(method, request, timeout, long_poll=long_poll))
 
     async def connect(self, timeout: float = 30) -> None:
         """Say Hello, retrying until the server is up; then start the background tasks.
@@ -429,6 +653,11 @@ class SiteLink:
         self._bind()
         await self._open_channel()
         request = pb.HelloRequest(stream=self.outbox.stream_id, version=contract.PROTOCOL_VERSION)
+        group = None
+        if self._share_channel:
+            assert self._loop is not None
+            group = _worker_poll(self._loop, self._shared_key())
+            request.poll_group = group.group_id
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
@@ -454,6 +683,9 @@ class SiteLink:
             )  # fmt: skip
         self._connected = True
         loop = asyncio.get_running_loop()
+        if group is not None and hello.poll_group:
+            self._group = group
+            group.add(self)
         self._tasks = [
             loop.create_task(self.outbox.run(self._send_batch, self._stopped_within),
                              name=site_thread_name(self.site, "events")),
@@ -476,6 +708,8 @@ class SiteLink:
         if self._connected:
             await self.flush(timeout)
         self._closed = True
+        if self._group is not None:
+            self._group.remove(self)
         if self._loop is not None:
             _heartbeats(self._loop).remove(self)
         if self._stop is not None:
@@ -497,7 +731,7 @@ class SiteLink:
                 await self._invoke("Bye", bye, timeout=BYE_TIMEOUT_S)
             except (Retryable, JobError) as exc:
                 log.warning("%s: Bye failed: %s", self.site, exc)
-        channel, self._channel, self._calls = self._channel, None, {}
+        channel, self._channel, self._calls = self._channel, None, _NO_CALLS
         if channel is not None:
             await self._drop_channel(channel)
         return unacked
@@ -530,20 +764,22 @@ class SiteLink:
         dropped connection broke it off. Raises :class:`JobError` if the server
         stays unreachable for ``retry_timeout``. A task the server answered with
         the previous result (:meth:`submit_result` with ``wait_next``) is returned
-        without a call.
+        without a call, as is one the worker's shared poll brought (``share_channel``).
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             reply, self._next_reply = self._next_reply, None
-            if reply is None:
+            if reply is None and self._group is not None:
+                reply = await self._group.next_reply(
+                    self, None if deadline is None else max(0.0, deadline - time.monotonic()))
+            elif reply is None:
                 wait = contract.LONG_POLL_S
                 if deadline is not None:
                     wait = min(wait, max(0.0, deadline - time.monotonic()))
                 self._polling += 1
                 try:
                     reply = await self._call_with_retry(
-                        "GetTask", pb.GetTaskRequest(wait=wait), timeout=wait + 60.0
-                    )
+                        "GetTask", pb.GetTaskRequest(wait=wait), wait + 60.0, long_poll=True)
                 finally:
                     self._polling -= 1
             if reply.kind == pb.TaskReply.TASK:
@@ -652,12 +888,15 @@ class SiteLink:
             # the request until the call ends): the next task is then asked for apart.
             small = len(frame) + len(request.records) <= contract.WAIT_WITH_RESULT_BYTES
             wait = min(max(0.0, wait_next), contract.LONG_POLL_S) if small else 0.0
+            if self._group is not None:
+                wait = 0.0  # the worker's poll brings the next task
             request.wait = wait
             if wait:
                 self._polling += 1  # the call is open meanwhile: no heartbeat needed
             reply = None
             try:
-                reply = await self._call_with_retry("SubmitResult", request, timeout=wait + 300.0)
+                reply = await self._call_with_retry("SubmitResult", request, wait + 300.0,
+                                                    long_poll=bool(wait))
             finally:
                 if wait:
                     self._polling -= 1

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 #: Largest request of a control method (all but SubmitResult, PushResult and SendEvents).
 MAX_CONTROL_BYTES = 64 * 1024
-_CONTROL_METHODS = frozenset({"Hello", "GetTask", "FetchModel", "Heartbeat", "Bye"})
+_CONTROL_METHODS = frozenset({"Hello", "GetTask", "FetchModel", "Heartbeat", "Bye", "PollTasks"})
 _REQUESTS: dict[str, type[Message]] = {
     "Hello": pb.HelloRequest,
     "GetTask": pb.GetTaskRequest,
@@ -46,6 +46,7 @@ _REQUESTS: dict[str, type[Message]] = {
     "Heartbeat": pb.HeartbeatRequest,
     "SendEvents": pb.SendEventsRequest,
     "Bye": pb.ByeRequest,
+    "PollTasks": pb.PollTasksRequest,
 }
 
 

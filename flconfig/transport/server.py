@@ -2,8 +2,9 @@
 calls.
 
 One :class:`CommServer` serves every site of a job. Sites pull work (GetTask is
-a long poll, so a task reaches an idle site within milliseconds); the server
-never opens connections. A site's identity is the name its credentials
+a long poll, so a task reaches an idle site within milliseconds; a worker hosting
+many sites keeps one PollTasks open for them all); the server never opens
+connections. A site's identity is the name its credentials
 authenticate on each call, never a field of the payload.
 
 The server is put together from parts that each do one thing: the gatekeeper
@@ -139,6 +140,12 @@ class CommServer:
     def failures(self) -> list[str]:
         """Failures of the server's receivers that fail the run."""
         return self._state.failures
+
+    @property
+    def open_polls(self) -> int:
+        """The long polls the server holds open now: a site's GetTask (or SubmitResult
+        waiting for its next task) each, a worker's PollTasks one for all its sites."""
+        return self._state.long_polls
 
     @property
     def refused_calls(self) -> int:
@@ -306,11 +313,16 @@ class CommServer:
                         st.state == ALIVE
                         and st.active_calls == 0
                         and now - st.last_seen > self.heartbeat_timeout
+                        # A site of a worker whose one poll is open (or was, lately) is there.
+                        and (st.group is None
+                             or not st.group.seen_within(now, self.heartbeat_timeout))
                     ):
                         st.state = LOST
                         self._state.state_changes += 1
                         st.lost_reason = f"no call for {self.heartbeat_timeout:g} s"
                         lost.append(st.name)
+                        if st.group is not None:
+                            st.group.revive = True
                 if lost:
                     self._state.cond.notify_all()
             for name in lost:

@@ -41,7 +41,35 @@ class Task:
     closed: bool = False
 
 
-@dataclass(eq=False)
+class PollGroup:
+    """The sites of one worker that share one long poll (PollTasks), as the server sees
+    them: who joined (each by its own Hello), who has a task waiting, and the poll."""
+
+    __slots__ = ("group_id", "members", "ready", "polls", "open_polls", "last_seen",
+                 "revive")
+
+    def __init__(self, group_id: str) -> None:
+        self.group_id = group_id
+        self.members: set[str] = set()
+        #: Members with a task queued, in the order their tasks came (a dict as an
+        #: ordered set); a poll takes their tasks.
+        self.ready: dict[str, None] = {}
+        #: Wakes the group's poll, on the server's event loop (as Site.polls does a GetTask).
+        self.polls = asyncio.Event()
+        #: PollTasks calls open now; while one is, every member counts as alive.
+        self.open_polls = 0
+        #: When the group's last poll ended (monotonic seconds).
+        self.last_seen = 0.0
+        #: Set when the heartbeat monitor marked a member lost: the next poll makes the
+        #: members whose process has not ended alive again, as a site's own call does.
+        self.revive = False
+
+    def seen_within(self, now: float, timeout: float) -> bool:
+        """Whether the group's poll is open, or was within ``timeout`` seconds of ``now``."""
+        return self.open_polls > 0 or now - self.last_seen <= timeout
+
+
+@dataclass(eq=False, slots=True)
 class Site:
     """One site as the server sees it: its state, its calls, its tasks, its event stream."""
 
@@ -62,8 +90,12 @@ class Site:
     events_lock: threading.Lock = field(default_factory=threading.Lock)
     # Wakes this site's long polls only, on the server's event loop: a task for one
     # site, or a result, does not wake every site's waiting GetTask. Set by
-    # ServerState.wake_polls, cleared by a GetTask before it waits (holding cond).
-    polls: asyncio.Event = field(default_factory=asyncio.Event)
+    # ServerState.wake_polls, cleared by a GetTask before it waits (holding cond);
+    # made by the site's first GetTask (a site in a poll group has none).
+    polls: asyncio.Event | None = None
+    # The poll group the site joined in its Hello, if any: its tasks are the group's
+    # poll's to take, and the group's poll keeps it alive.
+    group: PollGroup | None = None
 
 
 def _set_all(events: list[asyncio.Event]) -> None:
@@ -92,6 +124,11 @@ class ServerState:
         self.failures: list[str] = []
         #: The event loop the long polls wait on (set when the server starts).
         self.loop: asyncio.AbstractEventLoop | None = None
+        #: The poll groups (a worker's sites sharing one long poll), by id.
+        self.groups: dict[str, PollGroup] = {}
+        #: Long polls open now (GetTask, SubmitResult waiting for the next task, PollTasks);
+        #: changed on the loop only.
+        self.long_polls = 0
 
     def site(self, name: str) -> Site:
         """The site ``name``, added as NEW on first mention; hold :attr:`cond`."""
@@ -105,16 +142,55 @@ class ServerState:
         self.state_changes += 1
         self.cond.notify_all()
 
+    def join_group(self, st: Site, group_id: str | None) -> None:
+        """Make ``st`` a member of poll group ``group_id`` (made on first mention), or of
+        none; hold :attr:`cond`. A task it has queued becomes the group's to take."""
+        old = st.group
+        if old is not None and old.group_id != group_id:
+            old.members.discard(st.name)
+            old.ready.pop(st.name, None)
+            if not old.members:
+                del self.groups[old.group_id]
+            st.group = None
+        if group_id is None or st.group is not None:
+            return
+        group = self.groups.get(group_id)
+        if group is None:
+            group = self.groups[group_id] = PollGroup(group_id)
+        group.members.add(st.name)
+        st.group = group
+        if st.tasks:
+            group.ready[st.name] = None
+            self.wake_polls([st])
+
+    def queue(self, task: Task) -> None:
+        """Queue ``task`` for each of its targets and wake their polls; hold :attr:`cond`."""
+        sites = [self.site(name) for name in task.targets]
+        for st in sites:
+            st.tasks.append(task)
+            if st.group is not None:
+                st.group.ready[st.name] = None
+        self.wake_polls(sites)
+
     def wake_polls(self, sites: Iterable[Site] | None = None) -> None:
-        """Wake the long polls of ``sites`` (all sites if None), from any thread: one call
-        onto the loop for them all; hold :attr:`cond`."""
+        """Wake the long polls of ``sites`` (all sites if None), their own or their
+        group's, from any thread: one call onto the loop for them all; hold :attr:`cond`."""
         loop = self.loop
         if loop is None or loop.is_closed():
             return
-        events = [st.polls for st in (self.sites.values() if sites is None else sites)]
+        events: dict[int, asyncio.Event] = {}
+        if sites is None:
+            for group in self.groups.values():
+                events[id(group.polls)] = group.polls
+            sites = self.sites.values()
+        for st in sites:
+            if st.group is not None:
+                events[id(st.group.polls)] = st.group.polls
+            if st.polls is not None:
+                events[id(st.polls)] = st.polls
         if events:
             try:
-                loop.call_soon_threadsafe(_set_all, events)
+                loop.call_soon_threadsafe(_set_all, list(events.values()))
             except RuntimeError:  # the loop closed meanwhile: nobody waits any more
                 pass
 

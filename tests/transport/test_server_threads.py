@@ -1,6 +1,7 @@
 """The job server holds no thread per waiting site: a thousand sites long-polling for work
-(in another process, as a launch's workers are) leave the server's process with the same
-few threads as one site does, and every one of them still gets its task at once."""
+(in another process, as a launch's workers are, through their process's one poll) leave
+the server's process with the same few threads as one site does, and every one of them
+still gets its task at once."""
 
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ def _threads() -> int:
 
 
 def _polling(server: CommServer) -> int:
-    """How many sites have a call (their long-polling GetTask) open now."""
+    """How many sites have a call open now."""
     with server._state.cond:
         return sum(1 for st in server._state.sites.values() if st.active_calls > 0)
 
@@ -68,9 +69,13 @@ def test_a_thousand_waiting_sites_hold_no_server_thread() -> None:
         sites = subprocess.Popen([sys.executable, "-c", _SITES_SCRIPT, server.address, str(SITES)])
         assert len(server.wait_for_sites(SITES, timeout=120)) == SITES
         deadline = time.monotonic() + 60
-        while _polling(server) < SITES and time.monotonic() < deadline:
+        while server.open_polls != 1 and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert _polling(server) == SITES  # every site waits in a GetTask now
+        # The thousand sites wait in their process's one poll: one call open on the server
+        # (one site's, for them all), not a GetTask each.
+        assert server.open_polls == 1
+        assert _polling(server) == 1
+        assert len(server.alive_sites()) == SITES
         waiting = _threads()
         # The server's threads do not grow with the sites waiting on it: the loop, a few
         # handler threads, the heartbeat monitor and gRPC's own, for one site or a thousand.
