@@ -112,6 +112,20 @@ def site_share(
     round-robin, so shares are disjoint, together cover every item, differ in
     size by at most one, and hold each class in about the same proportion.
     """
+    _check_share(num_sites, site_index)
+    return np.sort(deal_order(labels, seed)[site_index::num_sites])
+
+
+def deal_order(labels: np.ndarray, seed: int = SPLIT_SEED) -> np.ndarray:
+    """Positions in ``labels`` in the order :func:`site_share` deals them out: grouped by
+    class, shuffled within each class. Share ``i`` of ``n`` is every ``n``-th from ``i``."""
+    rng = np.random.default_rng([seed, 1])
+    return np.concatenate(
+        [rng.permutation(np.flatnonzero(labels == cls)) for cls in np.unique(labels)]
+    )
+
+
+def _check_share(num_sites: int, site_index: int) -> None:
     if num_sites < 1:
         raise ValueError(f"num_sites must be at least 1, got {num_sites}")
     if not 0 <= site_index < num_sites:
@@ -119,11 +133,6 @@ def site_share(
             f"site index {site_index} is outside 0..{num_sites - 1} for num_sites={num_sites}; "
             "raise 'num_sites' or set 'site_index' in the learner's args"
         )
-    rng = np.random.default_rng([seed, 1])
-    dealt = np.concatenate(
-        [rng.permutation(np.flatnonzero(labels == cls)) for cls in np.unique(labels)]
-    )
-    return np.sort(dealt[site_index::num_sites])
 
 
 # -- digits -------------------------------------------------------------------
@@ -143,11 +152,25 @@ def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
+@functools.lru_cache(maxsize=1)
+def _digits_split() -> tuple[np.ndarray, np.ndarray]:
+    """The digits' training positions in dealing order (:func:`deal_order`) and the held-out
+    positions: the same for every site, so computed once a process (a thousand sites in a
+    process each recomputed them)."""
+    _, labels = digits_arrays()
+    train, test = stratified_test_split(labels, DIGITS_TEST_FRACTION)
+    dealt = train[deal_order(labels[train])]
+    dealt.flags.writeable = False
+    test.flags.writeable = False
+    return dealt, test
+
+
 def load_digits_site(num_sites: int, site_index: int) -> SiteData:
     """Site ``site_index``'s share of the digits' training part, plus the held-out 20%."""
+    _check_share(num_sites, site_index)
     images, labels = digits_arrays()
-    train, test = stratified_test_split(labels, DIGITS_TEST_FRACTION)
-    mine = train[site_share(labels[train], num_sites, site_index)]
+    dealt, test = _digits_split()
+    mine = np.sort(dealt[site_index::num_sites])  # the training positions are ascending
     return SiteData(images[mine], labels[mine], images[test], labels[test], scale=1.0 / 16.0)
 
 
@@ -260,7 +283,7 @@ def load_held_out(dataset: str, data_path: str | Path | None = None) -> SiteData
     _check_dataset(dataset, data_path)
     if dataset == "digits":
         images, labels = digits_arrays()
-        _, test = stratified_test_split(labels, DIGITS_TEST_FRACTION)
+        _, test = _digits_split()
         return SiteData(images[:0], labels[:0], images[test], labels[test], scale=1.0 / 16.0)
     assert data_path is not None
     x_train, y_train, x_test, y_test = read_cifar10(data_path, train=False)
