@@ -247,6 +247,8 @@ class AnalyticsSender(Widget):
         """
         if not self._running:
             return not self._queue
+        if not self.waiting:
+            return True  # every record logged so far was fired: nothing to wait for
         if DRAINER.on_thread():
             return False  # a handler of an analytics event: it cannot wait for itself
         marker = threading.Event()
