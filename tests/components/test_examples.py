@@ -406,3 +406,13 @@ def test_sites_split_the_data_by_their_place_in_the_run(tmp_path: Path) -> None:
         assert learner.data is not None
         sizes.append(len(learner.data.y_train))
     assert all(0 < size <= 1437 // 64 + 1 for size in sizes)
+
+
+def test_the_digits_read_without_scikit_learn_are_its_own() -> None:
+    from sklearn.datasets import load_digits
+
+    images, labels = digits_arrays()
+    bunch = load_digits()
+    assert images.shape == (1797, 1, 8, 8) and images.dtype == np.uint8
+    assert np.array_equal(images[:, 0], bunch.images.astype(np.uint8))
+    assert np.array_equal(labels, bunch.target) and labels.dtype == np.int64
