@@ -133,7 +133,7 @@ def test_the_live_view_shows_startup_rounds_sites_and_their_metrics(tmp_path: Pa
 
 
 def test_ctrl_c_leaves_the_terminal_clean(tmp_path: Path) -> None:
-    job = make_job(tmp_path, num_rounds=20, epochs=1)
+    job, _ = gated_job(tmp_path, num_rounds=2)  # the gate never opens: the sites train until Ctrl-C
     code, screen, written = in_terminal(job, tmp_path / "ws", "-n", "2", "--job-id", "live",
                                         interrupt_at="training")
     print(screen)
