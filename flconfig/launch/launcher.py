@@ -309,6 +309,10 @@ def _launch(opts: LaunchOptions, zygote: Zygote | None, view: View) -> int:
     if job is None or errors_only(problems):
         write_text(problems, 1, out)
         print("flconfig: the job is invalid; nothing was started", file=out)
+        errors = errors_only(problems)
+        first = f"; the first: {str(errors[0]).splitlines()[0]}" if errors else ""
+        view.event({"event": "end", "ok": False, "code": 1,
+                    "error": f"the job is invalid ({len(errors)} error(s)){first}"})
         return 1
     sites = _choose_sites(job, opts)
     _check_enough_sites(job, sites)

@@ -219,6 +219,20 @@ def test_format_json_says_how_a_refused_launch_ended(tmp_path: Path) -> None:
     assert "min_clients" in done.stderr and done.stderr.count("\n") == 1
 
 
+def test_format_json_says_why_an_invalid_job_was_refused(tmp_path: Path) -> None:
+    job = write_job(tmp_path)
+    client = job / "app" / "config" / "config_fed_client.json"
+    client.write_text(client.read_text().replace('"executors"', '"executorz"', 1))
+    done = subprocess.run([sys.executable, "-m", "flconfig", "launch", str(job), "-w", str(tmp_path / "ws"),
+                           "-n", "2", "--format", "json"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    (end,) = events_of(done.stdout)
+    assert (end["event"], end["ok"], end["code"]) == ("end", False, 1)
+    first = next(line for line in done.stderr.splitlines() if ": error: " in line)
+    assert end["error"].startswith("the job is invalid (") and end["error"].endswith(f"; the first: {first}")
+    assert "executorz" in end["error"] and "nothing was started" in done.stderr
+
+
 PLAIN_LINES = [
     r"flconfig: launching job 'hello-numpy-cross-val' as run plain with 2 client site\(s\) in 2 worker "
     r"process\(es\), \d+ torch thread\(s\) each; workspace .*",
