@@ -16,7 +16,7 @@ import pexpect
 import pyte
 import pytest
 from harness import REPO
-from harness.launching import scalars
+from harness.launching import scalars, sigint_at_default
 from harness.numpy_job import write_job
 from harness.tb_launch import make_job
 
@@ -75,7 +75,7 @@ def in_terminal(job: Path, ws: Path, *args: str, interrupt_at: str | None = None
     env.pop("LINES", None)
     child = pexpect.spawn(sys.executable, ["-m", "flconfig", "launch", str(job), "-w", str(ws), *args],
                           env=env, encoding="utf-8", codec_errors="replace", timeout=240,
-                          dimensions=(ROWS, COLUMNS))
+                          dimensions=(ROWS, COLUMNS), preexec_fn=sigint_at_default)
     written: list[str] = []
     try:
         if open_at is not None:
